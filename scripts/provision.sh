@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Provisions the test bed on a bare Debian machine without a container registry:
+#   1. host packages (Docker engine, debootstrap, busybox, docker-compose, zstd),
+#   2. a running Docker daemon,
+#   3. the local test images, each cached under a tag derived from a hash of its recipe.
+# Idempotent: a second run only checks and re-tags.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+IMAGES="$ROOT/test/images"
+SUITE=bookworm
+BASE_PKGS="mariadb-server,mariadb-client,php-cli,php-mysql,zstd,ca-certificates,tini,procps,tar"
+PATH_ENV="PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+log() { printf 'provision: %s\n' "$*" >&2; }
+die() { printf 'provision: ERROR: %s\n' "$*" >&2; exit 1; }
+
+ensure_packages() {
+  local missing=()
+  command -v dockerd >/dev/null || missing+=(docker.io)
+  command -v docker >/dev/null || missing+=(docker.io)
+  command -v debootstrap >/dev/null || missing+=(debootstrap)
+  [ -x /bin/busybox ] || missing+=(busybox-static)
+  command -v docker-compose >/dev/null || missing+=(docker-compose)
+  command -v zstd >/dev/null || missing+=(zstd)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing ${missing[*]}"
+    [ "$(id -u)" = 0 ] || die "root is needed to install ${missing[*]}"
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+ensure_dockerd() {
+  if docker info >/dev/null 2>&1; then return; fi
+  if ! pgrep -x dockerd >/dev/null; then
+    log "starting dockerd"
+    setsid dockerd >/var/log/dockerd.log 2>&1 </dev/null &
+  fi
+  for _ in $(seq 1 120); do
+    docker info >/dev/null 2>&1 && { log "docker engine answers"; return; }
+    sleep 0.5
+  done
+  tail -20 /var/log/dockerd.log >&2 || true
+  die "the Docker daemon did not answer within 60 s (see /var/log/dockerd.log)"
+}
+
+# Hash of a directory's files (names and contents) plus extra strings, 16 hex chars.
+recipe_hash() {
+  local dir="$1"; shift
+  { (cd "$dir" && find . -type f -print0 | sort -z | xargs -0 sha256sum); printf '%s\n' "$@"; } \
+    | sha256sum | cut -c1-16
+}
+
+have_image() { docker image inspect "$1" >/dev/null 2>&1; }
+
+debian_mirror() {
+  local m
+  m="$(grep -hoE '^URIs: *http[^ ]+' /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v security | head -1 | awk '{print $2}')" || true
+  [ -n "$m" ] || m="$(grep -hoE '^deb +http[^ ]+' /etc/apt/sources.list 2>/dev/null | grep -v security | head -1 | awk '{print $2}')" || true
+  echo "${m:-http://deb.debian.org/debian}"
+}
+
+BASE_TAG=""
+build_base() {
+  local h
+  h="$(printf '%s\n' "$SUITE" "$BASE_PKGS" "v1" | sha256sum | cut -c1-16)"
+  BASE_TAG="mbs-test/base:$h"
+  if have_image "$BASE_TAG"; then return; fi
+  local rootfs
+  rootfs="$(mktemp -d /var/tmp/mbs-rootfs.XXXXXX)"
+  log "debootstrap $SUITE with $BASE_PKGS (about 1-2 min)"
+  debootstrap --variant=minbase --include="$BASE_PKGS" "$SUITE" "$rootfs" "$(debian_mirror)" >/var/tmp/mbs-debootstrap.log 2>&1 \
+    || { tail -20 /var/tmp/mbs-debootstrap.log >&2; rm -rf "$rootfs"; die "debootstrap failed"; }
+  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+  tar -C "$rootfs" -c . | docker import -c "ENV $PATH_ENV" -c 'ENV LANG=C.UTF-8' - "$BASE_TAG" >/dev/null
+  rm -rf "$rootfs"
+  log "built $BASE_TAG"
+}
+
+# build_derived NAME CONTEXT_DIR [extra hash input...]
+build_derived() {
+  local name="$1" ctx="$2"; shift 2
+  local h tag
+  h="$(recipe_hash "$ctx" "$BASE_TAG" "$@")"
+  tag="mbs-test/$name:$h"
+  if ! have_image "$tag"; then
+    log "building $tag"
+    DOCKER_BUILDKIT=0 docker build -q --build-arg "BASE=$BASE_TAG" --label "mbs.recipe=$h" -t "$tag" "$ctx" >/dev/null 2>/var/tmp/mbs-build-$name.log \
+      || { cat /var/tmp/mbs-build-$name.log >&2; die "building $name failed"; }
+  fi
+  docker tag "$tag" "mbs-test/$name:latest"
+}
+
+build_busybox() {
+  local h tag
+  h="$(printf '%s\n' "$(sha256sum /bin/busybox)" v1 | sha256sum | cut -c1-16)"
+  tag="mbs-test/busybox:$h"
+  if ! have_image "$tag"; then
+    local dir; dir="$(mktemp -d)"
+    mkdir -p "$dir/bin" "$dir/tmp"
+    cp /bin/busybox "$dir/bin/busybox"
+    for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -s busybox "$dir/bin/$a"; done
+    tar -C "$dir" -c . | docker import -c 'ENV PATH=/bin' -c 'CMD ["sh"]' - "$tag" >/dev/null
+    rm -rf "$dir"
+    log "built $tag"
+  fi
+  docker tag "$tag" mbs-test/busybox:latest
+}
+
+build_node() {
+  local ctx; ctx="$(mktemp -d)"
+  cp "$IMAGES/node/Dockerfile" "$ctx/"
+  # The host's node and npm: the only Node runtime reachable without a registry.
+  local node_bin npm_dir
+  node_bin="$(readlink -f "$(command -v node)")"
+  npm_dir="$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")"
+  local nv; nv="$(node --version) $(npm --version 2>/dev/null)"
+  local h tag
+  h="$(recipe_hash "$IMAGES/node" "$BASE_TAG" "$nv")"
+  tag="mbs-test/node:$h"
+  if ! have_image "$tag"; then
+    cp "$node_bin" "$ctx/node"
+    cp -a "$npm_dir" "$ctx/npm"
+    log "building $tag ($nv)"
+    DOCKER_BUILDKIT=0 docker build -q --build-arg "BASE=$BASE_TAG" --label "mbs.recipe=$h" -t "$tag" "$ctx" >/dev/null 2>/var/tmp/mbs-build-node.log \
+      || { cat /var/tmp/mbs-build-node.log >&2; rm -rf "$ctx"; die "building node failed"; }
+  fi
+  rm -rf "$ctx"
+  docker tag "$tag" mbs-test/node:latest
+}
+
+main() {
+  local t0=$SECONDS
+  ensure_packages
+  ensure_dockerd
+  build_base
+  build_busybox
+  build_derived mariadb "$IMAGES/mariadb"
+  build_derived moodle "$IMAGES/moodle"
+  build_node
+  log "ready in $((SECONDS - t0)) s: $(docker images --format '{{.Repository}}:{{.Tag}}' 'mbs-test/*' | grep ':latest' | tr '\n' ' ')"
+}
+
+main "$@"

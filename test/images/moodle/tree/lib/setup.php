@@ -1,0 +1,25 @@
+<?php
+// Minimal bootstrap of the stand-in: constants and a DB connection helper.
+if (!defined('MOODLE_INTERNAL')) {
+    define('MOODLE_INTERNAL', true);
+}
+if (!defined('MATURITY_STABLE')) {
+    define('MATURITY_STABLE', 200);
+}
+
+function moodle_code_version(): array {
+    $version = null; $release = null;
+    include(__DIR__ . '/../version.php');
+    return [$version, $release];
+}
+
+function moodle_db(): mysqli {
+    global $CFG;
+    mysqli_report(MYSQLI_REPORT_ERROR | MYSQLI_REPORT_STRICT);
+    return new mysqli($CFG->dbhost, $CFG->dbuser, $CFG->dbpass, $CFG->dbname, $CFG->dboptions['dbport']);
+}
+
+function cli_maintenance_file(): string {
+    global $CFG;
+    return $CFG->dataroot . '/climaintenance.html';
+}

@@ -1,0 +1,3 @@
+<?php
+require(__DIR__ . '/../config.php');
+echo "Login page\n";

@@ -1,0 +1,4 @@
+<?php
+defined('MOODLE_INTERNAL') || die();
+$THEME->name = 'boost';
+$THEME->sheets = [];
