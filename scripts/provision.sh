@@ -66,7 +66,7 @@ build_base() {
   local h
   h="$(printf '%s\n' "$SUITE" "$BASE_PKGS" "v1" | sha256sum | cut -c1-16)"
   BASE_TAG="mbs-test/base:$h"
-  if have_image "$BASE_TAG"; then return; fi
+  if have_image "$BASE_TAG"; then docker tag "$BASE_TAG" mbs-test/base:latest; return; fi
   local rootfs
   rootfs="$(mktemp -d /var/tmp/mbs-rootfs.XXXXXX)"
   log "debootstrap $SUITE with $BASE_PKGS (about 1-2 min)"
@@ -75,6 +75,7 @@ build_base() {
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
   tar -C "$rootfs" -c . | docker import -c "ENV $PATH_ENV" -c 'ENV LANG=C.UTF-8' - "$BASE_TAG" >/dev/null
   rm -rf "$rootfs"
+  docker tag "$BASE_TAG" mbs-test/base:latest
   log "built $BASE_TAG"
 }
 

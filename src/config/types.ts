@@ -1,0 +1,76 @@
+/**
+ * The one typed configuration every part of the sidecar reads. Built by config/load.ts from defaults,
+ * an optional YAML file and the environment (env wins), validated before anything touches Docker.
+ */
+
+export type Codec = 'zstd' | 'gzip' | 'none';
+export type QuiesceMode = 'stop' | 'pause';
+export type SpoolPolicy = 'auto' | 'always' | 'never';
+
+export interface LocalTarget {
+  type: 'local';
+  /** Directory that holds the snapshots (offen: BACKUP_ARCHIVE, default /archive). */
+  path: string;
+}
+
+export interface S3Target {
+  type: 's3';
+  bucket: string;
+  /** Key prefix without leading or trailing slash; '' for the bucket root. */
+  prefix: string;
+  region: string;
+  /** Full URL incl. protocol, e.g. http://minio:9000; undefined for AWS. */
+  endpoint?: string;
+  forcePathStyle: boolean;
+  accessKeyId?: string;
+  secretAccessKey?: string;
+  /** 'when_required' suits S3-compatible servers that do not understand the newer AWS checksums. */
+  requestChecksumCalculation: 'when_supported' | 'when_required';
+  responseChecksumValidation: 'when_supported' | 'when_required';
+  /** Multipart part size in bytes. */
+  partSize: number;
+  /** Parallel part uploads. */
+  queueSize: number;
+}
+
+export type Target = LocalTarget | S3Target;
+
+export interface RetentionPolicy {
+  keepLast: number;
+  keepHourly: number;
+  keepDaily: number;
+  keepWeekly: number;
+  keepMonthly: number;
+  keepYearly: number;
+  /** offen's BACKUP_RETENTION_DAYS: also keep everything younger than this many days (0 = off). */
+  keepWithinDays: number;
+  /** pre-restore safety snapshots younger than this are never pruned. */
+  keepPreRestoreDays: number;
+  /** Manifest-less leftovers older than this are swept. */
+  sweepGraceHours: number;
+}
+
+export interface Config {
+  /** Compose project to back up; default: the sidecar's own container's com.docker.compose.project label. */
+  project?: string;
+  /** Short volume names (e.g. moodledata_data); empty = every named volume of the project but the sidecar's own. */
+  volumes: string[];
+  mode: QuiesceMode;
+  /** Value of the stop label that selects containers (offen: BACKUP_STOP_DURING_BACKUP_LABEL, default 'true'). */
+  stopLabel: string;
+  /** Seconds Docker waits for a clean stop before SIGKILL (MariaDB needs time to flush). */
+  stopTimeoutSeconds: number;
+  compression: Codec;
+  /** Codec level; undefined = codec default (zstd 3, gzip 6). */
+  compressionLevel?: number;
+  spool: SpoolPolicy;
+  /** Where compressed archives are spooled when the target is slower than reading. */
+  spoolDir: string;
+  /** Persistent directory for the state file (what was stopped) and the run lock. */
+  stateDir: string;
+  /** Image for helper containers that mount volumes; default: the sidecar's own image. */
+  helperImage?: string;
+  target: Target;
+  retention: RetentionPolicy;
+  logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+}

@@ -1,0 +1,30 @@
+import type { Readable } from 'node:stream';
+
+/** What a backend knows about one stored object. Keys are relative to the backend's root (its prefix). */
+export interface ObjectInfo {
+  key: string;
+  size: number;
+  modified: Date;
+}
+
+/**
+ * The one storage abstraction (after restic's): every backend passes the same conformance suite in
+ * test/integration/storage-conformance.test.ts. Retry, throttling and logging wrap a Backend; they do not live in it.
+ *
+ * Keys use '/' as separator and never start with '/'. `put` is atomic: an object becomes visible under
+ * its key only once all its bytes are stored; a failed put leaves nothing visible (and no orphaned upload).
+ */
+export interface Backend {
+  /** Human-readable location for logs, e.g. `local:/archive` or `s3://bucket/prefix`. Never contains secrets. */
+  readonly location: string;
+  /** Stores the stream under `key`, replacing any object there. Resolves with the number of bytes stored. */
+  put(key: string, body: Readable, opts?: { contentLength?: number }): Promise<{ size: number }>;
+  /** Streams the object. Rejects with SidecarError STORAGE_NOT_FOUND when it does not exist. */
+  get(key: string): Promise<Readable>;
+  /** Size and time of the object, or null when it does not exist. */
+  stat(key: string): Promise<ObjectInfo | null>;
+  /** Every object whose key starts with `prefix` (recursively), sorted by key. */
+  list(prefix: string): Promise<ObjectInfo[]>;
+  /** Removes the object; removing a missing object is not an error. */
+  delete(key: string): Promise<void>;
+}

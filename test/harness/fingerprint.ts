@@ -1,0 +1,115 @@
+import { createHash } from 'node:crypto';
+import { docker, execOk, IMAGES, TEST_LABEL, uniqueName } from './docker.js';
+import { inject } from 'vitest';
+
+/** One file-system entry as a user would compare it after a restore. */
+export interface Entry {
+  path: string;
+  type: string; // f file, d dir, l symlink, ...
+  size: number; // 0 for directories (their size is a file-system detail)
+  mode: string; // octal permission bits incl. setuid/setgid/sticky
+  uid: number;
+  gid: number;
+  mtime: number; // whole seconds: tar keeps seconds
+  nlink: number; // for files: hard links must survive
+  sha256: string; // files only
+  link: string; // symlink target
+}
+
+export interface VolumeFingerprint {
+  entries: Entry[];
+  digest: string;
+}
+
+/**
+ * Lists a volume from a throwaway container with GNU find and sha256sum: an oracle independent of the
+ * product's own tar path. `exclude` drops paths (relative, no leading './') and everything below them.
+ */
+export async function fingerprintVolume(volume: string, opts: { exclude?: string[] } = {}): Promise<VolumeFingerprint> {
+  const d = docker();
+  const name = uniqueName('fp');
+  const c = await d.createContainer({
+    name,
+    Image: IMAGES.base,
+    Cmd: ['sleep', '600'],
+    Labels: { [TEST_LABEL]: inject('runId') },
+    HostConfig: { Binds: [`${volume}:/v:ro`], NetworkMode: 'none' },
+  });
+  try {
+    await c.start();
+    const listing = await execOk(name, ['find', '/v', '-printf', '%P\\t%y\\t%s\\t%#m\\t%U\\t%G\\t%T@\\t%n\\t%l\\n']);
+    const sums = await execOk(name, ['sh', '-c', 'cd /v && find . -type f -print0 | xargs -0 -r sha256sum']);
+    const hashes = new Map<string, string>();
+    for (const line of sums.split('\n')) {
+      if (!line) continue;
+      const hash = line.slice(0, 64);
+      const path = line.slice(66).replace(/^\.\//, '');
+      hashes.set(path, hash);
+    }
+    const excluded = (p: string) => (opts.exclude ?? []).some((x) => p === x || p.startsWith(`${x.replace(/\/$/, '')}/`));
+    const entries: Entry[] = [];
+    for (const line of listing.split('\n')) {
+      if (!line) continue;
+      const [path = '', type = '', size, mode = '', uid, gid, mtime, nlink, link = ''] = line.split('\t');
+      if (excluded(path)) continue;
+      entries.push({
+        path,
+        type,
+        size: type === 'd' ? 0 : Number(size),
+        mode,
+        uid: Number(uid),
+        gid: Number(gid),
+        mtime: Math.floor(Number(mtime)),
+        nlink: type === 'f' ? Number(nlink) : 0,
+        sha256: type === 'f' ? (hashes.get(path) ?? 'missing') : '',
+        link,
+      });
+    }
+    entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    const digest = createHash('sha256').update(JSON.stringify(entries)).digest('hex');
+    return { entries, digest };
+  } finally {
+    await c.remove({ force: true }).catch(() => undefined);
+  }
+}
+
+/** Human-readable differences (first `max`), for assertion messages: [] when equal. */
+export function diffFingerprints(a: VolumeFingerprint, b: VolumeFingerprint, max = 20): string[] {
+  const out: string[] = [];
+  const ma = new Map(a.entries.map((e) => [e.path, e]));
+  const mb = new Map(b.entries.map((e) => [e.path, e]));
+  for (const [p, ea] of ma) {
+    const eb = mb.get(p);
+    if (!eb) out.push(`missing: ${p || '.'}`);
+    else {
+      for (const k of Object.keys(ea) as (keyof Entry)[]) {
+        if (ea[k] !== eb[k]) out.push(`${p || '.'}: ${k} ${String(ea[k])} -> ${String(eb[k])}`);
+      }
+    }
+  }
+  for (const p of mb.keys()) if (!ma.has(p)) out.push(`extra: ${p || '.'}`);
+  return out.slice(0, max);
+}
+
+export interface DbFingerprint {
+  tables: Record<string, { rows: number; checksum: string }>;
+}
+
+/** Row counts and CHECKSUM TABLE of every table of the Moodle database, via the running mariadb container. */
+export async function fingerprintDb(sql: (q: string) => Promise<string>, database: string): Promise<DbFingerprint> {
+  const names = (
+    await sql(`SELECT table_name FROM information_schema.tables WHERE table_schema='${database}' ORDER BY table_name`)
+  )
+    .split('\n')
+    .filter(Boolean);
+  const tables: DbFingerprint['tables'] = {};
+  if (names.length === 0) return { tables };
+  const sums = await sql(`CHECKSUM TABLE ${names.map((n) => `\`${n}\``).join(', ')} EXTENDED`);
+  for (const line of sums.split('\n').filter(Boolean)) {
+    const [full = '', checksum = ''] = line.split('\t');
+    const name = full.split('.').pop() ?? full;
+    const rows = Number((await sql(`SELECT COUNT(*) FROM \`${name}\``)).trim());
+    tables[name] = { rows, checksum };
+  }
+  return { tables };
+}

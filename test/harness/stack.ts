@@ -1,0 +1,204 @@
+import { readFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type Docker from 'dockerode';
+import { inject } from 'vitest';
+import { docker, execIn, execOk, IMAGES, sweepLeftovers, TEST_LABEL, uniqueName } from './docker.js';
+
+export const DB = { rootPassword: 'root-secret-pw', user: 'bn_moodle', password: 'moodle-db-pw', name: 'bitnami_moodle' };
+export const VOLUME_NAMES = ['mariadb_data', 'moodle_data', 'moodledata_data'] as const;
+export type VolumeName = (typeof VOLUME_NAMES)[number];
+
+export interface SeedOptions {
+  /** filedir blobs in moodledata. */
+  files?: number;
+  /** Average blob size in KiB. */
+  blobKb?: number;
+  /** Size of the one larger file in MiB. */
+  bigMb?: number;
+  users?: number;
+  logs?: number;
+}
+
+export interface StackOptions {
+  seed?: SeedOptions | false;
+  /** Extra labels per service, e.g. { mariadb: { 'docker-volume-backup.stop-during-backup': 'true' } }. */
+  labels?: Partial<Record<'mariadb' | 'moodle', Record<string, string>>>;
+  /** Project name; default a unique test name. */
+  project?: string;
+}
+
+export interface MoodleStack {
+  project: string;
+  network: string;
+  /** Container names by service. */
+  containers: { mariadb: string; moodle: string };
+  /** Full Docker volume names by short name. */
+  volumes: Record<VolumeName, string>;
+  /** Runs SQL in the mariadb container as root; returns tab-separated rows. */
+  sql(query: string): Promise<string>;
+  /** Waits until MariaDB answers queries. */
+  waitForDb(timeoutMs?: number): Promise<void>;
+  exec(service: 'mariadb' | 'moodle', cmd: string[]): ReturnType<typeof execIn>;
+  /** Container state by service ('running', 'exited', 'paused', ...). */
+  states(): Promise<Record<'mariadb' | 'moodle', string>>;
+  remove(): Promise<void>;
+}
+
+function composeLabels(project: string, service: string, dependsOn?: string): Record<string, string> {
+  return {
+    'com.docker.compose.project': project,
+    'com.docker.compose.service': service,
+    'com.docker.compose.container-number': '1',
+    'com.docker.compose.oneoff': 'False',
+    'com.docker.compose.project.working_dir': `/srv/${project}`,
+    ...(dependsOn ? { 'com.docker.compose.depends_on': `${dependsOn}:service_started:false` } : {}),
+    [TEST_LABEL]: inject('runId'),
+  };
+}
+
+/** Creates a compose-labelled network and named volumes for `project`, as `docker compose up` would. */
+export async function createProjectResources(project: string) {
+  const d = docker();
+  const network = `${project}_default`;
+  await d.createNetwork({
+    Name: network,
+    Labels: { 'com.docker.compose.project': project, 'com.docker.compose.network': 'default', [TEST_LABEL]: inject('runId') },
+  });
+  const volumes = {} as Record<VolumeName, string>;
+  for (const v of VOLUME_NAMES) {
+    volumes[v] = `${project}_${v}`;
+    await d.createVolume({
+      Name: volumes[v],
+      Labels: { 'com.docker.compose.project': project, 'com.docker.compose.volume': v, [TEST_LABEL]: inject('runId') },
+    });
+  }
+  return { network, volumes };
+}
+
+async function createService(
+  name: string,
+  image: string,
+  project: string,
+  service: string,
+  network: string,
+  binds: string[],
+  env: string[],
+  labels: Record<string, string>,
+): Promise<Docker.Container> {
+  return docker().createContainer({
+    name,
+    Image: image,
+    Env: env,
+    Labels: labels,
+    HostConfig: { Binds: binds, NetworkMode: network },
+    NetworkingConfig: { EndpointsConfig: { [network]: { Aliases: [service] } } },
+    StopTimeout: 60,
+  });
+}
+
+/**
+ * A Moodle stack like `docker compose up` makes it: project network, `<project>_<volume>` named volumes,
+ * `mariadb` and the Moodle stand-in with Compose's labels (moodle depends_on mariadb), optionally seeded.
+ */
+export async function createMoodleStack(opts: StackOptions = {}): Promise<MoodleStack> {
+  const project = opts.project ?? uniqueName('p');
+  const { network, volumes } = await createProjectResources(project);
+  const containers = { mariadb: `${project}-mariadb-1`, moodle: `${project}-moodle-1` };
+  const stack: MoodleStack = {
+    project,
+    network,
+    containers,
+    volumes,
+    async sql(query) {
+      return execOk(containers.mariadb, ['mariadb', '-uroot', `-p${DB.rootPassword}`, '-N', '-B', DB.name, '-e', query]);
+    },
+    async waitForDb(timeoutMs = 60_000) {
+      const end = Date.now() + timeoutMs;
+      let last = '';
+      while (Date.now() < end) {
+        const r = await execIn(containers.mariadb, ['mariadb', '-uroot', `-p${DB.rootPassword}`, '-e', 'SELECT 1']).catch(
+          (e: Error) => ({ exitCode: -1, stdout: '', stderr: e.message }),
+        );
+        if (r.exitCode === 0) return;
+        last = r.stderr;
+        await sleep(300);
+      }
+      throw new Error(`MariaDB of ${project} did not answer within ${timeoutMs} ms: ${last}`);
+    },
+    exec(service, cmd) {
+      return execIn(containers[service], cmd);
+    },
+    async states() {
+      const d = docker();
+      const [a, b] = await Promise.all([
+        d.getContainer(containers.mariadb).inspect(),
+        d.getContainer(containers.moodle).inspect(),
+      ]);
+      return { mariadb: a.State.Status, moodle: b.State.Status };
+    },
+    async remove() {
+      await sweepLeftovers({ project });
+    },
+  };
+  try {
+    const mariadb = await createService(
+      containers.mariadb,
+      IMAGES.mariadb,
+      project,
+      'mariadb',
+      network,
+      [`${volumes.mariadb_data}:/bitnami/mariadb`],
+      [
+        `MARIADB_ROOT_PASSWORD=${DB.rootPassword}`,
+        `MARIADB_DATABASE=${DB.name}`,
+        `MARIADB_USER=${DB.user}`,
+        `MARIADB_PASSWORD=${DB.password}`,
+      ],
+      { ...composeLabels(project, 'mariadb'), ...opts.labels?.mariadb },
+    );
+    const moodle = await createService(
+      containers.moodle,
+      IMAGES.moodle,
+      project,
+      'moodle',
+      network,
+      [`${volumes.moodle_data}:/bitnami/moodle`, `${volumes.moodledata_data}:/bitnami/moodledata`],
+      [
+        'MOODLE_DATABASE_HOST=mariadb',
+        `MOODLE_DATABASE_NAME=${DB.name}`,
+        `MOODLE_DATABASE_USER=${DB.user}`,
+        `MOODLE_DATABASE_PASSWORD=${DB.password}`,
+      ],
+      { ...composeLabels(project, 'moodle', 'mariadb'), ...opts.labels?.moodle },
+    );
+    await mariadb.start();
+    await stack.waitForDb();
+    await moodle.start();
+    await waitForFile(containers.moodle, '/bitnami/moodle/version.php');
+    if (opts.seed !== false) await seedStack(stack, opts.seed ?? {});
+    return stack;
+  } catch (err) {
+    await stack.remove();
+    throw err;
+  }
+}
+
+async function waitForFile(container: string, path: string, timeoutMs = 30_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if ((await execIn(container, ['test', '-f', path])).exitCode === 0) return;
+    await sleep(200);
+  }
+  throw new Error(`${path} did not appear in ${container}`);
+}
+
+/** Seeds the database (thousands of rows in several InnoDB tables) and the Moodle dataroot. */
+export async function seedStack(stack: MoodleStack, seed: SeedOptions): Promise<void> {
+  const sqlTemplate = await readFile(new URL('./seed-db.sql', import.meta.url), 'utf8');
+  const sql = sqlTemplate.replace('@USERS@', String(seed.users ?? 2000)).replace('@LOGS@', String(seed.logs ?? 5000));
+  await execOk(stack.containers.mariadb, ['mariadb', '-uroot', `-p${DB.rootPassword}`, DB.name], { stdin: sql });
+  const script = await readFile(new URL('./seed-moodledata.sh', import.meta.url), 'utf8');
+  await execOk(stack.containers.moodle, ['bash', '-c', script, 'seed', '/bitnami/moodledata'], {
+    env: [`FILES=${seed.files ?? 120}`, `BLOB_KB=${seed.blobKb ?? 24}`, `BIG_MB=${seed.bigMb ?? 6}`],
+  });
+}
