@@ -70,6 +70,11 @@ export interface Config {
   stateDir: string;
   /** Image for helper containers that mount volumes; default: the sidecar's own image. */
   helperImage?: string;
+  /**
+   * Cron expression for recurring runs (offen: BACKUP_CRON_EXPRESSION). Stored as given; the scheduler
+   * validates it. undefined = not configured.
+   */
+  schedule?: string;
   target: Target;
   retention: RetentionPolicy;
   logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';

@@ -46,7 +46,11 @@ describe('test bed: Moodle stack factory', () => {
     }
     expect(paths).toContain('.htaccess');
     expect(paths).toContain('lang/de/Übungsblätter é 日本語.txt');
-    expect(fp.entries.find((e) => e.path === 'lang/current')).toMatchObject({ type: 'l', link: 'de', uid: 1001 });
+    expect(fp.entries.find((e) => e.path === 'lang/current')).toMatchObject({
+      type: 'l',
+      link: 'de',
+      uid: 1001,
+    });
     expect(new Set(fp.entries.map((e) => e.uid))).toEqual(new Set([0, 1, 33, 1001]));
     expect(new Set(fp.entries.filter((e) => e.type === 'f').map((e) => e.mode))).toEqual(
       new Set(['0600', '0644', '0755']),
@@ -54,11 +58,14 @@ describe('test bed: Moodle stack factory', () => {
     expect(fp.entries.some((e) => e.type === 'f' && e.nlink === 2)).toBe(true);
     expect(Math.max(...fp.entries.map((e) => e.size))).toBeGreaterThanOrEqual(6 * 1024 * 1024);
     const code = await fingerprintVolume(stack.volumes.moodle_data);
-    expect(code.entries.map((e) => e.path)).toEqual(expect.arrayContaining(['config.php', 'version.php', 'admin/cli/maintenance.php']));
+    expect(code.entries.map((e) => e.path)).toEqual(
+      expect.arrayContaining(['config.php', 'version.php', 'admin/cli/maintenance.php']),
+    );
   });
 
   it('maintenance CLI writes and removes climaintenance.html in the dataroot', async () => {
-    const exists = async () => (await stack.exec('moodle', ['test', '-f', '/bitnami/moodledata/climaintenance.html'])).exitCode === 0;
+    const exists = async () =>
+      (await stack.exec('moodle', ['test', '-f', '/bitnami/moodledata/climaintenance.html'])).exitCode === 0;
     expect(await exists()).toBe(false);
     await execOk(stack.containers.moodle, ['php', '/bitnami/moodle/admin/cli/maintenance.php', '--enable']);
     expect(await exists()).toBe(true);
@@ -69,7 +76,8 @@ describe('test bed: Moodle stack factory', () => {
   });
 
   it('upgrade.php --is-pending exits 0 when code and database agree, 2 when the code is newer', async () => {
-    const check = () => stack.exec('moodle', ['php', '/bitnami/moodle/admin/cli/upgrade.php', '--is-pending']);
+    const check = () =>
+      stack.exec('moodle', ['php', '/bitnami/moodle/admin/cli/upgrade.php', '--is-pending']);
     expect((await check()).exitCode).toBe(0);
     await stack.sql("UPDATE mdl_config SET value='2024042200.00' WHERE name='version'");
     expect((await check()).exitCode).toBe(2);
@@ -93,7 +101,9 @@ describe('test bed: Moodle stack factory', () => {
     ]);
     const c = await fingerprintVolume(v);
     expect(c.digest).not.toBe(a.digest);
-    expect(diffFingerprints(a, c)).toEqual([`${target.path}: sha256 ${target.sha256} -> ${c.entries.find((e) => e.path === target.path)?.sha256}`]);
+    expect(diffFingerprints(a, c)).toEqual([
+      `${target.path}: sha256 ${target.sha256} -> ${c.entries.find((e) => e.path === target.path)?.sha256}`,
+    ]);
     await execOk(stack.containers.moodle, ['chmod', '0640', file]);
     const d = await fingerprintVolume(v);
     expect(diffFingerprints(c, d)).toEqual([`${target.path}: mode 0644 -> 0640`]);
@@ -110,7 +120,10 @@ describe('test bed: teardown', () => {
     const s = await createMoodleStack({ seed: false });
     await s.remove();
     const d = docker();
-    const containers = await d.listContainers({ all: true, filters: { label: [`com.docker.compose.project=${s.project}`] } });
+    const containers = await d.listContainers({
+      all: true,
+      filters: { label: [`com.docker.compose.project=${s.project}`] },
+    });
     const volumes = (await d.listVolumes()).Volumes?.filter((v) => v.Name.startsWith(s.project)) ?? [];
     const networks = (await d.listNetworks()).filter((n) => n.Name.startsWith(s.project));
     expect({ containers: containers.length, volumes: volumes.length, networks: networks.length }).toEqual({

@@ -84,7 +84,8 @@ export async function execOk(container: string, cmd: string[], opts: Parameters<
 export async function sweepLeftovers(filter: { project?: string; runId?: string } = {}): Promise<void> {
   const d = docker();
   const match = (name: string, labels: Record<string, string> | undefined) => {
-    if (filter.project) return labels?.['com.docker.compose.project'] === filter.project || name.includes(filter.project);
+    if (filter.project)
+      return labels?.['com.docker.compose.project'] === filter.project || name.includes(filter.project);
     if (filter.runId) return labels?.[TEST_LABEL] === filter.runId;
     return labels?.[TEST_LABEL] !== undefined || name.replace(/^\//, '').startsWith(TEST_PREFIX);
   };
@@ -92,18 +93,33 @@ export async function sweepLeftovers(filter: { project?: string; runId?: string 
   await Promise.all(
     containers
       .filter((c) => match(c.Names[0] ?? '', c.Labels))
-      .map((c) => d.getContainer(c.Id).remove({ force: true, v: true }).catch(() => undefined)),
+      .map((c) =>
+        d
+          .getContainer(c.Id)
+          .remove({ force: true, v: true })
+          .catch(() => undefined),
+      ),
   );
   const { Volumes } = await d.listVolumes();
   await Promise.all(
     (Volumes ?? [])
       .filter((v) => match(v.Name, v.Labels ?? undefined))
-      .map((v) => d.getVolume(v.Name).remove({ force: true }).catch(() => undefined)),
+      .map((v) =>
+        d
+          .getVolume(v.Name)
+          .remove({ force: true })
+          .catch(() => undefined),
+      ),
   );
   const networks = await d.listNetworks();
   await Promise.all(
     networks
       .filter((n) => match(n.Name, n.Labels))
-      .map((n) => d.getNetwork(n.Id).remove().catch(() => undefined)),
+      .map((n) =>
+        d
+          .getNetwork(n.Id)
+          .remove()
+          .catch(() => undefined),
+      ),
   );
 }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { docker, execOk, IMAGES, TEST_LABEL, uniqueName } from './docker.js';
 import { inject } from 'vitest';
+import { docker, execOk, IMAGES, TEST_LABEL, uniqueName } from './docker.js';
 
 /** One file-system entry as a user would compare it after a restore. */
 export interface Entry {
@@ -25,7 +25,10 @@ export interface VolumeFingerprint {
  * Lists a volume from a throwaway container with GNU find and sha256sum: an oracle independent of the
  * product's own tar path. `exclude` drops paths (relative, no leading './') and everything below them.
  */
-export async function fingerprintVolume(volume: string, opts: { exclude?: string[] } = {}): Promise<VolumeFingerprint> {
+export async function fingerprintVolume(
+  volume: string,
+  opts: { exclude?: string[] } = {},
+): Promise<VolumeFingerprint> {
   const d = docker();
   const name = uniqueName('fp');
   const c = await d.createContainer({
@@ -37,7 +40,12 @@ export async function fingerprintVolume(volume: string, opts: { exclude?: string
   });
   try {
     await c.start();
-    const listing = await execOk(name, ['find', '/v', '-printf', '%P\\t%y\\t%s\\t%#m\\t%U\\t%G\\t%T@\\t%n\\t%l\\n']);
+    const listing = await execOk(name, [
+      'find',
+      '/v',
+      '-printf',
+      '%P\\t%y\\t%s\\t%#m\\t%U\\t%G\\t%T@\\t%n\\t%l\\n',
+    ]);
     const sums = await execOk(name, ['sh', '-c', 'cd /v && find . -type f -print0 | xargs -0 -r sha256sum']);
     const hashes = new Map<string, string>();
     for (const line of sums.split('\n')) {
@@ -46,7 +54,8 @@ export async function fingerprintVolume(volume: string, opts: { exclude?: string
       const path = line.slice(66).replace(/^\.\//, '');
       hashes.set(path, hash);
     }
-    const excluded = (p: string) => (opts.exclude ?? []).some((x) => p === x || p.startsWith(`${x.replace(/\/$/, '')}/`));
+    const excluded = (p: string) =>
+      (opts.exclude ?? []).some((x) => p === x || p.startsWith(`${x.replace(/\/$/, '')}/`));
     const entries: Entry[] = [];
     for (const line of listing.split('\n')) {
       if (!line) continue;
@@ -96,9 +105,14 @@ export interface DbFingerprint {
 }
 
 /** Row counts and CHECKSUM TABLE of every table of the Moodle database, via the running mariadb container. */
-export async function fingerprintDb(sql: (q: string) => Promise<string>, database: string): Promise<DbFingerprint> {
+export async function fingerprintDb(
+  sql: (q: string) => Promise<string>,
+  database: string,
+): Promise<DbFingerprint> {
   const names = (
-    await sql(`SELECT table_name FROM information_schema.tables WHERE table_schema='${database}' ORDER BY table_name`)
+    await sql(
+      `SELECT table_name FROM information_schema.tables WHERE table_schema='${database}' ORDER BY table_name`,
+    )
   )
     .split('\n')
     .filter(Boolean);

@@ -36,7 +36,18 @@ export async function startS3Server(): Promise<S3Server> {
   const bin = createRequire(import.meta.url).resolve('s3rver/bin/s3rver.js');
   const child: ChildProcess = spawn(
     process.execPath,
-    ['--openssl-legacy-provider', bin, '-d', dir, '-a', '127.0.0.1', '-p', String(port), '--silent', '--no-vhost-buckets'],
+    [
+      '--openssl-legacy-provider',
+      bin,
+      '-d',
+      dir,
+      '-a',
+      '127.0.0.1',
+      '-p',
+      String(port),
+      '--silent',
+      '--no-vhost-buckets',
+    ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let stderr = '';

@@ -4,7 +4,12 @@ import type Docker from 'dockerode';
 import { inject } from 'vitest';
 import { docker, execIn, execOk, IMAGES, sweepLeftovers, TEST_LABEL, uniqueName } from './docker.js';
 
-export const DB = { rootPassword: 'root-secret-pw', user: 'bn_moodle', password: 'moodle-db-pw', name: 'bitnami_moodle' };
+export const DB = {
+  rootPassword: 'root-secret-pw',
+  user: 'bn_moodle',
+  password: 'moodle-db-pw',
+  name: 'bitnami_moodle',
+};
 export const VOLUME_NAMES = ['mariadb_data', 'moodle_data', 'moodledata_data'] as const;
 export type VolumeName = (typeof VOLUME_NAMES)[number];
 
@@ -62,14 +67,22 @@ export async function createProjectResources(project: string) {
   const network = `${project}_default`;
   await d.createNetwork({
     Name: network,
-    Labels: { 'com.docker.compose.project': project, 'com.docker.compose.network': 'default', [TEST_LABEL]: inject('runId') },
+    Labels: {
+      'com.docker.compose.project': project,
+      'com.docker.compose.network': 'default',
+      [TEST_LABEL]: inject('runId'),
+    },
   });
   const volumes = {} as Record<VolumeName, string>;
   for (const v of VOLUME_NAMES) {
     volumes[v] = `${project}_${v}`;
     await d.createVolume({
       Name: volumes[v],
-      Labels: { 'com.docker.compose.project': project, 'com.docker.compose.volume': v, [TEST_LABEL]: inject('runId') },
+      Labels: {
+        'com.docker.compose.project': project,
+        'com.docker.compose.volume': v,
+        [TEST_LABEL]: inject('runId'),
+      },
     });
   }
   return { network, volumes };
@@ -78,7 +91,6 @@ export async function createProjectResources(project: string) {
 async function createService(
   name: string,
   image: string,
-  project: string,
   service: string,
   network: string,
   binds: string[],
@@ -110,15 +122,28 @@ export async function createMoodleStack(opts: StackOptions = {}): Promise<Moodle
     containers,
     volumes,
     async sql(query) {
-      return execOk(containers.mariadb, ['mariadb', '-uroot', `-p${DB.rootPassword}`, '-N', '-B', DB.name, '-e', query]);
+      return execOk(containers.mariadb, [
+        'mariadb',
+        '-uroot',
+        `-p${DB.rootPassword}`,
+        '-N',
+        '-B',
+        DB.name,
+        '-e',
+        query,
+      ]);
     },
     async waitForDb(timeoutMs = 60_000) {
       const end = Date.now() + timeoutMs;
       let last = '';
       while (Date.now() < end) {
-        const r = await execIn(containers.mariadb, ['mariadb', '-uroot', `-p${DB.rootPassword}`, '-e', 'SELECT 1']).catch(
-          (e: Error) => ({ exitCode: -1, stdout: '', stderr: e.message }),
-        );
+        const r = await execIn(containers.mariadb, [
+          'mariadb',
+          '-uroot',
+          `-p${DB.rootPassword}`,
+          '-e',
+          'SELECT 1',
+        ]).catch((e: Error) => ({ exitCode: -1, stdout: '', stderr: e.message }));
         if (r.exitCode === 0) return;
         last = r.stderr;
         await sleep(300);
@@ -144,7 +169,6 @@ export async function createMoodleStack(opts: StackOptions = {}): Promise<Moodle
     const mariadb = await createService(
       containers.mariadb,
       IMAGES.mariadb,
-      project,
       'mariadb',
       network,
       [`${volumes.mariadb_data}:/bitnami/mariadb`],
@@ -159,7 +183,6 @@ export async function createMoodleStack(opts: StackOptions = {}): Promise<Moodle
     const moodle = await createService(
       containers.moodle,
       IMAGES.moodle,
-      project,
       'moodle',
       network,
       [`${volumes.moodle_data}:/bitnami/moodle`, `${volumes.moodledata_data}:/bitnami/moodledata`],
@@ -195,8 +218,12 @@ async function waitForFile(container: string, path: string, timeoutMs = 30_000):
 /** Seeds the database (thousands of rows in several InnoDB tables) and the Moodle dataroot. */
 export async function seedStack(stack: MoodleStack, seed: SeedOptions): Promise<void> {
   const sqlTemplate = await readFile(new URL('./seed-db.sql', import.meta.url), 'utf8');
-  const sql = sqlTemplate.replace('@USERS@', String(seed.users ?? 2000)).replace('@LOGS@', String(seed.logs ?? 5000));
-  await execOk(stack.containers.mariadb, ['mariadb', '-uroot', `-p${DB.rootPassword}`, DB.name], { stdin: sql });
+  const sql = sqlTemplate
+    .replace('@USERS@', String(seed.users ?? 2000))
+    .replace('@LOGS@', String(seed.logs ?? 5000));
+  await execOk(stack.containers.mariadb, ['mariadb', '-uroot', `-p${DB.rootPassword}`, DB.name], {
+    stdin: sql,
+  });
   const script = await readFile(new URL('./seed-moodledata.sh', import.meta.url), 'utf8');
   await execOk(stack.containers.moodle, ['bash', '-c', script, 'seed', '/bitnami/moodledata'], {
     env: [`FILES=${seed.files ?? 120}`, `BLOB_KB=${seed.blobKb ?? 24}`, `BIG_MB=${seed.bigMb ?? 6}`],

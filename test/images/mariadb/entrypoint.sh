@@ -4,6 +4,8 @@
 set -euo pipefail
 DATADIR=/bitnami/mariadb/data
 SOCK=/run/mysqld/mysqld.sock
+# The initialising server listens on its own socket only, so nobody mistakes it for the real one.
+INIT_SOCK=/run/mysqld/init.sock
 mkdir -p "$DATADIR" /run/mysqld
 chown 1001:1001 /bitnami/mariadb "$DATADIR" /run/mysqld
 
@@ -11,10 +13,10 @@ if [ ! -d "$DATADIR/mysql" ]; then
   echo "entrypoint: initialising $DATADIR"
   mariadb-install-db --user=mysql --datadir="$DATADIR" --skip-test-db \
     --auth-root-authentication-method=normal >/dev/null
-  mariadbd --user=mysql --datadir="$DATADIR" --skip-networking --socket="$SOCK" &
+  mariadbd --user=mysql --datadir="$DATADIR" --skip-networking --socket="$INIT_SOCK" &
   pid=$!
   for _ in $(seq 1 60); do
-    mariadb-admin --socket="$SOCK" ping >/dev/null 2>&1 && break
+    mariadb-admin --socket="$INIT_SOCK" ping >/dev/null 2>&1 && break
     sleep 0.5
   done
   root_pw="${MARIADB_ROOT_PASSWORD:-}"
@@ -35,8 +37,8 @@ if [ ! -d "$DATADIR/mysql" ]; then
         && echo "GRANT ALL ON \`${MARIADB_DATABASE}\`.* TO '${MARIADB_USER}'@'localhost';"
     fi
     echo "FLUSH PRIVILEGES;"
-  } | mariadb --socket="$SOCK" -uroot
-  mariadb-admin --socket="$SOCK" -uroot ${root_pw:+-p"$root_pw"} shutdown
+  } | mariadb --socket="$INIT_SOCK" -uroot
+  mariadb-admin --socket="$INIT_SOCK" -uroot ${root_pw:+-p"$root_pw"} shutdown
   wait "$pid" || true
   echo "entrypoint: initialised"
 fi

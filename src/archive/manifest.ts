@@ -1,0 +1,110 @@
+import { z } from 'zod';
+import { SidecarError } from '../errors.js';
+
+/** Format identifier written into every manifest; bump on incompatible changes (docs/format.md). */
+export const FORMAT = 'moodle-backup-sidecar/1';
+export const MANIFEST_NAME = 'manifest.json';
+
+const volumeSchema = z.object({
+  /** Short (compose) name, e.g. moodledata_data. */
+  name: z.string().min(1),
+  /** Docker's volume name at backup time, e.g. moodle_moodledata_data. */
+  dockerName: z.string().min(1),
+  /** Object key relative to the snapshot directory. */
+  file: z.string().min(1),
+  /** Uncompressed tar bytes. */
+  rawBytes: z.number().int().nonnegative(),
+  /** Bytes of the stored object. */
+  storedBytes: z.number().int().nonnegative(),
+  /** sha256 of the stored object, hex. */
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  /** Where the volume was mounted, by service. */
+  mountedAt: z.array(z.object({ service: z.string(), destination: z.string() })),
+  excluded: z.array(z.string()).default([]),
+});
+
+const serviceSchema = z.object({
+  service: z.string(),
+  container: z.string(),
+  image: z.string(),
+  imageId: z.string(),
+  action: z.enum(['stop', 'pause', 'none']),
+});
+
+export const manifestSchema = z.object({
+  format: z.literal(FORMAT),
+  id: z.string().min(1),
+  kind: z.enum(['manual', 'scheduled', 'pre-restore']),
+  status: z.literal('ok'),
+  createdAt: z.string(),
+  completedAt: z.string(),
+  tool: z.object({ name: z.string(), version: z.string() }),
+  project: z.string(),
+  mode: z.enum(['stop', 'pause']),
+  codec: z.enum(['zstd', 'gzip', 'none']),
+  encryption: z.null().default(null),
+  volumes: z.array(volumeSchema).min(1),
+  stack: z.object({
+    services: z.array(serviceSchema),
+    moodle: z.object({ version: z.string(), release: z.string() }).nullable().default(null),
+  }),
+  timings: z.object({
+    quiesceMs: z.number(),
+    readMs: z.number(),
+    downtimeMs: z.number(),
+    uploadMs: z.number(),
+    totalMs: z.number(),
+  }),
+});
+
+export type Manifest = z.infer<typeof manifestSchema>;
+export type ManifestVolume = z.infer<typeof volumeSchema>;
+
+export function serializeManifest(m: Manifest): string {
+  return `${JSON.stringify(manifestSchema.parse(m), null, 2)}\n`;
+}
+
+/** Parses and validates a stored manifest; a damaged one is an INTEGRITY_FAILED error naming the snapshot. */
+export function parseManifest(text: string, snapshotId: string): Manifest {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new SidecarError(
+      'INTEGRITY_FAILED',
+      `snapshot ${snapshotId}: manifest.json is not valid JSON`,
+      undefined,
+      {
+        cause: err,
+      },
+    );
+  }
+  const r = manifestSchema.safeParse(json);
+  if (!r.success) {
+    const issues = r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+    throw new SidecarError(
+      'INTEGRITY_FAILED',
+      `snapshot ${snapshotId}: manifest.json is invalid (${issues})`,
+    );
+  }
+  if (r.data.id !== snapshotId) {
+    throw new SidecarError('INTEGRITY_FAILED', `snapshot ${snapshotId}: manifest belongs to ${r.data.id}`);
+  }
+  return r.data;
+}
+
+/** Snapshot ids sort by time: 20261123T163000Z-3f9a. */
+export function newSnapshotId(now = new Date()): string {
+  const stamp = now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
+  return `${stamp}-${Math.random().toString(16).slice(2, 6)}`;
+}
+
+export function snapshotTime(id: string): Date | null {
+  const m = id.match(/^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z/);
+  if (!m) return null;
+  const [y, mo, d, h, mi, s] = m.slice(1).map(Number) as [number, number, number, number, number, number];
+  return new Date(Date.UTC(y, mo - 1, d, h, mi, s));
+}

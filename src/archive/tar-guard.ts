@@ -1,0 +1,90 @@
+import { posix } from 'node:path';
+import type { Header } from 'tar-stream';
+import { SidecarError } from '../errors.js';
+
+/** What a restore would write, tallied while checking. */
+export interface TarStats {
+  entries: number;
+  files: number;
+  dirs: number;
+  symlinks: number;
+  hardlinks: number;
+  bytes: number;
+}
+
+/**
+ * Rejects archive entries that could write outside the volume or plant something the volume never held:
+ * absolute paths, `..`, writing through a symlink the archive itself created, hard links to anything but an
+ * earlier file of the archive, symlinks whose relative target climbs out of the volume, device nodes,
+ * FIFOs, and setuid bits (setgid is fine on directories: Moodle creates them 02775).
+ * Absolute symlink targets are kept: they are resolved inside the application's container, not here.
+ */
+export class TarGuard {
+  readonly stats: TarStats = { entries: 0, files: 0, dirs: 0, symlinks: 0, hardlinks: 0, bytes: 0 };
+  private readonly symlinks = new Set<string>();
+  private readonly files = new Set<string>();
+
+  constructor(private readonly volume: string) {}
+
+  check(h: Header): void {
+    const path = this.normalise(h.name, 'path');
+    for (let p = posix.dirname(path); p !== '.' && p !== '/'; p = posix.dirname(p)) {
+      if (this.symlinks.has(p)) this.refuse(h.name, `is written through the symlink ${p}`);
+    }
+    const mode = h.mode ?? 0;
+    if (mode & 0o4000) this.refuse(h.name, 'has the setuid bit');
+    this.stats.entries++;
+    switch (h.type) {
+      case 'file':
+      case 'contiguous-file':
+        if (mode & 0o2000) this.refuse(h.name, 'is a setgid file');
+        this.stats.files++;
+        this.stats.bytes += h.size ?? 0;
+        this.files.add(path);
+        this.symlinks.delete(path);
+        return;
+      case 'directory':
+        this.stats.dirs++;
+        this.symlinks.delete(path);
+        return;
+      case 'symlink': {
+        const target = h.linkname ?? '';
+        if (!posix.isAbsolute(target)) {
+          const resolved = posix.normalize(posix.join(posix.dirname(path), target));
+          if (resolved === '..' || resolved.startsWith('../'))
+            this.refuse(h.name, `is a symlink leaving the volume (-> ${target})`);
+        }
+        this.stats.symlinks++;
+        this.symlinks.add(path);
+        return;
+      }
+      case 'link': {
+        const target = this.normalise(h.linkname ?? '', 'hard link target');
+        if (!this.files.has(target))
+          this.refuse(h.name, `is a hard link to ${h.linkname}, which is not a file of this archive`);
+        this.stats.hardlinks++;
+        return;
+      }
+      default:
+        this.refuse(
+          h.name,
+          `is a ${h.type ?? 'unknown'} entry (only files, directories and links are restored)`,
+        );
+    }
+  }
+
+  private normalise(name: string, what: string): string {
+    if (name.startsWith('/')) this.refuse(name, `has an absolute ${what}`);
+    const parts = name.split('/').filter((s) => s !== '' && s !== '.');
+    if (parts.includes('..')) this.refuse(name, `has a ${what} with ".."`);
+    return parts.length ? parts.join('/') : '.';
+  }
+
+  private refuse(name: string, why: string): never {
+    throw new SidecarError(
+      'HOSTILE_ARCHIVE',
+      `archive of volume ${this.volume} refused: entry "${name}" ${why}`,
+      'this archive was not written by a backup of this tool, or was tampered with; nothing was changed',
+    );
+  }
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from 'commander';
+import { describeError, EXIT_CODES, SidecarError } from '../errors.js';
+import { TOOL } from '../version.js';
+import { registerBackup } from './backup.js';
+import { registerSnapshots } from './snapshots.js';
+
+/** Entry point: one file per verb registers itself; errors become a message, a hint and a stable exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const program = new Command()
+    .name('moodle-backup')
+    .description('Backup sidecar for Moodle on Docker Compose')
+    .version(TOOL.version)
+    .exitOverride()
+    .showHelpAfterError();
+  registerBackup(program);
+  registerSnapshots(program);
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      return err.exitCode === 0 ? 0 : EXIT_CODES.USAGE;
+    }
+    const code = err instanceof SidecarError ? err.code : 'UNEXPECTED';
+    process.stderr.write(`error [${code}]: ${describeError(err)}\n`);
+    if (!(err instanceof SidecarError) && process.env.LOG_LEVEL === 'debug') console.error(err);
+    return err instanceof SidecarError ? EXIT_CODES[err.code] : 1;
+  }
+}
+
+main(process.argv).then((code) => {
+  process.exitCode = code;
+});

@@ -1,0 +1,56 @@
+import type { Command } from 'commander';
+import { listSnapshots, type SnapshotEntry } from '../archive/catalog.js';
+import { openContext } from './context.js';
+import { formatBytes, formatDuration, table } from './output.js';
+
+export function snapshotRows(entries: SnapshotEntry[]): string[][] {
+  return entries.map((s) => [
+    s.id,
+    s.time.toISOString().replace('.000Z', 'Z'),
+    s.manifest?.kind ?? '-',
+    s.manifest ? s.manifest.volumes.map((v) => v.name).join(',') : '-',
+    formatBytes(s.storedBytes),
+    s.manifest ? formatDuration(s.manifest.timings.totalMs) : '-',
+    s.status,
+  ]);
+}
+
+export const SNAPSHOT_HEADERS = ['ID', 'TIME (UTC)', 'KIND', 'VOLUMES', 'STORED', 'DURATION', 'STATUS'];
+
+export function registerSnapshots(program: Command): void {
+  program
+    .command('snapshots')
+    .description('list the snapshots at the target, newest first')
+    .option('--json', 'machine-readable output')
+    .action(async (opts: { json?: boolean }) => {
+      const ctx = await openContext({ needsDocker: false });
+      try {
+        const entries = await listSnapshots(ctx.backend);
+        if (opts.json) {
+          const out = entries.map((s) => ({
+            id: s.id,
+            time: s.time.toISOString(),
+            status: s.status,
+            kind: s.manifest?.kind ?? null,
+            volumes:
+              s.manifest?.volumes.map((v) => ({
+                name: v.name,
+                rawBytes: v.rawBytes,
+                storedBytes: v.storedBytes,
+              })) ?? [],
+            storedBytes: s.storedBytes,
+            durationMs: s.manifest?.timings.totalMs ?? null,
+            downtimeMs: s.manifest?.timings.downtimeMs ?? null,
+            error: s.error ?? null,
+          }));
+          process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+        } else if (entries.length === 0) {
+          process.stdout.write(`no snapshots at ${ctx.backend.location}\n`);
+        } else {
+          process.stdout.write(`${table(SNAPSHOT_HEADERS, snapshotRows(entries))}\n`);
+        }
+      } finally {
+        await ctx.close();
+      }
+    });
+}

@@ -1,0 +1,14 @@
+/** Our label namespace, plus offen/docker-volume-backup's labels we honour. Documented in README ("Labels"). */
+export const LABELS = {
+  /** true | false: stop this container during backups (false excludes it from the default set). */
+  stop: 'moodle-backup.stop',
+  /** stop | pause: how to quiesce this container. */
+  mode: 'moodle-backup.mode',
+  /** Comma list of services this one depends on, for stacks made without Compose v2's depends_on label. */
+  dependsOn: 'moodle-backup.depends-on',
+  /** offen's label; its value must equal BACKUP_STOP_DURING_BACKUP_LABEL (default "true"). */
+  offenStop: 'docker-volume-backup.stop-during-backup',
+} as const;
+
+/** Marks helper containers the sidecar creates, so discovery and cleanup can tell them apart. */
+export const HELPER_LABEL = 'moodle-backup.helper';

@@ -1,0 +1,49 @@
+import type Docker from 'dockerode';
+import type { Logger } from '../observe/logger.js';
+import { resumeContainers } from './quiesce.js';
+import type { RunState, StateStore } from './state.js';
+
+/**
+ * First thing on every start and every run: if an earlier run died (SIGKILL, OOM, host reboot) while it had
+ * the stack stopped, start those containers again. Returns the interrupted run's state for reporting.
+ */
+export async function recoverInterrupted(
+  docker: Docker,
+  store: StateStore,
+  log: Logger,
+): Promise<RunState | null> {
+  const state = await store.read();
+  if (!state) return null;
+  if (isAlive(state.pid) && state.pid !== process.pid) return null; // a live run owns it (same PID namespace)
+  log.warn(
+    {
+      step: 'recover',
+      runId: state.runId,
+      operation: state.operation,
+      containers: state.quiesced.map((q) => q.name),
+    },
+    `an interrupted ${state.operation} left ${state.quiesced.length} container(s) quiesced: resuming them`,
+  );
+  if (state.quiesced.length > 0) await resumeContainers(docker, state.quiesced, { log, state: store });
+  if (state.operation === 'restore' && state.volumes) {
+    const unfinished = Object.entries(state.volumes).filter(([, s]) => s !== 'restored');
+    if (unfinished.length > 0) {
+      log.error(
+        { step: 'recover', volumes: state.volumes, safetySnapshot: state.safetySnapshot },
+        `an interrupted restore left volumes incomplete (${unfinished.map(([v, s]) => `${v}: ${s}`).join(', ')})` +
+          (state.safetySnapshot ? `; roll back with: restore ${state.safetySnapshot} --yes` : ''),
+      );
+    }
+  }
+  await store.clear();
+  return state;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,44 @@
+import { readFile } from 'node:fs/promises';
+import type Docker from 'dockerode';
+import { dockerStatus } from './client.js';
+
+export interface SelfInfo {
+  id: string;
+  image: string;
+  labels: Record<string, string>;
+  /** Named volumes mounted into the sidecar: name and mount point. */
+  volumeMounts: { name: string; destination: string }[];
+}
+
+/**
+ * The sidecar's own container, or null when it runs on the host. The id comes from the mount table
+ * (Docker bind-mounts /etc/hostname from /var/lib/docker/containers/<id>/), falling back to HOSTNAME,
+ * which is the short id unless the compose file sets a hostname.
+ */
+export async function findSelf(docker: Docker): Promise<SelfInfo | null> {
+  const candidates: string[] = [];
+  try {
+    const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
+    const m = mountinfo.match(/\/containers\/([0-9a-f]{64})\/(?:hostname|hosts|resolv\.conf)/);
+    if (m?.[1]) candidates.push(m[1]);
+  } catch {
+    // not Linux or no procfs: fall through to HOSTNAME
+  }
+  if (process.env.HOSTNAME) candidates.push(process.env.HOSTNAME);
+  for (const id of candidates) {
+    try {
+      const info = await docker.getContainer(id).inspect();
+      return {
+        id: info.Id,
+        image: info.Image,
+        labels: info.Config.Labels ?? {},
+        volumeMounts: (info.Mounts ?? [])
+          .filter((m) => m.Type === 'volume' && m.Name)
+          .map((m) => ({ name: m.Name as string, destination: m.Destination })),
+      };
+    } catch (err) {
+      if (dockerStatus(err) !== 404) throw err;
+    }
+  }
+  return null;
+}

@@ -1,0 +1,62 @@
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { QuiesceMode } from '../config/types.js';
+
+export interface QuiescedContainer {
+  id: string;
+  name: string;
+  action: QuiesceMode;
+}
+
+export interface RunState {
+  runId: string;
+  operation: 'backup' | 'restore';
+  startedAt: string;
+  pid: number;
+  /** Containers quiesced so far, in stop order; written before each stop so a crash cannot lose one. */
+  quiesced: QuiescedContainer[];
+  /** Restore only: per volume, how far it got (for the roll-back message after a crash). */
+  volumes?: Record<string, 'pending' | 'emptied' | 'restored'>;
+  /** Restore only: the safety snapshot to roll back to. */
+  safetySnapshot?: string;
+}
+
+/**
+ * The state file on a persistent path: what the current run has stopped. A sidecar restarted after a
+ * crash reads it first thing and resumes those containers. Written atomically (temp file + rename).
+ */
+export class StateStore {
+  readonly file: string;
+  constructor(readonly dir: string) {
+    this.file = join(dir, 'state.json');
+  }
+
+  async read(): Promise<RunState | null> {
+    try {
+      return JSON.parse(await readFile(this.file, 'utf8')) as RunState;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      // A torn or foreign file must not block recovery forever: treat as absent, keep a copy.
+      await rename(this.file, `${this.file}.corrupt`).catch(() => undefined);
+      return null;
+    }
+  }
+
+  async write(state: RunState): Promise<void> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    const tmp = `${this.file}.tmp-${process.pid}`;
+    await writeFile(tmp, JSON.stringify(state, null, 2), { mode: 0o600 });
+    await rename(tmp, this.file);
+  }
+
+  async update(fn: (s: RunState) => void): Promise<void> {
+    const s = await this.read();
+    if (!s) return;
+    fn(s);
+    await this.write(s);
+  }
+
+  async clear(): Promise<void> {
+    await rm(this.file, { force: true });
+  }
+}

@@ -1,0 +1,90 @@
+import type { Readable } from 'node:stream';
+import type Docker from 'dockerode';
+import type { Config } from '../config/types.js';
+import { SidecarError } from '../errors.js';
+import { dockerStatus } from './client.js';
+import type { Stack } from './discover.js';
+import { HELPER_LABEL } from './labels.js';
+
+/** Where helper containers mount the volume they work on. */
+export const MOUNT = '/volume';
+
+export async function volumeExists(docker: Docker, name: string): Promise<boolean> {
+  try {
+    await docker.getVolume(name).inspect();
+    return true;
+  } catch (err) {
+    if (dockerStatus(err) === 404) return false;
+    throw err;
+  }
+}
+
+export interface HelperOptions {
+  volume: string;
+  image: string;
+  readOnly: boolean;
+  /** Command when the helper must run (emptying a volume); omitted = created, never started. */
+  cmd?: string[];
+}
+
+/**
+ * Runs `fn` with a helper container that mounts one volume, and removes the helper afterwards whatever
+ * happens. Docker serves getArchive/putArchive from a created-but-never-started container, so reading
+ * needs no running process and any locally present image works.
+ */
+export async function withHelper<T>(
+  docker: Docker,
+  opts: HelperOptions,
+  fn: (c: Docker.Container) => Promise<T>,
+): Promise<T> {
+  const container = await docker.createContainer({
+    name: `moodle-backup-helper-${Math.random().toString(36).slice(2, 10)}`,
+    Image: opts.image,
+    Entrypoint: opts.cmd ? [] : undefined,
+    Cmd: opts.cmd ?? ['true'],
+    Labels: { [HELPER_LABEL]: 'true' },
+    NetworkDisabled: true,
+    HostConfig: {
+      Binds: [`${opts.volume}:${MOUNT}${opts.readOnly ? ':ro' : ''}`],
+      NetworkMode: 'none',
+    },
+  });
+  try {
+    return await fn(container);
+  } finally {
+    await container.remove({ force: true }).catch(() => undefined);
+  }
+}
+
+/** The volume's contents as a tar stream rooted at `./` (the mount point itself is the `./` entry). */
+export async function readVolumeTar(helper: Docker.Container): Promise<Readable> {
+  return (await helper.getArchive({ path: `${MOUNT}/.` })) as unknown as Readable;
+}
+
+/** Fails with a clear error when a volume selected for backup no longer exists. */
+export async function assertVolume(docker: Docker, name: string, short: string): Promise<void> {
+  if (!(await volumeExists(docker, name))) {
+    throw new SidecarError(
+      'VOLUME_NOT_FOUND',
+      `volume ${short} (${name}) does not exist`,
+      'check BACKUP_VOLUMES and `docker volume ls`; the volume may have been removed',
+    );
+  }
+}
+
+/**
+ * The image for helper containers: configured, else the sidecar's own (it has a shell), else one the stack
+ * already runs (present locally by definition, so nothing is ever pulled).
+ */
+export function pickHelperImage(
+  config: Pick<Config, 'helperImage'>,
+  selfImage: string | undefined,
+  stack: Stack,
+): string {
+  const fromStack = stack.containers.find((c) => c.mounts.length > 0)?.imageId;
+  const image = config.helperImage ?? selfImage ?? fromStack;
+  if (!image) {
+    throw new SidecarError('DISCOVERY_FAILED', 'no image for helper containers', 'set BACKUP_HELPER_IMAGE');
+  }
+  return image;
+}

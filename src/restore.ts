@@ -1,0 +1,304 @@
+import { createReadStream } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PassThrough, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type Docker from 'dockerode';
+import { resolveSnapshot } from './archive/catalog.js';
+import { getCodec } from './archive/codec.js';
+import type { Manifest, ManifestVolume } from './archive/manifest.js';
+import { HashTap } from './archive/tap.js';
+import type { TarStats } from './archive/tar-guard.js';
+import { verifyVolume } from './archive/verify.js';
+import { runBackup } from './backup.js';
+import type { Config } from './config/types.js';
+import { discoverStack, type Stack } from './docker/discover.js';
+import { stopOrder } from './docker/plan.js';
+import { quiesce } from './docker/quiesce.js';
+import { emptyVolume, ensureVolume, putVolumeTar, runInVolume } from './docker/restore-volume.js';
+import { findSelf } from './docker/self.js';
+import { StateStore } from './docker/state.js';
+import { pickHelperImage, volumeExists } from './docker/volumes.js';
+import { SidecarError } from './errors.js';
+import { afterStart, type StartReport } from './moodle/after-start.js';
+import type { Logger } from './observe/logger.js';
+import type { Backend } from './storage/backend.js';
+
+export interface RestoreOptions {
+  docker: Docker;
+  config: Config;
+  backend: Backend;
+  log: Logger;
+  snapshot: string;
+  /** Short names; default every volume of the snapshot. */
+  volumes?: string[];
+  /** Save the current state of the volumes first (default true). */
+  safetySnapshot?: boolean;
+  dryRun?: boolean;
+  /** Asked after verification, before anything changes; false aborts (interactive confirmation). */
+  confirm?: (plan: RestorePlan) => Promise<boolean>;
+  signal?: AbortSignal;
+}
+
+export interface RestorePlan {
+  snapshot: Manifest;
+  project: string;
+  volumes: { name: string; dockerName: string; exists: boolean; storedBytes: number; rawBytes: number }[];
+  stop: string[];
+}
+
+export interface RestoreResult {
+  plan: RestorePlan;
+  applied: boolean;
+  safetySnapshot?: string;
+  verified: Record<string, TarStats>;
+  report?: StartReport;
+  downtimeMs?: number;
+}
+
+/**
+ * The restore pipeline: resolve → plan → verify every archive (nothing touched yet) → confirm → safety
+ * snapshot → stop what mounts the volumes → per volume: empty, extract, clean → start → check MariaDB and
+ * Moodle. Any failure midway names each volume's state and the snapshot to roll back to.
+ */
+export async function runRestore(o: RestoreOptions): Promise<RestoreResult> {
+  const { docker, config, backend, log } = o;
+  const manifest = await resolveSnapshot(backend, o.snapshot);
+  const selected = selectVolumes(manifest, o.volumes);
+  const self = await findSelf(docker);
+  const stack = await discoverStack(
+    docker,
+    { project: config.project ?? manifest.project, volumes: [] },
+    self,
+  );
+  const plan = await makePlan(docker, manifest, selected, stack);
+  log.info(
+    { step: 'plan', snapshot: manifest.id, volumes: plan.volumes.map((v) => v.name), stop: plan.stop },
+    `restore ${manifest.id} into ${plan.project}`,
+  );
+  if (o.dryRun) return { plan, applied: false, verified: {} };
+
+  const spool = !backend.location.startsWith('local:');
+  const spoolDir = join(config.spoolDir, `restore-${manifest.id}`);
+  if (spool) await mkdir(spoolDir, { recursive: true, mode: 0o700 });
+  try {
+    const verified: Record<string, TarStats> = {};
+    for (const v of selected) {
+      const t0 = Date.now();
+      verified[v.name] = await verifyVolume(backend, manifest, v, {
+        spoolTo: spool ? join(spoolDir, v.file) : undefined,
+        signal: o.signal,
+      });
+      log.info(
+        { step: 'verify', volume: v.name, ...verified[v.name], ms: Date.now() - t0 },
+        `verified ${v.name}`,
+      );
+    }
+    if (o.confirm && !(await o.confirm(plan))) {
+      throw new SidecarError('RESTORE_REFUSED', 'restore cancelled; nothing was changed');
+    }
+    let safety: string | undefined;
+    const existing = plan.volumes.filter((v) => v.exists).map((v) => v.name);
+    if (o.safetySnapshot !== false && existing.length > 0) {
+      const m = await runBackup({
+        docker,
+        config: { ...config, project: plan.project },
+        backend,
+        log,
+        kind: 'pre-restore',
+        volumes: existing,
+        signal: o.signal,
+      });
+      safety = m.id;
+      log.info(
+        { step: 'safety', snapshot: safety },
+        `saved the current volumes as pre-restore snapshot ${safety}`,
+      );
+    }
+    const { downtimeMs, report } = await apply(
+      o,
+      manifest,
+      plan,
+      stack,
+      selected,
+      spool ? spoolDir : undefined,
+      safety,
+    );
+    return { plan, applied: true, safetySnapshot: safety, verified, report, downtimeMs };
+  } finally {
+    if (spool) await rm(spoolDir, { recursive: true, force: true });
+  }
+}
+
+function selectVolumes(manifest: Manifest, wanted?: string[]): ManifestVolume[] {
+  if (!wanted || wanted.length === 0) return manifest.volumes;
+  return wanted.map((w) => {
+    const v = manifest.volumes.find((x) => x.name === w);
+    if (!v) {
+      throw new SidecarError(
+        'USAGE',
+        `snapshot ${manifest.id} has no volume "${w}"`,
+        `it has: ${manifest.volumes.map((x) => x.name).join(', ')}`,
+      );
+    }
+    return v;
+  });
+}
+
+/** The Docker volume a snapshot volume goes to: the project's volume with that short name, or a new one. */
+function targetVolume(stack: Stack, v: ManifestVolume): string {
+  return stack.allVolumes.find((x) => x.short === v.name)?.name ?? `${stack.project}_${v.name}`;
+}
+
+async function makePlan(
+  docker: Docker,
+  manifest: Manifest,
+  selected: ManifestVolume[],
+  stack: Stack,
+): Promise<RestorePlan> {
+  const volumes = [];
+  for (const v of selected) {
+    const dockerName = targetVolume(stack, v);
+    volumes.push({
+      name: v.name,
+      dockerName,
+      exists: await volumeExists(docker, dockerName),
+      storedBytes: v.storedBytes,
+      rawBytes: v.rawBytes,
+    });
+  }
+  const names = new Set(volumes.map((v) => v.dockerName));
+  const users = stack.containers
+    .filter((c) => c.state === 'running' || c.state === 'paused')
+    .filter((c) => c.mounts.some((m) => names.has(m.volume)));
+  return { snapshot: manifest, project: stack.project, volumes, stop: stopOrder(users).map((c) => c.name) };
+}
+
+async function apply(
+  o: RestoreOptions,
+  manifest: Manifest,
+  plan: RestorePlan,
+  stack: Stack,
+  selected: ManifestVolume[],
+  spoolDir: string | undefined,
+  safety: string | undefined,
+): Promise<{ downtimeMs: number; report: StartReport }> {
+  const { docker, config, backend, log } = o;
+  const state = new StateStore(config.stateDir);
+  const progress: Record<string, 'pending' | 'emptied' | 'restored'> = Object.fromEntries(
+    selected.map((v) => [v.name, 'pending']),
+  );
+  await state.write({
+    runId: `restore-${manifest.id}`,
+    operation: 'restore',
+    startedAt: new Date().toISOString(),
+    pid: process.pid,
+    quiesced: [],
+    volumes: progress,
+    safetySnapshot: safety,
+  });
+  const users = stopOrder(stack.containers.filter((c) => plan.stop.includes(c.name)));
+  const t0 = Date.now();
+  // A restore always stops (never pauses): the files must not be open while they are replaced.
+  const resume = await quiesce(
+    docker,
+    {
+      actions: users.map((container) => ({ container, action: 'stop' as const })),
+      selection: 'volume-mounts',
+      warnings: [],
+    },
+    {
+      stopTimeoutSeconds: config.stopTimeoutSeconds,
+      state,
+      log,
+    },
+  );
+  const image = pickHelperImage(config, (await findSelf(docker))?.image, stack);
+  let failure: unknown;
+  try {
+    for (const v of selected) {
+      o.signal?.throwIfAborted();
+      const target = plan.volumes.find((x) => x.name === v.name)?.dockerName as string;
+      if (await ensureVolume(docker, target, plan.project, v.name))
+        log.info({ step: 'restore', volume: v.name }, `created volume ${target}`);
+      await emptyVolume(docker, target, image);
+      progress[v.name] = 'emptied';
+      await state.update((s) => {
+        s.volumes = { ...progress };
+      });
+      const source = spoolDir
+        ? createReadStream(join(spoolDir, v.file))
+        : await backend.get(`${manifest.id}/${v.file}`);
+      await extractInto(docker, target, image, source, manifest, v, o.signal);
+      // A snapshot taken in maintenance mode must not bring the site back in maintenance mode.
+      await runInVolume(docker, target, image, 'rm -f /volume/climaintenance.html');
+      progress[v.name] = 'restored';
+      await state.update((s) => {
+        s.volumes = { ...progress };
+      });
+      log.info({ step: 'restore', volume: v.name, rawBytes: v.rawBytes }, `restored ${v.name}`);
+    }
+  } catch (err) {
+    failure = err;
+  }
+  let resumeError: unknown;
+  await resume().catch((e: unknown) => {
+    resumeError = e;
+  });
+  const downtimeMs = Date.now() - t0;
+  if (failure || resumeError) {
+    const states = Object.entries(progress)
+      .map(
+        ([k, s]) =>
+          `${k}: ${s === 'pending' ? 'untouched' : s === 'emptied' ? 'EMPTIED/PARTIAL' : 'restored'}`,
+      )
+      .join(', ');
+    const how = safety ? `roll back with \`restore ${safety} --yes\`` : 'no safety snapshot was taken';
+    log.error(
+      { step: 'restore', volumes: progress, safetySnapshot: safety, err: failure ?? resumeError },
+      `restore failed midway (${states}); ${how}`,
+    );
+    throw new SidecarError(
+      'RESTORE_FAILED',
+      `restore of ${manifest.id} failed: ${(failure as Error)?.message ?? (resumeError as Error)?.message}. Volumes: ${states}`,
+      how,
+      { cause: failure ?? resumeError },
+    );
+  }
+  await state.clear();
+  const report = await afterStart(
+    docker,
+    stack,
+    users.map((c) => c.id),
+    log,
+  );
+  return { downtimeMs, report };
+}
+
+/** Stored bytes → sha256 re-check → decompress → Docker's putArchive into the volume. */
+async function extractInto(
+  docker: Docker,
+  volume: string,
+  image: string,
+  source: Readable,
+  manifest: Manifest,
+  v: ManifestVolume,
+  signal?: AbortSignal,
+): Promise<void> {
+  const tap = new HashTap();
+  const tar = new PassThrough();
+  const feed = pipeline(source, tap, getCodec(manifest.codec).decompress(), tar, signal ? { signal } : {});
+  const put = putVolumeTar(docker, volume, image, tar).catch((err: unknown) => {
+    tar.destroy(err as Error);
+    throw err;
+  });
+  const [f, p] = await Promise.allSettled([feed, put]);
+  if (f.status === 'rejected') throw f.reason;
+  if (p.status === 'rejected') throw p.reason;
+  if (tap.digest() !== v.sha256) {
+    throw new SidecarError(
+      'INTEGRITY_FAILED',
+      `volume ${v.name}: the archive changed between verification and restore (sha256 ${tap.digest()})`,
+    );
+  }
+}

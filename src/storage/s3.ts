@@ -1,0 +1,255 @@
+import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import {
+  AbortMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  type ListObjectsV2CommandOutput,
+  S3Client,
+  type S3ClientConfig,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import type { S3Target } from '../config/types.js';
+import { SidecarError } from '../errors.js';
+import type { Backend, ObjectInfo } from './backend.js';
+
+/** 1000 keys a page: enough for 10 million objects; a server that pages forever is a bug, not an archive. */
+const MAX_LIST_PAGES = 10_000;
+
+/** Counts the bytes that pass and, when told the expected length, fails before the last part on a mismatch. */
+class ByteCounter extends Transform {
+  bytes = 0;
+  constructor(private readonly expected?: number) {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.bytes += chunk.length;
+    cb(null, chunk);
+  }
+  override _flush(cb: TransformCallback): void {
+    if (this.expected !== undefined && this.bytes !== this.expected) {
+      cb(new Error(`source delivered ${this.bytes} bytes, expected ${this.expected}`));
+    } else cb();
+  }
+}
+
+/** The fields of an SDK service error we read; anything thrown may lack them. */
+interface ServiceErrorShape {
+  name?: string;
+  Code?: string;
+  code?: string;
+  message?: string;
+  $metadata?: { httpStatusCode?: number };
+}
+
+function shape(err: unknown): ServiceErrorShape {
+  return typeof err === 'object' && err !== null ? (err as ServiceErrorShape) : { message: String(err) };
+}
+
+function errorCode(err: unknown): string {
+  const e = shape(err);
+  return e.Code ?? e.code ?? e.name ?? 'Error';
+}
+
+function isNotFound(err: unknown): boolean {
+  const e = shape(err);
+  const code = errorCode(err);
+  // NoSuchBucket is also a 404, but it means the configuration is wrong, not that the object is absent.
+  if (code === 'NoSuchBucket') return false;
+  return code === 'NoSuchKey' || code === 'NotFound' || e.$metadata?.httpStatusCode === 404;
+}
+
+function checksumMode(v: 'when_supported' | 'when_required'): 'WHEN_SUPPORTED' | 'WHEN_REQUIRED' {
+  return v === 'when_supported' ? 'WHEN_SUPPORTED' : 'WHEN_REQUIRED';
+}
+
+/** SDK client options from the target; static keys only when both are set, else the default provider chain. */
+export function s3ClientConfig(target: S3Target): S3ClientConfig {
+  return {
+    region: target.region,
+    ...(target.endpoint ? { endpoint: target.endpoint } : {}),
+    forcePathStyle: target.forcePathStyle,
+    ...(target.accessKeyId && target.secretAccessKey
+      ? { credentials: { accessKeyId: target.accessKeyId, secretAccessKey: target.secretAccessKey } }
+      : {}),
+    requestChecksumCalculation: checksumMode(target.requestChecksumCalculation),
+    responseChecksumValidation: checksumMode(target.responseChecksumValidation),
+  };
+}
+
+/**
+ * Backend on an S3 bucket (AWS, MinIO, Garage, Ceph…). Keys live under `prefix/`; a put streams through a
+ * multipart upload that is aborted on failure, so an object appears only complete (S3 makes it visible on
+ * CompleteMultipartUpload, never before).
+ */
+export class S3Backend implements Backend {
+  readonly location: string;
+  /** The SDK client, e.g. for tests that watch requests. Owned by this backend: close() destroys it. */
+  readonly client: S3Client;
+  private readonly bucket: string;
+  /** Key prefix including its trailing '/', or '' for the bucket root. */
+  private readonly root: string;
+
+  constructor(private readonly target: S3Target) {
+    this.bucket = target.bucket;
+    const prefix = target.prefix.replace(/^\/+|\/+$/g, '');
+    this.root = prefix ? `${prefix}/` : '';
+    this.location = `s3://${target.bucket}${prefix ? `/${prefix}` : ''}`;
+    this.client = new S3Client(s3ClientConfig(target));
+  }
+
+  async put(key: string, body: Readable, opts: { contentLength?: number } = {}): Promise<{ size: number }> {
+    const Key = this.objectKey(key);
+    const counter = new ByteCounter(opts.contentLength);
+    // ContentLength is not passed on: the counter checks it, and a wrong value would corrupt the request.
+    const upload = new Upload({
+      client: this.client,
+      params: { Bucket: this.bucket, Key, Body: counter },
+      partSize: this.target.partSize,
+      queueSize: this.target.queueSize,
+      leavePartsOnError: false,
+    });
+    const piping = pipeline(body, counter).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    try {
+      await upload.done();
+    } catch (err) {
+      // Stop reading the source (else the pipeline waits for a reader forever) and report its error first:
+      // when the source broke, the S3 error is only the consequence.
+      counter.destroy();
+      const sourceErr = await piping;
+      const orphan = await this.confirmAborted(Key, upload.uploadId);
+      throw this.wrap('put', key, sourceErr ?? err, orphan);
+    }
+    const sourceErr = await piping;
+    if (sourceErr) throw this.wrap('put', key, sourceErr);
+    return { size: counter.bytes };
+  }
+
+  async get(key: string): Promise<Readable> {
+    try {
+      const res = await this.client.send(
+        new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }),
+      );
+      if (!(res.Body instanceof Readable)) throw new Error('response body is not a Node.js stream');
+      return res.Body;
+    } catch (err) {
+      throw this.wrap('get', key, err);
+    }
+  }
+
+  async stat(key: string): Promise<ObjectInfo | null> {
+    try {
+      const res = await this.client.send(
+        new HeadObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }),
+      );
+      return { key, size: res.ContentLength ?? 0, modified: res.LastModified ?? new Date(0) };
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw this.wrap('stat', key, err);
+    }
+  }
+
+  async list(prefix: string): Promise<ObjectInfo[]> {
+    const out: ObjectInfo[] = [];
+    let token: string | undefined;
+    for (let page = 0; ; page++) {
+      if (page >= MAX_LIST_PAGES) {
+        throw new SidecarError(
+          'STORAGE_FAILED',
+          `list ${this.location}/${prefix}: more than ${MAX_LIST_PAGES} pages`,
+        );
+      }
+      let res: ListObjectsV2CommandOutput;
+      try {
+        res = await this.client.send(
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            Prefix: this.root + prefix,
+            ContinuationToken: token,
+          }),
+        );
+      } catch (err) {
+        throw this.wrap('list', prefix, err);
+      }
+      for (const obj of res.Contents ?? []) {
+        // Keys ending in '/' are folder markers made by consoles, not objects.
+        if (!obj.Key?.startsWith(this.root) || obj.Key.endsWith('/')) continue;
+        out.push({
+          key: obj.Key.slice(this.root.length),
+          size: obj.Size ?? 0,
+          modified: obj.LastModified ?? new Date(0),
+        });
+      }
+      if (!res.IsTruncated) break;
+      if (!res.NextContinuationToken || res.NextContinuationToken === token) {
+        throw new SidecarError(
+          'STORAGE_FAILED',
+          `list ${this.location}/${prefix}: server returned a bad continuation token`,
+        );
+      }
+      token = res.NextContinuationToken;
+    }
+    return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  async delete(key: string): Promise<void> {
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }));
+    } catch (err) {
+      if (!isNotFound(err)) throw this.wrap('delete', key, err);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.client.destroy();
+  }
+
+  private objectKey(key: string): string {
+    if (key === '' || key.startsWith('/')) {
+      throw new SidecarError(
+        'STORAGE_FAILED',
+        `refusing storage key ${JSON.stringify(key)} in ${this.location}`,
+      );
+    }
+    return this.root + key;
+  }
+
+  /**
+   * lib-storage already aborted the multipart upload, unless the abort itself failed. Asking again tells:
+   * NoSuchUpload means it is gone. Returns a note for the user when parts may be left behind (they cost money
+   * until a lifecycle rule removes them), else undefined.
+   */
+  private async confirmAborted(Key: string, UploadId: string | undefined): Promise<string | undefined> {
+    if (!UploadId) return undefined;
+    try {
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId }));
+      return undefined;
+    } catch (err) {
+      if (errorCode(err) === 'NoSuchUpload' || shape(err).$metadata?.httpStatusCode === 404) return undefined;
+      return `the server did not abort multipart upload ${UploadId} (${errorCode(err)}); add a lifecycle rule that removes incomplete multipart uploads`;
+    }
+  }
+
+  private wrap(op: string, key: string, err: unknown, hint?: string): SidecarError {
+    if (err instanceof SidecarError) return err;
+    const where = `s3://${this.bucket}/${this.root}${key}`;
+    if (op !== 'put' && isNotFound(err)) {
+      return new SidecarError('STORAGE_NOT_FOUND', `no object ${where}`, undefined, { cause: err });
+    }
+    const e = shape(err);
+    const status = e.$metadata?.httpStatusCode;
+    // The SDK's messages name the request, never the secret key; cap them, some servers answer with HTML pages.
+    const detail = (e.message ?? '').replace(/\s+/g, ' ').slice(0, 300);
+    return new SidecarError(
+      'STORAGE_FAILED',
+      `S3 ${op} ${where} failed: ${errorCode(err)}${status ? ` (HTTP ${status})` : ''}${detail ? `: ${detail}` : ''}`,
+      hint,
+      { cause: err },
+    );
+  }
+}
