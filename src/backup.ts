@@ -21,7 +21,7 @@ import { quiesce } from './docker/quiesce.js';
 import { findSelf } from './docker/self.js';
 import { StateStore } from './docker/state.js';
 import { assertVolume, pickHelperImage, readVolumeTar, withHelper } from './docker/volumes.js';
-import { SidecarError } from './errors.js';
+import { SidecarError, throwFirstCause } from './errors.js';
 import { readMoodleFacts } from './moodle/facts.js';
 import type { Logger } from './observe/logger.js';
 import type { Backend } from './storage/backend.js';
@@ -216,9 +216,7 @@ async function streamVolume(
       out.destroy(err as Error);
       throw err;
     });
-    const [p, c] = await Promise.allSettled([produce, consume]);
-    if (p.status === 'rejected') throw p.reason;
-    if (c.status === 'rejected') throw c.reason;
+    throwFirstCause(await Promise.allSettled([produce, consume]));
     return { rawBytes: raw.bytes, storedBytes: tap.bytes, sha256: tap.digest(), ms: Date.now() - t0 };
   });
 }

@@ -67,3 +67,16 @@ export function describeError(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);
 }
+
+/**
+ * When one side of a producer/consumer pair fails, the other usually fails with a bare "premature close":
+ * report the error that says what went wrong.
+ */
+export function throwFirstCause(results: PromiseSettledResult<unknown>[]): void {
+  const errors = results
+    .filter((r): r is PromiseRejectedResult => r.status === 'rejected')
+    .map((r) => r.reason as unknown);
+  if (errors.length === 0) return;
+  const premature = (e: unknown) => (e as { code?: string })?.code === 'ERR_STREAM_PREMATURE_CLOSE';
+  throw errors.find((e) => !premature(e)) ?? errors[0];
+}

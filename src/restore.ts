@@ -19,7 +19,7 @@ import { emptyVolume, ensureVolume, putVolumeTar, runInVolume } from './docker/r
 import { findSelf } from './docker/self.js';
 import { StateStore } from './docker/state.js';
 import { pickHelperImage, volumeExists } from './docker/volumes.js';
-import { SidecarError } from './errors.js';
+import { SidecarError, throwFirstCause } from './errors.js';
 import { afterStart, type StartReport } from './moodle/after-start.js';
 import type { Logger } from './observe/logger.js';
 import type { Backend } from './storage/backend.js';
@@ -38,6 +38,8 @@ export interface RestoreOptions {
   /** Asked after verification, before anything changes; false aborts (interactive confirmation). */
   confirm?: (plan: RestorePlan) => Promise<boolean>;
   signal?: AbortSignal;
+  /** Filled by the verification step: what each archive holds. */
+  verified?: Record<string, TarStats>;
 }
 
 export interface RestorePlan {
@@ -115,6 +117,8 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreResult> {
         `saved the current volumes as pre-restore snapshot ${safety}`,
       );
     }
+    o.verified = verified;
+    const dbVolumes = plan.volumes.filter((v) => verified[v.name]?.mariadbDatadir).map((v) => v.dockerName);
     const { downtimeMs, report } = await apply(
       o,
       manifest,
@@ -123,6 +127,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreResult> {
       selected,
       spool ? spoolDir : undefined,
       safety,
+      dbVolumes,
     );
     return { plan, applied: true, safetySnapshot: safety, verified, report, downtimeMs };
   } finally {
@@ -182,6 +187,7 @@ async function apply(
   selected: ManifestVolume[],
   spoolDir: string | undefined,
   safety: string | undefined,
+  dbVolumes: string[],
 ): Promise<{ downtimeMs: number; report: StartReport }> {
   const { docker, config, backend, log } = o;
   const state = new StateStore(config.stateDir);
@@ -231,7 +237,7 @@ async function apply(
         : await backend.get(`${manifest.id}/${v.file}`);
       await extractInto(docker, target, image, source, manifest, v, o.signal);
       // A snapshot taken in maintenance mode must not bring the site back in maintenance mode.
-      await runInVolume(docker, target, image, 'rm -f /volume/climaintenance.html');
+      await runInVolume(docker, target, image, finishScript(o.verified?.[v.name]?.root));
       progress[v.name] = 'restored';
       await state.update((s) => {
         s.volumes = { ...progress };
@@ -270,6 +276,7 @@ async function apply(
     docker,
     stack,
     users.map((c) => c.id),
+    dbVolumes,
     log,
   );
   return { downtimeMs, report };
@@ -292,13 +299,29 @@ async function extractInto(
     tar.destroy(err as Error);
     throw err;
   });
-  const [f, p] = await Promise.allSettled([feed, put]);
-  if (f.status === 'rejected') throw f.reason;
-  if (p.status === 'rejected') throw p.reason;
+  throwFirstCause(await Promise.allSettled([feed, put]));
   if (tap.digest() !== v.sha256) {
     throw new SidecarError(
       'INTEGRITY_FAILED',
       `volume ${v.name}: the archive changed between verification and restore (sha256 ${tap.digest()})`,
     );
   }
+}
+
+/**
+ * After extraction: drop a leftover maintenance flag (a snapshot taken in maintenance mode must not bring the
+ * site back in maintenance mode) and give the mount point its recorded owner, mode and mtime, which Docker's
+ * unpacking leaves alone.
+ */
+function finishScript(root?: TarStats['root']): string {
+  const cmds = ['rm -f /volume/climaintenance.html'];
+  if (root) {
+    const t = new Date(root.mtime * 1000).toISOString().replace('T', ' ').slice(0, 19);
+    cmds.push(
+      `chown ${root.uid}:${root.gid} /volume`,
+      `chmod ${root.mode.toString(8)} /volume`,
+      `TZ=UTC0 touch -c -d '${t}' /volume`,
+    );
+  }
+  return cmds.join(' && ');
 }

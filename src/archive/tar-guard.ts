@@ -10,6 +10,10 @@ export interface TarStats {
   symlinks: number;
   hardlinks: number;
   bytes: number;
+  /** The tree holds a MariaDB/MySQL datadir (ibdata1 or aria_log_control): its container is the database. */
+  mariadbDatadir: boolean;
+  /** The `./` entry: Docker does not apply its owner and time to the mount point, restore does. */
+  root?: { mtime: number; uid: number; gid: number; mode: number };
 }
 
 /**
@@ -20,7 +24,15 @@ export interface TarStats {
  * Absolute symlink targets are kept: they are resolved inside the application's container, not here.
  */
 export class TarGuard {
-  readonly stats: TarStats = { entries: 0, files: 0, dirs: 0, symlinks: 0, hardlinks: 0, bytes: 0 };
+  readonly stats: TarStats = {
+    entries: 0,
+    files: 0,
+    dirs: 0,
+    symlinks: 0,
+    hardlinks: 0,
+    bytes: 0,
+    mariadbDatadir: false,
+  };
   private readonly symlinks = new Set<string>();
   private readonly files = new Set<string>();
 
@@ -40,11 +52,20 @@ export class TarGuard {
         if (mode & 0o2000) this.refuse(h.name, 'is a setgid file');
         this.stats.files++;
         this.stats.bytes += h.size ?? 0;
+        if (/(^|\/)(ibdata1|aria_log_control)$/.test(path)) this.stats.mariadbDatadir = true;
         this.files.add(path);
         this.symlinks.delete(path);
         return;
       case 'directory':
         this.stats.dirs++;
+        if (path === '.') {
+          this.stats.root = {
+            mtime: Math.floor((h.mtime?.getTime() ?? 0) / 1000),
+            uid: h.uid ?? 0,
+            gid: h.gid ?? 0,
+            mode: (h.mode ?? 0o755) & 0o7777,
+          };
+        }
         this.symlinks.delete(path);
         return;
       case 'symlink': {

@@ -3,6 +3,9 @@ import { Command, CommanderError } from 'commander';
 import { describeError, EXIT_CODES, SidecarError } from '../errors.js';
 import { TOOL } from '../version.js';
 import { registerBackup } from './backup.js';
+import { registerPrune } from './prune.js';
+import { registerRestore } from './restore.js';
+import { registerServe } from './serve.js';
 import { registerSnapshots } from './snapshots.js';
 
 /** Entry point: one file per verb registers itself; errors become a message, a hint and a stable exit code. */
@@ -15,6 +18,9 @@ export async function main(argv: string[]): Promise<number> {
     .showHelpAfterError();
   registerBackup(program);
   registerSnapshots(program);
+  registerRestore(program);
+  registerPrune(program);
+  registerServe(program);
   try {
     await program.parseAsync(argv);
     return 0;

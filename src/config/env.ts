@@ -134,6 +134,14 @@ export function parseGoDuration(raw: string): number | undefined {
   return Math.ceil(ns / 1e9);
 }
 
+/** BACKUP_NOTIFY_ON: 'failure,success,stale', any subset, any case. */
+function notifyEvents(raw: string): Parsed {
+  const events = raw.split(',').flatMap((s) => (s.trim() ? [s.trim().toLowerCase()] : []));
+  return events.every((e) => e === 'failure' || e === 'success' || e === 'stale')
+    ? { ok: true, value: [...new Set(events)] }
+    : { ok: false, expected: 'a comma-separated list of failure, success, stale' };
+}
+
 function duration(raw: string): Parsed {
   const s = parseGoDuration(raw);
   return s === undefined
@@ -163,6 +171,11 @@ const VARS: Record<string, VarSpec> = {
   BACKUP_STATE_DIR: { paths: ['stateDir'], parse: text },
   BACKUP_HELPER_IMAGE: { paths: ['helperImage'], parse: text },
   BACKUP_CRON_EXPRESSION: { paths: ['schedule'], parse: text },
+  BACKUP_HEALTH_PORT: { paths: ['healthPort'], parse: count },
+  BACKUP_HEALTH_HOST: { paths: ['healthHost'], parse: text },
+  BACKUP_HEALTH_STALE_AFTER: { paths: ['healthStaleAfterSeconds'], parse: duration },
+  BACKUP_WEBHOOK_URL: { paths: ['webhookUrl'], parse: text, secret: true },
+  BACKUP_NOTIFY_ON: { paths: ['notifyOn'], parse: notifyEvents },
   LOG_LEVEL: { paths: ['logLevel'], parse: same('trace', 'debug', 'info', 'warn', 'error', 'fatal') },
 
   BACKUP_KEEP_LAST: { paths: ['retention.keepLast'], parse: count },
@@ -208,7 +221,7 @@ export const KNOWN_VARS: readonly string[] = [
 const ONE_TARGET =
   'moodle-backup writes to one target: a local directory (BACKUP_ARCHIVE) or S3 (AWS_S3_BUCKET_NAME)';
 const NO_NOTIFY =
-  'notifications are not built in: alert on the exit status or on the error code in the JSON logs';
+  'shoutrrr URLs and e-mail are not built in: set BACKUP_WEBHOOK_URL for JSON webhooks, or alert on the exit status or on the error code in the JSON logs';
 const NO_ENCRYPT =
   'archives are not encrypted by moodle-backup: use server-side encryption of the bucket or disk';
 const NO_HOOKS = 'exec labels are not supported';

@@ -10,8 +10,8 @@ import type { Config } from './types.js';
 export const DEFAULT_CONFIG_FILE = '/etc/moodle-backup/config.yml';
 
 const REDACTED = '[redacted]';
-/** Keys whose values never appear in messages; endpoint because a URL may carry user:password@. */
-const QUIET_KEYS = new Set(['accessKeyId', 'secretAccessKey', 'endpoint']);
+/** Keys whose values never appear in messages; endpoint because a URL may carry user:password@, webhookUrl a token. */
+const QUIET_KEYS = new Set(['accessKeyId', 'secretAccessKey', 'endpoint', 'webhookUrl']);
 const HINT = 'Fix the settings listed; docs/configuration.md describes every variable and YAML key.';
 
 export interface LoadOptions {
@@ -48,6 +48,8 @@ export async function loadConfig(
 /** A copy safe to log: credentials replaced, credentials inside the endpoint URL removed. */
 export function redactConfig(config: Config): Config {
   const copy = structuredClone(config);
+  // The whole URL: webhook tokens usually sit in the path, not in user:password@.
+  if (copy.webhookUrl !== undefined) copy.webhookUrl = REDACTED;
   const t = copy.target;
   if (t.type === 's3') {
     if (t.accessKeyId !== undefined) t.accessKeyId = REDACTED;

@@ -20,6 +20,7 @@ export const QUIESCE_MODES = ['stop', 'pause'] as const;
 export const SPOOL_POLICIES = ['auto', 'always', 'never'] as const;
 export const CHECKSUM_MODES = ['when_supported', 'when_required'] as const;
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
+export const NOTIFY_EVENTS = ['failure', 'success', 'stale'] as const;
 
 const count = () => z.int().min(0);
 const nonEmpty = () => z.string().min(1);
@@ -106,6 +107,11 @@ export const configSchema = z
     stateDir: absolutePath().default('/var/lib/moodle-backup'),
     helperImage: nonEmpty().optional(),
     schedule: nonEmpty().optional(),
+    healthPort: z.int().min(1).max(65535).default(8080),
+    healthHost: nonEmpty().default('0.0.0.0'),
+    healthStaleAfterSeconds: z.int().min(1).optional(),
+    webhookUrl: z.string().refine(isHttpUrl, { error: 'expected an http:// or https:// URL' }).optional(),
+    notifyOn: z.array(z.enum(NOTIFY_EVENTS)).optional(),
     // prefault (not default) so the default object is itself parsed and gets its inner defaults.
     target: targetSchema.prefault({ type: 'local' }),
     retention: retentionSchema.prefault({}),

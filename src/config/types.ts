@@ -6,6 +6,8 @@
 export type Codec = 'zstd' | 'gzip' | 'none';
 export type QuiesceMode = 'stop' | 'pause';
 export type SpoolPolicy = 'auto' | 'always' | 'never';
+/** Webhook events; 'failure' is always sent. */
+export type NotifyEvent = 'failure' | 'success' | 'stale';
 
 export interface LocalTarget {
   type: 'local';
@@ -75,6 +77,16 @@ export interface Config {
    * validates it. undefined = not configured.
    */
   schedule?: string;
+  /** Port of `serve`'s health and metrics HTTP server (schema default 8080). */
+  healthPort?: number;
+  /** Address that server binds (schema default 0.0.0.0: reachable from the compose network). */
+  healthHost?: string;
+  /** /healthz reports stale when the last success is older; undefined = derived from the schedule. */
+  healthStaleAfterSeconds?: number;
+  /** Notification webhook. A secret: such URLs usually embed a token; never logged. */
+  webhookUrl?: string;
+  /** Events posted to the webhook besides 'failure'; undefined = failures only. */
+  notifyOn?: NotifyEvent[];
   target: Target;
   retention: RetentionPolicy;
   logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';

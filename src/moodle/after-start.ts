@@ -20,20 +20,22 @@ export async function afterStart(
   docker: Docker,
   stack: Stack,
   started: string[],
+  dbVolumes: string[],
   log: Logger,
 ): Promise<StartReport> {
   const report: StartReport = { databaseReady: [], upgrade: 'not-found' };
-  for (const c of stack.containers.filter((x) => started.includes(x.id))) {
-    const probe = await execCapture(docker, c.id, [
-      'sh',
-      '-c',
-      'command -v mariadb-admin || command -v mysqladmin',
-    ]).catch(() => null);
-    const tool = probe?.exitCode === 0 ? probe.stdout.trim() : '';
-    if (!tool) continue;
+  // The database is the container that mounts a restored MariaDB datadir: no guessing by image name.
+  const dbContainers = stack.containers.filter(
+    (x) => started.includes(x.id) && x.mounts.some((m) => dbVolumes.includes(m.volume)),
+  );
+  for (const c of dbContainers) {
     const end = Date.now() + 120_000;
     for (;;) {
-      const r = await execCapture(docker, c.id, [tool, 'ping', '--silent']).catch(() => null);
+      const r = await execCapture(docker, c.id, [
+        'sh',
+        '-c',
+        'PATH="$PATH:/opt/bitnami/mariadb/bin"; $(command -v mariadb-admin || command -v mysqladmin) ping --silent',
+      ]).catch(() => null);
       // "Access denied" also proves the server is up; only a failed connection means not yet.
       if (r && (r.exitCode === 0 || /denied/i.test(r.stdout + r.stderr))) {
         report.databaseReady.push(c.name);

@@ -55,7 +55,13 @@ export class LocalBackend implements Backend {
   }
 
   async put(key: string, body: Readable, opts: { contentLength?: number } = {}): Promise<{ size: number }> {
-    const segments = this.segments(key);
+    let segments: string[];
+    try {
+      segments = this.segments(key);
+    } catch (err) {
+      body.destroy(); // a put owns its body, also when it fails early
+      throw err;
+    }
     const dir = join(this.root, ...segments.slice(0, -1));
     const final = join(this.root, ...segments);
     const tmp = join(dir, `${TMP_PREFIX}${randomBytes(8).toString('hex')}`);
@@ -69,15 +75,9 @@ export class LocalBackend implements Backend {
         await fh.close();
         throw err;
       });
-      // The stream owns and closes the handle. (On Node 20, fh.sync() after a non-closing stream
-      // on the same handle never settles, so the data is flushed through a second handle below.)
-      await pipeline(body, counter, fh.createWriteStream());
-      const sync = await open(tmp, 'r');
-      try {
-        await sync.sync();
-      } finally {
-        await sync.close();
-      }
+      // The stream fsyncs (flush) and closes the handle. Not autoClose:false + fh.sync()/close(): on Node 20
+      // a FileHandle stays referenced by such a stream and fh.close() never settles.
+      await pipeline(body, counter, fh.createWriteStream({ flush: true }));
       await rename(tmp, final);
       created = false;
       await syncDir(dir);

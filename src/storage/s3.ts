@@ -28,9 +28,12 @@ class ByteCounter extends Transform {
     this.bytes += chunk.length;
     cb(null, chunk);
   }
+  /** Set when the byte count did not match the expected length. */
+  failure?: Error;
   override _flush(cb: TransformCallback): void {
     if (this.expected !== undefined && this.bytes !== this.expected) {
-      cb(new Error(`source delivered ${this.bytes} bytes, expected ${this.expected}`));
+      this.failure = new Error(`source delivered ${this.bytes} bytes, expected ${this.expected}`);
+      cb(this.failure);
     } else cb();
   }
 }
@@ -63,6 +66,15 @@ function isNotFound(err: unknown): boolean {
 
 function checksumMode(v: 'when_supported' | 'when_required'): 'WHEN_SUPPORTED' | 'WHEN_REQUIRED' {
   return v === 'when_supported' ? 'WHEN_SUPPORTED' : 'WHEN_REQUIRED';
+}
+
+/** What the user can do about the common permanent failures. */
+function hintFor(code: string | undefined): string | undefined {
+  if (code === 'NoSuchBucket') return 'check the bucket name, region and endpoint of the S3 target';
+  if (code && ['AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'Forbidden'].includes(code)) {
+    return 'check the S3 credentials and that they may read, write, list and delete under the prefix';
+  }
+  return undefined;
 }
 
 /** SDK client options from the target; static keys only when both are set, else the default provider chain. */
@@ -101,15 +113,29 @@ export class S3Backend implements Backend {
   }
 
   async put(key: string, body: Readable, opts: { contentLength?: number } = {}): Promise<{ size: number }> {
-    const Key = this.objectKey(key);
     const counter = new ByteCounter(opts.contentLength);
-    // ContentLength is not passed on: the counter checks it, and a wrong value would corrupt the request.
-    const upload = new Upload({
-      client: this.client,
-      params: { Bucket: this.bucket, Key, Body: counter },
-      partSize: this.target.partSize,
-      queueSize: this.target.queueSize,
-      leavePartsOnError: false,
+    let Key: string;
+    let upload: Upload;
+    try {
+      Key = this.objectKey(key);
+      // ContentLength is not passed on: the counter checks it, and a wrong value would corrupt the request.
+      upload = new Upload({
+        client: this.client,
+        params: { Bucket: this.bucket, Key, Body: counter },
+        partSize: this.target.partSize,
+        queueSize: this.target.queueSize,
+        leavePartsOnError: false,
+      });
+    } catch (err) {
+      body.destroy(); // a put owns its body, also when it fails early (bad key, part size below 5 MiB)
+      throw this.wrap('put', key, err);
+    }
+    // Which side broke first decides what the user is told. Registered before pipeline's own listener, so
+    // when the source fails first the counter is still intact; when the upload fails first, lib-storage
+    // destroys the counter and the source's later (Abort) error is only the consequence.
+    let sourceErr: unknown;
+    body.on('error', (e: unknown) => {
+      if (!counter.destroyed) sourceErr ??= e;
     });
     const piping = pipeline(body, counter).then(
       () => undefined,
@@ -118,15 +144,13 @@ export class S3Backend implements Backend {
     try {
       await upload.done();
     } catch (err) {
-      // Stop reading the source (else the pipeline waits for a reader forever) and report its error first:
-      // when the source broke, the S3 error is only the consequence.
-      counter.destroy();
-      const sourceErr = await piping;
+      counter.destroy(); // stop reading the source, else the pipeline waits for a reader forever
+      await piping;
       const orphan = await this.confirmAborted(Key, upload.uploadId);
-      throw this.wrap('put', key, sourceErr ?? err, orphan);
+      throw this.wrap('put', key, sourceErr ?? counter.failure ?? err, orphan);
     }
-    const sourceErr = await piping;
-    if (sourceErr) throw this.wrap('put', key, sourceErr);
+    const piped = await piping;
+    if (piped) throw this.wrap('put', key, piped);
     return { size: counter.bytes };
   }
 
@@ -243,12 +267,15 @@ export class S3Backend implements Backend {
     }
     const e = shape(err);
     const status = e.$metadata?.httpStatusCode;
+    // A server's (or errno) code leads; a plain Error (e.g. the source stream's) has only its message.
+    const code = e.Code ?? e.code ?? (status || (e.name && e.name !== 'Error') ? e.name : undefined);
     // The SDK's messages name the request, never the secret key; cap them, some servers answer with HTML pages.
     const detail = (e.message ?? '').replace(/\s+/g, ' ').slice(0, 300);
+    const parts = [code, status ? `(HTTP ${status})` : undefined].filter(Boolean).join(' ');
     return new SidecarError(
       'STORAGE_FAILED',
-      `S3 ${op} ${where} failed: ${errorCode(err)}${status ? ` (HTTP ${status})` : ''}${detail ? `: ${detail}` : ''}`,
-      hint,
+      `S3 ${op} ${where} failed: ${[parts, detail].filter(Boolean).join(': ') || 'unknown error'}`,
+      hint ?? hintFor(code),
       { cause: err },
     );
   }

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import type { TestProject } from 'vitest/node';
 import { sweepLeftovers } from './docker.js';
 import { startS3Server } from './s3-server.js';
@@ -16,6 +17,10 @@ declare module 'vitest' {
  */
 export default async function setup(project: TestProject) {
   const runId = `run-${Date.now().toString(36)}-${process.pid}`;
+  // CLI tests run the built entry point (dist/cli/main.js): build it from the current sources.
+  execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json'], {
+    stdio: 'inherit',
+  });
   if (process.env.CI) await sweepLeftovers();
   const server = await startS3Server();
   project.provide('s3', {

@@ -76,6 +76,17 @@ export async function createProjectResources(project: string) {
   const volumes = {} as Record<VolumeName, string>;
   for (const v of VOLUME_NAMES) {
     volumes[v] = `${project}_${v}`;
+    // A restore onto a fresh host creates the volumes before the stack exists: adopt them like Compose does.
+    if (
+      await d
+        .getVolume(volumes[v])
+        .inspect()
+        .then(
+          () => true,
+          () => false,
+        )
+    )
+      continue;
     await d.createVolume({
       Name: volumes[v],
       Labels: {

@@ -476,12 +476,22 @@ describe('S3Backend only', () => {
       const e1 = await expectCode(missing.get('some/key'), 'STORAGE_FAILED');
       expect(e1.message).toContain('s3://mbst-no-such-bucket/p/some/key');
       expect(e1.message).toContain('NoSuchBucket');
+      expect(e1.hint).toContain('bucket name');
       const e2 = await expectCode(missing.list(''), 'STORAGE_FAILED');
       expect(e2.message).toContain('NoSuchBucket');
+      // A server error while the source still has data must be reported as such, not as the source's close.
+      const endless = Readable.from(
+        (function* () {
+          for (let i = 0; i < 1600; i++) yield Buffer.alloc(64 * 1024); // 100 MiB, made lazily
+        })(),
+      );
+      const e4 = await expectCode(missing.put('big', endless), 'STORAGE_FAILED');
+      expect(e4.message).toContain('s3://mbst-no-such-bucket/p/big');
+      expect(e4.message).toContain('NoSuchBucket');
       const e3 = await expectCode(wrong.put('k', streamOf(Buffer.from('x'))), 'STORAGE_FAILED');
       expect(e3.message).toContain(`s3://${bucket}/p/k`);
       expect(e3.message).toContain('InvalidAccessKeyId');
-      for (const e of [e1, e2, e3]) expect(`${e.message} ${e.hint ?? ''}`).not.toContain(secret);
+      for (const e of [e1, e2, e3, e4]) expect(`${e.message} ${e.hint ?? ''}`).not.toContain(secret);
       expect(isSidecarError(e3, 'STORAGE_FAILED')).toBe(true);
     } finally {
       await missing.close();

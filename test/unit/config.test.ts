@@ -62,6 +62,8 @@ const DEFAULTS: Config = {
   spoolDir: '/var/lib/moodle-backup/spool',
   stateDir: '/var/lib/moodle-backup',
   target: { type: 'local', path: '/archive' },
+  healthPort: 8080,
+  healthHost: '0.0.0.0',
   retention: DEFAULT_RETENTION,
   logLevel: 'info',
 };
@@ -141,6 +143,28 @@ describe('environment variables', () => {
     ['BACKUP_HELPER_IMAGE', { BACKUP_HELPER_IMAGE: 'busybox:1.36' }, { helperImage: 'busybox:1.36' }],
     ['BACKUP_CRON_EXPRESSION', { BACKUP_CRON_EXPRESSION: '0 3 * * *' }, { schedule: '0 3 * * *' }],
     ['LOG_LEVEL', { LOG_LEVEL: 'debug' }, { logLevel: 'debug' }],
+    ['BACKUP_HEALTH_PORT', { BACKUP_HEALTH_PORT: '9100' }, { healthPort: 9100 }],
+    ['BACKUP_HEALTH_HOST', { BACKUP_HEALTH_HOST: '127.0.0.1' }, { healthHost: '127.0.0.1' }],
+    [
+      'BACKUP_HEALTH_STALE_AFTER 26h',
+      { BACKUP_HEALTH_STALE_AFTER: '26h' },
+      { healthStaleAfterSeconds: 93_600 },
+    ],
+    [
+      'BACKUP_HEALTH_STALE_AFTER bare',
+      { BACKUP_HEALTH_STALE_AFTER: '600' },
+      { healthStaleAfterSeconds: 600 },
+    ],
+    [
+      'BACKUP_WEBHOOK_URL',
+      { BACKUP_WEBHOOK_URL: 'https://hooks.example.com/T0/abc' },
+      { webhookUrl: 'https://hooks.example.com/T0/abc' },
+    ],
+    [
+      'BACKUP_NOTIFY_ON (any case, duplicates dropped)',
+      { BACKUP_NOTIFY_ON: 'Success, stale,success' },
+      { notifyOn: ['success', 'stale'] },
+    ],
     ['BACKUP_KEEP_LAST', { BACKUP_KEEP_LAST: '2' }, { retention: { ...DEFAULT_RETENTION, keepLast: 2 } }],
     [
       'BACKUP_KEEP_HOURLY',
@@ -287,6 +311,13 @@ describe('_FILE forms', () => {
     expect(target).toMatchObject({ [key]: content.trimEnd() });
   });
 
+  it('BACKUP_WEBHOOK_URL_FILE is read like the S3 secrets', async () => {
+    const file = await tempFile('https://hooks.example.com/T0/secret-token\n', 'secret');
+    expect((await load({ BACKUP_WEBHOOK_URL_FILE: file })).webhookUrl).toBe(
+      'https://hooks.example.com/T0/secret-token',
+    );
+  });
+
   it('an unreadable file is an error naming the variable', async () => {
     const missing = join(dir, 'no-such-secret');
     const err = await fail({
@@ -403,6 +434,13 @@ describe('invalid values from the environment', () => {
     ['AWS_ENDPOINT', 'http://minio:9000', 'AWS_ENDPOINT_PROTO'],
     ['AWS_ENDPOINT_PROTO', 'ftp', 'one of https, http'],
     ['AWS_S3_BUCKET_NAME', 'bucket/path', 'without "/"'],
+    ['BACKUP_HEALTH_PORT', 'http', 'an integer ≥ 0'],
+    ['BACKUP_HEALTH_PORT', '0', '≥ 1'],
+    ['BACKUP_HEALTH_PORT', '70000', '≤ 65535'],
+    ['BACKUP_HEALTH_STALE_AFTER', 'a day', 'a duration'],
+    ['BACKUP_HEALTH_STALE_AFTER', '0s', '≥ 1'],
+    ['BACKUP_NOTIFY_ON', 'failure,always', 'failure, success, stale'],
+    ['BACKUP_WEBHOOK_URL', 'hooks.example.com/x', 'http:// or https:// URL'],
   ])('%s=%s', async (name, value, expected) => {
     const env: NodeJS.ProcessEnv = { [name]: value };
     if (name.startsWith('AWS_') && name !== 'AWS_S3_BUCKET_NAME') env.AWS_S3_BUCKET_NAME = 'b';
@@ -473,6 +511,28 @@ describe('YAML file', () => {
       requestChecksumCalculation: 'when_required',
       partSize: 8 * MiB,
     });
+  });
+
+  it('health and notification keys', async () => {
+    const file = await tempFile(
+      [
+        'healthPort: 9100',
+        'healthHost: 127.0.0.1',
+        'healthStaleAfterSeconds: 90000',
+        'webhookUrl: https://hooks.example.com/x',
+        'notifyOn: [success, stale]',
+      ].join('\n'),
+    );
+    expect(await load({ BACKUP_CONFIG: file })).toMatchObject({
+      healthPort: 9100,
+      healthHost: '127.0.0.1',
+      healthStaleAfterSeconds: 90_000,
+      webhookUrl: 'https://hooks.example.com/x',
+      notifyOn: ['success', 'stale'],
+    });
+    const bad = await fail({ BACKUP_CONFIG: await tempFile('notifyOn: [sucess]\nhealthPort: "x"\n') });
+    expect(bad.message).toContain('notifyOn.0: expected one of "failure", "success", "stale"');
+    expect(bad.message).toContain('healthPort: expected an integer');
   });
 
   it('a missing BACKUP_CONFIG file is an error naming the variable', async () => {
@@ -650,6 +710,18 @@ describe('secrets never leak', () => {
     }
     expect(redactConfig(withCredsInUrl).target).toMatchObject({ endpoint: 'http://[redacted]@m:9000' });
     expect(config.target).toMatchObject({ accessKeyId: KEY_ID, secretAccessKey: SECRET });
+  });
+
+  it('the webhook URL: not in errors, redacted whole by redactConfig', async () => {
+    const url = `https://hooks.example.com/services/${SECRET}`;
+    const err = await fail({ BACKUP_WEBHOOK_URL: `ftp://x/${SECRET}`, BACKUP_MODE: 'paws' });
+    expect(messageOf(err)).not.toContain(SECRET);
+    const yamlErr = await fail({ BACKUP_CONFIG: await tempFile(`webhookUrl: "mailto:${SECRET}"\n`) });
+    expect(messageOf(yamlErr)).not.toContain(SECRET);
+    const config = await load({ BACKUP_WEBHOOK_URL: url });
+    expect(redactConfig(config).webhookUrl).toBe('[redacted]');
+    expect(JSON.stringify(redactConfig(config))).not.toContain(SECRET);
+    expect(config.webhookUrl).toBe(url);
   });
 
   it('redactConfig of a local target is an equal copy', async () => {

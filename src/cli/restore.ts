@@ -1,0 +1,110 @@
+import type { Command } from 'commander';
+import { listSnapshots } from '../archive/catalog.js';
+import { SidecarError } from '../errors.js';
+import { type RestorePlan, runRestore } from '../restore.js';
+import { openContext, type RunContext, withRunLock } from './context.js';
+import { formatBytes, formatDuration, table } from './output.js';
+import { ask, isInteractive } from './prompt.js';
+import { SNAPSHOT_HEADERS, snapshotRows } from './snapshots.js';
+
+interface RestoreFlags {
+  volume?: string[];
+  yes?: boolean;
+  dryRun?: boolean;
+  safetySnapshot: boolean;
+  json?: boolean;
+}
+
+export function describePlan(plan: RestorePlan): string {
+  const rows = plan.volumes.map((v) => [
+    v.name,
+    v.dockerName,
+    v.exists ? 'overwrite' : 'create',
+    formatBytes(v.rawBytes),
+    formatBytes(v.storedBytes),
+  ]);
+  return [
+    `snapshot ${plan.snapshot.id} (${plan.snapshot.kind}, ${plan.snapshot.createdAt}) of project ${plan.snapshot.project}`,
+    `into project ${plan.project}:`,
+    table(['VOLUME', 'DOCKER VOLUME', 'ACTION', 'SIZE', 'STORED'], rows),
+    `containers stopped during the restore: ${plan.stop.length ? plan.stop.join(', ') : '(none running)'}`,
+  ].join('\n');
+}
+
+async function pickSnapshot(ctx: RunContext): Promise<string> {
+  const entries = (await listSnapshots(ctx.backend)).filter((s) => s.status === 'ok');
+  if (entries.length === 0)
+    throw new SidecarError('SNAPSHOT_NOT_FOUND', `no complete snapshot at ${ctx.backend.location}`);
+  const rows = snapshotRows(entries).map((r, i) => [String(i + 1), ...r]);
+  process.stdout.write(`${table(['#', ...SNAPSHOT_HEADERS], rows)}\n`);
+  const answer = await ask(`Restore which snapshot? [1-${entries.length}] `);
+  const n = Number(answer);
+  const chosen = Number.isInteger(n) ? entries[n - 1] : entries.find((e) => e.id === answer);
+  if (!chosen)
+    throw new SidecarError('RESTORE_REFUSED', `no snapshot "${answer}" picked; nothing was changed`);
+  return chosen.id;
+}
+
+export function registerRestore(program: Command): void {
+  program
+    .command('restore')
+    .description("restore a snapshot into the stack's volumes, after verifying every archive")
+    .argument('[snapshot]', 'snapshot id, unique id prefix, or "latest"')
+    .option('--volume <name...>', 'restore only these volumes (short names, e.g. moodledata_data)')
+    .option('-y, --yes', 'do not ask for confirmation (required without a terminal)')
+    .option('--dry-run', 'print the plan and change nothing')
+    .option('--no-safety-snapshot', 'do not save the current volumes as a pre-restore snapshot first')
+    .option('--json', 'print the result as JSON')
+    .action(async (snapshotArg: string | undefined, flags: RestoreFlags) => {
+      const interactive = isInteractive();
+      if (!flags.dryRun && !interactive && (!snapshotArg || !flags.yes)) {
+        throw new SidecarError(
+          'RESTORE_REFUSED',
+          'restore without a terminal needs a snapshot and --yes; nothing was changed',
+          'e.g. `docker exec sidecar restore latest --yes`, or `docker exec -it sidecar restore` to pick interactively',
+        );
+      }
+      const ctx = await openContext();
+      try {
+        const snapshot = snapshotArg ?? (interactive ? await pickSnapshot(ctx) : 'latest');
+        const result = await withRunLock(ctx, 'restore', () =>
+          runRestore({
+            docker: ctx.docker,
+            config: ctx.config,
+            backend: ctx.backend,
+            log: ctx.log,
+            snapshot,
+            volumes: flags.volume,
+            safetySnapshot: flags.safetySnapshot,
+            dryRun: flags.dryRun,
+            signal: ctx.signal,
+            confirm: flags.yes
+              ? undefined
+              : async (plan) => {
+                  process.stdout.write(`${describePlan(plan)}\nAll archives verified.\n`);
+                  return (await ask('Overwrite these volumes? Type "yes" to continue: ')) === 'yes';
+                },
+          }),
+        );
+        if (flags.json) {
+          process.stdout.write(
+            `${JSON.stringify({ ...result, plan: { ...result.plan, snapshot: result.plan.snapshot.id } }, null, 2)}\n`,
+          );
+        } else if (!result.applied) {
+          process.stdout.write(`${describePlan(result.plan)}\n(dry run: nothing was changed)\n`);
+        } else {
+          const lines = [
+            `restored ${result.plan.snapshot.id}: ${result.plan.volumes.map((v) => v.name).join(', ')}`,
+            `stack down for ${formatDuration(result.downtimeMs ?? 0)}`,
+            result.safetySnapshot
+              ? `undo with: restore ${result.safetySnapshot} --yes`
+              : 'no safety snapshot was taken',
+            `moodle upgrade check: ${result.report?.upgrade ?? 'not run'}`,
+          ];
+          process.stdout.write(`${lines.join('\n')}\n`);
+        }
+      } finally {
+        await ctx.close();
+      }
+    });
+}

@@ -1,0 +1,115 @@
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { SnapshotEntry } from '../archive/catalog.js';
+import type { Manifest } from '../archive/manifest.js';
+
+export type RunResult = 'success' | 'failure' | 'skipped';
+
+/**
+ * The sidecar's Prometheus metrics, on a registry of its own: prom-client's global registry stays untouched,
+ * so several instances (tests) never clash and no process metrics are exported unasked.
+ */
+export class BackupMetrics {
+  readonly registry = new Registry();
+  private readonly lastSuccess: Gauge;
+  private readonly lastDuration: Gauge;
+  private readonly lastDowntime: Gauge;
+  private readonly volumeRaw: Gauge<'volume'>;
+  private readonly volumeStored: Gauge<'volume'>;
+  private readonly failures: Counter;
+  private readonly runs: Counter<'result'>;
+  private readonly snapshots: Gauge<'status'>;
+
+  constructor() {
+    const registers = [this.registry];
+    this.lastSuccess = new Gauge({
+      name: 'moodle_backup_last_success_timestamp_seconds',
+      help: 'Unix time the last successful backup completed (0: none yet)',
+      registers,
+    });
+    this.lastDuration = new Gauge({
+      name: 'moodle_backup_last_duration_seconds',
+      help: 'Total duration of the last successful backup',
+      registers,
+    });
+    this.lastDowntime = new Gauge({
+      name: 'moodle_backup_last_downtime_seconds',
+      help: 'How long the stack was stopped or paused during the last successful backup',
+      registers,
+    });
+    this.volumeRaw = new Gauge({
+      name: 'moodle_backup_volume_raw_bytes',
+      help: 'Uncompressed tar size per volume in the last successful backup',
+      labelNames: ['volume'],
+      registers,
+    });
+    this.volumeStored = new Gauge({
+      name: 'moodle_backup_volume_stored_bytes',
+      help: 'Stored (compressed) size per volume in the last successful backup',
+      labelNames: ['volume'],
+      registers,
+    });
+    this.failures = new Counter({
+      name: 'moodle_backup_failures_total',
+      help: 'Backup runs that failed since the sidecar started',
+      registers,
+    });
+    this.runs = new Counter({
+      name: 'moodle_backup_runs_total',
+      help: 'Backup runs since the sidecar started, by result (skipped: another run held the lock)',
+      labelNames: ['result'],
+      registers,
+    });
+    this.snapshots = new Gauge({
+      name: 'moodle_backup_snapshots',
+      help: 'Snapshots at the target by status, as last listed',
+      labelNames: ['status'],
+      registers,
+    });
+    // Series exist from the start, so rate() and absent-checks work before the first run.
+    this.lastSuccess.set(0);
+    for (const result of ['success', 'failure', 'skipped'] as const) this.runs.inc({ result }, 0);
+    for (const status of ['ok', 'incomplete', 'damaged'] as const) this.snapshots.set({ status }, 0);
+  }
+
+  recordSuccess(manifest: Manifest): void {
+    this.runs.inc({ result: 'success' });
+    this.setLastSuccess(manifest);
+  }
+
+  /** The last success without counting a run: seeds the gauges from the catalog when `serve` starts. */
+  setLastSuccess(manifest: Manifest): void {
+    this.lastSuccess.set(Date.parse(manifest.completedAt) / 1000);
+    this.lastDuration.set(manifest.timings.totalMs / 1000);
+    this.lastDowntime.set(manifest.timings.downtimeMs / 1000);
+    // Reset first: a volume dropped from the stack must not keep reporting its old size.
+    this.volumeRaw.reset();
+    this.volumeStored.reset();
+    for (const v of manifest.volumes) {
+      this.volumeRaw.set({ volume: v.name }, v.rawBytes);
+      this.volumeStored.set({ volume: v.name }, v.storedBytes);
+    }
+  }
+
+  recordFailure(_err?: unknown): void {
+    this.runs.inc({ result: 'failure' });
+    this.failures.inc();
+  }
+
+  recordSkipped(): void {
+    this.runs.inc({ result: 'skipped' });
+  }
+
+  setSnapshotCounts(entries: SnapshotEntry[]): void {
+    const counts = { ok: 0, incomplete: 0, damaged: 0 };
+    for (const e of entries) counts[e.status]++;
+    for (const [status, n] of Object.entries(counts)) this.snapshots.set({ status }, n);
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+}
