@@ -16,6 +16,7 @@ import {
 import { ByteCounter, HashTap } from './archive/tap.js';
 import type { Config } from './config/types.js';
 import { discoverStack, type Stack, type VolumeTarget } from './docker/discover.js';
+import { collectHooks, runHooks } from './docker/hooks.js';
 import { planQuiesce, type QuiescePlan } from './docker/plan.js';
 import { quiesce } from './docker/quiesce.js';
 import { findSelf } from './docker/self.js';
@@ -91,12 +92,14 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
     quiesced: [],
   });
 
+  const hooks = collectHooks(stack);
   const volumes: ManifestVolume[] = [];
   let quiesceMs = 0;
   let readMs = 0;
   let downtimeMs = 0;
   let uploadMs = 0;
   try {
+    await runHooks(docker, hooks.pre, log);
     const tq = Date.now();
     const resume = await quiesce(docker, plan, { stopTimeoutSeconds: config.stopTimeoutSeconds, state, log });
     quiesceMs = Date.now() - tq;
@@ -172,6 +175,10 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
     await discardPartial(backend, id, log);
     throw err;
   } finally {
+    // Post hooks undo what pre hooks did (e.g. maintenance mode), so they run after failures too.
+    await runHooks(docker, hooks.post, log).catch((e: unknown) =>
+      log.error({ step: 'hook', err: e }, 'post hook failed'),
+    );
     await rm(spoolDir, { recursive: true, force: true }).catch(() => undefined);
     await state.clear();
   }

@@ -6,6 +6,13 @@ export const LABELS = {
   mode: 'moodle-backup.mode',
   /** Comma list of services this one depends on, for stacks made without Compose v2's depends_on label. */
   dependsOn: 'moodle-backup.depends-on',
+  /** Shell command run in this container before the backup stops anything. */
+  pre: 'moodle-backup.pre',
+  /** Shell command run in this container after the stack is running again (also after a failed run). */
+  post: 'moodle-backup.post',
+  /** offen's hook labels, honoured the same way. */
+  offenPre: 'docker-volume-backup.archive-pre',
+  offenPost: 'docker-volume-backup.archive-post',
   /** offen's label; its value must equal BACKUP_STOP_DURING_BACKUP_LABEL (default "true"). */
   offenStop: 'docker-volume-backup.stop-during-backup',
 } as const;
