@@ -25,6 +25,7 @@ import { assertVolume, pickHelperImage, readVolumeTar, withHelper } from './dock
 import { SidecarError, throwFirstCause } from './errors.js';
 import { readMoodleFacts } from './moodle/facts.js';
 import type { Logger } from './observe/logger.js';
+import { Progress } from './observe/progress.js';
 import type { Backend } from './storage/backend.js';
 import { TOOL } from './version.js';
 
@@ -218,7 +219,9 @@ async function streamVolume(
     const raw = new ByteCounter();
     const tap = new HashTap();
     const out = new PassThrough();
-    const produce = pipeline(tar, raw, compressor, tap, out, signal ? { signal } : {});
+    const stages: NodeJS.ReadWriteStream[] = [raw];
+    if (Progress.enabled()) stages.push(new Progress(v.short));
+    const produce = pipeline([tar, ...stages, compressor, tap, out], signal ? { signal } : {});
     const consume = sink(out).catch((err: unknown) => {
       out.destroy(err as Error);
       throw err;
