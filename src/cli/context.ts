@@ -6,7 +6,6 @@ import { recoverInterrupted } from '../docker/recover.js';
 import { StateStore } from '../docker/state.js';
 import { SidecarError } from '../errors.js';
 import { createLogger, type Logger } from '../observe/logger.js';
-import { acquireRunLock, type RunLock } from '../schedule/lock.js';
 import type { Backend } from '../storage/backend.js';
 import { createBackend } from '../storage/index.js';
 
@@ -59,21 +58,4 @@ export async function openContext(opts: { needsDocker?: boolean } = {}): Promise
   };
 }
 
-/** Runs `fn` holding the one run lock shared by scheduled, label-triggered and `docker exec` runs. */
-export async function withRunLock<T>(ctx: RunContext, operation: string, fn: () => Promise<T>): Promise<T> {
-  let lock: RunLock;
-  try {
-    lock = await acquireRunLock(ctx.config.stateDir, operation);
-  } catch (err) {
-    if (err instanceof SidecarError) throw err;
-    throw new SidecarError(
-      'LOCKED',
-      `cannot take the run lock in ${ctx.config.stateDir}: ${(err as Error).message}`,
-    );
-  }
-  try {
-    return await fn();
-  } finally {
-    await lock.release();
-  }
-}
+export { withRunLock } from '../schedule/lock.js';

@@ -68,3 +68,26 @@ function isAlive(pid: number): boolean {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
+
+/** Runs `fn` holding the one run lock shared by scheduled, label-triggered and `docker exec` runs. */
+export async function withRunLock<T>(
+  ctx: { config: { stateDir: string } },
+  operation: string,
+  fn: () => Promise<T>,
+): Promise<T> {
+  let lock: RunLock;
+  try {
+    lock = await acquireRunLock(ctx.config.stateDir, operation);
+  } catch (err) {
+    if (err instanceof SidecarError) throw err;
+    throw new SidecarError(
+      'LOCKED',
+      `cannot take the run lock in ${ctx.config.stateDir}: ${(err as Error).message}`,
+    );
+  }
+  try {
+    return await fn();
+  } finally {
+    await lock.release();
+  }
+}

@@ -3,7 +3,6 @@ import { listSnapshots } from '../archive/catalog.js';
 import type { Manifest } from '../archive/manifest.js';
 import { runBackup } from '../backup.js';
 import type { RunContext } from '../cli/context.js';
-import { withRunLock } from '../cli/context.js';
 import type { Config } from '../config/types.js';
 import { recoverInterrupted } from '../docker/recover.js';
 import { StateStore } from '../docker/state.js';
@@ -12,6 +11,7 @@ import type { HealthState } from '../observe/health.js';
 import type { BackupMetrics } from '../observe/metrics.js';
 import type { Notifier } from '../observe/notify.js';
 import { prune } from '../retention/prune.js';
+import { withRunLock } from './lock.js';
 
 /** Time a due run gets to finish before it counts as missed. */
 export const STALE_GRACE_MS = 10 * 60_000;
