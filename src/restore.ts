@@ -1,25 +1,22 @@
 import { createReadStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PassThrough, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type Docker from 'dockerode';
 import { resolveSnapshot } from './archive/catalog.js';
-import { getCodec } from './archive/codec.js';
 import type { Manifest, ManifestVolume } from './archive/manifest.js';
-import { HashTap } from './archive/tap.js';
 import type { TarStats } from './archive/tar-guard.js';
 import { verifyVolume } from './archive/verify.js';
 import { runBackup } from './backup.js';
 import type { Config } from './config/types.js';
 import { discoverStack, type Stack } from './docker/discover.js';
+import { extractInto } from './docker/extract.js';
 import { stopOrder } from './docker/plan.js';
 import { quiesce } from './docker/quiesce.js';
-import { emptyVolume, ensureVolume, putVolumeTar, runInVolume } from './docker/restore-volume.js';
+import { emptyVolume, ensureVolume, runInVolume } from './docker/restore-volume.js';
 import { findSelf } from './docker/self.js';
 import { StateStore } from './docker/state.js';
 import { pickHelperImage, volumeExists } from './docker/volumes.js';
-import { SidecarError, throwFirstCause } from './errors.js';
+import { SidecarError } from './errors.js';
 import { afterStart, type StartReport } from './moodle/after-start.js';
 import type { Logger } from './observe/logger.js';
 import type { Backend } from './storage/backend.js';
@@ -280,32 +277,6 @@ async function apply(
     log,
   );
   return { downtimeMs, report };
-}
-
-/** Stored bytes → sha256 re-check → decompress → Docker's putArchive into the volume. */
-async function extractInto(
-  docker: Docker,
-  volume: string,
-  image: string,
-  source: Readable,
-  manifest: Manifest,
-  v: ManifestVolume,
-  signal?: AbortSignal,
-): Promise<void> {
-  const tap = new HashTap();
-  const tar = new PassThrough();
-  const feed = pipeline(source, tap, getCodec(manifest.codec).decompress(), tar, signal ? { signal } : {});
-  const put = putVolumeTar(docker, volume, image, tar).catch((err: unknown) => {
-    tar.destroy(err as Error);
-    throw err;
-  });
-  throwFirstCause(await Promise.allSettled([feed, put]));
-  if (tap.digest() !== v.sha256) {
-    throw new SidecarError(
-      'INTEGRITY_FAILED',
-      `volume ${v.name}: the archive changed between verification and restore (sha256 ${tap.digest()})`,
-    );
-  }
 }
 
 /**

@@ -7,6 +7,7 @@ import { registerPrune } from './prune.js';
 import { registerRestore } from './restore.js';
 import { registerServe } from './serve.js';
 import { registerSnapshots } from './snapshots.js';
+import { registerVerify } from './verify.js';
 
 /** Entry point: one file per verb registers itself; errors become a message, a hint and a stable exit code. */
 export async function main(argv: string[]): Promise<number> {
@@ -19,6 +20,7 @@ export async function main(argv: string[]): Promise<number> {
   registerBackup(program);
   registerSnapshots(program);
   registerRestore(program);
+  registerVerify(program);
   registerPrune(program);
   registerServe(program);
   try {

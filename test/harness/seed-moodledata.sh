@@ -20,7 +20,7 @@ rm -f "$tmp"
 # One larger file (a course backup .mbz) in the file pool.
 head -c $((BIG_MB * 1024 * 1024)) /dev/urandom >big.tmp
 h=$(sha1sum big.tmp | cut -c1-40); mkdir -p "filedir/${h:0:2}/${h:2:2}"; mv big.tmp "filedir/${h:0:2}/${h:2:2}/$h"
-first=$(find filedir -type f | sort | head -1)
+first=$(find filedir -type f | sort | sed -n 1p)  # not head: SIGPIPE under pipefail
 # trashdir keeps a hard link to a pool file, as Moodle's file deletion does via rename/link.
 ln "$first" "trashdir/$(basename "$first")"
 echo '$CFG->cachestores = [];' >muc/config.php

@@ -219,24 +219,26 @@ describe.each([
     expect(again.deleted).toEqual([]);
   });
 
-  it.runIf(s3)('a leftover is swept once the grace period after its last write has passed', async () => {
-    const { ids } = crafted;
-    const before = await keys(backend);
-    const later = new Date(Date.now() + 25 * HOUR);
-    const r = await prune(backend, POLICY, { now: later, log: silentLogger() });
-    expect([...r.deleted].sort()).toEqual([ids.leftOld, ids.leftYoung].sort());
-    const after = await keys(backend);
-    expect(after).toEqual(before.filter((k) => !r.deleted.some((id) => k.startsWith(`${id}/`))));
-    const root = createBackend(testS3Target(bucket, ''));
-    expect((await root.list('elsewhere/')).map((o) => o.key)).toEqual(['elsewhere/keep.txt']);
-    root.close?.();
-    const statuses = (await listSnapshots(backend)).map((e) => e.status);
-    expect(statuses).toEqual(['ok', 'ok', 'ok']);
-  });
+  // Registered for S3 only: there an object's time cannot be set back, so the clock is moved instead.
+  if (s3)
+    it('a leftover is swept once the grace period after its last write has passed', async () => {
+      const { ids } = crafted;
+      const before = await keys(backend);
+      const later = new Date(Date.now() + 25 * HOUR);
+      const r = await prune(backend, POLICY, { now: later, log: silentLogger() });
+      expect([...r.deleted].sort()).toEqual([ids.leftOld, ids.leftYoung].sort());
+      const after = await keys(backend);
+      expect(after).toEqual(before.filter((k) => !r.deleted.some((id) => k.startsWith(`${id}/`))));
+      const root = createBackend(testS3Target(bucket, ''));
+      expect((await root.list('elsewhere/')).map((o) => o.key)).toEqual(['elsewhere/keep.txt']);
+      root.close?.();
+      const statuses = (await listSnapshots(backend)).map((e) => e.status);
+      expect(statuses).toEqual(['ok', 'ok', 'ok']);
+    });
 
-  it.runIf(!s3)(
-    'deletes a snapshot manifest first, so a half-deleted one is never listed as complete',
-    async () => {
+  // Registered once (local): the delete order is backend-independent.
+  if (!s3)
+    it('deletes a snapshot manifest first, so a half-deleted one is never listed as complete', async () => {
       const inner = createBackend({ type: 'local', path: join(dirs.root, 'order') });
       const now = Date.now();
       const { ids } = await craft(inner, now);
@@ -260,6 +262,5 @@ describe.each([
         if (hasManifest) expect(own[0]).toBe(`${id}/manifest.json`);
         expect(own.length).toBeGreaterThan(0);
       }
-    },
-  );
+    });
 });

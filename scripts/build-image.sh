@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Builds the sidecar image (moodle-backup-sidecar:dev) from the Dockerfile on a machine without a container
+# registry: the base is the offline test image mbs-test/node (scripts/provision.sh makes it), and npm reaches
+# its registry through a TLS-intercepting proxy, so the host's CA bundle goes into the build.
+#
+# Cached: the image carries the label moodle-backup.recipe=<hash of Dockerfile, package*.json, tsconfig*.json,
+# src/** and the base image id>; when an image with that label exists, nothing is built.
+#
+# Environment: IMAGE (default moodle-backup-sidecar:dev), BASE_IMAGE (default mbs-test/node:latest),
+# NPM_CA (default $NODE_EXTRA_CA_CERTS, else /etc/ssl/certs/ca-certificates.crt; "none" to pass nothing).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+IMAGE="${IMAGE:-moodle-backup-sidecar:dev}"
+BASE_IMAGE="${BASE_IMAGE:-mbs-test/node:latest}"
+RECIPE_LABEL=moodle-backup.recipe
+
+log() { printf 'build-image: %s\n' "$*" >&2; }
+die() { printf 'build-image: ERROR: %s\n' "$*" >&2; exit 1; }
+
+have_image() { docker image inspect "$1" >/dev/null 2>&1; }
+
+if ! have_image "$BASE_IMAGE"; then
+  case "$BASE_IMAGE" in
+    mbs-test/*)
+      log "$BASE_IMAGE is missing: running scripts/provision.sh"
+      bash "$ROOT/scripts/provision.sh"
+      ;;
+  esac
+  have_image "$BASE_IMAGE" || die "base image $BASE_IMAGE is not present (no registry to pull it from)"
+fi
+
+# The files the Dockerfile reads, in a stable order: the same list makes the hash and the build context.
+cd "$ROOT"
+mapfile -d '' FILES < <(
+  { printf '%s\0' Dockerfile package.json package-lock.json; find . -maxdepth 1 -name 'tsconfig*.json' -printf '%P\0'; find src -type f -print0; } \
+    | sort -z
+)
+base_id="$(docker image inspect -f '{{.Id}}' "$BASE_IMAGE")"
+hash="$({ sha256sum "${FILES[@]}"; printf 'base %s\nv1\n' "$base_id"; } | sha256sum | cut -c1-16)"
+
+size_of() {
+  docker image inspect -f '{{.Size}}' "$1" | awk '{ printf "%.1f MB (%d bytes)", $1 / 1e6, $1 }'
+}
+
+cached="$(docker images -q --no-trunc --filter "label=$RECIPE_LABEL=$hash" | head -1)"
+if [ -n "$cached" ]; then
+  docker tag "$cached" "$IMAGE"
+  log "$IMAGE is up to date (recipe $hash): $(size_of "$IMAGE")"
+  exit 0
+fi
+
+ctx="$(mktemp -d "${TMPDIR:-/tmp}/mbs-image.XXXXXX")"
+trap 'rm -rf "$ctx"' EXIT
+tar -C "$ROOT" -c "${FILES[@]}" | tar -C "$ctx" -x
+
+ca="${NPM_CA:-${NODE_EXTRA_CA_CERTS:-/etc/ssl/certs/ca-certificates.crt}}"
+if [ "$ca" != none ] && [ -s "$ca" ]; then
+  # Only the Dockerfile's throw-away deps stage reads it; the runtime stage does not copy it.
+  cp "$ca" "$ctx/npm-ca.crt"
+  log "npm in the build trusts the CA bundle $ca"
+fi
+
+log "building $IMAGE from $BASE_IMAGE (recipe $hash)"
+t0=$SECONDS
+# The classic builder: Debian's docker.io 20.10 CLI has no buildx, so DOCKER_BUILDKIT=1 would refuse to build.
+DOCKER_BUILDKIT=0 docker build \
+  --build-arg "BASE_IMAGE=$BASE_IMAGE" \
+  --label "$RECIPE_LABEL=$hash" \
+  -t "$IMAGE" \
+  "$ctx" >&2 || die "docker build failed"
+log "built $IMAGE in $((SECONDS - t0)) s: $(size_of "$IMAGE")"

@@ -1,0 +1,68 @@
+import type { Command } from 'commander';
+import { SidecarError } from '../errors.js';
+import { runVerify, type VerifyReport } from '../verify.js';
+import { openContext } from './context.js';
+import { table } from './output.js';
+
+interface VerifyFlags {
+  all?: boolean;
+  deep?: boolean;
+  json?: boolean;
+}
+
+export function verifyRows(report: VerifyReport): string[][] {
+  return report.results.map((r) => [r.snapshot, r.volume, r.level, r.ok ? 'ok' : 'FAILED', r.detail]);
+}
+
+export function registerVerify(program: Command): void {
+  program
+    .command('verify')
+    .description(
+      'check snapshots without changing anything: size, sha256, decompression and every tar entry; ' +
+        '--deep also restores each archive into a scratch volume and checks the database',
+    )
+    .argument('[snapshot]', 'snapshot id, unique id prefix, or "latest" (default)')
+    .option('--all', 'every snapshot at the target (incomplete or damaged ones count as failures)')
+    .option(
+      '--deep',
+      'restore drill: extract into scratch volumes, compare entry counts, run mariadb-check on the database',
+    )
+    .option('--json', 'print the results as JSON')
+    .action(async (snapshotArg: string | undefined, flags: VerifyFlags) => {
+      if (flags.all && snapshotArg) {
+        throw new SidecarError('USAGE', 'give a snapshot or --all, not both');
+      }
+      const ctx = await openContext({ needsDocker: Boolean(flags.deep) });
+      try {
+        const report = await runVerify({
+          docker: ctx.docker,
+          config: ctx.config,
+          backend: ctx.backend,
+          log: ctx.log,
+          snapshot: snapshotArg,
+          all: flags.all,
+          deep: flags.deep,
+          signal: ctx.signal,
+        });
+        if (flags.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+        else
+          process.stdout.write(
+            `${table(['SNAPSHOT', 'VOLUME', 'LEVEL', 'RESULT', 'DETAIL'], verifyRows(report))}\n`,
+          );
+        const failed = report.results.filter((r) => !r.ok);
+        if (failed.length > 0) {
+          const list = failed
+            .slice(0, 5)
+            .map((r) => `${r.snapshot} ${r.volume} (${r.level}): ${r.detail}`)
+            .join('; ');
+          throw new SidecarError(
+            'INTEGRITY_FAILED',
+            `${failed.length} of ${report.results.length} checks failed: ${list}${failed.length > 5 ? '; …' : ''}`,
+            'do not rely on the failed snapshots; take a new backup (`backup`) and verify it',
+          );
+        }
+      } finally {
+        await ctx.close();
+      }
+    });
+}

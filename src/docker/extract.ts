@@ -1,0 +1,37 @@
+import { PassThrough, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type Docker from 'dockerode';
+import { getCodec } from '../archive/codec.js';
+import type { Manifest, ManifestVolume } from '../archive/manifest.js';
+import { HashTap } from '../archive/tap.js';
+import { SidecarError, throwFirstCause } from '../errors.js';
+import { putVolumeTar } from './restore-volume.js';
+
+/**
+ * Stored bytes → sha256 re-check → decompress → Docker's putArchive into the volume. Shared by restore and
+ * the restore drill (`verify --deep`); the caller has verified the archive (verifyVolume) beforehand.
+ */
+export async function extractInto(
+  docker: Docker,
+  volume: string,
+  image: string,
+  source: Readable,
+  manifest: Manifest,
+  v: ManifestVolume,
+  signal?: AbortSignal,
+): Promise<void> {
+  const tap = new HashTap();
+  const tar = new PassThrough();
+  const feed = pipeline(source, tap, getCodec(manifest.codec).decompress(), tar, signal ? { signal } : {});
+  const put = putVolumeTar(docker, volume, image, tar).catch((err: unknown) => {
+    tar.destroy(err as Error);
+    throw err;
+  });
+  throwFirstCause(await Promise.allSettled([feed, put]));
+  if (tap.digest() !== v.sha256) {
+    throw new SidecarError(
+      'INTEGRITY_FAILED',
+      `volume ${v.name}: the archive changed between verification and restore (sha256 ${tap.digest()})`,
+    );
+  }
+}
