@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type Docker from 'dockerode';
+import { listSnapshots } from './archive/catalog.js';
 import { getCodec } from './archive/codec.js';
 import {
   FORMAT,
@@ -94,6 +95,8 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
   });
 
   const hooks = collectHooks(stack);
+  // Sizes of the previous snapshot give the progress line an ETA (terminal only).
+  const expected = Progress.enabled() ? await previousRawSizes(backend) : {};
   const volumes: ManifestVolume[] = [];
   let quiesceMs = 0;
   let readMs = 0;
@@ -118,6 +121,7 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
           codec.compress(config.compressionLevel),
           sink,
           ctx.signal,
+          Progress.enabled() ? new Progress(v.short, expected[v.short]) : undefined,
         );
         volumes.push(manifestVolume(v, file, r));
         log.info(
@@ -212,6 +216,7 @@ async function streamVolume(
   compressor: NodeJS.ReadWriteStream,
   sink: Sink,
   signal?: AbortSignal,
+  progress?: Progress,
 ): Promise<StreamResult> {
   const t0 = Date.now();
   return withHelper(docker, { volume: v.name, image, readOnly: true }, async (helper) => {
@@ -220,7 +225,7 @@ async function streamVolume(
     const tap = new HashTap();
     const out = new PassThrough();
     const stages: NodeJS.ReadWriteStream[] = [raw];
-    if (Progress.enabled()) stages.push(new Progress(v.short));
+    if (progress) stages.push(progress);
     const produce = pipeline([tar, ...stages, compressor, tap, out], signal ? { signal } : {});
     const consume = sink(out).catch((err: unknown) => {
       out.destroy(err as Error);
@@ -278,4 +283,13 @@ async function discardPartial(backend: Backend, id: string, log: Logger): Promis
 
 function sum(vs: ManifestVolume[], k: 'storedBytes' | 'rawBytes'): number {
   return vs.reduce((a, v) => a + v[k], 0);
+}
+
+async function previousRawSizes(backend: Backend): Promise<Record<string, number>> {
+  try {
+    const last = (await listSnapshots(backend)).find((e) => e.status === 'ok');
+    return Object.fromEntries((last?.manifest?.volumes ?? []).map((v) => [v.name, v.rawBytes]));
+  } catch {
+    return {};
+  }
 }
