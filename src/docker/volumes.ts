@@ -52,7 +52,8 @@ export async function withHelper<T>(
   try {
     return await fn(container);
   } finally {
-    await container.remove({ force: true }).catch(() => undefined);
+    // v: an image that declares VOLUMEs gives each helper anonymous volumes; remove them with it.
+    await container.remove({ force: true, v: true }).catch(() => undefined);
   }
 }
 

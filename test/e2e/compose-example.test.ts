@@ -1,0 +1,91 @@
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { KNOWN_VARS, readEnv } from '../../src/config/env.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const FILE = 'compose.example.yml';
+const run = promisify(execFile);
+
+interface Service {
+  image?: string;
+  environment?: Record<string, string | null>;
+  volumes?: string[];
+  labels?: Record<string, string>;
+  healthcheck?: { test: string[] };
+  restart?: string;
+}
+
+/** `docker-compose config` with the passwords the example requires from .env. */
+async function composeConfig(): Promise<{
+  services: Record<string, Service>;
+  volumes: Record<string, unknown>;
+}> {
+  const { stdout } = await run('docker-compose', ['-f', FILE, 'config'], {
+    cwd: ROOT,
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      MARIADB_ROOT_PASSWORD: 'root-pw',
+      MOODLE_DB_PASSWORD: 'db-pw',
+      MOODLE_ADMIN_PASSWORD: 'admin-pw',
+    },
+    timeout: 60_000,
+  });
+  return parse(stdout);
+}
+
+describe('compose.example.yml', () => {
+  it('is a valid compose file (docker-compose config)', async () => {
+    const config = await composeConfig();
+    expect(Object.keys(config.services).sort()).toEqual(['backup', 'mariadb', 'moodle']);
+    expect(Object.keys(config.volumes).sort()).toEqual([
+      'backup_state',
+      'mariadb_data',
+      'moodle_data',
+      'moodledata_data',
+    ]);
+    for (const s of Object.values(config.services)) {
+      expect(s.restart).toBe('unless-stopped');
+      expect(s.healthcheck?.test[0]).toBe('CMD');
+    }
+    const { mariadb, moodle, backup } = config.services as Record<string, Service>;
+    expect(mariadb?.labels?.['moodle-backup.stop']).toBe('true');
+    expect(moodle?.labels?.['moodle-backup.stop']).toBe('true');
+    expect(moodle?.labels?.['moodle-backup.pre']).toContain('maintenance.php --enable');
+    expect(moodle?.labels?.['moodle-backup.post']).toContain('maintenance.php --disable');
+    expect(backup?.volumes).toEqual(
+      expect.arrayContaining([
+        '/var/run/docker.sock:/var/run/docker.sock:rw',
+        'backup_state:/var/lib/moodle-backup:rw',
+        expect.stringMatching(/\/backups:\/archive:rw$/),
+      ]),
+    );
+  });
+
+  it('refuses to start without the passwords from .env', async () => {
+    await expect(
+      run('docker-compose', ['-f', FILE, 'config', '-q'], {
+        cwd: ROOT,
+        env: { PATH: process.env.PATH, HOME: process.env.HOME },
+        timeout: 60_000,
+      }),
+    ).rejects.toThrow(/MARIADB_ROOT_PASSWORD|MOODLE_DB_PASSWORD/);
+  });
+
+  it('gives the sidecar a configuration it accepts, and comments only name variables it knows', async () => {
+    const { services } = await composeConfig();
+    const env = Object.fromEntries(
+      Object.entries(services.backup?.environment ?? {}).map(([k, v]) => [k, v ?? '']),
+    );
+    expect(readEnv(env).errors).toEqual([]);
+    // The commented-out S3 and webhook settings: a typo there would only surface when a user enables it.
+    const text = await readFile(new URL(`../../${FILE}`, import.meta.url), 'utf8');
+    const commented = [...text.matchAll(/^\s*#\s*((?:BACKUP|AWS)_[A-Z0-9_]+):/gm)].map((m) => m[1] as string);
+    expect(commented.length).toBeGreaterThanOrEqual(8);
+    for (const name of commented) expect(KNOWN_VARS, name).toContain(name);
+  });
+});

@@ -1,0 +1,384 @@
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { docker, type ExecResult, execIn, IMAGES, TEST_LABEL } from '../harness/docker.js';
+import {
+  type DbFingerprint,
+  diffFingerprints,
+  fingerprintDb,
+  fingerprintVolume,
+  type VolumeFingerprint,
+} from '../harness/fingerprint.js';
+import { createMoodleStack, DB, type MoodleStack } from '../harness/stack.js';
+
+/**
+ * The image as users run it: built from the Dockerfile (scripts/build-image.sh, cached), started as the
+ * `backup` service of a compose-labelled Moodle project with the Docker socket, an S3 server on the project
+ * network, a secret read from a *_FILE, and its health port published on 127.0.0.1 only.
+ */
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const IMAGE = 'moodle-backup-sidecar:dev';
+const BUCKET = 'backups';
+const FILE_VOLUMES = ['moodle_data', 'moodledata_data'] as const;
+
+interface SnapshotJson {
+  id: string;
+  status: string;
+  kind: string | null;
+}
+
+interface Fingerprints {
+  files: Record<string, VolumeFingerprint>;
+  db: DbFingerprint;
+}
+
+function runBuild(): Promise<{ code: number | null; output: string; ms: number }> {
+  const t0 = Date.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn('bash', ['scripts/build-image.sh'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => {
+      output += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      output += d.toString();
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 14 * 60_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, output, ms: Date.now() - t0 });
+    });
+  });
+}
+
+function composeLabels(project: string, service: string): Record<string, string> {
+  return {
+    'com.docker.compose.project': project,
+    'com.docker.compose.service': service,
+    'com.docker.compose.container-number': '1',
+    'com.docker.compose.oneoff': 'False',
+    'com.docker.compose.project.working_dir': `/srv/${project}`,
+    [TEST_LABEL]: inject('runId'),
+  };
+}
+
+/** The last lines of a container's log (non-TTY: Docker's 8-byte frame headers are stripped). */
+async function containerLogs(name: string, tail = 150): Promise<string> {
+  const buf = await docker().getContainer(name).logs({ stdout: true, stderr: true, tail, follow: false });
+  const out: Buffer[] = [];
+  for (let i = 0; i + 8 <= buf.length; ) {
+    const len = buf.readUInt32BE(i + 4);
+    out.push(buf.subarray(i + 8, i + 8 + len));
+    i += 8 + len;
+  }
+  return Buffer.concat(out).toString('utf8');
+}
+
+async function fingerprints(stack: MoodleStack): Promise<Fingerprints> {
+  const files: Record<string, VolumeFingerprint> = {};
+  for (const v of FILE_VOLUMES) files[v] = await fingerprintVolume(stack.volumes[v]);
+  return { files, db: await fingerprintDb(stack.sql, DB.name) };
+}
+
+function expectSame(a: Fingerprints, b: Fingerprints): void {
+  for (const v of FILE_VOLUMES)
+    expect(diffFingerprints(a.files[v] as VolumeFingerprint, b.files[v] as VolumeFingerprint), v).toEqual([]);
+  expect(b.db).toEqual(a.db);
+}
+
+/** Unlabelled 64-hex volumes nobody uses: what anonymous volumes of removed containers leave behind. */
+async function danglingAnonymousVolumes(): Promise<Set<string>> {
+  const { Volumes } = await docker().listVolumes({ filters: { dangling: ['true'] } });
+  return new Set(
+    (Volumes ?? [])
+      .filter((v) => /^[0-9a-f]{64}$/.test(v.Name) && Object.keys(v.Labels ?? {}).length === 0)
+      .map((v) => v.Name),
+  );
+}
+
+/** A daily cron expression (with seconds) that fires once, `delayMs` from now, in UTC. */
+function onceSoon(delayMs: number): { cron: string; at: Date } {
+  const at = new Date(Date.now() + delayMs);
+  return { cron: `${at.getUTCSeconds()} ${at.getUTCMinutes()} ${at.getUTCHours()} * * *`, at };
+}
+
+describe('sidecar image (docker exec commands, schedule, S3, health, signals)', () => {
+  let stack: MoodleStack;
+  let secretDir: string | undefined;
+  let sidecar = '';
+  let healthPort = 0;
+  let scheduledAt: Date;
+  let anonymousBefore: Set<string>;
+  let scheduled: SnapshotJson;
+  let atBackup: Fingerprints;
+
+  const sidecarExec = async (args: string[]): Promise<ExecResult> => execIn(sidecar, args);
+
+  async function snapshots(): Promise<SnapshotJson[]> {
+    const r = await sidecarExec(['snapshots', '--json']);
+    if (r.exitCode !== 0) throw new Error(`snapshots --json exited ${r.exitCode}: ${r.stderr}`);
+    return JSON.parse(r.stdout) as SnapshotJson[];
+  }
+
+  async function failWithLogs(message: string): Promise<never> {
+    throw new Error(`${message}\n--- sidecar log ---\n${await containerLogs(sidecar).catch(String)}`);
+  }
+
+  beforeAll(async () => {
+    const build = await runBuild();
+    if (build.code !== 0) throw new Error(`scripts/build-image.sh exited ${build.code}:\n${build.output}`);
+    // One line for the record: "built … in N s: size" or "up to date … : size".
+    console.log(`${build.output.trim().split('\n').pop()} [${(build.ms / 1000).toFixed(1)} s]`);
+
+    stack = await createMoodleStack();
+    const d = docker();
+    const { project, network } = stack;
+    const runId = inject('runId');
+
+    // S3 for the sidecar, reachable as http://s3:5000 on the project network (s3rver from the repo's
+    // node_modules; it must not take the Host header "s3" for a bucket name, hence --no-vhost-buckets).
+    const s3 = `${project}-s3-1`;
+    await d
+      .createContainer({
+        name: s3,
+        Image: IMAGES.node,
+        WorkingDir: '/srv/s3rver',
+        Cmd: [
+          'node',
+          '--openssl-legacy-provider',
+          'node_modules/s3rver/bin/s3rver.js',
+          '-d',
+          '/data',
+          '-a',
+          '0.0.0.0',
+          '-p',
+          '5000',
+          '--no-vhost-buckets',
+          '--configure-bucket',
+          BUCKET,
+        ],
+        Labels: composeLabels(project, 's3'),
+        HostConfig: {
+          Binds: [`${join(ROOT, 'node_modules')}:/srv/s3rver/node_modules:ro`],
+          NetworkMode: network,
+        },
+        NetworkingConfig: { EndpointsConfig: { [network]: { Aliases: ['s3'] } } },
+      })
+      .then((c) => c.start());
+    for (let i = 0; ; i++) {
+      const r = await execIn(s3, [
+        'node',
+        '-e',
+        `fetch('http://127.0.0.1:5000/${BUCKET}').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))`,
+      ]);
+      if (r.exitCode === 0) break;
+      if (i >= 60) throw new Error(`s3rver did not answer:\n${await containerLogs(s3)}`);
+      await sleep(500);
+    }
+
+    // The sidecar's state volume, as Compose would make it: a project volume the sidecar must not back up.
+    const stateVolume = `${project}_backup_state`;
+    await d.createVolume({
+      Name: stateVolume,
+      Labels: {
+        'com.docker.compose.project': project,
+        'com.docker.compose.volume': 'backup_state',
+        [TEST_LABEL]: runId,
+      },
+    });
+    secretDir = await mkdtemp(join(tmpdir(), 'mbst-image-secret-'));
+    await writeFile(join(secretDir, 's3_secret'), 'S3RVER\n', { mode: 0o600 });
+
+    anonymousBefore = await danglingAnonymousVolumes();
+    // One scheduled run, soon: a schedule that kept firing (e.g. every 10 s) would stop the stack while it
+    // is fingerprinted and back up the wiped stack before the restore, making "latest" the wrong snapshot.
+    const schedule = onceSoon(30_000);
+    scheduledAt = schedule.at;
+    sidecar = `${project}-backup-1`;
+    // docker-modem's socketPath is a string, or a function choosing the default socket: bind that default.
+    const modemSocket = (d.modem as { socketPath?: unknown }).socketPath;
+    const socket = typeof modemSocket === 'string' ? modemSocket : '/var/run/docker.sock';
+    const container = await d.createContainer({
+      name: sidecar,
+      Image: IMAGE,
+      Env: [
+        'TZ=UTC',
+        `BACKUP_CRON_EXPRESSION=${schedule.cron}`,
+        `AWS_S3_BUCKET_NAME=${BUCKET}`,
+        'AWS_ENDPOINT=s3:5000',
+        'AWS_ENDPOINT_PROTO=http',
+        'AWS_S3_PATH_STYLE=true',
+        'AWS_S3_CHECKSUMS=when_required',
+        'AWS_ACCESS_KEY_ID=S3RVER',
+        'AWS_SECRET_ACCESS_KEY_FILE=/run/secrets/s3_secret',
+        'LOG_LEVEL=info',
+      ],
+      Labels: composeLabels(project, 'backup'),
+      ExposedPorts: { '8080/tcp': {} },
+      HostConfig: {
+        Binds: [
+          `${socket}:/var/run/docker.sock`,
+          `${stateVolume}:/var/lib/moodle-backup`,
+          `${join(secretDir, 's3_secret')}:/run/secrets/s3_secret:ro`,
+        ],
+        NetworkMode: network,
+        PortBindings: { '8080/tcp': [{ HostIp: '127.0.0.1', HostPort: '' }] },
+      },
+      NetworkingConfig: { EndpointsConfig: { [network]: { Aliases: ['backup'] } } },
+    });
+    await container.start();
+    const info = await container.inspect();
+    const binding = info.NetworkSettings.Ports['8080/tcp']?.[0];
+    expect(binding?.HostIp).toBe('127.0.0.1');
+    healthPort = Number(binding?.HostPort);
+    expect(healthPort).toBeGreaterThan(0);
+  }, 15 * 60_000);
+
+  afterAll(async () => {
+    await stack?.remove();
+    // Anonymous volumes carry no labels the sweep could match: remove the ones that appeared meanwhile.
+    if (anonymousBefore) {
+      for (const v of await danglingAnonymousVolumes())
+        if (!anonymousBefore.has(v))
+          await docker()
+            .getVolume(v)
+            .remove()
+            .catch(() => undefined);
+    }
+    if (secretDir) await rm(secretDir, { recursive: true, force: true });
+  }, 180_000);
+
+  it('runs the scheduled backup to S3 and lists it with `docker exec <sidecar> snapshots --json`', async () => {
+    const deadline = Math.max(Date.now(), scheduledAt.getTime()) + 150_000;
+    let found: SnapshotJson | undefined;
+    while (!found) {
+      const state = (await docker().getContainer(sidecar).inspect()).State;
+      if (!state.Running) await failWithLogs(`the sidecar is not running (exit code ${state.ExitCode})`);
+      if (Date.now() > scheduledAt.getTime()) {
+        found = (await snapshots()).find((s) => s.kind === 'scheduled' && s.status === 'ok');
+      }
+      if (!found) {
+        if (Date.now() > deadline)
+          await failWithLogs(`no scheduled snapshot by ${new Date(deadline).toISOString()}`);
+        await sleep(2000);
+      }
+    }
+    scheduled = found;
+    // The run has resumed the stack; nothing writes to it until the restore, so these fingerprints are
+    // the snapshot's content.
+    await stack.waitForDb();
+    expect(await stack.states()).toEqual({ mariadb: 'running', moodle: 'running' });
+    atBackup = await fingerprints(stack);
+    expect(Object.keys(atBackup.db.tables).length).toBeGreaterThanOrEqual(5);
+  }, 240_000);
+
+  it('restores `latest` with `docker exec <sidecar> restore latest --yes` onto wiped volumes', async () => {
+    expect(scheduled, 'needs the scheduled snapshot').toBeDefined();
+    const d = docker();
+    // Lose everything: stop the stack, empty its three volumes, start it again on empty volumes.
+    await d.getContainer(stack.containers.moodle).stop({ t: 30 });
+    await d.getContainer(stack.containers.mariadb).stop({ t: 60 });
+    const wiper = await d.createContainer({
+      Image: IMAGES.base,
+      Cmd: ['sh', '-c', 'for v in /v/*; do find "$v" -mindepth 1 -delete; done; find /v -mindepth 2 | wc -l'],
+      Labels: { [TEST_LABEL]: inject('runId') },
+      HostConfig: {
+        Binds: Object.entries(stack.volumes).map(([short, name]) => `${name}:/v/${short}`),
+        NetworkMode: 'none',
+      },
+    });
+    try {
+      await wiper.start();
+      const { StatusCode } = (await wiper.wait()) as { StatusCode: number };
+      expect(StatusCode).toBe(0);
+    } finally {
+      await wiper.remove({ force: true, v: true });
+    }
+    await d.getContainer(stack.containers.mariadb).start();
+    // MariaDB initialises the empty datadir first (new system tables, empty Moodle database).
+    await stack.waitForDb(120_000);
+    await d.getContainer(stack.containers.moodle).start();
+    expect((await stack.sql('SHOW TABLES')).trim()).toBe('');
+
+    const r = await sidecarExec(['restore', 'latest', '--yes']);
+    if (r.exitCode !== 0) await failWithLogs(`restore exited ${r.exitCode}:\n${r.stderr}\n${r.stdout}`);
+    expect(r.stdout).toContain(`restored ${scheduled.id}`);
+
+    await stack.waitForDb();
+    expect(await stack.states()).toEqual({ mariadb: 'running', moodle: 'running' });
+    expectSame(atBackup, await fingerprints(stack));
+  }, 600_000);
+
+  it('serves /healthz and /metrics on the published 127.0.0.1 port', async () => {
+    const health = await fetch(`http://127.0.0.1:${healthPort}/healthz`);
+    const body = (await health.json()) as { status: string; lastSnapshot: string | null };
+    expect(health.status, JSON.stringify(body)).toBe(200);
+    expect(body.status).toBe('ok');
+    expect(body.lastSnapshot).toBe(scheduled.id);
+    const metrics = await (await fetch(`http://127.0.0.1:${healthPort}/metrics`)).text();
+    expect(metrics).toContain('moodle_backup_runs_total');
+    expect(metrics).toMatch(/^moodle_backup_runs_total\{result="success"\} [1-9]/m);
+  });
+
+  it("is reported healthy by the image's HEALTHCHECK", async () => {
+    const deadline = Date.now() + 150_000;
+    let status = '';
+    while (Date.now() < deadline) {
+      const info = await docker().getContainer(sidecar).inspect();
+      status = info.State.Health?.Status ?? 'none';
+      if (status === 'healthy') break;
+      if (status === 'unhealthy') {
+        const last = info.State.Health?.Log?.at(-1);
+        await failWithLogs(`unhealthy: ${last?.ExitCode} ${last?.Output}`);
+      }
+      await sleep(2000);
+    }
+    expect(status).toBe('healthy');
+  }, 180_000);
+
+  it('runs `docker exec <sidecar> backup` (every command is on PATH)', async () => {
+    const before = await snapshots();
+    const r = await sidecarExec(['backup']);
+    if (r.exitCode !== 0) await failWithLogs(`backup exited ${r.exitCode}:\n${r.stderr}`);
+    const after = await snapshots();
+    const added = after.filter((s) => !before.some((b) => b.id === s.id));
+    expect(added.map((s) => [s.kind, s.status])).toEqual([['manual', 'ok']]);
+    expect(await stack.states()).toEqual({ mariadb: 'running', moodle: 'running' });
+    for (const verb of ['prune', 'verify', 'serve', 'moodle-backup']) {
+      expect((await sidecarExec(['sh', '-c', `command -v ${verb}`])).stdout.trim()).toBe(
+        `/usr/local/bin/${verb}`,
+      );
+    }
+    expect((await sidecarExec(['sh', '-c', 'command -v zstd && readlink /proc/1/exe'])).stdout).toMatch(
+      /zstd\n.*tini/,
+    );
+  }, 300_000);
+
+  it('leaves no anonymous volumes behind (helpers are made from the image, which declares VOLUMEs)', async () => {
+    const now = await danglingAnonymousVolumes();
+    const leaked = [...now].filter((v) => !anonymousBefore.has(v));
+    // Each helper container created from this image gets anonymous volumes for /archive and
+    // /var/lib/moodle-backup; removing a helper without `v: true` leaves them behind on every run.
+    expect(
+      leaked,
+      'anonymous volumes left by helper containers (see src/docker/volumes.ts withHelper)',
+    ).toEqual([]);
+  });
+
+  it('stops on SIGTERM within seconds (tini forwards the signal to node)', async () => {
+    const c = docker().getContainer(sidecar);
+    const t0 = Date.now();
+    await c.stop({ t: 10 });
+    const ms = Date.now() - t0;
+    const info = await c.inspect();
+    expect(ms, `docker stop took ${ms} ms`).toBeLessThan(10_000);
+    expect(info.State.ExitCode, await containerLogs(sidecar, 20)).toBe(0);
+    expect(await containerLogs(sidecar, 20)).toContain('"step":"shutdown"');
+  }, 60_000);
+});
