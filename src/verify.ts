@@ -113,7 +113,8 @@ async function verifyOne(o: VerifyOptions, m: Manifest): Promise<VerifyResult[]>
         out.push(failure(m, v, 'archive', err, t0, o.log));
         continue;
       }
-      const detail = `sha256 ok, ${describeStats(stats)}`;
+      const { files, dirs, symlinks, hardlinks, bytes } = stats;
+      const detail = `sha256 ok, ${files} files, ${dirs} dirs, ${symlinks} symlinks, ${hardlinks} hard links, ${bytes} bytes`;
       out.push({ snapshot: m.id, volume: v.name, level: 'archive', ok: true, detail, stats, ms: ms(t0) });
       o.log.info(
         { step: 'verify', snapshot: m.id, volume: v.name, ...stats, ms: ms(t0) },
@@ -124,7 +125,7 @@ async function verifyOne(o: VerifyOptions, m: Manifest): Promise<VerifyResult[]>
       try {
         helperImage ??= await drillHelperImage(o, m);
         const source = spoolFile ? createReadStream(spoolFile) : await o.backend.get(`${m.id}/${v.file}`);
-        const d = await drill(o, m, v, stats, helperImage, source);
+        const d = await drill(o, m, v, stats, helperImage, source).finally(() => source.destroy());
         out.push({ snapshot: m.id, volume: v.name, level: 'drill', ok: true, detail: d, ms: ms(t1) });
         o.log.info({ step: 'drill', snapshot: m.id, volume: v.name, ms: ms(t1) }, `drill ${v.name}: ${d}`);
       } catch (err) {
@@ -152,10 +153,6 @@ function failure(
   const detail = (err as Error)?.message ?? String(err);
   log.error({ step: level === 'drill' ? 'drill' : 'verify', snapshot: m.id, volume: v.name, code }, detail);
   return { snapshot: m.id, volume: v.name, level, ok: false, detail, code, ms: ms(t0) };
-}
-
-function describeStats(s: TarStats): string {
-  return `${s.files} files, ${s.dirs} dirs, ${s.symlinks} symlinks, ${s.hardlinks} hard links, ${s.bytes} bytes`;
 }
 
 /**
@@ -280,15 +277,8 @@ async function checkDatabase(
     NetworkDisabled: true,
     HostConfig: {
       NetworkMode: 'none',
-      // NoCopy: never let Docker copy the image's files into the scratch volume.
-      Mounts: [
-        {
-          Type: 'volume',
-          Source: scratch,
-          Target: at.destination,
-          VolumeOptions: { NoCopy: true } as Docker.MountSettings['VolumeOptions'],
-        },
-      ],
+      // nocopy: Docker must not copy the image's files into the scratch volume.
+      Binds: [`${scratch}:${at.destination}:nocopy`],
     },
   });
   try {
@@ -395,14 +385,13 @@ async function drillHelperImage(o: VerifyOptions, m: Manifest): Promise<string> 
     return pickHelperImage(o.config, undefined, stack);
   } catch {
     for (const s of m.stack.services) {
-      const present = await o.docker
-        .getImage(s.imageId)
-        .inspect()
-        .then(
-          () => true,
-          () => false,
-        );
-      if (present) return s.imageId;
+      if (
+        await o.docker
+          .getImage(s.imageId)
+          .inspect()
+          .catch(() => null)
+      )
+        return s.imageId;
     }
   }
   throw new SidecarError(
@@ -416,13 +405,8 @@ async function drillHelperImage(o: VerifyOptions, m: Manifest): Promise<string> 
 function demux(buf: Buffer): string {
   const parts: Buffer[] = [];
   let i = 0;
-  while (
-    i + 8 <= buf.length &&
-    (buf[i] ?? 9) <= 2 &&
-    buf[i + 1] === 0 &&
-    buf[i + 2] === 0 &&
-    buf[i + 3] === 0
-  ) {
+  // A frame starts with [stream type 0-2, 0, 0, 0]: as one big-endian word, at most 2.
+  while (i + 8 <= buf.length && buf.readUInt32BE(i) <= 2) {
     const n = buf.readUInt32BE(i + 4);
     parts.push(buf.subarray(i + 8, i + 8 + n));
     i += 8 + n;

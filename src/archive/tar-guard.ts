@@ -80,7 +80,7 @@ export class TarGuard {
         return;
       }
       case 'link': {
-        const target = this.normalise(h.linkname ?? '', 'hard link target');
+        const target = this.normalise(h.linkname ?? '', 'hard link target', h.name);
         if (!this.files.has(target))
           this.refuse(h.name, `is a hard link to ${h.linkname}, which is not a file of this archive`);
         this.stats.hardlinks++;
@@ -94,10 +94,12 @@ export class TarGuard {
     }
   }
 
-  private normalise(name: string, what: string): string {
-    if (name.startsWith('/')) this.refuse(name, `has an absolute ${what}`);
+  /** Splits a path into clean segments; `entry` is the archive entry to name when refusing. */
+  private normalise(name: string, what: string, entry = name): string {
+    const shown = entry === name ? '' : ` (${name})`;
+    if (name.startsWith('/')) this.refuse(entry, `has an absolute ${what}${shown}`);
     const parts = name.split('/').filter((s) => s !== '' && s !== '.');
-    if (parts.includes('..')) this.refuse(name, `has a ${what} with ".."`);
+    if (parts.includes('..')) this.refuse(entry, `has a ${what} with ".."${shown}`);
     return parts.length ? parts.join('/') : '.';
   }
 

@@ -1,4 +1,4 @@
-import { createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { extract } from 'tar-stream';
@@ -25,10 +25,20 @@ function integrity(volume: string, snapshot: string, what: string): SidecarError
   );
 }
 
+function shaMismatch(v: ManifestVolume, manifest: Manifest, actual: string): SidecarError {
+  return integrity(
+    v.name,
+    manifest.id,
+    `archive ${v.file} has sha256 ${actual}, the manifest says ${v.sha256}`,
+  );
+}
+
 /** Parses a tar stream to its end, checking every entry with the guard; bodies are drained, not kept. */
 function tarSink(guard: TarGuard): Writable {
   const ex = extract();
   ex.on('entry', (header, stream, next) => {
+    // Destroying the parser mid-body makes the entry stream error; the pipeline reports the cause.
+    stream.on('error', () => undefined);
     try {
       guard.check(header);
     } catch (err) {
@@ -66,43 +76,27 @@ export async function verifyVolume(
   const tap = new HashTap();
   const guard = new TarGuard(v.name);
   const source: Readable = await backend.get(key);
-  const branches: Promise<void>[] = [];
-  let input: Readable = source.pipe(tap);
-  if (opts.spoolTo) {
-    const toDisk = new PassThrough();
-    const toCheck = new PassThrough();
-    tap.pipe(toDisk);
-    tap.pipe(toCheck);
-    branches.push(pipeline(toDisk, createWriteStream(opts.spoolTo, { mode: 0o600 })));
-    input = toCheck;
-  }
+  const codec = getCodec(manifest.codec);
+  const signal = opts.signal ? { signal: opts.signal } : {};
   try {
-    await Promise.all([
-      pipeline(
-        input,
-        getCodec(manifest.codec).decompress(),
-        tarSink(guard),
-        opts.signal ? { signal: opts.signal } : {},
-      ),
-      ...branches,
-    ]);
+    if (opts.spoolTo) {
+      // Download once (hashing on the way), then check the local copy: the restore applies exactly these bytes.
+      await pipeline(source, tap, createWriteStream(opts.spoolTo, { mode: 0o600 }), signal);
+      if (tap.digest() !== v.sha256) throw shaMismatch(v, manifest, tap.digest());
+      await pipeline(createReadStream(opts.spoolTo), codec.decompress(), tarSink(guard), signal);
+    } else {
+      await pipeline(source, tap, codec.decompress(), tarSink(guard), signal);
+    }
   } catch (err) {
     source.destroy();
     if (err instanceof SidecarError) throw err;
-    // A damaged byte usually shows as a decompression error first; name the checksum when it explains it.
     throw integrity(
       v.name,
       manifest.id,
       `archive ${v.file} does not decompress as ${manifest.codec} tar (${(err as Error).message})`,
     );
   }
-  if (tap.digest() !== v.sha256) {
-    throw integrity(
-      v.name,
-      manifest.id,
-      `archive ${v.file} has sha256 ${tap.digest()}, the manifest says ${v.sha256}`,
-    );
-  }
+  if (tap.digest() !== v.sha256) throw shaMismatch(v, manifest, tap.digest());
   return guard.stats;
 }
 
