@@ -178,7 +178,8 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
     return manifest;
   } catch (err) {
     await discardPartial(backend, id, log);
-    throw err;
+    // An abort surfaces from the streams as a bare AbortError: report why the run stopped.
+    throw ctx.signal?.aborted ? ctx.signal.reason : err;
   } finally {
     // Post hooks undo what pre hooks did (e.g. maintenance mode), so they run after failures too.
     await runHooks(docker, hooks.post, log).catch((e: unknown) =>

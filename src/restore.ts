@@ -242,7 +242,7 @@ async function apply(
       log.info({ step: 'restore', volume: v.name, rawBytes: v.rawBytes }, `restored ${v.name}`);
     }
   } catch (err) {
-    failure = err;
+    failure = o.signal?.aborted ? o.signal.reason : err;
   }
   let resumeError: unknown;
   await resume().catch((e: unknown) => {

@@ -1,5 +1,6 @@
 import type Docker from 'dockerode';
 import type { Logger } from '../observe/logger.js';
+import { HELPER_LABEL } from './labels.js';
 import { resumeContainers } from './quiesce.js';
 import type { RunState, StateStore } from './state.js';
 
@@ -35,6 +36,7 @@ export async function recoverInterrupted(
       );
     }
   }
+  await removeHelpers(docker, log);
   await store.clear();
   return state;
 }
@@ -46,4 +48,19 @@ function isAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** Helper containers of a run that died before its `finally` could remove them (with their anonymous volumes). */
+async function removeHelpers(docker: Docker, log: Logger): Promise<void> {
+  const helpers = await docker.listContainers({ all: true, filters: { label: [HELPER_LABEL] } });
+  for (const h of helpers) {
+    await docker
+      .getContainer(h.Id)
+      .remove({ force: true, v: true })
+      .catch((err: unknown) =>
+        log.warn({ step: 'recover', container: h.Names[0], err }, 'could not remove a leftover helper'),
+      );
+  }
+  if (helpers.length > 0)
+    log.info({ step: 'recover', helpers: helpers.length }, 'removed leftover helper containers');
 }

@@ -1,4 +1,5 @@
-import { mkdir, open, readFile, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { link, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { SidecarError } from '../errors.js';
@@ -16,39 +17,58 @@ export interface RunLock {
 
 /**
  * One run at a time, whether scheduled, label-triggered or `docker exec sidecar backup`: an exclusive lock
- * file in the state directory. A lock whose process is gone (crash) is taken over.
+ * file in the state directory. The file is created complete and atomically (written under a private name,
+ * then hard-linked into place, which fails if a lock exists), so no process ever reads a half-written lock.
+ * A lock whose process is gone (crash) is taken over by renaming it away first, so two processes that both
+ * found it stale cannot both delete a fresh lock.
  */
 export async function acquireRunLock(stateDir: string, operation: string): Promise<RunLock> {
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
   const file = join(stateDir, 'run.lock');
   const info: LockInfo = { pid: process.pid, host: hostname(), operation, since: new Date().toISOString() };
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fh = await open(file, 'wx', 0o600);
-      await fh.writeFile(JSON.stringify(info));
-      await fh.close();
-      return {
-        async release() {
-          await rm(file, { force: true });
-        },
-      };
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const holder = await readLock(file);
-      if (holder && holder.host === info.host && isAlive(holder.pid)) {
-        throw new SidecarError(
-          'LOCKED',
-          `another ${holder.operation} is running (pid ${holder.pid}, since ${holder.since})`,
-          'wait for it to finish; runs never overlap',
-        );
+  const mine = `${file}.${process.pid}-${randomBytes(4).toString('hex')}`;
+  await writeFile(mine, JSON.stringify(info), { mode: 0o600 });
+  try {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        await link(mine, file);
+        return {
+          async release() {
+            const holder = await readLock(file);
+            if (holder?.pid === info.pid && holder.since === info.since) await rm(file, { force: true });
+          },
+        };
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
-      await rm(file, { force: true }); // stale: its process is gone
+      const holder = await readLock(file);
+      if (!holder || (holder.host === info.host && isAlive(holder.pid))) {
+        const who = holder
+          ? `another ${holder.operation} is running (pid ${holder.pid}, since ${holder.since})`
+          : 'another run holds the lock';
+        throw new SidecarError('LOCKED', who, 'wait for it to finish; runs never overlap');
+      }
+      // Stale: move it aside atomically; only the process whose rename succeeded removes it.
+      const aside = `${file}.stale-${process.pid}-${randomBytes(4).toString('hex')}`;
+      try {
+        await rename(file, aside);
+      } catch {
+        continue; // someone else moved it first
+      }
+      const moved = await readLock(aside);
+      if (moved && moved.pid !== holder.pid) {
+        // We moved a fresh lock taken in between: put it back if the place is still free.
+        await link(aside, file).catch(() => undefined);
+      }
+      await rm(aside, { force: true });
     }
+  } finally {
+    await rm(mine, { force: true });
   }
   throw new SidecarError(
     'LOCKED',
     `could not take the run lock ${file}`,
-    'check the state directory permissions',
+    'another run is starting; try again',
   );
 }
 
