@@ -28,6 +28,7 @@ import { readMoodleFacts } from './moodle/facts.js';
 import type { Logger } from './observe/logger.js';
 import { Progress } from './observe/progress.js';
 import type { Backend } from './storage/backend.js';
+import type { RetryingBackend } from './storage/retry.js';
 import { TOOL } from './version.js';
 
 export interface BackupContext {
@@ -139,9 +140,7 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
       const tu = Date.now();
       for (const v of volumes) {
         ctx.signal?.throwIfAborted();
-        await backend.put(`${id}/${v.file}`, createReadStream(join(spoolDir, v.file)), {
-          contentLength: v.storedBytes,
-        });
+        await putFile(backend, `${id}/${v.file}`, join(spoolDir, v.file), v.storedBytes);
         await rm(join(spoolDir, v.file), { force: true });
       }
       uploadMs = Date.now() - tu;
@@ -293,4 +292,12 @@ async function previousRawSizes(backend: Backend): Promise<Record<string, number
   } catch {
     return {};
   }
+}
+
+/** Uploads a spooled file; a retrying backend re-reads the file on each try (a one-shot stream cannot be). */
+async function putFile(backend: Backend, key: string, path: string, size: number): Promise<void> {
+  const open = () => createReadStream(path);
+  const retrying = backend as Backend & { putFrom?: RetryingBackend['putFrom'] };
+  if (retrying.putFrom) await retrying.putFrom(key, open, { contentLength: size });
+  else await backend.put(key, open(), { contentLength: size });
 }

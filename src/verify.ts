@@ -13,7 +13,7 @@ import { dockerStatus } from './docker/client.js';
 import { discoverStack } from './docker/discover.js';
 import { execCapture } from './docker/exec.js';
 import { extractInto } from './docker/extract.js';
-import { HELPER_LABEL } from './docker/labels.js';
+import { HELPER_LABEL, helperOwner } from './docker/labels.js';
 import { runInVolume } from './docker/restore-volume.js';
 import { findSelf } from './docker/self.js';
 import { MOUNT, pickHelperImage, withHelper } from './docker/volumes.js';
@@ -170,7 +170,7 @@ async function drill(
   const { docker } = o;
   const scratch = `${DRILL_PREFIX}-${rand()}-${v.name}`;
   try {
-    await docker.createVolume({ Name: scratch, Labels: { [HELPER_LABEL]: 'true' } });
+    await docker.createVolume({ Name: scratch, Labels: { [HELPER_LABEL]: helperOwner() } });
     await extractInto(docker, scratch, image, source, m, v, o.signal);
     const got = await countEntries(docker, scratch, image);
     const want = {
@@ -273,7 +273,7 @@ async function checkDatabase(
     Cmd: [...(info.Config?.Cmd ?? []), '--skip-grant-tables'],
     // Bitnami's entrypoint refuses to start without a root password unless told an empty one is fine.
     Env: ['ALLOW_EMPTY_PASSWORD=yes'],
-    Labels: { [HELPER_LABEL]: 'true' },
+    Labels: { [HELPER_LABEL]: helperOwner() },
     NetworkDisabled: true,
     HostConfig: {
       NetworkMode: 'none',

@@ -1,3 +1,5 @@
+import { hostname } from 'node:os';
+
 /** Our label namespace, plus offen/docker-volume-backup's labels we honour. Documented in README ("Labels"). */
 export const LABELS = {
   /** true | false: stop this container during backups (false excludes it from the default set). */
@@ -19,3 +21,8 @@ export const LABELS = {
 
 /** Marks helper containers the sidecar creates, so discovery and cleanup can tell them apart. */
 export const HELPER_LABEL = 'moodle-backup.helper';
+
+/** The helper label's value: which process made it, so crash recovery removes only that run's helpers. */
+export function helperOwner(pid: number = process.pid): string {
+  return `${hostname()}:${pid}`;
+}

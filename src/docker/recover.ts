@@ -1,6 +1,6 @@
 import type Docker from 'dockerode';
 import type { Logger } from '../observe/logger.js';
-import { HELPER_LABEL } from './labels.js';
+import { HELPER_LABEL, helperOwner } from './labels.js';
 import { resumeContainers } from './quiesce.js';
 import type { RunState, StateStore } from './state.js';
 
@@ -36,7 +36,7 @@ export async function recoverInterrupted(
       );
     }
   }
-  await removeHelpers(docker, log);
+  await removeHelpers(docker, helperOwner(state.pid), log);
   await store.clear();
   return state;
 }
@@ -51,8 +51,11 @@ function isAlive(pid: number): boolean {
 }
 
 /** Helper containers of a run that died before its `finally` could remove them (with their anonymous volumes). */
-async function removeHelpers(docker: Docker, log: Logger): Promise<void> {
-  const helpers = await docker.listContainers({ all: true, filters: { label: [HELPER_LABEL] } });
+async function removeHelpers(docker: Docker, owner: string, log: Logger): Promise<void> {
+  const helpers = await docker.listContainers({
+    all: true,
+    filters: { label: [`${HELPER_LABEL}=${owner}`] },
+  });
   for (const h of helpers) {
     await docker
       .getContainer(h.Id)

@@ -4,7 +4,7 @@ import type { Config } from '../config/types.js';
 import { SidecarError } from '../errors.js';
 import { dockerStatus } from './client.js';
 import type { Stack } from './discover.js';
-import { HELPER_LABEL } from './labels.js';
+import { HELPER_LABEL, helperOwner } from './labels.js';
 
 /** Where helper containers mount the volume they work on. */
 export const MOUNT = '/volume';
@@ -42,7 +42,7 @@ export async function withHelper<T>(
     Image: opts.image,
     Entrypoint: opts.cmd ? [] : undefined,
     Cmd: opts.cmd ?? ['true'],
-    Labels: { [HELPER_LABEL]: 'true' },
+    Labels: { [HELPER_LABEL]: helperOwner() },
     NetworkDisabled: true,
     HostConfig: {
       Binds: [`${opts.volume}:${MOUNT}${opts.readOnly ? ':ro' : ''}`],

@@ -4,13 +4,13 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { listSnapshots } from '../../src/archive/catalog.js';
 import { HELPER_LABEL } from '../../src/docker/labels.js';
 import { createBackend } from '../../src/storage/index.js';
 import { CLI, type CliResult, logLines, runCli } from '../harness/cli.js';
 import { cliEnv, type TempDirs, tempDirs } from '../harness/config.js';
-import { docker } from '../harness/docker.js';
+import { docker, IMAGES, TEST_LABEL, uniqueName } from '../harness/docker.js';
 import { createMoodleStack, type MoodleStack } from '../harness/stack.js';
 
 type LogLine = Record<string, unknown>;
@@ -86,6 +86,24 @@ async function helpersOf(stack: MoodleStack): Promise<string[]> {
     .map((c) => c.Names[0] ?? c.Id);
 }
 
+/**
+ * A helper container as another sidecar's running backup has it (another Moodle project on the same host):
+ * created, never started, mounting that project's volume read-only.
+ */
+async function foreignHelper(): Promise<{ name: string; volume: string }> {
+  const volume = uniqueName('othervol');
+  await docker().createVolume({ Name: volume, Labels: { [TEST_LABEL]: inject('runId') } });
+  const name = uniqueName('other-helper');
+  await docker().createContainer({
+    name,
+    Image: IMAGES.busybox,
+    Cmd: ['true'],
+    Labels: { [HELPER_LABEL]: 'true', [TEST_LABEL]: inject('runId') },
+    HostConfig: { Binds: [`${volume}:/volume:ro`], NetworkMode: 'none' },
+  });
+  return { name, volume };
+}
+
 /** Every file below `dir` (relative paths), including hidden temp files the catalog does not show. */
 async function filesBelow(dir: string): Promise<string[]> {
   if (!existsSync(dir)) return [];
@@ -99,6 +117,7 @@ describe('interrupted and concurrent backups', () => {
   let stack: MoodleStack;
   let dirs: TempDirs;
   let killedAndRecovered = false;
+  let other: { name: string; volume: string } | undefined;
 
   beforeAll(async () => {
     [stack, dirs] = await Promise.all([createMoodleStack({ seed: { bigMb: 300 } }), tempDirs('intr')]);
@@ -112,6 +131,16 @@ describe('interrupted and concurrent backups', () => {
           .getContainer(name.replace(/^\//, ''))
           .remove({ force: true })
           .catch(() => undefined);
+    }
+    if (other) {
+      await docker()
+        .getContainer(other.name)
+        .remove({ force: true })
+        .catch(() => undefined);
+      await docker()
+        .getVolume(other.volume)
+        .remove()
+        .catch(() => undefined);
     }
     await stack?.remove();
     await dirs?.remove();
@@ -188,6 +217,7 @@ describe('interrupted and concurrent backups', () => {
     const before = JSON.parse(listed.stdout) as { id: string; status: string }[];
     expect(before.map((s) => [s.id, s.status])).toEqual([[killedId, 'incomplete']]);
 
+    other = await foreignHelper();
     const t0 = Date.now();
     const r = await runCli(['backup', '--json'], env(archive), { timeoutMs: 180_000 });
     expect(r.code, r.stderr).toBe(0);
@@ -215,6 +245,19 @@ describe('interrupted and concurrent backups', () => {
     // A leftover helper (created, never started) keeps the volume in use: `docker volume rm` and
     // `docker compose down -v` fail on it. The recovering run is the one that could remove it.
     expect(await helpersOf(stack)).toEqual([]);
+  });
+
+  it("the recovery removes only the killed run's helpers: another project's running backup keeps its helper", async () => {
+    expect(killedAndRecovered && other, 'runs after the SIGKILL test').toBeTruthy();
+    const name = other?.name ?? '';
+    const alive = await docker()
+      .getContainer(name)
+      .inspect()
+      .then(
+        () => true,
+        () => false,
+      );
+    expect(alive, `${name} (helper of another sidecar's backup) was removed`).toBe(true);
   });
 
   it('two concurrent `backup` runs on one state dir: exactly one succeeds, the other exits 3', async () => {
