@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { docker } from './docker.js';
 
 export interface ContainerEvent {
@@ -6,32 +7,78 @@ export interface ContainerEvent {
   time: number;
 }
 
-/** Docker events of one compose project between two moments (seconds precision from Docker), in order. */
+interface RawEvent {
+  Action: string;
+  Actor: { Attributes: Record<string, string> };
+  timeNano: number;
+}
+
+function toEvent(e: RawEvent): ContainerEvent {
+  return {
+    action: e.Action,
+    service: e.Actor.Attributes['com.docker.compose.service'] ?? '?',
+    time: e.timeNano,
+  };
+}
+
+/**
+ * Docker keeps only its last 256 events for `since` queries, and every `docker exec` of a busy test run adds
+ * events, so older ones get evicted. Stacks therefore record their project's events live from creation on.
+ */
+const recorders = new Map<string, { events: ContainerEvent[]; stop(): void }>();
+
+export async function startRecording(project: string): Promise<void> {
+  const stream = (await docker().getEvents({
+    filters: { type: ['container'], label: [`com.docker.compose.project=${project}`] },
+  })) as unknown as NodeJS.ReadableStream & { destroy(): void };
+  const events: ContainerEvent[] = [];
+  let buf = '';
+  stream.on('data', (chunk: Buffer) => {
+    buf += chunk.toString();
+    let nl = buf.indexOf('\n');
+    while (nl >= 0) {
+      const line = buf.slice(0, nl).trim();
+      buf = buf.slice(nl + 1);
+      if (line) events.push(toEvent(JSON.parse(line) as RawEvent));
+      nl = buf.indexOf('\n');
+    }
+  });
+  stream.on('error', () => undefined);
+  recorders.set(project, { events, stop: () => stream.destroy() });
+}
+
+export function stopRecording(project: string): void {
+  recorders.get(project)?.stop();
+  recorders.delete(project);
+}
+
+/** Docker events of one compose project between two moments, in order (exec events left out). */
 export async function projectEvents(
   project: string,
   sinceMs: number,
   untilMs = Date.now(),
 ): Promise<ContainerEvent[]> {
-  const stream = (await docker().getEvents({
-    since: Math.floor(sinceMs / 1000),
-    until: Math.ceil(untilMs / 1000) + 1,
-    filters: { type: ['container'], label: [`com.docker.compose.project=${project}`] },
-  })) as unknown as NodeJS.ReadableStream;
-  let text = '';
-  for await (const chunk of stream) text += chunk.toString();
-  return text
-    .split('\n')
-    .filter(Boolean)
-    .map(
-      (l) =>
-        JSON.parse(l) as { Action: string; Actor: { Attributes: Record<string, string> }; timeNano: number },
-    )
-    .map((e) => ({
-      action: e.Action,
-      service: e.Actor.Attributes['com.docker.compose.service'] ?? '?',
-      time: e.timeNano,
-    }))
-    .filter((e) => !e.action.startsWith('exec_'));
+  const rec = recorders.get(project);
+  let events: ContainerEvent[];
+  if (rec) {
+    await sleep(500); // events arrive a moment after the API call that caused them
+    events = rec.events.filter(
+      (e) => e.time >= Math.floor(sinceMs / 1000) * 1e9 && e.time <= (untilMs + 1000) * 1e6,
+    );
+  } else {
+    const stream = (await docker().getEvents({
+      since: Math.floor(sinceMs / 1000),
+      until: Math.ceil(untilMs / 1000) + 1,
+      filters: { type: ['container'], label: [`com.docker.compose.project=${project}`] },
+    })) as unknown as NodeJS.ReadableStream;
+    let text = '';
+    for await (const chunk of stream) text += chunk.toString();
+    events = text
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => toEvent(JSON.parse(l) as RawEvent));
+  }
+  return events.filter((e) => !e.action.startsWith('exec_'));
 }
 
 /** "action service" strings of the lifecycle events that matter for quiescing. */

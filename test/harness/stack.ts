@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type Docker from 'dockerode';
 import { inject } from 'vitest';
 import { docker, execIn, execOk, IMAGES, sweepLeftovers, TEST_LABEL, uniqueName } from './docker.js';
+import { startRecording, stopRecording } from './events.js';
 
 export const DB = {
   rootPassword: 'root-secret-pw',
@@ -126,6 +127,7 @@ async function createService(
 export async function createMoodleStack(opts: StackOptions = {}): Promise<MoodleStack> {
   const project = opts.project ?? uniqueName('p');
   const { network, volumes } = await createProjectResources(project);
+  await startRecording(project);
   const containers = { mariadb: `${project}-mariadb-1`, moodle: `${project}-moodle-1` };
   const stack: MoodleStack = {
     project,
@@ -173,6 +175,7 @@ export async function createMoodleStack(opts: StackOptions = {}): Promise<Moodle
       return { mariadb: a.State.Status, moodle: b.State.Status };
     },
     async remove() {
+      stopRecording(project);
       await sweepLeftovers({ project });
     },
   };
