@@ -114,7 +114,7 @@ export async function discoverStack(
   return { project, containers, allVolumes, volumes: selectVolumes(allVolumes, config.volumes, self, own) };
 }
 
-function selectVolumes(
+export function selectVolumes(
   all: VolumeTarget[],
   wanted: string[],
   self: SelfInfo | null,
