@@ -78,9 +78,10 @@ describe('which containers are quiesced', () => {
     (cs[2] as ServiceContainer).labels = { 'moodle-backup.stop': 'true' };
     const plan = planQuiesce(stackOf(cs), { mode: 'stop', stopLabel: 'true' });
     expect(plan.selection).toBe('labels');
+    // Unrelated containers: reverse name order (deterministic).
     expect(plan.actions.map((a) => `${a.action} ${a.container.service}`)).toEqual([
-      'pause mariadb',
       'stop web',
+      'pause mariadb',
     ]);
     expect(plan.warnings.join()).toContain('crash-consistent');
   });
