@@ -2,11 +2,12 @@ import { randomBytes } from 'node:crypto';
 import type { Dirent } from 'node:fs';
 import { chmod, lstat, mkdir, open, readdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { type Readable, Transform, type TransformCallback } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { LocalTarget } from '../config/types.js';
 import { SidecarError } from '../errors.js';
 import type { Backend, ObjectInfo } from './backend.js';
+import { ByteCounter } from './length-check.js';
 
 const FILE_MODE = 0o600;
 const DIR_MODE = 0o700;
@@ -14,23 +15,6 @@ const DIR_MODE = 0o700;
 const TMP_PREFIX = '.tmp-';
 /** A put retries its directory creation this often when a concurrent delete removes an empty parent. */
 const MKDIR_RACE_ATTEMPTS = 3;
-
-/** Counts the bytes that pass and, when told the expected length, fails before the end on a mismatch. */
-class ByteCounter extends Transform {
-  bytes = 0;
-  constructor(private readonly expected?: number) {
-    super();
-  }
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.bytes += chunk.length;
-    cb(null, chunk);
-  }
-  override _flush(cb: TransformCallback): void {
-    if (this.expected !== undefined && this.bytes !== this.expected) {
-      cb(new Error(`source delivered ${this.bytes} bytes, expected ${this.expected}`));
-    } else cb();
-  }
-}
 
 function errnoCode(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;

@@ -1,4 +1,4 @@
-import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   AbortMultipartUploadCommand,
@@ -14,29 +14,10 @@ import { Upload } from '@aws-sdk/lib-storage';
 import type { S3Target } from '../config/types.js';
 import { SidecarError } from '../errors.js';
 import type { Backend, ObjectInfo } from './backend.js';
+import { ByteCounter } from './length-check.js';
 
 /** 1000 keys a page: enough for 10 million objects; a server that pages forever is a bug, not an archive. */
 const MAX_LIST_PAGES = 10_000;
-
-/** Counts the bytes that pass and, when told the expected length, fails before the last part on a mismatch. */
-class ByteCounter extends Transform {
-  bytes = 0;
-  constructor(private readonly expected?: number) {
-    super();
-  }
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.bytes += chunk.length;
-    cb(null, chunk);
-  }
-  /** Set when the byte count did not match the expected length. */
-  failure?: Error;
-  override _flush(cb: TransformCallback): void {
-    if (this.expected !== undefined && this.bytes !== this.expected) {
-      this.failure = new Error(`source delivered ${this.bytes} bytes, expected ${this.expected}`);
-      cb(this.failure);
-    } else cb();
-  }
-}
 
 /** The fields of an SDK service error we read; anything thrown may lack them. */
 interface ServiceErrorShape {

@@ -9,7 +9,6 @@ import { logLines, runCli } from '../harness/cli.js';
 import { cliEnv, type TempDirs, tempDirs, testConfig } from '../harness/config.js';
 import { docker, execOk } from '../harness/docker.js';
 import {
-  type DbFingerprint,
   diffFingerprints,
   fingerprintDb,
   fingerprintVolume,
