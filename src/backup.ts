@@ -27,7 +27,7 @@ import { SidecarError, throwFirstCause } from './errors.js';
 import { readMoodleFacts } from './moodle/facts.js';
 import type { Logger } from './observe/logger.js';
 import { Progress } from './observe/progress.js';
-import type { Backend } from './storage/backend.js';
+import { type Backend, isLocalBackend } from './storage/backend.js';
 import type { RetryingBackend } from './storage/retry.js';
 import { TOOL } from './version.js';
 
@@ -256,7 +256,7 @@ function manifestVolume(v: VolumeTarget, file: string, r: StreamResult): Manifes
 function useSpool(config: Config, backend: Backend): boolean {
   if (config.spool === 'always') return true;
   if (config.spool === 'never') return false;
-  return !backend.location.startsWith('local:');
+  return !isLocalBackend(backend);
 }
 
 function describeServices(stack: Stack, plan: QuiescePlan): Manifest['stack']['services'] {

@@ -9,17 +9,17 @@ import { verifyVolume } from './archive/verify.js';
 import { runBackup } from './backup.js';
 import type { Config } from './config/types.js';
 import { discoverStack, type Stack } from './docker/discover.js';
-import { extractInto } from './docker/extract.js';
+import { extractInto, mountPointCommands } from './docker/extract.js';
 import { stopOrder } from './docker/plan.js';
 import { quiesce } from './docker/quiesce.js';
 import { emptyVolume, ensureVolume, runInVolume } from './docker/restore-volume.js';
 import { findSelf } from './docker/self.js';
 import { StateStore } from './docker/state.js';
-import { pickHelperImage, volumeExists } from './docker/volumes.js';
+import { MOUNT, pickHelperImage, volumeExists } from './docker/volumes.js';
 import { SidecarError } from './errors.js';
 import { afterStart, type StartReport } from './moodle/after-start.js';
 import type { Logger } from './observe/logger.js';
-import type { Backend } from './storage/backend.js';
+import { type Backend, isLocalBackend } from './storage/backend.js';
 
 export interface RestoreOptions {
   docker: Docker;
@@ -35,8 +35,6 @@ export interface RestoreOptions {
   /** Asked after verification, before anything changes; false aborts (interactive confirmation). */
   confirm?: (plan: RestorePlan) => Promise<boolean>;
   signal?: AbortSignal;
-  /** Filled by the verification step: what each archive holds. */
-  verified?: Record<string, TarStats>;
 }
 
 export interface RestorePlan {
@@ -77,7 +75,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreResult> {
   );
   if (o.dryRun) return { plan, applied: false, verified: {} };
 
-  const spool = !backend.location.startsWith('local:');
+  const spool = !isLocalBackend(backend);
   const spoolDir = join(config.spoolDir, `restore-${manifest.id}`);
   if (spool) await mkdir(spoolDir, { recursive: true, mode: 0o700 });
   try {
@@ -114,18 +112,16 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreResult> {
         `saved the current volumes as pre-restore snapshot ${safety}`,
       );
     }
-    o.verified = verified;
-    const dbVolumes = plan.volumes.filter((v) => verified[v.name]?.mariadbDatadir).map((v) => v.dockerName);
-    const { downtimeMs, report } = await apply(
-      o,
+    const { downtimeMs, report } = await apply(o, {
       manifest,
       plan,
       stack,
       selected,
-      spool ? spoolDir : undefined,
+      spoolDir: spool ? spoolDir : undefined,
       safety,
-      dbVolumes,
-    );
+      verified,
+      image: pickHelperImage(config, self?.image, stack),
+    });
     return { plan, applied: true, safetySnapshot: safety, verified, report, downtimeMs };
   } finally {
     if (spool) await rm(spoolDir, { recursive: true, force: true });
@@ -176,17 +172,26 @@ async function makePlan(
   return { snapshot: manifest, project: stack.project, volumes, stop: stopOrder(users).map((c) => c.name) };
 }
 
+interface ApplyInput {
+  manifest: Manifest;
+  plan: RestorePlan;
+  stack: Stack;
+  selected: ManifestVolume[];
+  /** Where the verified archives were spooled (remote targets); undefined = read from the backend again. */
+  spoolDir: string | undefined;
+  safety: string | undefined;
+  /** What the verification found in each archive. */
+  verified: Record<string, TarStats>;
+  /** Image for the helper containers. */
+  image: string;
+}
+
 async function apply(
   o: RestoreOptions,
-  manifest: Manifest,
-  plan: RestorePlan,
-  stack: Stack,
-  selected: ManifestVolume[],
-  spoolDir: string | undefined,
-  safety: string | undefined,
-  dbVolumes: string[],
+  { manifest, plan, stack, selected, spoolDir, safety, verified, image }: ApplyInput,
 ): Promise<{ downtimeMs: number; report: StartReport }> {
   const { docker, config, backend, log } = o;
+  const dbVolumes = plan.volumes.filter((v) => verified[v.name]?.mariadbDatadir).map((v) => v.dockerName);
   const state = new StateStore(config.stateDir);
   const progress: Record<string, 'pending' | 'emptied' | 'restored'> = Object.fromEntries(
     selected.map((v) => [v.name, 'pending']),
@@ -216,7 +221,6 @@ async function apply(
       log,
     },
   );
-  const image = pickHelperImage(config, (await findSelf(docker))?.image, stack);
   let failure: unknown;
   try {
     for (const v of selected) {
@@ -234,7 +238,7 @@ async function apply(
         : await backend.get(`${manifest.id}/${v.file}`);
       await extractInto(docker, target, image, source, manifest, v, o.signal);
       // A snapshot taken in maintenance mode must not bring the site back in maintenance mode.
-      await runInVolume(docker, target, image, finishScript(o.verified?.[v.name]?.root));
+      await runInVolume(docker, target, image, finishScript(verified[v.name]?.root));
       progress[v.name] = 'restored';
       await state.update((s) => {
         s.volumes = { ...progress };
@@ -285,14 +289,5 @@ async function apply(
  * unpacking leaves alone.
  */
 function finishScript(root?: TarStats['root']): string {
-  const cmds = ['rm -f /volume/climaintenance.html'];
-  if (root) {
-    const t = new Date(root.mtime * 1000).toISOString().replace('T', ' ').slice(0, 19);
-    cmds.push(
-      `chown ${root.uid}:${root.gid} /volume`,
-      `chmod ${root.mode.toString(8)} /volume`,
-      `TZ=UTC0 touch -c -d '${t}' /volume`,
-    );
-  }
-  return cmds.join(' && ');
+  return [`rm -f ${MOUNT}/climaintenance.html`, ...mountPointCommands(root)].join(' && ');
 }

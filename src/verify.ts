@@ -12,14 +12,14 @@ import type { Config } from './config/types.js';
 import { dockerStatus } from './docker/client.js';
 import { discoverStack } from './docker/discover.js';
 import { execCapture } from './docker/exec.js';
-import { extractInto } from './docker/extract.js';
+import { extractInto, mountPointCommands } from './docker/extract.js';
 import { HELPER_LABEL, helperOwner } from './docker/labels.js';
-import { runInVolume } from './docker/restore-volume.js';
+import { demuxLogs, runInVolume } from './docker/restore-volume.js';
 import { findSelf } from './docker/self.js';
-import { MOUNT, pickHelperImage, withHelper } from './docker/volumes.js';
+import { MOUNT, pickHelperImage } from './docker/volumes.js';
 import { SidecarError } from './errors.js';
 import type { Logger } from './observe/logger.js';
-import type { Backend } from './storage/backend.js';
+import { type Backend, isLocalBackend } from './storage/backend.js';
 
 export interface VerifyOptions {
   docker: Docker;
@@ -97,7 +97,7 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyReport> {
 async function verifyOne(o: VerifyOptions, m: Manifest): Promise<VerifyResult[]> {
   const out: VerifyResult[] = [];
   // A remote archive is downloaded once: checked while spooled, then the drill extracts the spooled copy.
-  const spool = Boolean(o.deep) && !o.backend.location.startsWith('local:');
+  const spool = Boolean(o.deep) && !isLocalBackend(o.backend);
   const spoolDir = join(o.config.spoolDir, `verify-${m.id}-${rand()}`);
   if (spool) await mkdir(spoolDir, { recursive: true, mode: 0o700 });
   let helperImage: string | undefined;
@@ -188,15 +188,7 @@ async function drill(
     if (!stats.mariadbDatadir) return counts;
     // What restore does after extraction: the mount point gets its recorded owner and mode (Docker leaves
     // it root-owned), so a server that runs as its own user can write there.
-    if (stats.root) {
-      const r = stats.root;
-      await runInVolume(
-        docker,
-        scratch,
-        image,
-        `chown ${r.uid}:${r.gid} ${MOUNT} && chmod ${r.mode.toString(8)} ${MOUNT}`,
-      );
-    }
+    if (stats.root) await runInVolume(docker, scratch, image, mountPointCommands(stats.root).join(' && '));
     return `${counts}; ${await checkDatabase(o, m, v, scratch)}`;
   } finally {
     await docker
@@ -217,18 +209,10 @@ async function countEntries(
 ): Promise<{ files: number; dirs: number; symlinks: number }> {
   const n = (t: string) => `"$(find . -mindepth 1 -type ${t} -print0 | tr -dc '\\000' | wc -c)"`;
   const script = `cd ${MOUNT} && printf 'COUNTS %s %s %s\\n' ${n('f')} ${n('d')} ${n('l')}`;
-  return withHelper(docker, { volume, image, readOnly: true, cmd: ['sh', '-c', script] }, async (c) => {
-    await c.start();
-    const r = (await c.wait()) as { StatusCode: number };
-    const text = demux((await c.logs({ stdout: true, stderr: true })) as unknown as Buffer);
-    const match = text.match(/COUNTS\s+(\d+)\s+(\d+)\s+(\d+)/);
-    if (r.StatusCode !== 0 || !match) {
-      throw new Error(
-        `counting entries in ${volume} failed (exit ${r.StatusCode}): ${text.trim().slice(-300)}`,
-      );
-    }
-    return { files: Number(match[1]), dirs: Number(match[2]), symlinks: Number(match[3]) };
-  });
+  const text = await runInVolume(docker, volume, image, script, { readOnly: true });
+  const match = text.match(/COUNTS\s+(\d+)\s+(\d+)\s+(\d+)/);
+  if (!match) throw new Error(`counting entries in ${volume} failed: ${text.trim().slice(-300)}`);
+  return { files: Number(match[1]), dirs: Number(match[2]), symlinks: Number(match[3]) };
 }
 
 /** `sh -c` prelude that runs the first tool present of two (mariadb-* names, else the older mysql* ones). */
@@ -320,7 +304,7 @@ async function waitForPing(o: VerifyOptions, c: Docker.Container, v: ManifestVol
     o.signal?.throwIfAborted();
     const state = (await c.inspect()).State;
     if (!state.Running) {
-      const logs = demux((await c.logs({ stdout: true, stderr: true, tail: 15 })) as unknown as Buffer);
+      const logs = demuxLogs((await c.logs({ stdout: true, stderr: true, tail: 15 })) as unknown as Buffer);
       throw new SidecarError(
         'INTEGRITY_FAILED',
         `volume ${v.name}: the MariaDB server exited (${state.ExitCode}) before answering: ${logs.trim().slice(-600)}`,
@@ -399,19 +383,6 @@ async function drillHelperImage(o: VerifyOptions, m: Manifest): Promise<string> 
     'no image for the restore drill helper containers',
     'set BACKUP_HELPER_IMAGE',
   );
-}
-
-/** Log text of a container without a TTY: Docker prefixes every chunk with an 8-byte stream header. */
-function demux(buf: Buffer): string {
-  const parts: Buffer[] = [];
-  let i = 0;
-  // A frame starts with [stream type 0-2, 0, 0, 0]: as one big-endian word, at most 2.
-  while (i + 8 <= buf.length && buf.readUInt32BE(i) <= 2) {
-    const n = buf.readUInt32BE(i + 4);
-    parts.push(buf.subarray(i + 8, i + 8 + n));
-    i += 8 + n;
-  }
-  return i === 0 ? buf.toString('utf8') : Buffer.concat(parts).toString('utf8');
 }
 
 function rand(): string {

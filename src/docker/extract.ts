@@ -4,8 +4,10 @@ import type Docker from 'dockerode';
 import { getCodec } from '../archive/codec.js';
 import type { Manifest, ManifestVolume } from '../archive/manifest.js';
 import { HashTap } from '../archive/tap.js';
+import type { TarStats } from '../archive/tar-guard.js';
 import { SidecarError, throwFirstCause } from '../errors.js';
 import { putVolumeTar } from './restore-volume.js';
+import { MOUNT } from './volumes.js';
 
 /**
  * Stored bytes → sha256 re-check → decompress → Docker's putArchive into the volume. Shared by restore and
@@ -34,4 +36,18 @@ export async function extractInto(
       `volume ${v.name}: the archive changed between verification and restore (sha256 ${tap.digest()})`,
     );
   }
+}
+
+/**
+ * Shell commands that give the mount point the owner, mode and mtime of the archive's `./` entry: Docker's
+ * unpacking leaves the mount point alone (a fresh volume stays root-owned). Run after extractInto.
+ */
+export function mountPointCommands(root: TarStats['root']): string[] {
+  if (!root) return [];
+  const t = new Date(root.mtime * 1000).toISOString().replace('T', ' ').slice(0, 19);
+  return [
+    `chown ${root.uid}:${root.gid} ${MOUNT}`,
+    `chmod ${root.mode.toString(8)} ${MOUNT}`,
+    `TZ=UTC0 touch -c -d '${t}' ${MOUNT}`,
+  ];
 }

@@ -28,3 +28,8 @@ export interface Backend {
   /** Removes the object; removing a missing object is not an error. */
   delete(key: string): Promise<void>;
 }
+
+/** A local-directory target is disk already: nothing is spooled in front of it. */
+export function isLocalBackend(backend: Pick<Backend, 'location'>): boolean {
+  return backend.location.startsWith('local:');
+}
