@@ -13,7 +13,7 @@ import {
   fingerprintVolume,
   type VolumeFingerprint,
 } from '../harness/fingerprint.js';
-import { createMoodleStack, DB, type MoodleStack } from '../harness/stack.js';
+import { composeLabels, createMoodleStack, DB, type MoodleStack } from '../harness/stack.js';
 
 /**
  * The image as users run it: built from the Dockerfile (scripts/build-image.sh, cached), started as the
@@ -55,17 +55,6 @@ function runBuild(): Promise<{ code: number | null; output: string; ms: number }
       resolve({ code, output, ms: Date.now() - t0 });
     });
   });
-}
-
-function composeLabels(project: string, service: string): Record<string, string> {
-  return {
-    'com.docker.compose.project': project,
-    'com.docker.compose.service': service,
-    'com.docker.compose.container-number': '1',
-    'com.docker.compose.oneoff': 'False',
-    'com.docker.compose.project.working_dir': `/srv/${project}`,
-    [TEST_LABEL]: inject('runId'),
-  };
 }
 
 /** The last lines of a container's log (non-TTY: Docker's 8-byte frame headers are stripped). */

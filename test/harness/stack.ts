@@ -50,7 +50,29 @@ export interface MoodleStack {
   remove(): Promise<void>;
 }
 
-function composeLabels(project: string, service: string, dependsOn?: string): Record<string, string> {
+/** Runs SQL as root in the Moodle database of a MariaDB container; returns tab-separated rows. */
+export function sqlIn(container: string): (query: string) => Promise<string> {
+  return (query) =>
+    execOk(container, ['mariadb', '-uroot', `-p${DB.rootPassword}`, '-N', '-B', DB.name, '-e', query]);
+}
+
+/** Waits (bounded) until the MariaDB in `container` answers a query as root. */
+export async function waitForMariaDb(container: string, timeoutMs = 60_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < end) {
+    const r = await execIn(container, ['mariadb', '-uroot', `-p${DB.rootPassword}`, '-e', 'SELECT 1']).catch(
+      (e: Error) => ({ exitCode: -1, stdout: '', stderr: e.message }),
+    );
+    if (r.exitCode === 0) return;
+    last = r.stderr;
+    await sleep(300);
+  }
+  throw new Error(`MariaDB in ${container} did not answer within ${timeoutMs} ms: ${last}`);
+}
+
+/** Labels as `docker compose up` sets them, plus this test run's label. */
+export function composeLabels(project: string, service: string, dependsOn?: string): Record<string, string> {
   return {
     'com.docker.compose.project': project,
     'com.docker.compose.service': service,
@@ -134,35 +156,8 @@ export async function createMoodleStack(opts: StackOptions = {}): Promise<Moodle
     network,
     containers,
     volumes,
-    async sql(query) {
-      return execOk(containers.mariadb, [
-        'mariadb',
-        '-uroot',
-        `-p${DB.rootPassword}`,
-        '-N',
-        '-B',
-        DB.name,
-        '-e',
-        query,
-      ]);
-    },
-    async waitForDb(timeoutMs = 60_000) {
-      const end = Date.now() + timeoutMs;
-      let last = '';
-      while (Date.now() < end) {
-        const r = await execIn(containers.mariadb, [
-          'mariadb',
-          '-uroot',
-          `-p${DB.rootPassword}`,
-          '-e',
-          'SELECT 1',
-        ]).catch((e: Error) => ({ exitCode: -1, stdout: '', stderr: e.message }));
-        if (r.exitCode === 0) return;
-        last = r.stderr;
-        await sleep(300);
-      }
-      throw new Error(`MariaDB of ${project} did not answer within ${timeoutMs} ms: ${last}`);
-    },
+    sql: sqlIn(containers.mariadb),
+    waitForDb: (timeoutMs) => waitForMariaDb(containers.mariadb, timeoutMs),
     exec(service, cmd) {
       return execIn(containers[service], cmd);
     },

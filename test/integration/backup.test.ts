@@ -2,7 +2,6 @@ import { createWriteStream } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { listSnapshots } from '../../src/archive/catalog.js';
 import { runBackup } from '../../src/backup.js';
@@ -10,7 +9,7 @@ import { silentLogger } from '../../src/observe/logger.js';
 import { createBackend } from '../../src/storage/index.js';
 import { extractWithPlainTar } from '../harness/archive.js';
 import { type TempDirs, tempDirs, testConfig } from '../harness/config.js';
-import { docker, execIn, IMAGES, TEST_LABEL, uniqueName } from '../harness/docker.js';
+import { docker, IMAGES, TEST_LABEL, uniqueName } from '../harness/docker.js';
 import { lifecycle, projectEvents } from '../harness/events.js';
 import {
   diffFingerprints,
@@ -19,7 +18,14 @@ import {
   type VolumeFingerprint,
 } from '../harness/fingerprint.js';
 import { createTestBucket, testS3Target } from '../harness/s3.js';
-import { createMoodleStack, DB, type MoodleStack, VOLUME_NAMES } from '../harness/stack.js';
+import {
+  createMoodleStack,
+  DB,
+  type MoodleStack,
+  sqlIn,
+  VOLUME_NAMES,
+  waitForMariaDb,
+} from '../harness/stack.js';
 
 describe('backup of the seeded stack', () => {
   let stack: MoodleStack;
@@ -132,26 +138,8 @@ async function expectCleanDatabase(archive: string, expected: Awaited<ReturnType
   });
   try {
     await c.start();
-    const sql = async (q: string) => {
-      const r = await execIn(name, [
-        'mariadb',
-        '-uroot',
-        `-p${DB.rootPassword}`,
-        '-N',
-        '-B',
-        DB.name,
-        '-e',
-        q,
-      ]);
-      if (r.exitCode !== 0) throw new Error(r.stderr);
-      return r.stdout;
-    };
-    for (let i = 0; i < 100; i++) {
-      if ((await execIn(name, ['mariadb-admin', '-uroot', `-p${DB.rootPassword}`, 'ping'])).exitCode === 0)
-        break;
-      await sleep(300);
-    }
-    expect(await fingerprintDb(sql, DB.name)).toEqual(expected);
+    await waitForMariaDb(name);
+    expect(await fingerprintDb(sqlIn(name), DB.name)).toEqual(expected);
     const logs = (await c.logs({ stdout: true, stderr: true })).toString();
     expect(logs).toContain('ready for connections');
     expect(logs).not.toMatch(/crash recovery|was not shut down normally/i);
