@@ -1,7 +1,6 @@
 import type { Readable } from 'node:stream';
 import type Docker from 'dockerode';
 import { SidecarError } from '../errors.js';
-import { HELPER_LABEL } from './labels.js';
 import { MOUNT, volumeExists, withHelper } from './volumes.js';
 
 /** Creates a missing volume with Compose's labels, so `docker compose up` adopts it instead of complaining. */
@@ -78,5 +77,3 @@ export async function putVolumeTar(
     await c.putArchive(tar as unknown as NodeJS.ReadableStream, { path: MOUNT });
   });
 }
-
-export { HELPER_LABEL };
