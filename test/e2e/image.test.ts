@@ -22,7 +22,8 @@ import { composeLabels, createMoodleStack, DB, type MoodleStack } from '../harne
  */
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const IMAGE = 'moodle-backup-sidecar:dev';
+// IMAGE (as for scripts/build-image.sh) lets parallel checkouts build and test their own tag.
+const IMAGE = process.env.IMAGE ?? 'moodle-backup-sidecar:dev';
 const BUCKET = 'backups';
 const FILE_VOLUMES = ['moodle_data', 'moodledata_data'] as const;
 
