@@ -6,6 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import type Docker from 'dockerode';
 import { listSnapshots } from './archive/catalog.js';
 import { getCodec } from './archive/codec.js';
+import { AGE_EXTENSION, encryptionPlan } from './archive/encryption.js';
 import {
   FORMAT,
   MANIFEST_NAME,
@@ -84,6 +85,7 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
   const helperImage = pickHelperImage(config, self?.image, stack);
   const moodle = await readMoodleFacts(docker, stack);
   const codec = getCodec(config.compression);
+  const encryption = await encryptionPlan(config.encryption);
   const spool = useSpool(config, backend);
   const spoolDir = join(config.spoolDir, id);
   const state = new StateStore(config.stateDir);
@@ -113,13 +115,15 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
       if (spool) await mkdir(spoolDir, { recursive: true, mode: 0o700 });
       for (const v of stack.volumes) {
         ctx.signal?.throwIfAborted();
-        const file = `${v.short}${codec.extension}`;
+        const file = `${v.short}${codec.extension}${encryption ? AGE_EXTENSION : ''}`;
         const sink = spool ? spoolSink(join(spoolDir, file)) : backendSink(backend, `${id}/${file}`);
         const r = await streamVolume(
           docker,
           v,
           helperImage,
-          codec.compress(config.compressionLevel),
+          encryption
+            ? [codec.compress(config.compressionLevel), encryption.stage()]
+            : [codec.compress(config.compressionLevel)],
           sink,
           ctx.signal,
           Progress.enabled() ? new Progress(v.short, expected[v.short]) : undefined,
@@ -157,7 +161,7 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
       project: stack.project,
       mode: plan.actions.some((a) => a.action === 'pause') ? 'pause' : 'stop',
       codec: codec.name,
-      encryption: null,
+      encryption: encryption?.manifest ?? null,
       volumes,
       stack: { services: describeServices(stack, plan), moodle },
       timings: { quiesceMs, readMs, downtimeMs, uploadMs, totalMs: Date.now() - t0 },
@@ -208,12 +212,13 @@ interface StreamResult {
   ms: number;
 }
 
-/** Docker tar → byte counter → codec → sha256 tap → sink, with back-pressure end to end. */
+/** Docker tar → byte counter → codec → [age] → sha256 tap → sink, with back-pressure end to end. */
 async function streamVolume(
   docker: Docker,
   v: VolumeTarget,
   image: string,
-  compressor: NodeJS.ReadWriteStream,
+  /** The codec, then the encryption stage when encrypting: the tap hashes what is stored. */
+  encode: NodeJS.ReadWriteStream[],
   sink: Sink,
   signal?: AbortSignal,
   progress?: Progress,
@@ -226,7 +231,7 @@ async function streamVolume(
     const out = new PassThrough();
     const stages: NodeJS.ReadWriteStream[] = [raw];
     if (progress) stages.push(progress);
-    const produce = pipeline([tar, ...stages, compressor, tap, out], signal ? { signal } : {});
+    const produce = pipeline([tar, ...stages, ...encode, tap, out], signal ? { signal } : {});
     const consume = sink(out).catch((err: unknown) => {
       out.destroy(err as Error);
       throw err;

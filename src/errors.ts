@@ -20,6 +20,7 @@ export type ErrorCode =
   | 'RESTORE_REFUSED'
   | 'RESTORE_FAILED'
   | 'CODEC_UNAVAILABLE'
+  | 'DECRYPTION_FAILED'
   | 'INTERRUPTED';
 
 /** Exit status per error code; documented in README ("Exit codes"). */
@@ -41,6 +42,8 @@ export const EXIT_CODES: Record<ErrorCode, number> = {
   RESTORE_REFUSED: 8,
   RESTORE_FAILED: 9,
   CODEC_UNAVAILABLE: 2,
+  // A missing or wrong age key is a configuration problem: the archive itself may be fine.
+  DECRYPTION_FAILED: 2,
   INTERRUPTED: 130,
 };
 

@@ -3,6 +3,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
 import { resolveSnapshot } from './archive/catalog.js';
+import { assertDecryptable } from './archive/encryption.js';
 import type { Manifest, ManifestVolume } from './archive/manifest.js';
 import type { TarStats } from './archive/tar-guard.js';
 import { verifyVolume } from './archive/verify.js';
@@ -61,6 +62,7 @@ export interface RestoreResult {
 export async function runRestore(o: RestoreOptions): Promise<RestoreResult> {
   const { docker, config, backend, log } = o;
   const manifest = await resolveSnapshot(backend, o.snapshot);
+  assertDecryptable(manifest.id, manifest.encryption, config.encryption);
   const selected = selectVolumes(manifest, o.volumes);
   const self = await findSelf(docker);
   const stack = await discoverStack(
@@ -85,6 +87,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreResult> {
       verified[v.name] = await verifyVolume(backend, manifest, v, {
         spoolTo: spool ? join(spoolDir, v.file) : undefined,
         signal: o.signal,
+        encryption: config.encryption,
       });
       log.info(
         { step: 'verify', volume: v.name, ...verified[v.name], ms: Date.now() - t0 },
@@ -236,7 +239,7 @@ async function apply(
       const source = spoolDir
         ? createReadStream(join(spoolDir, v.file))
         : await backend.get(`${manifest.id}/${v.file}`);
-      await extractInto(docker, target, image, source, manifest, v, o.signal);
+      await extractInto(docker, target, image, source, manifest, v, o.signal, config.encryption);
       // A snapshot taken in maintenance mode must not bring the site back in maintenance mode.
       await runInVolume(docker, target, image, finishScript(verified[v.name]?.root));
       progress[v.name] = 'restored';

@@ -107,7 +107,11 @@ async function verifyOne(o: VerifyOptions, m: Manifest): Promise<VerifyResult[]>
       const t0 = Date.now();
       let stats: TarStats;
       try {
-        stats = await verifyVolume(o.backend, m, v, { spoolTo: spoolFile, signal: o.signal });
+        stats = await verifyVolume(o.backend, m, v, {
+          spoolTo: spoolFile,
+          signal: o.signal,
+          encryption: o.config.encryption,
+        });
       } catch (err) {
         if (o.signal?.aborted) throw err;
         out.push(failure(m, v, 'archive', err, t0, o.log));
@@ -171,7 +175,7 @@ async function drill(
   const scratch = `${DRILL_PREFIX}-${rand()}-${v.name}`;
   try {
     await docker.createVolume({ Name: scratch, Labels: { [HELPER_LABEL]: helperOwner() } });
-    await extractInto(docker, scratch, image, source, m, v, o.signal);
+    await extractInto(docker, scratch, image, source, m, v, o.signal, o.config.encryption);
     const got = await countEntries(docker, scratch, image);
     const want = {
       files: stats.files + stats.hardlinks,

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { SidecarError } from '../errors.js';
+import { encryptionSchema } from './encryption.js';
 
 /** Format identifier written into every manifest; bump on incompatible changes (docs/format.md). */
 export const FORMAT = 'moodle-backup-sidecar/1';
@@ -42,7 +43,8 @@ export const manifestSchema = z.object({
   project: z.string(),
   mode: z.enum(['stop', 'pause']),
   codec: z.enum(['zstd', 'gzip', 'none']),
-  encryption: z.null().default(null),
+  /** null: stored in the clear; else how it was encrypted (never the key). */
+  encryption: encryptionSchema.nullable().default(null),
   volumes: z.array(volumeSchema).min(1),
   stack: z.object({
     services: z.array(serviceSchema),

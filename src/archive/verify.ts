@@ -2,9 +2,11 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { extract } from 'tar-stream';
+import type { EncryptionConfig } from '../config/types.js';
 import { SidecarError } from '../errors.js';
 import type { Backend } from '../storage/backend.js';
 import { getCodec } from './codec.js';
+import { assertDecryptable, decryptStage } from './encryption.js';
 import type { Manifest, ManifestVolume } from './manifest.js';
 import { HashTap } from './tap.js';
 import { TarGuard, type TarStats } from './tar-guard.js';
@@ -61,9 +63,17 @@ export async function verifyVolume(
   backend: Backend,
   manifest: Manifest,
   v: ManifestVolume,
-  opts: { spoolTo?: string; signal?: AbortSignal } = {},
+  opts: { spoolTo?: string; signal?: AbortSignal; encryption?: EncryptionConfig } = {},
 ): Promise<TarStats> {
   const key = `${manifest.id}/${v.file}`;
+  // Throws at once, before any byte is read, when the snapshot is encrypted and no key is configured.
+  const decrypt = () =>
+    decryptStage(
+      { snapshot: manifest.id, volume: v.name, file: v.file },
+      manifest.encryption,
+      opts.encryption,
+    );
+  assertDecryptable(manifest.id, manifest.encryption, opts.encryption);
   const info = await backend.stat(key);
   if (!info) throw integrity(v.name, manifest.id, `archive ${v.file} is missing`);
   if (info.size !== v.storedBytes) {
@@ -83,9 +93,12 @@ export async function verifyVolume(
       // Download once (hashing on the way), then check the local copy: the restore applies exactly these bytes.
       await pipeline(source, tap, createWriteStream(opts.spoolTo, { mode: 0o600 }), signal);
       if (tap.digest() !== v.sha256) throw shaMismatch(v, manifest, tap.digest());
-      await pipeline(createReadStream(opts.spoolTo), codec.decompress(), tarSink(guard), signal);
+      await pipeline(
+        [createReadStream(opts.spoolTo), ...optional(decrypt()), codec.decompress(), tarSink(guard)],
+        signal,
+      );
     } else {
-      await pipeline(source, tap, codec.decompress(), tarSink(guard), signal);
+      await pipeline([source, tap, ...optional(decrypt()), codec.decompress(), tarSink(guard)], signal);
     }
   } catch (err) {
     source.destroy();
@@ -98,6 +111,10 @@ export async function verifyVolume(
   }
   if (tap.digest() !== v.sha256) throw shaMismatch(v, manifest, tap.digest());
   return guard.stats;
+}
+
+function optional<T>(x: T | undefined): T[] {
+  return x === undefined ? [] : [x];
 }
 
 /** Checks every volume (all of them, even after a failure) and reports each. */

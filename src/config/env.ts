@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { splitKeys } from '../archive/encryption.js';
 
 /**
  * Environment variables → a partial config in the YAML file's shape. Accepts offen/docker-volume-backup's
@@ -35,6 +36,8 @@ interface VarSpec {
   parse: (raw: string) => Parsed;
   /** Also readable from VAR_FILE; the value is never echoed in messages. */
   secret?: boolean;
+  /** Also readable from VAR_FILE, though not a secret (e.g. a file of age recipients). */
+  fileOk?: boolean;
   /** Never echo the value (it may embed credentials). */
   quiet?: boolean;
   /** Setting this variable chooses the target type. */
@@ -92,6 +95,11 @@ const boolean = (raw: string): Parsed => {
   const r = bool(raw);
   return r.ok ? { ok: true, value: r.value === 'true' } : { ok: false, expected: 'true or false' };
 };
+
+/** age keys: comma, space or newline separated; `#` comment lines as in age's key files. */
+function keys(raw: string): Parsed {
+  return { ok: true, value: splitKeys(raw) };
+}
 
 function list(raw: string): Parsed {
   return { ok: true, value: raw.split(',').flatMap((s) => (s.trim() ? [s.trim()] : [])) };
@@ -176,6 +184,13 @@ const VARS: Record<string, VarSpec> = {
   BACKUP_HEALTH_STALE_AFTER: { paths: ['healthStaleAfterSeconds'], parse: duration },
   BACKUP_WEBHOOK_URL: { paths: ['webhookUrl'], parse: text, secret: true },
   BACKUP_NOTIFY_ON: { paths: ['notifyOn'], parse: notifyEvents },
+  BACKUP_AGE_RECIPIENTS: { paths: ['encryption.recipients'], parse: keys, fileOk: true },
+  // offen's name for the same setting.
+  AGE_PUBLIC_KEYS: { paths: ['encryption.recipients'], parse: keys, fileOk: true },
+  BACKUP_AGE_PASSPHRASE: { paths: ['encryption.passphrase'], parse: text, secret: true },
+  // offen's name for the same setting.
+  AGE_PASSPHRASE: { paths: ['encryption.passphrase'], parse: text, secret: true },
+  BACKUP_AGE_IDENTITY: { paths: ['encryption.identities'], parse: keys, secret: true },
   LOG_LEVEL: { paths: ['logLevel'], parse: same('trace', 'debug', 'info', 'warn', 'error', 'fatal') },
 
   BACKUP_KEEP_LAST: { paths: ['retention.keepLast'], parse: count },
@@ -210,12 +225,16 @@ const VARS: Record<string, VarSpec> = {
 };
 
 export const SECRET_VARS: readonly string[] = Object.keys(VARS).filter((n) => VARS[n]?.secret);
+/** Variables that may also be given as VAR_FILE. */
+export const FILE_VARS: readonly string[] = Object.keys(VARS).filter(
+  (n) => VARS[n]?.secret || VARS[n]?.fileOk,
+);
 
 /** Every name this tool reads, for suggestions and docs. */
 export const KNOWN_VARS: readonly string[] = [
   'BACKUP_CONFIG',
   ...Object.keys(VARS),
-  ...SECRET_VARS.map((n) => `${n}_FILE`),
+  ...FILE_VARS.map((n) => `${n}_FILE`),
 ];
 
 const ONE_TARGET =
@@ -223,7 +242,7 @@ const ONE_TARGET =
 const NO_NOTIFY =
   'shoutrrr URLs and e-mail are not built in: set BACKUP_WEBHOOK_URL for JSON webhooks, or alert on the exit status or on the error code in the JSON logs';
 const NO_ENCRYPT =
-  'archives are not encrypted by moodle-backup: use server-side encryption of the bucket or disk';
+  'GPG is not supported: encrypt with age instead (BACKUP_AGE_RECIPIENTS or BACKUP_AGE_PASSPHRASE)';
 const NO_HOOKS = 'exec labels are not supported';
 
 /**
@@ -246,8 +265,6 @@ export const UNSUPPORTED_OFFEN_VARS: Readonly<Record<string, string>> = {
   GZIP_PARALLELISM: 'use BACKUP_COMPRESSION=zstd for faster compression',
   GPG_PASSPHRASE: NO_ENCRYPT,
   GPG_PUBLIC_KEY_RING: NO_ENCRYPT,
-  AGE_PASSPHRASE: NO_ENCRYPT,
-  AGE_PUBLIC_KEYS: NO_ENCRYPT,
   AWS_ENDPOINT_INSECURE:
     'TLS certificates are always verified: use AWS_ENDPOINT_PROTO=http on a trusted network',
   AWS_ENDPOINT_CA_CERT: 'set NODE_EXTRA_CA_CERTS to the PEM file instead',
@@ -307,7 +324,7 @@ export function readEnv(env: NodeJS.ProcessEnv): EnvConfig {
   const selectors: { type: 'local' | 's3'; variable: string }[] = [];
 
   for (const [name, spec] of Object.entries(VARS)) {
-    const raw = readVar(env, name, spec.secret === true, out.errors);
+    const raw = readVar(env, name, spec.secret === true || spec.fileOk === true, out.errors);
     if (raw === undefined) continue;
     const parsed = spec.parse(raw);
     if (!parsed.ok) {
@@ -412,9 +429,7 @@ function checkNames(env: NodeJS.ProcessEnv): string[] {
     } else if (!OWN_PREFIXES.test(name)) {
       // Not ours: other programs' variables pass through untouched.
     } else if (base !== name && known.has(base)) {
-      errors.push(
-        `${name}: the _FILE form is read only for ${SECRET_VARS.join(' and ')}, set ${base} directly`,
-      );
+      errors.push(`${name}: the _FILE form is read only for ${FILE_VARS.join(', ')}; set ${base} directly`);
     } else {
       const guess = closest(name, KNOWN_VARS);
       errors.push(`${name}: unknown variable${guess ? ` (did you mean ${guess}?)` : ''}`);

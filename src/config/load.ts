@@ -11,7 +11,14 @@ export const DEFAULT_CONFIG_FILE = '/etc/moodle-backup/config.yml';
 
 const REDACTED = '[redacted]';
 /** Keys whose values never appear in messages; endpoint because a URL may carry user:password@, webhookUrl a token. */
-const QUIET_KEYS = new Set(['accessKeyId', 'secretAccessKey', 'endpoint', 'webhookUrl']);
+const QUIET_KEYS = new Set([
+  'accessKeyId',
+  'secretAccessKey',
+  'endpoint',
+  'webhookUrl',
+  'passphrase',
+  'identities',
+]);
 const HINT = 'Fix the settings listed; docs/configuration.md describes every variable and YAML key.';
 
 export interface LoadOptions {
@@ -50,6 +57,8 @@ export function redactConfig(config: Config): Config {
   const copy = structuredClone(config);
   // The whole URL: webhook tokens usually sit in the path, not in user:password@.
   if (copy.webhookUrl !== undefined) copy.webhookUrl = REDACTED;
+  if (copy.encryption?.passphrase !== undefined) copy.encryption.passphrase = REDACTED;
+  if (copy.encryption) copy.encryption.identities = copy.encryption.identities.map(() => REDACTED);
   const t = copy.target;
   if (t.type === 's3') {
     if (t.accessKeyId !== undefined) t.accessKeyId = REDACTED;
@@ -109,9 +118,10 @@ function parseYaml(text: string, path: string): FileResult {
  * different from the file's replaces the file's target; S3-only variables are dropped for a local target.
  */
 function merge(file: Tree, fromEnv: EnvConfig): Tree {
-  const { target: envTarget, retention: envRetention, ...envTop } = fromEnv.values;
+  const { target: envTarget, retention: envRetention, encryption: envEnc, ...envTop } = fromEnv.values;
   const out: Tree = { ...file, ...envTop };
   if (isTree(envRetention)) out.retention = overlay(file.retention, envRetention);
+  if (isTree(envEnc)) out.encryption = overlay(file.encryption, envEnc);
 
   const fileTarget = file.target;
   // A malformed file target is left as is, for the schema to report.
@@ -206,6 +216,7 @@ function knownKeysAt(path: string[], input: Tree): readonly string[] {
   const where = path.join('.');
   if (where === '') return KNOWN_KEYS.root;
   if (where === 'retention') return KNOWN_KEYS.retention;
+  if (where === 'encryption') return KNOWN_KEYS.encryption;
   if (where === 'target')
     return valueAt(input, ['target', 'type']) === 's3' ? KNOWN_KEYS.s3 : KNOWN_KEYS.local;
   return [];

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { identityProblem, recipientProblem } from '../archive/encryption.js';
 
 /**
  * Zod schemas for the configuration in its YAML file form: camelCase keys mirroring types.ts, every
@@ -85,6 +86,31 @@ export const s3TargetSchema = z
     }
   });
 
+/** age keys; each problem names the list item, never its value (identities and passphrases are secrets). */
+export const encryptionSchema = z
+  .strictObject({
+    recipients: z.array(z.string()).default([]),
+    passphrase: nonEmpty().optional(),
+    identities: z.array(z.string()).default([]),
+  })
+  .superRefine((e, ctx) => {
+    e.recipients.forEach((r, i) => {
+      const problem = recipientProblem(r);
+      if (problem) ctx.addIssue({ code: 'custom', path: ['recipients', i], message: problem });
+    });
+    e.identities.forEach((id, i) => {
+      const problem = identityProblem(id);
+      if (problem) ctx.addIssue({ code: 'custom', path: ['identities', i], message: problem });
+    });
+    if (e.passphrase !== undefined && e.recipients.length > 0) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['passphrase'],
+        message: 'set either recipients or a passphrase, not both (age encrypts to one or the other)',
+      });
+    }
+  });
+
 export const targetSchema = z.discriminatedUnion('type', [localTargetSchema, s3TargetSchema]);
 
 export const configSchema = z
@@ -114,6 +140,7 @@ export const configSchema = z
     notifyOn: z.array(z.enum(NOTIFY_EVENTS)).optional(),
     // prefault (not default) so the default object is itself parsed and gets its inner defaults.
     target: targetSchema.prefault({ type: 'local' }),
+    encryption: encryptionSchema.optional(),
     retention: retentionSchema.prefault({}),
     logLevel: z.enum(LOG_LEVELS).default('info'),
   })
@@ -146,6 +173,7 @@ export const KNOWN_KEYS = {
   retention: Object.keys(retentionSchema.shape),
   local: Object.keys(localTargetSchema.shape),
   s3: Object.keys(s3TargetSchema.shape),
+  encryption: Object.keys(encryptionSchema.shape),
 } as const;
 
 function isHttpUrl(value: string): boolean {

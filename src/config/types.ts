@@ -37,6 +37,16 @@ export interface S3Target {
 
 export type Target = LocalTarget | S3Target;
 
+/** age encryption at rest (archive/encryption.ts). Secrets: passphrase and identities are never logged. */
+export interface EncryptionConfig {
+  /** age recipients (age1…) to encrypt backups to. */
+  recipients: string[];
+  /** scrypt passphrase: encrypts backups (instead of recipients) and decrypts passphrase snapshots. */
+  passphrase?: string;
+  /** age identities (AGE-SECRET-KEY-1…) that decrypt snapshots on restore and verify. */
+  identities: string[];
+}
+
 export interface RetentionPolicy {
   keepLast: number;
   keepHourly: number;
@@ -88,6 +98,8 @@ export interface Config {
   /** Events posted to the webhook besides 'failure'; undefined = failures only. */
   notifyOn?: NotifyEvent[];
   target: Target;
+  /** undefined = archives are stored unencrypted. */
+  encryption?: EncryptionConfig;
   retention: RetentionPolicy;
   logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
 }

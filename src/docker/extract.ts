@@ -2,15 +2,17 @@ import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type Docker from 'dockerode';
 import { getCodec } from '../archive/codec.js';
+import { decryptStage } from '../archive/encryption.js';
 import type { Manifest, ManifestVolume } from '../archive/manifest.js';
 import { HashTap } from '../archive/tap.js';
 import type { TarStats } from '../archive/tar-guard.js';
+import type { EncryptionConfig } from '../config/types.js';
 import { SidecarError, throwFirstCause } from '../errors.js';
 import { putVolumeTar } from './restore-volume.js';
 import { MOUNT } from './volumes.js';
 
 /**
- * Stored bytes → sha256 re-check → decompress → Docker's putArchive into the volume. Shared by restore and
+ * Stored bytes → sha256 re-check → [age decryption] → decompress → Docker's putArchive into the volume. Shared by restore and
  * the restore drill (`verify --deep`); the caller has verified the archive (verifyVolume) beforehand.
  */
 export async function extractInto(
@@ -21,10 +23,19 @@ export async function extractInto(
   manifest: Manifest,
   v: ManifestVolume,
   signal?: AbortSignal,
+  encryption?: EncryptionConfig,
 ): Promise<void> {
   const tap = new HashTap();
   const tar = new PassThrough();
-  const feed = pipeline(source, tap, getCodec(manifest.codec).decompress(), tar, signal ? { signal } : {});
+  const decrypt = decryptStage(
+    { snapshot: manifest.id, volume: v.name, file: v.file },
+    manifest.encryption,
+    encryption,
+  );
+  const feed = pipeline(
+    [source, tap, ...(decrypt ? [decrypt] : []), getCodec(manifest.codec).decompress(), tar],
+    signal ? { signal } : {},
+  );
   const put = putVolumeTar(docker, volume, image, tar).catch((err: unknown) => {
     tar.destroy(err as Error);
     throw err;

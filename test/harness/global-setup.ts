@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import type { TestProject } from 'vitest/node';
+import { resetFigures, summariseFigures } from '../faults/figures.js';
 import { sweepLeftovers } from './docker.js';
 import { startS3Server } from './s3-server.js';
 
@@ -22,6 +23,7 @@ export default async function setup(project: TestProject) {
     stdio: 'inherit',
   });
   if (process.env.CI) await sweepLeftovers();
+  resetFigures();
   const server = await startS3Server();
   project.provide('s3', {
     endpoint: server.endpoint,
@@ -30,6 +32,9 @@ export default async function setup(project: TestProject) {
   });
   project.provide('runId', runId);
   return async () => {
+    // The fault suites' figures, one line (docs: README "Tests").
+    const figures = summariseFigures();
+    if (figures) console.log(`\nfault suites: ${figures}\n`);
     await server.stop();
     await sweepLeftovers({ runId });
   };

@@ -390,9 +390,8 @@ describe('unsupported offen variables', () => {
   it.each([
     ['BACKUP_FILENAME', 'snapshot names'],
     ['BACKUP_LATEST_SYMLINK', 'snapshot names'],
-    ['GPG_PASSPHRASE', 'not encrypted'],
-    ['GPG_PASSPHRASE_FILE', 'not encrypted'],
-    ['AGE_PASSPHRASE', 'not encrypted'],
+    ['GPG_PASSPHRASE', 'encrypt with age instead'],
+    ['GPG_PASSPHRASE_FILE', 'encrypt with age instead'],
     ['BACKUP_SOURCES', 'BACKUP_VOLUMES'],
     ['BACKUP_PRUNING_PREFIX', 'AWS_S3_PATH'],
     ['BACKUP_FROM_SNAPSHOT', 'BACKUP_MODE'],

@@ -1,0 +1,234 @@
+import { Duplex } from 'node:stream';
+import { Decrypter, Encrypter, identityToRecipient } from 'age-encryption';
+import { z } from 'zod';
+import type { EncryptionConfig } from '../config/types.js';
+import { SidecarError } from '../errors.js';
+
+/**
+ * Encryption at rest with age (the age-encryption package, age-encryption.org/v1): one age file per archive,
+ * encrypted after compression, so the stored bytes (and their sha256) are the ciphertext. age's payload is
+ * its STREAM format (64 KiB chunks), so memory stays bounded however large a volume is.
+ */
+
+/** File name ending of an encrypted archive, after the codec's (`.tar.zst.age`). */
+export const AGE_EXTENSION = '.age';
+
+/** What the manifest says about a snapshot's encryption: how, never with what (no key, no fingerprint). */
+export const encryptionSchema = z.object({
+  scheme: z.literal('age'),
+  format: z.literal('age-encryption.org/v1'),
+  /** `recipients`: public keys (restore needs an identity); `passphrase`: scrypt (restore needs the passphrase). */
+  keyType: z.enum(['recipients', 'passphrase']),
+  /** Recipient kinds, e.g. ['X25519']; ['scrypt'] for a passphrase. */
+  recipientTypes: z.array(z.string()),
+  /** How many recipients each archive was encrypted to. */
+  recipients: z.int().min(1),
+});
+export type ManifestEncryption = z.infer<typeof encryptionSchema>;
+
+export interface EncryptionPlan {
+  manifest: ManifestEncryption;
+  /** A fresh encrypting stage for one archive (each archive gets its own file key). */
+  stage(): Duplex;
+}
+
+/** The kind of an age recipient string, by its prefix (the types age-encryption supports). */
+export function recipientType(r: string): string {
+  if (r.startsWith('age1tagpq1')) return 'hybrid-tag';
+  if (r.startsWith('age1tag1')) return 'tag';
+  if (r.startsWith('age1pq1')) return 'ML-KEM-768+X25519';
+  return 'X25519';
+}
+
+/** Why a recipient string is unusable, or undefined when age-encryption accepts it. Never echoes it. */
+export function recipientProblem(r: string): string | undefined {
+  if (!/^age1[0-9a-z]+$/.test(r)) return 'expected an age recipient (age1…)';
+  try {
+    new Encrypter().addRecipient(r);
+    return undefined;
+  } catch {
+    return 'not a valid age recipient (bad checksum or length)';
+  }
+}
+
+/** Why an identity string is unusable, or undefined. Never echoes it (it is a secret key). */
+export function identityProblem(id: string): string | undefined {
+  if (!/^AGE-SECRET-KEY-(PQ-)?1[0-9A-Z]+$/.test(id)) return 'expected an age identity (AGE-SECRET-KEY-1…)';
+  try {
+    new Decrypter().addIdentity(id);
+    return undefined;
+  } catch {
+    // The library's message quotes the key: never pass it on.
+    return 'not a valid age identity (bad checksum or length)';
+  }
+}
+
+/** Comma-, space- or line-separated keys; `#` starts a comment line (age's key files carry them). */
+export function splitKeys(text: string): string[] {
+  return text
+    .split('\n')
+    .filter((l) => !l.trim().startsWith('#'))
+    .flatMap((l) => l.split(/[\s,]+/))
+    .filter(Boolean);
+}
+
+/**
+ * How backups are encrypted under this configuration: to the recipients, with the passphrase, or, when only
+ * identities are set, to those identities' own recipients (a restore's safety snapshot must not be written
+ * in the clear just because the restore was given the secret key only). null = not encrypted.
+ */
+export async function encryptionPlan(cfg: EncryptionConfig | undefined): Promise<EncryptionPlan | null> {
+  if (!cfg) return null;
+  const { passphrase } = cfg;
+  if (passphrase !== undefined) {
+    return {
+      manifest: {
+        scheme: 'age',
+        format: 'age-encryption.org/v1',
+        keyType: 'passphrase',
+        recipientTypes: ['scrypt'],
+        recipients: 1,
+      },
+      stage: () =>
+        webStage((s) => {
+          const e = new Encrypter();
+          e.setPassphrase(passphrase);
+          return e.encrypt(s);
+        }),
+    };
+  }
+  const recipients =
+    cfg.recipients.length > 0
+      ? cfg.recipients
+      : await Promise.all(cfg.identities.map((id) => identityToRecipient(id)));
+  if (recipients.length === 0) return null;
+  return {
+    manifest: {
+      scheme: 'age',
+      format: 'age-encryption.org/v1',
+      keyType: 'recipients',
+      recipientTypes: [...new Set(recipients.map(recipientType))],
+      recipients: recipients.length,
+    },
+    stage: () =>
+      webStage((s) => {
+        const e = new Encrypter();
+        for (const r of recipients) e.addRecipient(r);
+        return e.encrypt(s);
+      }),
+  };
+}
+
+function describe(m: ManifestEncryption): string {
+  return m.keyType === 'passphrase'
+    ? 'age with a passphrase'
+    : `age to ${m.recipients} recipient(s) (${m.recipientTypes.join(', ')})`;
+}
+
+function keyHint(m: ManifestEncryption): string {
+  return m.keyType === 'passphrase'
+    ? 'set BACKUP_AGE_PASSPHRASE (or BACKUP_AGE_PASSPHRASE_FILE) to the passphrase the backup was made with'
+    : 'set BACKUP_AGE_IDENTITY (or BACKUP_AGE_IDENTITY_FILE) to the secret key of one of its recipients';
+}
+
+/**
+ * Refuses early, before anything is read or touched, when a snapshot is encrypted and no key that could open
+ * it is configured. A wrong key is found by the verification that reads every archive first.
+ */
+export function assertDecryptable(
+  snapshot: string,
+  enc: ManifestEncryption | null,
+  cfg: EncryptionConfig | undefined,
+): void {
+  if (!enc) return;
+  const has =
+    enc.keyType === 'passphrase' ? cfg?.passphrase !== undefined : (cfg?.identities.length ?? 0) > 0;
+  if (!has) {
+    throw new SidecarError(
+      'DECRYPTION_FAILED',
+      `snapshot ${snapshot} is encrypted (${describe(enc)}) and no ${enc.keyType === 'passphrase' ? 'passphrase' : 'identity'} is configured; nothing was changed`,
+      keyHint(enc),
+    );
+  }
+}
+
+/**
+ * A decrypting stage for one archive, or undefined when the snapshot is not encrypted. A key that opens no
+ * recipient is DECRYPTION_FAILED; a damaged header or chunk is INTEGRITY_FAILED.
+ */
+export function decryptStage(
+  where: { snapshot: string; volume: string; file: string },
+  enc: ManifestEncryption | null,
+  cfg: EncryptionConfig | undefined,
+): Duplex | undefined {
+  if (!enc) return undefined;
+  assertDecryptable(where.snapshot, enc, cfg);
+  return webStage(
+    (s) => {
+      const d = new Decrypter();
+      if (cfg?.passphrase !== undefined) d.addPassphrase(cfg.passphrase);
+      for (const id of cfg?.identities ?? []) d.addIdentity(id);
+      return d.decrypt(s);
+    },
+    (err) => {
+      const msg = (err as Error)?.message ?? String(err);
+      if (/no identity matched/.test(msg)) {
+        return new SidecarError(
+          'DECRYPTION_FAILED',
+          `snapshot ${where.snapshot}, volume ${where.volume}: the configured ${enc.keyType === 'passphrase' ? 'passphrase does' : 'identities do'} not open ${where.file} (encrypted ${describe(enc)}); nothing was changed`,
+          keyHint(enc),
+        );
+      }
+      return new SidecarError(
+        'INTEGRITY_FAILED',
+        `snapshot ${where.snapshot}, volume ${where.volume}: archive ${where.file} does not decrypt (age: ${msg})`,
+        'this snapshot cannot be restored as it is; pick another one (`snapshots`)',
+      );
+    },
+  );
+}
+
+/**
+ * A Node Duplex around age-encryption's web-stream API. The generator pulls from the Node side on demand, so
+ * back-pressure holds end to end and at most a few 64 KiB chunks are in flight.
+ */
+function webStage(
+  open: (input: ReadableStream<Uint8Array>) => Promise<ReadableStream<Uint8Array>>,
+  mapError: (err: unknown) => unknown = (e) => e,
+): Duplex {
+  return Duplex.from(async function* (source: AsyncIterable<Buffer>) {
+    // Pull-based (highWaterMark 0): a chunk is read from the Node side only when age asks for one.
+    const it = source[Symbol.asyncIterator]();
+    const input = new ReadableStream<Uint8Array>(
+      {
+        async pull(controller) {
+          const r = await it.next();
+          if (r.done) controller.close();
+          else controller.enqueue(Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value));
+        },
+        async cancel() {
+          await it.return?.();
+        },
+      },
+      { highWaterMark: 0 },
+    );
+    let output: ReadableStream<Uint8Array>;
+    try {
+      output = await open(input);
+    } catch (err) {
+      throw mapError(err);
+    }
+    const reader = output.getReader();
+    try {
+      for (;;) {
+        const r = await reader.read().catch((err: unknown) => {
+          throw mapError(err);
+        });
+        if (r.done) return;
+        yield Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength);
+      }
+    } finally {
+      reader.releaseLock();
+    }
+  });
+}
