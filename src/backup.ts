@@ -19,6 +19,7 @@ import { ByteCounter, HashTap } from './archive/tap.js';
 import type { Config } from './config/types.js';
 import { discoverStack, type Stack, type VolumeTarget } from './docker/discover.js';
 import { collectHooks, runHooks } from './docker/hooks.js';
+import { assertLabels } from './docker/label-check.js';
 import { planQuiesce, type QuiescePlan } from './docker/plan.js';
 import { quiesce } from './docker/quiesce.js';
 import { findSelf } from './docker/self.js';
@@ -42,6 +43,8 @@ export interface BackupContext {
   volumes?: string[];
   /** Aborts the run (SIGTERM/SIGINT): streams stop, the stack is resumed, nothing is committed. */
   signal?: AbortSignal;
+  /** The job this run belongs to, recorded in the manifest (retention applies per job). */
+  job?: string;
 }
 
 /**
@@ -67,6 +70,8 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
       'set BACKUP_VOLUMES',
     );
   }
+  // A bad label would change what is stopped: refuse before anything is touched.
+  assertLabels(stack.containers);
   for (const v of stack.volumes) await assertVolume(docker, v.name, v.short);
   const plan = planQuiesce(stack, config);
   for (const w of plan.warnings) log.warn({ step: 'plan' }, w);
@@ -159,6 +164,7 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
       completedAt: new Date().toISOString(),
       tool: TOOL,
       project: stack.project,
+      ...(ctx.job ? { job: ctx.job } : {}),
       mode: plan.actions.some((a) => a.action === 'pause') ? 'pause' : 'stop',
       codec: codec.name,
       encryption: encryption?.manifest ?? null,

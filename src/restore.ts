@@ -36,6 +36,8 @@ export interface RestoreOptions {
   /** Asked after verification, before anything changes; false aborts (interactive confirmation). */
   confirm?: (plan: RestorePlan) => Promise<boolean>;
   signal?: AbortSignal;
+  /** `latest` means this job's newest snapshot; the safety snapshot is recorded as this job's. */
+  job?: string;
 }
 
 export interface RestorePlan {
@@ -61,7 +63,7 @@ export interface RestoreResult {
  */
 export async function runRestore(o: RestoreOptions): Promise<RestoreResult> {
   const { docker, config, backend, log } = o;
-  const manifest = await resolveSnapshot(backend, o.snapshot);
+  const manifest = await resolveSnapshot(backend, o.snapshot, o.job);
   assertDecryptable(manifest.id, manifest.encryption, config.encryption);
   const selected = selectVolumes(manifest, o.volumes);
   const self = await findSelf(docker);
@@ -108,6 +110,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreResult> {
         kind: 'pre-restore',
         volumes: existing,
         signal: o.signal,
+        ...(o.job ? { job: o.job } : {}),
       });
       safety = m.id;
       log.info(

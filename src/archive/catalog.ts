@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import { DEFAULT_JOB } from '../config/jobs.js';
 import { isSidecarError, SidecarError } from '../errors.js';
 import type { Backend, ObjectInfo } from '../storage/backend.js';
 import { MANIFEST_NAME, type Manifest, parseManifest, snapshotTime } from './manifest.js';
@@ -25,6 +26,20 @@ async function readAll(stream: Readable, limit = 16 * 1024 * 1024): Promise<stri
     chunks.push(c as Buffer);
   }
   return Buffer.concat(chunks).toString('utf8');
+}
+
+/** The job a snapshot belongs to; snapshots from before jobs existed belong to the implicit one. */
+export function jobOf(manifest: Pick<Manifest, 'job'>): string {
+  return manifest.job ?? DEFAULT_JOB;
+}
+
+/**
+ * The entries one job's retention and health look at: its own snapshots, plus entries without a readable
+ * manifest (leftovers of any job, swept by age). `job` undefined: every entry.
+ */
+export function entriesOfJob(entries: SnapshotEntry[], job: string | undefined): SnapshotEntry[] {
+  if (job === undefined) return entries;
+  return entries.filter((e) => !e.manifest || jobOf(e.manifest) === job);
 }
 
 /** Reads and validates one snapshot's manifest; SNAPSHOT_NOT_FOUND when it has none. */
@@ -82,10 +97,13 @@ export async function listSnapshots(backend: Backend): Promise<SnapshotEntry[]> 
   return entries.sort((a, b) => b.time.getTime() - a.time.getTime() || (a.id < b.id ? 1 : -1));
 }
 
-/** `latest` (newest complete snapshot, optionally excluding pre-restore ones) or an id or unique id prefix. */
-export async function resolveSnapshot(backend: Backend, ref: string): Promise<Manifest> {
+/**
+ * `latest` (newest complete snapshot that is not a pre-restore one; of `job` only, when given) or an id or
+ * unique id prefix.
+ */
+export async function resolveSnapshot(backend: Backend, ref: string, job?: string): Promise<Manifest> {
   if (ref === 'latest') {
-    const latest = (await listSnapshots(backend)).find(
+    const latest = entriesOfJob(await listSnapshots(backend), job).find(
       (s) => s.status === 'ok' && s.manifest?.kind !== 'pre-restore',
     );
     if (!latest?.manifest) {

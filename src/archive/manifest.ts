@@ -41,6 +41,8 @@ export const manifestSchema = z.object({
   completedAt: z.string(),
   tool: z.object({ name: z.string(), version: z.string() }),
   project: z.string(),
+  /** The job that made it (config/jobs.ts); absent in snapshots made before jobs existed = "default". */
+  job: z.string().min(1).optional(),
   mode: z.enum(['stop', 'pause']),
   codec: z.enum(['zstd', 'gzip', 'none']),
   /** null: stored in the clear; else how it was encrypted (never the key). */

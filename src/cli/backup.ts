@@ -1,36 +1,60 @@
 import type { Command } from 'commander';
+import type { Manifest } from '../archive/manifest.js';
 import { runBackup } from '../backup.js';
+import { createBackend } from '../storage/index.js';
 import { openContext, withRunLock } from './context.js';
 import { formatBytes, formatDuration } from './output.js';
 
 export function registerBackup(program: Command): void {
   program
     .command('backup')
-    .description('back up the stack now (refused while another run holds the lock)')
-    .option('--json', 'print the manifest as JSON')
+    .description(
+      'back up the stack now: one job, or every configured job in turn (refused while another run holds the lock)',
+    )
+    .option('--job <name>', 'run only this job (YAML `jobs:`); default: every job')
+    .option('--json', 'print the manifest as JSON (a list of manifests for several jobs)')
     .option('--kind <kind>', 'manual or scheduled', 'manual')
-    .action(async (opts: { json?: boolean; kind: string }) => {
-      const ctx = await openContext();
+    .action(async (opts: { json?: boolean; kind: string; job?: string }) => {
+      const ctx = await openContext({ job: opts.job, scope: 'all' });
+      const jobs = ctx.job ? [ctx.job] : ctx.settings.jobs;
       try {
-        const manifest = await withRunLock(ctx, 'backup', () =>
-          runBackup({
-            docker: ctx.docker,
-            config: ctx.config,
-            backend: ctx.backend,
-            log: ctx.log,
-            kind: opts.kind === 'scheduled' ? 'scheduled' : 'manual',
-            signal: ctx.signal,
-          }),
-        );
+        // One lock for the whole sequence: no scheduled run slips in between two jobs.
+        const manifests = await withRunLock(ctx, 'backup', async () => {
+          const done: Manifest[] = [];
+          for (const job of jobs) {
+            const own = job === ctx.job || jobs.length === 1;
+            const backend = own ? ctx.backend : createBackend(job.config.target);
+            try {
+              done.push(
+                await runBackup({
+                  docker: ctx.docker,
+                  config: job.config,
+                  backend,
+                  log: ctx.log,
+                  kind: opts.kind === 'scheduled' ? 'scheduled' : 'manual',
+                  signal: ctx.signal,
+                  job: job.name,
+                }),
+              );
+            } finally {
+              if (!own) backend.close?.();
+            }
+          }
+          return done;
+        });
         ctx.log.info(
           { step: 'done', peakRssMb: Math.round(process.resourceUsage().maxRSS / 1024) },
           'backup done',
         );
-        if (opts.json) process.stdout.write(`${JSON.stringify(manifest, null, 2)}\n`);
-        else {
+        if (opts.json) {
+          const out = manifests.length === 1 ? manifests[0] : manifests;
+          process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+          return;
+        }
+        for (const manifest of manifests) {
           const stored = manifest.volumes.reduce((a, v) => a + v.storedBytes, 0);
           process.stdout.write(
-            `snapshot ${manifest.id}: ${manifest.volumes.length} volumes, ${formatBytes(stored)} stored, ` +
+            `snapshot ${manifest.id}${manifests.length > 1 ? ` (job ${manifest.job})` : ''}: ${manifest.volumes.length} volumes, ${formatBytes(stored)} stored, ` +
               `downtime ${formatDuration(manifest.timings.downtimeMs)}, total ${formatDuration(manifest.timings.totalMs)}\n`,
           );
         }

@@ -1,6 +1,7 @@
 import type Docker from 'dockerode';
-import { loadConfig } from '../config/load.js';
-import type { Config } from '../config/types.js';
+import type { Job, Settings } from '../config/jobs.js';
+import { loadSettings } from '../config/load.js';
+import type { Config, Target } from '../config/types.js';
 import { assertDockerAvailable, createDocker } from '../docker/client.js';
 import { recoverInterrupted } from '../docker/recover.js';
 import { StateStore } from '../docker/state.js';
@@ -10,7 +11,12 @@ import type { Backend } from '../storage/backend.js';
 import { createBackend } from '../storage/index.js';
 
 export interface RunContext {
+  /** The selected job's settings; the top-level ones when no single job is selected (`serve`, all jobs). */
   config: Config;
+  /** Every job and the top-level settings. */
+  settings: Settings;
+  /** The job the command works on; undefined when it covers every job (see selectJob). */
+  job?: Job;
   log: Logger;
   docker: Docker;
   backend: Backend & { close?: () => void };
@@ -23,8 +29,12 @@ export interface RunContext {
  * Everything a command needs, in the order that keeps the promise "nothing is touched before the config is
  * valid": config → logger → Docker reachable → resume what an interrupted run left stopped → backend.
  */
-export async function openContext(opts: { needsDocker?: boolean } = {}): Promise<RunContext> {
-  const config = await loadConfig();
+export async function openContext(
+  opts: { needsDocker?: boolean; job?: string; scope?: JobScope } = {},
+): Promise<RunContext> {
+  const settings = await loadSettings();
+  const job = selectJob(settings, opts.job, opts.scope ?? 'one');
+  const config = job?.config ?? sharedTargetConfig(settings);
   const log = createLogger({ level: config.logLevel });
   const docker = createDocker();
   if (opts.needsDocker !== false) {
@@ -46,6 +56,8 @@ export async function openContext(opts: { needsDocker?: boolean } = {}): Promise
   process.on('SIGINT', onSignal);
   return {
     config,
+    settings,
+    ...(job ? { job } : {}),
     log,
     docker,
     backend,
@@ -56,6 +68,44 @@ export async function openContext(opts: { needsDocker?: boolean } = {}): Promise
       backend.close?.();
     },
   };
+}
+
+/** one: the command needs one job's target; all: it can loop over every job (backup, prune, serve). */
+export type JobScope = 'one' | 'all';
+
+/**
+ * The job a command works on: the one named by --job, or the only one. With several jobs and no --job, a
+ * command of scope 'all' covers them all (undefined); one of scope 'one' uses their target when they share
+ * it, else asks for --job.
+ */
+export function selectJob(settings: Settings, name: string | undefined, scope: JobScope): Job | undefined {
+  const names = settings.jobs.map((j) => j.name).join(', ');
+  if (name !== undefined) {
+    const job = settings.jobs.find((j) => j.name === name);
+    if (!job) throw new SidecarError('USAGE', `no job "${name}"`, `configured jobs: ${names}`);
+    return job;
+  }
+  if (settings.jobs.length === 1) return settings.jobs[0];
+  if (scope === 'one' && sharedTarget(settings) === undefined) {
+    throw new SidecarError(
+      'USAGE',
+      `the jobs write to different targets (${names})`,
+      'choose the job whose snapshots you mean with --job <name>',
+    );
+  }
+  return undefined;
+}
+
+/** The target every job writes to, if they share one. */
+function sharedTarget(settings: Settings): Target | undefined {
+  const targets = new Set(settings.jobs.map((j) => JSON.stringify(j.config.target)));
+  return targets.size === 1 ? settings.jobs[0]?.config.target : undefined;
+}
+
+/** The top-level settings, with the jobs' target when every job writes to the same one. */
+function sharedTargetConfig(settings: Settings): Config {
+  const target = sharedTarget(settings);
+  return target ? { ...settings.config, target } : settings.config;
 }
 
 export { withRunLock } from '../schedule/lock.js';

@@ -1,39 +1,72 @@
 import type { Command } from 'commander';
 import { describeDecisions } from '../retention/policy.js';
-import { prune } from '../retention/prune.js';
+import { type PruneResult, prune } from '../retention/prune.js';
+import type { Backend } from '../storage/backend.js';
+import { createBackend } from '../storage/index.js';
 import { openContext, withRunLock } from './context.js';
 import { formatBytes } from './output.js';
 
 export function registerPrune(program: Command): void {
   program
     .command('prune')
-    .description('forget snapshots the retention policy does not keep (BACKUP_KEEP_*)')
+    .description(
+      "forget snapshots the retention policy does not keep (BACKUP_KEEP_*); each job's retention applies to its own snapshots",
+    )
     .option('--dry-run', 'only show which rule keeps each snapshot; delete nothing')
+    .option('--job <name>', 'prune only this job’s snapshots; default: every job')
     .option('--json', 'print the decisions as JSON')
-    .action(async (opts: { dryRun?: boolean; json?: boolean }) => {
+    .action(async (opts: { dryRun?: boolean; json?: boolean; job?: string }) => {
       // Pruning reads and deletes storage only: Docker is not needed (nor recovered) here.
-      const ctx = await openContext({ needsDocker: false });
+      const ctx = await openContext({ needsDocker: false, job: opts.job, scope: 'all' });
+      const jobs = ctx.job ? [ctx.job] : ctx.settings.jobs;
       try {
-        const run = () =>
-          prune(ctx.backend, ctx.config.retention, { dryRun: opts.dryRun === true, log: ctx.log });
+        const pruneAll = async () => {
+          const results: { job: string; location: string; result: PruneResult }[] = [];
+          for (const job of jobs) {
+            const own = jobs.length === 1;
+            const backend: Backend & { close?: () => void } = own
+              ? ctx.backend
+              : createBackend(job.config.target);
+            try {
+              const result = await prune(backend, job.config.retention, {
+                dryRun: opts.dryRun === true,
+                log: ctx.log,
+                job: job.name,
+              });
+              results.push({ job: job.name, location: backend.location, result });
+            } finally {
+              if (!own) backend.close?.();
+            }
+          }
+          return results;
+        };
         // A dry run changes nothing, so it need not wait for (or block) a running backup.
-        const result = opts.dryRun ? await run() : await withRunLock(ctx, 'prune', run);
+        const results = opts.dryRun ? await pruneAll() : await withRunLock(ctx, 'prune', pruneAll);
         if (opts.json) {
-          const out = {
-            dryRun: opts.dryRun === true,
-            decisions: result.decisions.map((d) => ({ ...d, time: d.time.toISOString() })),
-            deleted: result.deleted,
-            deletedBytes: result.deletedBytes,
-          };
+          const one = (r: PruneResult) => ({
+            decisions: r.decisions.map((d) => ({ ...d, time: d.time.toISOString() })),
+            deleted: r.deleted,
+            deletedBytes: r.deletedBytes,
+          });
+          const out =
+            results.length === 1 && results[0]
+              ? { dryRun: opts.dryRun === true, job: results[0].job, ...one(results[0].result) }
+              : {
+                  dryRun: opts.dryRun === true,
+                  jobs: results.map((r) => ({ job: r.job, target: r.location, ...one(r.result) })),
+                };
           process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
           return;
         }
-        process.stdout.write(describeDecisions(result.decisions));
-        if (opts.dryRun) process.stdout.write('dry run: nothing deleted\n');
-        else {
-          process.stdout.write(
-            `deleted ${result.deleted.length} snapshot(s), ${formatBytes(result.deletedBytes)} freed\n`,
-          );
+        for (const { job, location, result } of results) {
+          if (results.length > 1) process.stdout.write(`job ${job} (${location}):\n`);
+          process.stdout.write(describeDecisions(result.decisions));
+          if (opts.dryRun) process.stdout.write('dry run: nothing deleted\n');
+          else {
+            process.stdout.write(
+              `deleted ${result.deleted.length} snapshot(s), ${formatBytes(result.deletedBytes)} freed\n`,
+            );
+          }
         }
       } finally {
         await ctx.close();

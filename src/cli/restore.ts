@@ -13,6 +13,7 @@ interface RestoreFlags {
   dryRun?: boolean;
   safetySnapshot: boolean;
   json?: boolean;
+  job?: string;
 }
 
 export function describePlan(plan: RestorePlan): string {
@@ -55,6 +56,7 @@ export function registerRestore(program: Command): void {
     .option('--dry-run', 'print the plan and change nothing')
     .option('--no-safety-snapshot', 'do not save the current volumes as a pre-restore snapshot first')
     .option('--json', 'print the result as JSON')
+    .option('--job <name>', 'restore from this job’s target; `latest` is its newest snapshot')
     .action(async (snapshotArg: string | undefined, flags: RestoreFlags) => {
       const interactive = isInteractive();
       if (!flags.dryRun && !interactive && (!snapshotArg || !flags.yes)) {
@@ -64,7 +66,7 @@ export function registerRestore(program: Command): void {
           'e.g. `docker exec sidecar restore latest --yes`, or `docker exec -it sidecar restore` to pick interactively',
         );
       }
-      const ctx = await openContext();
+      const ctx = await openContext({ job: flags.job });
       try {
         const snapshot = snapshotArg ?? (interactive ? await pickSnapshot(ctx) : 'latest');
         const result = await withRunLock(ctx, 'restore', () =>
@@ -78,6 +80,7 @@ export function registerRestore(program: Command): void {
             safetySnapshot: flags.safetySnapshot,
             dryRun: flags.dryRun,
             signal: ctx.signal,
+            ...(flags.job && ctx.job ? { job: ctx.job.name } : {}),
             confirm: flags.yes
               ? undefined
               : async (plan) => {

@@ -1,11 +1,15 @@
 import type { Command } from 'commander';
-import type { Cron } from 'croner';
 import type Docker from 'dockerode';
 import { findSelf } from '../docker/self.js';
+import { SidecarError } from '../errors.js';
 import { HealthState, startHealthServer } from '../observe/health.js';
+import { JobsHealth } from '../observe/jobs-health.js';
 import { BackupMetrics } from '../observe/metrics.js';
 import { Notifier } from '../observe/notify.js';
-import { BackupScheduler, parseSchedule, seedFromCatalog, staleDeadline } from '../schedule/scheduler.js';
+import { LabelPlanner } from '../schedule/planner.js';
+import { BackendPool } from '../schedule/runner.js';
+import { JobScheduler, parseSchedule } from '../schedule/scheduler.js';
+import { EventsWatcher } from '../schedule/watch.js';
 import { openContext } from './context.js';
 
 const DEFAULT_HEALTH_PORT = 8080;
@@ -14,40 +18,45 @@ const DEFAULT_HEALTH_HOST = '0.0.0.0';
 export function registerServe(program: Command): void {
   program
     .command('serve')
-    .description('run backups on BACKUP_CRON_EXPRESSION and serve /healthz and /metrics until stopped')
+    .description(
+      'run the scheduled jobs (BACKUP_CRON_EXPRESSION, YAML jobs, schedule labels) and serve /healthz and /metrics until stopped',
+    )
     .action(async () => {
       // openContext resumes whatever an interrupted run left stopped before anything else happens.
-      const ctx = await openContext();
-      const { config, log } = ctx;
+      const ctx = await openContext({ scope: 'all' });
+      const { config, log, settings } = ctx;
+      const backends = new BackendPool(log);
       try {
-        // An invalid schedule is a configuration error at start, not a silent "never runs".
-        const cron: Cron | undefined = config.schedule ? parseSchedule(config.schedule) : undefined;
-        const deadline = staleDeadline(config, cron);
-        let scheduler: BackupScheduler | undefined;
-        const health = new HealthState({
-          ...(deadline ? { staleDeadline: deadline } : {}),
-          nextRun: () => scheduler?.nextRun() ?? null,
-        });
+        // An invalid schedule is a configuration error at start, not a silent "never runs" (YAML jobs'
+        // schedules are checked by the loader, naming jobs[i].schedule).
+        if (config.schedule) parseSchedule(config.schedule).stop();
         const metrics = new BackupMetrics();
         const self = await describeSelf(ctx.docker);
+        const project = config.project ?? self.project;
         const notifier = new Notifier({
           url: config.webhookUrl,
           events: config.notifyOn,
-          project: config.project ?? self.project ?? 'unknown',
+          project: project ?? 'unknown',
           logsCommand: self.logsCommand,
           log,
         });
-        scheduler = new BackupScheduler({
-          ctx,
-          metrics,
+        const health = new JobsHealth(new HealthState());
+        const scheduler = new JobScheduler({
+          deps: {
+            docker: ctx.docker,
+            log,
+            signal: ctx.signal,
+            stateDir: config.stateDir,
+            metrics,
+            notifier,
+            backends,
+          },
           health,
-          notifier,
-          schedule: config.schedule,
-          staleEnabled: deadline !== undefined,
           // A short explicit threshold deserves checks at least twice per period (bounded in the scheduler).
           ...(config.healthStaleAfterSeconds ? { staleCheckMs: config.healthStaleAfterSeconds * 500 } : {}),
         });
-        await seedFromCatalog({ ctx, health, metrics });
+        const planner = new LabelPlanner({ docker: ctx.docker, settings, project, scheduler, notifier, log });
+        await planner.plan('start');
         const server = await startHealthServer({
           host: config.healthHost ?? DEFAULT_HEALTH_HOST,
           port: config.healthPort ?? DEFAULT_HEALTH_PORT,
@@ -56,33 +65,62 @@ export function registerServe(program: Command): void {
           log,
         });
         scheduler.start();
-        if (config.schedule) {
-          log.info(
-            {
-              step: 'schedule',
-              schedule: config.schedule,
-              nextRun: scheduler.nextRun()?.toISOString() ?? null,
-            },
-            `scheduled backups on "${config.schedule}"`,
-          );
-        } else {
-          log.info(
-            { step: 'schedule' },
-            'no BACKUP_CRON_EXPRESSION: nothing is scheduled; run backups with `docker exec <sidecar> moodle-backup backup`',
-          );
-        }
+        logSchedules(scheduler, log);
+        const watcher = project
+          ? new EventsWatcher({
+              docker: ctx.docker,
+              project,
+              log,
+              onChange: (reason) => void planner.plan(reason),
+              onGiveUp: (err) =>
+                void notifier.failure(
+                  new SidecarError(
+                    'DOCKER_UNAVAILABLE',
+                    `Docker events are unavailable: ${(err as Error).message}`,
+                    'restart the sidecar; until then label changes are seen only at each run',
+                  ),
+                ),
+            })
+          : undefined;
+        watcher?.start();
         await aborted(ctx.signal);
         log.info(
           { step: 'shutdown' },
           'stopping: waiting for a running backup to abort and resume the stack',
         );
+        await watcher?.stop();
+        await planner.idle();
         await scheduler.stop();
         await server.close();
         log.info({ step: 'shutdown' }, 'stopped');
       } finally {
+        backends.close();
         await ctx.close();
       }
     });
+}
+
+function logSchedules(scheduler: JobScheduler, log: import('../observe/logger.js').Logger): void {
+  const scheduled = scheduler.jobs().filter((j) => j.config.schedule);
+  if (scheduled.length === 0) {
+    log.info(
+      { step: 'schedule' },
+      'no BACKUP_CRON_EXPRESSION: nothing is scheduled; run backups with `docker exec <sidecar> moodle-backup backup`',
+    );
+    return;
+  }
+  for (const j of scheduled) {
+    log.info(
+      {
+        step: 'schedule',
+        job: j.name,
+        schedule: j.config.schedule,
+        volumes: j.config.volumes,
+        nextRun: scheduler.nextRun()?.toISOString() ?? null,
+      },
+      `scheduled backups on "${j.config.schedule}"${scheduled.length > 1 || j.source !== 'implicit' ? ` (job ${j.name})` : ''}`,
+    );
+  }
 }
 
 function aborted(signal: AbortSignal): Promise<void> {

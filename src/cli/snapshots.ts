@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { listSnapshots, type SnapshotEntry } from '../archive/catalog.js';
+import { entriesOfJob, jobOf, listSnapshots, type SnapshotEntry } from '../archive/catalog.js';
 import { openContext } from './context.js';
 import { formatBytes, formatDuration, table } from './output.js';
 
@@ -22,16 +22,18 @@ export function registerSnapshots(program: Command): void {
     .command('snapshots')
     .description('list the snapshots at the target, newest first')
     .option('--json', 'machine-readable output')
-    .action(async (opts: { json?: boolean }) => {
-      const ctx = await openContext({ needsDocker: false });
+    .option('--job <name>', 'only this job’s snapshots (at its target)')
+    .action(async (opts: { json?: boolean; job?: string }) => {
+      const ctx = await openContext({ needsDocker: false, job: opts.job });
       try {
-        const entries = await listSnapshots(ctx.backend);
+        const entries = entriesOfJob(await listSnapshots(ctx.backend), opts.job);
         if (opts.json) {
           const out = entries.map((s) => ({
             id: s.id,
             time: s.time.toISOString(),
             status: s.status,
             kind: s.manifest?.kind ?? null,
+            job: s.manifest ? jobOf(s.manifest) : null,
             volumes:
               s.manifest?.volumes.map((v) => ({
                 name: v.name,

@@ -8,6 +8,7 @@ interface VerifyFlags {
   all?: boolean;
   deep?: boolean;
   json?: boolean;
+  job?: string;
 }
 
 export function verifyRows(report: VerifyReport): string[][] {
@@ -28,11 +29,12 @@ export function registerVerify(program: Command): void {
       'restore drill: extract into scratch volumes, compare entry counts, run mariadb-check on the database',
     )
     .option('--json', 'print the results as JSON')
+    .option('--job <name>', 'check the snapshots at this job’s target')
     .action(async (snapshotArg: string | undefined, flags: VerifyFlags) => {
       if (flags.all && snapshotArg) {
         throw new SidecarError('USAGE', 'give a snapshot or --all, not both');
       }
-      const ctx = await openContext({ needsDocker: Boolean(flags.deep) });
+      const ctx = await openContext({ needsDocker: Boolean(flags.deep), job: flags.job });
       try {
         const report = await runVerify({
           docker: ctx.docker,

@@ -3,6 +3,7 @@ import { LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { SidecarError } from '../errors.js';
 import { closest, type EnvConfig, readEnv, type Tree } from './env.js';
+import { DEFAULT_JOB, type ParseJob, resolveJobs, type Settings } from './jobs.js';
 import { configSchema, KNOWN_KEYS } from './schema.js';
 import type { Config } from './types.js';
 
@@ -34,6 +35,14 @@ export async function loadConfig(
   env: NodeJS.ProcessEnv = process.env,
   opts: LoadOptions = {},
 ): Promise<Config> {
+  return (await loadSettings(env, opts)).config;
+}
+
+/** The top-level settings and every job (config/jobs.ts); without `jobs:` one implicit job. */
+export async function loadSettings(
+  env: NodeJS.ProcessEnv = process.env,
+  opts: LoadOptions = {},
+): Promise<Settings> {
   const fromEnv = readEnv(env);
   const problems = [...fromEnv.errors];
   const file = await readConfigFile(fromEnv.configFile, opts.defaultFile ?? DEFAULT_CONFIG_FILE);
@@ -41,16 +50,37 @@ export async function loadConfig(
     // Without the file's content, schema errors (e.g. a missing bucket) would only mislead.
     problems.push(file.error);
   } else {
-    const input = merge(file.data, fromEnv);
+    const { jobs: rawJobs, ...input } = merge(file.data, fromEnv);
     const result = configSchema.safeParse(input);
     if (!result.success) {
       problems.push(...result.error.issues.flatMap((issue) => describeIssue(issue, input, fromEnv)));
-    } else if (problems.length === 0) {
-      return result.data satisfies Config;
+    }
+    const envTarget = fromEnv.values.target;
+    const jobs = resolveJobs(
+      { raw: rawJobs, top: input, envTarget: isTree(envTarget) ? envTarget : undefined, parse: parseJob },
+      result.success,
+    );
+    problems.push(...jobs.problems);
+    if (result.success && problems.length === 0) {
+      const config = result.data satisfies Config;
+      if (jobs.entries.length === 0)
+        return { config, jobs: [{ name: DEFAULT_JOB, config, source: 'implicit' }] };
+      return {
+        config,
+        jobs: jobs.entries.map((j) => ({ name: j.name, config: j.config as Config, source: 'config' })),
+      };
     }
   }
   throw new SidecarError('CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`, HINT);
 }
+
+/** A job's merged input against the same schema; its messages name keys by their path inside the job. */
+const parseJob: ParseJob = (input) => {
+  const result = configSchema.safeParse(input);
+  if (result.success) return { config: result.data };
+  const noEnv: EnvConfig = { values: {}, sources: new Map(), errors: [] };
+  return { problems: result.error.issues.flatMap((issue) => describeIssue(issue, input, noEnv)) };
+};
 
 /** A copy safe to log: credentials replaced, credentials inside the endpoint URL removed. */
 export function redactConfig(config: Config): Config {
@@ -214,7 +244,7 @@ function missing(path: string[], fromEnv: EnvConfig): string {
 
 function knownKeysAt(path: string[], input: Tree): readonly string[] {
   const where = path.join('.');
-  if (where === '') return KNOWN_KEYS.root;
+  if (where === '') return [...KNOWN_KEYS.root, 'jobs'];
   if (where === 'retention') return KNOWN_KEYS.retention;
   if (where === 'encryption') return KNOWN_KEYS.encryption;
   if (where === 'target')

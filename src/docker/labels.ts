@@ -8,6 +8,8 @@ export const LABELS = {
   mode: 'moodle-backup.mode',
   /** Comma list of services this one depends on, for stacks made without Compose v2's depends_on label. */
   dependsOn: 'moodle-backup.depends-on',
+  /** Cron expression: back up the named volumes this container mounts on this schedule (its own job). */
+  schedule: 'moodle-backup.schedule',
   /** Shell command run in this container before the backup stops anything. */
   pre: 'moodle-backup.pre',
   /** Shell command run in this container after the stack is running again (also after a failed run). */

@@ -97,6 +97,11 @@ export class HealthState {
   }
 }
 
+/** What /healthz answers from: one HealthState, or several jobs' combined (observe/jobs-health.ts). */
+export interface HealthSource {
+  report(): HealthReport;
+}
+
 export interface HealthServer {
   /** The bound port (useful with port 0). */
   port: number;
@@ -107,7 +112,7 @@ export interface HealthServer {
 export async function startHealthServer(opts: {
   host: string;
   port: number;
-  health: HealthState;
+  health: HealthSource;
   metrics: BackupMetrics;
   log: Logger;
 }): Promise<HealthServer> {
@@ -160,7 +165,7 @@ function listen(server: Server, host: string, port: number): Promise<void> {
 async function handle(
   req: IncomingMessage,
   res: ServerResponse,
-  health: HealthState,
+  health: HealthSource,
   metrics: BackupMetrics,
 ): Promise<void> {
   const path = (req.url ?? '/').split('?')[0];

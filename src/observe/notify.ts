@@ -10,6 +10,8 @@ import type { Logger } from './logger.js';
 export interface NotifyPayload {
   event: NotifyEvent;
   project: string;
+  /** The job concerned, when the sidecar runs several (YAML `jobs:` or schedule labels). */
+  job?: string;
   snapshot?: string;
   /** One line a human can act on: what happened and where to look. */
   message: string;
@@ -53,35 +55,38 @@ export class Notifier {
     return this.opts.url !== undefined && this.events.has(event);
   }
 
-  failure(err: unknown, snapshot?: string): Promise<boolean> {
+  failure(err: unknown, snapshot?: string, job?: string): Promise<boolean> {
     const code = isSidecarError(err) ? err.code : 'UNEXPECTED';
     const text = err instanceof Error ? err.message : String(err);
     return this.send({
       event: 'failure',
       ...(snapshot ? { snapshot } : {}),
-      message: `backup of project ${this.opts.project} failed: ${text} — see \`${this.opts.logsCommand}\``,
+      ...(job ? { job } : {}),
+      message: `backup${job ? ` job ${job}` : ''} of project ${this.opts.project} failed: ${text} — see \`${this.opts.logsCommand}\``,
       error: { code, message: text },
       hint: (isSidecarError(err) && err.hint) || `the full log is in \`${this.opts.logsCommand}\``,
     });
   }
 
-  success(manifest: Manifest): Promise<boolean> {
+  success(manifest: Manifest, job?: string): Promise<boolean> {
     const stored = manifest.volumes.reduce((a, v) => a + v.storedBytes, 0);
     return this.send({
       event: 'success',
       snapshot: manifest.id,
+      ...(job ? { job } : {}),
       message:
-        `backup of project ${this.opts.project} succeeded: snapshot ${manifest.id}, ` +
+        `backup${job ? ` job ${job}` : ''} of project ${this.opts.project} succeeded: snapshot ${manifest.id}, ` +
         `${manifest.volumes.length} volume(s), ${stored} bytes stored, ` +
         `downtime ${(manifest.timings.downtimeMs / 1000).toFixed(1)} s`,
       hint: 'list snapshots with `moodle-backup snapshots` inside the sidecar',
     });
   }
 
-  stale(reason: string): Promise<boolean> {
+  stale(reason: string, job?: string): Promise<boolean> {
     return this.send({
       event: 'stale',
-      message: `backups of project ${this.opts.project} are overdue: ${reason} — see \`${this.opts.logsCommand}\``,
+      ...(job ? { job } : {}),
+      message: `backups${job ? ` of job ${job}` : ''} of project ${this.opts.project} are overdue: ${reason} — see \`${this.opts.logsCommand}\``,
       hint: 'check that the sidecar runs `serve`, its BACKUP_CRON_EXPRESSION, and its log',
     });
   }

@@ -1,4 +1,4 @@
-import { listSnapshots, type SnapshotEntry } from '../archive/catalog.js';
+import { entriesOfJob, listSnapshots, type SnapshotEntry } from '../archive/catalog.js';
 import { MANIFEST_NAME } from '../archive/manifest.js';
 import type { RetentionPolicy } from '../config/types.js';
 import { SidecarError } from '../errors.js';
@@ -11,6 +11,8 @@ export interface PruneOptions {
   /** Plan only: nothing is deleted. */
   dryRun?: boolean;
   log: Logger;
+  /** Apply the policy to this job's snapshots only (a target may hold several jobs'); undefined: all. */
+  job?: string;
 }
 
 export interface PruneResult {
@@ -51,7 +53,7 @@ export async function prune(
 ): Promise<PruneResult> {
   const { log } = opts;
   const now = opts.now ?? new Date();
-  const entries = await listSnapshots(backend);
+  const entries = entriesOfJob(await listSnapshots(backend), opts.job);
   const decisions = planRetention(entries.map(toSnapshotRef), policy, now);
   const forgotten = decisions.filter((d) => !d.keep);
   const result: PruneResult = { decisions, entries, deleted: [], deletedBytes: 0 };
@@ -59,6 +61,7 @@ export async function prune(
     {
       step: 'prune',
       target: backend.location,
+      ...(opts.job !== undefined ? { job: opts.job } : {}),
       kept: decisions.length - forgotten.length,
       forgotten: forgotten.map((d) => d.id),
       dryRun: opts.dryRun === true,

@@ -1,17 +1,13 @@
 import { Cron } from 'croner';
-import { listSnapshots } from '../archive/catalog.js';
+import type { SnapshotEntry } from '../archive/catalog.js';
 import type { Manifest } from '../archive/manifest.js';
-import { runBackup } from '../backup.js';
-import type { RunContext } from '../cli/context.js';
+import type { Job } from '../config/jobs.js';
 import type { Config } from '../config/types.js';
-import { recoverInterrupted } from '../docker/recover.js';
-import { StateStore } from '../docker/state.js';
-import { describeError, isSidecarError, SidecarError } from '../errors.js';
-import type { HealthState } from '../observe/health.js';
-import type { BackupMetrics } from '../observe/metrics.js';
-import type { Notifier } from '../observe/notify.js';
-import { prune } from '../retention/prune.js';
-import { withRunLock } from './lock.js';
+import { describeError, SidecarError } from '../errors.js';
+import { HealthState } from '../observe/health.js';
+import type { JobsHealth } from '../observe/jobs-health.js';
+import { CRON_HINT } from './cron.js';
+import { type RunnerDeps, runJob, seedJob } from './runner.js';
 
 /** Time a due run gets to finish before it counts as missed. */
 export const STALE_GRACE_MS = 10 * 60_000;
@@ -26,7 +22,7 @@ export function parseSchedule(expr: string): Cron {
     throw new SidecarError(
       'CONFIG_INVALID',
       `BACKUP_CRON_EXPRESSION "${expr}" is not a cron expression: ${(err as Error).message}`,
-      'use five fields (minute hour day month weekday, e.g. "0 2 * * *"), six with seconds first, or @daily',
+      CRON_HINT,
     );
   }
   if (cron.nextRun() === null) {
@@ -52,184 +48,207 @@ export function staleDeadline(config: Config, cron?: Cron): ((ref: Date) => Date
   };
 }
 
-export interface SchedulerOptions {
-  ctx: RunContext;
-  metrics: BackupMetrics;
-  health: HealthState;
-  notifier: Notifier;
-  /** Validated schedule (parseSchedule); undefined = runs only by `docker exec … backup`. */
-  schedule?: string;
-  /** Check for staleness this often (bounded; default 60 s); only when the health state has a deadline. */
+export interface JobSchedulerOptions {
+  deps: Omit<RunnerDeps, 'nameJobs' | 'onListed'>;
+  health: JobsHealth;
+  /** Check for staleness this often (bounded; default 60 s). */
   staleCheckMs?: number;
-  staleEnabled?: boolean;
+}
+
+interface Entry {
+  job: Job;
+  cron: Cron | null;
+  health: HealthState;
+  /** The job's settings as JSON: a changed job gets a new cron. */
+  key: string;
+}
+
+export interface JobChanges {
+  added: string[];
+  changed: string[];
+  removed: string[];
 }
 
 /**
- * Scheduled runs for `serve`: croner triggers, `protect` drops a trigger while the previous run is busy, and
- * the run lock keeps scheduled runs away from `docker exec` runs in other processes.
+ * The jobs `serve` runs: one croner trigger per scheduled job, and one queue so that runs never overlap in
+ * this process (a job due while another runs waits for it; a job due while itself is queued or running is
+ * skipped). The run lock keeps them away from `docker exec` runs in other processes. The set of jobs can
+ * change at any time (labels), keeping each job's health history.
  */
-export class BackupScheduler {
-  private job: Cron | null = null;
-  private running: Promise<void> | null = null;
+export class JobScheduler {
+  private readonly entries = new Map<string, Entry>();
+  private readonly listed = new Map<string, SnapshotEntry[]>();
+  private readonly staleNotified = new Set<string>();
+  private queue: string[] = [];
+  private current: { name: string; done: Promise<void> } | null = null;
   private staleTimer: NodeJS.Timeout | null = null;
-  private staleNotified = false;
   private checking = false;
+  private stopped = false;
+  private newestSuccess = 0;
+  private readonly deps: RunnerDeps;
 
-  constructor(private readonly opts: SchedulerOptions) {}
+  constructor(private readonly opts: JobSchedulerOptions) {
+    this.deps = {
+      ...opts.deps,
+      nameJobs: () =>
+        this.entries.size > 1 || [...this.entries.values()].some((e) => e.job.source !== 'implicit'),
+      onListed: (job, entries) => {
+        this.listed.set(job, entries);
+        // Jobs sharing a target list the same leftovers: count each snapshot once.
+        const all = new Map([...this.listed.values()].flat().map((e) => [e.id, e]));
+        this.opts.deps.metrics.setSnapshotCounts([...all.values()]);
+      },
+    };
+  }
+
+  jobs(): Job[] {
+    return [...this.entries.values()].map((e) => e.job);
+  }
+
+  /** Replaces the set of jobs; an unchanged job keeps its trigger, every job keeps its health history. */
+  async setJobs(jobs: Job[]): Promise<JobChanges> {
+    const changes: JobChanges = { added: [], changed: [], removed: [] };
+    const wanted = new Map(jobs.map((j) => [j.name, j]));
+    for (const [name, e] of this.entries) {
+      if (wanted.has(name)) continue;
+      e.cron?.stop();
+      this.entries.delete(name);
+      this.opts.health.delete(name);
+      this.listed.delete(name);
+      this.queue = this.queue.filter((q) => q !== name);
+      changes.removed.push(name);
+    }
+    const fresh: Entry[] = [];
+    for (const job of jobs) {
+      const key = JSON.stringify(job);
+      const old = this.entries.get(job.name);
+      if (old?.key === key) continue;
+      old?.cron?.stop();
+      const entry: Entry = { job, key, cron: null, health: old?.health ?? this.newHealth(job.name) };
+      if (job.config.schedule && !this.stopped) {
+        entry.cron = new Cron(
+          job.config.schedule,
+          {
+            catch: (err) =>
+              this.deps.log.error(
+                { step: 'schedule', job: job.name, err },
+                `scheduler: ${describeError(err)}`,
+              ),
+          },
+          () => this.trigger(job.name),
+        );
+      }
+      this.entries.set(job.name, entry);
+      this.opts.health.set(job.name, entry.health);
+      (old ? changes.changed : changes.added).push(job.name);
+      if (!old) fresh.push(entry);
+    }
+    await this.seed(fresh);
+    return changes;
+  }
 
   start(): void {
-    const { schedule, ctx } = this.opts;
-    if (schedule) {
-      this.job = new Cron(
-        schedule,
-        {
-          protect: () => {
-            this.opts.metrics.recordSkipped();
-            ctx.log.warn(
-              { step: 'schedule' },
-              'previous scheduled backup still running: this trigger is skipped',
-            );
-          },
-          catch: (err) => ctx.log.error({ step: 'schedule', err }, `scheduler: ${describeError(err)}`),
-        },
-        () => this.trigger(),
-      );
-    }
-    if (this.opts.staleEnabled) {
-      const every = Math.min(Math.max(this.opts.staleCheckMs ?? DEFAULT_STALE_CHECK_MS, 1_000), 300_000);
-      this.staleTimer = setInterval(() => void this.checkStale(), every);
-    }
+    const every = Math.min(Math.max(this.opts.staleCheckMs ?? DEFAULT_STALE_CHECK_MS, 1_000), 300_000);
+    this.staleTimer = setInterval(() => void this.checkStale(), every);
   }
 
   nextRun(): Date | null {
-    return this.job?.nextRun() ?? null;
+    const times = [...this.entries.values()]
+      .map((e) => e.cron?.nextRun() ?? null)
+      .filter((d): d is Date => d !== null)
+      .sort((a, b) => a.getTime() - b.getTime());
+    return times[0] ?? null;
   }
 
-  /** Stops triggering and waits for a running backup, which ctx.signal aborts (the stack is resumed). */
+  /** Stops triggering and waits for a running backup, which the abort signal stops (the stack is resumed). */
   async stop(): Promise<void> {
-    this.job?.stop();
+    this.stopped = true;
+    for (const e of this.entries.values()) e.cron?.stop();
+    this.queue = [];
     if (this.staleTimer) clearInterval(this.staleTimer);
-    await this.running;
+    await this.current?.done;
   }
 
-  private trigger(): Promise<void> {
-    const run = this.runScheduled().finally(() => {
-      this.running = null;
+  private newHealth(name: string): HealthState {
+    return new HealthState({
+      staleDeadline: (ref) => {
+        const e = this.entries.get(name);
+        return e ? (staleDeadline(e.job.config, e.cron ?? undefined)?.(ref) ?? null) : null;
+      },
+      nextRun: () => this.entries.get(name)?.cron?.nextRun() ?? null,
     });
-    this.running = run;
-    return run;
   }
 
-  private async runScheduled(): Promise<void> {
-    const { ctx, metrics, health, notifier } = this.opts;
-    const { log, signal } = ctx;
-    if (signal.aborted) return;
-    let manifest: Manifest;
-    try {
-      manifest = await withRunLock(ctx, 'backup', async () => {
-        // Also covers a `docker exec … backup` killed while this process kept running.
-        await recoverInterrupted(ctx.docker, new StateStore(ctx.config.stateDir), log);
-        const m = await runBackup({
-          docker: ctx.docker,
-          config: ctx.config,
-          backend: ctx.backend,
-          log,
-          kind: 'scheduled',
-          signal,
-        });
-        metrics.recordSuccess(m);
-        health.recordSuccess(new Date(m.completedAt), m.id);
-        this.staleNotified = false;
-        // Under the same lock: a prune never races a `docker exec … backup`.
-        await this.pruneAfterSuccess();
-        return m;
-      });
-    } catch (err) {
-      if (isSidecarError(err, 'LOCKED')) {
-        metrics.recordSkipped();
-        log.warn({ step: 'schedule', code: err.code }, `scheduled backup skipped: ${describeError(err)}`);
-        return;
-      }
-      if (signal.aborted) {
-        log.warn({ step: 'schedule' }, 'scheduled backup interrupted by shutdown; the stack was resumed');
-        return;
-      }
-      metrics.recordFailure(err);
-      health.recordFailure(err);
-      const code = isSidecarError(err) ? err.code : 'UNEXPECTED';
-      log.error(
-        { step: 'schedule', code, ...(isSidecarError(err) ? {} : { err }) },
-        `scheduled backup failed: ${describeError(err)}`,
+  private trigger(name: string): void {
+    if (this.stopped) return;
+    if (this.current?.name === name || this.queue.includes(name)) {
+      this.deps.metrics.recordSkipped();
+      this.deps.log.warn(
+        { step: 'schedule', job: name },
+        `previous scheduled backup${this.entries.size > 1 ? ` of job ${name}` : ''} still running: this trigger is skipped`,
       );
-      await notifier.failure(err);
       return;
     }
-    await notifier.success(manifest);
+    this.queue.push(name);
+    void this.pump();
   }
 
-  /** A failed prune does not undo the backup: it is logged and retried after the next success. */
-  private async pruneAfterSuccess(): Promise<void> {
-    const { ctx, metrics } = this.opts;
-    try {
-      const r = await prune(ctx.backend, ctx.config.retention, { log: ctx.log });
-      const deleted = new Set(r.deleted);
-      metrics.setSnapshotCounts(r.entries.filter((e) => !deleted.has(e.id)));
-    } catch (err) {
-      ctx.log.error(
-        { step: 'prune', code: isSidecarError(err) ? err.code : 'UNEXPECTED' },
-        `prune after the backup failed: ${describeError(err)}`,
-      );
+  private async pump(): Promise<void> {
+    if (this.current) return;
+    for (let name = this.queue.shift(); name !== undefined && !this.stopped; name = this.queue.shift()) {
+      const entry = this.entries.get(name);
+      if (!entry) continue;
+      const done = runJob(this.deps, entry.job, entry.health).then(() => {
+        if (entry.health.lastSuccessTime) this.staleNotified.delete(name);
+      });
+      this.current = { name, done };
+      await done;
+      this.current = null;
     }
   }
 
-  /** One 'stale' notification per stale period: re-armed once the state is no longer stale. */
+  private async seed(entries: Entry[]): Promise<void> {
+    for (const e of entries) this.noteSuccess(await seedJob(this.deps, e.job, e.health));
+  }
+
+  /** The gauges show the newest success of any job. */
+  private noteSuccess(m: Manifest | undefined): void {
+    if (!m || Date.parse(m.completedAt) <= this.newestSuccess) return;
+    this.newestSuccess = Date.parse(m.completedAt);
+    this.deps.metrics.setLastSuccess(m);
+  }
+
+  /** One 'stale' notification per job and stale period: re-armed once the job is no longer stale. */
   private async checkStale(): Promise<void> {
     if (this.checking) return;
     this.checking = true;
     try {
-      const { health, notifier, ctx } = this.opts;
-      if (health.report().status !== 'stale') {
-        this.staleNotified = false;
-        return;
+      for (const [name, e] of this.entries) {
+        if (e.health.report().status !== 'stale') {
+          this.staleNotified.delete(name);
+          continue;
+        }
+        // A `docker exec … backup` in another process may have succeeded meanwhile: ask the target (only
+        // while apparently stale, so a healthy sidecar does not list the target every minute).
+        this.noteSuccess(await seedJob(this.deps, e.job, e.health));
+        const report = e.health.report();
+        if (report.status !== 'stale') {
+          this.staleNotified.delete(name);
+          continue;
+        }
+        if (this.staleNotified.has(name)) continue;
+        this.staleNotified.add(name);
+        this.deps.log.warn(
+          { step: 'health', job: name, staleAt: report.staleAt },
+          `backups are overdue: ${report.reason}`,
+        );
+        await this.opts.deps.notifier.stale(
+          report.reason ?? 'no recent successful backup',
+          this.deps.nameJobs() ? name : undefined,
+        );
       }
-      // A `docker exec … backup` in another process may have succeeded meanwhile: ask the target (only
-      // while apparently stale, so a healthy sidecar does not list the target every minute).
-      await seedFromCatalog(this.opts);
-      const report = health.report();
-      if (report.status !== 'stale') {
-        this.staleNotified = false;
-        return;
-      }
-      if (this.staleNotified) return;
-      this.staleNotified = true;
-      ctx.log.warn({ step: 'health', staleAt: report.staleAt }, `backups are overdue: ${report.reason}`);
-      await notifier.stale(report.reason ?? 'no recent successful backup');
     } finally {
       this.checking = false;
     }
-  }
-}
-
-/**
- * Reads the last success and the snapshot counts from the target (at start, and before declaring staleness),
- * so /healthz and /metrics survive restarts. Best effort: an unreachable target is logged, the run reports it.
- */
-export async function seedFromCatalog(
-  opts: Pick<SchedulerOptions, 'ctx' | 'health' | 'metrics'>,
-): Promise<void> {
-  const { ctx, health, metrics } = opts;
-  try {
-    const entries = await listSnapshots(ctx.backend);
-    metrics.setSnapshotCounts(entries);
-    const newest = entries.find((e) => e.status === 'ok' && e.manifest?.kind !== 'pre-restore')?.manifest;
-    if (!newest) return;
-    const before = health.lastSuccessTime;
-    health.recordSuccess(new Date(newest.completedAt), newest.id);
-    if (health.lastSuccessTime !== before) metrics.setLastSuccess(newest);
-  } catch (err) {
-    ctx.log.warn(
-      { step: 'health', code: isSidecarError(err) ? err.code : 'UNEXPECTED' },
-      `cannot list snapshots: ${describeError(err)}`,
-    );
   }
 }

@@ -1,0 +1,58 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CLI } from './cli.js';
+
+/** Polls `fn` until it returns a value, at most `timeoutMs`; the error names what was awaited. */
+export async function until<T>(
+  what: string,
+  fn: () => Promise<T | undefined>,
+  timeoutMs: number,
+  everyMs = 500,
+): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < end) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    await sleep(everyMs);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+}
+
+export interface ServeProcess {
+  child: ChildProcess;
+  /** Everything it logged so far (pino JSON lines on stderr). */
+  log(): string;
+  /** SIGTERM, then the exit code (null: it had to be killed after `timeoutMs`). */
+  stop(timeoutMs?: number): Promise<number | null>;
+}
+
+/** `moodle-backup serve` from dist/, as the image runs it. */
+export function startServe(env: NodeJS.ProcessEnv): ServeProcess {
+  const child = spawn(process.execPath, [CLI, 'serve'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const exited = once(child, 'exit');
+  return {
+    child,
+    log: () => stderr,
+    async stop(timeoutMs = 60_000) {
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      child.kill('SIGTERM');
+      const r = await Promise.race([exited, sleep(timeoutMs).then(() => null)]);
+      if (r === null) {
+        child.kill('SIGKILL');
+        await exited;
+        return null;
+      }
+      return (r as [number | null])[0];
+    },
+  };
+}
