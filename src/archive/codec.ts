@@ -3,6 +3,7 @@ import { type Duplex, PassThrough } from 'node:stream';
 import zlib from 'node:zlib';
 import type { Codec } from '../config/types.js';
 import { SidecarError } from '../errors.js';
+import { ParallelGzip } from './gzip-parallel.js';
 import { spawnFilter } from './spawn-filter.js';
 
 export interface CodecImpl {
@@ -60,8 +61,9 @@ function unavailable(): SidecarError {
 const gzip: CodecImpl = {
   name: 'gzip',
   extension: '.tar.gz',
+  // Independent members compressed on all cores (archive/gzip-parallel.ts); any gunzip reads the result.
   compress(level = 6) {
-    return zlib.createGzip({ level });
+    return new ParallelGzip(level);
   },
   decompress() {
     return zlib.createGunzip();

@@ -1,0 +1,119 @@
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+
+export interface Timed {
+  ms: number;
+  /** CPU seconds of the command and its children (user + system), from the shell's `times`. */
+  cpuS?: number;
+}
+
+/**
+ * Runs a bash pipeline with `pipefail` and times it; a non-zero exit fails the bench with the command's
+ * stderr. Baselines run this way, as a shell user would type them.
+ */
+export async function timeShell(script: string, timeoutMs = 900_000): Promise<Timed> {
+  const t0 = performance.now();
+  const r = await run('bash', ['-o', 'pipefail', '-c', `${script}\ntimes >&3`], timeoutMs, true);
+  const ms = performance.now() - t0;
+  if (r.code !== 0) throw new Error(`baseline failed (${r.code}): ${script}\n${r.stderr.slice(-2000)}`);
+  // `times` prints the shell's and then its children's user/system times, e.g. "0m1.234s 0m0.100s".
+  const secs = [...r.fd3.matchAll(/(\d+)m([\d.]+)s/g)].map((m) => Number(m[1]) * 60 + Number(m[2]));
+  return { ms, cpuS: secs.length === 4 ? secs.reduce((a, b) => a + b, 0) : undefined };
+}
+
+interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  fd3: string;
+  peakRssKb: number;
+}
+
+function run(
+  cmd: string,
+  args: string[],
+  timeoutMs: number,
+  withFd3 = false,
+  env?: NodeJS.ProcessEnv,
+): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, {
+      env: env ?? process.env,
+      stdio: withFd3 ? ['ignore', 'pipe', 'pipe', 'pipe'] : ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    let fd3 = '';
+    let peakRssKb = 0;
+    child.stdout?.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr?.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    (child.stdio[3] as NodeJS.ReadableStream | undefined)?.on('data', (d: Buffer) => {
+      fd3 += d.toString();
+    });
+    // VmHWM is the kernel's own high-water mark of the process's resident set; sampling it often enough
+    // means the last reading before exit is the peak.
+    const sample = () => {
+      peakRssKb = Math.max(peakRssKb, vmHwmKb(child.pid));
+    };
+    const sampler = setInterval(sample, 50);
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearInterval(sampler);
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr, fd3, peakRssKb });
+    });
+  });
+}
+
+function vmHwmKb(pid: number | undefined): number {
+  if (!pid) return 0;
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+export interface CliRun {
+  ms: number;
+  stdout: string;
+  logs: Record<string, unknown>[];
+  /** Peak resident set of the sidecar's node process (not its helpers or the zstd child), MB. */
+  peakRssMb: number;
+  startedAtMs: number;
+  endedAtMs: number;
+}
+
+/** Runs the built sidecar CLI as its own process (as `docker exec sidecar backup` would). */
+export async function runSidecar(
+  cli: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  timeoutMs = 900_000,
+): Promise<CliRun> {
+  const startedAtMs = Date.now();
+  const t0 = performance.now();
+  const r = await run(process.execPath, [cli, ...args], timeoutMs, false, env);
+  const ms = performance.now() - t0;
+  if (r.code !== 0)
+    throw new Error(`sidecar ${args.join(' ')} failed (${r.code}):\n${r.stderr.slice(-3000)}`);
+  const logs = r.stderr
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  const logged = Number(logs.find((l) => l.step === 'done')?.peakRssMb ?? 0);
+  return {
+    ms,
+    stdout: r.stdout,
+    logs,
+    peakRssMb: Math.max(Math.round(r.peakRssKb / 1024), logged),
+    startedAtMs,
+    endedAtMs: Date.now(),
+  };
+}

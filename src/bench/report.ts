@@ -1,0 +1,103 @@
+export interface Row {
+  dataset: string;
+  /** Stable key, e.g. `baseline:tar|zstd` or `product:backup-local-zstd`. */
+  key: string;
+  label: string;
+  kind: 'baseline' | 'product';
+  bytes: number;
+  ms: number;
+  mbps: number;
+  /** Output size / input size, where the row compresses. */
+  ratio?: number;
+  cpuS?: number;
+  /** Stack downtime measured from Docker events. */
+  downtimeMs?: number;
+  /** The pipeline's own read+compress (backup) or extract (restore) time. */
+  pipelineMs?: number;
+  peakRssMb?: number;
+  note?: string;
+  /** The sidecar's log steps with their times, for finding where the time goes. */
+  steps?: string[];
+}
+
+export interface Target {
+  name: string;
+  value: number;
+  /** `>=` or `<=` goal for `value`. */
+  goal: number;
+  op: '>=' | '<=';
+  met: boolean;
+  detail: string;
+}
+
+const MB = 1024 * 1024;
+
+export function row(r: Omit<Row, 'mbps'>): Row {
+  return { ...r, mbps: round(r.bytes / MB / (r.ms / 1000), 1) };
+}
+
+export function round(x: number, digits = 2): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+export function target(name: string, value: number, op: '>=' | '<=', goal: number, detail: string): Target {
+  const v = round(value, 2);
+  return { name, value: v, op, goal, met: op === '>=' ? v >= goal : v <= goal, detail };
+}
+
+function pad(cells: string[][]): string {
+  const widths = cells[0]?.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length))) ?? [];
+  return cells.map((r) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ')).join('\n');
+}
+
+const s = (ms?: number) => (ms === undefined ? '' : (ms / 1000).toFixed(2));
+
+/** The table printed at the end of a run (and pasted into the README's performance section). */
+export function formatTable(rows: Row[], targets: Target[]): string {
+  const head = [
+    'dataset',
+    'pipeline',
+    'MB',
+    's',
+    'MB/s',
+    'out/in',
+    'cpu s',
+    'downtime s',
+    'pipeline s',
+    'RSS MB',
+  ];
+  const body = rows.map((r) => [
+    r.dataset,
+    r.label,
+    (r.bytes / MB).toFixed(0),
+    s(r.ms),
+    r.mbps.toFixed(1),
+    r.ratio === undefined ? '' : r.ratio.toFixed(3),
+    r.cpuS === undefined ? '' : r.cpuS.toFixed(1),
+    s(r.downtimeMs),
+    s(r.pipelineMs),
+    r.peakRssMb === undefined ? '' : String(r.peakRssMb),
+  ]);
+  const t = targets.map((x) => [x.met ? 'met ' : 'MISS', x.name, `${x.value} ${x.op} ${x.goal}`, x.detail]);
+  return `${pad([head, ...body])}\n\ntargets:\n${pad(t)}`;
+}
+
+/** The same table as Markdown, for the README. */
+export function formatMarkdown(rows: Row[], targets: Target[]): string {
+  const lines = [
+    '| dataset | pipeline | MB | s | MB/s | out/in | downtime s | peak RSS MB |',
+    '|---|---|--:|--:|--:|--:|--:|--:|',
+    ...rows.map(
+      (r) =>
+        `| ${r.dataset} | ${r.label} | ${(r.bytes / MB).toFixed(0)} | ${s(r.ms)} | ${r.mbps.toFixed(1)} | ${
+          r.ratio === undefined ? '' : r.ratio.toFixed(3)
+        } | ${s(r.downtimeMs)} | ${r.peakRssMb ?? ''} |`,
+    ),
+    '',
+    '| target | measured | goal | |',
+    '|---|--:|--:|---|',
+    ...targets.map((x) => `| ${x.name} | ${x.value} | ${x.op} ${x.goal} | ${x.met ? 'met' : 'missed'} |`),
+  ];
+  return lines.join('\n');
+}

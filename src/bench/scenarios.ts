@@ -1,0 +1,236 @@
+import { execFileSync } from 'node:child_process';
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Dataset } from './datasets.js';
+import { runSidecar, timeShell } from './measure.js';
+import { type Row, round, row } from './report.js';
+import type { EventRecorder } from './stack.js';
+
+export interface BenchEnv {
+  cli: string;
+  work: string;
+  helperImage: string;
+  events: EventRecorder;
+  s3Env: Record<string, string>;
+  repeat: number;
+}
+
+const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+/** One shell loop over the data set's volume directories, one output file per volume (as the sidecar). */
+function perVolume(ds: Dataset, body: (dir: string, name: string) => string): string {
+  return Object.entries(ds.stack.dirs)
+    .map(([name, dir]) => body(q(dir), name))
+    .join('\n');
+}
+
+async function best<T extends { ms: number }>(n: number, f: () => Promise<T>): Promise<T> {
+  let b: T | undefined;
+  for (let i = 0; i < n; i++) {
+    // Write back what earlier steps left dirty, so no run pays for the one before it.
+    execFileSync('sync');
+    const r = await f();
+    if (!b || r.ms < b.ms) b = r;
+  }
+  return b as T;
+}
+
+async function fresh(dir: string): Promise<string> {
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true });
+  return dir;
+}
+
+/** Bytes of the data sets' tar streams (what every pipeline reads), from the sidecar's own count. */
+export interface Measured {
+  rows: Row[];
+  rawBytes: number;
+  snapshot: string;
+}
+
+type Baseline = 'tar|zstd' | 'tar -czf' | 'tar|gzip' | 'tar|node-zlib-gzip' | 'zstd -d|tar -x';
+
+const NODE_GZIP = `node -e ${q(
+  "require('stream').pipeline(process.stdin, require('zlib').createGzip({ level: 6 }), process.stdout, (e) => { if (e) { console.error(e); process.exit(1); } })",
+)}`;
+
+/** The baselines of the issue, on the volumes' host directories; outputs go to the bench work dir. */
+export async function baseline(env: BenchEnv, ds: Dataset, which: Baseline, bytes: number): Promise<Row> {
+  const out = join(env.work, `base-${ds.name}`);
+  const zst = join(env.work, `base-${ds.name}-zst`);
+  const script = {
+    'tar|zstd': () =>
+      perVolume(ds, (d, n) => `tar -C ${d} -c . | zstd -T0 -3 -q -c > ${q(join(zst, `${n}.zst`))}`),
+    'tar -czf': () => perVolume(ds, (d, n) => `tar -C ${d} -czf ${q(join(out, `${n}.tgz`))} .`),
+    'tar|gzip': () => perVolume(ds, (d, n) => `tar -C ${d} -c . | gzip -c > ${q(join(out, `${n}.gz`))}`),
+    'tar|node-zlib-gzip': () =>
+      perVolume(ds, (d, n) => `tar -C ${d} -c . | ${NODE_GZIP} > ${q(join(out, `${n}.gz`))}`),
+    'zstd -d|tar -x': () =>
+      perVolume(
+        ds,
+        (_d, n) =>
+          `mkdir -p ${q(join(out, n))} && zstd -d -q -c ${q(join(zst, `${n}.zst`))} | tar -C ${q(join(out, n))} -x --numeric-owner -p`,
+      ),
+  }[which]();
+  const r = await best(which.includes('zstd') ? env.repeat : 1, async () => {
+    await fresh(out);
+    if (which === 'tar|zstd') await fresh(zst);
+    return timeShell(script);
+  });
+  const outBytes = which === 'zstd -d|tar -x' ? undefined : await duBytes(which === 'tar|zstd' ? zst : out);
+  await rm(out, { recursive: true, force: true });
+  return row({
+    dataset: ds.name,
+    key: `baseline:${which}`,
+    label: which,
+    kind: 'baseline',
+    bytes,
+    ms: r.ms,
+    cpuS: r.cpuS,
+    ratio: outBytes === undefined ? undefined : round(outBytes / bytes, 3),
+  });
+}
+
+async function duBytes(dir: string): Promise<number> {
+  await timeShell(`du -sb ${q(dir)} | cut -f1 > ${q(`${dir}.size`)}`);
+  const n = Number((await readFile(`${dir}.size`, 'utf8')).trim());
+  await rm(`${dir}.size`, { force: true });
+  return n;
+}
+
+function sidecarEnv(env: BenchEnv, ds: Dataset, extra: Record<string, string>): NodeJS.ProcessEnv {
+  const keep: NodeJS.ProcessEnv = {};
+  for (const k of ['PATH', 'HOME', 'DOCKER_HOST', 'NODE_EXTRA_CA_CERTS'])
+    if (process.env[k]) keep[k] = process.env[k];
+  return {
+    ...keep,
+    BACKUP_PROJECT: ds.stack.project,
+    BACKUP_STATE_DIR: join(env.work, 'state'),
+    BACKUP_SPOOL_DIR: join(env.work, 'spool'),
+    BACKUP_HELPER_IMAGE: env.helperImage,
+    BACKUP_STOP_CONTAINER_TIMEOUT: '30s',
+    LOG_LEVEL: 'info',
+    ...extra,
+  };
+}
+
+interface Manifest {
+  id: string;
+  volumes: { rawBytes: number; storedBytes: number }[];
+  timings: { readMs: number; downtimeMs: number; uploadMs: number };
+}
+
+/** The sidecar's backup through the CLI; downtime from Docker events, upload checked to be after resume. */
+export async function productBackup(
+  env: BenchEnv,
+  ds: Dataset,
+  target: 'local' | 's3',
+  codec: 'zstd' | 'gzip',
+  repeat: number,
+): Promise<Measured> {
+  const archive = join(env.work, `archive-${ds.name}-${codec}`);
+  const targetEnv = target === 'local' ? { BACKUP_ARCHIVE: archive } : env.s3Env;
+  const r = await best(repeat, async () => {
+    if (target === 'local') await fresh(archive);
+    const run = await runSidecar(
+      env.cli,
+      ['backup', '--json'],
+      sidecarEnv(env, ds, { ...targetEnv, BACKUP_COMPRESSION: codec }),
+    );
+    await sleep(300); // the last events arrive after the CLI has exited
+    return {
+      ...run,
+      down: env.events.downtime(ds.stack.project, run.startedAtMs - 1000, run.endedAtMs + 1000),
+    };
+  });
+  const m = JSON.parse(r.stdout) as Manifest;
+  const raw = m.volumes.reduce((a, v) => a + v.rawBytes, 0);
+  const stored = m.volumes.reduce((a, v) => a + v.storedBytes, 0);
+  const notes: string[] = [];
+  if (target === 's3') {
+    const upload = r.logs.find((l) => l.step === 'upload');
+    const uploadStart = Date.parse(String(upload?.time ?? '')) - Number(upload?.ms ?? 0);
+    const after = r.down !== null && Number.isFinite(uploadStart) && uploadStart >= r.down.endMs - 50;
+    notes.push(after ? 'upload after resume' : 'UPLOAD INSIDE DOWNTIME');
+    notes.push(`upload ${(m.timings.uploadMs / 1000).toFixed(2)} s`);
+  }
+  return {
+    rawBytes: raw,
+    snapshot: m.id,
+    rows: [
+      row({
+        dataset: ds.name,
+        key: `product:backup-${target}-${codec}`,
+        label: `sidecar backup → ${target === 'local' ? 'local' : 'S3 (s3rver)'}, ${codec}`,
+        kind: 'product',
+        bytes: raw,
+        ms: r.ms,
+        ratio: round(stored / raw, 3),
+        downtimeMs: r.down?.ms,
+        pipelineMs: m.timings.readMs,
+        peakRssMb: r.peakRssMb,
+        note: notes.join('; ') || undefined,
+        steps: timeline(r.logs, r.startedAtMs),
+      }),
+    ],
+  };
+}
+
+/** The sidecar's restore of a local snapshot (verify first, then stop, extract, start); no safety snapshot. */
+export async function productRestore(
+  env: BenchEnv,
+  ds: Dataset,
+  snapshot: string,
+  rawBytes: number,
+  repeat: number,
+): Promise<Row> {
+  const archive = join(env.work, `archive-${ds.name}-zstd`);
+  const r = await best(repeat, async () => {
+    const run = await runSidecar(
+      env.cli,
+      ['restore', snapshot, '--yes', '--no-safety-snapshot', '--json'],
+      sidecarEnv(env, ds, { BACKUP_ARCHIVE: archive }),
+    );
+    await sleep(300);
+    return {
+      ...run,
+      down: env.events.downtime(ds.stack.project, run.startedAtMs - 1000, run.endedAtMs + 1000),
+    };
+  });
+  const res = JSON.parse(r.stdout) as { downtimeMs?: number };
+  const verifyMs = r.logs.filter((l) => l.step === 'verify').reduce((a, l) => a + Number(l.ms ?? 0), 0);
+  return row({
+    dataset: ds.name,
+    key: 'product:restore-local-zstd',
+    label: 'sidecar restore ← local, zstd (verify + extract)',
+    kind: 'product',
+    bytes: rawBytes,
+    ms: r.ms,
+    downtimeMs: r.down?.ms,
+    pipelineMs: res.downtimeMs,
+    peakRssMb: r.peakRssMb,
+    note: `verify ${(verifyMs / 1000).toFixed(2)} s`,
+    steps: timeline(r.logs, r.startedAtMs),
+  });
+}
+
+/** A content fingerprint of the data set's volumes (names, bytes, numeric owners, modes, links). */
+export async function fingerprint(env: BenchEnv, ds: Dataset): Promise<string> {
+  const file = join(env.work, `fp-${ds.name}`);
+  await timeShell(
+    `{ ${perVolume(ds, (d) => `tar -C ${d} --sort=name --numeric-owner --mtime=@0 -c . | md5sum`)}; } > ${q(file)}`,
+  );
+  return readFile(file, 'utf8');
+}
+
+/** The sidecar's log lines as (seconds since start, step, volume, message): where the time went. */
+function timeline(logs: Record<string, unknown>[], startedAtMs: number): string[] {
+  return logs.map((l) => {
+    const t = ((Date.parse(String(l.time)) - startedAtMs) / 1000).toFixed(2);
+    return `${t} ${String(l.step ?? '')} ${String(l.volume ?? '')} ${String(l.msg ?? '')}`.replace(
+      / +/g,
+      ' ',
+    );
+  });
+}
