@@ -234,7 +234,9 @@ async function apply(
       const target = plan.volumes.find((x) => x.name === v.name)?.dockerName as string;
       if (await ensureVolume(docker, target, plan.project, v.name))
         log.info({ step: 'restore', volume: v.name }, `created volume ${target}`);
+      const te = Date.now();
       await emptyVolume(docker, target, image);
+      const emptyMs = Date.now() - te;
       progress[v.name] = 'emptied';
       await state.update((s) => {
         s.volumes = { ...progress };
@@ -242,14 +244,19 @@ async function apply(
       const source = spoolDir
         ? createReadStream(join(spoolDir, v.file))
         : await backend.get(`${manifest.id}/${v.file}`);
+      const tx = Date.now();
       await extractInto(docker, target, image, source, manifest, v, o.signal, config.encryption);
+      const extractMs = Date.now() - tx;
       // A snapshot taken in maintenance mode must not bring the site back in maintenance mode.
       await runInVolume(docker, target, image, finishScript(verified[v.name]?.root));
       progress[v.name] = 'restored';
       await state.update((s) => {
         s.volumes = { ...progress };
       });
-      log.info({ step: 'restore', volume: v.name, rawBytes: v.rawBytes }, `restored ${v.name}`);
+      log.info(
+        { step: 'restore', volume: v.name, rawBytes: v.rawBytes, emptyMs, extractMs },
+        `restored ${v.name}`,
+      );
     }
   } catch (err) {
     failure = o.signal?.aborted ? o.signal.reason : err;

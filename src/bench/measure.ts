@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 
 export interface Timed {
@@ -27,6 +27,34 @@ interface RunResult {
   stderr: string;
   fd3: string;
   peakRssKb: number;
+  /** CPU seconds of the process and its reaped children (zstd filters), from the last sample. */
+  cpuS: number;
+}
+
+/** USER_HZ: /proc times are in clock ticks, 100 per second on Linux. */
+const TICKS_PER_S = 100;
+
+/** utime + stime + cutime + cstime of a process, in clock ticks; 0 when it is gone. */
+export function procCpuTicks(pid: number | undefined): number {
+  if (!pid) return 0;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may contain spaces) start at state; utime is field 14.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return [11, 12, 13, 14].reduce((a, i) => a + Number(f[i] ?? 0), 0);
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU seconds the Docker daemon spent (its own and its reaped children's, e.g. archive helpers). */
+export function dockerdCpuS(): number {
+  try {
+    const pid = Number(execFileSync('pidof', ['dockerd'], { encoding: 'utf8' }).trim().split(' ')[0]);
+    return procCpuTicks(pid) / TICKS_PER_S;
+  } catch {
+    return Number.NaN;
+  }
 }
 
 function run(
@@ -56,8 +84,10 @@ function run(
     });
     // VmHWM is the kernel's own high-water mark of the process's resident set; sampling it often enough
     // means the last reading before exit is the peak.
+    let cpuTicks = 0;
     const sample = () => {
       peakRssKb = Math.max(peakRssKb, vmHwmKb(child.pid));
+      cpuTicks = Math.max(cpuTicks, procCpuTicks(child.pid));
     };
     const sampler = setInterval(sample, 50);
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
@@ -65,7 +95,7 @@ function run(
     child.on('close', (code) => {
       clearInterval(sampler);
       clearTimeout(timer);
-      resolve({ code, stdout, stderr, fd3, peakRssKb });
+      resolve({ code, stdout, stderr, fd3, peakRssKb, cpuS: cpuTicks / TICKS_PER_S });
     });
   });
 }
@@ -86,6 +116,8 @@ export interface CliRun {
   logs: Record<string, unknown>[];
   /** Peak resident set of the sidecar's node process (not its helpers or the zstd child), MB. */
   peakRssMb: number;
+  /** CPU seconds of the sidecar process and its zstd children. */
+  cpuS: number;
   startedAtMs: number;
   endedAtMs: number;
 }
@@ -113,6 +145,7 @@ export async function runSidecar(
     stdout: r.stdout,
     logs,
     peakRssMb: Math.max(Math.round(r.peakRssKb / 1024), logged),
+    cpuS: r.cpuS,
     startedAtMs,
     endedAtMs: Date.now(),
   };

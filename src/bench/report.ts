@@ -9,7 +9,10 @@ export interface Row {
   mbps: number;
   /** Output size / input size, where the row compresses. */
   ratio?: number;
+  /** CPU seconds of the pipeline's processes (baseline: the shell's children; sidecar: node + zstd). */
   cpuS?: number;
+  /** CPU seconds the Docker daemon spent meanwhile (getArchive/putArchive and helper containers). */
+  dockerdCpuS?: number;
   /** Stack downtime measured from Docker events. */
   downtimeMs?: number;
   /** The pipeline's own read+compress (backup) or extract (restore) time. */
@@ -75,6 +78,7 @@ export function formatTable(rows: Row[], targets: Target[]): string {
     r.mbps.toFixed(1),
     r.ratio === undefined ? '' : r.ratio.toFixed(3),
     r.cpuS === undefined ? '' : r.cpuS.toFixed(1),
+    r.dockerdCpuS === undefined ? '' : r.dockerdCpuS.toFixed(1),
     s(r.downtimeMs),
     s(r.pipelineMs),
     r.peakRssMb === undefined ? '' : String(r.peakRssMb),
@@ -83,16 +87,19 @@ export function formatTable(rows: Row[], targets: Target[]): string {
   return `${pad([head, ...body])}\n\ntargets:\n${pad(t)}`;
 }
 
+const cpu = (r: Row) =>
+  r.cpuS === undefined ? '' : `${r.cpuS.toFixed(1)}${r.dockerdCpuS ? ` (+${r.dockerdCpuS.toFixed(1)})` : ''}`;
+
 /** The same table as Markdown, for the README. */
 export function formatMarkdown(rows: Row[], targets: Target[]): string {
   const lines = [
-    '| dataset | pipeline | MB | s | MB/s | out/in | downtime s | peak RSS MB |',
-    '|---|---|--:|--:|--:|--:|--:|--:|',
+    '| dataset | pipeline | MB | s | MB/s | out/in | CPU s (+dockerd) | downtime s | peak RSS MB |',
+    '|---|---|--:|--:|--:|--:|--:|--:|--:|',
     ...rows.map(
       (r) =>
         `| ${r.dataset} | ${r.label} | ${(r.bytes / MB).toFixed(0)} | ${s(r.ms)} | ${r.mbps.toFixed(1)} | ${
           r.ratio === undefined ? '' : r.ratio.toFixed(3)
-        } | ${s(r.downtimeMs)} | ${r.peakRssMb ?? ''} |`,
+        } | ${cpu(r)} | ${s(r.downtimeMs)} | ${r.peakRssMb ?? ''} |`,
     ),
     '',
     '| target | measured | goal | |',
