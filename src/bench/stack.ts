@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import type Docker from 'dockerode';
 
 /** Every bench resource carries this label (value: the bench run's id) and a name starting with the prefix. */
-export const BENCH_LABEL = 'moodle-backup.bench';
+export const BENCH_LABEL = 'mbs.bench';
 
 export interface BenchService {
   service: string;
