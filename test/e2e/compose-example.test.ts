@@ -5,6 +5,7 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { KNOWN_VARS, readEnv } from '../../src/config/env.js';
+import { labelProblems } from '../../src/docker/label-check.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const FILE = 'compose.example.yml';
@@ -87,5 +88,21 @@ describe('compose.example.yml', () => {
     const commented = [...text.matchAll(/^\s*#\s*((?:BACKUP|AWS)_[A-Z0-9_]+):/gm)].map((m) => m[1] as string);
     expect(commented.length).toBeGreaterThanOrEqual(8);
     for (const name of commented) expect(KNOWN_VARS, name).toContain(name);
+  });
+
+  it('uses only labels the sidecar accepts, the commented-out ones included', async () => {
+    const { services } = await composeConfig();
+    for (const [name, s] of Object.entries(services))
+      expect(labelProblems({ name, labels: s.labels ?? {} }), name).toEqual([]);
+    const text = await readFile(new URL(`../../${FILE}`, import.meta.url), 'utf8');
+    const commented = [
+      ...text.matchAll(/^\s*#\s*((?:moodle-backup|docker-volume-backup)\.[a-z.-]+): "(.*)"$/gm),
+    ];
+    expect(commented.map((m) => m[1])).toContain('moodle-backup.schedule');
+    for (const [, label, value] of commented)
+      expect(
+        labelProblems({ name: 'comment', labels: { [label as string]: value as string } }),
+        label,
+      ).toEqual([]);
   });
 });
