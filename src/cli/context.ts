@@ -1,5 +1,5 @@
 import type Docker from 'dockerode';
-import type { Job, Settings } from '../config/jobs.js';
+import { type Job, LABEL_JOB_PREFIX, type Settings } from '../config/jobs.js';
 import { loadSettings } from '../config/load.js';
 import type { Config, Target } from '../config/types.js';
 import { assertDockerAvailable, createDocker } from '../docker/client.js';
@@ -82,6 +82,8 @@ export function selectJob(settings: Settings, name: string | undefined, scope: J
   const names = settings.jobs.map((j) => j.name).join(', ');
   if (name !== undefined) {
     const job = settings.jobs.find((j) => j.name === name);
+    // A schedule label's job runs with the top-level settings: reachable by name without `serve`.
+    if (!job && name.startsWith(LABEL_JOB_PREFIX)) return { name, config: settings.config, source: 'label' };
     if (!job) throw new SidecarError('USAGE', `no job "${name}"`, `configured jobs: ${names}`);
     return job;
   }

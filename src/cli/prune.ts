@@ -1,4 +1,7 @@
 import type { Command } from 'commander';
+import { jobOf, listSnapshots } from '../archive/catalog.js';
+import { type Job, LABEL_JOB_PREFIX, type Settings } from '../config/jobs.js';
+import type { Logger } from '../observe/logger.js';
 import { describeDecisions } from '../retention/policy.js';
 import { type PruneResult, prune } from '../retention/prune.js';
 import type { Backend } from '../storage/backend.js';
@@ -18,12 +21,13 @@ export function registerPrune(program: Command): void {
     .action(async (opts: { dryRun?: boolean; json?: boolean; job?: string }) => {
       // Pruning reads and deletes storage only: Docker is not needed (nor recovered) here.
       const ctx = await openContext({ needsDocker: false, job: opts.job, scope: 'all' });
-      const jobs = ctx.job ? [ctx.job] : ctx.settings.jobs;
+      const jobs =
+        opts.job && ctx.job ? [ctx.job] : [...ctx.settings.jobs, ...(await labelJobs(ctx.settings, ctx.log))];
       try {
         const pruneAll = async () => {
           const results: { job: string; location: string; result: PruneResult }[] = [];
           for (const job of jobs) {
-            const own = jobs.length === 1;
+            const own = jobs.length === 1 && job.config.target === ctx.config.target;
             const backend: Backend & { close?: () => void } = own
               ? ctx.backend
               : createBackend(job.config.target);
@@ -72,4 +76,26 @@ export function registerPrune(program: Command): void {
         await ctx.close();
       }
     });
+}
+
+/**
+ * Jobs made from schedule labels exist only in `serve`; their snapshots (at the top-level target, named
+ * `label-…` in the manifest) are pruned here with the top-level retention, as `serve` does after each run.
+ */
+async function labelJobs(settings: Settings, log: Logger): Promise<Job[]> {
+  const backend = createBackend(settings.config.target);
+  try {
+    const configured = new Set(settings.jobs.map((j) => j.name));
+    const names = new Set(
+      (await listSnapshots(backend))
+        .flatMap((e) => (e.manifest ? [jobOf(e.manifest)] : []))
+        .filter((n) => n.startsWith(LABEL_JOB_PREFIX) && !configured.has(n)),
+    );
+    return [...names].sort().map((name) => ({ name, config: settings.config, source: 'label' as const }));
+  } catch (err) {
+    log.warn({ step: 'prune' }, `cannot list the label jobs' snapshots: ${(err as Error).message}`);
+    return [];
+  } finally {
+    backend.close?.();
+  }
 }

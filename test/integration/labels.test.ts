@@ -84,7 +84,16 @@ describe('labels on a running stack, picked up by a running serve', () => {
     // The same process all along.
     expect(serve.child.pid).toBe(pid);
     expect(serve.child.exitCode).toBeNull();
-    expect(await stack.states()).toEqual({ mariadb: 'running', moodle: 'running' });
+    // Runs every 3 s stop moodle for a moment; between them the stack is up.
+    await until(
+      'the stack running between two runs',
+      async () => {
+        const s = await stack.states();
+        return s.mariadb === 'running' && s.moodle === 'running' ? true : undefined;
+      },
+      20_000,
+      200,
+    );
   });
 
   it('a mode label added next changes how the next run quiesces the container', {
@@ -149,5 +158,14 @@ describe('labels on a running stack, picked up by a running serve', () => {
     expect(await stack.states()).toEqual({ mariadb: 'running', moodle: 'running' });
     expect(serve.child.exitCode).toBeNull();
     expect(await serve.stop(), diag()).toBe(0);
+
+    // `prune` (without serve) finds the label job's snapshots and plans them under that job, apart from default's.
+    const labelled = (await listSnapshots(backend)).filter((e) => e.manifest?.job === 'label-moodle');
+    const dry = await runCli(['prune', '--dry-run', '--json'], env);
+    expect(dry.code, dry.stderr).toBe(0);
+    const jobs = (JSON.parse(dry.stdout) as { jobs: { job: string; decisions: { id: string }[] }[] }).jobs;
+    expect(jobs.map((j) => j.job)).toEqual(['default', 'label-moodle']);
+    expect(jobs[1]?.decisions.map((d) => d.id).sort()).toEqual(labelled.map((e) => e.id).sort());
+    expect(labelled.length).toBeGreaterThanOrEqual(2);
   });
 });
