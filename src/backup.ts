@@ -1,36 +1,48 @@
-import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type Docker from 'dockerode';
-import { listSnapshots } from './archive/catalog.js';
 import { getCodec } from './archive/codec.js';
 import { AGE_EXTENSION, encryptionPlan } from './archive/encryption.js';
 import {
   FORMAT,
   MANIFEST_NAME,
   type Manifest,
+  type ManifestDatabase,
   type ManifestVolume,
   newSnapshotId,
   serializeManifest,
 } from './archive/manifest.js';
 import { ByteCounter, HashTap } from './archive/tap.js';
+import {
+  backendSink,
+  describeServices,
+  discardPartial,
+  previousRawSizes,
+  putFile,
+  type Sink,
+  spoolSink,
+  sum,
+  useSpool,
+} from './backup-steps.js';
 import type { Config } from './config/types.js';
-import { discoverStack, type Stack, type VolumeTarget } from './docker/discover.js';
+import { discoverStack, type VolumeTarget } from './docker/discover.js';
 import { collectHooks, runHooks } from './docker/hooks.js';
 import { assertLabels } from './docker/label-check.js';
-import { planQuiesce, type QuiescePlan } from './docker/plan.js';
+import { planQuiesce } from './docker/plan.js';
 import { quiesce } from './docker/quiesce.js';
 import { findSelf } from './docker/self.js';
 import { StateStore } from './docker/state.js';
 import { assertVolume, pickHelperImage, readVolumeTar, withHelper } from './docker/volumes.js';
 import { SidecarError, throwFirstCause } from './errors.js';
+import { dumpStep } from './moodle/dump-step.js';
+import type { VolumeExcludes } from './moodle/excludes.js';
 import { readMoodleFacts } from './moodle/facts.js';
+import { planMoodle } from './moodle/prepare.js';
 import type { Logger } from './observe/logger.js';
 import { Progress } from './observe/progress.js';
-import { type Backend, isLocalBackend } from './storage/backend.js';
-import type { RetryingBackend } from './storage/retry.js';
+import type { Backend } from './storage/backend.js';
 import { TOOL } from './version.js';
 
 export interface BackupContext {
@@ -94,6 +106,7 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
   const spool = useSpool(config, backend);
   const spoolDir = join(config.spoolDir, id);
   const state = new StateStore(config.stateDir);
+  const mp = await planMoodle(docker, stack, config, state, log);
   await state.write({
     runId: id,
     operation: 'backup',
@@ -110,16 +123,45 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
   let readMs = 0;
   let downtimeMs = 0;
   let uploadMs = 0;
+  let maintenanceMs = 0;
+  let database: ManifestDatabase | null = null;
+  let tm = 0;
+  const maintenanceOff = async () => {
+    if (!mp.maintenance.active) return;
+    await mp.maintenance.off();
+    maintenanceMs = Date.now() - tm;
+  };
   try {
+    // Maintenance first, so pre hooks act on a quiet site; a failing hook turns it off again (finally).
+    await mp.maintenance.on();
+    tm = Date.now();
     await runHooks(docker, hooks.pre, log);
+    if (mp.dump) {
+      if (spool) await mkdir(spoolDir, { recursive: true, mode: 0o700 });
+      const sinkFor = (file: string) =>
+        spool ? spoolSink(join(spoolDir, file)) : backendSink(backend, `${id}/${file}`);
+      database = await dumpStep(
+        docker,
+        mp.dump,
+        codec,
+        config.compressionLevel,
+        encryption,
+        sinkFor,
+        log,
+        ctx.signal,
+      );
+      // Maintenance mode only while the dump runs; the file volumes are read live afterwards.
+      await maintenanceOff();
+    }
     const tq = Date.now();
     const resume = await quiesce(docker, plan, { stopTimeoutSeconds: config.stopTimeoutSeconds, state, log });
     quiesceMs = Date.now() - tq;
     const tr = Date.now();
     try {
       if (spool) await mkdir(spoolDir, { recursive: true, mode: 0o700 });
-      for (const v of stack.volumes) {
+      for (const v of mp.tarVolumes) {
         ctx.signal?.throwIfAborted();
+        const excludes = mp.excludes.get(v.name) ?? { rules: [], source: 'none' };
         const file = `${v.short}${codec.extension}${encryption ? AGE_EXTENSION : ''}`;
         const sink = spool ? spoolSink(join(spoolDir, file)) : backendSink(backend, `${id}/${file}`);
         const r = await streamVolume(
@@ -132,8 +174,9 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
           sink,
           ctx.signal,
           Progress.enabled() ? new Progress(v.short, expected[v.short]) : undefined,
+          excludes,
         );
-        volumes.push(manifestVolume(v, file, r));
+        volumes.push(manifestVolume(v, file, r, excludes));
         log.info(
           { step: 'read', volume: v.short, rawBytes: r.rawBytes, storedBytes: r.storedBytes, ms: r.ms },
           `read ${v.short}`,
@@ -142,12 +185,13 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
       readMs = Date.now() - tr;
     } finally {
       await resume();
-      downtimeMs = Date.now() - tq;
+      downtimeMs = plan.actions.length > 0 ? Date.now() - tq : 0;
       log.info({ step: 'resumed', downtimeMs }, `stack resumed after ${(downtimeMs / 1000).toFixed(1)} s`);
+      await maintenanceOff();
     }
     if (spool) {
       const tu = Date.now();
-      for (const v of volumes) {
+      for (const v of [...volumes, ...(database ? [database] : [])]) {
         ctx.signal?.throwIfAborted();
         await putFile(backend, `${id}/${v.file}`, join(spoolDir, v.file), v.storedBytes);
         await rm(join(spoolDir, v.file), { force: true });
@@ -165,12 +209,22 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
       tool: TOOL,
       project: stack.project,
       ...(ctx.job ? { job: ctx.job } : {}),
-      mode: plan.actions.some((a) => a.action === 'pause') ? 'pause' : 'stop',
+      mode:
+        config.mode === 'online'
+          ? 'online'
+          : plan.actions.some((a) => a.action === 'pause')
+            ? 'pause'
+            : 'stop',
       codec: codec.name,
       encryption: encryption?.manifest ?? null,
       volumes,
-      stack: { services: describeServices(stack, plan), moodle },
-      timings: { quiesceMs, readMs, downtimeMs, uploadMs, totalMs: Date.now() - t0 },
+      database,
+      stack: {
+        services: describeServices(stack, plan),
+        moodle,
+        mariadb: mp.site.database?.version ? { version: mp.site.database.version } : null,
+      },
+      timings: { quiesceMs, readMs, downtimeMs, uploadMs, totalMs: Date.now() - t0, maintenanceMs },
     };
     // The commit point: a snapshot exists once its manifest does.
     await backend.put(`${id}/${MANIFEST_NAME}`, Readable.from([serializeManifest(manifest)]));
@@ -180,7 +234,7 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
         snapshot: id,
         totalMs: manifest.timings.totalMs,
         downtimeMs,
-        storedBytes: sum(volumes, 'storedBytes'),
+        storedBytes: sum(volumes, 'storedBytes') + (database?.storedBytes ?? 0),
       },
       `snapshot ${id} committed`,
     );
@@ -190,25 +244,18 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
     // An abort surfaces from the streams as a bare AbortError: report why the run stopped.
     throw ctx.signal?.aborted ? ctx.signal.reason : err;
   } finally {
-    // Post hooks undo what pre hooks did (e.g. maintenance mode), so they run after failures too.
+    // Every exit path leaves the site out of maintenance mode (a crash: the state file, docker/recover.ts).
+    await maintenanceOff().catch((e: unknown) =>
+      log.error({ step: 'maintenance', err: e }, (e as Error).message),
+    );
+    // Post hooks undo what pre hooks did, so they run after failures too.
     await runHooks(docker, hooks.post, log).catch((e: unknown) =>
       log.error({ step: 'hook', err: e }, 'post hook failed'),
     );
     await rm(spoolDir, { recursive: true, force: true }).catch(() => undefined);
-    await state.clear();
+    // A maintenance mode that would not turn off stays recorded: the next start retries (docker/recover.ts).
+    if (!mp.maintenance.active) await state.clear();
   }
-}
-
-type Sink = (compressed: PassThrough) => Promise<void>;
-
-function spoolSink(path: string): Sink {
-  return (s) => pipeline(s, createWriteStream(path, { mode: 0o600 }));
-}
-
-function backendSink(backend: Backend, key: string): Sink {
-  return async (s) => {
-    await backend.put(key, s);
-  };
 }
 
 interface StreamResult {
@@ -216,6 +263,8 @@ interface StreamResult {
   storedBytes: number;
   sha256: string;
   ms: number;
+  excludedEntries: number;
+  excludedBytes: number;
 }
 
 /** Docker tar → byte counter → codec → [age] → sha256 tap → sink, with back-pressure end to end. */
@@ -228,10 +277,17 @@ async function streamVolume(
   sink: Sink,
   signal?: AbortSignal,
   progress?: Progress,
+  excludes?: VolumeExcludes,
 ): Promise<StreamResult> {
   const t0 = Date.now();
+  let excluded = { entries: 0, bytes: 0 };
   return withHelper(docker, { volume: v.name, image, readOnly: true }, async (helper) => {
-    const tar = await readVolumeTar(helper);
+    const tar = await readVolumeTar(helper, {
+      exclude: excludes?.rules,
+      onExcluded: (s) => {
+        excluded = s;
+      },
+    });
     const raw = new ByteCounter();
     const tap = new HashTap();
     const out = new PassThrough();
@@ -243,11 +299,18 @@ async function streamVolume(
       throw err;
     });
     throwFirstCause(await Promise.allSettled([produce, consume]));
-    return { rawBytes: raw.bytes, storedBytes: tap.bytes, sha256: tap.digest(), ms: Date.now() - t0 };
+    return {
+      rawBytes: raw.bytes,
+      storedBytes: tap.bytes,
+      sha256: tap.digest(),
+      ms: Date.now() - t0,
+      excludedEntries: excluded.entries,
+      excludedBytes: excluded.bytes,
+    };
   });
 }
 
-function manifestVolume(v: VolumeTarget, file: string, r: StreamResult): ManifestVolume {
+function manifestVolume(v: VolumeTarget, file: string, r: StreamResult, ex: VolumeExcludes): ManifestVolume {
   return {
     name: v.short,
     dockerName: v.name,
@@ -256,59 +319,8 @@ function manifestVolume(v: VolumeTarget, file: string, r: StreamResult): Manifes
     storedBytes: r.storedBytes,
     sha256: r.sha256,
     mountedAt: v.mountedBy.map((m) => ({ service: m.service, destination: m.destination })),
-    excluded: [],
+    excluded: ex.rules,
+    excludedEntries: r.excludedEntries,
+    excludedBytes: r.excludedBytes,
   };
-}
-
-/**
- * Spool when the target is remote: then the upload happens after the stack is back up. A local target is
- * written directly (it is disk already); `always`/`never` override.
- */
-function useSpool(config: Config, backend: Backend): boolean {
-  if (config.spool === 'always') return true;
-  if (config.spool === 'never') return false;
-  return !isLocalBackend(backend);
-}
-
-function describeServices(stack: Stack, plan: QuiescePlan): Manifest['stack']['services'] {
-  return stack.containers.map((c) => ({
-    service: c.service,
-    container: c.name,
-    image: c.image,
-    imageId: c.imageId,
-    action: plan.actions.find((a) => a.container.id === c.id)?.action ?? 'none',
-  }));
-}
-
-/** Removes what a failed run stored; without a manifest it is invisible anyway, this only frees space. */
-async function discardPartial(backend: Backend, id: string, log: Logger): Promise<void> {
-  try {
-    for (const o of await backend.list(`${id}/`)) await backend.delete(o.key);
-  } catch (err) {
-    log.warn(
-      { step: 'cleanup', snapshot: id, err },
-      "could not remove the failed run's partial objects; prune sweeps them",
-    );
-  }
-}
-
-function sum(vs: ManifestVolume[], k: 'storedBytes' | 'rawBytes'): number {
-  return vs.reduce((a, v) => a + v[k], 0);
-}
-
-async function previousRawSizes(backend: Backend): Promise<Record<string, number>> {
-  try {
-    const last = (await listSnapshots(backend)).find((e) => e.status === 'ok');
-    return Object.fromEntries((last?.manifest?.volumes ?? []).map((v) => [v.name, v.rawBytes]));
-  } catch {
-    return {};
-  }
-}
-
-/** Uploads a spooled file; a retrying backend re-reads the file on each try (a one-shot stream cannot be). */
-async function putFile(backend: Backend, key: string, path: string, size: number): Promise<void> {
-  const open = () => createReadStream(path);
-  const retrying = backend as Backend & { putFrom?: RetryingBackend['putFrom'] };
-  if (retrying.putFrom) await retrying.putFrom(key, open, { contentLength: size });
-  else await backend.put(key, open(), { contentLength: size });
 }

@@ -19,6 +19,9 @@ import { StateStore } from './docker/state.js';
 import { MOUNT, pickHelperImage, volumeExists } from './docker/volumes.js';
 import { SidecarError } from './errors.js';
 import { afterStart, type StartReport } from './moodle/after-start.js';
+import { verifyDump } from './moodle/restore-dump.js';
+import { databasePlan, restoreDatabase, runningVersions, selectDatabase } from './moodle/restore-online.js';
+import { olderThanSnapshot } from './moodle/versions.js';
 import type { Logger } from './observe/logger.js';
 import { type Backend, isLocalBackend } from './storage/backend.js';
 
@@ -65,7 +68,10 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreResult> {
   const { docker, config, backend, log } = o;
   const manifest = await resolveSnapshot(backend, o.snapshot, o.job);
   assertDecryptable(manifest.id, manifest.encryption, config.encryption);
-  const selected = selectVolumes(manifest, o.volumes);
+  const db = selectDatabase(manifest, o.volumes);
+  const fileVolumes = o.volumes?.filter((w) => w !== db?.volume.name);
+  // Only the dump asked for: no file volume (an empty list would mean all of them).
+  const selected = o.volumes?.length && !fileVolumes?.length ? [] : selectVolumes(manifest, fileVolumes);
   const self = await findSelf(docker);
   const stack = await discoverStack(
     docker,
@@ -73,6 +79,9 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreResult> {
     self,
   );
   const plan = await makePlan(docker, manifest, selected, stack);
+  if (db) await databasePlan(docker, plan, stack, db);
+  for (const w of olderThanSnapshot(manifest, await runningVersions(docker, stack)))
+    log.warn({ step: 'check', snapshot: manifest.id }, w);
   log.info(
     { step: 'plan', snapshot: manifest.id, volumes: plan.volumes.map((v) => v.name), stop: plan.stop },
     `restore ${manifest.id} into ${plan.project}`,
@@ -95,6 +104,15 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreResult> {
         { step: 'verify', volume: v.name, ...verified[v.name], ms: Date.now() - t0 },
         `verified ${v.name}`,
       );
+    }
+    if (db) {
+      const t0 = Date.now();
+      const r = await verifyDump(backend, manifest, db, {
+        spoolTo: spool ? join(spoolDir, db.file) : undefined,
+        signal: o.signal,
+        encryption: config.encryption,
+      });
+      log.info({ step: 'verify', file: db.file, ...r, ms: Date.now() - t0 }, `verified ${db.file}`);
     }
     if (o.confirm && !(await o.confirm(plan))) {
       throw new SidecarError('RESTORE_REFUSED', 'restore cancelled; nothing was changed');
@@ -197,10 +215,14 @@ async function apply(
   { manifest, plan, stack, selected, spoolDir, safety, verified, image }: ApplyInput,
 ): Promise<{ downtimeMs: number; report: StartReport }> {
   const { docker, config, backend, log } = o;
+  const db =
+    manifest.database && plan.volumes.some((v) => v.name === manifest.database?.volume.name)
+      ? manifest.database
+      : null;
   const dbVolumes = plan.volumes.filter((v) => verified[v.name]?.mariadbDatadir).map((v) => v.dockerName);
   const state = new StateStore(config.stateDir);
   const progress: Record<string, 'pending' | 'emptied' | 'restored'> = Object.fromEntries(
-    selected.map((v) => [v.name, 'pending']),
+    [...selected.map((v) => v.name), ...(db ? [db.volume.name] : [])].map((n) => [n, 'pending']),
   );
   await state.write({
     runId: `restore-${manifest.id}`,
@@ -256,6 +278,17 @@ async function apply(
       log.info(
         { step: 'restore', volume: v.name, rawBytes: v.rawBytes, emptyMs, extractMs },
         `restored ${v.name}`,
+      );
+    }
+    if (db) {
+      const mark = async (st: 'emptied' | 'restored') => {
+        progress[db.volume.name] = st;
+        await state.update((s) => {
+          s.volumes = { ...progress };
+        });
+      };
+      dbVolumes.push(
+        await restoreDatabase(docker, { ...o, manifest, plan, stack, db, image, spoolDir, mark }),
       );
     }
   } catch (err) {

@@ -5,7 +5,7 @@ import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type Docker from 'dockerode';
 import { listSnapshots, resolveSnapshot } from './archive/catalog.js';
-import type { Manifest, ManifestVolume } from './archive/manifest.js';
+import type { Manifest, ManifestDatabase, ManifestVolume } from './archive/manifest.js';
 import type { TarStats } from './archive/tar-guard.js';
 import { verifyVolume } from './archive/verify.js';
 import type { Config } from './config/types.js';
@@ -18,6 +18,7 @@ import { demuxLogs, runInVolume } from './docker/restore-volume.js';
 import { findSelf } from './docker/self.js';
 import { MOUNT, pickHelperImage } from './docker/volumes.js';
 import { SidecarError } from './errors.js';
+import { verifyDump } from './moodle/restore-dump.js';
 import type { Logger } from './observe/logger.js';
 import { type Backend, isLocalBackend } from './storage/backend.js';
 
@@ -139,10 +140,26 @@ async function verifyOne(o: VerifyOptions, m: Manifest): Promise<VerifyResult[]>
         if (spoolFile) await rm(spoolFile, { force: true });
       }
     }
+    if (m.database) out.push(await verifyDumpResult(o, m, m.database));
   } finally {
     if (spool) await rm(spoolDir, { recursive: true, force: true });
   }
   return out;
+}
+
+/** An online snapshot's dump: size, sha256, decompression and rows per table against the manifest. */
+async function verifyDumpResult(o: VerifyOptions, m: Manifest, db: ManifestDatabase): Promise<VerifyResult> {
+  const t0 = Date.now();
+  const v = { name: db.volume.name } as ManifestVolume;
+  try {
+    const r = await verifyDump(o.backend, m, db, { signal: o.signal, encryption: o.config.encryption });
+    const detail = `sha256 ok, ${db.file}: ${r.tables} tables, ${r.rows} rows as in the manifest`;
+    o.log.info({ step: 'verify', snapshot: m.id, file: db.file, ms: ms(t0) }, `verified ${db.file}`);
+    return { snapshot: m.id, volume: v.name, level: 'archive', ok: true, detail, ms: ms(t0) };
+  } catch (err) {
+    if (o.signal?.aborted) throw err;
+    return failure(m, v, 'archive', err, t0, o.log);
+  }
 }
 
 function failure(

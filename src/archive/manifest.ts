@@ -21,7 +21,30 @@ const volumeSchema = z.object({
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
   /** Where the volume was mounted, by service. */
   mountedAt: z.array(z.object({ service: z.string(), destination: z.string() })),
+  /** Exclusion rules applied while reading (archive/tar-exclude.ts syntax). */
   excluded: z.array(z.string()).default([]),
+  /** Tar entries and file bytes those rules left out. */
+  excludedEntries: z.number().int().nonnegative().optional(),
+  excludedBytes: z.number().int().nonnegative().optional(),
+});
+
+/** Online mode: the database as a mariadb-dump archive instead of its datadir volume. */
+const databaseSchema = z.object({
+  kind: z.literal('mariadb-dump'),
+  /** Object key relative to the snapshot directory, e.g. mariadb.sql.zst. */
+  file: z.string().min(1),
+  rawBytes: z.number().int().nonnegative(),
+  storedBytes: z.number().int().nonnegative(),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  service: z.string(),
+  container: z.string(),
+  /** mariadb-dump options used. */
+  options: z.array(z.string()),
+  databases: z.array(z.string()).min(1),
+  /** Rows the dump inserts per `database.table`; a restore checks the loaded server against them. */
+  tables: z.record(z.string(), z.number().int().nonnegative()),
+  /** The datadir volume that was dumped instead of archived; a restore recreates it fresh. */
+  volume: z.object({ name: z.string(), dockerName: z.string(), destination: z.string() }),
 });
 
 const serviceSchema = z.object({
@@ -32,37 +55,48 @@ const serviceSchema = z.object({
   action: z.enum(['stop', 'pause', 'none']),
 });
 
-export const manifestSchema = z.object({
-  format: z.literal(FORMAT),
-  id: z.string().min(1),
-  kind: z.enum(['manual', 'scheduled', 'pre-restore']),
-  status: z.literal('ok'),
-  createdAt: z.string(),
-  completedAt: z.string(),
-  tool: z.object({ name: z.string(), version: z.string() }),
-  project: z.string(),
-  /** The job that made it (config/jobs.ts); absent in snapshots made before jobs existed = "default". */
-  job: z.string().min(1).optional(),
-  mode: z.enum(['stop', 'pause']),
-  codec: z.enum(['zstd', 'gzip', 'none']),
-  /** null: stored in the clear; else how it was encrypted (never the key). */
-  encryption: encryptionSchema.nullable().default(null),
-  volumes: z.array(volumeSchema).min(1),
-  stack: z.object({
-    services: z.array(serviceSchema),
-    moodle: z.object({ version: z.string(), release: z.string() }).nullable().default(null),
-  }),
-  timings: z.object({
-    quiesceMs: z.number(),
-    readMs: z.number(),
-    downtimeMs: z.number(),
-    uploadMs: z.number(),
-    totalMs: z.number(),
-  }),
-});
+export const manifestSchema = z
+  .object({
+    format: z.literal(FORMAT),
+    id: z.string().min(1),
+    kind: z.enum(['manual', 'scheduled', 'pre-restore']),
+    status: z.literal('ok'),
+    createdAt: z.string(),
+    completedAt: z.string(),
+    tool: z.object({ name: z.string(), version: z.string() }),
+    project: z.string(),
+    /** The job that made it (config/jobs.ts); absent in snapshots made before jobs existed = "default". */
+    job: z.string().min(1).optional(),
+    mode: z.enum(['stop', 'pause', 'online']),
+    codec: z.enum(['zstd', 'gzip', 'none']),
+    /** null: stored in the clear; else how it was encrypted (never the key). */
+    encryption: encryptionSchema.nullable().default(null),
+    volumes: z.array(volumeSchema),
+    // Fields added after the first release are optional, so manifests written before them still validate.
+    database: databaseSchema.nullable().optional(),
+    stack: z.object({
+      services: z.array(serviceSchema),
+      moodle: z.object({ version: z.string(), release: z.string() }).nullable().default(null),
+      mariadb: z.object({ version: z.string() }).nullable().optional(),
+    }),
+    timings: z.object({
+      quiesceMs: z.number(),
+      readMs: z.number(),
+      downtimeMs: z.number(),
+      uploadMs: z.number(),
+      totalMs: z.number(),
+      /** Time the site spent in maintenance mode. */
+      maintenanceMs: z.number().optional(),
+    }),
+  })
+  .refine((m) => m.volumes.length > 0 || Boolean(m.database), {
+    error: 'a snapshot holds at least one volume or a database dump',
+    path: ['volumes'],
+  });
 
 export type Manifest = z.infer<typeof manifestSchema>;
 export type ManifestVolume = z.infer<typeof volumeSchema>;
+export type ManifestDatabase = z.infer<typeof databaseSchema>;
 
 export function serializeManifest(m: Manifest): string {
   return `${JSON.stringify(manifestSchema.parse(m), null, 2)}\n`;

@@ -164,7 +164,7 @@ function duration(raw: string): Parsed {
 const VARS: Record<string, VarSpec> = {
   BACKUP_PROJECT: { paths: ['project'], parse: text },
   BACKUP_VOLUMES: { paths: ['volumes'], parse: list },
-  BACKUP_MODE: { paths: ['mode'], parse: same('stop', 'pause') },
+  BACKUP_MODE: { paths: ['mode'], parse: same('stop', 'pause', 'online') },
   BACKUP_STOP_DURING_BACKUP_LABEL: { paths: ['stopLabel'], parse: text },
   // offen's deprecated name for the same setting (still accepted by offen v2).
   BACKUP_STOP_CONTAINER_LABEL: { paths: ['stopLabel'], parse: text },
@@ -258,8 +258,9 @@ export const UNSUPPORTED_OFFEN_VARS: Readonly<Record<string, string>> = {
   BACKUP_PRUNING_PREFIX: 'give moodle-backup a location of its own with AWS_S3_PATH or BACKUP_ARCHIVE',
   BACKUP_PRUNING_LEEWAY: 'retention is calendar based: see BACKUP_KEEP_* and BACKUP_RETENTION_DAYS',
   BACKUP_SKIP_BACKENDS_FROM_PRUNE: ONE_TARGET,
-  BACKUP_FROM_SNAPSHOT: 'use BACKUP_MODE (stop or pause) to get a consistent copy',
-  BACKUP_EXCLUDE_REGEXP: 'whole volumes are archived: choose the volumes with BACKUP_VOLUMES',
+  BACKUP_FROM_SNAPSHOT: 'use BACKUP_MODE (stop, pause or online) to get a consistent copy',
+  BACKUP_EXCLUDE_REGEXP:
+    'list paths per volume under `exclude` in the config file, or in the moodle-backup.exclude label',
   BACKUP_STOP_SERVICE_TIMEOUT:
     'Swarm services are not supported: BACKUP_STOP_CONTAINER_TIMEOUT applies to containers',
   GZIP_PARALLELISM: 'use BACKUP_COMPRESSION=zstd for faster compression',

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { identityProblem, recipientProblem } from '../archive/encryption.js';
+import { invalidExcludeRules } from '../archive/tar-exclude.js';
 
 /**
  * Zod schemas for the configuration in its YAML file form: camelCase keys mirroring types.ts, every
@@ -17,7 +18,7 @@ export const MAX_PART_SIZE = 5 * 1024 * MiB;
 export const COMPRESSION_LEVELS = { zstd: { min: 1, max: 19 }, gzip: { min: 1, max: 9 } } as const;
 
 export const CODECS = ['zstd', 'gzip', 'none'] as const;
-export const QUIESCE_MODES = ['stop', 'pause'] as const;
+export const QUIESCE_MODES = ['stop', 'pause', 'online'] as const;
 export const SPOOL_POLICIES = ['auto', 'always', 'never'] as const;
 export const CHECKSUM_MODES = ['when_supported', 'when_required'] as const;
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
@@ -124,6 +125,14 @@ export const configSchema = z
       .array(nonEmpty().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/, { error: 'expected a Docker volume name' }))
       .default([]),
     mode: z.enum(QUIESCE_MODES).default('stop'),
+    exclude: z
+      .record(
+        nonEmpty().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/, { error: 'expected a volume name' }),
+        z.array(nonEmpty()).superRefine((rules, ctx) => {
+          for (const message of invalidExcludeRules(rules)) ctx.addIssue({ code: 'custom', message });
+        }),
+      )
+      .optional(),
     stopLabel: nonEmpty().default('true'),
     stopTimeoutSeconds: count().default(120),
     compression: z.enum(CODECS).default('zstd'),

@@ -5,6 +5,8 @@
 
 export type Codec = 'zstd' | 'gzip' | 'none';
 export type QuiesceMode = 'stop' | 'pause';
+/** How a run gets a consistent copy: stop or pause the stack, or `online` (a mariadb-dump, nothing stopped). */
+export type BackupMode = QuiesceMode | 'online';
 export type SpoolPolicy = 'auto' | 'always' | 'never';
 /** Webhook events; 'failure' is always sent. */
 export type NotifyEvent = 'failure' | 'success' | 'stale';
@@ -67,7 +69,12 @@ export interface Config {
   project?: string;
   /** Short volume names (e.g. moodledata_data); empty = every named volume of the project but the sidecar's own. */
   volumes: string[];
-  mode: QuiesceMode;
+  mode: BackupMode;
+  /**
+   * Per short volume name, paths to leave out of its archive (archive/tar-exclude.ts has the syntax). Replaces
+   * the label `moodle-backup.exclude` and the Moodle defaults for that volume; [] excludes nothing.
+   */
+  exclude?: Record<string, string[]>;
   /** Value of the stop label that selects containers (offen: BACKUP_STOP_DURING_BACKUP_LABEL, default 'true'). */
   stopLabel: string;
   /** Seconds Docker waits for a clean stop before SIGKILL (MariaDB needs time to flush). */

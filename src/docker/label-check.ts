@@ -1,5 +1,4 @@
 import { closest } from '../config/env.js';
-import { QUIESCE_MODES } from '../config/schema.js';
 import { SidecarError } from '../errors.js';
 import { cronProblem } from '../schedule/cron.js';
 import type { ServiceContainer } from './discover.js';
@@ -7,6 +6,8 @@ import { HELPER_LABEL, LABELS } from './labels.js';
 
 /** Our label namespace: an unknown key in it is a typo, never silently ignored. */
 const PREFIX = 'moodle-backup.';
+const BOOLEAN_LABELS: string[] = [LABELS.stop, LABELS.moodle, LABELS.database];
+const CONTAINER_MODES = ['stop', 'pause'] as const;
 const SERVICE_LIST = /^\s*[a-zA-Z0-9][a-zA-Z0-9_.-]*(\s*,\s*[a-zA-Z0-9][a-zA-Z0-9_.-]*)*\s*$/;
 
 export interface LabelProblem {
@@ -27,10 +28,11 @@ export function labelProblems(c: Pick<ServiceContainer, 'name' | 'labels'>): Lab
     if (!known.includes(label)) {
       const guess = closest(label, known);
       add(label, `unknown label${guess ? ` (did you mean ${guess}?)` : ''}`);
-    } else if (label === LABELS.stop && value !== 'true' && value !== 'false') {
+    } else if (BOOLEAN_LABELS.includes(label) && value !== 'true' && value !== 'false') {
       add(label, 'expected true or false');
-    } else if (label === LABELS.mode && !(QUIESCE_MODES as readonly string[]).includes(value)) {
-      add(label, `expected ${QUIESCE_MODES.join(' or ')}`);
+    } else if (label === LABELS.mode && !(CONTAINER_MODES as readonly string[]).includes(value)) {
+      // `online` is a job's mode, not a way to quiesce one container.
+      add(label, `expected ${CONTAINER_MODES.join(' or ')}`);
     } else if (label === LABELS.dependsOn && !SERVICE_LIST.test(value)) {
       add(label, 'expected a comma-separated list of service names');
     } else if (label === LABELS.schedule) {

@@ -14,6 +14,16 @@ export const LABELS = {
   pre: 'moodle-backup.pre',
   /** Shell command run in this container after the stack is running again (also after a failed run). */
   post: 'moodle-backup.post',
+  /**
+   * Comma list of absolute paths inside this container (each under one of its volume mounts) to leave out of
+   * that volume's archive; `dir/` keeps the empty directory. Replaces the Moodle defaults for the volumes it
+   * names; an empty value excludes nothing from every volume this container mounts.
+   */
+  exclude: 'moodle-backup.exclude',
+  /** true: this container runs Moodle (maintenance mode, facts); default: found by admin/cli/maintenance.php. */
+  moodle: 'moodle-backup.moodle',
+  /** true: this container is the MariaDB server to dump in online mode; default: found by its server binary. */
+  database: 'moodle-backup.database',
   /** offen's hook labels, honoured the same way. */
   offenPre: 'docker-volume-backup.archive-pre',
   offenPost: 'docker-volume-backup.archive-post',

@@ -22,6 +22,8 @@ export interface QuiescePlan {
  */
 export function planQuiesce(stack: Stack, config: Pick<Config, 'mode' | 'stopLabel'>): QuiescePlan {
   const warnings: string[] = [];
+  // Online mode stops nothing: the database is dumped in a transaction, files are read live.
+  if (config.mode === 'online') return { actions: [], selection: 'volume-mounts', warnings };
   const labelled = (c: ServiceContainer) =>
     c.labels[LABELS.offenStop] === config.stopLabel || c.labels[LABELS.stop] === 'true';
   const anyLabels = stack.containers.some(labelled);
@@ -33,7 +35,7 @@ export function planQuiesce(stack: Stack, config: Pick<Config, 'mode' | 'stopLab
   });
   const actions = stopOrder(chosen, warnings).map((container) => {
     const label = container.labels[LABELS.mode];
-    let action: QuiesceMode = config.mode;
+    let action: QuiesceMode = config.mode === 'pause' ? 'pause' : 'stop';
     if (label === 'stop' || label === 'pause') action = label;
     else if (label !== undefined)
       warnings.push(`${container.name}: ignoring ${LABELS.mode}="${label}" (use stop or pause)`);

@@ -1,4 +1,5 @@
 import type Docker from 'dockerode';
+import { disableMaintenance } from '../moodle/maintenance.js';
 import type { Logger } from '../observe/logger.js';
 import { HELPER_LABEL, helperOwner } from './labels.js';
 import { resumeContainers } from './quiesce.js';
@@ -26,6 +27,17 @@ export async function recoverInterrupted(
     `an interrupted ${state.operation} left ${state.quiesced.length} container(s) quiesced: resuming them`,
   );
   if (state.quiesced.length > 0) await resumeContainers(docker, state.quiesced, { log, state: store });
+  if (state.maintenance) {
+    // After the containers are back: maintenance.php needs the Moodle container running.
+    await disableMaintenance(docker, state.maintenance).then(
+      () =>
+        log.warn(
+          { step: 'recover', container: state.maintenance?.name },
+          'turned off the maintenance mode the interrupted run had turned on',
+        ),
+      (err: unknown) => log.error({ step: 'recover', err }, (err as Error).message),
+    );
+  }
   if (state.operation === 'restore' && state.volumes) {
     const unfinished = Object.entries(state.volumes).filter(([, s]) => s !== 'restored');
     if (unfinished.length > 0) {

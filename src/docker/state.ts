@@ -8,6 +8,17 @@ export interface QuiescedContainer {
   action: QuiesceMode;
 }
 
+/** Enough to turn maintenance mode off again from another process (crash recovery). */
+export interface MaintenanceRecord {
+  /** Container id and name of the Moodle container. */
+  container: string;
+  name: string;
+  /** Path of admin/cli/maintenance.php inside that container. */
+  script: string;
+  /** Dataroot mount point inside that container, '' when unknown. */
+  dataroot: string;
+}
+
 export interface RunState {
   runId: string;
   operation: 'backup' | 'restore';
@@ -15,6 +26,8 @@ export interface RunState {
   pid: number;
   /** Containers quiesced so far, in stop order; written before each stop so a crash cannot lose one. */
   quiesced: QuiescedContainer[];
+  /** Set before this run turns Moodle's maintenance mode on, removed once it is off again (moodle/maintenance.ts). */
+  maintenance?: MaintenanceRecord;
   /** Restore only: per volume, how far it got (for the roll-back message after a crash). */
   volumes?: Record<string, 'pending' | 'emptied' | 'restored'>;
   /** Restore only: the safety snapshot to roll back to. */

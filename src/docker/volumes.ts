@@ -1,5 +1,6 @@
-import type { Readable } from 'node:stream';
+import { pipeline, type Readable } from 'node:stream';
 import type Docker from 'dockerode';
+import { type ExcludeRule, type ExcludeStats, TarExclude } from '../archive/tar-exclude.js';
 import type { Config } from '../config/types.js';
 import { SidecarError } from '../errors.js';
 import { dockerStatus } from './client.js';
@@ -57,9 +58,33 @@ export async function withHelper<T>(
   }
 }
 
+export interface ReadVolumeOptions {
+  /**
+   * Paths to leave out (archive/tar-exclude.ts has the rule syntax): `dir/` keeps the directory entry and
+   * drops its contents, `name` drops the entry and everything below it. Applied while streaming. Whoever
+   * changes how the tar bytes are produced must keep this option's meaning (test/unit/tar-exclude.test.ts
+   * and the excludes integration test check it).
+   */
+  exclude?: ExcludeRule[];
+  /** Receives what was dropped once the stream has ended. */
+  onExcluded?: (stats: ExcludeStats) => void;
+}
+
 /** The volume's contents as a tar stream rooted at `./` (the mount point itself is the `./` entry). */
-export async function readVolumeTar(helper: Docker.Container): Promise<Readable> {
-  return (await helper.getArchive({ path: `${MOUNT}/.` })) as unknown as Readable;
+export async function readVolumeTar(
+  helper: Docker.Container,
+  opts: ReadVolumeOptions = {},
+): Promise<Readable> {
+  const tar = (await helper.getArchive({ path: `${MOUNT}/.` })) as unknown as Readable;
+  if (!opts.exclude || opts.exclude.length === 0) {
+    tar.once('end', () => opts.onExcluded?.({ entries: 0, bytes: 0 }));
+    return tar;
+  }
+  const filter = new TarExclude(opts.exclude);
+  filter.once('end', () => opts.onExcluded?.(filter.stats));
+  // pipeline destroys both on an error of either, so the consumer sees the source's errors and an abort
+  // downstream stops the source; the consumer's own pipeline reports the error.
+  return pipeline(tar, filter, () => undefined);
 }
 
 /** Fails with a clear error when a volume selected for backup no longer exists. */

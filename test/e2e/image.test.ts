@@ -8,11 +8,11 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { docker, type ExecResult, execIn, IMAGES, TEST_LABEL } from '../harness/docker.js';
 import {
   type DbFingerprint,
-  diffFingerprints,
   fingerprintDb,
   fingerprintVolume,
   type VolumeFingerprint,
 } from '../harness/fingerprint.js';
+import { diffMinusExcludes } from '../harness/moodle.js';
 import { captureContainer } from '../harness/recreate.js';
 import { composeLabels, createMoodleStack, DB, type MoodleStack } from '../harness/stack.js';
 
@@ -79,7 +79,9 @@ async function fingerprints(stack: MoodleStack): Promise<Fingerprints> {
 
 function expectSame(a: Fingerprints, b: Fingerprints): void {
   for (const v of FILE_VOLUMES)
-    expect(diffFingerprints(a.files[v] as VolumeFingerprint, b.files[v] as VolumeFingerprint), v).toEqual([]);
+    expect(diffMinusExcludes(a.files[v] as VolumeFingerprint, b.files[v] as VolumeFingerprint), v).toEqual(
+      [],
+    );
   expect(b.db).toEqual(a.db);
 }
 

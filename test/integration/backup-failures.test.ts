@@ -118,6 +118,15 @@ describe('failed backups leave the stack running and the target clean', () => {
       expect(await stack.states()).toEqual(RUNNING);
       expect(existsSync(join(dirs.state, 'state.json'))).toBe(false);
       expect(existsSync(join(dirs.state, 'run.lock'))).toBe(false);
+      // Maintenance mode was on for the run and is off after the failure.
+      expect(
+        logLines(r.stderr)
+          .filter((l) => l.step === 'maintenance')
+          .map((l) => l.msg),
+      ).toEqual(['maintenance mode on', 'maintenance mode off']);
+      expect(
+        (await stack.exec('moodle', ['test', '-e', '/bitnami/moodledata/climaintenance.html'])).exitCode,
+      ).toBe(1);
       // No spooled archive is left on the sidecar's disk.
       expect(existsSync(dirs.spool) ? await readdir(dirs.spool) : []).toEqual([]);
 
@@ -232,7 +241,7 @@ describe('pre/post hooks from labels', () => {
     await dirs?.remove();
   });
 
-  it('a failing pre hook: exit 5 (HOOK_FAILED), nothing stopped, no snapshot, the post hook still ran', async () => {
+  it('a failing pre hook: exit 5 (HOOK_FAILED), nothing stopped, no snapshot, maintenance off again, the post hook still ran', async () => {
     const archive = join(dirs.root, 'failing');
     const since = Date.now();
     const r = await runCli(['backup'], cliEnv(failing.project, dirs, { BACKUP_ARCHIVE: archive }), {
@@ -251,6 +260,15 @@ describe('pre/post hooks from labels', () => {
       ['post', 0],
     ]);
     expect(logLines(r.stderr).some((l) => l.step === 'quiesce')).toBe(false);
+    // The hook ran with the site in maintenance mode; the abort turned it off again.
+    expect(
+      logLines(r.stderr)
+        .filter((l) => l.step === 'maintenance')
+        .map((l) => l.msg),
+    ).toEqual(['maintenance mode on', 'maintenance mode off']);
+    expect(
+      (await failing.exec('moodle', ['test', '-e', '/bitnami/moodledata/climaintenance.html'])).exitCode,
+    ).toBe(1);
   });
 
   it("offen's archive-pre/-post labels: the pre hook's file is in the archive, the post hook removed it", async () => {

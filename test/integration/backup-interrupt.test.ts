@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +11,7 @@ import { createBackend } from '../../src/storage/index.js';
 import { CLI, type CliResult, logLines, runCli } from '../harness/cli.js';
 import { cliEnv, type TempDirs, tempDirs } from '../harness/config.js';
 import { docker, IMAGES, TEST_LABEL, uniqueName } from '../harness/docker.js';
+import { flagInVolume } from '../harness/moodle.js';
 import { createMoodleStack, type MoodleStack } from '../harness/stack.js';
 
 type LogLine = Record<string, unknown>;
@@ -187,6 +188,9 @@ describe('interrupted and concurrent backups', () => {
       expect(await helpersOf(stack)).toEqual([]);
       expect(existsSync(join(dirs.state, 'state.json'))).toBe(false);
       expect(logLines(r.stderr).some((l) => l.step === 'resumed')).toBe(true);
+      // Maintenance mode went on before the stop and is off again after the signal.
+      expect(logLines(r.stderr).some((l) => l.msg === 'maintenance mode on')).toBe(true);
+      expect(await flagInVolume(stack.volumes.moodledata_data)).toBe(false);
       expect(r.signal).toBeNull();
       expect(r.stderr).toMatch(/error \[INTERRUPTED\]: interrupted by SIGTERM/);
       expect(r.code).toBe(130);
@@ -210,6 +214,11 @@ describe('interrupted and concurrent backups', () => {
     // Left behind: the stack stopped, and the state file that says so.
     expect(await stack.states()).toEqual({ mariadb: 'exited', moodle: 'exited' });
     expect(existsSync(join(dirs.state, 'state.json'))).toBe(true);
+    // ... and the site in maintenance mode, which the state file records for the recovery.
+    expect(await flagInVolume(stack.volumes.moodledata_data)).toBe(true);
+    expect(JSON.parse(readFileSync(join(dirs.state, 'state.json'), 'utf8')).maintenance?.name).toBe(
+      stack.containers.moodle,
+    );
 
     // `snapshots` needs no Docker and recovers nothing; it shows the killed run as incomplete.
     const listed = await runCli(['snapshots', '--json'], env(archive), { timeoutMs: 60_000 });
@@ -232,6 +241,11 @@ describe('interrupted and concurrent backups', () => {
     console.log(`SIGKILL recovery + backup: ${Date.now() - t0} ms`);
     expect(await stack.states()).toEqual({ mariadb: 'running', moodle: 'running' });
     expect(existsSync(join(dirs.state, 'state.json'))).toBe(false);
+    // The recovery turned the killed run's maintenance mode off before the new run started.
+    const off = logs.findIndex((l) => l.step === 'recover' && /maintenance mode/.test(String(l.msg)));
+    expect(off, 'no recovery of maintenance mode').toBeGreaterThan(recover);
+    expect(off).toBeLessThan(logs.findIndex((l) => l.step === 'plan'));
+    expect(await flagInVolume(stack.volumes.moodledata_data)).toBe(false);
 
     const newId = (JSON.parse(r.stdout) as { id: string }).id;
     const snaps = await listSnapshots(createBackend({ type: 'local', path: archive }));

@@ -395,7 +395,7 @@ describe('unsupported offen variables', () => {
     ['BACKUP_SOURCES', 'BACKUP_VOLUMES'],
     ['BACKUP_PRUNING_PREFIX', 'AWS_S3_PATH'],
     ['BACKUP_FROM_SNAPSHOT', 'BACKUP_MODE'],
-    ['BACKUP_EXCLUDE_REGEXP', 'BACKUP_VOLUMES'],
+    ['BACKUP_EXCLUDE_REGEXP', 'moodle-backup.exclude'],
     ['BACKUP_STOP_SERVICE_TIMEOUT', 'BACKUP_STOP_CONTAINER_TIMEOUT'],
     ['GZIP_PARALLELISM', 'zstd'],
     ['WEBDAV_URL', 'one target'],
@@ -555,7 +555,7 @@ describe('YAML file', () => {
   });
 
   it.each([
-    ['mode: paws\n', 'mode: expected one of "stop", "pause", received "paws"'],
+    ['mode: paws\n', 'mode: expected one of "stop", "pause", "online", received "paws"'],
     ['retention:\n  keepDaily: -1\n', 'retention.keepDaily: expected an integer ≥ 0, received -1'],
     ['retention:\n  keepDaily: "7"\n', 'retention.keepDaily: expected an integer, received "7"'],
     ['stopTimeoutSeconds: 2m\n', 'stopTimeoutSeconds: expected an integer, received "2m"'],

@@ -1,0 +1,115 @@
+import type Docker from 'dockerode';
+import { execCapture } from '../docker/exec.js';
+import type { MaintenanceRecord, StateStore } from '../docker/state.js';
+import { SidecarError } from '../errors.js';
+import type { Logger } from '../observe/logger.js';
+import { EXTRA_PATH, type MoodleSite } from './site.js';
+
+/** The flag file Moodle's CLI maintenance mode writes into the dataroot. */
+export const MAINTENANCE_FLAG = 'climaintenance.html';
+
+/**
+ * Runs maintenance.php with `--enable` / `--disable`. The dataroot's own mtime is put back afterwards, so the
+ * flag leaves no trace in the snapshot or on the site (only the file itself comes and goes).
+ */
+const SWITCH = `${EXTRA_PATH}
+script="$1"; dataroot="$2"; action="$3"
+t=""; [ -n "$dataroot" ] && t=$(stat -c %Y "$dataroot" 2>/dev/null)
+php "$script" "$action"; rc=$?
+[ -n "$t" ] && touch -c -m -d "@$t" "$dataroot" 2>/dev/null
+exit $rc`;
+
+async function runSwitch(
+  docker: Docker,
+  rec: MaintenanceRecord,
+  action: '--enable' | '--disable',
+): Promise<void> {
+  const r = await execCapture(
+    docker,
+    rec.container,
+    ['sh', '-c', SWITCH, 'maintenance', rec.script, rec.dataroot, action],
+    60_000,
+  ).catch((err: unknown) => ({ exitCode: -1, stdout: '', stderr: (err as Error).message }));
+  if (r.exitCode !== 0) {
+    const what = action === '--enable' ? 'turn on' : 'turn off';
+    throw new SidecarError(
+      'MAINTENANCE_FAILED',
+      `could not ${what} maintenance mode in ${rec.name} (exit ${r.exitCode}): ${`${r.stderr}${r.stdout}`.trim().slice(-300)}`,
+      action === '--enable'
+        ? 'check that php and admin/cli/maintenance.php work in the Moodle container; nothing was stopped'
+        : `run \`php ${rec.script} --disable\` in ${rec.name}; the next sidecar start retries it`,
+    );
+  }
+}
+
+/** Turns maintenance mode off for a record left in the state file by a run that died. */
+export async function disableMaintenance(docker: Docker, rec: MaintenanceRecord): Promise<void> {
+  await runSwitch(docker, rec, '--disable');
+}
+
+/**
+ * Moodle's maintenance mode for one run: `on()` records the switch in the state file *before* flipping it, so
+ * a crash at any point leaves enough for the next start (docker/recover.ts) to turn it off; `off()` is
+ * idempotent and runs in every exit path. A site that was already in maintenance mode is left as it was.
+ */
+export class Maintenance {
+  private rec: MaintenanceRecord | null = null;
+
+  constructor(
+    private readonly docker: Docker,
+    private readonly site: MoodleSite | null,
+    private readonly state: StateStore,
+    private readonly log: Logger,
+  ) {}
+
+  get active(): boolean {
+    return this.rec !== null;
+  }
+
+  async on(): Promise<void> {
+    const site = this.site;
+    if (!site) {
+      this.log.info({ step: 'maintenance' }, 'no running Moodle container found: maintenance mode not used');
+      return;
+    }
+    const rec: MaintenanceRecord = {
+      container: site.container.id,
+      name: site.container.name,
+      script: `${site.codeDir}/admin/cli/maintenance.php`,
+      dataroot: site.dataroot?.destination ?? '',
+    };
+    if (rec.dataroot) {
+      const flag = await execCapture(this.docker, rec.container, [
+        'test',
+        '-e',
+        `${rec.dataroot}/${MAINTENANCE_FLAG}`,
+      ]);
+      if (flag.exitCode === 0) {
+        this.log.warn(
+          { step: 'maintenance', container: rec.name },
+          'the site is already in maintenance mode: left on, and left on after the backup',
+        );
+        return;
+      }
+    }
+    await this.state.update((s) => {
+      s.maintenance = rec;
+    });
+    this.rec = rec;
+    const t0 = Date.now();
+    await runSwitch(this.docker, rec, '--enable');
+    this.log.info({ step: 'maintenance', container: rec.name, ms: Date.now() - t0 }, 'maintenance mode on');
+  }
+
+  async off(): Promise<void> {
+    const rec = this.rec;
+    if (!rec) return;
+    const t0 = Date.now();
+    await runSwitch(this.docker, rec, '--disable');
+    this.rec = null;
+    await this.state.update((s) => {
+      delete s.maintenance;
+    });
+    this.log.info({ step: 'maintenance', container: rec.name, ms: Date.now() - t0 }, 'maintenance mode off');
+  }
+}

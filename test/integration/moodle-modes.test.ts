@@ -1,0 +1,281 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Manifest } from '../../src/archive/manifest.js';
+import { runBackup } from '../../src/backup.js';
+import type { BackupMode, Config } from '../../src/config/types.js';
+import { silentLogger } from '../../src/observe/logger.js';
+import { runRestore } from '../../src/restore.js';
+import { createBackend } from '../../src/storage/index.js';
+import { type TempDirs, tempDirs, testConfig } from '../harness/config.js';
+import { docker, execIn, execOk } from '../harness/docker.js';
+import { lifecycle, projectEvents } from '../harness/events.js';
+import {
+  type DbFingerprint,
+  fingerprintDb,
+  fingerprintVolume,
+  type VolumeFingerprint,
+} from '../harness/fingerprint.js';
+import {
+  capturingLogger,
+  DATAROOT,
+  diffMinusExcludes,
+  dumpRunning,
+  EXCLUDED_DIRS,
+  EXCLUDED_FILES,
+  FLAG,
+  flagInVolume,
+} from '../harness/moodle.js';
+import { createMoodleStack, DB, type MoodleStack } from '../harness/stack.js';
+
+const FILE_VOLUMES = ['moodle_data', 'moodledata_data'] as const;
+/** Tables the online test's writer changes; everything else must come back bit for bit. */
+const PIT = ['pit_a', 'pit_b'];
+/** Downtime per mode on the seeded stack, printed for docs/design.md and the closing note. */
+const downtime: Record<string, { downtimeMs: number; maintenanceMs: number; totalMs: number }> = {};
+
+async function files(stack: MoodleStack): Promise<Record<string, VolumeFingerprint>> {
+  const out: Record<string, VolumeFingerprint> = {};
+  for (const v of FILE_VOLUMES) out[v] = await fingerprintVolume(stack.volumes[v]);
+  return out;
+}
+
+function withoutPit(db: DbFingerprint): DbFingerprint {
+  return { tables: Object.fromEntries(Object.entries(db.tables).filter(([t]) => !PIT.includes(t))) };
+}
+
+/** Changes rows, files (also inside excluded directories) and leaves the site in maintenance mode. */
+async function vandalise(stack: MoodleStack): Promise<void> {
+  await stack.sql(
+    "UPDATE mdl_user SET lastname='Vandal' WHERE id < 50; DELETE FROM mdl_course WHERE id > 200",
+  );
+  await execOk(stack.containers.moodle, [
+    'bash',
+    '-c',
+    `cd ${DATAROOT} && echo junk > cache/junk && rm -rf trashdir && echo new > newfile && ` +
+      `php /bitnami/moodle/admin/cli/maintenance.php --enable >/dev/null`,
+  ]);
+}
+
+/** What a running site has in its caches: the excludes must leave all of it out (5 entries). */
+async function fillCaches(stack: MoodleStack): Promise<void> {
+  await execOk(stack.containers.moodle, [
+    'bash',
+    '-c',
+    `cd ${DATAROOT} && echo c > cache/c.php && echo l > localcache/l && echo t > temp/t && echo s > sessions/sess_x && echo cron > moodle-cron.log && chown 1:1 cache/c.php localcache/l temp/t sessions/sess_x moodle-cron.log`,
+  ]);
+}
+
+/** Entries the Moodle defaults leave out, counted from an independent listing of the volume. */
+function excludedCount(fp: VolumeFingerprint | undefined): number {
+  return (fp?.entries ?? []).filter(
+    (e) => EXCLUDED_FILES.includes(e.path) || EXCLUDED_DIRS.some((d) => e.path.startsWith(`${d}/`)),
+  ).length;
+}
+
+/** The excluded directories exist after a restore, empty, with the owner and mode they had. */
+async function expectExcludedDirsEmpty(stack: MoodleStack, before: VolumeFingerprint): Promise<void> {
+  const after = await fingerprintVolume(stack.volumes.moodledata_data);
+  for (const d of EXCLUDED_DIRS) {
+    const was = before.entries.find((e) => e.path === d);
+    const now = after.entries.find((e) => e.path === d);
+    expect(now, d).toMatchObject({ type: 'd', uid: was?.uid, gid: was?.gid, mode: was?.mode });
+    expect(after.entries.filter((e) => e.path.startsWith(`${d}/`)).map((e) => e.path)).toEqual([]);
+  }
+  expect(after.entries.some((e) => e.path === 'moodle-cron.log')).toBe(false);
+}
+
+describe('Moodle-aware modes: stop, pause and online round-trip the seeded stack', () => {
+  let stack: MoodleStack;
+  let dirs: TempDirs;
+  let config: (mode: BackupMode) => Config;
+
+  beforeAll(async () => {
+    [stack, dirs] = await Promise.all([createMoodleStack(), tempDirs('modes')]);
+    config = (mode) => testConfig(stack.project, dirs, { mode });
+    // The online test's two tables (written together in one transaction) and a bulk table that makes the
+    // dump take long enough to be watched.
+    await stack.sql(
+      'CREATE TABLE pit_a (id INT PRIMARY KEY) ENGINE=InnoDB; CREATE TABLE pit_b (id INT PRIMARY KEY) ENGINE=InnoDB; ' +
+        'CREATE TABLE bulk (id INT PRIMARY KEY, pad VARCHAR(255)) ENGINE=InnoDB; ' +
+        'INSERT INTO bulk SELECT seq, REPEAT(MD5(seq), 6) FROM seq_1_to_250000',
+    );
+  });
+  afterAll(async () => {
+    console.log(`downtime per mode on the seeded stack: ${JSON.stringify(downtime)}`);
+    await stack?.remove();
+    await dirs?.remove();
+  });
+
+  for (const mode of ['stop', 'pause'] as const) {
+    it(`${mode}: maintenance mode around the quiesce, excludes listed, restore gives back every byte and row`, async () => {
+      await fillCaches(stack);
+      const filesBefore = await files(stack);
+      const dbBefore = await fingerprintDb(stack.sql, DB.name);
+      const since = Date.now();
+      const { log, lines } = capturingLogger();
+      const backend = createBackend(config(mode).target);
+      const m = await runBackup({ docker: docker(), config: config(mode), backend, log });
+      downtime[mode] = {
+        downtimeMs: m.timings.downtimeMs,
+        maintenanceMs: m.timings.maintenanceMs ?? 0,
+        totalMs: m.timings.totalMs,
+      };
+
+      expect(m.mode).toBe(mode);
+      const events = lifecycle(await projectEvents(stack.project, since)).filter(
+        (e) => !e.startsWith('die') && !e.startsWith('kill'),
+      );
+      expect(events).toEqual(
+        mode === 'stop'
+          ? ['stop moodle', 'stop mariadb', 'start mariadb', 'start moodle']
+          : ['pause moodle', 'pause mariadb', 'unpause mariadb', 'unpause moodle'],
+      );
+      // Maintenance on before anything is quiesced, off after everything is back.
+      const steps = lines().map((l) => `${String(l.step)} ${String(l.msg)}`);
+      const at = (p: string) => steps.findIndex((s) => s.startsWith(p));
+      expect(at('maintenance maintenance mode on')).toBeGreaterThanOrEqual(0);
+      expect(at('maintenance maintenance mode on')).toBeLessThan(at('quiesce'));
+      expect(at('maintenance maintenance mode off')).toBeGreaterThan(at('resumed'));
+      if (mode === 'pause') expect(steps.some((s) => /crash-consistent/.test(s))).toBe(true);
+      expect(await flagInVolume(stack.volumes.moodledata_data)).toBe(false);
+      expect(m.timings.maintenanceMs).toBeGreaterThanOrEqual(m.timings.downtimeMs);
+
+      expect(m.stack.moodle).toEqual({ version: '2024100700.00', release: '4.5 (Build: 20241007)' });
+      expect(m.stack.mariadb?.version).toMatch(/^10\.11\.\d+-MariaDB/);
+      const data = m.volumes.find((v) => v.name === 'moodledata_data');
+      expect(data?.excluded).toEqual([
+        'cache/',
+        'localcache/',
+        'temp/',
+        'sessions/',
+        'lock/',
+        'moodle-cron.log',
+        FLAG,
+      ]);
+      // Everything below the excluded directories, the excluded files, and the maintenance flag of the run.
+      expect(data?.excludedEntries).toBe(excludedCount(filesBefore.moodledata_data) + 1);
+      expect(m.volumes.find((v) => v.name === 'moodle_data')?.excluded).toEqual([]);
+      expect(m.database ?? null).toBeNull();
+
+      await vandalise(stack);
+      await runRestore({
+        docker: docker(),
+        config: config(mode),
+        backend,
+        log: silentLogger(),
+        snapshot: m.id,
+        safetySnapshot: false,
+      });
+      expect(await stack.states()).toEqual({ mariadb: 'running', moodle: 'running' });
+      await stack.waitForDb();
+      const filesAfter = await files(stack);
+      for (const v of FILE_VOLUMES)
+        expect(
+          diffMinusExcludes(filesBefore[v] as VolumeFingerprint, filesAfter[v] as VolumeFingerprint),
+          v,
+        ).toEqual([]);
+      expect(await fingerprintDb(stack.sql, DB.name)).toEqual(dbBefore);
+      await expectExcludedDirsEmpty(stack, filesBefore.moodledata_data as VolumeFingerprint);
+      expect((await stack.exec('moodle', ['test', '-e', `${DATAROOT}/${FLAG}`])).exitCode).toBe(1);
+    });
+  }
+
+  it('online: nothing stops, a writer keeps committing, the dump is one point in time, maintenance only while it runs', async () => {
+    await fillCaches(stack);
+    const filesBefore = await files(stack);
+    await execOk(stack.containers.moodle, ['rm', '-f', '/tmp/stop-writer']);
+    const dbBefore = withoutPit(await fingerprintDb(stack.sql, DB.name));
+    // The writer: one transaction per id, the same id into both tables; bounded by count and a stop file.
+    const writer = execIn(stack.containers.mariadb, [
+      'bash',
+      '-c',
+      'for i in $(seq 1 30000); do [ -e /tmp/stop-writer ] && break; ' +
+        'echo "START TRANSACTION; INSERT INTO pit_a VALUES ($i); INSERT INTO pit_b VALUES ($i); COMMIT; DO SLEEP(0.002);"; ' +
+        `done | mariadb -uroot -p${DB.rootPassword} ${DB.name}`,
+    ]);
+    for (let i = 0; i < 100 && Number(await stack.sql('SELECT COUNT(*) FROM pit_a')) < 20; i++)
+      await new Promise((r) => setTimeout(r, 100));
+    const rowsAtStart = Number(await stack.sql('SELECT COUNT(*) FROM pit_a'));
+    expect(rowsAtStart).toBeGreaterThanOrEqual(20);
+
+    // Sampler: dump running at t1 and t3 means maintenance must be on at t2 in between.
+    let sampling = true;
+    const samples: { during: boolean; flag: boolean }[] = [];
+    const sampler = (async () => {
+      for (let i = 0; i < 2000 && sampling; i++) {
+        const d1 = await dumpRunning(stack);
+        const flag = (await stack.exec('moodle', ['test', '-e', `${DATAROOT}/${FLAG}`])).exitCode === 0;
+        const d3 = await dumpRunning(stack);
+        samples.push({ during: d1 && d3, flag });
+      }
+    })();
+    const since = Date.now();
+    const backend = createBackend(config('online').target);
+    let m: Manifest;
+    try {
+      m = await runBackup({ docker: docker(), config: config('online'), backend, log: silentLogger() });
+    } finally {
+      sampling = false;
+      await sampler;
+      await execOk(stack.containers.mariadb, ['touch', '/tmp/stop-writer']);
+      await writer;
+    }
+    downtime.online = {
+      downtimeMs: m.timings.downtimeMs,
+      maintenanceMs: m.timings.maintenanceMs ?? 0,
+      totalMs: m.timings.totalMs,
+    };
+    const rowsAtEnd = Number(await stack.sql('SELECT COUNT(*) FROM pit_a'));
+
+    // No container was stopped, paused, killed or restarted.
+    expect(lifecycle(await projectEvents(stack.project, since))).toEqual([]);
+    expect(samples.filter((s) => s.during).length, 'the sampler saw the dump running').toBeGreaterThan(0);
+    expect(samples.filter((s) => s.during && !s.flag)).toEqual([]);
+    expect(await flagInVolume(stack.volumes.moodledata_data)).toBe(false);
+
+    expect(m.mode).toBe('online');
+    expect(m.database?.file).toBe('mariadb.sql.zst');
+    expect(m.database?.volume.name).toBe('mariadb_data');
+    expect(m.database?.options).toEqual(
+      expect.arrayContaining(['--single-transaction', '--routines', '--events', '--triggers']),
+    );
+    expect(m.volumes.map((v) => v.name).sort()).toEqual(['moodle_data', 'moodledata_data']);
+    // Read after maintenance was turned off: the flag is no longer there.
+    expect(m.volumes.find((v) => v.name === 'moodledata_data')?.excludedEntries).toBe(
+      excludedCount(filesBefore.moodledata_data),
+    );
+    // The writer ran before, during and after the dump: the dump holds a point strictly in between.
+    const atDump = m.database?.tables[`${DB.name}.pit_a`] ?? -1;
+    expect(atDump).toBeGreaterThan(rowsAtStart);
+    expect(atDump).toBeLessThan(rowsAtEnd);
+    expect(m.database?.tables[`${DB.name}.pit_b`]).toBe(atDump);
+
+    await vandalise(stack);
+    await runRestore({
+      docker: docker(),
+      config: config('online'),
+      backend,
+      log: silentLogger(),
+      snapshot: m.id,
+      safetySnapshot: false,
+    });
+    expect(await stack.states()).toEqual({ mariadb: 'running', moodle: 'running' });
+    await stack.waitForDb();
+    // One point in time: both tables hold exactly ids 1..N, N as the dump recorded.
+    const q = await stack.sql(
+      'SELECT COUNT(*), MAX(id) FROM pit_a; SELECT COUNT(*), MAX(id) FROM pit_b; SELECT COUNT(*) FROM pit_a JOIN pit_b USING (id)',
+    );
+    expect(q.trim().split('\n')).toEqual([`${atDump}\t${atDump}`, `${atDump}\t${atDump}`, `${atDump}`]);
+    expect(withoutPit(await fingerprintDb(stack.sql, DB.name))).toEqual(dbBefore);
+    const filesAfter = await files(stack);
+    for (const v of FILE_VOLUMES)
+      expect(
+        diffMinusExcludes(filesBefore[v] as VolumeFingerprint, filesAfter[v] as VolumeFingerprint),
+        v,
+      ).toEqual([]);
+    await expectExcludedDirsEmpty(stack, filesBefore.moodledata_data as VolumeFingerprint);
+    expect((await stack.exec('moodle', ['test', '-e', `${DATAROOT}/${FLAG}`])).exitCode).toBe(1);
+    expect(
+      (await stack.exec('moodle', ['php', '/bitnami/moodle/admin/cli/upgrade.php', '--is-pending'])).exitCode,
+    ).toBe(0);
+  });
+});
