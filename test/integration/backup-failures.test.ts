@@ -230,6 +230,8 @@ describe('pre/post hooks from labels', () => {
           moodle: {
             'docker-volume-backup.archive-pre': `printf '${MARKER_TEXT.replace('\n', '\\n')}' > ${MARKER}`,
             'docker-volume-backup.archive-post': `rm -f ${MARKER}`,
+            // Replaces the Moodle defaults for moodledata: only lang/'s contents are left out.
+            'moodle-backup.exclude': '/bitnami/moodledata/lang/',
           },
         },
       }),
@@ -271,7 +273,7 @@ describe('pre/post hooks from labels', () => {
     ).toBe(1);
   });
 
-  it("offen's archive-pre/-post labels: the pre hook's file is in the archive, the post hook removed it", async () => {
+  it("offen's archive-pre/-post labels: the pre hook's file is in the archive, the post hook removed it; the exclude label applies", async () => {
     const archive = join(dirs.root, 'offen');
     const r = await runCli(['backup', '--json'], cliEnv(offen.project, dirs, { BACKUP_ARCHIVE: archive }), {
       timeoutMs: 110_000,
@@ -292,6 +294,13 @@ describe('pre/post hooks from labels', () => {
     const extracted = await extractWithPlainTar(join(archive, manifest.id, v.file), 'zstd');
     const entry = (await fingerprintVolume(extracted)).entries.find((e) => e.path === 'pre-hook-marker.txt');
     expect(entry?.sha256).toBe(createHash('sha256').update(MARKER_TEXT).digest('hex'));
+    // The exclude label: lang/ is there and empty, the caches the defaults would drop are kept.
+    expect(v.excluded).toEqual(['lang/']);
+    const paths = (await fingerprintVolume(extracted)).entries.map((e) => e.path);
+    expect(paths).toContain('lang');
+    expect(paths.filter((p) => p.startsWith('lang/'))).toEqual([]);
+    expect(paths).toContain('cache/cachestore_file/core.php');
+    expect(paths).toContain('moodle-cron.log');
     expect((await offen.exec('moodle', ['test', '-e', MARKER])).exitCode).toBe(1);
   });
 });
