@@ -7,6 +7,7 @@ import type { BackupMode, Config } from '../../src/config/types.js';
 import { silentLogger } from '../../src/observe/logger.js';
 import { runRestore } from '../../src/restore.js';
 import { createBackend } from '../../src/storage/index.js';
+import { runVerify } from '../../src/verify.js';
 import { type TempDirs, tempDirs, testConfig } from '../harness/config.js';
 import { docker, execIn, execOk } from '../harness/docker.js';
 import { lifecycle, projectEvents } from '../harness/events.js';
@@ -302,5 +303,35 @@ describe('Moodle-aware modes: stop, pause and online round-trip the seeded stack
     expect(
       (await stack.exec('moodle', ['php', '/bitnami/moodle/admin/cli/upgrade.php', '--is-pending'])).exitCode,
     ).toBe(0);
+
+    // `verify` checks the dump too (size, sha256, rows per table), and notices a manifest that disagrees.
+    const ok = await runVerify({
+      docker: docker(),
+      config: config('online'),
+      backend,
+      log: silentLogger(),
+      snapshot: m.id,
+    });
+    expect(ok.results.map((r) => [r.volume, r.ok]).sort()).toEqual([
+      ['mariadb_data', true],
+      ['moodle_data', true],
+      ['moodledata_data', true],
+    ]);
+    expect(ok.results.find((r) => r.volume === 'mariadb_data')?.detail).toContain('rows as in the manifest');
+    const file = join(dirs.archive, m.id, 'manifest.json');
+    const json = JSON.parse(await readFile(file, 'utf8')) as Manifest;
+    if (json.database) json.database.tables[`${DB.name}.pit_a`] = atDump + 1;
+    await writeFile(file, JSON.stringify(json));
+    const bad = await runVerify({
+      docker: docker(),
+      config: config('online'),
+      backend,
+      log: silentLogger(),
+      snapshot: m.id,
+    });
+    expect(bad.ok).toBe(false);
+    expect(bad.results.find((r) => r.volume === 'mariadb_data')?.detail).toContain(
+      `${DB.name}.pit_a: ${atDump + 1} expected, ${atDump}`,
+    );
   });
 });
