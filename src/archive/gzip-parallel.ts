@@ -9,6 +9,15 @@ const gzipAsync = promisify(zlib.gzip) as (buf: Buffer, opts: zlib.ZlibOptions) 
 const CHUNK = 1024 * 1024;
 
 /**
+ * Pieces in flight: one more than the cores (a shared machine gives each runnable thread its share), but one
+ * thread of libuv's pool (UV_THREADPOOL_SIZE, default 4) stays free for the file writes of the local target.
+ */
+function defaultParallel(): number {
+  const pool = Number(process.env.UV_THREADPOOL_SIZE) || 4;
+  return Math.max(2, Math.min(availableParallelism() + 1, pool - 1));
+}
+
+/**
  * gzip on every core: the input is cut into 1 MiB pieces, each compressed as an independent gzip member on
  * libuv's thread pool (zlib's async API), and the members are written in input order. Concatenated members
  * are one valid gzip file (RFC 1952 §2.2): gunzip, zcat and Node's createGunzip read it as a whole. At most
@@ -21,7 +30,7 @@ export class ParallelGzip extends Transform {
   private pendingBytes = 0;
   private readonly inFlight: Promise<Buffer>[] = [];
 
-  constructor(level = 6, parallel = Math.max(2, availableParallelism())) {
+  constructor(level = 6, parallel = defaultParallel()) {
     super();
     this.level = level;
     this.parallel = parallel;

@@ -18,6 +18,10 @@ export interface Row {
   /** The pipeline's own read+compress (backup) or extract (restore) time. */
   pipelineMs?: number;
   peakRssMb?: number;
+  /** Restore only: time verifying the archives, emptying the volumes, and extracting (putArchive). */
+  verifyMs?: number;
+  emptyMs?: number;
+  extractMs?: number;
   note?: string;
   /** The sidecar's log steps with their times, for finding where the time goes. */
   steps?: string[];

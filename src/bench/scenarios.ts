@@ -208,7 +208,9 @@ export async function productRestore(
     };
   });
   const res = JSON.parse(r.stdout) as { downtimeMs?: number };
-  const verifyMs = r.logs.filter((l) => l.step === 'verify').reduce((a, l) => a + Number(l.ms ?? 0), 0);
+  const total = (step: string, k: string) =>
+    r.logs.filter((l) => l.step === step).reduce((a, l) => a + Number(l[k] ?? 0), 0);
+  const verifyMs = total('verify', 'ms');
   return row({
     dataset: ds.name,
     key: 'product:restore-local-zstd',
@@ -221,6 +223,9 @@ export async function productRestore(
     downtimeMs: r.down?.ms,
     pipelineMs: res.downtimeMs,
     peakRssMb: r.peakRssMb,
+    verifyMs,
+    emptyMs: total('restore', 'emptyMs'),
+    extractMs: total('restore', 'extractMs'),
     note: `verify ${(verifyMs / 1000).toFixed(2)} s`,
     steps: timeline(r.logs, r.startedAtMs),
   });

@@ -2,12 +2,11 @@ import type { Target } from '../config/types.js';
 import type { Backend } from './backend.js';
 import { LocalBackend } from './local.js';
 import { type RetryingBackend, type RetryLog, type RetryOptions, withRetry } from './retry.js';
-import { S3Backend } from './s3.js';
+import { LazyS3Backend } from './s3-lazy.js';
 
 export type { Backend, ObjectInfo } from './backend.js';
 export { LocalBackend } from './local.js';
 export { isTransient, type RetryingBackend, type RetryLog, type RetryOptions, withRetry } from './retry.js';
-export { S3Backend } from './s3.js';
 
 /** Four tries over about 3.5 s at most: rides out a restarting MinIO or a throttled bucket, fails fast otherwise. */
 export const DEFAULT_RETRY: Pick<RetryOptions, 'attempts' | 'baseDelayMs' | 'maxDelayMs'> = {
@@ -21,6 +20,6 @@ export function createBackend(
   target: Target,
   opts: { log?: RetryLog; retry?: Partial<Omit<RetryOptions, 'log'>> } = {},
 ): RetryingBackend {
-  const inner: Backend = target.type === 'local' ? new LocalBackend(target) : new S3Backend(target);
+  const inner: Backend = target.type === 'local' ? new LocalBackend(target) : new LazyS3Backend(target);
   return withRetry(inner, { ...DEFAULT_RETRY, ...opts.retry, log: opts.log });
 }

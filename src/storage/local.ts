@@ -8,6 +8,7 @@ import type { LocalTarget } from '../config/types.js';
 import { SidecarError } from '../errors.js';
 import type { Backend, ObjectInfo } from './backend.js';
 import { ByteCounter } from './length-check.js';
+import { WritebackTap } from './writeback.js';
 
 const FILE_MODE = 0o600;
 const DIR_MODE = 0o700;
@@ -61,7 +62,7 @@ export class LocalBackend implements Backend {
       });
       // The stream fsyncs (flush) and closes the handle. Not autoClose:false + fh.sync()/close(): on Node 20
       // a FileHandle stays referenced by such a stream and fh.close() never settles.
-      await pipeline(body, counter, fh.createWriteStream({ flush: true }));
+      await pipeline(body, counter, new WritebackTap(fh), fh.createWriteStream({ flush: true }));
       await rename(tmp, final);
       created = false;
       await syncDir(dir);

@@ -94,7 +94,7 @@ describe('npm run bench, smoke run at tiny sizes (figures are not checked, only 
       expect(Number.isFinite(r.mbps) && r.mbps > 0, `${r.dataset} ${r.key} MB/s`).toBe(true);
       if (r.key.startsWith('product:')) expect(r.peakRssMb, r.key).toBeGreaterThan(0);
     }
-    expect(result.targets.map((t) => t.name)).toHaveLength(9);
+    expect(result.targets.map((t) => t.name)).toHaveLength(10);
     for (const t of result.targets) expect(Number.isFinite(t.value), t.name).toBe(true);
     expect(result.checks).toEqual([
       'mix: restored bytes equal the original',
