@@ -52,9 +52,11 @@ export function registerBackup(program: Command): void {
           return;
         }
         for (const manifest of manifests) {
-          const stored = manifest.volumes.reduce((a, v) => a + v.storedBytes, 0);
+          const stored =
+            manifest.volumes.reduce((a, v) => a + v.storedBytes, 0) + (manifest.database?.storedBytes ?? 0);
+          const dump = manifest.database ? ` + ${manifest.database.file}` : '';
           process.stdout.write(
-            `snapshot ${manifest.id}${manifests.length > 1 ? ` (job ${manifest.job})` : ''}: ${manifest.volumes.length} volumes, ${formatBytes(stored)} stored, ` +
+            `snapshot ${manifest.id}${manifests.length > 1 ? ` (job ${manifest.job})` : ''}: ${manifest.volumes.length} volumes${dump}, ${formatBytes(stored)} stored, ` +
               `downtime ${formatDuration(manifest.timings.downtimeMs)}, total ${formatDuration(manifest.timings.totalMs)}\n`,
           );
         }

@@ -11,6 +11,7 @@ import type { EncryptionConfig } from '../config/types.js';
 import { dockerStatus } from '../docker/client.js';
 import type { ServiceContainer } from '../docker/discover.js';
 import { execStream } from '../docker/exec-stream.js';
+import { demuxLogs } from '../docker/restore-volume.js';
 import { SidecarError, throwFirstCause } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import type { Backend } from '../storage/backend.js';
@@ -109,7 +110,11 @@ export async function verifyDump(
  * Waits until the server in a freshly started container answers with the container's credentials and
  * stays up (an image's first-start initialisation may run a temporary server and restart it).
  */
-async function waitForServer(docker: Docker, c: ServiceContainer, timeoutMs: number): Promise<void> {
+async function waitForServer(
+  docker: Docker,
+  c: Pick<ServiceContainer, 'id' | 'name'>,
+  timeoutMs: number,
+): Promise<void> {
   const end = Date.now() + timeoutMs;
   let last = '';
   let lastUptime = -1;
@@ -124,6 +129,16 @@ async function waitForServer(docker: Docker, c: ServiceContainer, timeoutMs: num
     } catch (err) {
       last = (err as Error).message;
       lastUptime = -1;
+      const state = (await docker.getContainer(c.id).inspect()).State;
+      if (!state.Running && !state.Restarting) {
+        const logs = (await docker
+          .getContainer(c.id)
+          .logs({ stdout: true, stderr: true, tail: 15 })) as unknown as Buffer;
+        throw new SidecarError(
+          'RESTORE_FAILED',
+          `the database in ${c.name} exited (${state.ExitCode}) on its fresh datadir: ${demuxLogs(logs).trim().slice(-600)}`,
+        );
+      }
     }
     await sleep(1000);
   }
@@ -140,7 +155,7 @@ async function waitForServer(docker: Docker, c: ServiceContainer, timeoutMs: num
  */
 export async function loadDump(
   docker: Docker,
-  c: ServiceContainer,
+  c: Pick<ServiceContainer, 'id' | 'name'>,
   source: Readable,
   manifest: Manifest,
   db: ManifestDatabase,

@@ -88,6 +88,12 @@ export class BackupMetrics {
       this.volumeRaw.set({ volume: v.name }, v.rawBytes);
       this.volumeStored.set({ volume: v.name }, v.storedBytes);
     }
+    // An online snapshot's dump stands for its datadir volume.
+    const db = manifest.database;
+    if (db) {
+      this.volumeRaw.set({ volume: db.volume.name }, db.rawBytes);
+      this.volumeStored.set({ volume: db.volume.name }, db.storedBytes);
+    }
   }
 
   recordFailure(_err?: unknown): void {

@@ -1,5 +1,6 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { generateIdentity, identityToRecipient } from 'age-encryption';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Manifest } from '../../src/archive/manifest.js';
 import { runBackup } from '../../src/backup.js';
@@ -86,14 +87,17 @@ async function expectExcludedDirsEmpty(stack: MoodleStack, before: VolumeFingerp
   expect(after.entries.some((e) => e.path === 'moodle-cron.log')).toBe(false);
 }
 
-describe('Moodle-aware modes: stop, pause and online round-trip the seeded stack', () => {
+describe('Moodle-aware modes: stop, pause and online (encrypted) round-trip the seeded stack', () => {
   let stack: MoodleStack;
   let dirs: TempDirs;
   let config: (mode: BackupMode) => Config;
 
   beforeAll(async () => {
     [stack, dirs] = await Promise.all([createMoodleStack(), tempDirs('modes')]);
-    config = (mode) => testConfig(stack.project, dirs, { mode });
+    // The online run is also encrypted (age): the dump goes through the same stages as the archives.
+    const identity = await generateIdentity();
+    const encryption = { recipients: [await identityToRecipient(identity)], identities: [identity] };
+    config = (mode) => testConfig(stack.project, dirs, mode === 'online' ? { mode, encryption } : { mode });
     // The online test's two tables (written together in one transaction) and a bulk table that makes the
     // dump take long enough to be watched.
     await stack.sql(
@@ -202,7 +206,7 @@ describe('Moodle-aware modes: stop, pause and online round-trip the seeded stack
       expect(await fingerprintDb(stack.sql, DB.name)).toEqual(dbBefore);
       await expectExcludedDirsEmpty(stack, filesBefore.moodledata_data as VolumeFingerprint);
       expect((await stack.exec('moodle', ['test', '-e', `${DATAROOT}/${FLAG}`])).exitCode).toBe(1);
-    });
+    }, 240_000);
   }
 
   it('online: nothing stops, a writer keeps committing, the dump is one point in time, maintenance only while it runs', async () => {
@@ -259,7 +263,11 @@ describe('Moodle-aware modes: stop, pause and online round-trip the seeded stack
     expect(await flagInVolume(stack.volumes.moodledata_data)).toBe(false);
 
     expect(m.mode).toBe('online');
-    expect(m.database?.file).toBe('mariadb.sql.zst');
+    expect(m.database?.file).toBe('mariadb.sql.zst.age');
+    expect(m.encryption?.keyType).toBe('recipients');
+    const stored = await readFile(join(dirs.archive, m.id, 'mariadb.sql.zst.age'));
+    expect(stored.subarray(0, 21).toString()).toBe('age-encryption.org/v1');
+    expect(stored.includes(Buffer.from('INSERT INTO'))).toBe(false);
     expect(m.database?.volume.name).toBe('mariadb_data');
     expect(m.database?.options).toEqual(
       expect.arrayContaining(['--single-transaction', '--routines', '--events', '--triggers']),
@@ -304,20 +312,27 @@ describe('Moodle-aware modes: stop, pause and online round-trip the seeded stack
       (await stack.exec('moodle', ['php', '/bitnami/moodle/admin/cli/upgrade.php', '--is-pending'])).exitCode,
     ).toBe(0);
 
-    // `verify` checks the dump too (size, sha256, rows per table), and notices a manifest that disagrees.
+    // `verify` checks the dump too (size, sha256, rows per table); `--deep` loads it into a scratch server
+    // of the snapshot's image and runs mariadb-check. A manifest that disagrees with the dump is noticed.
     const ok = await runVerify({
       docker: docker(),
       config: config('online'),
       backend,
       log: silentLogger(),
       snapshot: m.id,
+      deep: true,
     });
-    expect(ok.results.map((r) => [r.volume, r.ok]).sort()).toEqual([
-      ['mariadb_data', true],
-      ['moodle_data', true],
-      ['moodledata_data', true],
+    expect(ok.results.map((r) => [r.volume, r.level, r.ok]).sort()).toEqual([
+      ['mariadb_data', 'archive', true],
+      ['mariadb_data', 'drill', true],
+      ['moodle_data', 'archive', true],
+      ['moodle_data', 'drill', true],
+      ['moodledata_data', 'archive', true],
+      ['moodledata_data', 'drill', true],
     ]);
-    expect(ok.results.find((r) => r.volume === 'mariadb_data')?.detail).toContain('rows as in the manifest');
+    const dumpChecks = ok.results.filter((r) => r.volume === 'mariadb_data').map((r) => r.detail);
+    expect(dumpChecks[0]).toContain('rows as in the manifest');
+    expect(dumpChecks[1]).toMatch(/mariadb-check: \d+ tables OK/);
     const file = join(dirs.archive, m.id, 'manifest.json');
     const json = JSON.parse(await readFile(file, 'utf8')) as Manifest;
     if (json.database) json.database.tables[`${DB.name}.pit_a`] = atDump + 1;
@@ -333,5 +348,5 @@ describe('Moodle-aware modes: stop, pause and online round-trip the seeded stack
     expect(bad.results.find((r) => r.volume === 'mariadb_data')?.detail).toContain(
       `${DB.name}.pit_a: ${atDump + 1} expected, ${atDump}`,
     );
-  });
+  }, 300_000);
 });
