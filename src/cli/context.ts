@@ -4,10 +4,11 @@ import { loadSettings } from '../config/load.js';
 import type { Config, Target } from '../config/types.js';
 import { assertDockerAvailable, createDocker } from '../docker/client.js';
 import { recoverInterrupted } from '../docker/recover.js';
-import { StateStore } from '../docker/state.js';
+import { type RunState, StateStore } from '../docker/state.js';
 import { SidecarError } from '../errors.js';
 import { createLogger, type Logger } from '../observe/logger.js';
 import type { Backend } from '../storage/backend.js';
+import { discardInterrupted } from '../storage/discard-interrupted.js';
 import { createBackend } from '../storage/index.js';
 
 export interface RunContext {
@@ -37,13 +38,15 @@ export async function openContext(
   const config = job?.config ?? sharedTargetConfig(settings);
   const log = createLogger({ level: config.logLevel });
   const docker = createDocker();
+  let interrupted: RunState | null = null;
   if (opts.needsDocker !== false) {
     await assertDockerAvailable(docker);
-    await recoverInterrupted(docker, new StateStore(config.stateDir), log);
+    interrupted = await recoverInterrupted(docker, new StateStore(config.stateDir), log);
   }
   const backend = createBackend(config.target, {
     log: (msg: string, fields?: Record<string, unknown>) => log.warn({ step: 'storage', ...fields }, msg),
   }) as Backend & { close?: () => void };
+  await discardInterrupted(config, backend, interrupted, log);
   const ac = new AbortController();
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals) => {

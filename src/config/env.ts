@@ -215,6 +215,7 @@ const VARS: Record<string, VarSpec> = {
   // offen's name for the same setting, also in MB.
   AWS_PART_SIZE: { paths: ['target.partSize'], parse: partSizeMb, selects: 's3' },
   AWS_S3_QUEUE_SIZE: { paths: ['target.queueSize'], parse: count, selects: 's3' },
+  AWS_S3_REQUEST_TIMEOUT: { paths: ['target.requestTimeoutSeconds'], parse: duration, selects: 's3' },
   // Generic AWS variables: other tools set them too, so they apply to an S3 target but do not select one.
   AWS_ENDPOINT: { paths: ['target.endpoint'], parse: endpointHost, quiet: true },
   AWS_ENDPOINT_PROTO: { paths: [], parse: same('https', 'http') },

@@ -73,6 +73,7 @@ export const s3TargetSchema = z
       .max(MAX_PART_SIZE)
       .default(16 * MiB),
     queueSize: z.int().min(1).default(4),
+    requestTimeoutSeconds: z.int().min(1).default(120),
   })
   .superRefine((t, ctx) => {
     // Half a key pair would silently fall back to the SDK's credential chain with the other half ignored.

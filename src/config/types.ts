@@ -35,6 +35,8 @@ export interface S3Target {
   partSize: number;
   /** Parallel part uploads. */
   queueSize: number;
+  /** A request with no traffic for this long is abandoned (and retried): a stalled server cannot hang a run. */
+  requestTimeoutSeconds?: number;
 }
 
 export type Target = LocalTarget | S3Target;

@@ -69,6 +69,12 @@ export function s3ClientConfig(target: S3Target): S3ClientConfig {
       : {}),
     requestChecksumCalculation: checksumMode(target.requestChecksumCalculation),
     responseChecksumValidation: checksumMode(target.responseChecksumValidation),
+    // The SDK's default is to wait forever: a server that stops answering would hang the run. requestTimeout
+    // is idle time on the socket, so a slow but moving upload is never cut off.
+    requestHandler: {
+      connectionTimeout: 10_000,
+      requestTimeout: (target.requestTimeoutSeconds ?? 120) * 1000,
+    },
   };
 }
 

@@ -78,6 +78,7 @@ const S3_DEFAULTS = {
   responseChecksumValidation: 'when_supported',
   partSize: 16 * MiB,
   queueSize: 4,
+  requestTimeoutSeconds: 120,
 };
 
 describe('defaults', () => {

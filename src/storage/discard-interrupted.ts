@@ -1,0 +1,43 @@
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { MANIFEST_NAME, snapshotTime } from '../archive/manifest.js';
+import type { Config } from '../config/types.js';
+import type { RunState } from '../docker/state.js';
+import type { Logger } from '../observe/logger.js';
+import type { Backend } from './backend.js';
+
+/**
+ * After a crash: removes what the killed run left at the target and in the spool. A killed backup's archives
+ * are invisible anyway (no manifest), but they take space and would be listed as `incomplete` until prune's
+ * grace period; a snapshot whose manifest was written before the crash is complete and is kept.
+ */
+export async function discardInterrupted(
+  config: Config,
+  backend: Backend,
+  state: RunState | null,
+  log: Logger,
+): Promise<void> {
+  if (!state) return;
+  // Run ids are snapshot ids (backup) or `restore-<snapshot id>`: never a path of their own choosing.
+  const id = state.runId;
+  if (!snapshotTime(id.replace(/^restore-/, ''))) return;
+  await rm(join(config.spoolDir, id), { recursive: true, force: true }).catch(() => undefined);
+  if (state.operation !== 'backup') return;
+  try {
+    if (await backend.stat(`${id}/${MANIFEST_NAME}`)) return;
+    const objects = await backend.list(`${id}/`);
+    for (const o of objects) await backend.delete(o.key);
+    // A local put that was cut off leaves its hidden temp file, which list() does not show.
+    if (config.target.type === 'local')
+      await rm(join(config.target.path, id), { recursive: true, force: true });
+    log.warn(
+      { step: 'recover', snapshot: id, objects: objects.length },
+      `removed the partial snapshot ${id} of the interrupted backup`,
+    );
+  } catch (err) {
+    log.warn(
+      { step: 'recover', snapshot: id, err },
+      `could not remove the partial snapshot ${id}; it is listed as incomplete until prune sweeps it`,
+    );
+  }
+}

@@ -1,0 +1,262 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../harness/cli.js';
+import { cliEnv, type TempDirs, tempDirs } from '../harness/config.js';
+import { createTestBucket } from '../harness/s3.js';
+import { freePort } from '../harness/s3-server.js';
+import { createMoodleStack, type MoodleStack } from '../harness/stack.js';
+import { Figures } from './figures.js';
+import {
+  killLive,
+  type LiveCli,
+  type LogLine,
+  msUntilRunning,
+  readState,
+  s3Env,
+  s3Host,
+  seeded,
+  startCli,
+} from './live.js';
+
+/**
+ * Crash suite: SIGKILL the CLI at seeded random moments across backup and restore, then start the sidecar
+ * again (`serve`, as a restarted container would) and check what a user would: the stack runs within 30 s,
+ * no partial snapshot is listed, every earlier snapshot still verifies, and an interrupted restore is
+ * reported with the command that rolls it back (which is then run and must work).
+ *
+ * FAULT_POINTS (default 4; `npm run test:faults` runs 20) and FAULT_SEED choose the points.
+ */
+const POINTS = Number(process.env.FAULT_POINTS ?? 4);
+const SEED = Number(process.env.FAULT_SEED ?? 9);
+
+type Target = 'local' | 's3';
+
+interface Kind {
+  name: string;
+  target: Target;
+  args: string[];
+  /** Resolves at the moment to kill; `r` is the point's seeded random number in [0, 1). */
+  arm(run: LiveCli, dirs: TempDirs, r: number): Promise<void>;
+}
+
+const isLog = (run: LiveCli, pred: (l: LogLine) => boolean) => () => run.log(pred) !== undefined;
+const after = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const RESTORE = ['restore', 'latest', '--yes', '--volume', 'moodledata_data'];
+
+/** In this order, so the default 4 points include mid-read, mid-upload to S3, mid-extract and mid-verify. */
+const KINDS: Kind[] = [
+  {
+    name: 'backup, mid-read of moodledata_data',
+    target: 'local',
+    args: ['backup'],
+    async arm(run, _d, r) {
+      await run.waitFor(
+        'moodle_data read',
+        isLog(run, (l) => l.step === 'read' && l.volume === 'moodle_data'),
+        120_000,
+      );
+      await after(r * 400);
+    },
+  },
+  {
+    name: 'backup, mid-upload to S3',
+    target: 's3',
+    args: ['backup'],
+    async arm(run, _d, r) {
+      await run.waitFor(
+        'stack resumed',
+        isLog(run, (l) => l.step === 'resumed'),
+        120_000,
+      );
+      await after(r * 400);
+    },
+  },
+  {
+    name: 'restore, mid-extract',
+    target: 'local',
+    args: RESTORE,
+    async arm(run, dirs, r) {
+      await run.waitFor(
+        'volume emptied',
+        async () => (await readState(dirs))?.volumes?.moodledata_data === 'emptied',
+        180_000,
+      );
+      await after(r * 500);
+    },
+  },
+  {
+    name: 'restore, mid-verify',
+    target: 'local',
+    args: RESTORE,
+    async arm(run, _d, r) {
+      await run.waitFor(
+        'restore plan',
+        isLog(run, (l) => l.step === 'plan'),
+        60_000,
+      );
+      await after(r * 300);
+    },
+  },
+  {
+    name: 'backup, mid-quiesce',
+    target: 'local',
+    args: ['backup'],
+    async arm(run, dirs, r) {
+      await run.waitFor(
+        'first stop',
+        async () => ((await readState(dirs))?.quiesced.length ?? 0) >= 1,
+        60_000,
+      );
+      await after(r * 150);
+    },
+  },
+  {
+    name: 'restore, mid-safety-snapshot',
+    target: 'local',
+    args: RESTORE,
+    async arm(run, _d, r) {
+      await run.waitFor(
+        'verification',
+        isLog(run, (l) => l.step === 'verify'),
+        120_000,
+      );
+      await after(r * 600);
+    },
+  },
+  {
+    name: 'backup to S3, mid-read into the spool',
+    target: 's3',
+    args: ['backup'],
+    async arm(run, dirs, r) {
+      await run.waitFor(
+        'stack stopped',
+        async () => ((await readState(dirs))?.quiesced.length ?? 0) >= 2,
+        60_000,
+      );
+      await after(r * 800);
+    },
+  },
+  {
+    name: 'restore from S3, mid-extract',
+    target: 's3',
+    args: RESTORE,
+    async arm(run, dirs, r) {
+      await run.waitFor(
+        'volume emptied',
+        async () => (await readState(dirs))?.volumes?.moodledata_data === 'emptied',
+        180_000,
+      );
+      await after(r * 500);
+    },
+  },
+];
+
+interface Snap {
+  id: string;
+  status: string;
+}
+
+describe(`crash suite: SIGKILL at ${POINTS} seeded points (seed ${SEED})`, () => {
+  let stack: MoodleStack;
+  let dirs: TempDirs;
+  let bucket: string;
+  const figures = new Figures('crash', 'recovered');
+  const okBefore: Record<Target, Set<string>> = { local: new Set(), s3: new Set() };
+  const rand = seeded(SEED);
+  const points = Array.from({ length: POINTS }, (_, i) => ({
+    n: i + 1,
+    kind: KINDS[i % KINDS.length] as Kind,
+    r: rand(),
+  }));
+
+  const env = (t: Target, extra: Record<string, string> = {}) =>
+    t === 'local'
+      ? cliEnv(stack.project, dirs, { BACKUP_COMPRESSION: 'gzip', ...extra })
+      : s3Env(stack, dirs, bucket, s3Host(), { BACKUP_COMPRESSION: 'gzip', ...extra });
+
+  async function snapshots(t: Target): Promise<Snap[]> {
+    const r = await runCli(['snapshots', '--json'], env(t), { timeoutMs: 60_000 });
+    expect(r.code, r.stderr).toBe(0);
+    return JSON.parse(r.stdout) as Snap[];
+  }
+
+  beforeAll(async () => {
+    [stack, dirs, bucket] = await Promise.all([
+      createMoodleStack({ seed: { bigMb: 100 } }),
+      tempDirs('crash'),
+      createTestBucket('crash'),
+    ]);
+    // Something to restore on each target, and the earlier snapshots that must survive every crash.
+    for (const t of ['local', 's3'] as const) {
+      const r = await runCli(['backup', '--json'], env(t), { timeoutMs: 240_000 });
+      expect(r.code, r.stderr).toBe(0);
+      okBefore[t].add((JSON.parse(r.stdout) as { id: string }).id);
+    }
+  }, 600_000);
+  afterAll(async () => {
+    killLive();
+    figures.save();
+    await stack?.remove();
+    await dirs?.remove();
+  });
+
+  it.each(points)(
+    'point $n: SIGKILL during $kind.name',
+    async ({ kind, r }) => {
+      await figures.count(async () => {
+        const run = startCli(kind.args, env(kind.target));
+        await kind.arm(run, dirs, r);
+        expect(run.ended(), `the run ended before the kill point:\n${run.stderr().slice(-2000)}`).toBe(false);
+        run.child.kill('SIGKILL');
+        const killed = await run.exited;
+        expect(killed.signal).toBe('SIGKILL');
+        const state = await readState(dirs);
+        const unfinished =
+          state?.operation === 'restore' && Object.values(state.volumes ?? {}).some((s) => s !== 'restored');
+
+        // Start the sidecar again: its first act resumes what the killed run left stopped.
+        const port = await freePort();
+        const t0 = Date.now();
+        const serve = startCli(
+          ['serve'],
+          env(kind.target, { BACKUP_HEALTH_HOST: '127.0.0.1', BACKUP_HEALTH_PORT: String(port) }),
+          120_000,
+        );
+        const runningMs = await msUntilRunning(stack, t0, 60_000);
+        await serve.waitFor(
+          'serve ready',
+          isLog(serve, (l) => l.step === 'schedule'),
+          60_000,
+        );
+        serve.child.kill('SIGTERM');
+        const served = await serve.exited;
+        console.log(
+          `crash point "${kind.name}" (r=${r.toFixed(3)}): killed with state ${state ? `${state.operation} ${JSON.stringify(state.volumes ?? {})} quiesced=${state.quiesced.length}` : 'none'}; stack running ${runningMs} ms after restart`,
+        );
+        expect(runningMs).toBeLessThan(30_000);
+        expect(await stack.states()).toEqual({ mariadb: 'running', moodle: 'running' });
+        expect(served.stderr).not.toMatch(/error \[/);
+        if (state) expect(served.stderr).toMatch(/"step":"recover"/);
+
+        if (unfinished) {
+          expect(served.stderr).toMatch(/an interrupted restore left volumes incomplete/);
+          const cmd = `restore ${state?.safetySnapshot} --yes`;
+          expect(served.stderr).toContain(`roll back with: ${cmd}`);
+          const rollback = await runCli(cmd.split(' '), env(kind.target), { timeoutMs: 240_000 });
+          expect(rollback.code, rollback.stderr).toBe(0);
+        }
+
+        // No partial snapshot is listed, and every snapshot (the earlier ones included) verifies.
+        for (const t of ['local', 's3'] as const) {
+          const list = await snapshots(t);
+          expect(list.filter((s) => s.status !== 'ok')).toEqual([]);
+          const ids = new Set(list.map((s) => s.id));
+          for (const id of okBefore[t]) expect(ids.has(id), `${t} snapshot ${id} is gone`).toBe(true);
+          const v = await runCli(['verify', '--all', '--json'], env(t), { timeoutMs: 240_000 });
+          expect(v.code, v.stderr).toBe(0);
+          for (const id of ids) okBefore[t].add(id);
+        }
+      });
+    },
+    600_000,
+  );
+});
