@@ -69,11 +69,13 @@ export function s3ClientConfig(target: S3Target): S3ClientConfig {
       : {}),
     requestChecksumCalculation: checksumMode(target.requestChecksumCalculation),
     responseChecksumValidation: checksumMode(target.responseChecksumValidation),
-    // The SDK's default is to wait forever: a server that stops answering would hang the run. requestTimeout
-    // is idle time on the socket, so a slow but moving upload is never cut off.
+    // The SDK's default is to wait forever (and, with a timeout set, only to warn): a server that stops
+    // answering would hang the run. requestTimeout is idle time on the socket, so a slow but moving upload
+    // is never cut off; the timeout is a retryable TimeoutError.
     requestHandler: {
       connectionTimeout: 10_000,
       requestTimeout: (target.requestTimeoutSeconds ?? 120) * 1000,
+      throwOnRequestTimeout: true,
     },
   };
 }
