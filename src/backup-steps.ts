@@ -9,13 +9,17 @@ import type { QuiescePlan } from './docker/plan.js';
 import type { Logger } from './observe/logger.js';
 import { type Backend, isLocalBackend } from './storage/backend.js';
 import type { RetryingBackend } from './storage/retry.js';
+import { spoolError } from './storage/spool-error.js';
 
 /** Small steps of the backup pipeline (backup.ts), kept apart so that file reads as the pipeline. */
 
 export type Sink = (compressed: PassThrough) => Promise<void>;
 
 export function spoolSink(path: string): Sink {
-  return (s) => pipeline(s, createWriteStream(path, { mode: 0o600 }));
+  return (s) =>
+    pipeline(s, createWriteStream(path, { mode: 0o600 })).catch((err: unknown) => {
+      throw spoolError(err, path);
+    });
 }
 
 export function backendSink(backend: Backend, key: string): Sink {

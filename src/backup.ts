@@ -43,6 +43,7 @@ import { planMoodle } from './moodle/prepare.js';
 import type { Logger } from './observe/logger.js';
 import { Progress } from './observe/progress.js';
 import type { Backend } from './storage/backend.js';
+import { spoolError } from './storage/spool-error.js';
 import { TOOL } from './version.js';
 
 export interface BackupContext {
@@ -137,7 +138,10 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
     tm = Date.now();
     await runHooks(docker, hooks.pre, log);
     if (mp.dump) {
-      if (spool) await mkdir(spoolDir, { recursive: true, mode: 0o700 });
+      if (spool)
+        await mkdir(spoolDir, { recursive: true, mode: 0o700 }).catch((err: unknown) => {
+          throw spoolError(err, spoolDir);
+        });
       const sinkFor = (file: string) =>
         spool ? spoolSink(join(spoolDir, file)) : backendSink(backend, `${id}/${file}`);
       database = await dumpStep(
@@ -158,7 +162,10 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
     quiesceMs = Date.now() - tq;
     const tr = Date.now();
     try {
-      if (spool) await mkdir(spoolDir, { recursive: true, mode: 0o700 });
+      if (spool)
+        await mkdir(spoolDir, { recursive: true, mode: 0o700 }).catch((err: unknown) => {
+          throw spoolError(err, spoolDir);
+        });
       for (const v of mp.tarVolumes) {
         ctx.signal?.throwIfAborted();
         const excludes = mp.excludes.get(v.name) ?? { rules: [], source: 'none' };

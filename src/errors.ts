@@ -78,8 +78,8 @@ export function describeError(err: unknown): string {
 }
 
 /**
- * When one side of a producer/consumer pair fails, the other usually fails with a bare "premature close":
- * report the error that says what went wrong.
+ * When one side of a producer/consumer pair fails, the other usually fails with a bare "premature close" or
+ * the same raw error: report the error that says what went wrong.
  */
 export function throwFirstCause(results: PromiseSettledResult<unknown>[]): void {
   const errors = results
@@ -87,5 +87,7 @@ export function throwFirstCause(results: PromiseSettledResult<unknown>[]): void 
     .map((r) => r.reason as unknown);
   if (errors.length === 0) return;
   const premature = (e: unknown) => (e as { code?: string })?.code === 'ERR_STREAM_PREMATURE_CLOSE';
-  throw errors.find((e) => !premature(e)) ?? errors[0];
+  // A pipeline destroys every stream with the first raw error (e.g. ENOSPC); the side that wrapped it in a
+  // SidecarError knows where it happened (which target, which file).
+  throw errors.find((e) => e instanceof SidecarError) ?? errors.find((e) => !premature(e)) ?? errors[0];
 }

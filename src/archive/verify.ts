@@ -5,6 +5,7 @@ import { extract } from 'tar-stream';
 import type { EncryptionConfig } from '../config/types.js';
 import { SidecarError } from '../errors.js';
 import type { Backend } from '../storage/backend.js';
+import { spoolError } from '../storage/spool-error.js';
 import { getCodec } from './codec.js';
 import { assertDecryptable, decryptStage } from './encryption.js';
 import type { Manifest, ManifestVolume } from './manifest.js';
@@ -91,7 +92,12 @@ export async function verifyVolume(
   try {
     if (opts.spoolTo) {
       // Download once (hashing on the way), then check the local copy: the restore applies exactly these bytes.
-      await pipeline(source, tap, createWriteStream(opts.spoolTo, { mode: 0o600 }), signal);
+      const spoolTo = opts.spoolTo;
+      await pipeline(source, tap, createWriteStream(spoolTo, { mode: 0o600 }), signal).catch(
+        (err: unknown) => {
+          throw spoolError(err, spoolTo);
+        },
+      );
       if (tap.digest() !== v.sha256) throw shaMismatch(v, manifest, tap.digest());
       await pipeline(
         [createReadStream(opts.spoolTo), ...optional(decrypt()), codec.decompress(), tarSink(guard)],

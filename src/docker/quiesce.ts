@@ -75,6 +75,7 @@ export async function resumeContainers(
   opts: Pick<QuiesceOptions, 'log' | 'state'>,
 ): Promise<void> {
   const failures: string[] = [];
+  const settled = new Set<string>();
   for (const q of [...quiesced].reverse()) {
     const c = docker.getContainer(q.id);
     const t0 = Date.now();
@@ -84,10 +85,19 @@ export async function resumeContainers(
         else await c.unpause();
       } catch (err) {
         const status = dockerStatus(err);
+        if (status === 404) {
+          // Removed while it was stopped (e.g. `docker compose down`): nothing is left to restart, and keeping
+          // it in the state file would fail every later run's recovery too.
+          settled.add(q.id);
+          throw new Error(
+            `${q.name} was removed while it was ${q.action === 'stop' ? 'stopped' : 'paused'} and cannot be restarted; recreate it (docker compose up -d)`,
+          );
+        }
         // 304: already running; 409 on unpause: not paused (someone else resumed it).
         if (status !== 304 && !(status === 409 && q.action === 'pause')) throw err;
       }
       await waitRunning(docker, q.id, 60_000);
+      settled.add(q.id);
       opts.log.info(
         { step: 'resume', container: q.name, action: q.action, ms: Date.now() - t0 },
         `resumed ${q.name}`,
@@ -97,6 +107,9 @@ export async function resumeContainers(
       opts.log.error({ step: 'resume', container: q.name, err }, `could not resume ${q.name}`);
     }
   }
+  await opts.state.update((s) => {
+    s.quiesced = s.quiesced.filter((q) => !settled.has(q.id));
+  });
   if (failures.length > 0) {
     throw new SidecarError(
       'RESUME_FAILED',
@@ -104,9 +117,6 @@ export async function resumeContainers(
       'start them by hand (docker start / docker unpause); the state file keeps them listed until then',
     );
   }
-  await opts.state.update((s) => {
-    s.quiesced = [];
-  });
 }
 
 async function waitRunning(docker: Docker, id: string, timeoutMs: number): Promise<void> {

@@ -1,0 +1,16 @@
+import { SidecarError } from '../errors.js';
+
+/**
+ * A file-system error on the spool (disk full, read-only, permissions) as a STORAGE_FAILED error that names
+ * the spool and what to do; anything else is returned unchanged.
+ */
+export function spoolError(err: unknown, path: string): unknown {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  if (typeof code !== 'string' || !/^E[A-Z]+$/.test(code)) return err;
+  return new SidecarError(
+    'STORAGE_FAILED',
+    `spool ${path}: ${(err as Error).message}`,
+    'free space in BACKUP_SPOOL_DIR or point it at a larger, writable disk (BACKUP_SPOOL=never streams straight to the target)',
+    { cause: err },
+  );
+}

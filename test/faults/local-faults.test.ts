@@ -1,0 +1,183 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type CliResult, runCli } from '../harness/cli.js';
+import { cliEnv, type TempDirs, tempDirs } from '../harness/config.js';
+import { docker } from '../harness/docker.js';
+import { lifecycle, projectEvents } from '../harness/events.js';
+import { createTestBucket } from '../harness/s3.js';
+import { createMoodleStack, type MoodleStack } from '../harness/stack.js';
+import { Figures } from './figures.js';
+import { killLive, readState, s3Env, s3Host, startCli } from './live.js';
+
+/**
+ * Local faults: a full target or spool disk (a small tmpfs), a read-only target, no Docker socket, a missing
+ * volume, a container removed mid-run. Each must end in a clear error (code and exit status), with the stack
+ * running and no snapshot that looks complete.
+ */
+const RUNNING = { mariadb: 'running', moodle: 'running' };
+
+function errorLine(r: CliResult): string {
+  return (
+    r.stderr.split('\n').find((l) => l.startsWith('error [')) ?? `(no error line)\n${r.stderr.slice(-2000)}`
+  );
+}
+
+describe('local faults', () => {
+  let stack: MoodleStack;
+  let dirs: TempDirs;
+  let bucket: string;
+  const mounts: string[] = [];
+  const figures = new Figures('local faults', 'clean');
+
+  /** A tmpfs of `size` at a fresh directory (we run as root, as CI does). */
+  async function tmpfs(name: string, opts: string): Promise<string> {
+    const dir = join(dirs.root, name);
+    await mkdir(dir, { recursive: true });
+    execFileSync('mount', ['-t', 'tmpfs', '-o', opts, 'tmpfs', dir]);
+    mounts.push(dir);
+    return dir;
+  }
+
+  beforeAll(async () => {
+    [stack, dirs, bucket] = await Promise.all([
+      createMoodleStack({ seed: { files: 20, bigMb: 12, users: 100, logs: 200 } }),
+      tempDirs('lf'),
+      createTestBucket('lf'),
+    ]);
+  });
+  afterAll(async () => {
+    killLive();
+    figures.save();
+    for (const m of mounts.reverse()) {
+      try {
+        execFileSync('umount', [m]);
+      } catch {
+        execFileSync('umount', ['-l', m]);
+      }
+    }
+    await stack?.remove();
+    await dirs?.remove();
+  });
+
+  /** No snapshot of any status at a local target directory. */
+  async function noSnapshot(dir: string): Promise<void> {
+    const r = await runCli(['snapshots', '--json'], cliEnv(stack.project, dirs, { BACKUP_ARCHIVE: dir }));
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual([]);
+  }
+
+  it('target disk full (4 MiB tmpfs): STORAGE_FAILED exit 6 naming ENOSPC, stack running, nothing left on the disk', async () => {
+    await figures.count(async () => {
+      const target = await tmpfs('full-target', 'size=4m,mode=0700');
+      const r = await runCli(['backup'], cliEnv(stack.project, dirs, { BACKUP_ARCHIVE: target }), {
+        timeoutMs: 120_000,
+      });
+      expect(r.code, r.stderr).toBe(6);
+      expect(errorLine(r)).toMatch(/^error \[STORAGE_FAILED\]: .*(ENOSPC|no space)/i);
+      expect(await stack.states()).toEqual(RUNNING);
+      await noSnapshot(target);
+      expect(await readdir(target, { recursive: true })).toEqual([]);
+      expect(existsSync(join(dirs.state, 'state.json'))).toBe(false);
+    });
+  });
+
+  it('spool disk full (S3 target, 4 MiB tmpfs spool): STORAGE_FAILED exit 6 naming the spool, stack running, nothing uploaded', async () => {
+    await figures.count(async () => {
+      const spool = await tmpfs('full-spool', 'size=4m,mode=0700');
+      const env = s3Env(stack, dirs, bucket, s3Host(), { BACKUP_SPOOL_DIR: spool });
+      const r = await runCli(['backup'], env, { timeoutMs: 120_000 });
+      expect(r.code, r.stderr).toBe(6);
+      expect(errorLine(r)).toMatch(/^error \[STORAGE_FAILED\]: .*spool.*(ENOSPC|no space)/i);
+      expect(errorLine(r)).toContain('BACKUP_SPOOL_DIR');
+      expect(await stack.states()).toEqual(RUNNING);
+      const listed = await runCli(['snapshots', '--json'], env);
+      expect(JSON.parse(listed.stdout)).toEqual([]);
+      expect(await readdir(spool, { recursive: true })).toEqual([]);
+    });
+  });
+
+  it('target read-only: STORAGE_FAILED exit 6 naming the target, stack running', async () => {
+    await figures.count(async () => {
+      const target = await tmpfs('ro-target', 'size=1m,ro');
+      const r = await runCli(['backup'], cliEnv(stack.project, dirs, { BACKUP_ARCHIVE: target }), {
+        timeoutMs: 120_000,
+      });
+      expect(r.code, r.stderr).toBe(6);
+      expect(errorLine(r)).toMatch(/^error \[STORAGE_FAILED\]: .*(EROFS|read-only)/i);
+      expect(errorLine(r)).toContain(target);
+      expect(await stack.states()).toEqual(RUNNING);
+      await noSnapshot(target);
+    });
+  });
+
+  it('Docker socket gone (DOCKER_HOST at a dead socket): DOCKER_UNAVAILABLE exit 4, nothing stopped', async () => {
+    await figures.count(async () => {
+      await sleep(1100);
+      const t0 = Date.now();
+      const dead = `unix://${join(dirs.root, 'no-docker.sock')}`;
+      const r = await runCli(['backup'], cliEnv(stack.project, dirs, { DOCKER_HOST: dead }), {
+        timeoutMs: 60_000,
+      });
+      expect(r.code, r.stderr).toBe(4);
+      expect(errorLine(r)).toMatch(/^error \[DOCKER_UNAVAILABLE\]: /);
+      expect(errorLine(r)).toContain('no-docker.sock');
+      expect(lifecycle(await projectEvents(stack.project, t0))).toEqual([]);
+      expect(await stack.states()).toEqual(RUNNING);
+    });
+  });
+
+  it('a volume that does not exist: VOLUME_NOT_FOUND exit 4 naming it, nothing stopped', async () => {
+    await figures.count(async () => {
+      await sleep(1100);
+      const t0 = Date.now();
+      const r = await runCli(
+        ['backup'],
+        cliEnv(stack.project, dirs, { BACKUP_VOLUMES: 'moodledata_data,ghost_data' }),
+        {
+          timeoutMs: 60_000,
+        },
+      );
+      expect(r.code, r.stderr).toBe(4);
+      expect(errorLine(r)).toMatch(/^error \[VOLUME_NOT_FOUND\]: .*ghost_data/);
+      expect(lifecycle(await projectEvents(stack.project, t0))).toEqual([]);
+      expect(await stack.states()).toEqual(RUNNING);
+    });
+  });
+
+  // Last: it leaves the stack without its Moodle container.
+  it('the Moodle container removed while stopped for the backup: RESUME_FAILED exit 5 naming it, MariaDB running, no snapshot, the next run is not blocked', async () => {
+    await figures.count(async () => {
+      const target = join(dirs.root, 'removed');
+      const env = cliEnv(stack.project, dirs, { BACKUP_ARCHIVE: target, BACKUP_COMPRESSION: 'gzip' });
+      const run = startCli(['backup'], env);
+      await run.waitFor(
+        'both stopped',
+        async () => ((await readState(dirs))?.quiesced.length ?? 0) >= 2,
+        60_000,
+      );
+      await docker().getContainer(stack.containers.moodle).remove({ force: true });
+      const r = await run.exited;
+      expect(r.code, r.stderr).toBe(5);
+      expect(errorLine(r)).toMatch(
+        new RegExp(
+          `^error \\[RESUME_FAILED\\]: could not restart ${stack.containers.moodle}: .*was removed while it was stopped`,
+        ),
+      );
+      const mariadb = await docker().getContainer(stack.containers.mariadb).inspect();
+      expect(mariadb.State.Status).toBe('running');
+      await noSnapshot(target);
+      expect(existsSync(join(dirs.state, 'state.json'))).toBe(false);
+      // The next run must not trip over the removed container again.
+      const next = await runCli(
+        ['backup', '--json'],
+        { ...env, BACKUP_VOLUMES: 'mariadb_data' },
+        { timeoutMs: 120_000 },
+      );
+      expect(next.code, next.stderr).toBe(0);
+    });
+  });
+});
