@@ -57,10 +57,14 @@ export function registerVerify(program: Command): void {
             .slice(0, 5)
             .map((r) => `${r.snapshot} ${r.volume} (${r.level}): ${r.detail}`)
             .join('; ');
+          // Only a missing or wrong key: the archives may be fine, the configuration is not.
+          const keyOnly = failed.every((r) => r.code === 'DECRYPTION_FAILED');
           throw new SidecarError(
-            'INTEGRITY_FAILED',
+            keyOnly ? 'DECRYPTION_FAILED' : 'INTEGRITY_FAILED',
             `${failed.length} of ${report.results.length} checks failed: ${list}${failed.length > 5 ? '; …' : ''}`,
-            'do not rely on the failed snapshots; take a new backup (`backup`) and verify it',
+            keyOnly
+              ? 'set BACKUP_AGE_IDENTITY(_FILE) or BACKUP_AGE_PASSPHRASE(_FILE) to the key the snapshot was encrypted for'
+              : 'do not rely on the failed snapshots; take a new backup (`backup`) and verify it',
           );
         }
       } finally {

@@ -8,6 +8,7 @@ import { runBackup } from '../../src/backup.js';
 import { silentLogger } from '../../src/observe/logger.js';
 import { createBackend } from '../../src/storage/index.js';
 import type { VerifyReport } from '../../src/verify.js';
+import { Figures } from '../faults/figures.js';
 import { CLI, type CliResult, runCli } from '../harness/cli.js';
 import { cliEnv, type TempDirs, tempDirs, testConfig } from '../harness/config.js';
 import { docker, execOk } from '../harness/docker.js';
@@ -205,7 +206,10 @@ describe('restore safety: nothing is touched unless every archive is sound', () 
     atBackup = await stackState(stack);
     env = cliEnv(stack.project, dirs);
   });
+  // These archive cases are the other half of the hostile-input suite (test/faults/hostile-input.test.ts).
+  const refused = new Figures('hostile', 'refused');
   afterAll(async () => {
+    refused.save();
     await stack?.remove();
     await dirs?.remove();
   });
@@ -228,9 +232,11 @@ describe('restore safety: nothing is touched unless every archive is sound', () 
   }
 
   it.each(CORRUPTIONS)('refuses $name and changes nothing', async ({ damage, code, stderr }) => {
-    const copy = await copySnapshot(dirs.archive, good.id);
-    await damage(copy);
-    await expectRefused(copy.id, code, stderr);
+    await refused.count(async () => {
+      const copy = await copySnapshot(dirs.archive, good.id);
+      await damage(copy);
+      await expectRefused(copy.id, code, stderr);
+    });
   });
 
   it('a benign archive crafted like the hostile ones passes verification (the guard is what refuses them)', async () => {
@@ -244,12 +250,14 @@ describe('restore safety: nothing is touched unless every archive is sound', () 
   });
 
   it.each(HOSTILE)('refuses an archive with $name (HOSTILE_ARCHIVE)', async ({ entries, entry, also }) => {
-    const copy = await copySnapshot(dirs.archive, good.id);
-    const tar = await makeTar([...BENIGN, ...entries]);
-    await replaceArchive(copy, 'moodledata_data', zstd(tar), tar.length);
-    const r = await expectRefused(copy.id, 7, [/error \[HOSTILE_ARCHIVE\]/, /volume moodledata_data/]);
-    expect(r.stderr).toContain(`entry "${entry}"`);
-    if (also) expect(r.stderr).toContain(also);
+    await refused.count(async () => {
+      const copy = await copySnapshot(dirs.archive, good.id);
+      const tar = await makeTar([...BENIGN, ...entries]);
+      await replaceArchive(copy, 'moodledata_data', zstd(tar), tar.length);
+      const r = await expectRefused(copy.id, 7, [/error \[HOSTILE_ARCHIVE\]/, /volume moodledata_data/]);
+      expect(r.stderr).toContain(`entry "${entry}"`);
+      if (also) expect(r.stderr).toContain(also);
+    });
   });
 
   it('interactive pick under a pseudo-terminal restores the chosen snapshot; answering "no" changes nothing', async () => {
