@@ -46,7 +46,7 @@ export async function openContext(
   const backend = createBackend(config.target, {
     log: (msg: string, fields?: Record<string, unknown>) => log.warn({ step: 'storage', ...fields }, msg),
   }) as Backend & { close?: () => void };
-  await discardInterrupted(config, backend, interrupted, log);
+  await discardInterrupted([config, ...settings.jobs.map((j) => j.config)], interrupted, log);
   const ac = new AbortController();
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals) => {

@@ -170,14 +170,15 @@ describe('local faults', () => {
       const mariadb = await docker().getContainer(stack.containers.mariadb).inspect();
       expect(mariadb.State.Status).toBe('running');
       await noSnapshot(target);
-      expect(existsSync(join(dirs.state, 'state.json'))).toBe(false);
-      // The next run must not trip over the removed container again.
+      // The next run must not trip over the removed container again (the state file may still hold the
+      // maintenance mode that could not be turned off in the removed container; the next start retries it once).
       const next = await runCli(
         ['backup', '--json'],
         { ...env, BACKUP_VOLUMES: 'mariadb_data' },
         { timeoutMs: 120_000 },
       );
       expect(next.code, next.stderr).toBe(0);
+      expect(existsSync(join(dirs.state, 'state.json'))).toBe(false);
     });
   });
 });
