@@ -5,7 +5,7 @@ import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type Docker from 'dockerode';
 import { listSnapshots, resolveSnapshot } from './archive/catalog.js';
-import type { Manifest, ManifestDatabase, ManifestVolume } from './archive/manifest.js';
+import type { Manifest, ManifestVolume } from './archive/manifest.js';
 import type { TarStats } from './archive/tar-guard.js';
 import { verifyVolume } from './archive/verify.js';
 import type { Config } from './config/types.js';
@@ -18,8 +18,7 @@ import { demuxLogs, runInVolume } from './docker/restore-volume.js';
 import { findSelf } from './docker/self.js';
 import { MOUNT, pickHelperImage } from './docker/volumes.js';
 import { SidecarError } from './errors.js';
-import { drillDump } from './moodle/drill-dump.js';
-import { verifyDump } from './moodle/restore-dump.js';
+import { verifyDumpResult } from './moodle/verify-dump.js';
 import type { Logger } from './observe/logger.js';
 import { type Backend, isLocalBackend } from './storage/backend.js';
 
@@ -141,57 +140,14 @@ async function verifyOne(o: VerifyOptions, m: Manifest): Promise<VerifyResult[]>
         if (spoolFile) await rm(spoolFile, { force: true });
       }
     }
-    if (m.database) out.push(...(await verifyDumpResult(o, m, m.database)));
+    if (m.database)
+      out.push(
+        ...(await verifyDumpResult(o, m, m.database, { failure, parseCheck, drillPrefix: DRILL_PREFIX })),
+      );
   } finally {
     if (spool) await rm(spoolDir, { recursive: true, force: true });
   }
   return out;
-}
-
-/** An online snapshot's dump: size, sha256, decompression and rows per table against the manifest. */
-async function verifyDumpResult(
-  o: VerifyOptions,
-  m: Manifest,
-  db: ManifestDatabase,
-): Promise<VerifyResult[]> {
-  const t0 = Date.now();
-  const v = { name: db.volume.name } as ManifestVolume;
-  let archive: VerifyResult;
-  try {
-    const r = await verifyDump(o.backend, m, db, { signal: o.signal, encryption: o.config.encryption });
-    const detail = `sha256 ok, ${db.file}: ${r.tables} tables, ${r.rows} rows as in the manifest`;
-    o.log.info({ step: 'verify', snapshot: m.id, file: db.file, ms: ms(t0) }, `verified ${db.file}`);
-    archive = { snapshot: m.id, volume: v.name, level: 'archive', ok: true, detail, ms: ms(t0) };
-  } catch (err) {
-    if (o.signal?.aborted) throw err;
-    return [failure(m, v, 'archive', err, t0, o.log)];
-  }
-  if (!o.deep) return [archive];
-  const t1 = Date.now();
-  try {
-    const out = await drillDump({
-      ...o,
-      manifest: m,
-      db,
-      encryption: o.config.encryption,
-      prefix: DRILL_PREFIX,
-    });
-    const { tables, bad } = parseCheck(out);
-    if (tables === 0 || bad.length > 0) {
-      throw new SidecarError(
-        'INTEGRITY_FAILED',
-        tables === 0
-          ? 'mariadb-check listed no tables in the loaded dump'
-          : `${bad.length} of ${tables} tables failed mariadb-check: ${bad.slice(0, 5).join('; ')}`,
-      );
-    }
-    const detail = `loaded ${db.file} into a scratch server, rows per table as in the manifest; mariadb-check: ${tables} tables OK`;
-    o.log.info({ step: 'drill', snapshot: m.id, file: db.file, ms: ms(t1) }, `drill ${db.file}: ${detail}`);
-    return [archive, { snapshot: m.id, volume: v.name, level: 'drill', ok: true, detail, ms: ms(t1) }];
-  } catch (err) {
-    if (o.signal?.aborted) throw err;
-    return [archive, failure(m, v, 'drill', err, t1, o.log)];
-  }
 }
 
 function failure(
