@@ -17,6 +17,9 @@ export interface MaintenanceRecord {
   script: string;
   /** Dataroot mount point inside that container, '' when unknown. */
   dataroot: string;
+  /** Compose project and service, to find the container's successor if it was recreated meanwhile. */
+  project?: string;
+  service?: string;
 }
 
 export interface RunState {

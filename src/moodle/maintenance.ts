@@ -44,7 +44,34 @@ async function runSwitch(
 
 /** Turns maintenance mode off for a record left in the state file by a run that died. */
 export async function disableMaintenance(docker: Docker, rec: MaintenanceRecord): Promise<void> {
-  await runSwitch(docker, rec, '--disable');
+  try {
+    await runSwitch(docker, rec, '--disable');
+  } catch (err) {
+    // The container may have been recreated meanwhile (`docker compose up -d`): the flag lives in the dataroot
+    // volume, so its successor would come up in maintenance mode. Switch it off there instead.
+    const successor = await successorOf(docker, rec);
+    if (!successor) throw err;
+    await runSwitch(
+      docker,
+      { ...rec, container: successor.Id, name: successor.Names[0]?.replace(/^\//, '') ?? successor.Id },
+      '--disable',
+    );
+  }
+}
+
+/** A running container of the same compose project and service, other than the recorded one. */
+async function successorOf(
+  docker: Docker,
+  rec: MaintenanceRecord,
+): Promise<Docker.ContainerInfo | undefined> {
+  if (!rec.project || !rec.service) return undefined;
+  const list = await docker.listContainers({
+    filters: {
+      label: [`com.docker.compose.project=${rec.project}`, `com.docker.compose.service=${rec.service}`],
+      status: ['running'],
+    },
+  });
+  return list.find((c) => c.Id !== rec.container);
 }
 
 /**
@@ -77,6 +104,8 @@ export class Maintenance {
       name: site.container.name,
       script: `${site.codeDir}/admin/cli/maintenance.php`,
       dataroot: site.dataroot?.destination ?? '',
+      project: site.container.labels['com.docker.compose.project'],
+      service: site.container.labels['com.docker.compose.service'],
     };
     if (rec.dataroot) {
       const flag = await execCapture(this.docker, rec.container, [
@@ -105,7 +134,7 @@ export class Maintenance {
     const rec = this.rec;
     if (!rec) return;
     const t0 = Date.now();
-    await runSwitch(this.docker, rec, '--disable');
+    await disableMaintenance(this.docker, rec);
     this.rec = null;
     await this.state.update((s) => {
       delete s.maintenance;

@@ -5,6 +5,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Manifest } from '../../src/archive/manifest.js';
 import { runBackup } from '../../src/backup.js';
 import type { BackupMode, Config } from '../../src/config/types.js';
+import { discoverStack } from '../../src/docker/discover.js';
+import { recoverInterrupted } from '../../src/docker/recover.js';
+import { StateStore } from '../../src/docker/state.js';
+import { planMoodle } from '../../src/moodle/prepare.js';
 import { silentLogger } from '../../src/observe/logger.js';
 import { runRestore } from '../../src/restore.js';
 import { createBackend } from '../../src/storage/index.js';
@@ -28,6 +32,7 @@ import {
   FLAG,
   flagInVolume,
 } from '../harness/moodle.js';
+import { recreateWithLabels } from '../harness/recreate.js';
 import { createMoodleStack, DB, type MoodleStack } from '../harness/stack.js';
 
 const FILE_VOLUMES = ['moodle_data', 'moodledata_data'] as const;
@@ -349,4 +354,37 @@ describe('Moodle-aware modes: stop, pause and online (encrypted) round-trip the 
       `${DB.name}.pit_a: ${atDump + 1} expected, ${atDump}`,
     );
   }, 300_000);
+
+  it('a Moodle container recreated while maintenance was on: recovery turns it off in the new container', async () => {
+    const state = new StateStore(dirs.state);
+    await state.write({
+      runId: 'r',
+      operation: 'backup',
+      startedAt: new Date().toISOString(),
+      pid: process.pid,
+      quiesced: [],
+    });
+    const d = docker();
+    const { log } = capturingLogger();
+    const found = await planMoodle(
+      d,
+      await discoverStack(d, { project: stack.project, volumes: [] }, null),
+      config('stop'),
+      state,
+      log,
+    );
+    await found.maintenance.on();
+    expect(await flagInVolume(stack.volumes.moodledata_data)).toBe(true);
+    const before = (await d.getContainer(stack.containers.moodle).inspect()).Id;
+    // What `docker compose up -d` does to a changed service while a run holds maintenance mode.
+    const recreated = await recreateWithLabels(stack.containers.moodle, {});
+    expect(recreated.Id).not.toBe(before);
+    expect(await flagInVolume(stack.volumes.moodledata_data)).toBe(true);
+
+    const rec = capturingLogger();
+    await recoverInterrupted(d, state, rec.log);
+    expect(rec.lines().some((l) => /turned off the maintenance mode/.test(String(l.msg)))).toBe(true);
+    expect(await flagInVolume(stack.volumes.moodledata_data)).toBe(false);
+    expect(await state.read()).toBeNull();
+  });
 });
