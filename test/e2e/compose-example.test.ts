@@ -56,8 +56,9 @@ describe('compose.example.yml', () => {
     const { mariadb, moodle, backup } = config.services as Record<string, Service>;
     expect(mariadb?.labels?.['moodle-backup.stop']).toBe('true');
     expect(moodle?.labels?.['moodle-backup.stop']).toBe('true');
-    expect(moodle?.labels?.['moodle-backup.pre']).toContain('maintenance.php --enable');
-    expect(moodle?.labels?.['moodle-backup.post']).toContain('maintenance.php --disable');
+    // The sidecar switches maintenance mode itself: the example must not teach hooks that do it twice.
+    for (const label of ['moodle-backup.pre', 'moodle-backup.post'])
+      expect(moodle?.labels?.[label] ?? '', label).not.toContain('maintenance.php');
     expect(backup?.volumes).toEqual(
       expect.arrayContaining([
         '/var/run/docker.sock:/var/run/docker.sock:rw',

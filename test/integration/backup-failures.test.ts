@@ -257,6 +257,8 @@ describe('pre/post hooks from labels', () => {
     expect(existsSync(join(dirs.state, 'state.json'))).toBe(false);
     expect((await failing.exec('moodle', ['test', '-f', '/tmp/post-hook-ran'])).exitCode).toBe(0);
     const hooks = logLines(r.stderr).filter((l) => l.step === 'hook');
+    // The hook's output is in its log line.
+    expect(String(hooks[0]?.output)).toContain('boom');
     expect(hooks.map((h) => [h.phase, h.exitCode])).toEqual([
       ['pre', 3],
       ['post', 0],
