@@ -40,60 +40,67 @@ export interface Dataset {
   bytes: number;
 }
 
+export const DATASETS = ['mix', 'small', 'big'] as const;
+export type DatasetName = (typeof DATASETS)[number];
+
 /**
- * The three data sets as Compose-like projects. Data is written straight into the volumes' host
- * directories (the bench runs as root on the Docker host, as the baselines must), then the containers start.
+ * One data set as a Compose-like project. Data is written straight into the volumes' host directories (the
+ * bench runs as root on the Docker host, as the baselines must), then the containers start. Data sets are
+ * made one at a time and removed after measuring, so none competes for page cache or disk with another.
  */
-export async function createDatasets(
+export async function createDataset(
   docker: Docker,
   runId: string,
   image: string,
   sizes: Sizes,
-): Promise<Dataset[]> {
-  const mix = await createBenchStack(
-    docker,
-    runId,
-    `${runId}-mix`,
-    image,
-    ['mariadb_data', 'moodle_data', 'moodledata_data'],
-    [
-      { service: 'mariadb', mounts: { mariadb_data: '/bitnami/mariadb' } },
-      {
-        service: 'moodle',
-        mounts: { moodle_data: '/bitnami/moodle', moodledata_data: '/bitnami/moodledata' },
-        dependsOn: 'mariadb',
-      },
-    ],
-  );
-  const bytes = sizes.mixMb * MB;
-  const a = genDatabase(mix.dirs.mariadb_data as string, Math.round(bytes * 0.1));
-  const b = genCode(mix.dirs.moodle_data as string, Math.round(bytes * 0.08));
-  const c = genMoodledata(mix.dirs.moodledata_data as string, Math.round(bytes * 0.82));
-
-  const small = await createBenchStack(
-    docker,
-    runId,
-    `${runId}-small`,
-    image,
-    ['files'],
-    [{ service: 'app', mounts: { files: '/data' } }],
-  );
-  const s = genSmallFiles(small.dirs.files as string, sizes.smallFiles);
-
-  const big = await createBenchStack(
-    docker,
-    runId,
-    `${runId}-big`,
-    image,
-    ['moodledata_data'],
-    [{ service: 'moodle', mounts: { moodledata_data: '/bitnami/moodledata' } }],
-  );
-  const g = genBig(big.dirs.moodledata_data as string, sizes.bigMb * MB);
-
-  for (const st of [mix, small, big]) await startBenchStack(docker, runId, st.project);
-  return [
-    { name: 'mix', stack: mix, files: a.files + b.files + c.files, bytes: a.bytes + b.bytes + c.bytes },
-    { name: 'small', stack: small, files: s.files, bytes: s.bytes },
-    { name: 'big', stack: big, files: g.files, bytes: g.bytes },
-  ];
+  name: DatasetName,
+): Promise<Dataset> {
+  const project = `${runId}-${name}`;
+  let ds: Dataset;
+  if (name === 'mix') {
+    const stack = await createBenchStack(
+      docker,
+      runId,
+      project,
+      image,
+      ['mariadb_data', 'moodle_data', 'moodledata_data'],
+      [
+        { service: 'mariadb', mounts: { mariadb_data: '/bitnami/mariadb' } },
+        {
+          service: 'moodle',
+          mounts: { moodle_data: '/bitnami/moodle', moodledata_data: '/bitnami/moodledata' },
+          dependsOn: 'mariadb',
+        },
+      ],
+    );
+    const bytes = sizes.mixMb * MB;
+    const a = genDatabase(stack.dirs.mariadb_data as string, Math.round(bytes * 0.1));
+    const b = genCode(stack.dirs.moodle_data as string, Math.round(bytes * 0.08));
+    const c = genMoodledata(stack.dirs.moodledata_data as string, Math.round(bytes * 0.82));
+    ds = { name, stack, files: a.files + b.files + c.files, bytes: a.bytes + b.bytes + c.bytes };
+  } else if (name === 'small') {
+    const stack = await createBenchStack(
+      docker,
+      runId,
+      project,
+      image,
+      ['files'],
+      [{ service: 'app', mounts: { files: '/data' } }],
+    );
+    const g = genSmallFiles(stack.dirs.files as string, sizes.smallFiles);
+    ds = { name, stack, ...g };
+  } else {
+    const stack = await createBenchStack(
+      docker,
+      runId,
+      project,
+      image,
+      ['moodledata_data'],
+      [{ service: 'moodle', mounts: { moodledata_data: '/bitnami/moodledata' } }],
+    );
+    const g = genBig(stack.dirs.moodledata_data as string, sizes.bigMb * MB);
+    ds = { name, stack, ...g };
+  }
+  await startBenchStack(docker, runId, project);
+  return ds;
 }

@@ -1,3 +1,5 @@
+import { loadavg } from 'node:os';
+
 export interface Row {
   dataset: string;
   /** Stable key, e.g. `baseline:tar|zstd` or `product:backup-local-zstd`. */
@@ -23,6 +25,8 @@ export interface Row {
   emptyMs?: number;
   extractMs?: number;
   note?: string;
+  /** 1-minute load average right after the row was measured (2 cores: above 2 means others ran too). */
+  load1: number;
   /** The sidecar's log steps with their times, for finding where the time goes. */
   steps?: string[];
 }
@@ -39,8 +43,9 @@ export interface Target {
 
 const MB = 1024 * 1024;
 
-export function row(r: Omit<Row, 'mbps'>): Row {
-  return { ...r, mbps: round(r.bytes / MB / (r.ms / 1000), 1) };
+/** A row, with the machine's 1-minute load average when it was measured (the machine is shared). */
+export function row(r: Omit<Row, 'mbps' | 'load1'>): Row {
+  return { ...r, mbps: round(r.bytes / MB / (r.ms / 1000), 1), load1: round(loadavg()[0] ?? 0, 1) };
 }
 
 export function round(x: number, digits = 2): number {
@@ -86,6 +91,7 @@ export function formatTable(rows: Row[], targets: Target[]): string {
     s(r.downtimeMs),
     s(r.pipelineMs),
     r.peakRssMb === undefined ? '' : String(r.peakRssMb),
+    r.load1.toFixed(1),
   ]);
   const t = targets.map((x) => [x.met ? 'met ' : 'MISS', x.name, `${x.value} ${x.op} ${x.goal}`, x.detail]);
   return `${pad([head, ...body])}\n\ntargets:\n${pad(t)}`;
@@ -94,21 +100,24 @@ export function formatTable(rows: Row[], targets: Target[]): string {
 const cpu = (r: Row) =>
   r.cpuS === undefined ? '' : `${r.cpuS.toFixed(1)}${r.dockerdCpuS ? ` (+${r.dockerdCpuS.toFixed(1)})` : ''}`;
 
+/** Markdown table cell: pipes in pipeline names would split the cell. */
+const md = (text: string) => text.replace(/\|/g, '\\|');
+
 /** The same table as Markdown, for the README. */
 export function formatMarkdown(rows: Row[], targets: Target[]): string {
   const lines = [
-    '| dataset | pipeline | MB | s | MB/s | out/in | CPU s (+dockerd) | downtime s | peak RSS MB |',
-    '|---|---|--:|--:|--:|--:|--:|--:|--:|',
+    '| dataset | pipeline | MB | s | MB/s | out/in | CPU s (+dockerd) | downtime s | peak RSS MB | load |',
+    '|---|---|--:|--:|--:|--:|--:|--:|--:|--:|',
     ...rows.map(
       (r) =>
-        `| ${r.dataset} | ${r.label} | ${(r.bytes / MB).toFixed(0)} | ${s(r.ms)} | ${r.mbps.toFixed(1)} | ${
+        `| ${r.dataset} | ${md(r.label)} | ${(r.bytes / MB).toFixed(0)} | ${s(r.ms)} | ${r.mbps.toFixed(1)} | ${
           r.ratio === undefined ? '' : r.ratio.toFixed(3)
-        } | ${cpu(r)} | ${s(r.downtimeMs)} | ${r.peakRssMb ?? ''} |`,
+        } | ${cpu(r)} | ${s(r.downtimeMs)} | ${r.peakRssMb ?? ''} | ${r.load1.toFixed(1)} |`,
     ),
     '',
     '| target | measured | goal | |',
     '|---|--:|--:|---|',
-    ...targets.map((x) => `| ${x.name} | ${x.value} | ${x.op} ${x.goal} | ${x.met ? 'met' : 'missed'} |`),
+    ...targets.map((x) => `| ${md(x.name)} | ${x.value} | ${x.op} ${x.goal} | ${x.met ? 'met' : 'missed'} |`),
   ];
   return lines.join('\n');
 }

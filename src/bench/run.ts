@@ -4,7 +4,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Docker from 'dockerode';
-import { createDatasets, type Dataset, sizesFromEnv } from './datasets.js';
+import { createDataset, DATASETS, type Dataset, sizesFromEnv } from './datasets.js';
 import { formatMarkdown, formatTable, type Row, round, type Target, target } from './report.js';
 import { startS3 } from './s3.js';
 import { baseline, fingerprint, productBackup, productRestore } from './scenarios.js';
@@ -43,14 +43,16 @@ async function main(): Promise<void> {
   process.once('SIGTERM', () => void cleanup().finally(() => process.exit(143)));
   try {
     await events.start(docker, runId);
-    log(`generating data: mix ${sizes.mixMb} MB, ${sizes.smallFiles} small files, big ${sizes.bigMb} MB`);
-    const datasets = await createDatasets(docker, runId, image, sizes);
-    execFileSync('sync');
+    log(`data: mix ${sizes.mixMb} MB, ${sizes.smallFiles} small files, big ${sizes.bigMb} MB`);
+    const datasets: Pick<Dataset, 'name' | 'files' | 'bytes'>[] = [];
     const env = { cli: CLI, work, helperImage, events, s3Env: s3.env, repeat: sizes.repeat };
     const rows: Row[] = [];
     const checks: string[] = [];
     const only = (process.env.BENCH_ONLY ?? '').split(',').filter(Boolean);
-    for (const ds of datasets.filter((d) => only.length === 0 || only.includes(d.name))) {
+    for (const name of DATASETS.filter((d) => only.length === 0 || only.includes(d))) {
+      const ds = await createDataset(docker, runId, image, sizes, name);
+      execFileSync('sync');
+      datasets.push({ name: ds.name, files: ds.files, bytes: ds.bytes });
       log(`${ds.name}: ${ds.files} files, ${(ds.bytes / 1048576).toFixed(0)} MB`);
       const before = ds.name === 'big' ? '' : await fingerprint(env, ds);
       const local = await productBackup(env, ds, 'local', 'zstd', ds.name === 'big' ? 1 : sizes.repeat);
@@ -79,6 +81,7 @@ async function main(): Promise<void> {
       await rm(join(work, `archive-${ds.name}-zstd`), { recursive: true, force: true });
       await rm(join(work, `archive-${ds.name}-gzip`), { recursive: true, force: true });
       await rm(join(work, `base-${ds.name}-zst`), { recursive: true, force: true });
+      await removeBenchResources(docker, runId);
     }
     const targets = evaluate(rows);
     const table = formatTable(rows, targets);
@@ -91,7 +94,7 @@ async function main(): Promise<void> {
       totalSeconds: round((Date.now() - t0) / 1000, 1),
       machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version },
       sizes,
-      datasets: datasets.map((d: Dataset) => ({ name: d.name, files: d.files, bytes: d.bytes })),
+      datasets,
       rows,
       targets,
       checks,
@@ -107,7 +110,9 @@ async function main(): Promise<void> {
 function find(rows: Row[], dataset: string, key: string): Row {
   const r = rows.find((x) => x.dataset === dataset && x.key === key);
   // BENCH_ONLY runs leave rows out; their targets then read as missed (NaN), never as met.
-  return r ?? { dataset, key, label: key, kind: 'product', bytes: 0, ms: Number.NaN, mbps: Number.NaN };
+  return (
+    r ?? { dataset, key, label: key, kind: 'product', bytes: 0, ms: Number.NaN, mbps: Number.NaN, load1: 0 }
+  );
 }
 
 /** The issue's targets as ratios of throughput (or time) to the baselines measured in the same run. */
