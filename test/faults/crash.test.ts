@@ -1,21 +1,19 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../harness/cli.js';
 import { cliEnv, type TempDirs, tempDirs } from '../harness/config.js';
-import { createTestBucket } from '../harness/s3.js';
-import { freePort } from '../harness/s3-server.js';
-import { createMoodleStack, type MoodleStack } from '../harness/stack.js';
-import { Figures } from './figures.js';
 import {
   killLive,
   type LiveCli,
   type LogLine,
   msUntilRunning,
   readState,
-  s3Env,
-  s3Host,
   seeded,
   startCli,
-} from './live.js';
+} from '../harness/live.js';
+import { createTestBucket, s3Env, s3Host } from '../harness/s3.js';
+import { freePort } from '../harness/s3-server.js';
+import { createMoodleStack, type MoodleStack } from '../harness/stack.js';
+import { Figures } from './figures.js';
 
 /**
  * Crash suite: SIGKILL the CLI at seeded random moments across backup and restore, then start the sidecar
@@ -34,13 +32,30 @@ interface Kind {
   name: string;
   target: Target;
   args: string[];
-  /** Resolves at the moment to kill; `r` is the point's seeded random number in [0, 1). */
-  arm(run: LiveCli, dirs: TempDirs, r: number): Promise<void>;
+  /** What the kill waits for (named in the error when it never comes), and until when at most. */
+  waitFor: string;
+  until(run: LiveCli, dirs: TempDirs): boolean | Promise<boolean>;
+  timeoutMs: number;
+  /** The kill lands `r * spreadMs` after `until` holds; `r` is the point's seeded random number in [0, 1). */
+  spreadMs: number;
 }
 
-const isLog = (run: LiveCli, pred: (l: LogLine) => boolean) => () => run.log(pred) !== undefined;
+const logged =
+  (pred: (l: LogLine) => boolean) =>
+  (run: LiveCli): boolean =>
+    run.log(pred) !== undefined;
+const emptied = async (_run: LiveCli, dirs: TempDirs) =>
+  (await readState(dirs))?.volumes?.moodledata_data === 'emptied';
+const stopped = (n: number) => async (_run: LiveCli, dirs: TempDirs) =>
+  ((await readState(dirs))?.quiesced.length ?? 0) >= n;
 const after = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const RESTORE = ['restore', 'latest', '--yes', '--volume', 'moodledata_data'];
+
+/** Resolves at the moment to kill the run of `kind`. */
+async function arm(kind: Kind, run: LiveCli, dirs: TempDirs, r: number): Promise<void> {
+  await run.waitFor(kind.waitFor, () => kind.until(run, dirs), kind.timeoutMs);
+  await after(r * kind.spreadMs);
+}
 
 /** In this order, so the default 4 points include mid-read, mid-upload to S3, mid-extract and mid-verify. */
 const KINDS: Kind[] = [
@@ -48,105 +63,73 @@ const KINDS: Kind[] = [
     name: 'backup, mid-read of moodledata_data',
     target: 'local',
     args: ['backup'],
-    async arm(run, _d, r) {
-      await run.waitFor(
-        'moodle_data read',
-        isLog(run, (l) => l.step === 'read' && l.volume === 'moodle_data'),
-        120_000,
-      );
-      await after(r * 400);
-    },
+    waitFor: 'moodle_data read',
+    until: logged((l) => l.step === 'read' && l.volume === 'moodle_data'),
+    timeoutMs: 120_000,
+    spreadMs: 400,
   },
   {
     name: 'backup, mid-upload to S3',
     target: 's3',
     args: ['backup'],
-    async arm(run, _d, r) {
-      await run.waitFor(
-        'stack resumed',
-        isLog(run, (l) => l.step === 'resumed'),
-        120_000,
-      );
-      await after(r * 400);
-    },
+    waitFor: 'stack resumed',
+    until: logged((l) => l.step === 'resumed'),
+    timeoutMs: 120_000,
+    spreadMs: 400,
   },
   {
     name: 'restore, mid-extract',
     target: 'local',
     args: RESTORE,
-    async arm(run, dirs, r) {
-      await run.waitFor(
-        'volume emptied',
-        async () => (await readState(dirs))?.volumes?.moodledata_data === 'emptied',
-        180_000,
-      );
-      await after(r * 500);
-    },
+    waitFor: 'volume emptied',
+    until: emptied,
+    timeoutMs: 180_000,
+    spreadMs: 500,
   },
   {
     name: 'restore, mid-verify',
     target: 'local',
     args: RESTORE,
-    async arm(run, _d, r) {
-      await run.waitFor(
-        'restore plan',
-        isLog(run, (l) => l.step === 'plan'),
-        60_000,
-      );
-      await after(r * 300);
-    },
+    waitFor: 'restore plan',
+    until: logged((l) => l.step === 'plan'),
+    timeoutMs: 60_000,
+    spreadMs: 300,
   },
   {
     name: 'backup, mid-quiesce',
     target: 'local',
     args: ['backup'],
-    async arm(run, dirs, r) {
-      await run.waitFor(
-        'first stop',
-        async () => ((await readState(dirs))?.quiesced.length ?? 0) >= 1,
-        60_000,
-      );
-      await after(r * 150);
-    },
+    waitFor: 'first stop',
+    until: stopped(1),
+    timeoutMs: 60_000,
+    spreadMs: 150,
   },
   {
     name: 'restore, mid-safety-snapshot',
     target: 'local',
     args: RESTORE,
-    async arm(run, _d, r) {
-      await run.waitFor(
-        'verification',
-        isLog(run, (l) => l.step === 'verify'),
-        120_000,
-      );
-      await after(r * 600);
-    },
+    waitFor: 'verification',
+    until: logged((l) => l.step === 'verify'),
+    timeoutMs: 120_000,
+    spreadMs: 600,
   },
   {
     name: 'backup to S3, mid-read into the spool',
     target: 's3',
     args: ['backup'],
-    async arm(run, dirs, r) {
-      await run.waitFor(
-        'stack stopped',
-        async () => ((await readState(dirs))?.quiesced.length ?? 0) >= 2,
-        60_000,
-      );
-      await after(r * 800);
-    },
+    waitFor: 'stack stopped',
+    until: stopped(2),
+    timeoutMs: 60_000,
+    spreadMs: 800,
   },
   {
     name: 'restore from S3, mid-extract',
     target: 's3',
     args: RESTORE,
-    async arm(run, dirs, r) {
-      await run.waitFor(
-        'volume emptied',
-        async () => (await readState(dirs))?.volumes?.moodledata_data === 'emptied',
-        180_000,
-      );
-      await after(r * 500);
-    },
+    waitFor: 'volume emptied',
+    until: emptied,
+    timeoutMs: 180_000,
+    spreadMs: 500,
   },
 ];
 
@@ -204,7 +187,7 @@ describe(`crash suite: SIGKILL at ${POINTS} seeded points (seed ${SEED})`, () =>
     async ({ kind, r }) => {
       await figures.count(async () => {
         const run = startCli(kind.args, env(kind.target));
-        await kind.arm(run, dirs, r);
+        await arm(kind, run, dirs, r);
         expect(run.ended(), `the run ended before the kill point:\n${run.stderr().slice(-2000)}`).toBe(false);
         run.child.kill('SIGKILL');
         const killed = await run.exited;
@@ -222,11 +205,7 @@ describe(`crash suite: SIGKILL at ${POINTS} seeded points (seed ${SEED})`, () =>
           120_000,
         );
         const runningMs = await msUntilRunning(stack, t0, 60_000);
-        await serve.waitFor(
-          'serve ready',
-          isLog(serve, (l) => l.step === 'schedule'),
-          60_000,
-        );
+        await serve.waitForLog('serve ready', (l) => l.step === 'schedule', 60_000);
         serve.child.kill('SIGTERM');
         const served = await serve.exited;
         console.log(

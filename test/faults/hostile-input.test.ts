@@ -6,9 +6,9 @@ import { runCli } from '../harness/cli.js';
 import { cliEnv, type TempDirs, tempDirs } from '../harness/config.js';
 import { docker } from '../harness/docker.js';
 import { lifecycle, projectEvents } from '../harness/events.js';
+import { seeded } from '../harness/live.js';
 import { composeLabels, createMoodleStack, type MoodleStack } from '../harness/stack.js';
 import { Figures } from './figures.js';
-import { seeded } from './live.js';
 
 /**
  * Bad input, the configuration half of the hostile-input suite (the archive half, corrupt and hostile

@@ -8,10 +8,10 @@ import { type CliResult, runCli } from '../harness/cli.js';
 import { cliEnv, type TempDirs, tempDirs } from '../harness/config.js';
 import { docker } from '../harness/docker.js';
 import { lifecycle, projectEvents } from '../harness/events.js';
-import { createTestBucket } from '../harness/s3.js';
+import { killLive, readState, startCli } from '../harness/live.js';
+import { createTestBucket, s3Env, s3Host } from '../harness/s3.js';
 import { createMoodleStack, type MoodleStack } from '../harness/stack.js';
 import { Figures } from './figures.js';
-import { killLive, readState, s3Env, s3Host, startCli } from './live.js';
 
 /**
  * Local faults: a full target or spool disk (a small tmpfs), a read-only target, no Docker socket, a missing

@@ -3,11 +3,10 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { logLines, runCli } from '../harness/cli.js';
 import { type TempDirs, tempDirs } from '../harness/config.js';
 import { lifecycle, projectEvents } from '../harness/events.js';
-import { createTestBucket } from '../harness/s3.js';
+import { createTestBucket, s3Env, s3Host } from '../harness/s3.js';
 import { createMoodleStack, type MoodleStack } from '../harness/stack.js';
 import { FaultProxy, type Rule } from './fault-proxy.js';
 import { Figures } from './figures.js';
-import { s3Env, s3Host } from './live.js';
 
 /**
  * S3 fault suite: the sidecar talks to the S3 protocol server through a fault-injecting proxy on 127.0.0.1.

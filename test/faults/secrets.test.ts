@@ -7,11 +7,11 @@ import { generateIdentity } from 'age-encryption';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { type CliResult, runCli } from '../harness/cli.js';
 import { cliEnv, type TempDirs, tempDirs } from '../harness/config.js';
-import { createTestBucket } from '../harness/s3.js';
+import { killLive, startCli } from '../harness/live.js';
+import { createTestBucket, s3Env, s3Host } from '../harness/s3.js';
 import { freePort } from '../harness/s3-server.js';
 import { createMoodleStack, type MoodleStack } from '../harness/stack.js';
 import { Figures } from './figures.js';
-import { killLive, s3Env, s3Host, startCli } from './live.js';
 
 /**
  * Secrets never reach a log: a full run (scheduled backup through `serve` with a success webhook, `snapshots`,

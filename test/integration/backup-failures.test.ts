@@ -12,7 +12,7 @@ import { logLines, runCli } from '../harness/cli.js';
 import { cliEnv, type TempDirs, tempDirs } from '../harness/config.js';
 import { lifecycle, projectEvents } from '../harness/events.js';
 import { fingerprintVolume } from '../harness/fingerprint.js';
-import { createTestBucket } from '../harness/s3.js';
+import { createTestBucket, s3Env } from '../harness/s3.js';
 import { freePort } from '../harness/s3-server.js';
 import { createMoodleStack, type MoodleStack } from '../harness/stack.js';
 
@@ -30,6 +30,18 @@ async function lifecycleSince(project: string, sinceMs: number): Promise<string[
 async function preHookRuns(stack: MoodleStack): Promise<number> {
   const r = await stack.exec('moodle', ['sh', '-c', `cat ${PRE_LOG} 2>/dev/null || true`]);
   return r.stdout.split('\n').filter(Boolean).length;
+}
+
+/** The run switched maintenance mode on and then off again: both in its log, and no flag left in the dataroot. */
+async function expectMaintenanceOnThenOff(stack: MoodleStack, stderr: string): Promise<void> {
+  expect(
+    logLines(stderr)
+      .filter((l) => l.step === 'maintenance')
+      .map((l) => l.msg),
+  ).toEqual(['maintenance mode on', 'maintenance mode off']);
+  expect(
+    (await stack.exec('moodle', ['test', '-e', '/bitnami/moodledata/climaintenance.html'])).exitCode,
+  ).toBe(1);
 }
 
 /** A TCP forwarder on `port` to the test S3 server: the "unreachable" endpoint, come back. */
@@ -78,24 +90,6 @@ describe('failed backups leave the stack running and the target clean', () => {
     await dirs?.remove();
   });
 
-  /** CLI env for an S3 target whose endpoint is 127.0.0.1:<port> (nothing listening there). */
-  function s3Env(port: number, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-    const s3 = inject('s3');
-    const env = cliEnv(stack.project, dirs, {
-      AWS_S3_BUCKET_NAME: bucket,
-      AWS_S3_PATH: `p${port}`,
-      AWS_ENDPOINT: `127.0.0.1:${port}`,
-      AWS_ENDPOINT_PROTO: 'http',
-      AWS_S3_PATH_STYLE: 'true',
-      AWS_S3_CHECKSUMS: 'when_required',
-      AWS_ACCESS_KEY_ID: s3.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
-      ...extra,
-    });
-    delete env.BACKUP_ARCHIVE;
-    return env;
-  }
-
   it.each<{ spool: string; env: Record<string, string> }>([
     { spool: 'never', env: { BACKUP_SPOOL: 'never' } },
     { spool: 'auto (default: spooled, uploaded after resume)', env: {} },
@@ -103,7 +97,8 @@ describe('failed backups leave the stack running and the target clean', () => {
     'S3 unreachable, spool $spool: STORAGE error naming the bucket, stack running, nothing stored',
     async ({ env: extra, spool }) => {
       const port = await freePort();
-      const env = s3Env(port, extra);
+      // An S3 target at 127.0.0.1:<port>, where nothing listens.
+      const env = s3Env(stack, dirs, bucket, `127.0.0.1:${port}`, { AWS_S3_PATH: `p${port}`, ...extra });
       const since = Date.now();
       const r = await runCli(['backup'], env, { timeoutMs: 110_000 });
       expect(r.code, r.stderr).toBe(6);
@@ -119,14 +114,7 @@ describe('failed backups leave the stack running and the target clean', () => {
       expect(existsSync(join(dirs.state, 'state.json'))).toBe(false);
       expect(existsSync(join(dirs.state, 'run.lock'))).toBe(false);
       // Maintenance mode was on for the run and is off after the failure.
-      expect(
-        logLines(r.stderr)
-          .filter((l) => l.step === 'maintenance')
-          .map((l) => l.msg),
-      ).toEqual(['maintenance mode on', 'maintenance mode off']);
-      expect(
-        (await stack.exec('moodle', ['test', '-e', '/bitnami/moodledata/climaintenance.html'])).exitCode,
-      ).toBe(1);
+      await expectMaintenanceOnThenOff(stack, r.stderr);
       // No spooled archive is left on the sidecar's disk.
       expect(existsSync(dirs.spool) ? await readdir(dirs.spool) : []).toEqual([]);
 
@@ -265,14 +253,7 @@ describe('pre/post hooks from labels', () => {
     ]);
     expect(logLines(r.stderr).some((l) => l.step === 'quiesce')).toBe(false);
     // The hook ran with the site in maintenance mode; the abort turned it off again.
-    expect(
-      logLines(r.stderr)
-        .filter((l) => l.step === 'maintenance')
-        .map((l) => l.msg),
-    ).toEqual(['maintenance mode on', 'maintenance mode off']);
-    expect(
-      (await failing.exec('moodle', ['test', '-e', '/bitnami/moodledata/climaintenance.html'])).exitCode,
-    ).toBe(1);
+    await expectMaintenanceOnThenOff(failing, r.stderr);
   });
 
   it("offen's archive-pre/-post labels: the pre hook's file is in the archive, the post hook removed it; the exclude label applies", async () => {

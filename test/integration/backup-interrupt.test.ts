@@ -8,75 +8,15 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { listSnapshots } from '../../src/archive/catalog.js';
 import { HELPER_LABEL } from '../../src/docker/labels.js';
 import { createBackend } from '../../src/storage/index.js';
-import { CLI, type CliResult, logLines, runCli } from '../harness/cli.js';
+import { logLines, runCli } from '../harness/cli.js';
 import { cliEnv, type TempDirs, tempDirs } from '../harness/config.js';
 import { docker, IMAGES, TEST_LABEL, uniqueName } from '../harness/docker.js';
+import { killLive, type LogLine, msUntilRunning, startCli } from '../harness/live.js';
 import { flagInVolume } from '../harness/moodle.js';
 import { createMoodleStack, type MoodleStack } from '../harness/stack.js';
 
-type LogLine = Record<string, unknown>;
-
-/** A CLI run whose stderr is watched while it runs, so a test can signal it at a chosen step. */
-interface LiveCli {
-  child: ChildProcess;
-  stderr(): string;
-  /** Resolves with the first log line matching `pred`; rejects when the run ends first or on timeout. */
-  waitForLog(what: string, pred: (l: LogLine) => boolean, timeoutMs: number): Promise<LogLine>;
-  exited: Promise<CliResult>;
-}
-
-const live = new Set<ChildProcess>();
-
-function startCli(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 240_000): LiveCli {
-  const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  live.add(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.on('data', (d: Buffer) => {
-    stdout += d.toString();
-  });
-  child.stderr?.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  let ended = false;
-  const exited = new Promise<CliResult>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      ended = true;
-      clearTimeout(timer);
-      live.delete(child);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-  return {
-    child,
-    stderr: () => stderr,
-    exited,
-    async waitForLog(what, pred, ms) {
-      const end = Date.now() + ms;
-      while (Date.now() < end) {
-        const hit = logLines(stderr.slice(0, stderr.lastIndexOf('\n') + 1)).find(pred);
-        if (hit) return hit;
-        if (ended) throw new Error(`the CLI exited before logging ${what}:\n${stderr}`);
-        await sleep(25);
-      }
-      throw new Error(`no ${what} within ${ms} ms:\n${stderr}`);
-    },
-  };
-}
-
-/** Polls until both containers run; returns the milliseconds it took (bounded). */
-async function msUntilRunning(stack: MoodleStack, from: number, timeoutMs = 60_000): Promise<number> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const s = await stack.states();
-    if (s.mariadb === 'running' && s.moodle === 'running') return Date.now() - from;
-    if (Date.now() > end)
-      throw new Error(`stack not running ${timeoutMs} ms after the signal: ${JSON.stringify(s)}`);
-    await sleep(200);
-  }
-}
+/** The lock-race contenders still running (afterAll kills them). */
+const contenders = new Set<ChildProcess>();
 
 /** Helper containers (label moodle-backup.helper) that mount one of the stack's volumes. */
 async function helpersOf(stack: MoodleStack): Promise<string[]> {
@@ -124,7 +64,8 @@ describe('interrupted and concurrent backups', () => {
     [stack, dirs] = await Promise.all([createMoodleStack({ seed: { bigMb: 300 } }), tempDirs('intr')]);
   }, 300_000);
   afterAll(async () => {
-    for (const c of live) c.kill('SIGKILL');
+    killLive();
+    for (const c of contenders) c.kill('SIGKILL');
     // Helpers carry no compose label: remove those on the stack's volumes, else the volumes stay in use.
     if (stack) {
       for (const name of await helpersOf(stack))
@@ -165,7 +106,7 @@ describe('interrupted and concurrent backups', () => {
     'SIGTERM $when: exit 130, stack running within seconds, no snapshot, no helper left',
     async ({ at, pred }) => {
       const archive = join(dirs.root, `term-${at.replace(/\W+/g, '-')}`);
-      const run = startCli(['backup'], env(archive, { BACKUP_COMPRESSION: 'gzip' }));
+      const run = startCli(['backup'], env(archive, { BACKUP_COMPRESSION: 'gzip' }), 240_000);
       await run.waitForLog(at, pred, 120_000);
       const killedAt = Date.now();
       run.child.kill('SIGTERM');
@@ -200,7 +141,7 @@ describe('interrupted and concurrent backups', () => {
 
   it('SIGKILL mid-backup: the next `backup` resumes the stack first, then backs up; the killed run is not ok', async () => {
     const archive = join(dirs.root, 'kill');
-    const run = startCli(['backup'], env(archive, { BACKUP_COMPRESSION: 'gzip' }));
+    const run = startCli(['backup'], env(archive, { BACKUP_COMPRESSION: 'gzip' }), 240_000);
     const plan = await run.waitForLog('plan', (l) => l.step === 'plan', 120_000);
     await run.waitForLog(
       'read of mariadb_data',
@@ -313,7 +254,7 @@ describe('interrupted and concurrent backups', () => {
         const c = spawn(process.execPath, ['--input-type=module', '-e', script, dir, String(at)], {
           stdio: ['ignore', 'pipe', 'inherit'],
         });
-        live.add(c);
+        contenders.add(c);
         let out = '';
         c.stdout?.on('data', (d: Buffer) => {
           out += d.toString();
@@ -322,7 +263,7 @@ describe('interrupted and concurrent backups', () => {
         c.on('error', reject);
         c.on('close', () => {
           clearTimeout(timer);
-          live.delete(c);
+          contenders.delete(c);
           resolve(out.trim());
         });
       });

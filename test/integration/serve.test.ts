@@ -1,4 +1,4 @@
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
@@ -14,33 +14,13 @@ import { silentLogger } from '../../src/observe/logger.js';
 import { Notifier, type NotifyPayload } from '../../src/observe/notify.js';
 import { parseSchedule, STALE_GRACE_MS, staleDeadline } from '../../src/schedule/scheduler.js';
 import { LocalBackend } from '../../src/storage/local.js';
-import { CLI, runCli } from '../harness/cli.js';
+import { runCli } from '../harness/cli.js';
 import { cliEnv, type TempDirs, tempDirs } from '../harness/config.js';
 import { freePort } from '../harness/s3-server.js';
+import { type ServeProcess, startServe, until } from '../harness/serve.js';
 import { createMoodleStack, type MoodleStack } from '../harness/stack.js';
 
 const TOKEN = 'hook-token-4f1c9e';
-
-/** Polls `fn` until it returns a value, at most `timeoutMs`; the error names what was awaited. */
-async function until<T>(
-  what: string,
-  fn: () => Promise<T | undefined>,
-  timeoutMs: number,
-  everyMs = 500,
-): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < end) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    await sleep(everyMs);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-}
 
 async function get(port: number, path: string): Promise<{ status: number; body: string }> {
   const res = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(5_000) });
@@ -56,8 +36,7 @@ function metric(text: string, name: string): number | undefined {
 describe('serve: scheduled backups, health, metrics, webhook', () => {
   let stack: MoodleStack;
   let dirs: TempDirs;
-  let child: ChildProcess | undefined;
-  let stderr = '';
+  let serve: ServeProcess | undefined;
   let hook: Server;
   const posts: { body: string; payload: NotifyPayload }[] = [];
   let failNextFailure = true;
@@ -91,10 +70,7 @@ describe('serve: scheduled backups, health, metrics, webhook', () => {
   });
 
   afterAll(async () => {
-    if (child && child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await once(child, 'exit').catch(() => undefined);
-    }
+    await serve?.stop(5_000);
     hook?.closeAllConnections();
     hook?.close();
     await stack?.remove();
@@ -122,13 +98,10 @@ describe('serve: scheduled backups, health, metrics, webhook', () => {
       // src/backup.ts currently reports the stream's "Premature close" instead of the cause.)
       BACKUP_SPOOL: 'always',
     });
-    child = spawn(process.execPath, [CLI, 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stderr?.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.stdout?.resume();
-    const exited = once(child, 'exit');
-    const diag = () => `\n--- serve stderr (tail) ---\n${stderr.slice(-4000)}`;
+    const running = startServe(env);
+    serve = running;
+    const stderr = () => running.log();
+    const diag = () => `\n--- serve stderr (tail) ---\n${stderr().slice(-4000)}`;
 
     try {
       // 1. A scheduled snapshot appears at the target.
@@ -207,25 +180,19 @@ describe('serve: scheduled backups, health, metrics, webhook', () => {
       ).toBeGreaterThanOrEqual(1);
 
       // 5. SIGTERM while a run has the stack stopped: the run aborts, the stack is resumed, exit 0.
-      const plans = () => stderr.match(/"step":"plan"/g)?.length ?? 0;
+      const plans = () => stderr().match(/"step":"plan"/g)?.length ?? 0;
       const seen = plans();
       await until('the next run to start', async () => (plans() > seen ? true : undefined), 30_000, 20);
-      child.kill('SIGTERM');
-      const [code, signal] = (await Promise.race([
-        exited,
-        sleep(90_000).then(() => {
-          throw new Error('serve did not exit within 90 s of SIGTERM');
-        }),
-      ])) as [number | null, NodeJS.Signals | null];
-      expect({ code, signal }, diag()).toEqual({ code: 0, signal: null });
+      // Exit code 0 (null: killed, still running 90 s after SIGTERM).
+      expect(await running.stop(90_000), diag()).toBe(0);
     } catch (err) {
       (err as Error).message += diag();
       throw err;
     }
-    expect(stderr).toContain('scheduled backup interrupted by shutdown; the stack was resumed');
+    expect(stderr()).toContain('scheduled backup interrupted by shutdown; the stack was resumed');
     expect(await stack.states()).toEqual({ mariadb: 'running', moodle: 'running' });
     // The webhook URL is a secret: it never reaches the log.
-    expect(stderr).not.toContain(TOKEN);
+    expect(stderr()).not.toContain(TOKEN);
   });
 });
 
@@ -244,12 +211,7 @@ describe('serve without a schedule, and with a bad one', () => {
       BACKUP_HEALTH_PORT: String(port),
       BACKUP_HEALTH_HOST: '127.0.0.1',
     });
-    const child = spawn(process.execPath, [CLI, 'serve'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
-    let log = '';
-    child.stderr?.on('data', (d: Buffer) => {
-      log += d.toString();
-    });
-    const exited = once(child, 'exit');
+    const serve = startServe(env);
     try {
       const r = await until('/healthz', () => get(port, '/healthz'), 30_000);
       expect(r.status).toBe(200);
@@ -259,12 +221,10 @@ describe('serve without a schedule, and with a bad one', () => {
         nextRun: null,
         staleAt: null,
       });
-      expect(log).toContain('nothing is scheduled');
-      child.kill('SIGTERM');
-      const [code] = (await Promise.race([exited, sleep(30_000).then(() => [-1])])) as [number | null];
-      expect(code, log).toBe(0);
+      expect(serve.log()).toContain('nothing is scheduled');
+      expect(await serve.stop(30_000), serve.log()).toBe(0);
     } finally {
-      if (child.exitCode === null) child.kill('SIGKILL');
+      await serve.stop(5_000);
     }
   });
 
@@ -290,9 +250,7 @@ describe('serve without a schedule, and with a bad one', () => {
       BACKUP_WEBHOOK_URL: `http://127.0.0.1:${(hook.address() as { port: number }).port}/h`,
       BACKUP_NOTIFY_ON: 'stale',
     });
-    const child = spawn(process.execPath, [CLI, 'serve'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
-    child.stderr?.resume();
-    const exited = once(child, 'exit');
+    const serve = startServe(env);
     try {
       const r = await until(
         '/healthz 503',
@@ -309,11 +267,9 @@ describe('serve without a schedule, and with a bad one', () => {
       expect(stale).toHaveLength(1);
       expect(stale[0]).toMatchObject({ event: 'stale', project: 'mbst-idle-stale' });
       expect(stale[0]?.message).toContain('backups of project mbst-idle-stale are overdue');
-      child.kill('SIGTERM');
-      const [code] = (await Promise.race([exited, sleep(30_000).then(() => [-1])])) as [number | null];
-      expect(code).toBe(0);
+      expect(await serve.stop(30_000)).toBe(0);
     } finally {
-      if (child.exitCode === null) child.kill('SIGKILL');
+      await serve.stop(5_000);
       hook.closeAllConnections();
       hook.close();
     }

@@ -1,11 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { inject } from 'vitest';
 import type { RunState } from '../../src/docker/state.js';
-import { CLI, type CliResult, logLines } from '../harness/cli.js';
-import { cliEnv, type TempDirs } from '../harness/config.js';
-import type { MoodleStack } from '../harness/stack.js';
+import { CLI, type CliResult, logLines } from './cli.js';
+import type { TempDirs } from './config.js';
+import type { MoodleStack } from './stack.js';
 
 export type LogLine = Record<string, unknown>;
 
@@ -17,6 +16,8 @@ export interface LiveCli {
   waitFor(what: string, pred: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void>;
   /** The first log line matching `pred`. */
   log(pred: (l: LogLine) => boolean): LogLine | undefined;
+  /** Resolves with the first log line matching `pred`, on the terms of `waitFor`. */
+  waitForLog(what: string, pred: (l: LogLine) => boolean, timeoutMs: number): Promise<LogLine>;
   exited: Promise<CliResult>;
   ended(): boolean;
 }
@@ -51,20 +52,26 @@ export function startCli(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 300
     });
   });
   const lines = () => logLines(stderr.slice(0, stderr.lastIndexOf('\n') + 1));
+  const log = (pred: (l: LogLine) => boolean) => lines().find(pred);
+  async function waitFor(what: string, pred: () => boolean | Promise<boolean>, ms: number): Promise<void> {
+    const end = Date.now() + ms;
+    while (Date.now() < end) {
+      if (await pred()) return;
+      if (ended) throw new Error(`the CLI exited before ${what}:\n${stderr.slice(-3000)}`);
+      await sleep(20);
+    }
+    throw new Error(`not ${what} within ${ms} ms:\n${stderr.slice(-3000)}`);
+  }
   return {
     child,
     stderr: () => stderr,
     exited,
     ended: () => ended,
-    log: (pred) => lines().find(pred),
-    async waitFor(what, pred, ms) {
-      const end = Date.now() + ms;
-      while (Date.now() < end) {
-        if (await pred()) return;
-        if (ended) throw new Error(`the CLI exited before ${what}:\n${stderr.slice(-3000)}`);
-        await sleep(20);
-      }
-      throw new Error(`not ${what} within ${ms} ms:\n${stderr.slice(-3000)}`);
+    log,
+    waitFor,
+    async waitForLog(what, pred, ms) {
+      await waitFor(what, () => log(pred) !== undefined, ms);
+      return log(pred) as LogLine;
     },
   };
 }
@@ -87,35 +94,6 @@ export async function msUntilRunning(stack: MoodleStack, from: number, timeoutMs
     if (Date.now() > end) throw new Error(`stack not running ${timeoutMs} ms after: ${JSON.stringify(s)}`);
     await sleep(200);
   }
-}
-
-/** CLI environment for an S3 target at `endpoint` (host:port), e.g. the test server or a fault proxy. */
-export function s3Env(
-  stack: MoodleStack,
-  dirs: TempDirs,
-  bucket: string,
-  endpoint: string,
-  extra: Record<string, string> = {},
-): NodeJS.ProcessEnv {
-  const s3 = inject('s3');
-  const env = cliEnv(stack.project, dirs, {
-    AWS_S3_BUCKET_NAME: bucket,
-    AWS_S3_PATH: 'moodle',
-    AWS_ENDPOINT: endpoint,
-    AWS_ENDPOINT_PROTO: 'http',
-    AWS_S3_PATH_STYLE: 'true',
-    AWS_S3_CHECKSUMS: 'when_required',
-    AWS_ACCESS_KEY_ID: s3.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
-    ...extra,
-  });
-  delete env.BACKUP_ARCHIVE;
-  return env;
-}
-
-/** host:port of the test S3 server. */
-export function s3Host(): string {
-  return new URL(inject('s3').endpoint).host;
 }
 
 /** A small seeded PRNG (mulberry32): the same seed gives the same kill points on every machine. */
