@@ -1,5 +1,22 @@
 import { readFileSync } from 'node:fs';
-import { splitKeys } from '../archive/encryption.js';
+import {
+  boolean,
+  count,
+  duration,
+  endpointHost,
+  integer,
+  keys,
+  list,
+  notifyEvents,
+  oneOf,
+  type Parsed,
+  partSizeMb,
+  retentionDays,
+  same,
+  text,
+} from './env-parsers.js';
+import { ONE_TARGET, UNSUPPORTED_OFFEN_VARS } from './offen-unsupported.js';
+import { closest } from './suggest.js';
 
 /**
  * Environment variables → a partial config in the YAML file's shape. Accepts offen/docker-volume-backup's
@@ -28,8 +45,6 @@ export interface EnvConfig {
   errors: string[];
 }
 
-type Parsed = { ok: true; value: unknown } | { ok: false; expected: string };
-
 interface VarSpec {
   /** Dot-joined config paths the value is written to ([] = consumed by a special rule below). */
   paths: readonly string[];
@@ -44,117 +59,6 @@ interface VarSpec {
   selects?: 'local' | 's3';
   /** Used only when no earlier variable in the table set the same path (AWS SDK precedence). */
   fallback?: boolean;
-}
-
-const MiB = 1024 * 1024;
-
-const text = (raw: string): Parsed => ({ ok: true, value: raw });
-
-const oneOf =
-  (values: Record<string, string>) =>
-  (raw: string): Parsed => {
-    const v = values[raw.trim().toLowerCase()];
-    return v === undefined
-      ? { ok: false, expected: `one of ${Object.keys(values).join(', ')}` }
-      : { ok: true, value: v };
-  };
-
-const same = (...values: string[]) => oneOf(Object.fromEntries(values.map((v) => [v, v])));
-
-function count(raw: string): Parsed {
-  const t = raw.trim();
-  const n = Number(t);
-  return /^\d+$/.test(t) && Number.isSafeInteger(n)
-    ? { ok: true, value: n }
-    : { ok: false, expected: 'an integer ≥ 0' };
-}
-
-/** Any integer; its range depends on the codec and is checked by the schema. */
-function integer(raw: string): Parsed {
-  const t = raw.trim();
-  return /^-?\d+$/.test(t) ? { ok: true, value: Number(t) } : { ok: false, expected: 'an integer' };
-}
-
-/** offen's BACKUP_RETENTION_DAYS defaults to -1 ("no pruning"); -1 means "off" here too. */
-function retentionDays(raw: string): Parsed {
-  if (raw.trim() === '-1') return { ok: true, value: 0 };
-  const r = count(raw);
-  return r.ok ? r : { ok: false, expected: 'an integer ≥ 0 (or -1 for off)' };
-}
-
-function partSizeMb(raw: string): Parsed {
-  const r = count(raw);
-  return r.ok && (r.value as number) >= 5
-    ? { ok: true, value: (r.value as number) * MiB }
-    : { ok: false, expected: 'an integer number of MiB ≥ 5 (S3 minimum part size)' };
-}
-
-/** Go's strconv.ParseBool, which offen uses. */
-const bool = oneOf({ true: 'true', t: 'true', '1': 'true', false: 'false', f: 'false', '0': 'false' });
-const boolean = (raw: string): Parsed => {
-  const r = bool(raw);
-  return r.ok ? { ok: true, value: r.value === 'true' } : { ok: false, expected: 'true or false' };
-};
-
-/** age keys: comma, space or newline separated; `#` comment lines as in age's key files. */
-function keys(raw: string): Parsed {
-  return { ok: true, value: splitKeys(raw) };
-}
-
-function list(raw: string): Parsed {
-  return { ok: true, value: raw.split(',').flatMap((s) => (s.trim() ? [s.trim()] : [])) };
-}
-
-/** offen's AWS_ENDPOINT is host[:port]; the protocol comes from AWS_ENDPOINT_PROTO. */
-function endpointHost(raw: string): Parsed {
-  const t = raw.trim();
-  return /^([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?$/.test(t)
-    ? { ok: true, value: t }
-    : {
-        ok: false,
-        expected: 'host[:port] without protocol or path (set the protocol in AWS_ENDPOINT_PROTO)',
-      };
-}
-
-const GO_UNITS_NS: Record<string, number> = {
-  ns: 1,
-  us: 1e3,
-  µs: 1e3,
-  μs: 1e3,
-  ms: 1e6,
-  s: 1e9,
-  m: 60e9,
-  h: 3600e9,
-};
-
-/**
- * A Go time.Duration string ('90s', '5m', '1m30s', '1.5h') as whole seconds, rounded up so the container
- * never gets less time than asked. A bare integer is taken as seconds (offen would reject it).
- */
-export function parseGoDuration(raw: string): number | undefined {
-  const t = raw.trim().replace(/^\+/, '');
-  if (/^\d+$/.test(t)) return Number(t);
-  if (!/^((\d+(\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h))+$/.test(t)) return undefined;
-  let ns = 0;
-  for (const m of t.matchAll(/(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)/g)) {
-    ns += Math.round(Number(m[1]) * (GO_UNITS_NS[m[2] as string] as number));
-  }
-  return Math.ceil(ns / 1e9);
-}
-
-/** BACKUP_NOTIFY_ON: 'failure,success,stale', any subset, any case. */
-function notifyEvents(raw: string): Parsed {
-  const events = raw.split(',').flatMap((s) => (s.trim() ? [s.trim().toLowerCase()] : []));
-  return events.every((e) => e === 'failure' || e === 'success' || e === 'stale')
-    ? { ok: true, value: [...new Set(events)] }
-    : { ok: false, expected: 'a comma-separated list of failure, success, stale' };
-}
-
-function duration(raw: string): Parsed {
-  const s = parseGoDuration(raw);
-  return s === undefined
-    ? { ok: false, expected: "a duration such as '90s', '5m' or '1m30s' (or whole seconds)" }
-    : { ok: true, value: s };
 }
 
 /**
@@ -237,85 +141,6 @@ export const KNOWN_VARS: readonly string[] = [
   ...Object.keys(VARS),
   ...FILE_VARS.map((n) => `${n}_FILE`),
 ];
-
-const ONE_TARGET =
-  'moodle-backup writes to one target: a local directory (BACKUP_ARCHIVE) or S3 (AWS_S3_BUCKET_NAME)';
-const NO_NOTIFY =
-  'shoutrrr URLs and e-mail are not built in: set BACKUP_WEBHOOK_URL for JSON webhooks, or alert on the exit status or on the error code in the JSON logs';
-const NO_ENCRYPT =
-  'GPG is not supported: encrypt with age instead (BACKUP_AGE_RECIPIENTS or BACKUP_AGE_PASSPHRASE)';
-const NO_HOOKS = 'exec labels are not supported';
-
-/**
- * offen settings that have no equivalent here, with what to do instead. Listed by exact name (an offen
- * `_FILE` variant is matched too); a prefix match would catch unrelated variables such as SSH_AUTH_SOCK.
- */
-export const UNSUPPORTED_OFFEN_VARS: Readonly<Record<string, string>> = {
-  BACKUP_SOURCES:
-    'volumes are read through Docker, not from mounts under /backup: list them in BACKUP_VOLUMES',
-  BACKUP_FILENAME: 'snapshot names are chosen by moodle-backup so that retention and restore can find them',
-  BACKUP_FILENAME_EXPAND: 'snapshot names are chosen by moodle-backup',
-  BACKUP_LATEST_SYMLINK: 'snapshot names are chosen by moodle-backup: no "latest" link is kept',
-  BACKUP_PRUNING_PREFIX: 'give moodle-backup a location of its own with AWS_S3_PATH or BACKUP_ARCHIVE',
-  BACKUP_PRUNING_LEEWAY: 'retention is calendar based: see BACKUP_KEEP_* and BACKUP_RETENTION_DAYS',
-  BACKUP_SKIP_BACKENDS_FROM_PRUNE: ONE_TARGET,
-  BACKUP_FROM_SNAPSHOT: 'use BACKUP_MODE (stop, pause or online) to get a consistent copy',
-  BACKUP_EXCLUDE_REGEXP:
-    'list paths per volume under `exclude` in the config file, or in the moodle-backup.exclude label',
-  BACKUP_STOP_SERVICE_TIMEOUT:
-    'Swarm services are not supported: BACKUP_STOP_CONTAINER_TIMEOUT applies to containers',
-  GZIP_PARALLELISM: 'use BACKUP_COMPRESSION=zstd for faster compression',
-  GPG_PASSPHRASE: NO_ENCRYPT,
-  GPG_PUBLIC_KEY_RING: NO_ENCRYPT,
-  AWS_ENDPOINT_INSECURE:
-    'TLS certificates are always verified: use AWS_ENDPOINT_PROTO=http on a trusted network',
-  AWS_ENDPOINT_CA_CERT: 'set NODE_EXTRA_CA_CERTS to the PEM file instead',
-  AWS_STORAGE_CLASS: 'set a lifecycle rule on the bucket instead',
-  AWS_IAM_ROLE_ENDPOINT:
-    'leave AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY unset and the AWS SDK finds instance or task roles itself',
-  EXEC_LABEL: NO_HOOKS,
-  EXEC_FORWARD_OUTPUT: NO_HOOKS,
-  LOCK_TIMEOUT: 'the run lock has no configurable timeout',
-  NOTIFICATION_URLS: NO_NOTIFY,
-  NOTIFICATION_LEVEL: NO_NOTIFY,
-  EMAIL_NOTIFICATION_RECIPIENT: NO_NOTIFY,
-  EMAIL_NOTIFICATION_SENDER: NO_NOTIFY,
-  EMAIL_SMTP_HOST: NO_NOTIFY,
-  EMAIL_SMTP_PORT: NO_NOTIFY,
-  EMAIL_SMTP_USERNAME: NO_NOTIFY,
-  EMAIL_SMTP_PASSWORD: NO_NOTIFY,
-  ...Object.fromEntries(
-    [
-      'WEBDAV_URL',
-      'WEBDAV_URL_INSECURE',
-      'WEBDAV_PATH',
-      'WEBDAV_USERNAME',
-      'WEBDAV_PASSWORD',
-      'SSH_HOST_NAME',
-      'SSH_PORT',
-      'SSH_USER',
-      'SSH_PASSWORD',
-      'SSH_IDENTITY_FILE',
-      'SSH_IDENTITY_PASSPHRASE',
-      'SSH_REMOTE_PATH',
-      'AZURE_STORAGE_ACCOUNT_NAME',
-      'AZURE_STORAGE_PRIMARY_ACCOUNT_KEY',
-      'AZURE_STORAGE_CONNECTION_STRING',
-      'AZURE_STORAGE_CONTAINER_NAME',
-      'AZURE_STORAGE_PATH',
-      'AZURE_STORAGE_ENDPOINT',
-      'AZURE_STORAGE_ACCESS_TIER',
-      'DROPBOX_REFRESH_TOKEN',
-      'DROPBOX_APP_KEY',
-      'DROPBOX_APP_SECRET',
-      'DROPBOX_REMOTE_PATH',
-      'DROPBOX_CONCURRENCY_LEVEL',
-      'GOOGLE_DRIVE_CREDENTIALS_JSON',
-      'GOOGLE_DRIVE_FOLDER_ID',
-      'GOOGLE_DRIVE_IMPERSONATE_SUBJECT',
-    ].map((name) => [name, ONE_TARGET]),
-  ),
-};
 
 /** Namespaces we own: any unknown name in them is a typo or an unsupported setting, never ignored. */
 const OWN_PREFIXES = /^(BACKUP_|AWS_S3_)/;
@@ -452,37 +277,4 @@ function setPath(tree: Tree, path: string, value: unknown): void {
 
 function truncate(s: string, max = 60): string {
   return s.length > max ? `${s.slice(0, max)}…` : s;
-}
-
-/** The candidate nearest to `name` by edit distance, if near enough to be a likely typo. */
-export function closest(name: string, candidates: readonly string[]): string | undefined {
-  const limit = Math.min(3, Math.max(1, Math.floor(name.length / 4)));
-  let best: string | undefined;
-  let bestDistance = limit + 1;
-  for (const c of candidates) {
-    const d = editDistance(name.toUpperCase(), c.toUpperCase());
-    if (d < bestDistance) {
-      best = c;
-      bestDistance = d;
-    }
-  }
-  return best;
-}
-
-/** Levenshtein distance with adjacent transpositions counted as one edit (common typing slip). */
-export function editDistance(a: string, b: string): number {
-  const rows: number[][] = Array.from({ length: a.length + 1 }, (_, i) =>
-    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
-  );
-  const at = (i: number, j: number) => rows[i]?.[j] ?? Number.POSITIVE_INFINITY;
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      let d = Math.min(at(i - 1, j) + 1, at(i, j - 1) + 1, at(i - 1, j - 1) + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
-        d = Math.min(d, at(i - 2, j - 2) + 1);
-      (rows[i] as number[])[j] = d;
-    }
-  }
-  return at(a.length, b.length);
 }

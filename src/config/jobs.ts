@@ -1,6 +1,7 @@
 import { CRON_HINT, cronProblem } from '../schedule/cron.js';
-import { closest, type Tree } from './env.js';
+import type { Tree } from './env.js';
 import { KNOWN_KEYS } from './schema.js';
+import { closest } from './suggest.js';
 import type { Config } from './types.js';
 
 /**

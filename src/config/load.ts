@@ -2,9 +2,10 @@ import { readFile } from 'node:fs/promises';
 import { LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { SidecarError } from '../errors.js';
-import { closest, type EnvConfig, readEnv, type Tree } from './env.js';
+import { type EnvConfig, readEnv, type Tree } from './env.js';
 import { DEFAULT_JOB, type ParseJob, resolveJobs, type Settings } from './jobs.js';
 import { configSchema, KNOWN_KEYS } from './schema.js';
+import { closest } from './suggest.js';
 import type { Config } from './types.js';
 
 /** Read when BACKUP_CONFIG is unset and the file exists. */

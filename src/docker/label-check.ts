@@ -1,4 +1,4 @@
-import { closest } from '../config/env.js';
+import { closest } from '../config/suggest.js';
 import { SidecarError } from '../errors.js';
 import { cronProblem } from '../schedule/cron.js';
 import type { ServiceContainer } from './discover.js';

@@ -3,8 +3,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { editDistance, parseGoDuration } from '../../src/config/env.js';
+import { parseGoDuration } from '../../src/config/env-parsers.js';
 import { loadConfig, redactConfig } from '../../src/config/load.js';
+import { editDistance } from '../../src/config/suggest.js';
 import type { Config } from '../../src/config/types.js';
 import { isSidecarError, type SidecarError } from '../../src/errors.js';
 
