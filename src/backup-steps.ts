@@ -1,4 +1,5 @@
 import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import type { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { listSnapshots } from './archive/catalog.js';
@@ -20,6 +21,13 @@ export function spoolSink(path: string): Sink {
     pipeline(s, createWriteStream(path, { mode: 0o600 })).catch((err: unknown) => {
       throw spoolError(err, path);
     });
+}
+
+/** The run's spool directory, private to the sidecar; an I/O error there names the spool (STORAGE_FAILED). */
+export async function makeSpoolDir(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 }).catch((err: unknown) => {
+    throw spoolError(err, dir);
+  });
 }
 
 export function backendSink(backend: Backend, key: string): Sink {

@@ -1,7 +1,6 @@
-import { mkdir, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PassThrough, Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
 import type Docker from 'dockerode';
 import { getCodec } from './archive/codec.js';
 import { AGE_EXTENSION, encryptionPlan } from './archive/encryption.js';
@@ -14,36 +13,34 @@ import {
   newSnapshotId,
   serializeManifest,
 } from './archive/manifest.js';
-import { ByteCounter, HashTap } from './archive/tap.js';
 import {
   backendSink,
   describeServices,
   discardPartial,
+  makeSpoolDir,
   previousRawSizes,
   putFile,
-  type Sink,
   spoolSink,
   sum,
   useSpool,
 } from './backup-steps.js';
+import { manifestVolume, streamVolume } from './backup-stream.js';
 import type { Config } from './config/types.js';
-import { discoverStack, type VolumeTarget } from './docker/discover.js';
+import { discoverStack } from './docker/discover.js';
 import { collectHooks, runHooks } from './docker/hooks.js';
 import { assertLabels } from './docker/label-check.js';
 import { planQuiesce } from './docker/plan.js';
 import { quiesce } from './docker/quiesce.js';
 import { findSelf } from './docker/self.js';
 import { StateStore } from './docker/state.js';
-import { assertVolume, pickHelperImage, readVolumeTar, withHelper } from './docker/volumes.js';
-import { SidecarError, throwFirstCause } from './errors.js';
+import { assertVolume, pickHelperImage } from './docker/volumes.js';
+import { SidecarError } from './errors.js';
 import { dumpStep } from './moodle/dump-step.js';
-import type { VolumeExcludes } from './moodle/excludes.js';
 import { readMoodleFacts } from './moodle/facts.js';
 import { planMoodle } from './moodle/prepare.js';
 import type { Logger } from './observe/logger.js';
 import { Progress } from './observe/progress.js';
 import type { Backend } from './storage/backend.js';
-import { spoolError } from './storage/spool-error.js';
 import { TOOL } from './version.js';
 
 export interface BackupContext {
@@ -138,10 +135,7 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
     tm = Date.now();
     await runHooks(docker, hooks.pre, log);
     if (mp.dump) {
-      if (spool)
-        await mkdir(spoolDir, { recursive: true, mode: 0o700 }).catch((err: unknown) => {
-          throw spoolError(err, spoolDir);
-        });
+      if (spool) await makeSpoolDir(spoolDir);
       const sinkFor = (file: string) =>
         spool ? spoolSink(join(spoolDir, file)) : backendSink(backend, `${id}/${file}`);
       database = await dumpStep(
@@ -162,10 +156,7 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
     quiesceMs = Date.now() - tq;
     const tr = Date.now();
     try {
-      if (spool)
-        await mkdir(spoolDir, { recursive: true, mode: 0o700 }).catch((err: unknown) => {
-          throw spoolError(err, spoolDir);
-        });
+      if (spool) await makeSpoolDir(spoolDir);
       for (const v of mp.tarVolumes) {
         ctx.signal?.throwIfAborted();
         const excludes = mp.excludes.get(v.name) ?? { rules: [], source: 'none' };
@@ -263,71 +254,4 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
     // A maintenance mode that would not turn off stays recorded: the next start retries (docker/recover.ts).
     if (!mp.maintenance.active) await state.clear();
   }
-}
-
-interface StreamResult {
-  rawBytes: number;
-  storedBytes: number;
-  sha256: string;
-  ms: number;
-  excludedEntries: number;
-  excludedBytes: number;
-}
-
-/** Docker tar → byte counter → codec → [age] → sha256 tap → sink, with back-pressure end to end. */
-async function streamVolume(
-  docker: Docker,
-  v: VolumeTarget,
-  image: string,
-  /** The codec, then the encryption stage when encrypting: the tap hashes what is stored. */
-  encode: NodeJS.ReadWriteStream[],
-  sink: Sink,
-  signal?: AbortSignal,
-  progress?: Progress,
-  excludes?: VolumeExcludes,
-): Promise<StreamResult> {
-  const t0 = Date.now();
-  let excluded = { entries: 0, bytes: 0 };
-  return withHelper(docker, { volume: v.name, image, readOnly: true }, async (helper) => {
-    const tar = await readVolumeTar(helper, {
-      exclude: excludes?.rules,
-      onExcluded: (s) => {
-        excluded = s;
-      },
-    });
-    const raw = new ByteCounter();
-    const tap = new HashTap();
-    const out = new PassThrough();
-    const stages: NodeJS.ReadWriteStream[] = [raw];
-    if (progress) stages.push(progress);
-    const produce = pipeline([tar, ...stages, ...encode, tap, out], signal ? { signal } : {});
-    const consume = sink(out).catch((err: unknown) => {
-      out.destroy(err as Error);
-      throw err;
-    });
-    throwFirstCause(await Promise.allSettled([produce, consume]));
-    return {
-      rawBytes: raw.bytes,
-      storedBytes: tap.bytes,
-      sha256: tap.digest(),
-      ms: Date.now() - t0,
-      excludedEntries: excluded.entries,
-      excludedBytes: excluded.bytes,
-    };
-  });
-}
-
-function manifestVolume(v: VolumeTarget, file: string, r: StreamResult, ex: VolumeExcludes): ManifestVolume {
-  return {
-    name: v.short,
-    dockerName: v.name,
-    file,
-    rawBytes: r.rawBytes,
-    storedBytes: r.storedBytes,
-    sha256: r.sha256,
-    mountedAt: v.mountedBy.map((m) => ({ service: m.service, destination: m.destination })),
-    excluded: ex.rules,
-    excludedEntries: r.excludedEntries,
-    excludedBytes: r.excludedBytes,
-  };
 }

@@ -10,19 +10,20 @@ import { verifyVolume } from './archive/verify.js';
 import { runBackup } from './backup.js';
 import type { Config } from './config/types.js';
 import { discoverStack, type Stack } from './docker/discover.js';
-import { extractInto, mountPointCommands } from './docker/extract.js';
+import { extractInto } from './docker/extract.js';
 import { stopOrder } from './docker/plan.js';
 import { quiesce } from './docker/quiesce.js';
 import { emptyVolume, ensureVolume, runInVolume } from './docker/restore-volume.js';
 import { findSelf } from './docker/self.js';
 import { StateStore } from './docker/state.js';
-import { MOUNT, pickHelperImage, volumeExists } from './docker/volumes.js';
+import { pickHelperImage } from './docker/volumes.js';
 import { SidecarError } from './errors.js';
 import { afterStart, type StartReport } from './moodle/after-start.js';
 import { verifyDump } from './moodle/restore-dump.js';
 import { databasePlan, restoreDatabase, runningVersions, selectDatabase } from './moodle/restore-online.js';
 import { olderThanSnapshot } from './moodle/versions.js';
 import type { Logger } from './observe/logger.js';
+import { finishScript, makePlan, selectVolumes } from './restore-steps.js';
 import { type Backend, isLocalBackend } from './storage/backend.js';
 
 export interface RestoreOptions {
@@ -151,51 +152,6 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreResult> {
     if (spool) await rm(spoolDir, { recursive: true, force: true });
   }
 }
-
-function selectVolumes(manifest: Manifest, wanted?: string[]): ManifestVolume[] {
-  if (!wanted || wanted.length === 0) return manifest.volumes;
-  return wanted.map((w) => {
-    const v = manifest.volumes.find((x) => x.name === w);
-    if (!v) {
-      throw new SidecarError(
-        'USAGE',
-        `snapshot ${manifest.id} has no volume "${w}"`,
-        `it has: ${manifest.volumes.map((x) => x.name).join(', ')}`,
-      );
-    }
-    return v;
-  });
-}
-
-/** The Docker volume a snapshot volume goes to: the project's volume with that short name, or a new one. */
-function targetVolume(stack: Stack, v: ManifestVolume): string {
-  return stack.allVolumes.find((x) => x.short === v.name)?.name ?? `${stack.project}_${v.name}`;
-}
-
-async function makePlan(
-  docker: Docker,
-  manifest: Manifest,
-  selected: ManifestVolume[],
-  stack: Stack,
-): Promise<RestorePlan> {
-  const volumes = [];
-  for (const v of selected) {
-    const dockerName = targetVolume(stack, v);
-    volumes.push({
-      name: v.name,
-      dockerName,
-      exists: await volumeExists(docker, dockerName),
-      storedBytes: v.storedBytes,
-      rawBytes: v.rawBytes,
-    });
-  }
-  const names = new Set(volumes.map((v) => v.dockerName));
-  const users = stack.containers
-    .filter((c) => c.state === 'running' || c.state === 'paused')
-    .filter((c) => c.mounts.some((m) => names.has(m.volume)));
-  return { snapshot: manifest, project: stack.project, volumes, stop: stopOrder(users).map((c) => c.name) };
-}
-
 interface ApplyInput {
   manifest: Manifest;
   plan: RestorePlan;
@@ -224,6 +180,13 @@ async function apply(
   const progress: Record<string, 'pending' | 'emptied' | 'restored'> = Object.fromEntries(
     [...selected.map((v) => v.name), ...(db ? [db.volume.name] : [])].map((n) => [n, 'pending']),
   );
+  // Each volume's progress goes to the state file as it happens: a crash midway is reported per volume.
+  const mark = async (name: string, st: 'emptied' | 'restored') => {
+    progress[name] = st;
+    await state.update((s) => {
+      s.volumes = { ...progress };
+    });
+  };
   await state.write({
     runId: `restore-${manifest.id}`,
     operation: 'restore',
@@ -259,10 +222,7 @@ async function apply(
       const te = Date.now();
       await emptyVolume(docker, target, image);
       const emptyMs = Date.now() - te;
-      progress[v.name] = 'emptied';
-      await state.update((s) => {
-        s.volumes = { ...progress };
-      });
+      await mark(v.name, 'emptied');
       const source = spoolDir
         ? createReadStream(join(spoolDir, v.file))
         : await backend.get(`${manifest.id}/${v.file}`);
@@ -271,24 +231,24 @@ async function apply(
       const extractMs = Date.now() - tx;
       // A snapshot taken in maintenance mode must not bring the site back in maintenance mode.
       await runInVolume(docker, target, image, finishScript(verified[v.name]?.root));
-      progress[v.name] = 'restored';
-      await state.update((s) => {
-        s.volumes = { ...progress };
-      });
+      await mark(v.name, 'restored');
       log.info(
         { step: 'restore', volume: v.name, rawBytes: v.rawBytes, emptyMs, extractMs },
         `restored ${v.name}`,
       );
     }
     if (db) {
-      const mark = async (st: 'emptied' | 'restored') => {
-        progress[db.volume.name] = st;
-        await state.update((s) => {
-          s.volumes = { ...progress };
-        });
-      };
       dbVolumes.push(
-        await restoreDatabase(docker, { ...o, manifest, plan, stack, db, image, spoolDir, mark }),
+        await restoreDatabase(docker, {
+          ...o,
+          manifest,
+          plan,
+          stack,
+          db,
+          image,
+          spoolDir,
+          mark: (st) => mark(db.volume.name, st),
+        }),
       );
     }
   } catch (err) {
@@ -327,13 +287,4 @@ async function apply(
     log,
   );
   return { downtimeMs, report };
-}
-
-/**
- * After extraction: drop a leftover maintenance flag (a snapshot taken in maintenance mode must not bring the
- * site back in maintenance mode) and give the mount point its recorded owner, mode and mtime, which Docker's
- * unpacking leaves alone.
- */
-function finishScript(root?: TarStats['root']): string {
-  return [`rm -f ${MOUNT}/climaintenance.html`, ...mountPointCommands(root)].join(' && ');
 }
