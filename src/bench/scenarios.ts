@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Dataset } from './datasets.js';
@@ -136,9 +136,19 @@ export async function productBackup(
   target: 'local' | 's3',
   codec: 'zstd' | 'gzip',
   repeat: number,
+  /** Moodle's default dataroot excludes, through a config file: measures the tar filter's cost. */
+  excludes?: Record<string, string[]>,
 ): Promise<Measured> {
-  const archive = join(env.work, `archive-${ds.name}-${codec}`);
-  const targetEnv = target === 'local' ? { BACKUP_ARCHIVE: archive } : env.s3Env;
+  const tag = excludes ? '-excludes' : '';
+  const archive = join(env.work, `archive-${ds.name}-${codec}${tag}`);
+  const targetEnv: Record<string, string> =
+    target === 'local' ? { BACKUP_ARCHIVE: archive } : { ...env.s3Env };
+  if (excludes) {
+    const file = join(env.work, 'exclude.yml');
+    const yaml = Object.entries(excludes).map(([v, rules]) => `  ${v}: [${rules.join(', ')}]`);
+    await writeFile(file, `exclude:\n${yaml.join('\n')}\n`);
+    targetEnv.BACKUP_CONFIG = file;
+  }
   // Every repeat's snapshot stays: the fastest run's snapshot is the one restored afterwards.
   if (target === 'local') await fresh(archive);
   const r = await best(repeat, async () => {
@@ -170,8 +180,10 @@ export async function productBackup(
     rows: [
       row({
         dataset: ds.name,
-        key: `product:backup-${target}-${codec}`,
-        label: `sidecar backup → ${target === 'local' ? 'local' : 'S3 (s3rver)'}, ${codec}`,
+        key: `product:backup-${target}-${codec}${tag}`,
+        label: `sidecar backup → ${target === 'local' ? 'local' : 'S3 (s3rver)'}, ${codec}${
+          excludes ? ', Moodle excludes' : ''
+        }`,
         kind: 'product',
         bytes: raw,
         ms: r.ms,

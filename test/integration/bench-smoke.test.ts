@@ -26,6 +26,7 @@ const EXPECTED: Record<string, string[]> = {
     'baseline:tar|node-zlib-gzip',
     'product:backup-local-gzip',
     'product:backup-s3-zstd',
+    'product:backup-local-zstd-excludes',
     'baseline:zstd -d|tar -x',
     'product:restore-local-zstd',
   ],
