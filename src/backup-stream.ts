@@ -1,9 +1,10 @@
-import { PassThrough } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type Docker from 'dockerode';
 import type { ManifestVolume } from './archive/manifest.js';
 import { ByteCounter, HashTap } from './archive/tap.js';
 import type { Sink } from './backup-steps.js';
+import { readDirTar } from './docker/dir-tar.js';
 import type { VolumeTarget } from './docker/discover.js';
 import { readVolumeTar, withHelper } from './docker/volumes.js';
 import { throwFirstCause } from './errors.js';
@@ -17,9 +18,15 @@ export interface StreamResult {
   ms: number;
   excludedEntries: number;
   excludedBytes: number;
+  /** Which read path produced the tar (logged; the snapshot format is the same either way). */
+  via: 'mount' | 'docker';
 }
 
-/** Docker tar → byte counter → codec → [age] → sha256 tap → sink, with back-pressure end to end. */
+/**
+ * Volume tar → byte counter → codec → [age] → sha256 tap → sink, with back-pressure end to end. The tar comes
+ * from GNU tar on the volume's directory when `dir` is given (the `mount` read path), else from Docker's
+ * getArchive through a helper container; both produce the same entry names, the rest is shared.
+ */
 export async function streamVolume(
   docker: Docker,
   v: VolumeTarget,
@@ -30,16 +37,19 @@ export async function streamVolume(
   signal?: AbortSignal,
   progress?: Progress,
   excludes?: VolumeExcludes,
+  dir?: string | null,
+  onWarning?: (message: string) => void,
 ): Promise<StreamResult> {
   const t0 = Date.now();
   let excluded = { entries: 0, bytes: 0 };
-  return withHelper(docker, { volume: v.name, image, readOnly: true }, async (helper) => {
-    const tar = await readVolumeTar(helper, {
-      exclude: excludes?.rules,
-      onExcluded: (s) => {
-        excluded = s;
-      },
-    });
+  const opts = {
+    exclude: excludes?.rules,
+    onExcluded: (s: { entries: number; bytes: number }) => {
+      excluded = s;
+    },
+    onWarning,
+  };
+  const run = async (tar: Readable, via: 'mount' | 'docker'): Promise<StreamResult> => {
     const raw = new ByteCounter();
     const tap = new HashTap();
     const out = new PassThrough();
@@ -58,8 +68,13 @@ export async function streamVolume(
       ms: Date.now() - t0,
       excludedEntries: excluded.entries,
       excludedBytes: excluded.bytes,
+      via,
     };
-  });
+  };
+  if (dir) return run(readDirTar(dir, opts), 'mount');
+  return withHelper(docker, { volume: v.name, image, readOnly: true }, async (helper) =>
+    run(await readVolumeTar(helper, opts), 'docker'),
+  );
 }
 
 export function manifestVolume(

@@ -33,6 +33,7 @@ import { planQuiesce } from './docker/plan.js';
 import { quiesce } from './docker/quiesce.js';
 import { findSelf } from './docker/self.js';
 import { StateStore } from './docker/state.js';
+import { volumeDir } from './docker/volume-dir.js';
 import { assertVolume, pickHelperImage } from './docker/volumes.js';
 import { SidecarError } from './errors.js';
 import { dumpStep } from './moodle/dump-step.js';
@@ -151,6 +152,10 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
       // Maintenance mode only while the dump runs; the file volumes are read live afterwards.
       await maintenanceOff();
     }
+    // Resolved before anything stops: BACKUP_READ_PATH=mount with an unreachable volume fails here.
+    const dirs = new Map<string, string | null>();
+    for (const v of mp.tarVolumes)
+      dirs.set(v.name, await volumeDir(docker, v.name, self, config.readPath, 'read'));
     const tq = Date.now();
     const resume = await quiesce(docker, plan, { stopTimeoutSeconds: config.stopTimeoutSeconds, state, log });
     quiesceMs = Date.now() - tq;
@@ -173,10 +178,19 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
           ctx.signal,
           Progress.enabled() ? new Progress(v.short, expected[v.short]) : undefined,
           excludes,
+          dirs.get(v.name),
+          (message) => log.warn({ step: 'read', volume: v.short }, message),
         );
         volumes.push(manifestVolume(v, file, r, excludes));
         log.info(
-          { step: 'read', volume: v.short, rawBytes: r.rawBytes, storedBytes: r.storedBytes, ms: r.ms },
+          {
+            step: 'read',
+            volume: v.short,
+            rawBytes: r.rawBytes,
+            storedBytes: r.storedBytes,
+            ms: r.ms,
+            readPath: r.via,
+          },
           `read ${v.short}`,
         );
       }

@@ -80,6 +80,7 @@ const VARS: Record<string, VarSpec> = {
   BACKUP_COMPRESSION_LEVEL: { paths: ['compressionLevel'], parse: integer },
   BACKUP_SPOOL: { paths: ['spool'], parse: same('auto', 'always', 'never') },
   BACKUP_SPOOL_DIR: { paths: ['spoolDir'], parse: text },
+  BACKUP_READ_PATH: { paths: ['readPath'], parse: same('auto', 'docker', 'mount') },
   BACKUP_STATE_DIR: { paths: ['stateDir'], parse: text },
   BACKUP_HELPER_IMAGE: { paths: ['helperImage'], parse: text },
   BACKUP_CRON_EXPRESSION: { paths: ['schedule'], parse: text },

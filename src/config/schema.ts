@@ -20,6 +20,7 @@ export const COMPRESSION_LEVELS = { zstd: { min: 1, max: 19 }, gzip: { min: 1, m
 export const CODECS = ['zstd', 'gzip', 'none'] as const;
 export const QUIESCE_MODES = ['stop', 'pause', 'online'] as const;
 export const SPOOL_POLICIES = ['auto', 'always', 'never'] as const;
+export const READ_PATHS = ['auto', 'docker', 'mount'] as const;
 export const CHECKSUM_MODES = ['when_supported', 'when_required'] as const;
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
 export const NOTIFY_EVENTS = ['failure', 'success', 'stale'] as const;
@@ -140,6 +141,7 @@ export const configSchema = z
     compressionLevel: z.int().optional(),
     spool: z.enum(SPOOL_POLICIES).default('auto'),
     spoolDir: absolutePath().default('/var/lib/moodle-backup/spool'),
+    readPath: z.enum(READ_PATHS).default('auto'),
     stateDir: absolutePath().default('/var/lib/moodle-backup'),
     helperImage: nonEmpty().optional(),
     schedule: nonEmpty().optional(),

@@ -8,6 +8,8 @@ export type QuiesceMode = 'stop' | 'pause';
 /** How a run gets a consistent copy: stop or pause the stack, or `online` (a mariadb-dump, nothing stopped). */
 export type BackupMode = QuiesceMode | 'online';
 export type SpoolPolicy = 'auto' | 'always' | 'never';
+/** How volume data is read and written: a directory the sidecar can see (`mount`) or Docker's archive API. */
+export type ReadPath = 'auto' | 'docker' | 'mount';
 /** Webhook events; 'failure' is always sent. */
 export type NotifyEvent = 'failure' | 'success' | 'stale';
 
@@ -87,6 +89,8 @@ export interface Config {
   spool: SpoolPolicy;
   /** Where compressed archives are spooled when the target is slower than reading. */
   spoolDir: string;
+  /** auto: the volume's directory when the sidecar can see it (docker/volume-dir.ts), else Docker's archive API. */
+  readPath: ReadPath;
   /** Persistent directory for the state file (what was stopped) and the run lock. */
   stateDir: string;
   /** Image for helper containers that mount volumes; default: the sidecar's own image. */

@@ -7,7 +7,7 @@ export interface SelfInfo {
   image: string;
   labels: Record<string, string>;
   /** Named volumes mounted into the sidecar: name and mount point. */
-  volumeMounts: { name: string; destination: string }[];
+  volumeMounts: { name: string; destination: string; rw?: boolean }[];
 }
 
 /**
@@ -34,7 +34,7 @@ export async function findSelf(docker: Docker): Promise<SelfInfo | null> {
         labels: info.Config.Labels ?? {},
         volumeMounts: (info.Mounts ?? [])
           .filter((m) => m.Type === 'volume' && m.Name)
-          .map((m) => ({ name: m.Name as string, destination: m.Destination })),
+          .map((m) => ({ name: m.Name as string, destination: m.Destination, rw: m.RW })),
       };
     } catch (err) {
       if (dockerStatus(err) !== 404) throw err;

@@ -76,6 +76,11 @@ export async function readVolumeTar(
   opts: ReadVolumeOptions = {},
 ): Promise<Readable> {
   const tar = (await helper.getArchive({ path: `${MOUNT}/.` })) as unknown as Readable;
+  return withExcludes(tar, opts);
+}
+
+/** Puts the exclude filter behind a tar stream, whichever read path produced it. */
+export function withExcludes(tar: Readable, opts: ReadVolumeOptions): Readable {
   if (!opts.exclude || opts.exclude.length === 0) {
     tar.once('end', () => opts.onExcluded?.({ entries: 0, bytes: 0 }));
     return tar;

@@ -36,6 +36,7 @@ export function testConfig(project: string, dirs: TempDirs, over: Partial<Config
     compression: 'zstd',
     spool: 'auto',
     spoolDir: dirs.spool,
+    readPath: 'auto',
     stateDir: dirs.state,
     helperImage: IMAGES.busybox,
     retention: {

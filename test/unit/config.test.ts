@@ -61,6 +61,7 @@ const DEFAULTS: Config = {
   compression: 'zstd',
   spool: 'auto',
   spoolDir: '/var/lib/moodle-backup/spool',
+  readPath: 'auto',
   stateDir: '/var/lib/moodle-backup',
   target: { type: 'local', path: '/archive' },
   healthPort: 8080,
