@@ -63,7 +63,9 @@ export async function projectEvents(
   if (rec) {
     await sleep(500); // events arrive a moment after the API call that caused them
     events = rec.events.filter(
-      (e) => e.time >= Math.floor(sinceMs / 1000) * 1e9 && e.time <= (untilMs + 1000) * 1e6,
+      // Nanosecond times from the recorder: no rounding down to the second, which let the previous test's
+      // last events (a fast backup ends within the same second) into this window.
+      (e) => e.time >= sinceMs * 1e6 && e.time <= (untilMs + 1000) * 1e6,
     );
   } else {
     const stream = (await docker().getEvents({
