@@ -9,13 +9,15 @@ import type { TarStats } from './archive/tar-guard.js';
 import { verifyVolume } from './archive/verify.js';
 import { runBackup } from './backup.js';
 import type { Config } from './config/types.js';
+import { emptyDir, finishDir } from './docker/dir-tar.js';
 import { discoverStack, type Stack } from './docker/discover.js';
 import { extractInto } from './docker/extract.js';
 import { stopOrder } from './docker/plan.js';
 import { quiesce } from './docker/quiesce.js';
 import { emptyVolume, ensureVolume, runInVolume } from './docker/restore-volume.js';
-import { findSelf } from './docker/self.js';
+import { findSelf, type SelfInfo } from './docker/self.js';
 import { StateStore } from './docker/state.js';
+import { volumeDir } from './docker/volume-dir.js';
 import { pickHelperImage } from './docker/volumes.js';
 import { SidecarError } from './errors.js';
 import { afterStart, type StartReport } from './moodle/after-start.js';
@@ -146,6 +148,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreResult> {
       safety,
       verified,
       image: pickHelperImage(config, self?.image, stack),
+      self,
     });
     return { plan, applied: true, safetySnapshot: safety, verified, report, downtimeMs };
   } finally {
@@ -164,11 +167,13 @@ interface ApplyInput {
   verified: Record<string, TarStats>;
   /** Image for the helper containers. */
   image: string;
+  /** The sidecar's container: its mounts may reach a volume as a directory. */
+  self: SelfInfo | null;
 }
 
 async function apply(
   o: RestoreOptions,
-  { manifest, plan, stack, selected, spoolDir, safety, verified, image }: ApplyInput,
+  { manifest, plan, stack, selected, spoolDir, safety, verified, image, self }: ApplyInput,
 ): Promise<{ downtimeMs: number; report: StartReport }> {
   const { docker, config, backend, log } = o;
   const db =
@@ -219,21 +224,31 @@ async function apply(
       const target = plan.volumes.find((x) => x.name === v.name)?.dockerName as string;
       if (await ensureVolume(docker, target, plan.project, v.name))
         log.info({ step: 'restore', volume: v.name }, `created volume ${target}`);
+      // The volume's directory when this process can write it (BACKUP_READ_PATH): GNU tar instead of putArchive.
+      const dir = await volumeDir(docker, target, self, config.readPath, 'write');
       const te = Date.now();
-      await emptyVolume(docker, target, image);
+      await (dir ? emptyDir(dir) : emptyVolume(docker, target, image));
       const emptyMs = Date.now() - te;
       await mark(v.name, 'emptied');
       const source = spoolDir
         ? createReadStream(join(spoolDir, v.file))
         : await backend.get(`${manifest.id}/${v.file}`);
       const tx = Date.now();
-      await extractInto(docker, target, image, source, manifest, v, o.signal, config.encryption);
+      await extractInto(docker, target, image, source, manifest, v, o.signal, config.encryption, dir);
       const extractMs = Date.now() - tx;
       // A snapshot taken in maintenance mode must not bring the site back in maintenance mode.
-      await runInVolume(docker, target, image, finishScript(verified[v.name]?.root));
+      if (dir) await finishDir(dir, verified[v.name]?.root);
+      else await runInVolume(docker, target, image, finishScript(verified[v.name]?.root));
       await mark(v.name, 'restored');
       log.info(
-        { step: 'restore', volume: v.name, rawBytes: v.rawBytes, emptyMs, extractMs },
+        {
+          step: 'restore',
+          volume: v.name,
+          rawBytes: v.rawBytes,
+          emptyMs,
+          extractMs,
+          readPath: dir ? 'mount' : 'docker',
+        },
         `restored ${v.name}`,
       );
     }

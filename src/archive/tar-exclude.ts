@@ -17,6 +17,21 @@ export interface ExcludeStats {
 
 const BLOCK = 512;
 
+/** One entry's header as written (type is the tar type flag), for TarExclude's `inspect`. */
+export interface RawEntry {
+  type: string;
+  name: string;
+  linkname: string;
+  size: number;
+  mode: number;
+  uid: number;
+  gid: number;
+  /** Seconds. */
+  mtime: number;
+  /** PAX records that apply to this entry. */
+  pax: Record<string, string>;
+}
+
 /** Compiles rules into one predicate over normalised relative paths (no `./`, no trailing `/`). */
 export function excludeMatcher(rules: ExcludeRule[]): (path: string) => boolean {
   const regexes = rules.map((rule) => {
@@ -113,7 +128,14 @@ export class TarExclude extends Transform {
   private dropping = false;
   private ended = false;
 
-  constructor(rules: ExcludeRule[]) {
+  /**
+   * `inspect` sees every entry (and every global PAX header) before any of its bytes are passed on, so a
+   * check that throws stops the stream ahead of whatever consumes it (archive/tar-guard-stream.ts).
+   */
+  constructor(
+    rules: ExcludeRule[],
+    private readonly inspect?: (e: RawEntry) => void,
+  ) {
     super();
     this.excluded = excludeMatcher(rules);
   }
@@ -182,6 +204,7 @@ export class TarExclude extends Transform {
           this.buf = Buffer.from(data);
           return;
         }
+        this.inspect?.({ type, name: '', linkname: '', size, mode: 0, uid: 0, gid: 0, mtime: 0, pax: {} });
         this.push(data.subarray(0, total));
         data = data.subarray(total);
         continue;
@@ -199,6 +222,17 @@ export class TarExclude extends Transform {
     const link = this.pax.linkpath ?? this.longLink ?? field(header, 157, 100);
     const size = this.pax.size !== undefined ? Number(this.pax.size) : headerSize;
     const path = normalise(name);
+    this.inspect?.({
+      type,
+      name,
+      linkname: link,
+      size,
+      mode: numeric(header, 100, 8),
+      uid: this.pax.uid !== undefined ? Number(this.pax.uid) : numeric(header, 108, 8),
+      gid: this.pax.gid !== undefined ? Number(this.pax.gid) : numeric(header, 116, 8),
+      mtime: this.pax.mtime !== undefined ? Number(this.pax.mtime) : numeric(header, 136, 12),
+      pax: this.pax,
+    });
     // Hard links, symlinks and directories have no body; '1' with a size is not produced by Docker or GNU tar.
     const body = type === '1' || type === '2' || type === '5' ? 0 : size;
     const drop = this.excluded(path) || (type === '1' && this.droppedFiles.has(normalise(link)));

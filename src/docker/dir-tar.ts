@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process';
 import { chmod, chown, rm, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pipeline, type Readable, Transform } from 'node:stream';
+import { pipeline as pipe, type Readable, Transform, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type { TarStats } from '../archive/tar-guard.js';
 import { SidecarError } from '../errors.js';
 import { type ReadVolumeOptions, withExcludes } from './volumes.js';
@@ -44,15 +45,16 @@ export function readDirTar(
   out.once('close', () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
-  pipeline(child.stdout, out, () => undefined);
+  pipe(child.stdout, out, () => undefined);
   return withExcludes(out, opts);
 }
 
 /**
  * The `mount` write path: GNU tar unpacks a stream (already through the tar guard) into an emptied
- * directory with the archive's numeric owners and exact modes. Resolves once tar has exited 0.
+ * directory with the archive's numeric owners and exact modes. Resolves once tar has exited 0 and the
+ * stream has been read to its end (the caller's sha256 re-check needs every byte).
  */
-export function extractToDir(dir: string, tar: Readable): Promise<void> {
+export async function extractToDir(dir: string, tar: Readable): Promise<void> {
   const child = spawn(
     'tar',
     ['-C', dir, '-x', '--numeric-owner', '-p', '--same-owner', '--no-overwrite-dir', '-f', '-'],
@@ -66,13 +68,51 @@ export function extractToDir(dir: string, tar: Readable): Promise<void> {
       else reject(tarError('write', dir, `tar exited with ${code ?? signal}: ${stderr().trim()}`));
     });
   });
-  return new Promise<void>((resolve, reject) => {
+  const feed = stdinFeed(child.stdin);
+  exited.catch((err: Error) => feed.destroy(err));
+  try {
+    await pipeline(tar, feed);
+  } catch (err) {
     // A feed error (guard refusal, corrupt stream) stops tar at once: it must not finish a half archive.
-    pipeline(tar, child.stdin, (err) => {
-      if (err && child.exitCode === null) child.kill('SIGKILL');
-      if (err && (err as NodeJS.ErrnoException).code !== 'EPIPE') reject(err);
-    });
-    exited.then(resolve, reject);
+    if (child.exitCode === null) child.kill('SIGKILL');
+    await exited.catch(() => undefined);
+    throw err;
+  }
+  await exited;
+}
+
+/**
+ * Writes into tar's stdin with back-pressure. GNU tar exits at the end-of-archive marker without reading
+ * the zero padding behind it; what arrives after tar closed its stdin is that padding and is discarded
+ * (tar's exit status decides success), instead of failing the stream with EPIPE / premature close.
+ */
+function stdinFeed(stdin: NodeJS.WritableStream & { destroyed?: boolean }): Writable {
+  let closed = false;
+  let waiting: (() => void) | undefined;
+  const release = () => {
+    closed = true;
+    const cb = waiting;
+    waiting = undefined;
+    cb?.();
+  };
+  stdin.on('error', release);
+  stdin.on('close', release);
+  return new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      if (closed) return cb();
+      if (stdin.write(chunk)) return cb();
+      waiting = cb;
+      stdin.once('drain', () => {
+        if (waiting === cb) {
+          waiting = undefined;
+          cb();
+        }
+      });
+    },
+    final(cb) {
+      if (!closed) stdin.end();
+      cb();
+    },
   });
 }
 

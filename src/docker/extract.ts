@@ -6,13 +6,16 @@ import { decryptStage } from '../archive/encryption.js';
 import type { Manifest, ManifestVolume } from '../archive/manifest.js';
 import { HashTap } from '../archive/tap.js';
 import type { TarStats } from '../archive/tar-guard.js';
+import { guardStream } from '../archive/tar-guard-stream.js';
 import type { EncryptionConfig } from '../config/types.js';
 import { SidecarError, throwFirstCause } from '../errors.js';
+import { extractToDir } from './dir-tar.js';
 import { putVolumeTar } from './restore-volume.js';
 import { MOUNT } from './volumes.js';
 
 /**
- * Stored bytes → sha256 re-check → [age decryption] → decompress → Docker's putArchive into the volume. Shared by restore and
+ * Stored bytes → sha256 re-check → [age decryption] → decompress → Docker's putArchive into the volume, or
+ * (with `dir`) → tar guard → GNU tar into the volume's directory. Shared by restore and
  * the restore drill (`verify --deep`); the caller has verified the archive (verifyVolume) beforehand.
  */
 export async function extractInto(
@@ -24,6 +27,8 @@ export async function extractInto(
   v: ManifestVolume,
   signal?: AbortSignal,
   encryption?: EncryptionConfig,
+  /** The volume's directory (the `mount` write path): GNU tar unpacks there, behind the in-line tar guard. */
+  dir?: string | null,
 ): Promise<void> {
   const tap = new HashTap();
   const tar = new PassThrough();
@@ -33,10 +38,18 @@ export async function extractInto(
     encryption,
   );
   const feed = pipeline(
-    [source, tap, ...(decrypt ? [decrypt] : []), getCodec(manifest.codec).decompress(), tar],
+    [
+      source,
+      tap,
+      ...(decrypt ? [decrypt] : []),
+      getCodec(manifest.codec).decompress(),
+      ...(dir ? [guardStream(v.name)] : []),
+      tar,
+    ],
     signal ? { signal } : {},
   );
-  const put = putVolumeTar(docker, volume, image, tar).catch((err: unknown) => {
+  const write = dir ? extractToDir(dir, tar) : putVolumeTar(docker, volume, image, tar);
+  const put = write.catch((err: unknown) => {
     tar.destroy(err as Error);
     throw err;
   });
