@@ -138,8 +138,10 @@ export async function productBackup(
   repeat: number,
   /** Moodle's default dataroot excludes, through a config file: measures the tar filter's cost. */
   excludes?: Record<string, string[]>,
+  /** 'docker' forces Docker's archive API (BACKUP_READ_PATH): the row to compare the mount path with. */
+  readPath?: 'docker',
 ): Promise<Measured> {
-  const tag = excludes ? '-excludes' : '';
+  const tag = `${excludes ? '-excludes' : ''}${readPath ? `-${readPath}-path` : ''}`;
   const archive = join(env.work, `archive-${ds.name}-${codec}${tag}`);
   const targetEnv: Record<string, string> =
     target === 'local' ? { BACKUP_ARCHIVE: archive } : { ...env.s3Env };
@@ -155,7 +157,11 @@ export async function productBackup(
     const run = await runSidecar(
       env.cli,
       ['backup', '--json'],
-      sidecarEnv(env, ds, { ...targetEnv, BACKUP_COMPRESSION: codec }),
+      sidecarEnv(env, ds, {
+        ...targetEnv,
+        BACKUP_COMPRESSION: codec,
+        ...(readPath ? { BACKUP_READ_PATH: readPath } : {}),
+      }),
     );
     await sleep(300); // the last events arrive after the CLI has exited
     return {
@@ -183,7 +189,7 @@ export async function productBackup(
         key: `product:backup-${target}-${codec}${tag}`,
         label: `sidecar backup → ${target === 'local' ? 'local' : 'S3 (s3rver)'}, ${codec}${
           excludes ? ', Moodle excludes' : ''
-        }`,
+        }${readPath ? `, ${readPath} read path` : ''}`,
         kind: 'product',
         bytes: raw,
         ms: r.ms,
@@ -207,13 +213,14 @@ export async function productRestore(
   snapshot: string,
   rawBytes: number,
   repeat: number,
+  readPath?: 'docker',
 ): Promise<Row> {
   const archive = join(env.work, `archive-${ds.name}-zstd`);
   const r = await best(repeat, async () => {
     const run = await runSidecar(
       env.cli,
       ['restore', snapshot, '--yes', '--no-safety-snapshot', '--json'],
-      sidecarEnv(env, ds, { BACKUP_ARCHIVE: archive }),
+      sidecarEnv(env, ds, { BACKUP_ARCHIVE: archive, ...(readPath ? { BACKUP_READ_PATH: readPath } : {}) }),
     );
     await sleep(300);
     return {
@@ -227,8 +234,8 @@ export async function productRestore(
   const verifyMs = total('verify', 'ms');
   return row({
     dataset: ds.name,
-    key: 'product:restore-local-zstd',
-    label: 'sidecar restore ← local, zstd (verify + extract)',
+    key: `product:restore-local-zstd${readPath ? `-${readPath}-path` : ''}`,
+    label: `sidecar restore ← local, zstd (verify + extract${readPath ? `, ${readPath} write path` : ''})`,
     kind: 'product',
     bytes: rawBytes,
     ms: r.ms,
