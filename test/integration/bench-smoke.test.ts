@@ -27,7 +27,9 @@ const EXPECTED: Record<string, string[]> = {
     'product:backup-local-gzip',
     'product:backup-s3-zstd',
     'product:backup-local-zstd-excludes',
+    'product:backup-local-zstd-docker-path',
     'baseline:zstd -d|tar -x',
+    'product:restore-local-zstd-docker-path',
     'product:restore-local-zstd',
   ],
   small: [
