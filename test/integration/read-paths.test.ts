@@ -1,4 +1,7 @@
+import { mkdir } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { runBackup } from '../../src/backup.js';
@@ -7,14 +10,15 @@ import { volumeDir } from '../../src/docker/volume-dir.js';
 import { runRestore } from '../../src/restore.js';
 import { createBackend } from '../../src/storage/index.js';
 import { type TempDirs, tempDirs, testConfig } from '../harness/config.js';
-import { docker, execOk, TEST_LABEL } from '../harness/docker.js';
+import { docker, execOk, IMAGES, TEST_LABEL, uniqueName } from '../harness/docker.js';
 import { fingerprintDb, fingerprintVolume, type VolumeFingerprint } from '../harness/fingerprint.js';
 import { diffMinusExcludes } from '../harness/moodle.js';
 import { createMoodleStack, DB, type MoodleStack } from '../harness/stack.js';
 
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
 const FILE_VOLUMES = ['moodle_data', 'moodledata_data'] as const;
 /** Every volume of the stack, the database's included: each is read and restored by the chosen path. */
-const ALL = ['mariadb_data', ...FILE_VOLUMES];
+const ALL = ['mariadb_data', ...FILE_VOLUMES] as const;
 
 async function fingerprints(stack: MoodleStack) {
   const files: Record<string, VolumeFingerprint> = {};
@@ -35,6 +39,14 @@ function pathLog() {
     },
   });
   return { log: pino({ level: 'info' }, sink), seen };
+}
+
+/** A container's log without a TTY: frames of [stream, 0, 0, 0, size (4 bytes BE)] + payload. */
+function frames(buf: Buffer): string {
+  const parts: Buffer[] = [];
+  for (let i = 0; i + 8 <= buf.length; i += 8 + buf.readUInt32BE(i + 4))
+    parts.push(buf.subarray(i + 8, i + 8 + buf.readUInt32BE(i + 4)));
+  return Buffer.concat(parts).toString('utf8');
 }
 
 async function vandalise(stack: MoodleStack) {
@@ -126,5 +138,65 @@ describe('read paths: mount and docker', () => {
     } finally {
       await docker().getVolume(name).remove({ force: true });
     }
+  });
+  it('a sidecar container with the volumes at /backup/<name> (rw) backs up and restores through its mounts', async () => {
+    const runs: string[] = [];
+    /** The built CLI inside a container, as the image runs it: our own mounts are the only way in. */
+    const inContainer = async (args: string[]): Promise<string> => {
+      const c = await docker().createContainer({
+        name: uniqueName('sidecar'),
+        Image: IMAGES.node,
+        Cmd: ['node', '/app/dist/cli/main.js', ...args],
+        Env: [
+          `BACKUP_PROJECT=${stack.project}`,
+          'BACKUP_ARCHIVE=/archive',
+          'BACKUP_STATE_DIR=/state',
+          `BACKUP_HELPER_IMAGE=${IMAGES.busybox}`,
+          // mount, not auto: the run fails unless the container's own mounts are found and used.
+          'BACKUP_READ_PATH=mount',
+        ],
+        Labels: { [TEST_LABEL]: inject('runId') },
+        HostConfig: {
+          Binds: [
+            `${ROOT}:/app:ro`,
+            '/var/run/docker.sock:/var/run/docker.sock',
+            `${dirs.archive}:/archive`,
+            `${dirs.root}/in-container-state:/state`,
+            ...ALL.map((v) => `${stack.volumes[v]}:/backup/${v}`),
+          ],
+        },
+      });
+      try {
+        await c.start();
+        const r = (await c.wait()) as { StatusCode: number };
+        const logs = async (stdout: boolean) =>
+          frames((await c.logs({ stdout, stderr: !stdout })) as unknown as Buffer);
+        const err = await logs(false);
+        if (r.StatusCode !== 0) throw new Error(`${args.join(' ')} exited ${r.StatusCode}:\n${err}`);
+        for (const line of err.split('\n').filter((l) => l.startsWith('{'))) {
+          const rec = JSON.parse(line) as { step?: string; readPath?: string };
+          if (rec.readPath) runs.push(`${rec.step} ${rec.readPath}`);
+        }
+        return await logs(true);
+      } finally {
+        await c.remove({ force: true });
+      }
+    };
+    await mkdir(dirs.archive, { recursive: true });
+    const atBackup = await fingerprints(stack);
+    const out = await inContainer(['backup', '--json']);
+    const id = (JSON.parse(out) as { id: string }).id;
+    await vandalise(stack);
+    await inContainer(['restore', id, '--yes', '--no-safety-snapshot']);
+    expect(runs.sort()).toEqual([...ALL.map(() => 'read mount'), ...ALL.map(() => 'restore mount')]);
+    expect(await stack.states()).toEqual({ mariadb: 'running', moodle: 'running' });
+    await stack.waitForDb();
+    const now = await fingerprints(stack);
+    for (const v of FILE_VOLUMES)
+      expect(
+        diffMinusExcludes(atBackup.files[v] as VolumeFingerprint, now.files[v] as VolumeFingerprint),
+        v,
+      ).toEqual([]);
+    expect(now.db).toEqual(atBackup.db);
   });
 });
