@@ -52,8 +52,8 @@ export async function runInVolume(
 export function demuxLogs(buf: Buffer): string {
   const parts: Buffer[] = [];
   let i = 0;
-  // A frame starts with [stream type 0-2, 0, 0, 0]: as one big-endian word, at most 2.
-  while (i + 8 <= buf.length && buf.readUInt32BE(i) <= 2) {
+  // A frame starts with [stream type 0-2, 0, 0, 0], then the payload length as a big-endian word.
+  while (i + 8 <= buf.length && (buf[i] ?? 3) <= 2 && buf.readUIntBE(i + 1, 3) === 0) {
     const n = buf.readUInt32BE(i + 4);
     parts.push(buf.subarray(i + 8, i + 8 + n));
     i += 8 + n;
