@@ -215,7 +215,7 @@ describe('hostile and bad input: configuration fuzzing', () => {
           expect(events).toEqual([]);
           expect(await stack.states()).toEqual({ mariadb: 'running', moodle: 'running' });
         } finally {
-          await c.remove({ force: true });
+          await c.remove({ force: true, v: true });
         }
       });
     },

@@ -159,7 +159,7 @@ describe('local faults', () => {
         async () => ((await readState(dirs))?.quiesced.length ?? 0) >= 2,
         60_000,
       );
-      await docker().getContainer(stack.containers.moodle).remove({ force: true });
+      await docker().getContainer(stack.containers.moodle).remove({ force: true, v: true });
       const r = await run.exited;
       expect(r.code, r.stderr).toBe(5);
       expect(errorLine(r)).toMatch(

@@ -25,7 +25,7 @@ export async function extractWithPlainTar(
     const dec = codec === 'zstd' ? 'zstd -dc' : codec === 'gzip' ? 'gzip -dc' : 'cat';
     await execOk(name, ['sh', '-c', `${dec} /in/archive | tar -x --numeric-owner -p -C /out -f -`]);
   } finally {
-    await c.remove({ force: true }).catch(() => undefined);
+    await c.remove({ force: true, v: true }).catch(() => undefined);
   }
   return volume;
 }

@@ -78,7 +78,7 @@ export async function fingerprintVolume(
     const digest = createHash('sha256').update(JSON.stringify(entries)).digest('hex');
     return { entries, digest };
   } finally {
-    await c.remove({ force: true }).catch(() => undefined);
+    await c.remove({ force: true, v: true }).catch(() => undefined);
   }
 }
 

@@ -43,7 +43,7 @@ export async function flagInVolume(volume: string): Promise<boolean> {
     const r = (await c.wait()) as { StatusCode: number };
     return r.StatusCode === 0;
   } finally {
-    await c.remove({ force: true }).catch(() => undefined);
+    await c.remove({ force: true, v: true }).catch(() => undefined);
   }
 }
 

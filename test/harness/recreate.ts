@@ -40,7 +40,7 @@ export async function recreateWithLabels(
     .getContainer(name)
     .stop({ t: 30 })
     .catch(() => undefined);
-  await d.getContainer(name).remove({ force: true });
+  await d.getContainer(name).remove({ force: true, v: true });
   const created = await d.createContainer({ ...spec, Labels: merged });
   await created.start();
   return created.inspect();

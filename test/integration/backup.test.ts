@@ -141,6 +141,6 @@ async function expectCleanDatabase(archive: string, expected: Awaited<ReturnType
     expect(logs).toContain('ready for connections');
     expect(logs).not.toMatch(/crash recovery|was not shut down normally/i);
   } finally {
-    await c.remove({ force: true }).catch(() => undefined);
+    await c.remove({ force: true, v: true }).catch(() => undefined);
   }
 }

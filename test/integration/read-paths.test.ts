@@ -179,7 +179,7 @@ describe('read paths: mount and docker', () => {
         }
         return await logs(true);
       } finally {
-        await c.remove({ force: true });
+        await c.remove({ force: true, v: true });
       }
     };
     await mkdir(dirs.archive, { recursive: true });
