@@ -6,6 +6,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { runBackup } from '../../src/backup.js';
 import type { ReadPath } from '../../src/config/types.js';
+import { demuxLogs } from '../../src/docker/restore-volume.js';
 import { volumeDir } from '../../src/docker/volume-dir.js';
 import { runRestore } from '../../src/restore.js';
 import { createBackend } from '../../src/storage/index.js';
@@ -41,12 +42,17 @@ function pathLog() {
   return { log: pino({ level: 'info' }, sink), seen };
 }
 
-/** A container's log without a TTY: frames of [stream, 0, 0, 0, size (4 bytes BE)] + payload. */
-function frames(buf: Buffer): string {
-  const parts: Buffer[] = [];
-  for (let i = 0; i + 8 <= buf.length; i += 8 + buf.readUInt32BE(i + 4))
-    parts.push(buf.subarray(i + 8, i + 8 + buf.readUInt32BE(i + 4)));
-  return Buffer.concat(parts).toString('utf8');
+/** The stack runs again and holds what was backed up: files (minus Moodle's excludes) and every DB row. */
+async function expectAsBackedUp(stack: MoodleStack, atBackup: Awaited<ReturnType<typeof fingerprints>>) {
+  expect(await stack.states()).toEqual({ mariadb: 'running', moodle: 'running' });
+  await stack.waitForDb();
+  const now = await fingerprints(stack);
+  for (const v of FILE_VOLUMES)
+    expect(
+      diffMinusExcludes(atBackup.files[v] as VolumeFingerprint, now.files[v] as VolumeFingerprint),
+      v,
+    ).toEqual([]);
+  expect(now.db).toEqual(atBackup.db);
 }
 
 async function vandalise(stack: MoodleStack) {
@@ -108,15 +114,7 @@ describe('read paths: mount and docker', () => {
         r.seen.filter((s) => s.startsWith('restore ')),
         `${snapshot} via ${readPath}`,
       ).toEqual(ALL.map(() => expected));
-      expect(await stack.states()).toEqual({ mariadb: 'running', moodle: 'running' });
-      await stack.waitForDb();
-      const now = await fingerprints(stack);
-      for (const v of FILE_VOLUMES)
-        expect(
-          diffMinusExcludes(atBackup.files[v] as VolumeFingerprint, now.files[v] as VolumeFingerprint),
-          v,
-        ).toEqual([]);
-      expect(now.db).toEqual(atBackup.db);
+      await expectAsBackedUp(stack, atBackup);
     }
   });
 
@@ -170,7 +168,7 @@ describe('read paths: mount and docker', () => {
         await c.start();
         const r = (await c.wait()) as { StatusCode: number };
         const logs = async (stdout: boolean) =>
-          frames((await c.logs({ stdout, stderr: !stdout })) as unknown as Buffer);
+          demuxLogs((await c.logs({ stdout, stderr: !stdout })) as unknown as Buffer);
         const err = await logs(false);
         if (r.StatusCode !== 0) throw new Error(`${args.join(' ')} exited ${r.StatusCode}:\n${err}`);
         for (const line of err.split('\n').filter((l) => l.startsWith('{'))) {
@@ -189,14 +187,6 @@ describe('read paths: mount and docker', () => {
     await vandalise(stack);
     await inContainer(['restore', id, '--yes', '--no-safety-snapshot']);
     expect(runs.sort()).toEqual([...ALL.map(() => 'read mount'), ...ALL.map(() => 'restore mount')]);
-    expect(await stack.states()).toEqual({ mariadb: 'running', moodle: 'running' });
-    await stack.waitForDb();
-    const now = await fingerprints(stack);
-    for (const v of FILE_VOLUMES)
-      expect(
-        diffMinusExcludes(atBackup.files[v] as VolumeFingerprint, now.files[v] as VolumeFingerprint),
-        v,
-      ).toEqual([]);
-    expect(now.db).toEqual(atBackup.db);
+    await expectAsBackedUp(stack, atBackup);
   });
 });
