@@ -1,9 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import { createServer } from 'node:net';
-import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { startS3rver } from './s3rver.js';
 
 export interface BenchS3 {
   endpoint: string;
@@ -13,55 +8,11 @@ export interface BenchS3 {
   stop(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-/**
- * The S3 protocol server of the test harness (s3rver, a dev dependency) on 127.0.0.1, with one bucket.
- * Needs `--openssl-legacy-provider` (paged listings) and path-style, checksum-when-required clients.
- */
+/** s3rver on 127.0.0.1 with one bucket, and the settings (path-style, checksums when required) that suit it. */
 export async function startS3(workDir: string): Promise<BenchS3> {
-  const dir = await mkdtemp(join(workDir, 's3rver-'));
-  const port = await freePort();
-  const bin = createRequire(import.meta.url).resolve('s3rver/bin/s3rver.js');
-  const child: ChildProcess = spawn(
-    process.execPath,
-    ['--openssl-legacy-provider', bin, '-d', dir, '-a', '127.0.0.1', '-p', String(port), '--silent'],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  const endpoint = `http://127.0.0.1:${port}`;
-  const stop = async () => {
-    if (child.exitCode === null) {
-      child.kill('SIGTERM');
-      await Promise.race([new Promise((r) => child.once('exit', r)), sleep(5000)]);
-    }
-    await rm(dir, { recursive: true, force: true });
-  };
+  const { endpoint, port, stop } = await startS3rver(workDir);
   const bucket = 'bench';
   try {
-    let up = false;
-    for (let i = 0; i < 100 && !up; i++) {
-      if (child.exitCode !== null) throw new Error(`s3rver exited: ${stderr}`);
-      up = await fetch(endpoint).then(
-        () => true,
-        () => false,
-      );
-      if (!up) await sleep(100);
-    }
-    if (!up) throw new Error(`s3rver did not answer on ${endpoint}: ${stderr}`);
     // s3rver accepts unsigned requests: an anonymous PUT creates the bucket.
     const res = await fetch(`${endpoint}/${bucket}`, { method: 'PUT' });
     if (!res.ok) throw new Error(`could not create bucket: ${res.status} ${await res.text()}`);
