@@ -14,6 +14,7 @@ import { openContext } from './context.js';
 
 const DEFAULT_HEALTH_PORT = 8080;
 const DEFAULT_HEALTH_HOST = '0.0.0.0';
+const RESYNC_MS = 60_000;
 
 export function registerServe(program: Command): void {
   program
@@ -41,6 +42,8 @@ export function registerServe(program: Command): void {
           log,
         });
         const health = new JobsHealth(new HealthState());
+        // Declared before the scheduler, which re-plans through it after each run.
+        let planner: LabelPlanner | undefined;
         const scheduler = new JobScheduler({
           deps: {
             docker: ctx.docker,
@@ -54,8 +57,9 @@ export function registerServe(program: Command): void {
           health,
           // A short explicit threshold deserves checks at least twice per period (bounded in the scheduler).
           ...(config.healthStaleAfterSeconds ? { staleCheckMs: config.healthStaleAfterSeconds * 500 } : {}),
+          onRunDone: (job) => void planner?.plan(`run of ${job}`),
         });
-        const planner = new LabelPlanner({ docker: ctx.docker, settings, project, scheduler, notifier, log });
+        planner = new LabelPlanner({ docker: ctx.docker, settings, project, scheduler, notifier, log });
         await planner.plan('start');
         const server = await startHealthServer({
           host: config.healthHost ?? DEFAULT_HEALTH_HOST,
@@ -71,7 +75,7 @@ export function registerServe(program: Command): void {
               docker: ctx.docker,
               project,
               log,
-              onChange: (reason) => void planner.plan(reason),
+              onChange: (reason) => void planner?.plan(reason),
               onGiveUp: (err) =>
                 void notifier.failure(
                   new SidecarError(
@@ -83,7 +87,12 @@ export function registerServe(program: Command): void {
             })
           : undefined;
         watcher?.start();
+        // Events can be missed (a dropped stream, a daemon hiccup): the labels are read again now and then.
+        const resync = project
+          ? setInterval(() => void planner?.plan('periodic re-read'), RESYNC_MS)
+          : undefined;
         await aborted(ctx.signal);
+        clearInterval(resync);
         log.info(
           { step: 'shutdown' },
           'stopping: waiting for a running backup to abort and resume the stack',

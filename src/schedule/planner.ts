@@ -1,6 +1,7 @@
 import type Docker from 'dockerode';
 import type { Settings } from '../config/jobs.js';
 import { discoverStack } from '../docker/discover.js';
+import { LABELS } from '../docker/labels.js';
 import { findSelf } from '../docker/self.js';
 import { describeError, SidecarError } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
@@ -45,11 +46,16 @@ export class LabelPlanner {
   private async replan(reason: string): Promise<void> {
     const { settings, scheduler, log, project } = this.opts;
     let plan: JobPlan = { jobs: settings.jobs, problems: [] };
+    // Which containers carried a schedule label in this reading: says why a label job came or went.
+    let labelled: string[] = [];
     if (project) {
       try {
         const self = await findSelf(this.opts.docker);
         const stack = await discoverStack(this.opts.docker, { project, volumes: [] }, self);
         plan = planJobs(settings, stack);
+        labelled = stack.containers
+          .filter((c) => c.labels[LABELS.schedule] !== undefined)
+          .map((c) => `${c.name} (${c.state})`);
       } catch (err) {
         log.warn(
           { step: 'schedule', reason },
@@ -68,6 +74,7 @@ export class LabelPlanner {
         step: 'schedule',
         reason,
         ...changes,
+        labelled,
         jobs: plan.jobs.map((j) => ({
           job: j.name,
           schedule: j.config.schedule ?? null,

@@ -53,6 +53,8 @@ export interface JobSchedulerOptions {
   health: JobsHealth;
   /** Check for staleness this often (bounded; default 60 s). */
   staleCheckMs?: number;
+  /** Called after every run: a run reads the labels afresh, so `serve` re-plans its jobs from them too. */
+  onRunDone?: (job: string) => void;
 }
 
 interface Entry {
@@ -204,6 +206,7 @@ export class JobScheduler {
       this.current = { name, done };
       await done;
       this.current = null;
+      if (!this.stopped) this.opts.onRunDone?.(name);
     }
   }
 

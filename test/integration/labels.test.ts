@@ -25,7 +25,12 @@ describe('labels on a running stack, picked up by a running serve', () => {
   let serve: ServeProcess;
   let env: NodeJS.ProcessEnv;
   let backend: LocalBackend;
-  const diag = () => `\n--- serve log (tail) ---\n${serve?.log().slice(-4000)}`;
+  // Every planning line (why jobs came and went), then the tail of everything.
+  const diag = () => {
+    const log = serve?.log() ?? '';
+    const planning = log.split('\n').filter((l) => /"step":"(schedule|labels|watch)"/.test(l));
+    return `\n--- serve planning ---\n${planning.join('\n')}\n--- serve log (tail) ---\n${log.slice(-4000)}`;
+  };
 
   const labelled = async (after: number): Promise<SnapshotEntry | undefined> =>
     (await listSnapshots(backend)).find(
