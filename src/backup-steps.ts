@@ -8,7 +8,7 @@ import type { Config } from './config/types.js';
 import type { Stack } from './docker/discover.js';
 import type { QuiescePlan } from './docker/plan.js';
 import type { Logger } from './observe/logger.js';
-import { type Backend, isLocalBackend } from './storage/backend.js';
+import { type Backend, isLocalBackend, type UploadLedger } from './storage/backend.js';
 import type { RetryingBackend } from './storage/retry.js';
 import { spoolError } from './storage/spool-error.js';
 
@@ -30,9 +30,9 @@ export async function makeSpoolDir(dir: string): Promise<void> {
   });
 }
 
-export function backendSink(backend: Backend, key: string): Sink {
+export function backendSink(backend: Backend, key: string, uploads?: UploadLedger): Sink {
   return async (s) => {
-    await backend.put(key, s);
+    await backend.put(key, s, { uploads });
   };
 }
 
@@ -82,9 +82,15 @@ export async function previousRawSizes(backend: Backend): Promise<Record<string,
 }
 
 /** Uploads a spooled file; a retrying backend re-reads the file on each try (a one-shot stream cannot be). */
-export async function putFile(backend: Backend, key: string, path: string, size: number): Promise<void> {
+export async function putFile(
+  backend: Backend,
+  key: string,
+  path: string,
+  size: number,
+  uploads?: UploadLedger,
+): Promise<void> {
   const open = () => createReadStream(path);
   const retrying = backend as Backend & { putFrom?: RetryingBackend['putFrom'] };
-  if (retrying.putFrom) await retrying.putFrom(key, open, { contentLength: size });
-  else await backend.put(key, open(), { contentLength: size });
+  if (retrying.putFrom) await retrying.putFrom(key, open, { contentLength: size, uploads });
+  else await backend.put(key, open(), { contentLength: size, uploads });
 }

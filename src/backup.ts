@@ -138,7 +138,7 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
     if (mp.dump) {
       if (spool) await makeSpoolDir(spoolDir);
       const sinkFor = (file: string) =>
-        spool ? spoolSink(join(spoolDir, file)) : backendSink(backend, `${id}/${file}`);
+        spool ? spoolSink(join(spoolDir, file)) : backendSink(backend, `${id}/${file}`, state);
       database = await dumpStep(
         docker,
         mp.dump,
@@ -166,7 +166,7 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
         ctx.signal?.throwIfAborted();
         const excludes = mp.excludes.get(v.name) ?? { rules: [], source: 'none' };
         const file = `${v.short}${codec.extension}${encryption ? AGE_EXTENSION : ''}`;
-        const sink = spool ? spoolSink(join(spoolDir, file)) : backendSink(backend, `${id}/${file}`);
+        const sink = spool ? spoolSink(join(spoolDir, file)) : backendSink(backend, `${id}/${file}`, state);
         const r = await streamVolume(
           docker,
           v,
@@ -205,7 +205,7 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
       const tu = Date.now();
       for (const v of [...volumes, ...(database ? [database] : [])]) {
         ctx.signal?.throwIfAborted();
-        await putFile(backend, `${id}/${v.file}`, join(spoolDir, v.file), v.storedBytes);
+        await putFile(backend, `${id}/${v.file}`, join(spoolDir, v.file), v.storedBytes, state);
         await rm(join(spoolDir, v.file), { force: true });
       }
       uploadMs = Date.now() - tu;

@@ -1,6 +1,7 @@
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { QuiesceMode } from '../config/types.js';
+import type { MultipartRecord, UploadLedger } from '../storage/backend.js';
 
 export interface QuiescedContainer {
   id: string;
@@ -35,14 +36,18 @@ export interface RunState {
   volumes?: Record<string, 'pending' | 'emptied' | 'restored'>;
   /** Restore only: the safety snapshot to roll back to. */
   safetySnapshot?: string;
+  /** Multipart uploads started and not yet completed or aborted: recovery aborts them (storage/discard-interrupted.ts). */
+  uploads?: MultipartRecord[];
 }
 
 /**
  * The state file on a persistent path: what the current run has stopped. A sidecar restarted after a
  * crash reads it first thing and resumes those containers. Written atomically (temp file + rename).
  */
-export class StateStore {
+export class StateStore implements UploadLedger {
   readonly file: string;
+  /** Read-modify-write cycles of this process, one at a time (an upload may end while another starts). */
+  private queue: Promise<unknown> = Promise.resolve();
   constructor(readonly dir: string) {
     this.file = join(dir, 'state.json');
   }
@@ -65,11 +70,29 @@ export class StateStore {
     await rename(tmp, this.file);
   }
 
-  async update(fn: (s: RunState) => void): Promise<void> {
-    const s = await this.read();
-    if (!s) return;
-    fn(s);
-    await this.write(s);
+  update(fn: (s: RunState) => void): Promise<void> {
+    const next = this.queue.then(async () => {
+      const s = await this.read();
+      if (!s) return;
+      fn(s);
+      await this.write(s);
+    });
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  uploadStarted(u: MultipartRecord): Promise<void> {
+    return this.update((s) => {
+      s.uploads = [...(s.uploads ?? []), u];
+    });
+  }
+
+  uploadEnded(uploadId: string): Promise<void> {
+    return this.update((s) => {
+      const left = (s.uploads ?? []).filter((u) => u.uploadId !== uploadId);
+      if (left.length > 0) s.uploads = left;
+      else delete s.uploads;
+    });
   }
 
   async clear(): Promise<void> {

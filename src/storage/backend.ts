@@ -7,6 +7,33 @@ export interface ObjectInfo {
   modified: Date;
 }
 
+/** A multipart upload the server has started: enough for another process to abort it (no credentials). */
+export interface MultipartRecord {
+  bucket: string;
+  /** The object key as sent to the server (prefix included). */
+  key: string;
+  uploadId: string;
+  /** The target's endpoint ('' for AWS), so recovery picks the configured target that owns the bucket. */
+  endpoint: string;
+}
+
+/**
+ * Where a run notes the multipart uploads it has open (the state file), so a run killed mid-upload leaves
+ * recovery what it needs to abort them: servers keep (and bill) the parts of an unfinished upload forever.
+ */
+export interface UploadLedger {
+  /** Awaited before any part is sent. */
+  uploadStarted(u: MultipartRecord): Promise<void>;
+  /** Completed, or aborted and confirmed gone. */
+  uploadEnded(uploadId: string): Promise<void>;
+}
+
+export interface PutOptions {
+  /** The exact byte count expected; a stream of another length fails the put. */
+  contentLength?: number;
+  uploads?: UploadLedger;
+}
+
 /**
  * The one storage abstraction (after restic's): every backend passes the same conformance suite in
  * test/integration/storage-conformance.test.ts. Retry, throttling and logging wrap a Backend; they do not live in it.
@@ -18,7 +45,7 @@ export interface Backend {
   /** Human-readable location for logs, e.g. `local:/archive` or `s3://bucket/prefix`. Never contains secrets. */
   readonly location: string;
   /** Stores the stream under `key`, replacing any object there. Resolves with the number of bytes stored. */
-  put(key: string, body: Readable, opts?: { contentLength?: number }): Promise<{ size: number }>;
+  put(key: string, body: Readable, opts?: PutOptions): Promise<{ size: number }>;
   /** Streams the object. Rejects with SidecarError STORAGE_NOT_FOUND when it does not exist. */
   get(key: string): Promise<Readable>;
   /** Size and time of the object, or null when it does not exist. */

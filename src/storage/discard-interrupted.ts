@@ -1,9 +1,10 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MANIFEST_NAME, snapshotTime } from '../archive/manifest.js';
-import type { Config } from '../config/types.js';
+import type { Config, S3Target } from '../config/types.js';
 import type { RunState } from '../docker/state.js';
 import type { Logger } from '../observe/logger.js';
+import type { MultipartRecord } from './backend.js';
 import { createBackend } from './index.js';
 
 /**
@@ -19,6 +20,7 @@ export async function discardInterrupted(
   log: Logger,
 ): Promise<void> {
   if (!state) return;
+  await abortRecordedUploads(configs, state.uploads ?? [], log);
   // Run ids are snapshot ids (backup) or `restore-<snapshot id>`: never a path of their own choosing.
   const id = state.runId;
   if (!snapshotTime(id.replace(/^restore-/, ''))) return;
@@ -48,6 +50,46 @@ export async function discardInterrupted(
       );
     } finally {
       await backend.close();
+    }
+  }
+}
+
+/**
+ * The multipart uploads the killed run had open (recorded in its state file the moment each started): their
+ * parts are invisible, stay stored and cost money until aborted. An upload that is already gone is fine.
+ */
+async function abortRecordedUploads(
+  configs: Config[],
+  uploads: MultipartRecord[],
+  log: Logger,
+): Promise<void> {
+  if (uploads.length === 0) return;
+  const { S3Backend } = await import('./s3.js');
+  for (const u of uploads) {
+    const target = configs
+      .map((c) => c.target)
+      .find(
+        (t): t is S3Target => t.type === 's3' && t.bucket === u.bucket && (t.endpoint ?? '') === u.endpoint,
+      );
+    const where = `s3://${u.bucket}/${u.key}`;
+    if (!target) {
+      log.warn(
+        { step: 'recover', uploadId: u.uploadId, object: where },
+        `the interrupted run left multipart upload ${u.uploadId} of ${where} open, and no configured target has that bucket; abort it with your S3 tools or a lifecycle rule`,
+      );
+      continue;
+    }
+    const s3 = new S3Backend(target);
+    try {
+      const note = await s3.abortRecorded(u);
+      if (note) log.warn({ step: 'recover', uploadId: u.uploadId, object: where }, note);
+      else
+        log.warn(
+          { step: 'recover', uploadId: u.uploadId, object: where },
+          `aborted the multipart upload of ${where} the interrupted run left open`,
+        );
+    } finally {
+      await s3.close();
     }
   }
 }

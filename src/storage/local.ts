@@ -6,7 +6,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { LocalTarget } from '../config/types.js';
 import { SidecarError } from '../errors.js';
-import type { Backend, ObjectInfo } from './backend.js';
+import type { Backend, ObjectInfo, PutOptions } from './backend.js';
 import { ByteCounter } from './length-check.js';
 import { WritebackTap } from './writeback.js';
 
@@ -39,7 +39,7 @@ export class LocalBackend implements Backend {
     this.location = `local:${this.root}`;
   }
 
-  async put(key: string, body: Readable, opts: { contentLength?: number } = {}): Promise<{ size: number }> {
+  async put(key: string, body: Readable, opts: PutOptions = {}): Promise<{ size: number }> {
     let segments: string[];
     try {
       segments = this.segments(key);

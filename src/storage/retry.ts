@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { setTimeout as sleepMs } from 'node:timers/promises';
 import { describeError, isSidecarError } from '../errors.js';
-import type { Backend, ObjectInfo } from './backend.js';
+import type { Backend, ObjectInfo, PutOptions } from './backend.js';
 
 /** Where retries are reported, e.g. `(msg, fields) => logger.warn(fields, msg)`. */
 export type RetryLog = (msg: string, fields: Record<string, unknown>) => void;
@@ -31,7 +31,7 @@ export interface RetryingBackend extends Backend {
   putFrom(
     key: string,
     open: () => Readable | Promise<Readable>,
-    opts?: { contentLength?: number },
+    opts?: PutOptions,
   ): Promise<{ size: number }>;
   /** Releases the wrapped backend's resources (e.g. the S3 client) when it has any. */
   close(): Promise<void>;

@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { S3Target } from '../config/types.js';
-import type { Backend, ObjectInfo } from './backend.js';
+import type { Backend, ObjectInfo, PutOptions } from './backend.js';
 
 type Loaded = Backend & { close(): Promise<void> };
 
@@ -22,7 +22,7 @@ export class LazyS3Backend implements Backend {
     return this.inner;
   }
 
-  async put(key: string, body: Readable, opts?: { contentLength?: number }): Promise<{ size: number }> {
+  async put(key: string, body: Readable, opts?: PutOptions): Promise<{ size: number }> {
     return (await this.load()).put(key, body, opts);
   }
   async get(key: string): Promise<Readable> {

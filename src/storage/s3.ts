@@ -1,7 +1,6 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
-  AbortMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
@@ -13,8 +12,9 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import type { S3Target } from '../config/types.js';
 import { SidecarError } from '../errors.js';
-import type { Backend, ObjectInfo } from './backend.js';
+import type { Backend, MultipartRecord, ObjectInfo, PutOptions } from './backend.js';
 import { ByteCounter } from './length-check.js';
+import { abortUpload, MultipartTracker } from './s3-multipart.js';
 
 /** 1000 keys a page: enough for 10 million objects; a server that pages forever is a bug, not an archive. */
 const MAX_LIST_PAGES = 10_000;
@@ -92,6 +92,7 @@ export class S3Backend implements Backend {
   private readonly bucket: string;
   /** Key prefix including its trailing '/', or '' for the bucket root. */
   private readonly root: string;
+  private readonly multipart: MultipartTracker;
 
   constructor(private readonly target: S3Target) {
     this.bucket = target.bucket;
@@ -99,9 +100,10 @@ export class S3Backend implements Backend {
     this.root = prefix ? `${prefix}/` : '';
     this.location = `s3://${target.bucket}${prefix ? `/${prefix}` : ''}`;
     this.client = new S3Client(s3ClientConfig(target));
+    this.multipart = new MultipartTracker(this.client, target.endpoint ?? '');
   }
 
-  async put(key: string, body: Readable, opts: { contentLength?: number } = {}): Promise<{ size: number }> {
+  async put(key: string, body: Readable, opts: PutOptions = {}): Promise<{ size: number }> {
     const counter = new ByteCounter(opts.contentLength);
     let Key: string;
     let upload: Upload;
@@ -130,14 +132,19 @@ export class S3Backend implements Backend {
       () => undefined,
       (err: unknown) => err,
     );
+    const unwatch = this.multipart.watch(Key, opts.uploads);
     try {
       await upload.done();
     } catch (err) {
       counter.destroy(); // stop reading the source, else the pipeline waits for a reader forever
       await piping;
       const orphan = await this.confirmAborted(Key, upload.uploadId);
+      if (!orphan) await this.ended(opts, upload.uploadId);
       throw this.wrap('put', key, sourceErr ?? counter.failure ?? err, orphan);
+    } finally {
+      unwatch();
     }
+    await this.ended(opts, upload.uploadId);
     const piped = await piping;
     if (piped) throw this.wrap('put', key, piped);
     return { size: counter.bytes };
@@ -218,6 +225,11 @@ export class S3Backend implements Backend {
     }
   }
 
+  /** Aborts a multipart upload another run recorded (recovery); undefined when it is gone, else a note. */
+  abortRecorded(u: MultipartRecord): Promise<string | undefined> {
+    return abortUpload(this.client, u);
+  }
+
   async close(): Promise<void> {
     this.client.destroy();
   }
@@ -239,13 +251,12 @@ export class S3Backend implements Backend {
    */
   private async confirmAborted(Key: string, UploadId: string | undefined): Promise<string | undefined> {
     if (!UploadId) return undefined;
-    try {
-      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId }));
-      return undefined;
-    } catch (err) {
-      if (errorCode(err) === 'NoSuchUpload' || shape(err).$metadata?.httpStatusCode === 404) return undefined;
-      return `the server did not abort multipart upload ${UploadId} (${errorCode(err)}); add a lifecycle rule that removes incomplete multipart uploads`;
-    }
+    return abortUpload(this.client, { bucket: this.bucket, key: Key, uploadId: UploadId });
+  }
+
+  /** The upload needs no abort any more. A failed note is harmless: aborting a finished upload is a no-op. */
+  private async ended(opts: PutOptions, uploadId: string | undefined): Promise<void> {
+    if (uploadId) await opts.uploads?.uploadEnded(uploadId).catch(() => undefined);
   }
 
   private wrap(op: string, key: string, err: unknown, hint?: string): SidecarError {

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { runCli } from '../harness/cli.js';
 import { cliEnv, type TempDirs, tempDirs } from '../harness/config.js';
 import {
@@ -10,16 +10,19 @@ import {
   seeded,
   startCli,
 } from '../harness/live.js';
-import { createTestBucket, s3Env, s3Host } from '../harness/s3.js';
+import { createTestBucket, s3Env } from '../harness/s3.js';
 import { freePort } from '../harness/s3-server.js';
 import { createMoodleStack, type MoodleStack } from '../harness/stack.js';
+import { FaultProxy, type Rule } from './fault-proxy.js';
 import { Figures } from './figures.js';
 
 /**
  * Crash suite: SIGKILL the CLI at seeded random moments across backup and restore, then start the sidecar
  * again (`serve`, as a restarted container would) and check what a user would: the stack runs within 30 s,
  * no partial snapshot is listed, every earlier snapshot still verifies, and an interrupted restore is
- * reported with the command that rolls it back (which is then run and must work).
+ * reported with the command that rolls it back (which is then run and must work). S3 traffic goes through
+ * the fault proxy (passing it through unless a point sets rules), which tells which multipart uploads were left
+ * open at the kill and whether recovery aborted them.
  *
  * FAULT_POINTS (default 4; `npm run test:faults` runs 20) and FAULT_SEED choose the points.
  */
@@ -38,6 +41,10 @@ interface Kind {
   timeoutMs: number;
   /** The kill lands `r * spreadMs` after `until` holds; `r` is the point's seeded random number in [0, 1). */
   spreadMs: number;
+  /** Proxy rules while the killed run runs. */
+  rules?: Rule[];
+  /** The kill must find a multipart upload open (the point is meant to land mid-upload). */
+  uploadOpen?: boolean;
 }
 
 const logged =
@@ -48,6 +55,8 @@ const emptied = async (_run: LiveCli, dirs: TempDirs) =>
   (await readState(dirs))?.volumes?.moodledata_data === 'emptied';
 const stopped = (n: number) => async (_run: LiveCli, dirs: TempDirs) =>
   ((await readState(dirs))?.quiesced.length ?? 0) >= n;
+const uploading = async (_run: LiveCli, dirs: TempDirs) =>
+  ((await readState(dirs))?.uploads?.length ?? 0) >= 1;
 const after = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const RESTORE = ['restore', 'latest', '--yes', '--volume', 'moodledata_data'];
 
@@ -72,10 +81,13 @@ const KINDS: Kind[] = [
     name: 'backup, mid-upload to S3',
     target: 's3',
     args: ['backup'],
-    waitFor: 'stack resumed',
-    until: logged((l) => l.step === 'resumed'),
+    waitFor: 'a multipart upload recorded in the state file',
+    until: uploading,
     timeoutMs: 120_000,
     spreadMs: 400,
+    // 8 MB/s: a 16 MiB part takes 2 s, so the upload is still open when the kill lands.
+    rules: [{ op: 'UploadPart', fault: { kind: 'slow', bytesPerSecond: 8_000_000 }, times: Infinity }],
+    uploadOpen: true,
   },
   {
     name: 'restore, mid-extract',
@@ -142,6 +154,7 @@ describe(`crash suite: SIGKILL at ${POINTS} seeded points (seed ${SEED})`, () =>
   let stack: MoodleStack;
   let dirs: TempDirs;
   let bucket: string;
+  let proxy: FaultProxy;
   const figures = new Figures('crash', 'recovered');
   const okBefore: Record<Target, Set<string>> = { local: new Set(), s3: new Set() };
   const rand = seeded(SEED);
@@ -154,7 +167,7 @@ describe(`crash suite: SIGKILL at ${POINTS} seeded points (seed ${SEED})`, () =>
   const env = (t: Target, extra: Record<string, string> = {}) =>
     t === 'local'
       ? cliEnv(stack.project, dirs, { BACKUP_COMPRESSION: 'gzip', ...extra })
-      : s3Env(stack, dirs, bucket, s3Host(), { BACKUP_COMPRESSION: 'gzip', ...extra });
+      : s3Env(stack, dirs, bucket, proxy.host, { BACKUP_COMPRESSION: 'gzip', ...extra });
 
   async function snapshots(t: Target): Promise<Snap[]> {
     const r = await runCli(['snapshots', '--json'], env(t), { timeoutMs: 60_000 });
@@ -168,6 +181,8 @@ describe(`crash suite: SIGKILL at ${POINTS} seeded points (seed ${SEED})`, () =>
       tempDirs('crash'),
       createTestBucket('crash'),
     ]);
+    proxy = new FaultProxy(Number(new URL(inject('s3').endpoint).port));
+    await proxy.start();
     // Something to restore on each target, and the earlier snapshots that must survive every crash.
     for (const t of ['local', 's3'] as const) {
       const r = await runCli(['backup', '--json'], env(t), { timeoutMs: 240_000 });
@@ -178,6 +193,7 @@ describe(`crash suite: SIGKILL at ${POINTS} seeded points (seed ${SEED})`, () =>
   afterAll(async () => {
     killLive();
     figures.save();
+    await proxy?.stop();
     await stack?.remove();
     await dirs?.remove();
   });
@@ -186,6 +202,7 @@ describe(`crash suite: SIGKILL at ${POINTS} seeded points (seed ${SEED})`, () =>
     'point $n: SIGKILL during $kind.name',
     async ({ kind, r }) => {
       await figures.count(async () => {
+        proxy.set(kind.rules ?? []);
         const run = startCli(kind.args, env(kind.target));
         await arm(kind, run, dirs, r);
         expect(run.ended(), `the run ended before the kill point:\n${run.stderr().slice(-2000)}`).toBe(false);
@@ -193,6 +210,14 @@ describe(`crash suite: SIGKILL at ${POINTS} seeded points (seed ${SEED})`, () =>
         const killed = await run.exited;
         expect(killed.signal).toBe('SIGKILL');
         const state = await readState(dirs);
+        // Multipart uploads the server started and the killed run neither completed nor aborted.
+        const open = proxy.orphans();
+        if (kind.uploadOpen)
+          expect(open.length, 'no multipart upload was open at the kill').toBeGreaterThan(0);
+        // Each was in the state file before its first part went out: that is what recovery works from.
+        const recorded = (state?.uploads ?? []).map((u) => u.uploadId);
+        for (const id of open) expect(recorded).toContain(id);
+        proxy.set([]);
         const unfinished =
           state?.operation === 'restore' && Object.values(state.volumes ?? {}).some((s) => s !== 'restored');
 
@@ -209,12 +234,14 @@ describe(`crash suite: SIGKILL at ${POINTS} seeded points (seed ${SEED})`, () =>
         serve.child.kill('SIGTERM');
         const served = await serve.exited;
         console.log(
-          `crash point "${kind.name}" (r=${r.toFixed(3)}): killed with state ${state ? `${state.operation} ${JSON.stringify(state.volumes ?? {})} quiesced=${state.quiesced.length}` : 'none'}; stack running ${runningMs} ms after restart`,
+          `crash point "${kind.name}" (r=${r.toFixed(3)}): ${open.length} multipart upload(s) open, ${proxy.stats.aborted.size} aborted by recovery; killed with state ${state ? `${state.operation} ${JSON.stringify(state.volumes ?? {})} quiesced=${state.quiesced.length}` : 'none'}; stack running ${runningMs} ms after restart`,
         );
         expect(runningMs).toBeLessThan(30_000);
         expect(await stack.states()).toEqual({ mariadb: 'running', moodle: 'running' });
         expect(served.stderr).not.toMatch(/error \[/);
         if (state) expect(served.stderr).toMatch(/"step":"recover"/);
+        // Recovery sent AbortMultipartUpload for every upload the killed run left open.
+        expect(open.filter((id) => !proxy.stats.aborted.has(id))).toEqual([]);
 
         if (unfinished) {
           expect(served.stderr).toMatch(/an interrupted restore left volumes incomplete/);
