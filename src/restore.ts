@@ -9,7 +9,7 @@ import type { TarStats } from './archive/tar-guard.js';
 import { verifyVolume } from './archive/verify.js';
 import { runBackup } from './backup.js';
 import type { Config } from './config/types.js';
-import { emptyDir, finishDir } from './docker/dir-tar.js';
+import { emptyDir, finishDir } from './docker/dir-untar.js';
 import { discoverStack, type Stack } from './docker/discover.js';
 import { extractInto } from './docker/extract.js';
 import { stopOrder } from './docker/plan.js';

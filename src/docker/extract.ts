@@ -9,7 +9,7 @@ import type { TarStats } from '../archive/tar-guard.js';
 import { guardStream } from '../archive/tar-guard-stream.js';
 import type { EncryptionConfig } from '../config/types.js';
 import { SidecarError, throwFirstCause } from '../errors.js';
-import { extractToDir } from './dir-tar.js';
+import { extractToDir } from './dir-untar.js';
 import { putVolumeTar } from './restore-volume.js';
 import { MOUNT } from './volumes.js';
 

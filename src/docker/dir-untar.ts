@@ -1,0 +1,105 @@
+import { spawn } from 'node:child_process';
+import { chmod, chown, rm, utimes } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { TarStats } from '../archive/tar-guard.js';
+import { SidecarError } from '../errors.js';
+import { collect } from './stderr-tail.js';
+
+/**
+ * The `mount` write path: GNU tar unpacks a stream (already through the tar guard) into an emptied
+ * directory with the archive's numeric owners and exact modes. Resolves once tar has exited 0 and the
+ * stream has been read to its end (the caller's sha256 re-check needs every byte).
+ */
+export async function extractToDir(dir: string, tar: Readable): Promise<void> {
+  const child = spawn(
+    'tar',
+    ['-C', dir, '-x', '--numeric-owner', '-p', '--same-owner', '--no-overwrite-dir', '-f', '-'],
+    { stdio: ['pipe', 'ignore', 'pipe'] },
+  );
+  const stderr = collect(child.stderr);
+  const exited = new Promise<void>((resolve, reject) => {
+    child.once('error', (err) => reject(writeError(dir, err.message)));
+    child.once('close', (code, signal) => {
+      if (code === 0) resolve();
+      else reject(writeError(dir, `tar exited with ${code ?? signal}: ${stderr().trim()}`));
+    });
+  });
+  const feed = stdinFeed(child.stdin);
+  exited.catch((err: Error) => feed.destroy(err));
+  try {
+    await pipeline(tar, feed);
+  } catch (err) {
+    // A feed error (guard refusal, corrupt stream) stops tar at once: it must not finish a half archive.
+    if (child.exitCode === null) child.kill('SIGKILL');
+    await exited.catch(() => undefined);
+    throw err;
+  }
+  await exited;
+}
+
+/**
+ * Writes into tar's stdin with back-pressure. GNU tar exits at the end-of-archive marker without reading
+ * the zero padding behind it; what arrives after tar closed its stdin is that padding and is discarded
+ * (tar's exit status decides success), instead of failing the stream with EPIPE / premature close.
+ */
+function stdinFeed(stdin: NodeJS.WritableStream & { destroyed?: boolean }): Writable {
+  let closed = false;
+  let waiting: (() => void) | undefined;
+  const release = () => {
+    closed = true;
+    const cb = waiting;
+    waiting = undefined;
+    cb?.();
+  };
+  stdin.on('error', release);
+  stdin.on('close', release);
+  return new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      if (closed) return cb();
+      if (stdin.write(chunk)) return cb();
+      waiting = cb;
+      stdin.once('drain', () => {
+        if (waiting === cb) {
+          waiting = undefined;
+          cb();
+        }
+      });
+    },
+    final(cb) {
+      if (!closed) stdin.end();
+      cb();
+    },
+  });
+}
+
+/** Empties a directory, dotfiles included, without following symlinks; the directory itself stays. */
+export function emptyDir(dir: string): Promise<void> {
+  const child = spawn('find', [dir, '-mindepth', '1', '-delete'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const stderr = collect(child.stderr);
+  return new Promise((resolve, reject) => {
+    child.once('error', (err) => reject(writeError(dir, err.message)));
+    child.once('close', (code, signal) => {
+      if (code === 0) resolve();
+      else reject(writeError(dir, `emptying failed (${code ?? signal}): ${stderr().trim()}`));
+    });
+  });
+}
+
+/**
+ * The directory twin of restore's finishScript: drop a leftover maintenance flag and give the mount point the
+ * archive's recorded owner, mode and mtime (`--no-overwrite-dir` left it alone, like putArchive does).
+ */
+export async function finishDir(dir: string, root?: TarStats['root']): Promise<void> {
+  await rm(join(dir, 'climaintenance.html'), { force: true });
+  if (!root) return;
+  // chown first: it clears setgid, which chmod then sets again.
+  await chown(dir, root.uid, root.gid);
+  await chmod(dir, root.mode);
+  await utimes(dir, root.mtime, root.mtime);
+}
+
+function writeError(dir: string, detail: string): SidecarError {
+  return new SidecarError('RESTORE_FAILED', `writing volume directory ${dir} failed: ${detail}`);
+}
