@@ -1,9 +1,9 @@
 import type Docker from 'dockerode';
 import { disableMaintenance } from '../moodle/maintenance.js';
 import type { Logger } from '../observe/logger.js';
-import { HELPER_LABEL, helperOwner } from './labels.js';
 import { resumeContainers } from './quiesce.js';
 import type { RunState, StateStore } from './state.js';
+import { isAlive, sweepDeadHelpers } from './sweep-helpers.js';
 
 /**
  * First thing on every start and every run: if an earlier run died (SIGKILL, OOM, host reboot) while it had
@@ -14,6 +14,10 @@ export async function recoverInterrupted(
   store: StateStore,
   log: Logger,
 ): Promise<RunState | null> {
+  // Helpers and scratch volumes of any dead run, also a drill's (which writes no state file).
+  await sweepDeadHelpers(docker, log).catch((err: unknown) =>
+    log.warn({ step: 'recover', err }, 'could not look for leftover helper containers'),
+  );
   const state = await store.read();
   if (!state) return null;
   if (isAlive(state.pid) && state.pid !== process.pid) return null; // a live run owns it (same PID namespace)
@@ -48,34 +52,6 @@ export async function recoverInterrupted(
       );
     }
   }
-  await removeHelpers(docker, helperOwner(state.pid), log);
   await store.clear();
   return state;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Helper containers of a run that died before its `finally` could remove them (with their anonymous volumes). */
-async function removeHelpers(docker: Docker, owner: string, log: Logger): Promise<void> {
-  const helpers = await docker.listContainers({
-    all: true,
-    filters: { label: [`${HELPER_LABEL}=${owner}`] },
-  });
-  for (const h of helpers) {
-    await docker
-      .getContainer(h.Id)
-      .remove({ force: true, v: true })
-      .catch((err: unknown) =>
-        log.warn({ step: 'recover', container: h.Names[0], err }, 'could not remove a leftover helper'),
-      );
-  }
-  if (helpers.length > 0)
-    log.info({ step: 'recover', helpers: helpers.length }, 'removed leftover helper containers');
 }

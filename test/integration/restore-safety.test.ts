@@ -324,7 +324,8 @@ describe('restore safety: nothing is touched unless every archive is sound', () 
     for (const v of ['mariadb_data', 'moodle_data', 'moodledata_data'])
       expect(r.stdout).toMatch(new RegExp(`${good.id}\\s+${v}\\s+drill\\s+ok\\s`));
     expect(r.stdout).toMatch(/mariadb_data\s+drill\s+ok\s.*mariadb-check: \d+ tables OK/);
-    expect(await drillLeftovers()).toEqual(leftovers);
+    // Nothing new: a drill killed by another test may leave objects that this run's recovery sweeps away.
+    expect((await drillLeftovers()).filter((n) => !leftovers.includes(n))).toEqual([]);
   }, 300_000);
 
   it('verify --deep finds a damaged InnoDB table in an intact archive; level 1 cannot', async () => {
@@ -342,7 +343,8 @@ describe('restore safety: nothing is touched unless every archive is sound', () 
     const failed = report.results.filter((x) => !x.ok);
     expect(failed.map((x) => `${x.volume}:${x.level}`)).toEqual(['mariadb_data:drill']);
     expect(failed[0]?.detail).toMatch(/bitnami_moodle\.mdl_user/);
-    expect(await drillLeftovers()).toEqual(leftovers);
+    // Nothing new: a drill killed by another test may leave objects that this run's recovery sweeps away.
+    expect((await drillLeftovers()).filter((n) => !leftovers.includes(n))).toEqual([]);
   }, 300_000);
 
   it('verify --all reports damaged and incomplete snapshots as failures and passes the good one', async () => {

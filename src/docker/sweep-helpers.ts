@@ -1,0 +1,79 @@
+import { hostname } from 'node:os';
+import type Docker from 'dockerode';
+import type { Logger } from '../observe/logger.js';
+import { dockerStatus } from './client.js';
+import { HELPER_LABEL } from './labels.js';
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: the process exists, it is only not ours to signal.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * True when a helper label's value (`host:pid`, see labels.ts helperOwner) names a process of this host (the
+ * sidecar container's hostname, or the machine's for a CLI run on it) that no longer runs. Helpers of
+ * another host are left alone: whether their process lives cannot be told from here. Our own pid counts as
+ * dead: a restarted container's sidecar gets the same pid again, and this is only called before the process
+ * has made helpers of its own (at the start of a command, or of a scheduled run under the run lock).
+ */
+export function ownerIsDead(owner: string | undefined): boolean {
+  if (!owner) return false;
+  const at = owner.lastIndexOf(':');
+  const pid = Number(owner.slice(at + 1));
+  if (at < 0 || owner.slice(0, at) !== hostname() || !Number.isInteger(pid) || pid <= 0) return false;
+  return pid === process.pid || !isAlive(pid);
+}
+
+/**
+ * Removes the helper containers and scratch volumes (e.g. a `verify --deep` drill's `moodle-backup-drill-*`
+ * server and volume) of processes that died before their `finally` ran. A drill writes no state file, so this
+ * runs on every start and run whether or not one exists. Live runs' helpers are never touched.
+ */
+export async function sweepDeadHelpers(docker: Docker, log: Logger): Promise<void> {
+  const containers = (await docker.listContainers({ all: true, filters: { label: [HELPER_LABEL] } })).filter(
+    (c) => ownerIsDead(c.Labels[HELPER_LABEL]),
+  );
+  let removed = 0;
+  for (const c of containers) {
+    // v: the container's anonymous volumes go with it; the named scratch volume is freed for the step below.
+    await docker
+      .getContainer(c.Id)
+      .remove({ force: true, v: true })
+      .then(
+        () => removed++,
+        (err: unknown) => {
+          if (dockerStatus(err) !== 404)
+            log.warn({ step: 'recover', container: c.Names[0], err }, 'could not remove a leftover helper');
+        },
+      );
+  }
+  const { Volumes } = await docker.listVolumes({ filters: { label: [HELPER_LABEL] } });
+  const volumes = (Volumes ?? []).filter((v) => ownerIsDead(v.Labels?.[HELPER_LABEL]));
+  for (const v of volumes) {
+    await docker
+      .getVolume(v.Name)
+      .remove({ force: true })
+      .then(
+        () => removed++,
+        (err: unknown) => {
+          if (dockerStatus(err) !== 404)
+            log.warn({ step: 'recover', volume: v.Name, err }, 'could not remove a leftover scratch volume');
+        },
+      );
+  }
+  if (removed > 0) {
+    log.warn(
+      {
+        step: 'recover',
+        containers: containers.map((c) => c.Names[0]?.replace(/^\//, '')),
+        volumes: volumes.map((v) => v.Name),
+      },
+      `removed ${removed} helper container(s) and scratch volume(s) left by a process that died`,
+    );
+  }
+}
