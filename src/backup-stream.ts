@@ -1,10 +1,11 @@
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type Docker from 'dockerode';
+import type { CodecImpl } from './archive/codec.js';
 import type { ManifestVolume } from './archive/manifest.js';
-import { ByteCounter, HashTap } from './archive/tap.js';
+import { HashTap } from './archive/tap.js';
+import { type CompressedSource, compressedDirSource, dirNodeSource, nodeSource } from './backup-source.js';
 import type { Sink } from './backup-steps.js';
-import { readDirTar } from './docker/dir-tar.js';
 import type { VolumeTarget } from './docker/discover.js';
 import { readVolumeTar, withHelper } from './docker/volumes.js';
 import { throwFirstCause } from './errors.js';
@@ -20,19 +21,32 @@ export interface StreamResult {
   excludedBytes: number;
   /** Which read path produced the tar (logged; the snapshot format is the same either way). */
   via: 'mount' | 'docker';
+  /** Whether the raw tar bytes went through Node (false: GNU tar piped straight into the compressor). */
+  viaNode: boolean;
+}
+
+/** How a volume's tar is encoded: the codec, then what follows it (the age stage when encrypting). */
+export interface Encoding {
+  codec: CodecImpl;
+  level?: number;
+  /** Made once per volume; the sha256 tap hashes what comes out of the last of them. */
+  after: () => NodeJS.ReadWriteStream[];
 }
 
 /**
- * Volume tar → byte counter → codec → [age] → sha256 tap → sink, with back-pressure end to end. The tar comes
- * from GNU tar on the volume's directory when `dir` is given (the `mount` read path), else from Docker's
- * getArchive through a helper container; both produce the same entry names, the rest is shared.
+ * One volume: compressed tar (backup-source.ts) → [age] → sha256 tap → sink, with back-pressure end to end.
+ * The compressed tar comes, in order of preference, from
+ *  1. GNU tar on the volume's directory piped straight into the zstd binary (`mount` read path, `dir` given):
+ *     Node never touches the raw bytes;
+ *  2. GNU tar on the directory through Node's codec (the codec has no binary: gzip, none);
+ *  3. Docker's getArchive through a helper container (`docker` read path), through Node's codec.
+ * All produce the same entry names; the snapshot format is the same.
  */
 export async function streamVolume(
   docker: Docker,
   v: VolumeTarget,
   image: string,
-  /** The codec, then the encryption stage when encrypting: the tap hashes what is stored. */
-  encode: NodeJS.ReadWriteStream[],
+  encoding: Encoding,
   sink: Sink,
   signal?: AbortSignal,
   progress?: Progress,
@@ -41,39 +55,40 @@ export async function streamVolume(
   onWarning?: (message: string) => void,
 ): Promise<StreamResult> {
   const t0 = Date.now();
-  let excluded = { entries: 0, bytes: 0 };
   const opts = {
-    exclude: excludes?.rules,
-    onExcluded: (s: { entries: number; bytes: number }) => {
-      excluded = s;
-    },
+    codec: encoding.codec,
+    level: encoding.level,
+    exclude: excludes?.rules ?? [],
+    progress,
     onWarning,
   };
-  const run = async (tar: Readable, via: 'mount' | 'docker'): Promise<StreamResult> => {
-    const raw = new ByteCounter();
+  const run = async (source: CompressedSource, via: 'mount' | 'docker', viaNode: boolean) => {
     const tap = new HashTap();
     const out = new PassThrough();
-    const stages: NodeJS.ReadWriteStream[] = [raw];
-    if (progress) stages.push(progress);
-    const produce = pipeline([tar, ...stages, ...encode, tap, out], signal ? { signal } : {});
+    const produce = pipeline([...source.stages, ...encoding.after(), tap, out], signal ? { signal } : {});
     const consume = sink(out).catch((err: unknown) => {
       out.destroy(err as Error);
       throw err;
     });
     throwFirstCause(await Promise.allSettled([produce, consume]));
+    const excluded = await source.excluded();
     return {
-      rawBytes: raw.bytes,
+      rawBytes: source.rawBytes(),
       storedBytes: tap.bytes,
       sha256: tap.digest(),
       ms: Date.now() - t0,
       excludedEntries: excluded.entries,
       excludedBytes: excluded.bytes,
       via,
+      viaNode,
     };
   };
-  if (dir) return run(readDirTar(dir, opts), 'mount');
+  if (dir) {
+    const direct = compressedDirSource(dir, opts);
+    return direct ? run(direct, 'mount', false) : run(dirNodeSource(dir, opts), 'mount', true);
+  }
   return withHelper(docker, { volume: v.name, image, readOnly: true }, async (helper) =>
-    run(await readVolumeTar(helper, opts), 'docker'),
+    run(nodeSource(await readVolumeTar(helper), opts), 'docker', true),
   );
 }
 

@@ -171,9 +171,11 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
           docker,
           v,
           helperImage,
-          encryption
-            ? [codec.compress(config.compressionLevel), encryption.stage()]
-            : [codec.compress(config.compressionLevel)],
+          {
+            codec,
+            level: config.compressionLevel,
+            after: () => (encryption ? [encryption.stage()] : []),
+          },
           sink,
           ctx.signal,
           Progress.enabled() ? new Progress(v.short, expected[v.short]) : undefined,
@@ -190,6 +192,7 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
             storedBytes: r.storedBytes,
             ms: r.ms,
             readPath: r.via,
+            rawViaNode: r.viaNode,
           },
           `read ${v.short}`,
         );

@@ -12,6 +12,11 @@ export interface CodecImpl {
   extension: string;
   compress(level?: number): Duplex;
   decompress(): Duplex;
+  /**
+   * The compressor as a command line (stdin → stdout) when it runs as a binary on this machine, else null:
+   * then another child process can feed it directly (docker/dir-tar-compressed.ts), bypassing Node.
+   */
+  command?(level?: number): { cmd: string; args: string[] } | null;
 }
 
 let zstdBinary: boolean | undefined;
@@ -34,8 +39,12 @@ const nodeZstd = zlib as unknown as {
 const zstd: CodecImpl = {
   name: 'zstd',
   extension: '.tar.zst',
+  command(level = 3) {
+    return hasZstdBinary() ? { cmd: 'zstd', args: ['-T0', `-${level}`, '-q', '-c'] } : null;
+  },
   compress(level = 3) {
-    if (hasZstdBinary()) return spawnFilter('zstd', ['-T0', `-${level}`, '-q', '-c']);
+    const bin = this.command?.(level);
+    if (bin) return spawnFilter(bin.cmd, bin.args);
     if (nodeZstd.createZstdCompress) {
       return nodeZstd.createZstdCompress({
         params: { [nodeZstd.constants.ZSTD_c_compressionLevel ?? 100]: level },

@@ -4,6 +4,11 @@ import { SidecarError } from '../errors.js';
 import { collect } from './stderr-tail.js';
 import { type ReadVolumeOptions, withExcludes } from './volumes.js';
 
+/** How GNU tar reads a volume directory on both mount read paths (readDirTar, dir-tar-compressed.ts). */
+export function tarReadOptions(dir: string): string[] {
+  return ['-C', dir, '-c', '--numeric-owner', '--format=gnu'];
+}
+
 /**
  * The `mount` read path: a volume's directory as a tar stream made by GNU tar, rooted at `./` like the
  * getArchive path (restore and the tar guard normalise `./x` and `x` alike). GNU format, numeric owners,
@@ -15,7 +20,7 @@ export function readDirTar(
   dir: string,
   opts: ReadVolumeOptions & { onWarning?: (message: string) => void } = {},
 ): Readable {
-  const child = spawn('tar', ['-C', dir, '-c', '--numeric-owner', '--format=gnu', '-f', '-', '.'], {
+  const child = spawn('tar', [...tarReadOptions(dir), '-f', '-', '.'], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const stderr = collect(child.stderr);

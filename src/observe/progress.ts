@@ -35,6 +35,23 @@ export class Progress extends Transform {
     cb(null, chunk);
   }
 
+  /** For bytes Node never sees (GNU tar piping into zstd directly): the running total, from elsewhere. */
+  reportTotal(bytes: number): void {
+    this.bytes = bytes;
+    const now = Date.now();
+    if (now - this.last > 250) {
+      this.last = now;
+      this.draw(now);
+    }
+  }
+
+  /** The last line of a progress fed by reportTotal. */
+  finishLine(bytes: number): void {
+    this.bytes = bytes;
+    this.draw(Date.now());
+    this.out.write('\n');
+  }
+
   override _flush(cb: TransformCallback): void {
     this.draw(Date.now());
     this.out.write('\n');

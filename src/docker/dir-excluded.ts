@@ -1,0 +1,47 @@
+import { lstat, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type ExcludeRule, type ExcludeStats, excludeMatcher } from '../archive/tar-exclude.js';
+
+/**
+ * What the exclude rules leave out of a directory, counted the way TarExclude counts dropped tar entries:
+ * one entry per file, directory, link or device below (and including) a matched path; bytes are the bodies a
+ * tar would have carried (regular files' sizes; a second name of the same inode is a body-less hard link).
+ * Used when GNU tar applies the rules itself (exclude-tar-args.ts) and the manifest still has to say what was
+ * left out. Only directories that can hold a match are walked: the rules' depth bounds the search, and a
+ * matched subtree is walked once to count it. Symlinks are never followed.
+ */
+export async function countExcluded(dir: string, rules: ExcludeRule[]): Promise<ExcludeStats> {
+  const stats: ExcludeStats = { entries: 0, bytes: 0 };
+  if (rules.length === 0) return stats;
+  const excluded = excludeMatcher(rules);
+  // `a/b` matches at depth 2; `a/b/` first matches its children, at depth 3.
+  const depth = Math.max(
+    ...rules.map((r) => {
+      const clean = r.replace(/^(\.\/|\/)+/, '');
+      return clean.replace(/\/+$/, '').split('/').length + (clean.endsWith('/') ? 1 : 0);
+    }),
+  );
+  const seenInodes = new Set<string>();
+
+  const count = async (path: string): Promise<void> => {
+    const st = await lstat(path, { bigint: false });
+    stats.entries++;
+    if (st.isFile()) {
+      const inode = `${st.dev}:${st.ino}`;
+      if (st.nlink < 2 || !seenInodes.has(inode)) stats.bytes += st.size;
+      if (st.nlink > 1) seenInodes.add(inode);
+    } else if (st.isDirectory()) {
+      for (const name of await readdir(path)) await count(join(path, name));
+    }
+  };
+
+  const search = async (rel: string, level: number): Promise<void> => {
+    for (const e of await readdir(join(dir, rel), { withFileTypes: true })) {
+      const child = rel ? `${rel}/${e.name}` : e.name;
+      if (excluded(child)) await count(join(dir, child));
+      else if (e.isDirectory() && level < depth) await search(child, level + 1);
+    }
+  };
+  await search('', 1);
+  return stats;
+}

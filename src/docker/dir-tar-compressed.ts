@@ -1,0 +1,164 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { type Readable, Transform } from 'node:stream';
+import { SidecarError } from '../errors.js';
+import { tarReadOptions } from './dir-tar.js';
+
+/** A compressor as a command line reading stdin and writing stdout (codec.ts `command`). */
+export interface CompressorCommand {
+  cmd: string;
+  args: string[];
+}
+
+export interface CompressedDirTarOptions {
+  /** Extra tar options, e.g. exclude-tar-args.ts. */
+  tarArgs?: string[];
+  /** Tar exited 1 ("file changed as we read it"): the archive is complete but may be inconsistent. */
+  onWarning?: (message: string) => void;
+  /** Raw tar bytes written so far, every few MiB (from tar's checkpoints). */
+  onRawBytes?: (bytes: number) => void;
+}
+
+export interface CompressedDirTar {
+  /** The compressed tar. Ends only after tar AND the compressor have both exited successfully. */
+  stream: Readable;
+  /** Length of the uncompressed tar stream (tar's own --totals, end blocks and record padding included). */
+  rawBytes(): number;
+}
+
+/** GNU tar's default record: 20 blocks of 512 bytes; `--checkpoint` counts these. */
+const RECORD = 10240;
+const CHECKPOINT_RECORDS = 1024;
+
+/**
+ * The fast `mount` read path: GNU tar's stdout is the compressor's stdin (one kernel pipe between two child
+ * processes), so the raw tar bytes never pass through Node; Node reads only the compressed output, for sha256,
+ * encryption and the sink. The raw size comes from tar's `--totals`, progress from its `--checkpoint`s.
+ *
+ * A failure of either process fails the stream, and the other one is killed: a tar that dies mid-read leaves
+ * the compressor a clean end of input, so the compressor's success alone would pass a truncated archive off
+ * as complete. When the compressor dies first, tar's broken pipe is its consequence and the compressor's
+ * error is the one reported.
+ */
+export function readDirTarCompressed(
+  dir: string,
+  compressor: CompressorCommand,
+  opts: CompressedDirTarOptions = {},
+): CompressedDirTar {
+  const z = spawn(compressor.cmd, compressor.args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  // The parent hands its end of the compressor's stdin to tar and closes its own copy: tar is the only
+  // writer, and the compressor sees end of input when tar exits. Node never reads what tar writes.
+  const tar = spawn(
+    'tar',
+    [
+      ...tarReadOptions(dir),
+      '--totals',
+      ...(opts.onRawBytes ? [`--checkpoint=${CHECKPOINT_RECORDS}`, '--checkpoint-action=echo=#%u'] : []),
+      ...(opts.tarArgs ?? []),
+      '-f',
+      '-',
+      '.',
+    ],
+    { stdio: ['ignore', z.stdin ?? 'ignore', 'pipe'], env: { ...process.env, LC_ALL: 'C' } },
+  );
+  z.stdin?.destroy();
+
+  let totals: number | undefined;
+  const tarErr = lines(tar, (line) => {
+    const checkpoint = /^tar: #(\d+)$/.exec(line);
+    if (checkpoint) {
+      opts.onRawBytes?.(Number(checkpoint[1]) * RECORD);
+      return true;
+    }
+    const total = /^Total bytes written: (\d+)/.exec(line);
+    if (total) totals = Number(total[1]);
+    return Boolean(total);
+  });
+  const zErr = lines(z, () => false);
+
+  const stop = () => {
+    for (const c of [tar, z]) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  };
+  const tarDone = exited(tar, 'tar', tarErr, (code) => code === 0 || code === 1).then((code) => {
+    if (code === 1) opts.onWarning?.(`tar reading ${dir}: ${tarErr().trim()}`);
+    if (totals === undefined) throw new Error('tar did not report its totals (is it GNU tar?)');
+  });
+  const zDone = exited(z, compressor.cmd, zErr, (code) => code === 0).then(() => undefined);
+  tarDone.catch(stop);
+  zDone.catch(stop);
+  const both = Promise.allSettled([tarDone, zDone]).then(([t, c]) => {
+    const tarFailure = t.status === 'rejected' ? (t.reason as Error) : undefined;
+    const zFailure = c.status === 'rejected' ? (c.reason as Error) : undefined;
+    // tar failing to write (broken pipe, reset socket) is the consequence of the compressor dying: report
+    // the compressor. Any other tar failure is the cause, and the compressor's end then came from our kill.
+    const err = tarFailure && !brokenPipe(tarFailure) ? tarFailure : (zFailure ?? tarFailure);
+    if (err)
+      throw new SidecarError('STORAGE_FAILED', `reading volume directory ${dir} failed: ${err.message}`);
+  });
+
+  const out = new Transform({
+    transform(chunk, _enc, cb) {
+      cb(null, chunk);
+    },
+    flush(cb) {
+      both.then(() => cb(), cb);
+    },
+  });
+  both.catch((err: Error) => out.destroy(err));
+  // The consumer gave up (sink error, abort): nothing may keep running.
+  out.once('close', stop);
+  z.stdout?.pipe(out);
+  return {
+    stream: out,
+    rawBytes: () => totals ?? 0,
+  };
+}
+
+/** Collects a child's stderr line by line; `consume` takes lines it understands, the rest is kept (4 KiB). */
+function lines(child: ChildProcess, consume: (line: string) => boolean): () => string {
+  let kept = '';
+  let partial = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    const parts = (partial + d.toString()).split('\n');
+    partial = parts.pop() ?? '';
+    for (const line of parts) if (!consume(line) && kept.length < 4096) kept += `${line}\n`;
+  });
+  child.stderr?.once('end', () => {
+    if (partial && !consume(partial) && kept.length < 4096) kept += partial;
+    partial = '';
+  });
+  return () => kept.slice(0, 4096);
+}
+
+/** A child's failed exit: its signal, if one ended it, for telling causes from consequences. */
+class ExitError extends Error {
+  constructor(
+    message: string,
+    readonly signal: NodeJS.Signals | null,
+  ) {
+    super(message);
+  }
+}
+
+function brokenPipe(err: Error): boolean {
+  return (
+    err instanceof ExitError &&
+    (err.signal === 'SIGPIPE' || /Cannot write: (Broken pipe|Connection reset)/.test(err.message))
+  );
+}
+
+/** Resolves with the exit code when `ok(code)`, else rejects naming the tool, its status and its stderr. */
+function exited(
+  child: ChildProcess,
+  name: string,
+  stderr: () => string,
+  ok: (code: number) => boolean,
+): Promise<number> {
+  return new Promise((resolve, reject) => {
+    child.once('error', (err) => reject(new Error(`${name}: ${err.message}`)));
+    child.once('close', (code, signal) => {
+      if (code !== null && ok(code)) return resolve(code);
+      const text = stderr().trim();
+      reject(new ExitError(`${name} exited with ${code ?? signal}${text ? `: ${text}` : ''}`, signal));
+    });
+  });
+}

@@ -1,0 +1,70 @@
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../harness/cli.js';
+import { cliEnv, type TempDirs, tempDirs } from '../harness/config.js';
+import { killLive, startCli } from '../harness/live.js';
+import { type Proc, waitForChild } from '../harness/procs.js';
+import { createMoodleStack, type MoodleStack } from '../harness/stack.js';
+
+/**
+ * The `mount` read path pipes GNU tar straight into zstd (docker/dir-tar-compressed.ts). If tar dies
+ * mid-read, zstd sees a clean end of input and writes a valid frame: only tar's own exit status tells the
+ * archive is truncated. If zstd dies, tar dies of the broken pipe. Either way the backup must fail with
+ * STORAGE_FAILED naming the process that failed, the stack must run again, and no snapshot may exist.
+ * zstd is stopped (SIGSTOP) first, so tar is held mid-volume and the kill always lands mid-read.
+ */
+const RUNNING = { mariadb: 'running', moodle: 'running' };
+
+describe('a process of the read pipeline dying mid-read', () => {
+  let stack: MoodleStack;
+  let dirs: TempDirs;
+  const stopped: number[] = [];
+
+  beforeAll(async () => {
+    [stack, dirs] = await Promise.all([
+      createMoodleStack({ seed: { files: 20, bigMb: 24, users: 50, logs: 100 } }),
+      tempDirs('rf'),
+    ]);
+  });
+  afterAll(async () => {
+    killLive();
+    // A zstd left stopped by a failed test would never end by itself.
+    for (const pid of stopped) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    await stack?.remove();
+    await dirs?.remove();
+  });
+
+  for (const victim of ['tar', 'zstd'] as const) {
+    it(`${victim} killed: exit 6 STORAGE_FAILED naming ${victim}, stack running, no snapshot`, async () => {
+      const target = join(dirs.root, `killed-${victim}`);
+      const env = cliEnv(stack.project, dirs, { BACKUP_ARCHIVE: target, BACKUP_COMPRESSION: 'zstd' });
+      const run = startCli(['backup'], env, 180_000);
+      const cli = run.child.pid as number;
+      const isTar = (p: Proc) => p.argv[0] === 'tar' && p.argv.includes('--totals');
+      const tar = await waitForChild(cli, 'tar -c --totals', isTar, 120_000);
+      const zstd = await waitForChild(cli, 'zstd -T0', (p) => p.argv[0] === 'zstd' && p.argv.includes('-T0'));
+      process.kill(zstd.pid, 'SIGSTOP');
+      stopped.push(zstd.pid);
+      if (victim === 'tar') {
+        process.kill(tar.pid, 'SIGKILL');
+        process.kill(zstd.pid, 'SIGCONT');
+      } else {
+        process.kill(zstd.pid, 'SIGKILL');
+      }
+      const r = await run.exited;
+      expect(r.code, r.stderr).toBe(6);
+      const error = r.stderr.split('\n').find((l) => l.startsWith('error ['));
+      expect(error).toMatch(new RegExp(`^error \\[STORAGE_FAILED\\]: .*${victim} exited with SIGKILL`));
+      expect(await stack.states()).toEqual(RUNNING);
+      const list = await runCli(['snapshots', '--json'], { ...env });
+      expect(list.code, list.stderr).toBe(0);
+      expect(JSON.parse(list.stdout)).toEqual([]);
+    });
+  }
+});

@@ -1,0 +1,209 @@
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { link, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { PassThrough } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { getCodec } from '../../src/archive/codec.js';
+import { type StreamResult, streamVolume } from '../../src/backup-stream.js';
+import { tarReadOptions } from '../../src/docker/dir-tar.js';
+import type { VolumeTarget } from '../../src/docker/discover.js';
+import { MOODLE_DATAROOT_EXCLUDES } from '../../src/moodle/excludes.js';
+import { docker } from '../harness/docker.js';
+import { bytesWritten, childrenOf, waitForChild } from '../harness/procs.js';
+
+/**
+ * The fast `mount` read path (GNU tar piped straight into zstd, docker/dir-tar-compressed.ts) against what
+ * a user can check: the stored archive decompresses to exactly the tar GNU tar writes, rawBytes is its
+ * length, excludes leave out and count what the Node filter (TarExclude) does, and a tar or zstd that dies
+ * mid-read fails the volume instead of passing a truncated archive off as complete. Real tar, zstd and disk.
+ */
+const VOLUME: VolumeTarget = { name: 'mbst-fast-path', short: 'data', mountedBy: [] };
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const untar = (archive: Buffer, codec: 'zstd' | 'gzip') =>
+  execFileSync(codec === 'zstd' ? 'zstd' : 'gzip', ['-d', '-c'], { input: archive, maxBuffer: 256 << 20 });
+const listing = (tar: Buffer) =>
+  execFileSync('tar', ['-t'], { input: tar, maxBuffer: 64 << 20 })
+    .toString()
+    .split('\n')
+    .filter(Boolean)
+    .sort();
+
+let root: string;
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'mbst-fast-path-'));
+});
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+/** Backs `dir` up with `codec` into a file; the result and the stored bytes. */
+async function backup(
+  dir: string,
+  codec: 'zstd' | 'gzip',
+  rules: string[] = [],
+  gate?: Promise<void>,
+): Promise<StreamResult & { stored: Buffer }> {
+  const file = join(root, `out-${Math.random().toString(36).slice(2)}`);
+  const sink = async (s: PassThrough) => {
+    await gate;
+    await pipeline(s, createWriteStream(file));
+  };
+  const r = await streamVolume(
+    docker(),
+    VOLUME,
+    'unused',
+    { codec: getCodec(codec), after: () => [] },
+    sink,
+    undefined,
+    undefined,
+    { rules, source: 'config' },
+    dir,
+  );
+  return { ...r, stored: await readFile(file) };
+}
+
+/** A Moodle dataroot-like tree: caches, sessions, a cron log, nested caches, dotfiles, names with `?`. */
+async function moodleTree(dir: string): Promise<void> {
+  for (const d of [
+    'cache/a/b',
+    'localcache/x',
+    'temp/t',
+    'filedir/ab/cd',
+    'sessions',
+    'cachex',
+    'lang/cache/y',
+  ])
+    await mkdir(join(dir, d), { recursive: true });
+  await writeFile(join(dir, 'cache/a/b/c.php'), 'x'.repeat(3000));
+  await writeFile(join(dir, 'cache/.hidden'), 'h'.repeat(10));
+  await writeFile(join(dir, 'localcache/x/y'), 'y');
+  await writeFile(join(dir, 'temp/t/z'), 'z'.repeat(700));
+  await writeFile(join(dir, 'filedir/ab/cd/abcd'), randomBytes(200_000));
+  await link(join(dir, 'filedir/ab/cd/abcd'), join(dir, 'filedir/trash-link'));
+  await writeFile(join(dir, 'sessions/sess_1'), 's');
+  await writeFile(join(dir, 'cachex/keep'), 'k');
+  await writeFile(join(dir, 'moodle-cron.log'), 'log');
+  await writeFile(join(dir, 'moodle-cron.log.1'), 'old log');
+  await writeFile(join(dir, 'lang/cache/y/z'), 'nested');
+  await writeFile(join(dir, 'we?rd'), 'question mark');
+  await writeFile(join(dir, 'weXrd'), 'no question mark');
+}
+
+describe('mount read path, tar piped into zstd', () => {
+  it('stores exactly the tar GNU tar writes; rawBytes is its length, end blocks and padding included', async () => {
+    const dir = join(root, 'plain');
+    await mkdir(dir);
+    await moodleTree(dir);
+    const r = await backup(dir, 'zstd');
+    expect(r.viaNode).toBe(false);
+    const tar = untar(r.stored, 'zstd');
+    const direct = execFileSync('tar', [...tarReadOptions(dir), '-f', '-', '.'], { maxBuffer: 64 << 20 });
+    expect(r.rawBytes).toBe(tar.length);
+    expect(sha(tar)).toBe(sha(direct));
+    expect(r.storedBytes).toBe(r.stored.length);
+    expect(r.sha256).toBe(sha(r.stored));
+  });
+
+  it('excludes: the same entries left out and the same counts as the Node filter on the gzip path', async () => {
+    const dir = join(root, 'excl');
+    await mkdir(dir);
+    await moodleTree(dir);
+    const rules = [...MOODLE_DATAROOT_EXCLUDES, '*/cache/', 'we?rd'];
+    const fast = await backup(dir, 'zstd', rules);
+    const node = await backup(dir, 'gzip', rules);
+    expect([fast.viaNode, node.viaNode]).toEqual([false, true]);
+    const kept = listing(untar(fast.stored, 'zstd'));
+    expect(kept).toEqual(listing(untar(node.stored, 'gzip')));
+    // Directory entries stay (restored empty), their contents and the named files go; `?` is literal.
+    expect(kept).toEqual(
+      expect.arrayContaining([
+        './cache/',
+        './localcache/',
+        './lang/cache/',
+        './weXrd',
+        './moodle-cron.log.1',
+      ]),
+    );
+    for (const gone of ['./cache/a/', './cache/.hidden', './lang/cache/y/z', './moodle-cron.log', './we?rd'])
+      expect(kept).not.toContain(gone);
+    expect({ entries: fast.excludedEntries, bytes: fast.excludedBytes }).toEqual({
+      entries: node.excludedEntries,
+      bytes: node.excludedBytes,
+    });
+    // cache: a, a/b, a/b/c.php, .hidden; localcache: x, x/y; temp: t, t/z; sessions/sess_1; the cron log;
+    // lang/cache: y, y/z; we?rd.
+    expect(fast.excludedEntries).toBe(13);
+    expect(fast.excludedBytes).toBe(3000 + 10 + 1 + 700 + 1 + 3 + 6 + 13);
+  });
+
+  it('a hard link outside the excluded paths keeps its data when its other name is excluded', async () => {
+    const dir = join(root, 'links');
+    await mkdir(join(dir, 'cache'), { recursive: true });
+    await writeFile(join(dir, 'cache/linked'), 'shared body');
+    await link(join(dir, 'cache/linked'), join(dir, 'outside'));
+    const r = await backup(dir, 'zstd', ['cache/']);
+    const out = join(root, 'links-restored');
+    await mkdir(out);
+    execFileSync('tar', ['-C', out, '-x'], { input: untar(r.stored, 'zstd') });
+    expect(await readFile(join(out, 'outside'), 'utf8')).toBe('shared body');
+    expect({ entries: r.excludedEntries, bytes: r.excludedBytes }).toEqual({ entries: 1, bytes: 11 });
+  });
+
+  describe('a process dying mid-read fails the volume', () => {
+    let big: string;
+    beforeAll(async () => {
+      big = join(root, 'big');
+      await mkdir(big);
+      // Incompressible, so zstd cannot run far ahead: the sink's closed gate stalls tar within a few MiB.
+      for (let i = 0; i < 6; i++) await writeFile(join(big, `blob-${i}`), randomBytes(8 << 20));
+    });
+
+    async function killMidRead(victim: 'tar' | 'zstd'): Promise<unknown> {
+      let open: () => void = () => {};
+      const gate = new Promise<void>((r) => {
+        open = r;
+      });
+      const running = backup(big, 'zstd', [], gate).then(
+        () => null,
+        (err: unknown) => err,
+      );
+      const tar = await waitForChild(
+        process.pid,
+        'tar -c',
+        (p) => p.argv[0] === 'tar' && p.argv.includes(big),
+      );
+      const deadline = Date.now() + 20_000;
+      while ((await bytesWritten(tar.pid)) < 1 << 20 && Date.now() < deadline) await sleep(10);
+      expect(await bytesWritten(tar.pid)).toBeGreaterThanOrEqual(1 << 20);
+      const target =
+        victim === 'tar'
+          ? tar
+          : await waitForChild(process.pid, 'zstd', (p) => p.argv[0] === 'zstd' && p.argv.includes('-T0'));
+      process.kill(target.pid, 'SIGKILL');
+      open();
+      const err = await running;
+      // Nothing of the volume's read keeps running.
+      expect(
+        (await childrenOf(process.pid)).filter((p) => ['tar', 'zstd'].includes(p.argv[0] ?? '')),
+      ).toEqual([]);
+      return err;
+    }
+
+    it('tar killed: STORAGE_FAILED naming tar, although zstd then ends its frame cleanly', async () => {
+      const err = await killMidRead('tar');
+      expect(err).toMatchObject({ code: 'STORAGE_FAILED' });
+      expect(String((err as Error).message)).toMatch(/tar exited with SIGKILL/);
+    });
+
+    it("zstd killed: STORAGE_FAILED naming zstd, not tar's broken pipe", async () => {
+      const err = await killMidRead('zstd');
+      expect(err).toMatchObject({ code: 'STORAGE_FAILED' });
+      expect(String((err as Error).message)).toMatch(/zstd exited with SIGKILL/);
+    });
+  });
+});
