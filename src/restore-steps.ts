@@ -6,7 +6,9 @@ import { mountPointCommands } from './docker/extract.js';
 import { stopOrder } from './docker/plan.js';
 import { MOUNT, volumeExists } from './docker/volumes.js';
 import { SidecarError } from './errors.js';
+import type { Logger } from './observe/logger.js';
 import type { RestorePlan } from './restore.js';
+import { removeOld, type SwapRecord } from './restore-swap.js';
 
 /** The steps restore.ts calls: which volumes, where they go, what must stop, and the clean-up after extraction. */
 
@@ -61,4 +63,29 @@ export async function makePlan(
  */
 export function finishScript(root?: TarStats['root']): string {
   return [`rm -f ${MOUNT}/climaintenance.html`, ...mountPointCommands(root)].join(' && ');
+}
+
+/**
+ * After a staged restore, once the stack runs again: deletes each plain volume's old content. A failure
+ * leaves the restore done and says what to delete by hand (the next restore of that volume removes it too).
+ */
+export async function deleteOldContent(
+  vols: { name: string; rec: SwapRecord }[],
+  log: Logger,
+): Promise<void> {
+  for (const v of vols) {
+    const t0 = Date.now();
+    await removeOld(v.rec).then(
+      () =>
+        log.info(
+          { step: 'cleanup', volume: v.name, ms: Date.now() - t0 },
+          `deleted the old content of ${v.name}`,
+        ),
+      (err: unknown) =>
+        log.warn(
+          { step: 'cleanup', volume: v.name, err },
+          `could not delete the old content of ${v.name}: ${(err as Error).message}`,
+        ),
+    );
+  }
 }

@@ -9,12 +9,11 @@ import type { TarStats } from './archive/tar-guard.js';
 import { verifyVolume } from './archive/verify.js';
 import { runBackup } from './backup.js';
 import type { Config } from './config/types.js';
-import { emptyDir, finishDir } from './docker/dir-untar.js';
 import { discoverStack, type Stack } from './docker/discover.js';
 import { extractInto } from './docker/extract.js';
 import { stopOrder } from './docker/plan.js';
 import { quiesce } from './docker/quiesce.js';
-import { emptyVolume, ensureVolume, runInVolume } from './docker/restore-volume.js';
+import { ensureVolume } from './docker/restore-volume.js';
 import { findSelf, type SelfInfo } from './docker/self.js';
 import { StateStore } from './docker/state.js';
 import { volumeDir } from './docker/volume-dir.js';
@@ -25,7 +24,10 @@ import { verifyDump } from './moodle/restore-dump.js';
 import { databasePlan, restoreDatabase, runningVersions, selectDatabase } from './moodle/restore-online.js';
 import { olderThanSnapshot } from './moodle/versions.js';
 import type { Logger } from './observe/logger.js';
-import { finishScript, makePlan, selectVolumes } from './restore-steps.js';
+import { restoreFileVolume } from './restore-mount.js';
+import { RestoreProgress } from './restore-progress.js';
+import { deleteOldContent, makePlan, selectVolumes } from './restore-steps.js';
+import type { SwapRecord } from './restore-swap.js';
 import { type Backend, isLocalBackend } from './storage/backend.js';
 
 export interface RestoreOptions {
@@ -182,23 +184,19 @@ async function apply(
       : null;
   const dbVolumes = plan.volumes.filter((v) => verified[v.name]?.mariadbDatadir).map((v) => v.dockerName);
   const state = new StateStore(config.stateDir);
-  const progress: Record<string, 'pending' | 'emptied' | 'restored'> = Object.fromEntries(
-    [...selected.map((v) => v.name), ...(db ? [db.volume.name] : [])].map((n) => [n, 'pending']),
-  );
-  // Each volume's progress goes to the state file as it happens: a crash midway is reported per volume.
-  const mark = async (name: string, st: 'emptied' | 'restored') => {
-    progress[name] = st;
-    await state.update((s) => {
-      s.volumes = { ...progress };
-    });
-  };
+  const progress = new RestoreProgress(state, [
+    ...selected.map((v) => v.name),
+    ...(db ? [db.volume.name] : []),
+  ]);
+  /** Volumes whose old content (restore-swap.ts OLD) is deleted once the stack runs again. */
+  const deleteLater: { name: string; rec: SwapRecord }[] = [];
   await state.write({
     runId: `restore-${manifest.id}`,
     operation: 'restore',
     startedAt: new Date().toISOString(),
     pid: process.pid,
     quiesced: [],
-    volumes: progress,
+    volumes: { ...progress.volumes },
     safetySnapshot: safety,
   });
   const users = stopOrder(stack.containers.filter((c) => plan.stop.includes(c.name)));
@@ -226,27 +224,26 @@ async function apply(
         log.info({ step: 'restore', volume: v.name }, `created volume ${target}`);
       // The volume's directory when this process can write it (BACKUP_READ_PATH): GNU tar instead of putArchive.
       const dir = await volumeDir(docker, target, self, config.readPath, 'write');
-      const te = Date.now();
-      await (dir ? emptyDir(dir) : emptyVolume(docker, target, image));
-      const emptyMs = Date.now() - te;
-      await mark(v.name, 'emptied');
-      const source = spoolDir
-        ? createReadStream(join(spoolDir, v.file))
-        : await backend.get(`${manifest.id}/${v.file}`);
-      const tx = Date.now();
-      await extractInto(docker, target, image, source, manifest, v, o.signal, config.encryption, dir);
-      const extractMs = Date.now() - tx;
-      // A snapshot taken in maintenance mode must not bring the site back in maintenance mode.
-      if (dir) await finishDir(dir, verified[v.name]?.root);
-      else await runInVolume(docker, target, image, finishScript(verified[v.name]?.root));
-      await mark(v.name, 'restored');
+      const source = () =>
+        spoolDir ? createReadStream(join(spoolDir, v.file)) : backend.get(`${manifest.id}/${v.file}`);
+      const r = await restoreFileVolume({
+        docker,
+        volume: target,
+        image,
+        dir,
+        extract: async (into) =>
+          extractInto(docker, target, image, await source(), manifest, v, o.signal, config.encryption, into),
+        stats: verified[v.name],
+        progress,
+        name: v.name,
+      });
+      if (r.deleteOldLater) deleteLater.push({ name: v.name, rec: r.deleteOldLater });
       log.info(
         {
           step: 'restore',
           volume: v.name,
           rawBytes: v.rawBytes,
-          emptyMs,
-          extractMs,
+          ...r.ms,
           readPath: dir ? 'mount' : 'docker',
         },
         `restored ${v.name}`,
@@ -262,7 +259,7 @@ async function apply(
           db,
           image,
           spoolDir,
-          mark: (st) => mark(db.volume.name, st),
+          mark: (st) => progress.mark(db.volume.name, st),
         }),
       );
     }
@@ -275,15 +272,10 @@ async function apply(
   });
   const downtimeMs = Date.now() - t0;
   if (failure || resumeError) {
-    const states = Object.entries(progress)
-      .map(
-        ([k, s]) =>
-          `${k}: ${s === 'pending' ? 'untouched' : s === 'emptied' ? 'EMPTIED/PARTIAL' : 'restored'}`,
-      )
-      .join(', ');
+    const states = progress.describe();
     const how = safety ? `roll back with \`restore ${safety} --yes\`` : 'no safety snapshot was taken';
     log.error(
-      { step: 'restore', volumes: progress, safetySnapshot: safety, err: failure ?? resumeError },
+      { step: 'restore', volumes: progress.volumes, safetySnapshot: safety, err: failure ?? resumeError },
       `restore failed midway (${states}); ${how}`,
     );
     throw new SidecarError(
@@ -293,13 +285,17 @@ async function apply(
       { cause: failure ?? resumeError },
     );
   }
+  // While MariaDB and Moodle come up, the old content of plain volumes is deleted (off the stack's downtime).
+  const [report] = await Promise.all([
+    afterStart(
+      docker,
+      stack,
+      users.map((c) => c.id),
+      dbVolumes,
+      log,
+    ),
+    deleteOldContent(deleteLater, log),
+  ]);
   await state.clear();
-  const report = await afterStart(
-    docker,
-    stack,
-    users.map((c) => c.id),
-    dbVolumes,
-    log,
-  );
   return { downtimeMs, report };
 }

@@ -1,6 +1,7 @@
 import type Docker from 'dockerode';
 import { disableMaintenance } from '../moodle/maintenance.js';
 import type { Logger } from '../observe/logger.js';
+import { settleInterrupted } from '../restore-swap.js';
 import { resumeContainers } from './quiesce.js';
 import type { RunState, StateStore } from './state.js';
 import { isAlive, sweepDeadHelpers } from './sweep-helpers.js';
@@ -30,6 +31,10 @@ export async function recoverInterrupted(
     },
     `an interrupted ${state.operation} left ${state.quiesced.length} container(s) quiesced: resuming them`,
   );
+  // A staged restore's volumes first: nothing of ours may be in a datadir when MariaDB starts (restore-swap.ts).
+  const settled = state.swaps
+    ? await settleInterrupted(state.swaps, (msg, f) => log.error({ step: 'recover', ...f }, msg))
+    : { states: {}, later: [] };
   if (state.quiesced.length > 0) await resumeContainers(docker, state.quiesced, { log, state: store });
   if (state.maintenance) {
     // After the containers are back: maintenance.php needs the Moodle container running.
@@ -47,10 +52,13 @@ export async function recoverInterrupted(
     if (unfinished.length > 0) {
       log.error(
         { step: 'recover', volumes: state.volumes, safetySnapshot: state.safetySnapshot },
-        `an interrupted restore left volumes incomplete (${unfinished.map(([v, s]) => `${v}: ${s}`).join(', ')})` +
+        `an interrupted restore left volumes incomplete (${unfinished.map(([v, s]) => `${v}: ${s}${settled.states[v] ? `, now ${settled.states[v]}` : ''}`).join(', ')})` +
           (state.safetySnapshot ? `; roll back with: restore ${state.safetySnapshot} --yes` : ''),
       );
     }
+  }
+  for (const finish of settled.later) {
+    await finish().catch((err: unknown) => log.warn({ step: 'recover', err }, (err as Error).message));
   }
   await store.clear();
   return state;

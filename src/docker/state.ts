@@ -1,6 +1,7 @@
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { QuiesceMode } from '../config/types.js';
+import type { SwapRecord } from '../restore-swap.js';
 import type { MultipartRecord, UploadLedger } from '../storage/backend.js';
 
 export interface QuiescedContainer {
@@ -23,6 +24,9 @@ export interface MaintenanceRecord {
   service?: string;
 }
 
+/** `staging`: being unpacked beside the old data, which is still in place (the mount write path). */
+export type VolumeProgress = 'pending' | 'emptied' | 'staging' | 'restored';
+
 export interface RunState {
   runId: string;
   operation: 'backup' | 'restore';
@@ -33,7 +37,9 @@ export interface RunState {
   /** Set before this run turns Moodle's maintenance mode on, removed once it is off again (moodle/maintenance.ts). */
   maintenance?: MaintenanceRecord;
   /** Restore only: per volume, how far it got (for the roll-back message after a crash). */
-  volumes?: Record<string, 'pending' | 'emptied' | 'restored'>;
+  volumes?: Record<string, VolumeProgress>;
+  /** Restore on the mount path: per volume, how far its staged swap got (recovery settles it, restore-swap.ts). */
+  swaps?: Record<string, SwapRecord>;
   /** Restore only: the safety snapshot to roll back to. */
   safetySnapshot?: string;
   /** Multipart uploads started and not yet completed or aborted: recovery aborts them (storage/discard-interrupted.ts). */

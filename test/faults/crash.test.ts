@@ -51,8 +51,8 @@ const logged =
   (pred: (l: LogLine) => boolean) =>
   (run: LiveCli): boolean =>
     run.log(pred) !== undefined;
-const emptied = async (_run: LiveCli, dirs: TempDirs) =>
-  (await readState(dirs))?.volumes?.moodledata_data === 'emptied';
+const unpacking = async (_run: LiveCli, dirs: TempDirs) =>
+  ['emptied', 'staging'].includes((await readState(dirs))?.volumes?.moodledata_data ?? '');
 const stopped = (n: number) => async (_run: LiveCli, dirs: TempDirs) =>
   ((await readState(dirs))?.quiesced.length ?? 0) >= n;
 const uploading = async (_run: LiveCli, dirs: TempDirs) =>
@@ -93,8 +93,8 @@ const KINDS: Kind[] = [
     name: 'restore, mid-extract',
     target: 'local',
     args: RESTORE,
-    waitFor: 'volume emptied',
-    until: emptied,
+    waitFor: 'volume being unpacked',
+    until: unpacking,
     timeoutMs: 180_000,
     spreadMs: 500,
   },
@@ -138,8 +138,8 @@ const KINDS: Kind[] = [
     name: 'restore from S3, mid-extract',
     target: 's3',
     args: RESTORE,
-    waitFor: 'volume emptied',
-    until: emptied,
+    waitFor: 'volume being unpacked',
+    until: unpacking,
     timeoutMs: 180_000,
     spreadMs: 500,
   },
