@@ -111,8 +111,8 @@ export async function settleSwap(
   return { state: 'restored', finish: () => removeOld(rec) };
 }
 
-/** Is the tree a MariaDB/MySQL datadir, or holds one a level or two down (Bitnami's `data/`)? */
-export async function holdsDatadir(dir: string, depth = 2): Promise<boolean> {
+/** Is the directory a MariaDB/MySQL datadir, or holds one a level down (Bitnami's `data/`)? */
+export async function holdsDatadir(dir: string, depth = 1): Promise<boolean> {
   let names: string[];
   try {
     names = await readdir(dir);

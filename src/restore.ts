@@ -66,8 +66,10 @@ export interface RestoreResult {
 
 /**
  * The restore pipeline: resolve → plan → verify every archive (nothing touched yet) → confirm → safety
- * snapshot → stop what mounts the volumes → per volume: empty, extract, clean → start → check MariaDB and
- * Moodle. Any failure midway names each volume's state and the snapshot to roll back to.
+ * snapshot → stop what mounts the volumes → per volume: unpack beside the old data and swap it in (mount
+ * path, restore-mount.ts) or empty and extract (archive API) → start → check MariaDB and Moodle, while the
+ * old content of plain volumes is deleted. Any failure midway names each volume's state and the snapshot to
+ * roll back to.
  */
 export async function runRestore(o: RestoreOptions): Promise<RestoreResult> {
   const { docker, config, backend, log } = o;
@@ -188,7 +190,7 @@ async function apply(
     ...selected.map((v) => v.name),
     ...(db ? [db.volume.name] : []),
   ]);
-  /** Volumes whose old content (restore-swap.ts OLD) is deleted once the stack runs again. */
+  // Volumes whose old content (restore-swap.ts OLD) is deleted once the stack runs again.
   const deleteLater: { name: string; rec: SwapRecord }[] = [];
   await state.write({
     runId: `restore-${manifest.id}`,

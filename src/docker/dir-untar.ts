@@ -8,8 +8,8 @@ import { SidecarError } from '../errors.js';
 import { collect } from './stderr-tail.js';
 
 /**
- * The `mount` write path: GNU tar unpacks a stream (already through the tar guard) into an emptied
- * directory with the archive's numeric owners and exact modes. Resolves once tar has exited 0 and the
+ * The `mount` write path: GNU tar unpacks a stream (already through the tar guard) into an empty
+ * directory (restore's staging directory, restore-swap.ts) with the archive's numeric owners and exact modes. Resolves once tar has exited 0 and the
  * stream has been read to its end (the caller's sha256 re-check needs every byte).
  */
 export async function extractToDir(dir: string, tar: Readable): Promise<void> {
@@ -71,19 +71,6 @@ function stdinFeed(stdin: NodeJS.WritableStream & { destroyed?: boolean }): Writ
       if (!closed) stdin.end();
       cb();
     },
-  });
-}
-
-/** Empties a directory, dotfiles included, without following symlinks; the directory itself stays. */
-export function emptyDir(dir: string): Promise<void> {
-  const child = spawn('find', [dir, '-mindepth', '1', '-delete'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  const stderr = collect(child.stderr);
-  return new Promise((resolve, reject) => {
-    child.once('error', (err) => reject(writeError(dir, err.message)));
-    child.once('close', (code, signal) => {
-      if (code === 0) resolve();
-      else reject(writeError(dir, `emptying failed (${code ?? signal}): ${stderr().trim()}`));
-    });
   });
 }
 

@@ -144,7 +144,7 @@ describe('staged restore swap (restore-swap.ts) on a real directory', () => {
     expect(await tree(dir)).toEqual(NEW_TREE);
   });
 
-  it("prepareStaging removes an earlier run's leftovers; holdsDatadir finds a datadir two levels down", async () => {
+  it("prepareStaging removes an earlier run's leftovers; holdsDatadir finds a datadir one level down", async () => {
     const dir = await staged();
     await writeFile(join(dir, STAGING, 'stale'), 'x');
     await mkdir(join(dir, OLD));
