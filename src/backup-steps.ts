@@ -91,6 +91,7 @@ export async function putFile(
 ): Promise<void> {
   const open = () => createReadStream(path);
   const retrying = backend as Backend & { putFrom?: RetryingBackend['putFrom'] };
-  if (retrying.putFrom) await retrying.putFrom(key, open, { contentLength: size, uploads });
+  if (backend.putFile) await backend.putFile(key, path, { contentLength: size, uploads });
+  else if (retrying.putFrom) await retrying.putFrom(key, open, { contentLength: size, uploads });
   else await backend.put(key, open(), { contentLength: size, uploads });
 }

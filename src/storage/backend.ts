@@ -46,6 +46,15 @@ export interface Backend {
   readonly location: string;
   /** Stores the stream under `key`, replacing any object there. Resolves with the number of bytes stored. */
   put(key: string, body: Readable, opts?: PutOptions): Promise<{ size: number }>;
+  /**
+   * Like put, from a file of exactly `contentLength` bytes, for a backend that does better reading the file
+   * itself (S3: parts read into reused buffers, see s3-file-upload.ts). Optional: else put() a read stream.
+   */
+  putFile?(
+    key: string,
+    path: string,
+    opts: PutOptions & { contentLength: number },
+  ): Promise<{ size: number }>;
   /** Streams the object. Rejects with SidecarError STORAGE_NOT_FOUND when it does not exist. */
   get(key: string): Promise<Readable>;
   /** Size and time of the object, or null when it does not exist. */

@@ -144,6 +144,12 @@ export function withRetry(backend: Backend, options: RetryOptions): RetryingBack
           body.destroy(); // no-op after a completed put; frees the source after a failed one
         }
       }),
+    ...(backend.putFile
+      ? {
+          putFile: (key: string, path: string, opts: PutOptions & { contentLength: number }) =>
+            retry('put', key, () => (backend.putFile as NonNullable<Backend['putFile']>)(key, path, opts)),
+        }
+      : {}),
     get: (key) => retry('get', key, () => backend.get(key)),
     stat: (key): Promise<ObjectInfo | null> => retry('stat', key, () => backend.stat(key)),
     list: (prefix) => retry('list', prefix, () => backend.list(prefix)),

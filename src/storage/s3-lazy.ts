@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import type { S3Target } from '../config/types.js';
 import type { Backend, ObjectInfo, PutOptions } from './backend.js';
 
-type Loaded = Backend & { close(): Promise<void> };
+type Loaded = Required<Pick<Backend, 'putFile'>> & Backend & { close(): Promise<void> };
 
 /**
  * The S3 backend, loaded on first use: the AWS SDK costs ~20 MB of resident memory at import, which a run
@@ -24,6 +24,13 @@ export class LazyS3Backend implements Backend {
 
   async put(key: string, body: Readable, opts?: PutOptions): Promise<{ size: number }> {
     return (await this.load()).put(key, body, opts);
+  }
+  async putFile(
+    key: string,
+    path: string,
+    opts: PutOptions & { contentLength: number },
+  ): Promise<{ size: number }> {
+    return (await this.load()).putFile(key, path, opts);
   }
   async get(key: string): Promise<Readable> {
     return (await this.load()).get(key);

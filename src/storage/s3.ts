@@ -7,14 +7,17 @@ import {
   ListObjectsV2Command,
   type ListObjectsV2CommandOutput,
   S3Client,
-  type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { S3Target } from '../config/types.js';
 import { SidecarError } from '../errors.js';
 import type { Backend, MultipartRecord, ObjectInfo, PutOptions } from './backend.js';
 import { ByteCounter } from './length-check.js';
+import { s3ClientConfig } from './s3-config.js';
+import { FileUploadError, signRangeBodies, uploadFile } from './s3-file-upload.js';
 import { abortUpload, MultipartTracker } from './s3-multipart.js';
+
+export { s3ClientConfig } from './s3-config.js';
 
 /** 1000 keys a page: enough for 10 million objects; a server that pages forever is a bug, not an archive. */
 const MAX_LIST_PAGES = 10_000;
@@ -45,10 +48,6 @@ function isNotFound(err: unknown): boolean {
   return code === 'NoSuchKey' || code === 'NotFound' || e.$metadata?.httpStatusCode === 404;
 }
 
-function checksumMode(v: 'when_supported' | 'when_required'): 'WHEN_SUPPORTED' | 'WHEN_REQUIRED' {
-  return v === 'when_supported' ? 'WHEN_SUPPORTED' : 'WHEN_REQUIRED';
-}
-
 /** What the user can do about the common permanent failures. */
 function hintFor(code: string | undefined): string | undefined {
   if (code === 'NoSuchBucket') return 'check the bucket name, region and endpoint of the S3 target';
@@ -58,32 +57,10 @@ function hintFor(code: string | undefined): string | undefined {
   return undefined;
 }
 
-/** SDK client options from the target; static keys only when both are set, else the default provider chain. */
-export function s3ClientConfig(target: S3Target): S3ClientConfig {
-  return {
-    region: target.region,
-    ...(target.endpoint ? { endpoint: target.endpoint } : {}),
-    forcePathStyle: target.forcePathStyle,
-    ...(target.accessKeyId && target.secretAccessKey
-      ? { credentials: { accessKeyId: target.accessKeyId, secretAccessKey: target.secretAccessKey } }
-      : {}),
-    requestChecksumCalculation: checksumMode(target.requestChecksumCalculation),
-    responseChecksumValidation: checksumMode(target.responseChecksumValidation),
-    // The SDK's default is to wait forever (and, with a timeout set, only to warn): a server that stops
-    // answering would hang the run. requestTimeout is idle time on the socket, so a slow but moving upload
-    // is never cut off; the timeout is a retryable TimeoutError.
-    requestHandler: {
-      connectionTimeout: 10_000,
-      requestTimeout: (target.requestTimeoutSeconds ?? 120) * 1000,
-      throwOnRequestTimeout: true,
-    },
-  };
-}
-
 /**
  * Backend on an S3 bucket (AWS, MinIO, Garage, Ceph…). Keys live under `prefix/`; a put streams through a
  * multipart upload that is aborted on failure, so an object appears only complete (S3 makes it visible on
- * CompleteMultipartUpload, never before).
+ * CompleteMultipartUpload, never before). putFile (spooled archives) streams each part from the file.
  */
 export class S3Backend implements Backend {
   readonly location: string;
@@ -101,6 +78,7 @@ export class S3Backend implements Backend {
     this.location = `s3://${target.bucket}${prefix ? `/${prefix}` : ''}`;
     this.client = new S3Client(s3ClientConfig(target));
     this.multipart = new MultipartTracker(this.client, target.endpoint ?? '');
+    signRangeBodies(this.client);
   }
 
   async put(key: string, body: Readable, opts: PutOptions = {}): Promise<{ size: number }> {
@@ -148,6 +126,34 @@ export class S3Backend implements Backend {
     const piped = await piping;
     if (piped) throw this.wrap('put', key, piped);
     return { size: counter.bytes };
+  }
+
+  async putFile(
+    key: string,
+    path: string,
+    opts: PutOptions & { contentLength: number },
+  ): Promise<{ size: number }> {
+    const Key = this.objectKey(key);
+    const unwatch = this.multipart.watch(Key, opts.uploads);
+    try {
+      const r = await uploadFile({
+        client: this.client,
+        bucket: this.bucket,
+        key: Key,
+        path,
+        size: opts.contentLength,
+        partSize: this.target.partSize,
+        queueSize: this.target.queueSize,
+      });
+      await this.ended(opts, r.uploadId);
+      return { size: r.size };
+    } catch (err) {
+      if (!(err instanceof FileUploadError)) throw this.wrap('put', key, err);
+      if (!err.note) await this.ended(opts, err.uploadId);
+      throw this.wrap('put', key, err.cause, err.note);
+    } finally {
+      unwatch();
+    }
   }
 
   async get(key: string): Promise<Readable> {

@@ -85,8 +85,8 @@ const KINDS: Kind[] = [
     until: uploading,
     timeoutMs: 120_000,
     spreadMs: 400,
-    // 8 MB/s: a 16 MiB part takes 2 s, so the upload is still open when the kill lands.
-    rules: [{ op: 'UploadPart', fault: { kind: 'slow', bytesPerSecond: 8_000_000 }, times: Infinity }],
+    // 4 MB/s: a 16 MiB part takes 4 s, so the upload is still open when the kill lands.
+    rules: [{ op: 'UploadPart', fault: { kind: 'slow', bytesPerSecond: 4_000_000 }, times: Infinity }],
     uploadOpen: true,
   },
   {

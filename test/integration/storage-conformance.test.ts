@@ -457,6 +457,57 @@ describe('S3Backend only', () => {
     }
   });
 
+  it('putFile reads a spooled file in parts, reports each multipart upload to the ledger before its first part', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mbst-putfile-'));
+    const b = new S3Backend(testS3Target(bucket, 'putfile'));
+    const log = recordCommands(b);
+    const ledger = {
+      uploadStarted: async (u: { uploadId: string; key: string }) => {
+        log.push({ command: 'ledger:started', input: { ...u } });
+      },
+      uploadEnded: async (uploadId: string) => {
+        log.push({ command: 'ledger:ended', input: { uploadId } });
+      },
+    };
+    try {
+      const data = randomBytes(12 * MiB + 12_345);
+      await writeFile(join(dir, 'big'), data);
+      expect(
+        await b.putFile('snap/big', join(dir, 'big'), { contentLength: data.length, uploads: ledger }),
+      ).toEqual({
+        size: data.length,
+      });
+      expect(sha256(await readAll(await b.get('snap/big')))).toBe(sha256(data));
+      const names = log.map((c) => c.command);
+      expect(names.filter((n) => n === 'UploadPartCommand').length).toBe(3);
+      const uploadId = log.find((c) => c.command === 'CreateMultipartUploadCommand')?.output?.UploadId;
+      expect(log.find((c) => c.command === 'ledger:started')?.input).toMatchObject({
+        uploadId,
+        key: 'putfile/snap/big',
+      });
+      expect(names.indexOf('ledger:started')).toBeLessThan(names.indexOf('UploadPartCommand'));
+      expect(names.indexOf('ledger:ended')).toBeGreaterThan(names.indexOf('CompleteMultipartUploadCommand'));
+      log.length = 0;
+
+      // Up to one part: a single PutObject, no multipart upload to record.
+      const small = randomBytes(3 * MiB);
+      await writeFile(join(dir, 'small'), small);
+      await b.putFile('snap/small', join(dir, 'small'), { contentLength: small.length, uploads: ledger });
+      expect(log.map((c) => c.command)).toEqual(['PutObjectCommand']);
+      expect(sha256(await readAll(await b.get('snap/small')))).toBe(sha256(small));
+
+      // A file of another length than announced stores nothing.
+      await expectCode(
+        b.putFile('snap/wrong', join(dir, 'small'), { contentLength: small.length + 1 }),
+        'STORAGE_FAILED',
+      );
+      expect(await b.stat('snap/wrong')).toBeNull();
+    } finally {
+      await b.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('names bucket, key and the server error code, never the secret', async () => {
     const missing = new S3Backend(testS3Target('mbst-no-such-bucket', 'p'));
     const secret = 'very-secret-value-0123456789';
