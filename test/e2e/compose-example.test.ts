@@ -64,6 +64,10 @@ describe('compose.example.yml', () => {
         '/var/run/docker.sock:/var/run/docker.sock:rw',
         'backup_state:/var/lib/moodle-backup:rw',
         expect.stringMatching(/\/backups:\/archive:rw$/),
+        // offen's convention: what is mounted here is what is backed up, read and restored as directories.
+        'mariadb_data:/backup/mariadb_data:rw',
+        'moodle_data:/backup/moodle_data:rw',
+        'moodledata_data:/backup/moodledata_data:rw',
       ]),
     );
   });
