@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getCodec } from '../../src/archive/codec.js';
 import { type StreamResult, streamVolume } from '../../src/backup-stream.js';
 import { tarReadOptions } from '../../src/docker/dir-tar.js';
+import { readDirTarCompressed } from '../../src/docker/dir-tar-compressed.js';
 import type { VolumeTarget } from '../../src/docker/discover.js';
 import { MOODLE_DATAROOT_EXCLUDES } from '../../src/moodle/excludes.js';
 import { docker } from '../harness/docker.js';
@@ -152,6 +153,21 @@ describe('mount read path, tar piped into zstd', () => {
     execFileSync('tar', ['-C', out, '-x'], { input: untar(r.stored, 'zstd') });
     expect(await readFile(join(out, 'outside'), 'utf8')).toBe('shared body');
     expect({ entries: r.excludedEntries, bytes: r.excludedBytes }).toEqual({ entries: 1, bytes: 11 });
+  });
+
+  it("progress: tar's checkpoints report the raw bytes written so far, every 10 MiB", async () => {
+    const dir = join(root, 'progress');
+    await mkdir(dir);
+    for (let i = 0; i < 3; i++) await writeFile(join(dir, `blob-${i}`), randomBytes(12 << 20));
+    const seen: number[] = [];
+    const zstd = getCodec('zstd').command?.(3);
+    if (!zstd) throw new Error('the zstd binary is needed for this test');
+    const tar = readDirTarCompressed(dir, zstd, { onRawBytes: (n) => seen.push(n) });
+    let stored = 0;
+    for await (const chunk of tar.stream) stored += (chunk as Buffer).length;
+    expect(stored).toBeGreaterThan(36 << 20);
+    expect(seen).toEqual([1, 2, 3].map((k) => k * 1024 * 10240));
+    expect(tar.rawBytes()).toBeGreaterThan(seen.at(-1) ?? 0);
   });
 
   describe('a process dying mid-read fails the volume', () => {
