@@ -75,8 +75,14 @@ export function readDirTarCompressed(
   });
   const zErr = lines(z, () => false);
 
+  // Processes we killed ourselves (one failed, or the consumer gave up): their failure is not a cause.
+  const killed = new Set<ChildProcess>();
   const stop = () => {
-    for (const c of [tar, z]) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    for (const c of [tar, z]) {
+      if (c.exitCode !== null || c.signalCode !== null) continue;
+      killed.add(c);
+      c.kill('SIGKILL');
+    }
   };
   const tarDone = exited(tar, 'tar', tarErr, (code) => code === 0 || code === 1).then((code) => {
     if (code === 1) opts.onWarning?.(`tar reading ${dir}: ${tarErr().trim()}`);
@@ -88,9 +94,14 @@ export function readDirTarCompressed(
   const both = Promise.allSettled([tarDone, zDone]).then(([t, c]) => {
     const tarFailure = t.status === 'rejected' ? (t.reason as Error) : undefined;
     const zFailure = c.status === 'rejected' ? (c.reason as Error) : undefined;
-    // tar failing to write (broken pipe, reset socket) is the consequence of the compressor dying: report
-    // the compressor. Any other tar failure is the cause, and the compressor's end then came from our kill.
-    const err = tarFailure && !brokenPipe(tarFailure) ? tarFailure : (zFailure ?? tarFailure);
+    // The cause, in order: the compressor failing by itself; tar failing by itself other than by writing
+    // into a dead compressor (broken pipe / reset: the compressor's death, seen first from tar's side, and
+    // the compressor may already count as killed by us then); else whatever failed.
+    const err =
+      (zFailure && !killed.has(z) ? zFailure : undefined) ??
+      (tarFailure && !killed.has(tar) && !brokenPipe(tarFailure) ? tarFailure : undefined) ??
+      zFailure ??
+      tarFailure;
     if (err)
       throw new SidecarError('STORAGE_FAILED', `reading volume directory ${dir} failed: ${err.message}`);
   });
