@@ -24,19 +24,20 @@ export async function countExcluded(dir: string, rules: ExcludeRule[]): Promise<
   const seenInodes = new Set<string>();
 
   const count = async (path: string): Promise<void> => {
-    const st = await lstat(path, { bigint: false });
+    const st = await lstat(path).catch(vanished);
+    if (!st) return;
     stats.entries++;
     if (st.isFile()) {
       const inode = `${st.dev}:${st.ino}`;
       if (st.nlink < 2 || !seenInodes.has(inode)) stats.bytes += st.size;
       if (st.nlink > 1) seenInodes.add(inode);
     } else if (st.isDirectory()) {
-      for (const name of await readdir(path)) await count(join(path, name));
+      for (const name of (await readdir(path).catch(vanished)) ?? []) await count(join(path, name));
     }
   };
 
   const search = async (rel: string, level: number): Promise<void> => {
-    for (const e of await readdir(join(dir, rel), { withFileTypes: true })) {
+    for (const e of (await readdir(join(dir, rel), { withFileTypes: true }).catch(vanished)) ?? []) {
       const child = rel ? `${rel}/${e.name}` : e.name;
       if (excluded(child)) await count(join(dir, child));
       else if (e.isDirectory() && level < depth) await search(child, level + 1);
@@ -44,4 +45,13 @@ export async function countExcluded(dir: string, rules: ExcludeRule[]): Promise<
   };
   await search('', 1);
   return stats;
+}
+
+/**
+ * A path removed while it is counted (`online` mode: Moodle keeps writing sessions and caches) is simply not
+ * there, for the count as for tar; any other error fails the count, and with it the backup.
+ */
+function vanished(err: NodeJS.ErrnoException): undefined {
+  if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return undefined;
+  throw err;
 }
