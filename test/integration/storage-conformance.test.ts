@@ -3,6 +3,7 @@ import { mkdir, mkdtemp, readdir, rm, stat, symlink, writeFile } from 'node:fs/p
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { crc32 } from 'node:zlib';
 import { ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { isSidecarError, SidecarError } from '../../src/errors.js';
@@ -502,6 +503,59 @@ describe('S3Backend only', () => {
         'STORAGE_FAILED',
       );
       expect(await b.stat('snap/wrong')).toBeNull();
+    } finally {
+      await b.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('putFile requests look like Buffer uploads: Content-Length, signed SHA-256 and CRC32 of exactly each part', async () => {
+    // s3rver checks neither, so the test does: a wrong hash would be refused by S3 itself.
+    const dir = await mkdtemp(join(tmpdir(), 'mbst-putfile-'));
+    const b = new S3Backend({
+      ...testS3Target(bucket, 'wire'),
+      requestChecksumCalculation: 'when_supported',
+    });
+    const seen: Record<string, string | undefined>[] = [];
+    b.client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const h = (args.request as { headers: Record<string, string> }).headers;
+        if (context.commandName === 'UploadPartCommand')
+          seen.push({
+            sha256: h['x-amz-content-sha256'],
+            crc32: h['x-amz-checksum-crc32'],
+            length: h['content-length'],
+            encoding: h['content-encoding'],
+            signed: /SignedHeaders=[^,]*x-amz-content-sha256/.test(h.authorization ?? '') ? 'yes' : 'no',
+          });
+        return next(args);
+      },
+      { step: 'deserialize', name: 'peekSignedRequest' },
+    );
+    try {
+      const data = randomBytes(12 * MiB + 7);
+      await writeFile(join(dir, 'f'), data);
+      await b.putFile('f', join(dir, 'f'), { contentLength: data.length });
+      const parts = [0, 1, 2].map((i) =>
+        data.subarray(i * 5 * MiB, Math.min(data.length, (i + 1) * 5 * MiB)),
+      );
+      const crc = (p: Buffer) => {
+        const be = Buffer.alloc(4);
+        be.writeUInt32BE(crc32(p) >>> 0);
+        return be.toString('base64');
+      };
+      expect(seen.map((s) => s.sha256).sort()).toEqual(parts.map((p) => sha256(p)).sort());
+      for (const p of parts) {
+        const req = seen.find((s) => s.sha256 === sha256(p));
+        expect(req).toEqual({
+          sha256: sha256(p),
+          crc32: crc(p),
+          length: String(p.length),
+          encoding: undefined,
+          signed: 'yes',
+        });
+      }
+      expect(sha256(await readAll(await b.get('f')))).toBe(sha256(data));
     } finally {
       await b.close();
       await rm(dir, { recursive: true, force: true });
