@@ -93,6 +93,8 @@ async function moodleTree(dir: string): Promise<void> {
   await writeFile(join(dir, 'lang/cache/y/z'), 'nested');
   await writeFile(join(dir, 'we?rd'), 'question mark');
   await writeFile(join(dir, 'weXrd'), 'no question mark');
+  await writeFile(join(dir, 'br[a]ck\\et'), 'brackets');
+  await writeFile(join(dir, 'brack\\et'), 'no brackets');
 }
 
 describe('mount read path, tar piped into zstd', () => {
@@ -114,7 +116,7 @@ describe('mount read path, tar piped into zstd', () => {
     const dir = join(root, 'excl');
     await mkdir(dir);
     await moodleTree(dir);
-    const rules = [...MOODLE_DATAROOT_EXCLUDES, '*/cache/', 'we?rd'];
+    const rules = [...MOODLE_DATAROOT_EXCLUDES, '*/cache/', 'we?rd', 'br[a]ck\\et'];
     const fast = await backup(dir, 'zstd', rules);
     const node = await backup(dir, 'gzip', rules);
     expect([fast.viaNode, node.viaNode]).toEqual([false, true]);
@@ -137,9 +139,10 @@ describe('mount read path, tar piped into zstd', () => {
       bytes: node.excludedBytes,
     });
     // cache: a, a/b, a/b/c.php, .hidden; localcache: x, x/y; temp: t, t/z; sessions/sess_1; the cron log;
-    // lang/cache: y, y/z; we?rd.
-    expect(fast.excludedEntries).toBe(13);
-    expect(fast.excludedBytes).toBe(3000 + 10 + 1 + 700 + 1 + 3 + 6 + 13);
+    // lang/cache: y, y/z; we?rd; br[a]ck\et.
+    expect(fast.excludedEntries).toBe(14);
+    expect(fast.excludedBytes).toBe(3000 + 10 + 1 + 700 + 1 + 3 + 6 + 13 + 8);
+    expect(kept.filter((k) => k.startsWith('./br'))).toEqual(['./brack\\\\et']);
   });
 
   it('a hard link outside the excluded paths keeps its data when its other name is excluded', async () => {
