@@ -1,12 +1,14 @@
 import type Docker from 'dockerode';
 import type { TarStats } from './archive/tar-guard.js';
-import { finishDir } from './docker/dir-untar.js';
+import { emptyDir, finishDir } from './docker/dir-untar.js';
 import { emptyVolume, runInVolume } from './docker/restore-volume.js';
+import type { Logger } from './observe/logger.js';
 import type { RestoreProgress } from './restore-progress.js';
 import { finishScript } from './restore-steps.js';
 import {
   dirTimes,
   holdsDatadir,
+  noRoomToStage,
   prepareStaging,
   removeOld,
   type SwapPhase,
@@ -18,7 +20,8 @@ import {
 
 /**
  * One file volume's restore, with the stack stopped. With the volume's directory (the `mount` write path):
- * staged beside the old data and swapped in (stagedRestore). Through Docker: emptied by a helper, then
+ * staged beside the old data and swapped in (stagedRestore), or, when its file system has no room for both,
+ * emptied and unpacked in place. Through Docker: emptied by a helper, then
  * putArchive, then the mount point's attributes.
  */
 export async function restoreFileVolume(i: {
@@ -31,8 +34,23 @@ export async function restoreFileVolume(i: {
   stats: TarStats | undefined;
   progress: RestoreProgress;
   name: string;
+  log: Logger;
 }): Promise<{ deleteOldLater: SwapRecord | undefined; ms: Record<string, number> }> {
   const t0 = Date.now();
+  const noRoom = i.dir ? await noRoomToStage(i.dir, i.stats) : null;
+  if (i.dir && noRoom) {
+    i.log.warn(
+      { step: 'restore', volume: i.name, dir: i.dir },
+      `no room to unpack ${i.name} beside its current data (${noRoom}): emptying it first, so a failed extract leaves it partial`,
+    );
+    await emptyDir(i.dir);
+    const emptyMs = Date.now() - t0;
+    await i.progress.mark(i.name, 'emptied');
+    await i.extract(i.dir);
+    await finishDir(i.dir, i.stats?.root);
+    await i.progress.mark(i.name, 'restored');
+    return { deleteOldLater: undefined, ms: { emptyMs, extractMs: Date.now() - t0 - emptyMs } };
+  }
   if (i.dir) {
     await i.progress.mark(i.name, 'staging');
     const r = await stagedRestore({

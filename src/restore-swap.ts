@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { lstat, mkdir, readdir, rename, rmdir, stat, utimes } from 'node:fs/promises';
+import { lstat, mkdir, readdir, rename, rmdir, stat, statfs, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TarStats } from './archive/tar-guard.js';
 import { finishDir } from './docker/dir-untar.js';
@@ -33,6 +33,25 @@ export interface SwapRecord {
   /** The mount point's times before the restore (seconds), given back when the old content stays. */
   before: { atime: number; mtime: number };
 }
+
+/**
+ * Why the volume's file system has no room for a staged copy beside the old data, or null when it has:
+ * the archive's file bytes plus a block of slack per entry (small files, directories) and 64 MiB, and an
+ * inode per entry. Without room, restore empties the volume first, as it did before staging existed.
+ */
+export async function noRoomToStage(dir: string, stats: TarStats | undefined): Promise<string | null> {
+  if (!stats) return null;
+  const fs = await statfs(dir);
+  const need = stats.bytes + stats.entries * fs.bsize + 64 * 1024 * 1024;
+  const free = fs.bavail * fs.bsize;
+  if (free < need) return `${mib(free)} MiB free, a staged copy needs ${mib(need)} MiB`;
+  // Some file systems (btrfs, overlay) report no inode figures at all: 0 free of 0 means no limit.
+  if (fs.files > 0 && fs.ffree < stats.entries)
+    return `${fs.ffree} inodes free, a staged copy needs ${stats.entries}`;
+  return null;
+}
+
+const mib = (n: number) => Math.floor(n / 1048576);
 
 /** Makes an empty staging directory (a leftover of an earlier run is removed first). */
 export async function prepareStaging(dir: string): Promise<string> {

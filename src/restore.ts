@@ -238,6 +238,7 @@ async function apply(
         stats: verified[v.name],
         progress,
         name: v.name,
+        log,
       });
       if (r.deleteOldLater) deleteLater.push({ name: v.name, rec: r.deleteOldLater });
       log.info(

@@ -75,6 +75,22 @@ function stdinFeed(stdin: NodeJS.WritableStream & { destroyed?: boolean }): Writ
 }
 
 /**
+ * Empties a directory, dotfiles included, without following symlinks; the directory itself stays. Restore's
+ * fallback when the volume has no room for a staged copy (restore-mount.ts).
+ */
+export function emptyDir(dir: string): Promise<void> {
+  const child = spawn('find', [dir, '-mindepth', '1', '-delete'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const stderr = collect(child.stderr);
+  return new Promise((resolve, reject) => {
+    child.once('error', (err) => reject(writeError(dir, err.message)));
+    child.once('close', (code, signal) => {
+      if (code === 0) resolve();
+      else reject(writeError(dir, `emptying failed (${code ?? signal}): ${stderr().trim()}`));
+    });
+  });
+}
+
+/**
  * The directory twin of restore's finishScript: drop a leftover maintenance flag and give the mount point the
  * archive's recorded owner, mode and mtime (`--no-overwrite-dir` left it alone, like putArchive does).
  */

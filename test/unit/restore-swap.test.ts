@@ -1,11 +1,28 @@
-import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import {
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  statfs,
+  utimes,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { TarStats } from '../../src/archive/tar-guard.js';
+import { StateStore } from '../../src/docker/state.js';
+import { silentLogger } from '../../src/observe/logger.js';
+import { restoreFileVolume } from '../../src/restore-mount.js';
+import { RestoreProgress } from '../../src/restore-progress.js';
 import {
   holdsDatadir,
   OLD,
   prepareStaging,
+  removeOld,
   removeTree,
   STAGING,
   type SwapPhase,
@@ -155,5 +172,47 @@ describe('staged restore swap (restore-swap.ts) on a real directory', () => {
     await mkdir(join(dir, 'data'));
     await writeFile(join(dir, 'data', 'aria_log_control'), '');
     expect(await holdsDatadir(dir)).toBe(true);
+  });
+
+  it('without room for a staged copy the volume is emptied and unpacked in place; with room, staged', async () => {
+    const free = await statfs(tmpdir());
+    const stats = (bytes: number): TarStats => ({
+      entries: 5,
+      files: 3,
+      dirs: 2,
+      symlinks: 0,
+      hardlinks: 0,
+      bytes,
+      mariadbDatadir: false,
+    });
+    for (const room of [false, true]) {
+      const dir = await mkdtemp(join(tmpdir(), 'mbst-swap-'));
+      made.push(dir);
+      await write(dir, OLD_TREE);
+      const state = new StateStore(join(dir, '..', `${dir.split('/').pop()}-state`));
+      made.push(state.dir);
+      await state.write({ runId: 't', operation: 'restore', startedAt: '', pid: process.pid, quiesced: [] });
+      const progress = new RestoreProgress(state, ['v']);
+      const into: string[] = [];
+      const r = await restoreFileVolume({
+        docker: undefined as never,
+        volume: 'v',
+        image: '',
+        dir,
+        // What the volume's file system cannot hold beside the old data, or a few bytes.
+        stats: stats(room ? 1024 : free.bavail * free.bsize + 2 ** 30),
+        extract: async (to) => {
+          into.push(to as string);
+          await write(to as string, NEW_TREE);
+        },
+        progress,
+        name: 'v',
+        log: silentLogger(),
+      });
+      expect(into).toEqual([room ? join(dir, STAGING) : dir]);
+      if (r.deleteOldLater) await removeOld(r.deleteOldLater);
+      expect(await tree(dir)).toEqual(NEW_TREE);
+      expect((await state.read())?.volumes).toEqual({ v: 'restored' });
+    }
   });
 });
