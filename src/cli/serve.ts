@@ -53,6 +53,7 @@ export function registerServe(program: Command): void {
             metrics,
             notifier,
             backends,
+            configs: [config, ...settings.jobs.map((j) => j.config)],
           },
           health,
           // A short explicit threshold deserves checks at least twice per period (bounded in the scheduler).

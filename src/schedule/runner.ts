@@ -3,7 +3,7 @@ import { entriesOfJob, listSnapshots, type SnapshotEntry } from '../archive/cata
 import type { Manifest } from '../archive/manifest.js';
 import { runBackup } from '../backup.js';
 import type { Job } from '../config/jobs.js';
-import type { Target } from '../config/types.js';
+import type { Config, Target } from '../config/types.js';
 import { recoverInterrupted } from '../docker/recover.js';
 import { StateStore } from '../docker/state.js';
 import { describeError, isSidecarError } from '../errors.js';
@@ -13,6 +13,7 @@ import type { BackupMetrics } from '../observe/metrics.js';
 import type { Notifier } from '../observe/notify.js';
 import { prune } from '../retention/prune.js';
 import type { Backend } from '../storage/backend.js';
+import { discardInterrupted } from '../storage/discard-interrupted.js';
 import { createBackend } from '../storage/index.js';
 import { withRunLock } from './lock.js';
 
@@ -51,6 +52,8 @@ export interface RunnerDeps {
   metrics: BackupMetrics;
   notifier: Notifier;
   backends: BackendPool;
+  /** Every configured job's settings: a killed run's leftovers may be at any of their targets. */
+  configs: Config[];
   /** Several jobs: name the job in notifications. */
   nameJobs: () => boolean;
   /** A job's snapshots as listed after its prune (the snapshot-count gauge sums every job's). */
@@ -70,7 +73,8 @@ export async function runJob(deps: RunnerDeps, job: Job, health: HealthState): P
   try {
     manifest = await withRunLock({ config: { stateDir: deps.stateDir } }, 'backup', async () => {
       // Also covers a `docker exec … backup` killed while this process kept running.
-      await recoverInterrupted(deps.docker, new StateStore(deps.stateDir), log);
+      const interrupted = await recoverInterrupted(deps.docker, new StateStore(deps.stateDir), log);
+      await discardInterrupted(deps.configs, interrupted, log);
       const m = await runBackup({
         docker: deps.docker,
         config: job.config,

@@ -135,6 +135,18 @@ describe('sidecar image (docker exec commands, schedule, S3, health, signals)', 
     }
   }
 
+  /** Pauses the sidecar between two runs (while it holds no lock): nothing of it runs until unpaused. */
+  async function freezeSidecar(): Promise<void> {
+    const c = docker().getContainer(sidecar);
+    for (let i = 0; ; i++) {
+      await c.pause();
+      if (!(await lockHeld(sidecar))) return;
+      await c.unpause();
+      if (i >= 60) await failWithLogs('the sidecar never released its run lock');
+      await sleep(1_000);
+    }
+  }
+
   async function snapshots(): Promise<SnapshotJson[]> {
     const r = await sidecarExec(['snapshots', '--json']);
     if (r.exitCode !== 0) throw new Error(`snapshots --json exited ${r.exitCode}: ${r.stderr}`);
@@ -285,15 +297,8 @@ describe('sidecar image (docker exec commands, schedule, S3, health, signals)', 
 
   it('restores `latest` with `docker exec <sidecar> restore latest --yes` after the volumes are lost', async () => {
     const d = docker();
-    // Freeze the sidecar between two runs: paused while it holds no lock, nothing of it runs until unpaused.
-    for (let i = 0; ; i++) {
-      await d.getContainer(sidecar).pause();
-      if (!(await lockHeld(sidecar))) break;
-      await d.getContainer(sidecar).unpause();
-      if (i >= 60) await failWithLogs('the sidecar never released its run lock');
-      await sleep(1_000);
-    }
     let atBackup: Fingerprints;
+    await freezeSidecar();
     try {
       // The last run resumed the stack and nothing writes to it: its content is the newest snapshot's.
       await stack.waitForDb();
@@ -320,12 +325,18 @@ describe('sidecar image (docker exec commands, schedule, S3, health, signals)', 
     expect(r.stdout).toContain(`restored ${newest?.id}`);
     restored = newest as SnapshotJson;
 
-    // `docker compose up` again: the services come back on the restored volumes.
+    // `docker compose up` again: the services come back on the restored volumes. Frozen meanwhile, so that
+    // no scheduled run stops them between their start and the look at their states.
     const [mariadbSpec, moodleSpec] = lost;
-    await (await d.createContainer(mariadbSpec as (typeof lost)[number])).start();
-    await stack.waitForDb(120_000);
-    await (await d.createContainer(moodleSpec as (typeof lost)[number])).start();
-    expect(await stack.states()).toEqual({ mariadb: 'running', moodle: 'running' });
+    await freezeSidecar();
+    try {
+      await (await d.createContainer(mariadbSpec as (typeof lost)[number])).start();
+      await stack.waitForDb(120_000);
+      await (await d.createContainer(moodleSpec as (typeof lost)[number])).start();
+      expect(await stack.states()).toEqual({ mariadb: 'running', moodle: 'running' });
+    } finally {
+      await d.getContainer(sidecar).unpause();
+    }
     // Scheduled runs go on and briefly stop the stack: compare at a moment the database answers.
     let after: Fingerprints | undefined;
     for (let i = 0; !after; i++) {
