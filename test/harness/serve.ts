@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CLI } from './cli.js';
+import { freePort } from './s3-server.js';
 
 /** Polls `fn` until it returns a value, at most `timeoutMs`; the error names what was awaited. */
 export async function until<T>(
@@ -55,4 +56,16 @@ export function startServe(env: NodeJS.ProcessEnv): ServeProcess {
       return (r as [number | null])[0];
     },
   };
+}
+
+/** `serve` with its health server on a free 127.0.0.1 port, returned once it has planned its jobs. */
+export async function startServeReady(env: NodeJS.ProcessEnv): Promise<ServeProcess & { port: number }> {
+  const port = await freePort();
+  const serve = startServe({ ...env, BACKUP_HEALTH_PORT: String(port), BACKUP_HEALTH_HOST: '127.0.0.1' });
+  await until(
+    'serve to plan its jobs',
+    async () => (serve.log().includes('scheduled backups on') ? true : undefined),
+    30_000,
+  );
+  return { ...serve, port };
 }

@@ -7,8 +7,7 @@ import { createBackend } from '../../src/storage/index.js';
 import { runCli } from '../harness/cli.js';
 import { cliEnv, type TempDirs, tempDirs } from '../harness/config.js';
 import { createTestBucket, testS3Target } from '../harness/s3.js';
-import { freePort } from '../harness/s3-server.js';
-import { type ServeProcess, startServe, until } from '../harness/serve.js';
+import { type ServeProcess, startServeReady, until } from '../harness/serve.js';
 import { createMoodleStack, type MoodleStack } from '../harness/stack.js';
 
 /**
@@ -117,8 +116,9 @@ describe('YAML jobs: own schedule, volumes, target and retention per job', () =>
   it('serve runs both scheduled jobs, each to its own target with its own volumes', {
     timeout: 240_000,
   }, async () => {
-    const port = await freePort();
-    serve = startServe({ ...env, BACKUP_HEALTH_PORT: String(port), BACKUP_HEALTH_HOST: '127.0.0.1' });
+    const ready = await startServeReady(env);
+    serve = ready;
+    const { port } = ready;
     const diag = () => `\n--- serve log (tail) ---\n${serve?.log().slice(-3000)}`;
     try {
       await until(

@@ -6,8 +6,7 @@ import { logLines, runCli } from '../harness/cli.js';
 import { cliEnv, type TempDirs, tempDirs } from '../harness/config.js';
 import { lifecycle, projectEvents } from '../harness/events.js';
 import { recreateWithLabels } from '../harness/recreate.js';
-import { freePort } from '../harness/s3-server.js';
-import { type ServeProcess, startServe, until } from '../harness/serve.js';
+import { type ServeProcess, startServeReady, until } from '../harness/serve.js';
 import { createMoodleStack, type MoodleStack } from '../harness/stack.js';
 
 /**
@@ -45,13 +44,7 @@ describe('labels on a running stack, picked up by a running serve', () => {
     ]);
     backend = new LocalBackend(dirs.archive);
     env = cliEnv(stack.project, dirs, { BACKUP_CRON_EXPRESSION: YEARLY, BACKUP_KEEP_LAST: '20' });
-    const port = await freePort();
-    serve = startServe({ ...env, BACKUP_HEALTH_PORT: String(port), BACKUP_HEALTH_HOST: '127.0.0.1' });
-    await until(
-      'serve to plan its jobs',
-      async () => (serve.log().includes('scheduled backups on') ? true : undefined),
-      30_000,
-    );
+    serve = await startServeReady(env);
   });
 
   afterAll(async () => {

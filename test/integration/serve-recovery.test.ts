@@ -6,8 +6,7 @@ import { LocalBackend } from '../../src/storage/local.js';
 import { logLines } from '../harness/cli.js';
 import { cliEnv, type TempDirs, tempDirs } from '../harness/config.js';
 import { type LiveCli, startCli } from '../harness/live.js';
-import { freePort } from '../harness/s3-server.js';
-import { type ServeProcess, startServe, until } from '../harness/serve.js';
+import { type ServeProcess, startServeReady, until } from '../harness/serve.js';
 import { createMoodleStack, type MoodleStack } from '../harness/stack.js';
 
 /**
@@ -39,13 +38,7 @@ describe('serve recovers a `docker exec … backup` killed beside it', () => {
   it('the next scheduled run resumes the stack and removes the killed run’s partial snapshot', {
     timeout: 240_000,
   }, async () => {
-    const port = await freePort();
-    serve = startServe({ ...env, BACKUP_HEALTH_PORT: String(port), BACKUP_HEALTH_HOST: '127.0.0.1' });
-    await until(
-      'serve to plan its jobs',
-      async () => (serve.log().includes('scheduled backups on') ? true : undefined),
-      30_000,
-    );
+    serve = await startServeReady(env);
 
     // Started between two scheduled runs; refused with exit 3 while one of them holds the run lock.
     const killedId = await until(
