@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { type Readable, Transform } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { SidecarError } from '../errors.js';
-import { tarReadOptions } from './dir-tar.js';
+import { endsAfter, tarReadOptions } from './dir-tar.js';
 
 /** A compressor as a command line reading stdin and writing stdout (codec.ts `command`). */
 export interface CompressorCommand {
@@ -106,17 +106,7 @@ export function readDirTarCompressed(
       throw new SidecarError('STORAGE_FAILED', `reading volume directory ${dir} failed: ${err.message}`);
   });
 
-  const out = new Transform({
-    transform(chunk, _enc, cb) {
-      cb(null, chunk);
-    },
-    flush(cb) {
-      both.then(() => cb(), cb);
-    },
-  });
-  both.catch((err: Error) => out.destroy(err));
-  // The consumer gave up (sink error, abort): nothing may keep running.
-  out.once('close', stop);
+  const out = endsAfter(both, stop);
   z.stdout?.pipe(out);
   return {
     stream: out,

@@ -35,16 +35,7 @@ export function readDirTar(
       reject(tarError('read', dir, `tar exited with ${code ?? signal}: ${stderr().trim()}`));
     });
   });
-  const out = new Transform({
-    transform(chunk, _enc, cb) {
-      cb(null, chunk);
-    },
-    flush(cb) {
-      exited.then(() => cb(), cb);
-    },
-  });
-  exited.catch((err: Error) => out.destroy(err));
-  out.once('close', () => {
+  const out = endsAfter(exited, () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
   pipe(child.stdout, out, () => undefined);
@@ -53,4 +44,23 @@ export function readDirTar(
 
 function tarError(_use: 'read', dir: string, detail: string): SidecarError {
   return new SidecarError('STORAGE_FAILED', `reading volume directory ${dir} failed: ${detail}`);
+}
+
+/**
+ * A pass-through that ends only once `done` resolves (the producing processes exited well) and fails with
+ * its error otherwise: a process that dies after writing part of its output never passes for complete.
+ * `onClose` runs when the stream closes for any reason (the consumer gave up): nothing may keep running.
+ */
+export function endsAfter(done: Promise<void>, onClose: () => void): Transform {
+  const out = new Transform({
+    transform(chunk, _enc, cb) {
+      cb(null, chunk);
+    },
+    flush(cb) {
+      done.then(() => cb(), cb);
+    },
+  });
+  done.catch((err: Error) => out.destroy(err));
+  out.once('close', onClose);
+  return out;
 }
