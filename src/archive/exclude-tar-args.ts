@@ -3,7 +3,7 @@ import { type ExcludeRule, invalidExcludeRules } from './tar-exclude.js';
 
 /**
  * The exclude rules of tar-exclude.ts as GNU tar options, for when GNU tar reads a directory itself and the
- * tar bytes never reach Node. Same meaning, checked against TarExclude by test/integration/dir-tar-zstd.test.ts:
+ * tar bytes never reach Node. Same meaning, checked against TarExclude by test/integration/dir-tar-compressed.test.ts:
  *  - `cache/` → `./cache/*`: the directory entry stays, everything below it is left out;
  *  - `name` → `./name`: the entry is left out, and tar never descends into it when it is a directory.
  * `--anchored` ties a pattern to the start of the member name (`./…`), `--no-wildcards-match-slash` keeps `*`
