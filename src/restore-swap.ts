@@ -1,9 +1,7 @@
-import { spawn } from 'node:child_process';
 import { lstat, mkdir, readdir, rename, rmdir, stat, statfs, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TarStats } from './archive/tar-guard.js';
-import { finishDir } from './docker/dir-untar.js';
-import { collect } from './docker/stderr-tail.js';
+import { findDelete, finishDir } from './docker/dir-untar.js';
 import { SidecarError } from './errors.js';
 
 /**
@@ -161,21 +159,12 @@ async function exists(p: string): Promise<boolean> {
 /** Deletes a tree without following symlinks (GNU find); a missing tree is fine. */
 export async function removeTree(path: string): Promise<void> {
   if (!(await exists(path))) return;
-  const child = spawn('find', [path, '-delete'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  const stderr = collect(child.stderr);
-  await new Promise<void>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (code, signal) => {
-      if (code === 0) resolve();
-      else
-        reject(
-          new SidecarError(
-            'RESTORE_FAILED',
-            `deleting ${path} failed (${code ?? signal}): ${stderr().trim()}`,
-            `delete it by hand (rm -rf ${path})`,
-          ),
-        );
-    });
+  await findDelete([path]).catch((err: Error) => {
+    throw new SidecarError(
+      'RESTORE_FAILED',
+      `deleting ${path} failed: ${err.message}`,
+      `delete it by hand (rm -rf ${path})`,
+    );
   });
 }
 

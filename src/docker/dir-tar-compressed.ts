@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
-import { SidecarError } from '../errors.js';
-import { endsAfter, tarReadOptions } from './dir-tar.js';
+import { ExitError, endsAfter, exited } from '../processes.js';
+import { readError, tarReadOptions } from './dir-tar.js';
 
 /** A compressor as a command line reading stdin and writing stdout (codec.ts `command`). */
 export interface CompressorCommand {
@@ -88,7 +88,7 @@ export function readDirTarCompressed(
     if (code === 1) opts.onWarning?.(`tar reading ${dir}: ${tarErr().trim()}`);
     if (totals === undefined) throw new Error('tar did not report its totals (is it GNU tar?)');
   });
-  const zDone = exited(z, compressor.cmd, zErr, (code) => code === 0).then(() => undefined);
+  const zDone = exited(z, compressor.cmd, zErr).then(() => undefined);
   tarDone.catch(stop);
   zDone.catch(stop);
   const both = Promise.allSettled([tarDone, zDone]).then(([t, c]) => {
@@ -102,8 +102,7 @@ export function readDirTarCompressed(
       (tarFailure && !killed.has(tar) && !brokenPipe(tarFailure) ? tarFailure : undefined) ??
       zFailure ??
       tarFailure;
-    if (err)
-      throw new SidecarError('STORAGE_FAILED', `reading volume directory ${dir} failed: ${err.message}`);
+    if (err) throw readError(dir, err.message);
   });
 
   const out = endsAfter(both, stop);
@@ -130,36 +129,9 @@ function lines(child: ChildProcess, consume: (line: string) => boolean): () => s
   return () => kept.slice(0, 4096);
 }
 
-/** A child's failed exit: its signal, if one ended it, for telling causes from consequences. */
-class ExitError extends Error {
-  constructor(
-    message: string,
-    readonly signal: NodeJS.Signals | null,
-  ) {
-    super(message);
-  }
-}
-
 function brokenPipe(err: Error): boolean {
   return (
     err instanceof ExitError &&
     (err.signal === 'SIGPIPE' || /Cannot write: (Broken pipe|Connection reset)/.test(err.message))
   );
-}
-
-/** Resolves with the exit code when `ok(code)`, else rejects naming the tool, its status and its stderr. */
-function exited(
-  child: ChildProcess,
-  name: string,
-  stderr: () => string,
-  ok: (code: number) => boolean,
-): Promise<number> {
-  return new Promise((resolve, reject) => {
-    child.once('error', (err) => reject(new Error(`${name}: ${err.message}`)));
-    child.once('close', (code, signal) => {
-      if (code !== null && ok(code)) return resolve(code);
-      const text = stderr().trim();
-      reject(new ExitError(`${name} exited with ${code ?? signal}${text ? `: ${text}` : ''}`, signal));
-    });
-  });
 }

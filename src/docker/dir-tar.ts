@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
-import { pipeline as pipe, type Readable, Transform } from 'node:stream';
+import { pipeline as pipe, type Readable } from 'node:stream';
 import { SidecarError } from '../errors.js';
-import { collect } from './stderr-tail.js';
+import { collect, endsAfter, exited } from '../processes.js';
 import { type ReadVolumeOptions, withExcludes } from './volumes.js';
 
 /** How GNU tar reads a volume directory on both mount read paths (readDirTar, dir-tar-compressed.ts). */
@@ -24,43 +24,22 @@ export function readDirTar(
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const stderr = collect(child.stderr);
-  const exited = new Promise<void>((resolve, reject) => {
-    child.once('error', (err) => reject(tarError('read', dir, err.message)));
-    child.once('close', (code, signal) => {
-      if (code === 0) return resolve();
-      if (code === 1) {
-        opts.onWarning?.(`tar reading ${dir}: ${stderr().trim()}`);
-        return resolve();
-      }
-      reject(tarError('read', dir, `tar exited with ${code ?? signal}: ${stderr().trim()}`));
-    });
-  });
-  const out = endsAfter(exited, () => {
+  const done = exited(child, 'tar', stderr, (code) => code === 0 || code === 1).then(
+    (code) => {
+      if (code === 1) opts.onWarning?.(`tar reading ${dir}: ${stderr().trim()}`);
+    },
+    (err: Error) => {
+      throw readError(dir, err.message);
+    },
+  );
+  const out = endsAfter(done, () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
   pipe(child.stdout, out, () => undefined);
   return withExcludes(out, opts);
 }
 
-function tarError(_use: 'read', dir: string, detail: string): SidecarError {
+/** A failed read of a volume's directory, on either mount read path. */
+export function readError(dir: string, detail: string): SidecarError {
   return new SidecarError('STORAGE_FAILED', `reading volume directory ${dir} failed: ${detail}`);
-}
-
-/**
- * A pass-through that ends only once `done` resolves (the producing processes exited well) and fails with
- * its error otherwise: a process that dies after writing part of its output never passes for complete.
- * `onClose` runs when the stream closes for any reason (the consumer gave up): nothing may keep running.
- */
-export function endsAfter(done: Promise<void>, onClose: () => void): Transform {
-  const out = new Transform({
-    transform(chunk, _enc, cb) {
-      cb(null, chunk);
-    },
-    flush(cb) {
-      done.then(() => cb(), cb);
-    },
-  });
-  done.catch((err: Error) => out.destroy(err));
-  out.once('close', onClose);
-  return out;
 }

@@ -5,7 +5,7 @@ import { type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { TarStats } from '../archive/tar-guard.js';
 import { SidecarError } from '../errors.js';
-import { collect } from './stderr-tail.js';
+import { collect, exited } from '../processes.js';
 
 /**
  * The `mount` write path: GNU tar unpacks a stream (already through the tar guard) into an empty
@@ -18,25 +18,23 @@ export async function extractToDir(dir: string, tar: Readable): Promise<void> {
     ['-C', dir, '-x', '--numeric-owner', '-p', '--same-owner', '--no-overwrite-dir', '-f', '-'],
     { stdio: ['pipe', 'ignore', 'pipe'] },
   );
-  const stderr = collect(child.stderr);
-  const exited = new Promise<void>((resolve, reject) => {
-    child.once('error', (err) => reject(writeError(dir, err.message)));
-    child.once('close', (code, signal) => {
-      if (code === 0) resolve();
-      else reject(writeError(dir, `tar exited with ${code ?? signal}: ${stderr().trim()}`));
-    });
-  });
+  const done = exited(child, 'tar', collect(child.stderr)).then(
+    () => undefined,
+    (err: Error) => {
+      throw writeError(dir, err.message);
+    },
+  );
   const feed = stdinFeed(child.stdin);
-  exited.catch((err: Error) => feed.destroy(err));
+  done.catch((err: Error) => feed.destroy(err));
   try {
     await pipeline(tar, feed);
   } catch (err) {
     // A feed error (guard refusal, corrupt stream) stops tar at once: it must not finish a half archive.
     if (child.exitCode === null) child.kill('SIGKILL');
-    await exited.catch(() => undefined);
+    await done.catch(() => undefined);
     throw err;
   }
-  await exited;
+  await done;
 }
 
 /**
@@ -78,16 +76,16 @@ function stdinFeed(stdin: NodeJS.WritableStream & { destroyed?: boolean }): Writ
  * Empties a directory, dotfiles included, without following symlinks; the directory itself stays. Restore's
  * fallback when the volume has no room for a staged copy (restore-mount.ts).
  */
-export function emptyDir(dir: string): Promise<void> {
-  const child = spawn('find', [dir, '-mindepth', '1', '-delete'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  const stderr = collect(child.stderr);
-  return new Promise((resolve, reject) => {
-    child.once('error', (err) => reject(writeError(dir, err.message)));
-    child.once('close', (code, signal) => {
-      if (code === 0) resolve();
-      else reject(writeError(dir, `emptying failed (${code ?? signal}): ${stderr().trim()}`));
-    });
+export async function emptyDir(dir: string): Promise<void> {
+  await findDelete([dir, '-mindepth', '1']).catch((err: Error) => {
+    throw writeError(dir, `emptying failed: ${err.message}`);
   });
+}
+
+/** `find <args> -delete`: deletes without following symlinks. */
+export async function findDelete(args: string[]): Promise<void> {
+  const child = spawn('find', [...args, '-delete'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  await exited(child, 'find', collect(child.stderr));
 }
 
 /**

@@ -1,10 +1,11 @@
 import type Docker from 'dockerode';
 import { disableMaintenance } from '../moodle/maintenance.js';
 import type { Logger } from '../observe/logger.js';
+import { isAlive } from '../processes.js';
 import { settleInterrupted } from '../restore-swap.js';
 import { resumeContainers } from './quiesce.js';
 import type { RunState, StateStore } from './state.js';
-import { isAlive, sweepDeadHelpers } from './sweep-helpers.js';
+import { sweepDeadHelpers } from './sweep-helpers.js';
 
 /**
  * First thing on every start and every run: if an earlier run died (SIGKILL, OOM, host reboot) while it had

@@ -1,18 +1,9 @@
 import { hostname } from 'node:os';
 import type Docker from 'dockerode';
 import type { Logger } from '../observe/logger.js';
+import { isAlive } from '../processes.js';
 import { dockerStatus } from './client.js';
 import { HELPER_LABEL } from './labels.js';
-
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: the process exists, it is only not ours to signal.
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * True when a helper label's value (`host:pid`, see labels.ts helperOwner) names a process of this host (the

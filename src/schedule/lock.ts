@@ -3,6 +3,7 @@ import { link, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { SidecarError } from '../errors.js';
+import { isAlive } from '../processes.js';
 
 interface LockInfo {
   pid: number;
@@ -77,15 +78,6 @@ async function readLock(file: string): Promise<LockInfo | null> {
     return JSON.parse(await readFile(file, 'utf8')) as LockInfo;
   } catch {
     return null;
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
