@@ -96,6 +96,32 @@ export function isTransient(err: unknown): boolean {
   return false;
 }
 
+/**
+ * Calls `fn` until it succeeds, at most `attempts` times, waiting with exponential backoff between tries
+ * while `retryOn(err)` (default: isTransient) says another try may help.
+ */
+export async function withBackoff<T>(
+  fn: () => Promise<T>,
+  options: Omit<RetryOptions, 'log'> & { onRetry?: (attempt: number, delayMs: number, err: unknown) => void },
+): Promise<T> {
+  const { attempts, baseDelayMs, maxDelayMs } = options;
+  const retryOn = options.retryOn ?? isTransient;
+  const sleep = options.sleep ?? ((ms: number) => sleepMs(ms).then(() => undefined));
+  const random = options.random ?? Math.random;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (attempt >= attempts || !retryOn(err)) throw err;
+      // "Equal jitter": at least half the exponential delay, so retries never stampede at zero.
+      const cap = Math.min(maxDelayMs, baseDelayMs * 2 ** (attempt - 1));
+      const delayMs = Math.round(cap / 2 + (random() * cap) / 2);
+      options.onRetry?.(attempt, delayMs, err);
+      await sleep(delayMs);
+    }
+  }
+}
+
 /** Wraps a backend so stat, list, delete, the opening of get and putFrom retry with exponential backoff. */
 export function withRetry(backend: Backend, options: RetryOptions): RetryingBackend {
   const { attempts, baseDelayMs, maxDelayMs, log } = options;
@@ -104,19 +130,10 @@ export function withRetry(backend: Backend, options: RetryOptions): RetryingBack
   if (!(baseDelayMs >= 0 && maxDelayMs >= baseDelayMs)) {
     throw new RangeError(`need 0 ≤ baseDelayMs ≤ maxDelayMs, got ${baseDelayMs}/${maxDelayMs}`);
   }
-  const retryOn = options.retryOn ?? isTransient;
-  const sleep = options.sleep ?? ((ms: number) => sleepMs(ms).then(() => undefined));
-  const random = options.random ?? Math.random;
-
-  async function retry<T>(op: string, key: string, fn: () => Promise<T>): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await fn();
-      } catch (err) {
-        if (attempt >= attempts || !retryOn(err)) throw err;
-        // "Equal jitter": at least half the exponential delay, so retries never stampede at zero.
-        const cap = Math.min(maxDelayMs, baseDelayMs * 2 ** (attempt - 1));
-        const delayMs = Math.round(cap / 2 + (random() * cap) / 2);
+  const retry = <T>(op: string, key: string, fn: () => Promise<T>): Promise<T> =>
+    withBackoff(fn, {
+      ...options,
+      onRetry: (attempt, delayMs, err) =>
         log?.('storage operation failed, retrying', {
           op,
           key,
@@ -125,11 +142,8 @@ export function withRetry(backend: Backend, options: RetryOptions): RetryingBack
           delayMs,
           location: backend.location,
           err: describeError(err),
-        });
-        await sleep(delayMs);
-      }
-    }
-  }
+        }),
+    });
 
   return {
     location: backend.location,

@@ -2,7 +2,6 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { crc32 } from 'node:zlib';
 import {
   type CompletedPart,
@@ -13,7 +12,7 @@ import {
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { SidecarError } from '../errors.js';
-import { isTransient } from './retry.js';
+import { withBackoff } from './retry.js';
 import { abortUpload } from './s3-multipart.js';
 
 /** S3 allows at most this many parts per upload. */
@@ -164,18 +163,19 @@ async function sendRange<R>(
   send: (body: Readable, crc32: string | undefined) => Promise<R>,
 ): Promise<R> {
   const hash = await hashRange(u.path, start, len);
-  for (let attempt = 1; ; attempt++) {
-    const body = createReadStream(u.path, { start, end: start + len - 1, highWaterMark: CHUNK });
-    rangeHashes.set(body, hash.sha256);
-    try {
-      return await send(body, withCrc ? hash.crc32 : undefined);
-    } catch (err) {
-      if (attempt >= PART_ATTEMPTS || !isTransient(err)) throw err;
-      await sleep(100 * 2 ** attempt);
-    } finally {
-      body.destroy();
-    }
-  }
+  return withBackoff(
+    async () => {
+      const body = createReadStream(u.path, { start, end: start + len - 1, highWaterMark: CHUNK });
+      rangeHashes.set(body, hash.sha256);
+      try {
+        return await send(body, withCrc ? hash.crc32 : undefined);
+      } finally {
+        body.destroy();
+      }
+    },
+    // 200 ms, then 400 ms, without jitter (random = 1: the whole delay).
+    { attempts: PART_ATTEMPTS, baseDelayMs: 200, maxDelayMs: 400, random: () => 1 },
+  );
 }
 
 /** One part of a multipart upload. */
