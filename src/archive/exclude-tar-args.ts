@@ -1,5 +1,5 @@
 import { SidecarError } from '../errors.js';
-import { type ExcludeRule, invalidExcludeRules } from './tar-exclude.js';
+import { type ExcludeRule, invalidExcludeRules, parseRule } from './tar-exclude.js';
 
 /**
  * The exclude rules of tar-exclude.ts as GNU tar options, for when GNU tar reads a directory itself and the
@@ -26,9 +26,8 @@ export function tarExcludeArgs(rules: ExcludeRule[]): string[] {
   if (rules.length === 0) return [];
   const args = ['--anchored', '--no-wildcards-match-slash'];
   for (const rule of rules) {
-    const clean = rule.replace(/^(\.\/|\/)+/, '');
-    const contentsOnly = clean.endsWith('/');
-    const body = clean.replace(/\/+$/, '').replace(/[?[\]\\]/g, '\\$&');
+    const { path, contentsOnly } = parseRule(rule);
+    const body = path.replace(/[?[\]\\]/g, '\\$&');
     args.push(`--exclude=./${body}${contentsOnly ? '/*' : ''}`);
   }
   return args;

@@ -32,13 +32,17 @@ export interface RawEntry {
   pax: Record<string, string>;
 }
 
+/** A rule's path without leading `./` or `/` and trailing `/`; `contentsOnly` for a rule written `dir/`. */
+export function parseRule(rule: ExcludeRule): { path: string; contentsOnly: boolean } {
+  const clean = rule.replace(/^(\.\/|\/)+/, '');
+  return { path: clean.replace(/\/+$/, ''), contentsOnly: clean.endsWith('/') };
+}
+
 /** Compiles rules into one predicate over normalised relative paths (no `./`, no trailing `/`). */
 export function excludeMatcher(rules: ExcludeRule[]): (path: string) => boolean {
   const regexes = rules.map((rule) => {
-    const clean = rule.replace(/^(\.\/|\/)+/, '');
-    const contentsOnly = clean.endsWith('/');
-    const body = clean
-      .replace(/\/+$/, '')
+    const { path, contentsOnly } = parseRule(rule);
+    const body = path
       .split('/')
       .map((seg) => seg.split('*').map(escapeRegex).join('[^/]*'))
       .join('/');
@@ -51,7 +55,7 @@ export function excludeMatcher(rules: ExcludeRule[]): (path: string) => boolean 
 export function invalidExcludeRules(rules: ExcludeRule[]): string[] {
   const bad: string[] = [];
   for (const r of rules) {
-    const clean = r.replace(/^(\.\/|\/)+/, '').replace(/\/+$/, '');
+    const clean = parseRule(r).path;
     if (clean === '' || clean === '*') bad.push(`"${r}" would exclude the whole volume`);
     else if (clean.split('/').some((s) => s === '..' || s === '.' || s === ''))
       bad.push(`"${r}" is not a plain relative path`);

@@ -1,6 +1,6 @@
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type ExcludeRule, type ExcludeStats, excludeMatcher } from '../archive/tar-exclude.js';
+import { type ExcludeRule, type ExcludeStats, excludeMatcher, parseRule } from '../archive/tar-exclude.js';
 
 /**
  * What the exclude rules leave out of a directory, counted the way TarExclude counts dropped tar entries:
@@ -17,8 +17,8 @@ export async function countExcluded(dir: string, rules: ExcludeRule[]): Promise<
   // `a/b` matches at depth 2; `a/b/` first matches its children, at depth 3.
   const depth = Math.max(
     ...rules.map((r) => {
-      const clean = r.replace(/^(\.\/|\/)+/, '');
-      return clean.replace(/\/+$/, '').split('/').length + (clean.endsWith('/') ? 1 : 0);
+      const { path, contentsOnly } = parseRule(r);
+      return path.split('/').length + (contentsOnly ? 1 : 0);
     }),
   );
   const seenInodes = new Set<string>();
