@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type Docker from 'dockerode';
 import { execCapture } from '../docker/exec.js';
 import type { MaintenanceRecord, StateStore } from '../docker/state.js';
@@ -7,6 +8,13 @@ import { EXTRA_PATH, type MoodleSite } from './site.js';
 
 /** The flag file Moodle's CLI maintenance mode writes into the dataroot. */
 export const MAINTENANCE_FLAG = 'climaintenance.html';
+
+/**
+ * How long turning maintenance mode off is retried: Moodle's CLI connects to the database first, and after a
+ * stop-mode run (or a restore) the restarted database takes a moment to accept connections.
+ */
+const OFF_RETRY_MS = 30_000;
+const OFF_RETRY_EVERY_MS = 1_000;
 
 /**
  * Runs maintenance.php with `--enable` / `--disable`. The dataroot's own mtime is put back afterwards, so the
@@ -130,15 +138,39 @@ export class Maintenance {
     this.log.info({ step: 'maintenance', container: rec.name, ms: Date.now() - t0 }, 'maintenance mode on');
   }
 
+  /** Retried (bounded) while the Moodle container runs: its CLI needs the database, which may be starting. */
   async off(): Promise<void> {
     const rec = this.rec;
     if (!rec) return;
     const t0 = Date.now();
-    await disableMaintenance(this.docker, rec);
+    await this.disableRetrying(rec);
     this.rec = null;
     await this.state.update((s) => {
       delete s.maintenance;
     });
     this.log.info({ step: 'maintenance', container: rec.name, ms: Date.now() - t0 }, 'maintenance mode off');
+  }
+
+  private async disableRetrying(rec: MaintenanceRecord): Promise<void> {
+    const end = Date.now() + OFF_RETRY_MS;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await disableMaintenance(this.docker, rec);
+      } catch (err) {
+        // A container that is gone or stopped will not start answering: fail at once.
+        const running = await this.docker
+          .getContainer(rec.container)
+          .inspect()
+          .then((i) => i.State.Running && !i.State.Restarting)
+          .catch(() => false);
+        if (!running || Date.now() + OFF_RETRY_EVERY_MS > end) throw err;
+        if (attempt === 1)
+          this.log.info(
+            { step: 'maintenance', container: rec.name },
+            `maintenance mode not off yet (${(err as Error).message.slice(0, 120)}); retrying for up to ${OFF_RETRY_MS / 1000} s`,
+          );
+        await sleep(OFF_RETRY_EVERY_MS);
+      }
+    }
   }
 }
