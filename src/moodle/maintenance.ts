@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type Docker from 'dockerode';
 import { execCapture } from '../docker/exec.js';
 import type { MaintenanceRecord, StateStore } from '../docker/state.js';
-import { SidecarError } from '../errors.js';
+import { isSidecarError, SidecarError } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import { EXTRA_PATH, type MoodleSite } from './site.js';
 
@@ -138,16 +138,45 @@ export class Maintenance {
     this.log.info({ step: 'maintenance', container: rec.name, ms: Date.now() - t0 }, 'maintenance mode on');
   }
 
-  /** Retried (bounded) while the Moodle container runs: its CLI needs the database, which may be starting. */
-  async off(): Promise<void> {
-    const rec = this.rec;
-    if (!rec) return;
-    const t0 = Date.now();
-    await this.disableRetrying(rec);
+  /** on() for restore's safety snapshot: a failure is returned, not thrown, and leaves nothing to undo. */
+  async tryOn(): Promise<SidecarError | null> {
+    try {
+      await this.on();
+      return null;
+    } catch (err) {
+      if (!isSidecarError(err, 'MAINTENANCE_FAILED')) throw err;
+      await this.forget();
+      return err;
+    }
+  }
+
+  private async forget(): Promise<void> {
     this.rec = null;
     await this.state.update((s) => {
       delete s.maintenance;
     });
+  }
+
+  /**
+   * Retried (bounded) while the Moodle container runs, since its CLI needs the database up. With `warnOnly`
+   * (restore's safety snapshot: the restore replaces the dataroot, flag included) a last failure is a warning.
+   */
+  async off(opts: { warnOnly?: boolean } = {}): Promise<void> {
+    const rec = this.rec;
+    if (!rec) return;
+    const t0 = Date.now();
+    try {
+      await this.disableRetrying(rec);
+    } catch (err) {
+      if (!opts.warnOnly) throw err;
+      this.log.warn(
+        { step: 'maintenance', container: rec.name, err },
+        `${(err as Error).message}; the restore goes on (a restored dataroot comes without the flag)`,
+      );
+      await this.forget();
+      return;
+    }
+    await this.forget();
     this.log.info({ step: 'maintenance', container: rec.name, ms: Date.now() - t0 }, 'maintenance mode off');
   }
 
