@@ -67,6 +67,32 @@ export async function disableMaintenance(docker: Docker, rec: MaintenanceRecord)
   }
 }
 
+/**
+ * disableMaintenance, retried for up to OFF_RETRY_MS while the Moodle container runs (its CLI needs the
+ * database, which may still be starting). A container that is gone or not running fails at once.
+ */
+export async function disableWhenUp(docker: Docker, rec: MaintenanceRecord, log: Logger): Promise<void> {
+  const end = Date.now() + OFF_RETRY_MS;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await disableMaintenance(docker, rec);
+    } catch (err) {
+      const running = await docker
+        .getContainer(rec.container)
+        .inspect()
+        .then((i) => i.State.Running && !i.State.Restarting)
+        .catch(() => false);
+      if (!running || Date.now() + OFF_RETRY_EVERY_MS > end) throw err;
+      if (attempt === 1)
+        log.info(
+          { step: 'maintenance', container: rec.name },
+          `maintenance mode not off yet (${(err as Error).message.slice(0, 120)}); retrying for up to ${OFF_RETRY_MS / 1000} s`,
+        );
+      await sleep(OFF_RETRY_EVERY_MS);
+    }
+  }
+}
+
 /** A running container of the same compose project and service, other than the recorded one. */
 async function successorOf(
   docker: Docker,
@@ -166,7 +192,7 @@ export class Maintenance {
     if (!rec) return;
     const t0 = Date.now();
     try {
-      await this.disableRetrying(rec);
+      await disableWhenUp(this.docker, rec, this.log);
     } catch (err) {
       if (!opts.warnOnly) throw err;
       this.log.warn(
@@ -178,28 +204,5 @@ export class Maintenance {
     }
     await this.forget();
     this.log.info({ step: 'maintenance', container: rec.name, ms: Date.now() - t0 }, 'maintenance mode off');
-  }
-
-  private async disableRetrying(rec: MaintenanceRecord): Promise<void> {
-    const end = Date.now() + OFF_RETRY_MS;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await disableMaintenance(this.docker, rec);
-      } catch (err) {
-        // A container that is gone or stopped will not start answering: fail at once.
-        const running = await this.docker
-          .getContainer(rec.container)
-          .inspect()
-          .then((i) => i.State.Running && !i.State.Restarting)
-          .catch(() => false);
-        if (!running || Date.now() + OFF_RETRY_EVERY_MS > end) throw err;
-        if (attempt === 1)
-          this.log.info(
-            { step: 'maintenance', container: rec.name },
-            `maintenance mode not off yet (${(err as Error).message.slice(0, 120)}); retrying for up to ${OFF_RETRY_MS / 1000} s`,
-          );
-        await sleep(OFF_RETRY_EVERY_MS);
-      }
-    }
   }
 }
