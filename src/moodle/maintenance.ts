@@ -83,8 +83,9 @@ export async function disableWhenUp(docker: Docker, rec: MaintenanceRecord, log:
         .then((i) => i.State.Running && !i.State.Restarting)
         .catch(() => false);
       if (!running || Date.now() + OFF_RETRY_EVERY_MS > end) throw err;
+      // Expected after every stop-mode run; only the last failure is worth more than a debug line.
       if (attempt === 1)
-        log.info(
+        log.debug(
           { step: 'maintenance', container: rec.name },
           `maintenance mode not off yet (${(err as Error).message.slice(0, 120)}); retrying for up to ${OFF_RETRY_MS / 1000} s`,
         );
