@@ -39,6 +39,7 @@ import { SidecarError } from './errors.js';
 import { dumpStep } from './moodle/dump-step.js';
 import { readMoodleFacts } from './moodle/facts.js';
 import { planMoodle } from './moodle/prepare.js';
+import { maintenanceOrStop, type SiteFallback } from './moodle/stop-instead.js';
 import type { Logger } from './observe/logger.js';
 import { Progress } from './observe/progress.js';
 import type { Backend } from './storage/backend.js';
@@ -56,6 +57,8 @@ export interface BackupContext {
   signal?: AbortSignal;
   /** The job this run belongs to, recorded in the manifest (retention applies per job). */
   job?: string;
+  /** Restore's safety snapshot: a site whose maintenance mode cannot be turned on is stopped instead. */
+  fallback?: SiteFallback;
 }
 
 /**
@@ -84,7 +87,7 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
   // A bad label would change what is stopped: refuse before anything is touched.
   assertLabels(stack.containers);
   for (const v of stack.volumes) await assertVolume(docker, v.name, v.short);
-  const plan = planQuiesce(stack, config);
+  let plan = planQuiesce(stack, config);
   for (const w of plan.warnings) log.warn({ step: 'plan' }, w);
   log.info(
     {
@@ -105,7 +108,8 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
   const spool = useSpool(config, backend);
   const spoolDir = join(config.spoolDir, id);
   const state = new StateStore(config.stateDir);
-  const mp = await planMoodle(docker, stack, config, state, log);
+  let mp = await planMoodle(docker, stack, config, state, log);
+  let mode = config.mode;
   await state.write({
     runId: id,
     operation: 'backup',
@@ -127,12 +131,12 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
   let tm = 0;
   const maintenanceOff = async () => {
     if (!mp.maintenance.active) return;
-    await mp.maintenance.off();
+    await mp.maintenance.off({ warnOnly: ctx.fallback !== undefined });
     maintenanceMs = Date.now() - tm;
   };
   try {
     // Maintenance first, so pre hooks act on a quiet site; a failing hook turns it off again (finally).
-    await mp.maintenance.on();
+    ({ plan, mode, mp } = await maintenanceOrStop(stack, { plan, mode, mp }, ctx.fallback, log));
     tm = Date.now();
     await runHooks(docker, hooks.pre, log);
     if (mp.dump) {
@@ -224,12 +228,7 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
       tool: TOOL,
       project: stack.project,
       ...(ctx.job ? { job: ctx.job } : {}),
-      mode:
-        config.mode === 'online'
-          ? 'online'
-          : plan.actions.some((a) => a.action === 'pause')
-            ? 'pause'
-            : 'stop',
+      mode: mode === 'online' ? 'online' : plan.actions.some((a) => a.action === 'pause') ? 'pause' : 'stop',
       codec: codec.name,
       encryption: encryption?.manifest ?? null,
       volumes,

@@ -1,13 +1,14 @@
 import type Docker from 'dockerode';
 import type { Manifest, ManifestVolume } from './archive/manifest.js';
 import type { TarStats } from './archive/tar-guard.js';
+import { runBackup } from './backup.js';
 import type { Stack } from './docker/discover.js';
 import { mountPointCommands } from './docker/extract.js';
 import { stopOrder } from './docker/plan.js';
 import { MOUNT, volumeExists } from './docker/volumes.js';
-import { SidecarError } from './errors.js';
+import { isSidecarError, SidecarError } from './errors.js';
 import type { Logger } from './observe/logger.js';
-import type { RestorePlan } from './restore.js';
+import type { RestoreOptions, RestorePlan } from './restore.js';
 import { removeOld, type SwapRecord } from './restore-swap.js';
 
 /** The steps restore.ts calls: which volumes, where they go, what must stop, and the clean-up after extraction. */
@@ -50,10 +51,43 @@ export async function makePlan(
     });
   }
   const names = new Set(volumes.map((v) => v.dockerName));
+  // A crash-looping container too: Docker would restart it onto half-restored volumes.
   const users = stack.containers
-    .filter((c) => c.state === 'running' || c.state === 'paused')
+    .filter((c) => c.state === 'running' || c.state === 'paused' || c.state === 'restarting')
     .filter((c) => c.mounts.some((m) => names.has(m.volume)));
   return { snapshot: manifest, project: stack.project, volumes, stop: stopOrder(users).map((c) => c.name) };
+}
+
+/**
+ * Saves the volumes the restore overwrites as a pre-restore snapshot; the id, or undefined when none exists
+ * yet. The site may be broken (that is why it is restored): when its maintenance mode cannot be turned on,
+ * the snapshot stops it instead (moodle/stop-instead.ts). A failure restores nothing, and its hint says how
+ * to go on without the snapshot.
+ */
+export async function takeSafetySnapshot(o: RestoreOptions, plan: RestorePlan): Promise<string | undefined> {
+  const existing = plan.volumes.filter((v) => v.exists).map((v) => v.name);
+  if (existing.length === 0) return undefined;
+  const m = await runBackup({
+    docker: o.docker,
+    config: { ...o.config, project: plan.project },
+    backend: o.backend,
+    log: o.log,
+    kind: 'pre-restore',
+    volumes: existing,
+    signal: o.signal,
+    fallback: { expectMoodle: plan.snapshot.stack.moodle != null },
+    ...(o.job ? { job: o.job } : {}),
+  }).catch((err: unknown) => {
+    if (!isSidecarError(err, 'MAINTENANCE_FAILED')) throw err;
+    throw new SidecarError(
+      err.code,
+      `the pre-restore safety snapshot failed, nothing was restored: ${err.message}`,
+      `${err.hint ? `${err.hint}; or ` : ''}restore without it: \`restore ${plan.snapshot.id}${o.job ? ` --job ${o.job}` : ''} --yes --no-safety-snapshot\``,
+      { cause: err },
+    );
+  });
+  o.log.info({ step: 'safety', snapshot: m.id }, `saved the current volumes as pre-restore snapshot ${m.id}`);
+  return m.id;
 }
 
 /**

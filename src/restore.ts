@@ -7,7 +7,6 @@ import { assertDecryptable } from './archive/encryption.js';
 import type { Manifest, ManifestVolume } from './archive/manifest.js';
 import type { TarStats } from './archive/tar-guard.js';
 import { verifyVolume } from './archive/verify.js';
-import { runBackup } from './backup.js';
 import type { Config } from './config/types.js';
 import { discoverStack, type Stack } from './docker/discover.js';
 import { extractInto } from './docker/extract.js';
@@ -26,7 +25,7 @@ import { olderThanSnapshot } from './moodle/versions.js';
 import type { Logger } from './observe/logger.js';
 import { restoreFileVolume } from './restore-mount.js';
 import { RestoreProgress } from './restore-progress.js';
-import { deleteOldContent, makePlan, selectVolumes } from './restore-steps.js';
+import { deleteOldContent, makePlan, selectVolumes, takeSafetySnapshot } from './restore-steps.js';
 import type { SwapRecord } from './restore-swap.js';
 import { type Backend, isLocalBackend } from './storage/backend.js';
 
@@ -124,25 +123,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreResult> {
     if (o.confirm && !(await o.confirm(plan))) {
       throw new SidecarError('RESTORE_REFUSED', 'restore cancelled; nothing was changed');
     }
-    let safety: string | undefined;
-    const existing = plan.volumes.filter((v) => v.exists).map((v) => v.name);
-    if (o.safetySnapshot !== false && existing.length > 0) {
-      const m = await runBackup({
-        docker,
-        config: { ...config, project: plan.project },
-        backend,
-        log,
-        kind: 'pre-restore',
-        volumes: existing,
-        signal: o.signal,
-        ...(o.job ? { job: o.job } : {}),
-      });
-      safety = m.id;
-      log.info(
-        { step: 'safety', snapshot: safety },
-        `saved the current volumes as pre-restore snapshot ${safety}`,
-      );
-    }
+    const safety = o.safetySnapshot === false ? undefined : await takeSafetySnapshot(o, plan);
     const { downtimeMs, report } = await apply(o, {
       manifest,
       plan,

@@ -25,7 +25,12 @@ export async function quiesce(docker: Docker, plan: QuiescePlan, opts: QuiesceOp
   const resume = onceResume(docker, done, opts);
   try {
     for (const { container, action } of plan.actions) {
-      const entry = { id: container.id, name: container.name, action };
+      const entry: QuiescedContainer = {
+        id: container.id,
+        name: container.name,
+        action,
+        ...(container.state === 'restarting' ? { wasRestarting: true } : {}),
+      };
       done.push(entry);
       await opts.state.update((s) => {
         s.quiesced.push(entry);
@@ -96,7 +101,7 @@ export async function resumeContainers(
         // 304: already running; 409 on unpause: not paused (someone else resumed it).
         if (status !== 304 && !(status === 409 && q.action === 'pause')) throw err;
       }
-      await waitRunning(docker, q.id, 60_000);
+      await waitRunning(docker, q.id, 60_000, q.wasRestarting === true);
       settled.add(q.id);
       opts.log.info(
         { step: 'resume', container: q.name, action: q.action, ms: Date.now() - t0 },
@@ -119,11 +124,17 @@ export async function resumeContainers(
   }
 }
 
-async function waitRunning(docker: Docker, id: string, timeoutMs: number): Promise<void> {
+async function waitRunning(
+  docker: Docker,
+  id: string,
+  timeoutMs: number,
+  restartingIsBack: boolean,
+): Promise<void> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const info = await docker.getContainer(id).inspect();
     if (info.State.Running && !info.State.Paused && !info.State.Restarting) return;
+    if (restartingIsBack && info.State.Restarting) return;
     if (!info.State.Running && info.State.Status === 'exited' && Date.now() > end - timeoutMs + 5000) {
       throw new Error(`exited with code ${info.State.ExitCode} after start`);
     }

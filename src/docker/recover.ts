@@ -1,5 +1,5 @@
 import type Docker from 'dockerode';
-import { disableMaintenance } from '../moodle/maintenance.js';
+import { disableWhenUp } from '../moodle/maintenance.js';
 import type { Logger } from '../observe/logger.js';
 import { isAlive } from '../processes.js';
 import { settleInterrupted } from '../restore-swap.js';
@@ -39,7 +39,7 @@ export async function recoverInterrupted(
   if (state.quiesced.length > 0) await resumeContainers(docker, state.quiesced, { log, state: store });
   if (state.maintenance) {
     // After the containers are back: maintenance.php needs the Moodle container running.
-    await disableMaintenance(docker, state.maintenance).then(
+    await disableWhenUp(docker, state.maintenance, log).then(
       () =>
         log.warn(
           { step: 'recover', container: state.maintenance?.name },

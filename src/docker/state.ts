@@ -8,6 +8,8 @@ export interface QuiescedContainer {
   id: string;
   name: string;
   action: QuiesceMode;
+  /** It was crash-looping (restart policy) when stopped: back in that state counts as resumed. */
+  wasRestarting?: boolean;
 }
 
 /** Enough to turn maintenance mode off again from another process (crash recovery). */

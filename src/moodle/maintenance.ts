@@ -1,12 +1,20 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type Docker from 'dockerode';
 import { execCapture } from '../docker/exec.js';
 import type { MaintenanceRecord, StateStore } from '../docker/state.js';
-import { SidecarError } from '../errors.js';
+import { isSidecarError, SidecarError } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import { EXTRA_PATH, type MoodleSite } from './site.js';
 
 /** The flag file Moodle's CLI maintenance mode writes into the dataroot. */
 export const MAINTENANCE_FLAG = 'climaintenance.html';
+
+/**
+ * How long turning maintenance mode off is retried: Moodle's CLI connects to the database first, and after a
+ * stop-mode run (or a restore) the restarted database takes a moment to accept connections.
+ */
+const OFF_RETRY_MS = 30_000;
+const OFF_RETRY_EVERY_MS = 1_000;
 
 /**
  * Runs maintenance.php with `--enable` / `--disable`. The dataroot's own mtime is put back afterwards, so the
@@ -56,6 +64,33 @@ export async function disableMaintenance(docker: Docker, rec: MaintenanceRecord)
       { ...rec, container: successor.Id, name: successor.Names[0]?.replace(/^\//, '') ?? successor.Id },
       '--disable',
     );
+  }
+}
+
+/**
+ * disableMaintenance, retried for up to OFF_RETRY_MS while the Moodle container runs (its CLI needs the
+ * database, which may still be starting). A container that is gone or not running fails at once.
+ */
+export async function disableWhenUp(docker: Docker, rec: MaintenanceRecord, log: Logger): Promise<void> {
+  const end = Date.now() + OFF_RETRY_MS;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await disableMaintenance(docker, rec);
+    } catch (err) {
+      const running = await docker
+        .getContainer(rec.container)
+        .inspect()
+        .then((i) => i.State.Running && !i.State.Restarting)
+        .catch(() => false);
+      if (!running || Date.now() + OFF_RETRY_EVERY_MS > end) throw err;
+      // Expected after every stop-mode run; only the last failure is worth more than a debug line.
+      if (attempt === 1)
+        log.debug(
+          { step: 'maintenance', container: rec.name },
+          `maintenance mode not off yet (${(err as Error).message.slice(0, 120)}); retrying for up to ${OFF_RETRY_MS / 1000} s`,
+        );
+      await sleep(OFF_RETRY_EVERY_MS);
+    }
   }
 }
 
@@ -130,15 +165,45 @@ export class Maintenance {
     this.log.info({ step: 'maintenance', container: rec.name, ms: Date.now() - t0 }, 'maintenance mode on');
   }
 
-  async off(): Promise<void> {
-    const rec = this.rec;
-    if (!rec) return;
-    const t0 = Date.now();
-    await disableMaintenance(this.docker, rec);
+  /** on() for restore's safety snapshot: a failure is returned, not thrown, and leaves nothing to undo. */
+  async tryOn(): Promise<SidecarError | null> {
+    try {
+      await this.on();
+      return null;
+    } catch (err) {
+      if (!isSidecarError(err, 'MAINTENANCE_FAILED')) throw err;
+      await this.forget();
+      return err;
+    }
+  }
+
+  private async forget(): Promise<void> {
     this.rec = null;
     await this.state.update((s) => {
       delete s.maintenance;
     });
+  }
+
+  /**
+   * Retried (bounded) while the Moodle container runs, since its CLI needs the database up. With `warnOnly`
+   * (restore's safety snapshot: the restore replaces the dataroot, flag included) a last failure is a warning.
+   */
+  async off(opts: { warnOnly?: boolean } = {}): Promise<void> {
+    const rec = this.rec;
+    if (!rec) return;
+    const t0 = Date.now();
+    try {
+      await disableWhenUp(this.docker, rec, this.log);
+    } catch (err) {
+      if (!opts.warnOnly) throw err;
+      this.log.warn(
+        { step: 'maintenance', container: rec.name, err },
+        `${(err as Error).message}; the restore goes on (a restored dataroot comes without the flag)`,
+      );
+      await this.forget();
+      return;
+    }
+    await this.forget();
     this.log.info({ step: 'maintenance', container: rec.name, ms: Date.now() - t0 }, 'maintenance mode off');
   }
 }

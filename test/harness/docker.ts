@@ -7,7 +7,8 @@ export const TEST_PREFIX = 'mbst';
 
 export const IMAGES = {
   mariadb: 'mbs-test/mariadb:latest',
-  moodle: 'mbs-test/moodle:latest',
+  // Overridable so a changed stand-in can be tried on a shared engine without retagging everyone's `latest`.
+  moodle: process.env.MBS_TEST_MOODLE_IMAGE ?? 'mbs-test/moodle:latest',
   busybox: 'mbs-test/busybox:latest',
   base: 'mbs-test/base:latest',
   node: 'mbs-test/node:latest',

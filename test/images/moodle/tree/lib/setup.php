@@ -23,3 +23,14 @@ function cli_maintenance_file(): string {
     global $CFG;
     return $CFG->dataroot . '/climaintenance.html';
 }
+
+// Like Moodle's lib/setup.php: every CLI script (maintenance.php, upgrade.php, cfg.php) connects to the
+// database before it does anything, so none of them works while the database is down or missing.
+if (defined('CLI_SCRIPT') && CLI_SCRIPT) {
+    try {
+        moodle_db()->close();
+    } catch (Throwable $e) {
+        fwrite(STDERR, "Error: Database connection failed (" . $e->getMessage() . ")\n");
+        exit(1);
+    }
+}
