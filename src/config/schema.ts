@@ -63,7 +63,8 @@ export const s3TargetSchema = z
       .string()
       .refine(isHttpUrl, { error: 'expected an http:// or https:// URL, e.g. http://minio:9000' })
       .optional(),
-    forcePathStyle: z.boolean().default(false),
+    // Unset: path style unless the endpoint is a cloud that serves buckets as subdomains (storage/s3-addressing.ts).
+    forcePathStyle: z.boolean().optional(),
     accessKeyId: nonEmpty().optional(),
     secretAccessKey: nonEmpty().optional(),
     requestChecksumCalculation: z.enum(CHECKSUM_MODES).default('when_supported'),

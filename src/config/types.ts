@@ -27,7 +27,8 @@ export interface S3Target {
   region: string;
   /** Full URL incl. protocol, e.g. http://minio:9000; undefined for AWS. */
   endpoint?: string;
-  forcePathStyle: boolean;
+  /** true/false forces the addressing; undefined: offen's rule (storage/s3-addressing.ts). */
+  forcePathStyle?: boolean;
   accessKeyId?: string;
   secretAccessKey?: string;
   /** 'when_required' suits S3-compatible servers that do not understand the newer AWS checksums. */

@@ -1,5 +1,6 @@
 import type { S3ClientConfig } from '@aws-sdk/client-s3';
 import type { S3Target } from '../config/types.js';
+import { usePathStyle } from './s3-addressing.js';
 
 function checksumMode(v: 'when_supported' | 'when_required'): 'WHEN_SUPPORTED' | 'WHEN_REQUIRED' {
   return v === 'when_supported' ? 'WHEN_SUPPORTED' : 'WHEN_REQUIRED';
@@ -12,7 +13,7 @@ export function s3ClientConfig(target: S3Target): S3ClientConfig {
   return {
     region: target.region,
     ...(target.endpoint ? { endpoint: target.endpoint } : {}),
-    forcePathStyle: target.forcePathStyle,
+    forcePathStyle: usePathStyle(target.endpoint, target.forcePathStyle),
     ...(target.accessKeyId && target.secretAccessKey
       ? { credentials: { accessKeyId: target.accessKeyId, secretAccessKey: target.secretAccessKey } }
       : {}),

@@ -13,6 +13,7 @@ import type { S3Target } from '../config/types.js';
 import { SidecarError } from '../errors.js';
 import type { Backend, MultipartRecord, ObjectInfo, PutOptions } from './backend.js';
 import { ByteCounter } from './length-check.js';
+import { virtualHostHint } from './s3-addressing.js';
 import { s3ClientConfig } from './s3-config.js';
 import { FileUploadError, signRangeBodies, uploadFile } from './s3-file-upload.js';
 import { abortUpload, MultipartTracker } from './s3-multipart.js';
@@ -281,7 +282,7 @@ export class S3Backend implements Backend {
     return new SidecarError(
       'STORAGE_FAILED',
       `S3 ${op} ${where} failed: ${[parts, detail].filter(Boolean).join(': ') || 'unknown error'}`,
-      hint ?? hintFor(code),
+      hint ?? hintFor(code) ?? virtualHostHint(this.bucket, code, detail),
       { cause: err },
     );
   }

@@ -1,11 +1,9 @@
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { docker, type ExecResult, execIn, IMAGES, TEST_LABEL } from '../harness/docker.js';
+import { docker, type ExecResult, execIn, TEST_LABEL } from '../harness/docker.js';
 import {
   type DbFingerprint,
   fingerprintDb,
@@ -14,6 +12,13 @@ import {
 } from '../harness/fingerprint.js';
 import { diffMinusExcludes } from '../harness/moodle.js';
 import { captureContainer } from '../harness/recreate.js';
+import {
+  buildSidecarImage,
+  containerLogs,
+  dockerSocket,
+  SIDECAR_IMAGE,
+  startS3Service,
+} from '../harness/sidecar-image.js';
 import { composeLabels, createMoodleStack, DB, type MoodleStack } from '../harness/stack.js';
 
 /**
@@ -22,9 +27,6 @@ import { composeLabels, createMoodleStack, DB, type MoodleStack } from '../harne
  * network, a secret read from a *_FILE, and its health port published on 127.0.0.1 only.
  */
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-// IMAGE (as for scripts/build-image.sh) lets parallel checkouts build and test their own tag.
-const IMAGE = process.env.IMAGE ?? 'moodle-backup-sidecar:dev';
 const BUCKET = 'backups';
 const FILE_VOLUMES = ['moodle_data', 'moodledata_data'] as const;
 
@@ -37,38 +39,6 @@ interface SnapshotJson {
 interface Fingerprints {
   files: Record<string, VolumeFingerprint>;
   db: DbFingerprint;
-}
-
-function runBuild(): Promise<{ code: number | null; output: string; ms: number }> {
-  const t0 = Date.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn('bash', ['scripts/build-image.sh'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (d: Buffer) => {
-      output += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      output += d.toString();
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 14 * 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, output, ms: Date.now() - t0 });
-    });
-  });
-}
-
-/** The last lines of a container's log (non-TTY: Docker's 8-byte frame headers are stripped). */
-async function containerLogs(name: string, tail = 150): Promise<string> {
-  const buf = await docker().getContainer(name).logs({ stdout: true, stderr: true, tail, follow: false });
-  const out: Buffer[] = [];
-  for (let i = 0; i + 8 <= buf.length; ) {
-    const len = buf.readUInt32BE(i + 4);
-    out.push(buf.subarray(i + 8, i + 8 + len));
-    i += 8 + len;
-  }
-  return Buffer.concat(out).toString('utf8');
 }
 
 async function fingerprints(stack: MoodleStack): Promise<Fingerprints> {
@@ -158,7 +128,7 @@ describe('sidecar image (docker exec commands, schedule, S3, health, signals)', 
   }
 
   beforeAll(async () => {
-    const build = await runBuild();
+    const build = await buildSidecarImage();
     if (build.code !== 0) throw new Error(`scripts/build-image.sh exited ${build.code}:\n${build.output}`);
     // One line for the record: "built … in N s: size" or "up to date … : size".
     console.log(`${build.output.trim().split('\n').pop()} [${(build.ms / 1000).toFixed(1)} s]`);
@@ -168,46 +138,8 @@ describe('sidecar image (docker exec commands, schedule, S3, health, signals)', 
     const { project, network } = stack;
     const runId = inject('runId');
 
-    // S3 for the sidecar, reachable as http://s3:5000 on the project network (s3rver from the repo's
-    // node_modules; it must not take the Host header "s3" for a bucket name, hence --no-vhost-buckets).
-    const s3 = `${project}-s3-1`;
-    await d
-      .createContainer({
-        name: s3,
-        Image: IMAGES.node,
-        WorkingDir: '/srv/s3rver',
-        Cmd: [
-          'node',
-          '--openssl-legacy-provider',
-          'node_modules/s3rver/bin/s3rver.js',
-          '-d',
-          '/data',
-          '-a',
-          '0.0.0.0',
-          '-p',
-          '5000',
-          '--no-vhost-buckets',
-          '--configure-bucket',
-          BUCKET,
-        ],
-        Labels: composeLabels(project, 's3'),
-        HostConfig: {
-          Binds: [`${join(ROOT, 'node_modules')}:/srv/s3rver/node_modules:ro`],
-          NetworkMode: network,
-        },
-        NetworkingConfig: { EndpointsConfig: { [network]: { Aliases: ['s3'] } } },
-      })
-      .then((c) => c.start());
-    for (let i = 0; ; i++) {
-      const r = await execIn(s3, [
-        'node',
-        '-e',
-        `fetch('http://127.0.0.1:5000/${BUCKET}').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))`,
-      ]);
-      if (r.exitCode === 0) break;
-      if (i >= 60) throw new Error(`s3rver did not answer:\n${await containerLogs(s3)}`);
-      await sleep(500);
-    }
+    // S3 for the sidecar, reachable as http://s3:5000 on the project network.
+    await startS3Service(project, network, { alias: 's3', port: 5000, bucket: BUCKET });
 
     // The sidecar's state volume, as Compose would make it: a project volume the sidecar must not back up.
     const stateVolume = `${project}_backup_state`;
@@ -224,12 +156,10 @@ describe('sidecar image (docker exec commands, schedule, S3, health, signals)', 
 
     anonymousBefore = await danglingAnonymousVolumes();
     sidecar = `${project}-backup-1`;
-    // docker-modem's socketPath is a string, or a function choosing the default socket: bind that default.
-    const modemSocket = (d.modem as { socketPath?: unknown }).socketPath;
-    const socket = typeof modemSocket === 'string' ? modemSocket : '/var/run/docker.sock';
+    const socket = dockerSocket();
     const container = await d.createContainer({
       name: sidecar,
-      Image: IMAGE,
+      Image: SIDECAR_IMAGE,
       Env: [
         'TZ=UTC',
         `BACKUP_CRON_EXPRESSION=${SCHEDULE}`,

@@ -1,6 +1,7 @@
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { it } from 'vitest';
 
 /**
  * The fault suites' figures (`crash 4/4 recovered`, …). Each suite counts its cases as they pass and writes
@@ -20,13 +21,35 @@ export interface Tally {
 export class Figures {
   ok = 0;
   total = 0;
+  /** Cases registered with `it`/`each`: they count in the line whether or not they ever ran. */
+  planned = 0;
   constructor(
     readonly suite: string,
     readonly verb = 'ok',
   ) {}
 
+  /**
+   * A test that is one counted case. Registered when the file is collected, so a case that never runs (its
+   * suite's setup failed) still shows in the line, as failed.
+   */
+  it(name: string, fn: () => Promise<void>, timeoutMs?: number): void {
+    this.planned++;
+    it(name, () => this.count(fn), timeoutMs);
+  }
+
+  /** `it.each` with one counted case per item, registered at collection like `it`. */
+  each<T extends object>(
+    cases: readonly T[],
+    name: string,
+    fn: (c: T) => Promise<void>,
+    timeoutMs?: number,
+  ): void {
+    this.planned += cases.length;
+    it.each(cases as T[])(name, (c) => this.count(() => fn(c)), timeoutMs);
+  }
+
   /** Runs one case; it counts as passed only when `fn` resolves. */
-  async count<T>(fn: () => Promise<T>): Promise<T> {
+  private async count<T>(fn: () => Promise<T>): Promise<T> {
     this.total++;
     const r = await fn();
     this.ok++;
@@ -35,11 +58,13 @@ export class Figures {
 
   /** Prints this suite's line and records it for the combined line (call in afterAll). */
   save(): void {
-    if (this.total === 0) return;
-    const line = `${this.suite} ${this.ok}/${this.total} ${this.verb}`;
+    // A registered case that never started is a failed one: a suite whose setup failed shows 0/N.
+    const total = Math.max(this.total, this.planned);
+    if (total === 0) return;
+    const line = `${this.suite} ${this.ok}/${total} ${this.verb}`;
     console.log(`figures: ${line}`);
     mkdirSync(DIR, { recursive: true });
-    const t: Tally = { suite: this.suite, verb: this.verb, ok: this.ok, total: this.total };
+    const t: Tally = { suite: this.suite, verb: this.verb, ok: this.ok, total };
     writeFileSync(
       join(DIR, `${this.suite.replace(/\W+/g, '-')}-${process.pid}-${Date.now()}.json`),
       JSON.stringify(t),

@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect } from 'vitest';
 import { runCli } from '../harness/cli.js';
 import { cliEnv, type TempDirs, tempDirs } from '../harness/config.js';
 import { docker } from '../harness/docker.js';
@@ -167,8 +167,10 @@ describe('hostile and bad input: configuration fuzzing', () => {
 
   const cases = [...FIXED, ...fuzzCases(Number(process.env.FAULT_SEED ?? 9), 8)];
 
-  it.each(cases)('$name: exit 2 naming the key, nothing stopped', async ({ env, yaml, command, says }) => {
-    await figures.count(async () => {
+  figures.each(
+    cases,
+    '$name: exit 2 naming the key, nothing stopped',
+    async ({ env, yaml, command, says }) => {
       const extra: Record<string, string> = { ...env };
       if (yaml !== undefined) {
         const file = join(dirs.root, 'config.yml');
@@ -183,41 +185,38 @@ describe('hostile and bad input: configuration fuzzing', () => {
       expect(line).toMatch(/^error \[CONFIG_INVALID\]: /);
       expect(line).toMatch(says);
       await nothingStopped();
-    });
-  });
+    },
+  );
 
-  it.each(BAD_LABELS)(
+  figures.each(
+    BAD_LABELS,
     'label $label=$value: exit 2 naming container and label, nothing stopped',
     async ({ label, value, says }) => {
-      await figures.count(async () => {
-        // A one-off container of the project carrying the bad label, as a compose service would.
-        const name = `${stack.project}-extra-1`;
-        const c = await docker().createContainer({
-          name,
-          Image: (await docker().getContainer(stack.containers.moodle).inspect()).Config.Image,
-          Cmd: ['sleep', '600'],
-          Entrypoint: [],
-          Labels: { ...composeLabels(stack.project, 'extra'), [label]: value },
-          HostConfig: { Binds: [`${stack.volumes.moodledata_data}:/data:ro`], NetworkMode: 'none' },
-        });
-        try {
-          await c.start();
-          const t0 = Date.now();
-          const r = await runCli(['backup'], cliEnv(stack.project, dirs), { timeoutMs: 60_000 });
-          expect(r.code, r.stderr).toBe(2);
-          const line = r.stderr.split('\n').find((l) => l.startsWith('error ['));
-          expect(line).toMatch(/^error \[LABEL_INVALID\]: invalid label: /);
-          expect(line).toContain(name);
-          expect(line).toMatch(says);
-          const events = lifecycle(await projectEvents(stack.project, t0)).filter(
-            (e) => !e.endsWith(' extra'),
-          );
-          expect(events).toEqual([]);
-          expect(await stack.states()).toEqual({ mariadb: 'running', moodle: 'running' });
-        } finally {
-          await c.remove({ force: true, v: true });
-        }
+      // A one-off container of the project carrying the bad label, as a compose service would.
+      const name = `${stack.project}-extra-1`;
+      const c = await docker().createContainer({
+        name,
+        Image: (await docker().getContainer(stack.containers.moodle).inspect()).Config.Image,
+        Cmd: ['sleep', '600'],
+        Entrypoint: [],
+        Labels: { ...composeLabels(stack.project, 'extra'), [label]: value },
+        HostConfig: { Binds: [`${stack.volumes.moodledata_data}:/data:ro`], NetworkMode: 'none' },
       });
+      try {
+        await c.start();
+        const t0 = Date.now();
+        const r = await runCli(['backup'], cliEnv(stack.project, dirs), { timeoutMs: 60_000 });
+        expect(r.code, r.stderr).toBe(2);
+        const line = r.stderr.split('\n').find((l) => l.startsWith('error ['));
+        expect(line).toMatch(/^error \[LABEL_INVALID\]: invalid label: /);
+        expect(line).toContain(name);
+        expect(line).toMatch(says);
+        const events = lifecycle(await projectEvents(stack.project, t0)).filter((e) => !e.endsWith(' extra'));
+        expect(events).toEqual([]);
+        expect(await stack.states()).toEqual({ mariadb: 'running', moodle: 'running' });
+      } finally {
+        await c.remove({ force: true, v: true });
+      }
     },
   );
 });

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect } from 'vitest';
 import { type CliResult, runCli } from '../harness/cli.js';
 import { cliEnv, type TempDirs, tempDirs } from '../harness/config.js';
 import { docker } from '../harness/docker.js';
@@ -70,8 +70,9 @@ describe('local faults', () => {
     expect(JSON.parse(r.stdout)).toEqual([]);
   }
 
-  it('target disk full (4 MiB tmpfs): STORAGE_FAILED exit 6 naming ENOSPC, stack running, nothing left on the disk', async () => {
-    await figures.count(async () => {
+  figures.it(
+    'target disk full (4 MiB tmpfs): STORAGE_FAILED exit 6 naming ENOSPC, stack running, nothing left on the disk',
+    async () => {
       const target = await tmpfs('full-target', 'size=4m,mode=0700');
       const r = await runCli(['backup'], cliEnv(stack.project, dirs, { BACKUP_ARCHIVE: target }), {
         timeoutMs: 120_000,
@@ -82,11 +83,12 @@ describe('local faults', () => {
       await noSnapshot(target);
       expect(await readdir(target, { recursive: true })).toEqual([]);
       expect(existsSync(join(dirs.state, 'state.json'))).toBe(false);
-    });
-  });
+    },
+  );
 
-  it('spool disk full (S3 target, 4 MiB tmpfs spool): STORAGE_FAILED exit 6 naming the spool, stack running, nothing uploaded', async () => {
-    await figures.count(async () => {
+  figures.it(
+    'spool disk full (S3 target, 4 MiB tmpfs spool): STORAGE_FAILED exit 6 naming the spool, stack running, nothing uploaded',
+    async () => {
       const spool = await tmpfs('full-spool', 'size=4m,mode=0700');
       const env = s3Env(stack, dirs, bucket, s3Host(), { BACKUP_SPOOL_DIR: spool });
       const r = await runCli(['backup'], env, { timeoutMs: 120_000 });
@@ -97,25 +99,24 @@ describe('local faults', () => {
       const listed = await runCli(['snapshots', '--json'], env);
       expect(JSON.parse(listed.stdout)).toEqual([]);
       expect(await readdir(spool, { recursive: true })).toEqual([]);
+    },
+  );
+
+  figures.it('target read-only: STORAGE_FAILED exit 6 naming the target, stack running', async () => {
+    const target = await tmpfs('ro-target', 'size=1m,ro');
+    const r = await runCli(['backup'], cliEnv(stack.project, dirs, { BACKUP_ARCHIVE: target }), {
+      timeoutMs: 120_000,
     });
+    expect(r.code, r.stderr).toBe(6);
+    expect(errorLine(r)).toMatch(/^error \[STORAGE_FAILED\]: .*(EROFS|read-only)/i);
+    expect(errorLine(r)).toContain(target);
+    expect(await stack.states()).toEqual(RUNNING);
+    await noSnapshot(target);
   });
 
-  it('target read-only: STORAGE_FAILED exit 6 naming the target, stack running', async () => {
-    await figures.count(async () => {
-      const target = await tmpfs('ro-target', 'size=1m,ro');
-      const r = await runCli(['backup'], cliEnv(stack.project, dirs, { BACKUP_ARCHIVE: target }), {
-        timeoutMs: 120_000,
-      });
-      expect(r.code, r.stderr).toBe(6);
-      expect(errorLine(r)).toMatch(/^error \[STORAGE_FAILED\]: .*(EROFS|read-only)/i);
-      expect(errorLine(r)).toContain(target);
-      expect(await stack.states()).toEqual(RUNNING);
-      await noSnapshot(target);
-    });
-  });
-
-  it('Docker socket gone (DOCKER_HOST at a dead socket): DOCKER_UNAVAILABLE exit 4, nothing stopped', async () => {
-    await figures.count(async () => {
+  figures.it(
+    'Docker socket gone (DOCKER_HOST at a dead socket): DOCKER_UNAVAILABLE exit 4, nothing stopped',
+    async () => {
       await sleep(1100);
       const t0 = Date.now();
       const dead = `unix://${join(dirs.root, 'no-docker.sock')}`;
@@ -127,30 +128,29 @@ describe('local faults', () => {
       expect(errorLine(r)).toContain('no-docker.sock');
       expect(lifecycle(await projectEvents(stack.project, t0))).toEqual([]);
       expect(await stack.states()).toEqual(RUNNING);
-    });
-  });
+    },
+  );
 
-  it('a volume that does not exist: VOLUME_NOT_FOUND exit 4 naming it, nothing stopped', async () => {
-    await figures.count(async () => {
-      await sleep(1100);
-      const t0 = Date.now();
-      const r = await runCli(
-        ['backup'],
-        cliEnv(stack.project, dirs, { BACKUP_VOLUMES: 'moodledata_data,ghost_data' }),
-        {
-          timeoutMs: 60_000,
-        },
-      );
-      expect(r.code, r.stderr).toBe(4);
-      expect(errorLine(r)).toMatch(/^error \[VOLUME_NOT_FOUND\]: .*ghost_data/);
-      expect(lifecycle(await projectEvents(stack.project, t0))).toEqual([]);
-      expect(await stack.states()).toEqual(RUNNING);
-    });
+  figures.it('a volume that does not exist: VOLUME_NOT_FOUND exit 4 naming it, nothing stopped', async () => {
+    await sleep(1100);
+    const t0 = Date.now();
+    const r = await runCli(
+      ['backup'],
+      cliEnv(stack.project, dirs, { BACKUP_VOLUMES: 'moodledata_data,ghost_data' }),
+      {
+        timeoutMs: 60_000,
+      },
+    );
+    expect(r.code, r.stderr).toBe(4);
+    expect(errorLine(r)).toMatch(/^error \[VOLUME_NOT_FOUND\]: .*ghost_data/);
+    expect(lifecycle(await projectEvents(stack.project, t0))).toEqual([]);
+    expect(await stack.states()).toEqual(RUNNING);
   });
 
   // Last: it leaves the stack without its Moodle container.
-  it('the Moodle container removed while stopped for the backup: RESUME_FAILED exit 5 naming it, MariaDB running, no snapshot, the next run is not blocked', async () => {
-    await figures.count(async () => {
+  figures.it(
+    'the Moodle container removed while stopped for the backup: RESUME_FAILED exit 5 naming it, MariaDB running, no snapshot, the next run is not blocked',
+    async () => {
       const target = join(dirs.root, 'removed');
       const env = cliEnv(stack.project, dirs, { BACKUP_ARCHIVE: target, BACKUP_COMPRESSION: 'gzip' });
       const run = startCli(['backup'], env);
@@ -179,6 +179,6 @@ describe('local faults', () => {
       );
       expect(next.code, next.stderr).toBe(0);
       expect(existsSync(join(dirs.state, 'state.json'))).toBe(false);
-    });
-  });
+    },
+  );
 });

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject } from 'vitest';
 import { logLines, runCli } from '../harness/cli.js';
 import { type TempDirs, tempDirs } from '../harness/config.js';
 import { lifecycle, projectEvents } from '../harness/events.js';
@@ -146,56 +146,55 @@ describe('S3 fault suite: through a fault-injecting proxy', () => {
     await dirs?.remove();
   });
 
-  it.each(CASES)(
+  figures.each(
+    CASES,
     '$name: $outcome',
     async ({ rules, command, outcome, env: extra }) => {
-      await figures.count(async () => {
-        const before = new Set((await listed()).map((s) => s.id));
-        proxy.set(rules);
-        await sleep(1100); // Docker events are matched by the second
-        const t0 = Date.now();
-        const args =
-          command === 'snapshots'
-            ? ['snapshots', '--json']
-            : command === 'verify'
-              ? ['verify', baseline]
-              : command === 'restore'
-                ? ['restore', baseline, '--yes']
-                : ['backup', '--json'];
-        const r = await runCli(args, env(proxy.host, extra), { timeoutMs: 240_000 });
-        const retries = logLines(r.stderr).filter((l) => l.step === 'storage').length;
-        console.log(
-          `s3 fault "${rules.map((x) => `${x.op}:${x.fault.kind}`).join(',')}": exit ${r.code}, ${proxy.stats.injected} fault(s) injected, ${retries} retry log line(s), requests ${JSON.stringify(proxy.stats.requests)}`,
-        );
-        expect(proxy.stats.injected, 'no fault was injected').toBeGreaterThan(0);
-        expect(await stack.states()).toEqual({ mariadb: 'running', moodle: 'running' });
-        // Every multipart upload the server started was completed or aborted.
-        expect(proxy.orphans()).toEqual([]);
-        const after = await listed();
-        expect(after.filter((s) => s.status !== 'ok')).toEqual([]);
+      const before = new Set((await listed()).map((s) => s.id));
+      proxy.set(rules);
+      await sleep(1100); // Docker events are matched by the second
+      const t0 = Date.now();
+      const args =
+        command === 'snapshots'
+          ? ['snapshots', '--json']
+          : command === 'verify'
+            ? ['verify', baseline]
+            : command === 'restore'
+              ? ['restore', baseline, '--yes']
+              : ['backup', '--json'];
+      const r = await runCli(args, env(proxy.host, extra), { timeoutMs: 240_000 });
+      const retries = logLines(r.stderr).filter((l) => l.step === 'storage').length;
+      console.log(
+        `s3 fault "${rules.map((x) => `${x.op}:${x.fault.kind}`).join(',')}": exit ${r.code}, ${proxy.stats.injected} fault(s) injected, ${retries} retry log line(s), requests ${JSON.stringify(proxy.stats.requests)}`,
+      );
+      expect(proxy.stats.injected, 'no fault was injected').toBeGreaterThan(0);
+      expect(await stack.states()).toEqual({ mariadb: 'running', moodle: 'running' });
+      // Every multipart upload the server started was completed or aborted.
+      expect(proxy.orphans()).toEqual([]);
+      const after = await listed();
+      expect(after.filter((s) => s.status !== 'ok')).toEqual([]);
 
-        if (outcome === 'completes') {
-          expect(r.code, r.stderr).toBe(0);
-          if (!command) {
-            const id = (JSON.parse(r.stdout) as { id: string }).id;
-            expect(after.map((s) => s.id)).toContain(id);
-            const v = await runCli(['verify', id], direct(), { timeoutMs: 120_000 });
-            expect(v.code, v.stderr).toBe(0);
-          }
-          if (command === 'snapshots') expect(JSON.parse(r.stdout)).toEqual(after);
-          return;
+      if (outcome === 'completes') {
+        expect(r.code, r.stderr).toBe(0);
+        if (!command) {
+          const id = (JSON.parse(r.stdout) as { id: string }).id;
+          expect(after.map((s) => s.id)).toContain(id);
+          const v = await runCli(['verify', id], direct(), { timeoutMs: 120_000 });
+          expect(v.code, v.stderr).toBe(0);
         }
-        expect(r.code, r.stderr).toBe(6);
-        const line = r.stderr.split('\n').find((l) => l.startsWith('error ['));
-        expect(line).toMatch(new RegExp(`^error \\[STORAGE_FAILED\\]: S3 \\w+ s3://${bucket}/moodle/`));
-        // No half snapshot: nothing new is listed, and nothing of the failed run is left behind.
-        expect(after.map((s) => s.id).filter((id) => !before.has(id))).toEqual([]);
-        if (command === 'restore') {
-          expect(lifecycle(await projectEvents(stack.project, t0))).toEqual([]);
-        } else if (proxy.stats.initiated.size > 0) {
-          expect(proxy.stats.aborted.size).toBeGreaterThan(0);
-        }
-      });
+        if (command === 'snapshots') expect(JSON.parse(r.stdout)).toEqual(after);
+        return;
+      }
+      expect(r.code, r.stderr).toBe(6);
+      const line = r.stderr.split('\n').find((l) => l.startsWith('error ['));
+      expect(line).toMatch(new RegExp(`^error \\[STORAGE_FAILED\\]: S3 \\w+ s3://${bucket}/moodle/`));
+      // No half snapshot: nothing new is listed, and nothing of the failed run is left behind.
+      expect(after.map((s) => s.id).filter((id) => !before.has(id))).toEqual([]);
+      if (command === 'restore') {
+        expect(lifecycle(await projectEvents(stack.project, t0))).toEqual([]);
+      } else if (proxy.stats.initiated.size > 0) {
+        expect(proxy.stats.aborted.size).toBeGreaterThan(0);
+      }
     },
     300_000,
   );

@@ -4,7 +4,7 @@ import { readdir, stat, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { generateIdentity } from 'age-encryption';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject } from 'vitest';
 import { type CliResult, runCli } from '../harness/cli.js';
 import { cliEnv, type TempDirs, tempDirs } from '../harness/config.js';
 import { killLive, startCli } from '../harness/live.js';
@@ -75,57 +75,63 @@ describe('secrets and permissions', () => {
     });
   }
 
-  it('a full run at debug level: no secret in any stdout or stderr line, nor in the webhook body', async () => {
-    const e = await env();
-    const port = await freePort();
-    // Scheduled backup through serve, with the success webhook.
-    const serve = startCli(
-      ['serve'],
-      {
+  // One counted case per scenario, from the first command to the last check: a failed run cannot look clean.
+  figures.it(
+    'a full run at debug level: no secret in any stdout or stderr line, nor in the webhook body',
+    async () => {
+      const e = await env();
+      const port = await freePort();
+      // Scheduled backup through serve, with the success webhook.
+      const serve = startCli(
+        ['serve'],
+        {
+          ...e,
+          BACKUP_CRON_EXPRESSION: '*/3 * * * * *',
+          BACKUP_HEALTH_HOST: '127.0.0.1',
+          BACKUP_HEALTH_PORT: String(port),
+        },
+        240_000,
+      );
+      await serve.waitFor(
+        'a success webhook',
+        () => posts.some((p) => p.body.includes('"success"')),
+        180_000,
+      );
+      serve.child.kill('SIGTERM');
+      outputs.push({ what: 'serve', r: await serve.exited });
+      for (const args of [
+        ['snapshots', '--json'],
+        ['verify', 'latest'],
+        ['restore', 'latest', '--yes'],
+      ]) {
+        const r = await runCli(args, e, { timeoutMs: 240_000 });
+        expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0);
+        outputs.push({ what: args.join(' '), r });
+      }
+      // A failing run logs its error too: a wrong passphrase.
+      const wrong = await runCli(['verify', 'latest'], {
         ...e,
-        BACKUP_CRON_EXPRESSION: '*/3 * * * * *',
-        BACKUP_HEALTH_HOST: '127.0.0.1',
-        BACKUP_HEALTH_PORT: String(port),
-      },
-      240_000,
-    );
-    await serve.waitFor('a success webhook', () => posts.some((p) => p.body.includes('"success"')), 180_000);
-    serve.child.kill('SIGTERM');
-    outputs.push({ what: 'serve', r: await serve.exited });
-    for (const args of [
-      ['snapshots', '--json'],
-      ['verify', 'latest'],
-      ['restore', 'latest', '--yes'],
-    ]) {
-      const r = await runCli(args, e, { timeoutMs: 240_000 });
-      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0);
-      outputs.push({ what: args.join(' '), r });
-    }
-    // A failing run logs its error too: a wrong passphrase.
-    const wrong = await runCli(['verify', 'latest'], {
-      ...e,
-      BACKUP_AGE_PASSPHRASE_FILE: '',
-      BACKUP_AGE_PASSPHRASE: 'not-it-xyz',
-      BACKUP_AGE_IDENTITY_FILE: '',
-    });
-    expect(wrong.code).toBe(2);
-    outputs.push({ what: 'verify (wrong key)', r: wrong });
+        BACKUP_AGE_PASSPHRASE_FILE: '',
+        BACKUP_AGE_PASSPHRASE: 'not-it-xyz',
+        BACKUP_AGE_IDENTITY_FILE: '',
+      });
+      expect(wrong.code).toBe(2);
+      outputs.push({ what: 'verify (wrong key)', r: wrong });
 
-    const s3 = inject('s3');
-    const secrets: Record<string, string> = {
-      'S3 access key id': s3.accessKeyId,
-      'S3 secret key': s3.secretAccessKey,
-      'age passphrase': passphrase,
-      'age identity': identity,
-      'webhook token': token,
-    };
-    expect(posts[0]?.url).toBe(`/hook/${token}`);
-    const lines = outputs.flatMap(({ what, r }) =>
-      `${r.stdout}\n${r.stderr}`.split('\n').map((line) => ({ what, line })),
-    );
-    expect(lines.length).toBeGreaterThan(20);
-    for (const [name, secret] of Object.entries(secrets)) {
-      await figures.count(async () => {
+      const s3 = inject('s3');
+      const secrets: Record<string, string> = {
+        'S3 access key id': s3.accessKeyId,
+        'S3 secret key': s3.secretAccessKey,
+        'age passphrase': passphrase,
+        'age identity': identity,
+        'webhook token': token,
+      };
+      expect(posts[0]?.url).toBe(`/hook/${token}`);
+      const lines = outputs.flatMap(({ what, r }) =>
+        `${r.stdout}\n${r.stderr}`.split('\n').map((line) => ({ what, line })),
+      );
+      expect(lines.length).toBeGreaterThan(20);
+      for (const [name, secret] of Object.entries(secrets)) {
         const leaks = lines
           .filter((l) => l.line.includes(secret))
           .map((l) => `${l.what}: ${l.line.slice(0, 200)}`);
@@ -134,28 +140,30 @@ describe('secrets and permissions', () => {
           posts.some((p) => p.body.includes(secret)),
           `${name} in a webhook body`,
         ).toBe(false);
-      });
-    }
-  }, 420_000);
+      }
+    },
+    420_000,
+  );
 
-  it('local archives are 0600 in 0700 directories; state and spool directories are 0700', async () => {
-    const target = join(dirs.root, 'archive-modes');
-    const e = cliEnv(stack.project, dirs, {
-      BACKUP_ARCHIVE: target,
-      BACKUP_VOLUMES: 'moodle_data',
-      BACKUP_SPOOL: 'always',
-    });
-    const r = await runCli(['backup', '--json'], e, { timeoutMs: 120_000 });
-    expect(r.code, r.stderr).toBe(0);
-    const id = (JSON.parse(r.stdout) as { id: string }).id;
-    const mode = async (p: string) => ((await stat(p)).mode & 0o777).toString(8);
-    await figures.count(async () => {
+  figures.it(
+    'local archives are 0600 in 0700 directories; state and spool directories are 0700',
+    async () => {
+      const target = join(dirs.root, 'archive-modes');
+      const e = cliEnv(stack.project, dirs, {
+        BACKUP_ARCHIVE: target,
+        BACKUP_VOLUMES: 'moodle_data',
+        BACKUP_SPOOL: 'always',
+      });
+      const r = await runCli(['backup', '--json'], e, { timeoutMs: 120_000 });
+      expect(r.code, r.stderr).toBe(0);
+      const id = (JSON.parse(r.stdout) as { id: string }).id;
+      const mode = async (p: string) => ((await stat(p)).mode & 0o777).toString(8);
       expect(await mode(target)).toBe('700');
       expect(await mode(join(target, id))).toBe('700');
       for (const f of await readdir(join(target, id)))
         expect(`${f} ${await mode(join(target, id, f))}`).toBe(`${f} 600`);
       expect(await mode(dirs.state)).toBe('700');
       expect(await mode(dirs.spool)).toBe('700');
-    });
-  });
+    },
+  );
 });

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { readdir, writeFile } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -143,6 +143,23 @@ describe('failed backups leave the stack running and the target clean', () => {
       }
     },
   );
+
+  it('a local target that cannot be written, written directly (not spooled): the error names the cause, not the stream', async () => {
+    // The archive directory's parent is a regular file: every write under it fails with ENOTDIR.
+    const parent = join(dirs.root, 'not-a-dir');
+    await writeFile(parent, 'a regular file where a directory should be\n');
+    const archive = join(parent, 'archive');
+    const env = cliEnv(stack.project, dirs, { BACKUP_ARCHIVE: archive, BACKUP_SPOOL: 'never' });
+    const r = await runCli(['backup'], env, { timeoutMs: 110_000 });
+    expect(r.code, r.stderr).toBe(6);
+    const errorLine = r.stderr.split('\n').find((l) => l.startsWith('error ['));
+    expect(errorLine).toMatch(/^error \[STORAGE_FAILED\]: /);
+    expect(errorLine).toMatch(/ENOTDIR|not a directory/);
+    expect(errorLine).toContain(archive);
+    expect(r.stderr).not.toMatch(/premature close/i);
+    expect(await stack.states()).toEqual(RUNNING);
+    expect(existsSync(join(dirs.state, 'state.json'))).toBe(false);
+  });
 
   it('a volume that does not exist: exit 4 naming it, before anything is stopped or any hook runs', async () => {
     const hooksBefore = await preHookRuns(stack);

@@ -231,12 +231,10 @@ describe('restore safety: nothing is touched unless every archive is sound', () 
     return r;
   }
 
-  it.each(CORRUPTIONS)('refuses $name and changes nothing', async ({ damage, code, stderr }) => {
-    await refused.count(async () => {
-      const copy = await copySnapshot(dirs.archive, good.id);
-      await damage(copy);
-      await expectRefused(copy.id, code, stderr);
-    });
+  refused.each(CORRUPTIONS, 'refuses $name and changes nothing', async ({ damage, code, stderr }) => {
+    const copy = await copySnapshot(dirs.archive, good.id);
+    await damage(copy);
+    await expectRefused(copy.id, code, stderr);
   });
 
   it('a benign archive crafted like the hostile ones passes verification (the guard is what refuses them)', async () => {
@@ -249,16 +247,18 @@ describe('restore safety: nothing is touched unless every archive is sound', () 
     expect(report.results.find((x) => x.volume === 'moodledata_data')?.stats?.files).toBe(1);
   });
 
-  it.each(HOSTILE)('refuses an archive with $name (HOSTILE_ARCHIVE)', async ({ entries, entry, also }) => {
-    await refused.count(async () => {
+  refused.each(
+    HOSTILE,
+    'refuses an archive with $name (HOSTILE_ARCHIVE)',
+    async ({ entries, entry, also }) => {
       const copy = await copySnapshot(dirs.archive, good.id);
       const tar = await makeTar([...BENIGN, ...entries]);
       await replaceArchive(copy, 'moodledata_data', zstd(tar), tar.length);
       const r = await expectRefused(copy.id, 7, [/error \[HOSTILE_ARCHIVE\]/, /volume moodledata_data/]);
       expect(r.stderr).toContain(`entry "${entry}"`);
       if (also) expect(r.stderr).toContain(also);
-    });
-  });
+    },
+  );
 
   it('interactive pick under a pseudo-terminal restores the chosen snapshot; answering "no" changes nothing', async () => {
     const hasScript = spawnSync('sh', ['-c', 'command -v script'], { stdio: 'ignore' }).status === 0;

@@ -94,9 +94,6 @@ describe('serve: scheduled backups, health, metrics, webhook', () => {
       BACKUP_WEBHOOK_URL: `http://127.0.0.1:${hookPort}/hook/${TOKEN}`,
       BACKUP_NOTIFY_ON: 'success',
       BACKUP_KEEP_LAST: '3',
-      // Spooled, the unwritable target fails at the upload with the storage error itself. (Written directly,
-      // src/backup.ts currently reports the stream's "Premature close" instead of the cause.)
-      BACKUP_SPOOL: 'always',
     });
     const running = startServe(env);
     serve = running;
@@ -160,6 +157,9 @@ describe('serve: scheduled backups, health, metrics, webhook', () => {
         error: { code: 'STORAGE_FAILED' },
       });
       expect(failure.payload.message).toContain(`backup of project ${stack.project} failed:`);
+      // Written directly (a local target is not spooled): the cause, not the stream's "Premature close".
+      expect(failure.payload.message).toMatch(/ENOTDIR|not a directory/);
+      expect(failure.payload.message).not.toMatch(/premature close/i);
       expect(failure.payload.message).toMatch(/ — see `.+`$/);
       expect(failure.payload.hint.length).toBeGreaterThan(0);
       expect(Date.parse(failure.payload.time)).toBeGreaterThan(started);

@@ -75,7 +75,6 @@ const S3_DEFAULTS = {
   bucket: 'b',
   prefix: '',
   region: 'us-east-1',
-  forcePathStyle: false,
   requestChecksumCalculation: 'when_supported',
   responseChecksumValidation: 'when_supported',
   partSize: 16 * MiB,
@@ -241,6 +240,11 @@ describe('environment variables', () => {
       'AWS_S3_PATH_STYLE',
       { AWS_S3_BUCKET_NAME: 'b', AWS_S3_PATH_STYLE: 'true' },
       { target: { forcePathStyle: true } },
+    ],
+    [
+      'AWS_S3_PATH_STYLE=false',
+      { AWS_S3_BUCKET_NAME: 'b', AWS_S3_PATH_STYLE: 'false' },
+      { target: { forcePathStyle: false } },
     ],
     [
       'AWS_S3_CHECKSUMS sets both',
