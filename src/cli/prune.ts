@@ -20,7 +20,7 @@ export function registerPrune(program: Command): void {
     .option('--json', 'print the decisions as JSON')
     .action(async (opts: { dryRun?: boolean; json?: boolean; job?: string }) => {
       // Pruning reads and deletes storage only: Docker is not needed (nor recovered) here.
-      const ctx = await openContext({ needsDocker: false, job: opts.job, scope: 'all' });
+      const ctx = await openContext({ needsDocker: false, job: opts.job, scope: 'all', json: opts.json });
       const jobs =
         opts.job && ctx.job ? [ctx.job] : [...ctx.settings.jobs, ...(await labelJobs(ctx.settings, ctx.log))];
       try {

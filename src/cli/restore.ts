@@ -66,7 +66,7 @@ export function registerRestore(program: Command): void {
           'e.g. `docker exec sidecar restore latest --yes`, or `docker exec -it sidecar restore` to pick interactively',
         );
       }
-      const ctx = await openContext({ job: flags.job });
+      const ctx = await openContext({ job: flags.job, json: flags.json });
       try {
         const snapshot = snapshotArg ?? (interactive ? await pickSnapshot(ctx) : 'latest');
         const result = await withRunLock(ctx, 'restore', () =>

@@ -24,7 +24,7 @@ export function registerSnapshots(program: Command): void {
     .option('--json', 'machine-readable output')
     .option('--job <name>', 'only this job’s snapshots (at its target)')
     .action(async (opts: { json?: boolean; job?: string }) => {
-      const ctx = await openContext({ needsDocker: false, job: opts.job });
+      const ctx = await openContext({ needsDocker: false, job: opts.job, json: opts.json });
       try {
         const entries = entriesOfJob(await listSnapshots(ctx.backend), opts.job);
         if (opts.json) {

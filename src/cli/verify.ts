@@ -34,7 +34,7 @@ export function registerVerify(program: Command): void {
       if (flags.all && snapshotArg) {
         throw new SidecarError('USAGE', 'give a snapshot or --all, not both');
       }
-      const ctx = await openContext({ needsDocker: Boolean(flags.deep), job: flags.job });
+      const ctx = await openContext({ needsDocker: Boolean(flags.deep), job: flags.job, json: flags.json });
       try {
         const report = await runVerify({
           docker: ctx.docker,
