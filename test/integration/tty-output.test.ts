@@ -1,0 +1,88 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { logLines, runCli } from '../harness/cli.js';
+import { cliEnv, type TempDirs, tempDirs } from '../harness/config.js';
+import { runInTerminal, terminalLines } from '../harness/pty.js';
+import { createMoodleStack, type MoodleStack, VOLUME_NAMES } from '../harness/stack.js';
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the escape character is what is looked for
+const ESC = /\x1b\[/;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: colour sequences, removed to measure widths
+const SGR = /\x1b\[[0-9;]*m/g;
+
+describe('output for a person at a terminal', () => {
+  let stack: MoodleStack;
+  let dirs: TempDirs;
+  let env: NodeJS.ProcessEnv;
+
+  beforeAll(async () => {
+    [stack, dirs] = await Promise.all([
+      createMoodleStack({ seed: { files: 200, blobKb: 16, bigMb: 8, users: 100, logs: 200 } }),
+      tempDirs('tty'),
+    ]);
+    env = cliEnv(stack.project, dirs, { TERM: 'xterm' });
+  });
+  afterAll(async () => {
+    await stack?.remove();
+    await dirs?.remove();
+  });
+
+  it('backup on a terminal: human log lines, no JSON, colour, progress per volume reaching 100%', async () => {
+    const r = await runInTerminal(['backup'], env, { timeoutMs: 110_000 });
+    expect(r.code, r.stdout).toBe(0);
+    const lines = terminalLines(r.stdout);
+    expect(
+      lines.filter((l) => l.trimStart().startsWith('{')),
+      r.stdout,
+    ).toEqual([]);
+    expect(r.stdout).toMatch(SGR); // coloured levels
+    const plain = lines.map((l) => l.replace(SGR, ''));
+    // Time, level, message, the fields that matter.
+    expect(plain, r.stdout).toContainEqual(
+      expect.stringMatching(
+        /^\[\d\d:\d\d:\d\d\] INFO: read moodledata_data {2}\(\d+\.\d MiB, .* stored, \d+ ms\)$/,
+      ),
+    );
+    for (const v of VOLUME_NAMES) {
+      expect(
+        plain.some((l) => l.startsWith(`${v} 100% `)),
+        `${v}\n${r.stdout}`,
+      ).toBe(true);
+    }
+    // The run's last progress line: everything done.
+    expect(
+      plain.some((l) => /│ all 100% /.test(l)),
+      r.stdout,
+    ).toBe(true);
+    // No snapshot before this one: the totals come from a size scan, an estimate marked "~" until the end.
+    const progress = plain.filter((l) => l.includes('│ all '));
+    const estimates = progress.filter((l) => /^\S+ ~\d+% \S+\/~/.test(l));
+    const finals = progress.filter((l) => / 100% /.test(l));
+    expect(estimates.length, r.stdout).toBeGreaterThan(0);
+    expect(finals.length, r.stdout).toBe(progress.length - estimates.length);
+    // Every progress line fits the 80-column terminal.
+    for (const l of progress) expect(l.length, l).toBeLessThanOrEqual(80);
+  });
+
+  it('NO_COLOR=1: no escape code at all; the second backup takes its totals from the first snapshot', async () => {
+    const r = await runInTerminal(['backup'], { ...env, NO_COLOR: '1' }, { timeoutMs: 110_000 });
+    expect(r.code, r.stdout).toBe(0);
+    expect(r.stdout).not.toMatch(ESC);
+    const lines = terminalLines(r.stdout);
+    expect(lines.filter((l) => l.trimStart().startsWith('{'))).toEqual([]);
+    expect(
+      lines.some((l) => /│ all 100% /.test(l)),
+      r.stdout,
+    ).toBe(true);
+  });
+
+  it('--json on a terminal, and any run without one, logs JSON lines only and draws no progress', async () => {
+    const piped = await runCli(['backup'], env, { timeoutMs: 110_000 });
+    expect(piped.code, piped.stderr).toBe(0);
+    const stderr = piped.stderr.split('\n').filter((l) => l !== '');
+    expect(logLines(piped.stderr)).toHaveLength(stderr.length);
+    expect(piped.stderr).not.toContain('%');
+    const json = await runInTerminal(['snapshots', '--json'], env, { timeoutMs: 60_000 });
+    expect(json.code, json.stdout).toBe(0);
+    expect(JSON.parse(json.stdout.replace(/\r\n/g, '\n'))).toHaveLength(3);
+  });
+});
