@@ -11,6 +11,11 @@ export interface VolumeTotal {
 
 const REDRAW_MS = 250;
 
+/** Restore and the drill know each volume's raw size exactly: the manifest recorded it. */
+export function manifestTotals(volumes: { name: string; rawBytes: number }[]): Record<string, VolumeTotal> {
+  return Object.fromEntries(volumes.map((v) => [v.name, { bytes: v.rawBytes, estimated: false }]));
+}
+
 /**
  * The progress of a run over several volumes, drawn on one terminal line that updates in place: the
  * current volume's and the whole run's percent, bytes done of total, files, speed and ETA. Each finished

@@ -75,6 +75,34 @@ describe('output for a person at a terminal', () => {
     ).toBe(true);
   });
 
+  it('restore and verify --deep on a terminal: progress with the exact totals from the manifest', async () => {
+    for (const args of [
+      ['restore', 'latest', '--yes', '--no-safety-snapshot'],
+      ['verify', 'latest', '--deep'],
+    ]) {
+      const r = await runInTerminal(args, { ...env, NO_COLOR: '1' }, { timeoutMs: 110_000 });
+      expect(r.code, r.stdout).toBe(0);
+      const lines = terminalLines(r.stdout);
+      expect(lines.filter((l) => l.trimStart().startsWith('{'))).toEqual([]);
+      const progress = lines.filter((l) => l.includes('│ all '));
+      for (const v of VOLUME_NAMES) {
+        expect(progress, `${args[0]} ${v}\n${r.stdout}`).toContainEqual(
+          expect.stringMatching(new RegExp(`^${v} 100% `)),
+        );
+      }
+      expect(progress.at(-1), r.stdout).toMatch(/│ all 100% /);
+      // Known sizes: nothing is marked as an estimate.
+      expect(progress.filter((l) => l.includes('~'))).toEqual([]);
+      for (const l of progress) expect(l.length, l).toBeLessThanOrEqual(80);
+      if (args[0] !== 'verify') continue;
+      // The files the progress line counted are the files verify found in the archive.
+      const counted = r.stdout.match(/^moodledata_data 100% .* (\d+) files /m)?.[1];
+      const checked = r.stdout.match(/moodledata_data +archive +ok +sha256 ok, (\d+) files/)?.[1];
+      expect(counted, r.stdout).toBeDefined();
+      expect(counted).toBe(checked);
+    }
+  });
+
   it('--json on a terminal, and any run without one, logs JSON lines only and draws no progress', async () => {
     const piped = await runCli(['backup'], env, { timeoutMs: 110_000 });
     expect(piped.code, piped.stderr).toBe(0);
