@@ -113,4 +113,32 @@ describe('output for a person at a terminal', () => {
     expect(json.code, json.stdout).toBe(0);
     expect(JSON.parse(json.stdout.replace(/\r\n/g, '\n'))).toHaveLength(3);
   });
+
+  it('snapshots, verify and prune --dry-run fit an 80-column terminal; --json gives everything', async () => {
+    const list = JSON.parse((await runCli(['snapshots', '--json'], env, { timeoutMs: 60_000 })).stdout) as {
+      id: string;
+    }[];
+    expect(list).toHaveLength(3);
+    for (const args of [['snapshots'], ['verify', '--all'], ['prune', '--dry-run']]) {
+      // Warnings only: the table is what is measured here, not log lines (which the terminal may wrap).
+      const r = await runInTerminal(args, { ...env, LOG_LEVEL: 'warn' }, { timeoutMs: 110_000 });
+      expect(r.code, r.stdout).toBe(0);
+      const lines = r.stdout.replace(SGR, '').split(/\r?\n/);
+      for (const l of lines) expect(l.length, `${args[0]}: ${l}`).toBeLessThanOrEqual(80);
+      // Every snapshot is still there, by its full id (what restore and verify take).
+      for (const { id } of list) expect(r.stdout, args[0]).toContain(id);
+      if (args[0] === 'snapshots') {
+        // The volumes wrapped onto lines of their own rather than being cut.
+        for (const v of VOLUME_NAMES) expect(r.stdout).toMatch(new RegExp(`\\b${v}\\b`));
+      }
+    }
+    for (const args of [
+      ['verify', '--all', '--json'],
+      ['prune', '--dry-run', '--json'],
+    ]) {
+      const r = await runCli(args, env, { timeoutMs: 110_000 });
+      expect(r.code, r.stderr).toBe(0);
+      expect(JSON.stringify(JSON.parse(r.stdout))).toContain(list[0]?.id);
+    }
+  });
 });
