@@ -41,7 +41,8 @@ import { readMoodleFacts } from './moodle/facts.js';
 import { planMoodle } from './moodle/prepare.js';
 import { maintenanceOrStop, type SiteFallback } from './moodle/stop-instead.js';
 import type { Logger } from './observe/logger.js';
-import { Progress } from './observe/progress.js';
+import { ProgressBoard } from './observe/progress.js';
+import { progressTotals } from './observe/size-scan.js';
 import type { Backend } from './storage/backend.js';
 import { TOOL } from './version.js';
 
@@ -119,8 +120,8 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
   });
 
   const hooks = collectHooks(stack);
-  // Sizes of the previous snapshot give the progress line an ETA (terminal only).
-  const expected = Progress.enabled() ? await previousRawSizes(backend) : {};
+  // Sizes of the previous snapshot give the progress line its totals (terminal only).
+  const previous = ProgressBoard.enabled() ? await previousRawSizes(backend) : {};
   const volumes: ManifestVolume[] = [];
   let quiesceMs = 0;
   let readMs = 0;
@@ -160,6 +161,15 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
     const dirs = new Map<string, string | null>();
     for (const v of mp.tarVolumes)
       dirs.set(v.name, await volumeDir(docker, v.name, self, config.readPath, 'read'));
+    // Before anything stops: a size scan for volumes no earlier snapshot has must not add downtime.
+    const board = ProgressBoard.enabled()
+      ? new ProgressBoard(
+          await progressTotals(
+            mp.tarVolumes.map((v) => ({ short: v.short, dir: dirs.get(v.name) })),
+            previous,
+          ),
+        )
+      : undefined;
     const tq = Date.now();
     const resume = await quiesce(docker, plan, { stopTimeoutSeconds: config.stopTimeoutSeconds, state, log });
     quiesceMs = Date.now() - tq;
@@ -182,7 +192,7 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
           },
           sink,
           ctx.signal,
-          Progress.enabled() ? new Progress(v.short, expected[v.short]) : undefined,
+          board?.volume(v.short),
           excludes,
           dirs.get(v.name),
           (message) => log.warn({ step: 'read', volume: v.short }, message),

@@ -23,6 +23,7 @@ import { verifyDump } from './moodle/restore-dump.js';
 import { databasePlan, restoreDatabase, runningVersions, selectDatabase } from './moodle/restore-online.js';
 import { olderThanSnapshot } from './moodle/versions.js';
 import type { Logger } from './observe/logger.js';
+import { manifestTotals, ProgressBoard } from './observe/progress.js';
 import { restoreFileVolume } from './restore-mount.js';
 import { RestoreProgress } from './restore-progress.js';
 import { deleteOldContent, makePlan, selectVolumes, takeSafetySnapshot } from './restore-steps.js';
@@ -199,6 +200,9 @@ async function apply(
     },
   );
   let failure: unknown;
+  const board = ProgressBoard.enabled() ? new ProgressBoard(manifestTotals(selected)) : undefined;
+  const watch = (name: string) => board?.volume(name);
+  const enc = config.encryption;
   try {
     for (const v of selected) {
       o.signal?.throwIfAborted();
@@ -214,8 +218,8 @@ async function apply(
         volume: target,
         image,
         dir,
-        extract: async (into) =>
-          extractInto(docker, target, image, await source(), manifest, v, o.signal, config.encryption, into),
+        extract: async (to) =>
+          extractInto(docker, target, image, await source(), manifest, v, o.signal, enc, to, watch(v.name)),
         stats: verified[v.name],
         progress,
         name: v.name,

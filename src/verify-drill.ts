@@ -27,12 +27,13 @@ export async function drill(
   stats: TarStats,
   image: string,
   source: Readable,
+  progress?: NodeJS.ReadWriteStream,
 ): Promise<string> {
   const { docker } = o;
   const scratch = `${DRILL_PREFIX}-${rand()}-${v.name}`;
   try {
     await docker.createVolume({ Name: scratch, Labels: { [HELPER_LABEL]: helperOwner() } });
-    await extractInto(docker, scratch, image, source, m, v, o.signal, o.config.encryption);
+    await extractInto(docker, scratch, image, source, m, v, o.signal, o.config.encryption, null, progress);
     const got = await countEntries(docker, scratch, image);
     const want = {
       files: stats.files + stats.hardlinks,

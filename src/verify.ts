@@ -10,6 +10,7 @@ import type { Config } from './config/types.js';
 import { SidecarError } from './errors.js';
 import { verifyDumpResult } from './moodle/verify-dump.js';
 import type { Logger } from './observe/logger.js';
+import { manifestTotals, ProgressBoard } from './observe/progress.js';
 import { type Backend, isLocalBackend } from './storage/backend.js';
 import { DRILL_PREFIX, drill, drillHelperImage, rand } from './verify-drill.js';
 import { parseCheck } from './verify-mariadb.js';
@@ -91,6 +92,7 @@ async function verifyOne(o: VerifyOptions, m: Manifest): Promise<VerifyResult[]>
   const spoolDir = join(o.config.spoolDir, `verify-${m.id}-${rand()}`);
   if (spool) await mkdir(spoolDir, { recursive: true, mode: 0o700 });
   let helperImage: string | undefined;
+  const board = o.deep && ProgressBoard.enabled() ? new ProgressBoard(manifestTotals(m.volumes)) : undefined;
   try {
     for (const v of m.volumes) {
       const spoolFile = spool ? join(spoolDir, v.file) : undefined;
@@ -119,7 +121,9 @@ async function verifyOne(o: VerifyOptions, m: Manifest): Promise<VerifyResult[]>
       try {
         helperImage ??= await drillHelperImage(o, m);
         const source = spoolFile ? createReadStream(spoolFile) : await o.backend.get(`${m.id}/${v.file}`);
-        const d = await drill(o, m, v, stats, helperImage, source).finally(() => source.destroy());
+        const d = await drill(o, m, v, stats, helperImage, source, board?.volume(v.name)).finally(() =>
+          source.destroy(),
+        );
         out.push({ snapshot: m.id, volume: v.name, level: 'drill', ok: true, detail: d, ms: ms(t1) });
         o.log.info({ step: 'drill', snapshot: m.id, volume: v.name, ms: ms(t1) }, `drill ${v.name}: ${d}`);
       } catch (err) {

@@ -15,7 +15,7 @@ export function registerBackup(program: Command): void {
     .option('--json', 'print the manifest as JSON (a list of manifests for several jobs)')
     .option('--kind <kind>', 'manual or scheduled', 'manual')
     .action(async (opts: { json?: boolean; kind: string; job?: string }) => {
-      const ctx = await openContext({ job: opts.job, scope: 'all' });
+      const ctx = await openContext({ job: opts.job, scope: 'all', json: opts.json });
       const jobs = ctx.job ? [ctx.job] : ctx.settings.jobs;
       try {
         // One lock for the whole sequence: no scheduled run slips in between two jobs.

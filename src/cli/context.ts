@@ -31,12 +31,13 @@ export interface RunContext {
  * valid": config → logger → Docker reachable → resume what an interrupted run left stopped → backend.
  */
 export async function openContext(
-  opts: { needsDocker?: boolean; job?: string; scope?: JobScope } = {},
+  opts: { needsDocker?: boolean; job?: string; scope?: JobScope; json?: boolean } = {},
 ): Promise<RunContext> {
   const settings = await loadSettings();
   const job = selectJob(settings, opts.job, opts.scope ?? 'one');
   const config = job?.config ?? sharedTargetConfig(settings);
-  const log = createLogger({ level: config.logLevel });
+  // --json is for scripts: its logs are JSON lines too, terminal or not.
+  const log = createLogger({ level: config.logLevel, format: opts.json ? 'json' : config.logFormat });
   const docker = createDocker();
   let interrupted: RunState | null = null;
   if (opts.needsDocker !== false) {

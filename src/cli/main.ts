@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { describeError, EXIT_CODES, SidecarError } from '../errors.js';
+import { stderrStatus } from '../observe/terminal.js';
 import { TOOL } from '../version.js';
 import { registerBackup } from './backup.js';
 import { registerPrune } from './prune.js';
@@ -31,6 +32,7 @@ export async function main(argv: string[]): Promise<number> {
       return err.exitCode === 0 ? 0 : EXIT_CODES.USAGE;
     }
     const code = err instanceof SidecarError ? err.code : 'UNEXPECTED';
+    stderrStatus().keep(); // end a progress line the failure interrupted
     process.stderr.write(`error [${code}]: ${describeError(err)}\n`);
     if (!(err instanceof SidecarError) && process.env.LOG_LEVEL === 'debug') console.error(err);
     return err instanceof SidecarError ? EXIT_CODES[err.code] : 1;

@@ -2,12 +2,12 @@ import type { Command } from 'commander';
 import { jobOf, listSnapshots } from '../archive/catalog.js';
 import { type Job, LABEL_JOB_PREFIX, type Settings } from '../config/jobs.js';
 import type { Logger } from '../observe/logger.js';
-import { describeDecisions } from '../retention/policy.js';
+import { DECISION_HEADERS, type Decision, decisionRows, describeDecisions } from '../retention/policy.js';
 import { type PruneResult, prune } from '../retention/prune.js';
 import type { Backend } from '../storage/backend.js';
 import { createBackend } from '../storage/index.js';
 import { openContext, withRunLock } from './context.js';
-import { formatBytes } from './output.js';
+import { formatBytes, table, terminalWidth } from './output.js';
 
 export function registerPrune(program: Command): void {
   program
@@ -20,7 +20,7 @@ export function registerPrune(program: Command): void {
     .option('--json', 'print the decisions as JSON')
     .action(async (opts: { dryRun?: boolean; json?: boolean; job?: string }) => {
       // Pruning reads and deletes storage only: Docker is not needed (nor recovered) here.
-      const ctx = await openContext({ needsDocker: false, job: opts.job, scope: 'all' });
+      const ctx = await openContext({ needsDocker: false, job: opts.job, scope: 'all', json: opts.json });
       const jobs =
         opts.job && ctx.job ? [ctx.job] : [...ctx.settings.jobs, ...(await labelJobs(ctx.settings, ctx.log))];
       try {
@@ -64,7 +64,7 @@ export function registerPrune(program: Command): void {
         }
         for (const { job, location, result } of results) {
           if (results.length > 1) process.stdout.write(`job ${job} (${location}):\n`);
-          process.stdout.write(describeDecisions(result.decisions));
+          process.stdout.write(decisionsText(result.decisions));
           if (opts.dryRun) process.stdout.write('dry run: nothing deleted\n');
           else {
             process.stdout.write(
@@ -98,4 +98,14 @@ async function labelJobs(settings: Settings, log: Logger): Promise<Job[]> {
   } finally {
     backend.close?.();
   }
+}
+
+/** On a terminal the table fits its width (reasons wrap, the time goes first: the id holds it too). */
+function decisionsText(decisions: Decision[]): string {
+  const width = terminalWidth();
+  if (!width || decisions.length === 0) return describeDecisions(decisions);
+  const kept = decisions.filter((d) => d.keep).length;
+  const rows = decisionRows(decisions);
+  const body = table(DECISION_HEADERS, rows, { width, wrap: 3, drop: [1] });
+  return `${body}\n\n${kept} kept, ${decisions.length - kept} forgotten\n`;
 }

@@ -3,7 +3,7 @@ import { listSnapshots } from '../archive/catalog.js';
 import { SidecarError } from '../errors.js';
 import { type RestorePlan, runRestore } from '../restore.js';
 import { openContext, type RunContext, withRunLock } from './context.js';
-import { formatBytes, formatDuration, table } from './output.js';
+import { formatBytes, formatDuration, table, terminalWidth } from './output.js';
 import { ask, isInteractive } from './prompt.js';
 import { SNAPSHOT_HEADERS, snapshotRows } from './snapshots.js';
 
@@ -37,7 +37,9 @@ async function pickSnapshot(ctx: RunContext): Promise<string> {
   if (entries.length === 0)
     throw new SidecarError('SNAPSHOT_NOT_FOUND', `no complete snapshot at ${ctx.backend.location}`);
   const rows = snapshotRows(entries).map((r, i) => [String(i + 1), ...r]);
-  process.stdout.write(`${table(['#', ...SNAPSHOT_HEADERS], rows)}\n`);
+  process.stdout.write(
+    `${table(['#', ...SNAPSHOT_HEADERS], rows, { width: terminalWidth(), wrap: 4, drop: [2] })}\n`,
+  );
   const answer = await ask(`Restore which snapshot? [1-${entries.length}] `);
   const n = Number(answer);
   const chosen = Number.isInteger(n) ? entries[n - 1] : entries.find((e) => e.id === answer);
@@ -66,7 +68,7 @@ export function registerRestore(program: Command): void {
           'e.g. `docker exec sidecar restore latest --yes`, or `docker exec -it sidecar restore` to pick interactively',
         );
       }
-      const ctx = await openContext({ job: flags.job });
+      const ctx = await openContext({ job: flags.job, json: flags.json });
       try {
         const snapshot = snapshotArg ?? (interactive ? await pickSnapshot(ctx) : 'latest');
         const result = await withRunLock(ctx, 'restore', () =>

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { entriesOfJob, jobOf, listSnapshots, type SnapshotEntry } from '../archive/catalog.js';
 import { openContext } from './context.js';
-import { formatBytes, formatDuration, table } from './output.js';
+import { formatBytes, formatDuration, table, terminalWidth } from './output.js';
 
 export function snapshotRows(entries: SnapshotEntry[]): string[][] {
   return entries.map((s) => [
@@ -24,7 +24,7 @@ export function registerSnapshots(program: Command): void {
     .option('--json', 'machine-readable output')
     .option('--job <name>', 'only this job’s snapshots (at its target)')
     .action(async (opts: { json?: boolean; job?: string }) => {
-      const ctx = await openContext({ needsDocker: false, job: opts.job });
+      const ctx = await openContext({ needsDocker: false, job: opts.job, json: opts.json });
       try {
         const entries = entriesOfJob(await listSnapshots(ctx.backend), opts.job);
         if (opts.json) {
@@ -49,7 +49,9 @@ export function registerSnapshots(program: Command): void {
         } else if (entries.length === 0) {
           process.stdout.write(`no snapshots at ${ctx.backend.location}\n`);
         } else {
-          process.stdout.write(`${table(SNAPSHOT_HEADERS, snapshotRows(entries))}\n`);
+          // On a terminal: volumes wrap, and the time goes first if need be (the id holds it too).
+          const fit = { width: terminalWidth(), wrap: 3, drop: [1] };
+          process.stdout.write(`${table(SNAPSHOT_HEADERS, snapshotRows(entries), fit)}\n`);
         }
       } finally {
         await ctx.close();

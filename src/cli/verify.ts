@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { SidecarError } from '../errors.js';
 import { runVerify, type VerifyReport } from '../verify.js';
 import { openContext } from './context.js';
-import { table } from './output.js';
+import { table, terminalWidth } from './output.js';
 
 interface VerifyFlags {
   all?: boolean;
@@ -34,7 +34,7 @@ export function registerVerify(program: Command): void {
       if (flags.all && snapshotArg) {
         throw new SidecarError('USAGE', 'give a snapshot or --all, not both');
       }
-      const ctx = await openContext({ needsDocker: Boolean(flags.deep), job: flags.job });
+      const ctx = await openContext({ needsDocker: Boolean(flags.deep), job: flags.job, json: flags.json });
       try {
         const report = await runVerify({
           docker: ctx.docker,
@@ -47,10 +47,7 @@ export function registerVerify(program: Command): void {
           signal: ctx.signal,
         });
         if (flags.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-        else
-          process.stdout.write(
-            `${table(['SNAPSHOT', 'VOLUME', 'LEVEL', 'RESULT', 'DETAIL'], verifyRows(report))}\n`,
-          );
+        else process.stdout.write(verifyText(report));
         const failed = report.results.filter((r) => !r.ok);
         if (failed.length > 0) {
           const list = failed
@@ -71,4 +68,22 @@ export function registerVerify(program: Command): void {
         await ctx.close();
       }
     });
+}
+
+const VERIFY_HEADERS = ['SNAPSHOT', 'VOLUME', 'LEVEL', 'RESULT', 'DETAIL'];
+
+/** On a terminal the table fits its width: details wrap; one snapshot's id is said once, above it. */
+function verifyText(report: VerifyReport): string {
+  const width = terminalWidth();
+  const rows = verifyRows(report);
+  const ids = new Set(rows.map((r) => r[0]));
+  if (width && ids.size === 1) {
+    const body = table(
+      VERIFY_HEADERS.slice(1),
+      rows.map((r) => r.slice(1)),
+      { width, wrap: 3 },
+    );
+    return `snapshot ${[...ids][0]}\n${body}\n`;
+  }
+  return `${table(VERIFY_HEADERS, rows, { width, wrap: 4 })}\n`;
 }

@@ -96,6 +96,7 @@ const VARS: Record<string, VarSpec> = {
   // offen's name for the same setting.
   AGE_PASSPHRASE: { paths: ['encryption.passphrase'], parse: text, secret: true },
   BACKUP_AGE_IDENTITY: { paths: ['encryption.identities'], parse: keys, secret: true },
+  BACKUP_LOG_FORMAT: { paths: ['logFormat'], parse: same('auto', 'json', 'human') },
   LOG_LEVEL: { paths: ['logLevel'], parse: same('trace', 'debug', 'info', 'warn', 'error', 'fatal') },
 
   BACKUP_KEEP_LAST: { paths: ['retention.keepLast'], parse: count },

@@ -49,6 +49,7 @@ export const PROCESS_KEYS: readonly string[] = [
   'webhookUrl',
   'notifyOn',
   'logLevel',
+  'logFormat',
 ];
 
 /** Keys a job entry may have: its name and every per-run setting. */

@@ -156,6 +156,7 @@ export const configSchema = z
     encryption: encryptionSchema.optional(),
     retention: retentionSchema.prefault({}),
     logLevel: z.enum(LOG_LEVELS).default('info'),
+    logFormat: z.enum(['auto', 'json', 'human']).optional(),
   })
   .superRefine((c, ctx) => {
     if (c.compressionLevel === undefined) return;

@@ -116,4 +116,6 @@ export interface Config {
   encryption?: EncryptionConfig;
   retention: RetentionPolicy;
   logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+  /** undefined/auto: human lines when stderr is a terminal, else JSON lines; `--json` makes them JSON too. */
+  logFormat?: 'auto' | 'json' | 'human';
 }

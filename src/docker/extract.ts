@@ -29,6 +29,8 @@ export async function extractInto(
   encryption?: EncryptionConfig,
   /** The volume's directory (the `mount` write path): GNU tar unpacks there, behind the in-line tar guard. */
   dir?: string | null,
+  /** A pass-through that watches the raw tar go by (the terminal's progress line). */
+  progress?: NodeJS.ReadWriteStream,
 ): Promise<void> {
   const tap = new HashTap();
   const tar = new PassThrough();
@@ -43,6 +45,7 @@ export async function extractInto(
       tap,
       ...(decrypt ? [decrypt] : []),
       getCodec(manifest.codec).decompress(),
+      ...(progress ? [progress] : []),
       ...(dir ? [guardStream(v.name)] : []),
       tar,
     ],

@@ -1,12 +1,19 @@
 import { type Logger, pino } from 'pino';
+import { humanDestination } from './human-log.js';
+import { chooseHumanOutput, colourWanted, stderrStatus } from './terminal.js';
 
 export type { Logger };
 
+/** `auto`: human lines when stderr is a terminal, JSON lines otherwise (containers, CI, log shippers). */
+export type LogFormat = 'auto' | 'json' | 'human';
+
 /**
- * JSON logs on stderr (stdout stays free for command output such as `snapshots --json`).
- * Secrets never reach the logger: config values are redacted by key before they are logged.
+ * Logs on stderr (stdout stays free for command output such as `snapshots --json`): JSON lines, or human
+ * lines for a person at a terminal. Secrets never reach the logger: config values are redacted by key
+ * before they are logged.
  */
-export function createLogger(opts: { level?: string; name?: string } = {}): Logger {
+export function createLogger(opts: { level?: string; name?: string; format?: LogFormat } = {}): Logger {
+  const human = chooseHumanOutput(opts.format);
   return pino(
     {
       name: opts.name ?? 'moodle-backup',
@@ -18,7 +25,7 @@ export function createLogger(opts: { level?: string; name?: string } = {}): Logg
         censor: '[redacted]',
       },
     },
-    pino.destination({ fd: 2, sync: true }),
+    human ? humanDestination(stderrStatus(), colourWanted()) : pino.destination({ fd: 2, sync: true }),
   );
 }
 

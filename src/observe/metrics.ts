@@ -1,5 +1,5 @@
 import { Counter, Gauge, Registry } from 'prom-client';
-import type { SnapshotEntry } from '../archive/catalog.js';
+import { jobOf, type SnapshotEntry } from '../archive/catalog.js';
 import type { Manifest } from '../archive/manifest.js';
 
 export type RunResult = 'success' | 'failure' | 'skipped';
@@ -18,6 +18,8 @@ export class BackupMetrics {
   private readonly failures: Counter;
   private readonly runs: Counter<'result'>;
   private readonly snapshots: Gauge<'status'>;
+  private readonly jobLastSuccess: Gauge<'backup_job'>;
+  private readonly jobFailures: Counter<'backup_job'>;
 
   constructor() {
     const registers = [this.registry];
@@ -65,6 +67,20 @@ export class BackupMetrics {
       labelNames: ['status'],
       registers,
     });
+    // Per job (YAML `jobs:`, schedule labels): the unlabelled series above describe the last run of any job.
+    // Labelled backup_job, not job: Prometheus sets `job` on every scraped series itself.
+    this.jobLastSuccess = new Gauge({
+      name: 'moodle_backup_job_last_success_timestamp_seconds',
+      help: 'Unix time the last successful backup of each job completed',
+      labelNames: ['backup_job'],
+      registers,
+    });
+    this.jobFailures = new Counter({
+      name: 'moodle_backup_job_failures_total',
+      help: 'Backup runs of each job that failed since the sidecar started',
+      labelNames: ['backup_job'],
+      registers,
+    });
     // Series exist from the start, so rate() and absent-checks work before the first run.
     this.lastSuccess.set(0);
     for (const result of ['success', 'failure', 'skipped'] as const) this.runs.inc({ result }, 0);
@@ -79,6 +95,7 @@ export class BackupMetrics {
   /** The last success without counting a run: seeds the gauges from the catalog when `serve` starts. */
   setLastSuccess(manifest: Manifest): void {
     this.lastSuccess.set(Date.parse(manifest.completedAt) / 1000);
+    this.jobLastSuccess.set({ backup_job: jobOf(manifest) }, Date.parse(manifest.completedAt) / 1000);
     this.lastDuration.set(manifest.timings.totalMs / 1000);
     this.lastDowntime.set(manifest.timings.downtimeMs / 1000);
     // Reset first: a volume dropped from the stack must not keep reporting its old size.
@@ -96,9 +113,10 @@ export class BackupMetrics {
     }
   }
 
-  recordFailure(_err?: unknown): void {
+  recordFailure(_err?: unknown, job?: string): void {
     this.runs.inc({ result: 'failure' });
     this.failures.inc();
+    if (job !== undefined) this.jobFailures.inc({ backup_job: job });
   }
 
   recordSkipped(): void {

@@ -1,70 +1,173 @@
 import { Transform, type TransformCallback } from 'node:stream';
+import { TarFileCounter } from './tar-count.js';
+import { humanOutput, type StatusLine, stderrStatus } from './terminal.js';
 
-function mib(n: number): string {
-  return `${(n / 1048576).toFixed(1)} MiB`;
+/** What a volume is expected to hold: exact (a manifest's raw size), estimated (a size scan), or unknown. */
+export interface VolumeTotal {
+  bytes?: number;
+  files?: number;
+  estimated: boolean;
+}
+
+const REDRAW_MS = 250;
+
+/** Restore and the drill know each volume's raw size exactly: the manifest recorded it. */
+export function manifestTotals(volumes: { name: string; rawBytes: number }[]): Record<string, VolumeTotal> {
+  return Object.fromEntries(volumes.map((v) => [v.name, { bytes: v.rawBytes, estimated: false }]));
 }
 
 /**
- * A pass-through that draws one progress line (bytes, MB/s, ETA when the size is known from the previous
- * snapshot) on a terminal. Off when stderr is not a TTY, so logs stay clean JSON in containers and CI.
+ * The progress of a run over several volumes, drawn on one terminal line that updates in place: the
+ * current volume's and the whole run's percent, bytes done of total, files, speed and ETA. Each finished
+ * volume leaves its last line (at 100%) on screen. Off when stderr is not a terminal, so logs stay clean
+ * JSON lines in containers and CI.
  */
+export class ProgressBoard {
+  private readonly done = new Map<string, number>();
+  private readonly t0: number;
+
+  constructor(
+    private readonly totals: Record<string, VolumeTotal>,
+    private readonly status: StatusLine = stderrStatus(),
+    private readonly now: () => number = Date.now,
+  ) {
+    this.t0 = now();
+  }
+
+  static enabled(): boolean {
+    return humanOutput() && process.env.NO_PROGRESS === undefined;
+  }
+
+  /** The pass-through for one volume's raw tar bytes. */
+  volume(name: string): Progress {
+    return new Progress(name, this.totals[name] ?? { estimated: true }, this);
+  }
+
+  /** Called by a volume's Progress; `final` keeps the line and settles the volume's total to what it was. */
+  draw(p: Progress, final: boolean): void {
+    if (final) this.done.set(p.name, p.bytes);
+    const line = `${p.describe(this.now(), final)} │ all ${this.overall(p, final)}`;
+    if (final) this.status.keep(line);
+    else this.status.show(line);
+  }
+
+  private overall(current: Progress, final: boolean): string {
+    let bytes = 0;
+    let total = 0;
+    let estimated = false;
+    for (const [name, t] of Object.entries(this.totals)) {
+      const finished = this.done.get(name);
+      const now = name === current.name && !final ? current.bytes : (finished ?? 0);
+      bytes += now;
+      if (finished !== undefined) total += finished;
+      else {
+        total += Math.max(t.bytes ?? now, now);
+        estimated ||= t.estimated || t.bytes === undefined;
+      }
+    }
+    const secs = Math.max((this.now() - this.t0) / 1000, 0.001);
+    return figures(bytes, total, estimated, bytes / secs, false);
+  }
+}
+
+/** One volume's raw tar bytes: a pass-through, or fed by reportTotal where Node never sees the bytes. */
 export class Progress extends Transform {
-  private bytes = 0;
+  bytes = 0;
+  private readonly counter = new TarFileCounter();
   private readonly t0 = Date.now();
   private last = 0;
 
   constructor(
-    private readonly label: string,
-    private readonly expected?: number,
-    private readonly out: NodeJS.WriteStream = process.stderr,
+    readonly name: string,
+    private readonly total: VolumeTotal,
+    private readonly board: ProgressBoard,
   ) {
     super();
   }
 
-  static enabled(): boolean {
-    return Boolean(process.stderr.isTTY) && process.env.NO_PROGRESS === undefined;
-  }
-
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.bytes += chunk.length;
-    const now = Date.now();
-    if (now - this.last > 250) {
-      this.last = now;
-      this.draw(now);
-    }
+    this.counter.push(chunk);
+    this.tick();
     cb(null, chunk);
+  }
+
+  override _flush(cb: TransformCallback): void {
+    this.board.draw(this, true);
+    cb();
   }
 
   /** For bytes Node never sees (GNU tar piping into zstd directly): the running total, from elsewhere. */
   reportTotal(bytes: number): void {
     this.bytes = bytes;
-    const now = Date.now();
-    if (now - this.last > 250) {
-      this.last = now;
-      this.draw(now);
-    }
+    this.tick();
   }
 
   /** The last line of a progress fed by reportTotal. */
   finishLine(bytes: number): void {
     this.bytes = bytes;
-    this.draw(Date.now());
-    this.out.write('\n');
+    this.board.draw(this, true);
   }
 
-  override _flush(cb: TransformCallback): void {
-    this.draw(Date.now());
-    this.out.write('\n');
-    cb();
-  }
-
-  private draw(now: number): void {
+  describe(now: number, final: boolean): string {
     const secs = Math.max((now - this.t0) / 1000, 0.001);
-    const rate = this.bytes / secs;
-    let eta = '';
-    if (this.expected && rate > 0 && this.expected > this.bytes) {
-      eta = `  ETA ${Math.ceil((this.expected - this.bytes) / rate)} s`;
-    }
-    this.out.write(`\r${this.label}  ${mib(this.bytes)}  ${(rate / 1e6).toFixed(1)} MB/s${eta}\x1b[K`);
+    const total = final ? this.bytes : Math.max(this.total.bytes ?? this.bytes, this.bytes);
+    const estimated = !final && (this.total.estimated || this.total.bytes === undefined);
+    return `${this.name} ${figures(this.bytes, total, estimated, this.bytes / secs, true, this.filesText(final))}`;
   }
+
+  private filesText(final: boolean): string {
+    if (!this.counter.ok || (this.counter.files === 0 && this.bytes > 0)) return '';
+    const of = !final && this.total.files ? `/~${this.total.files}` : '';
+    return `${this.counter.files}${of} files`;
+  }
+
+  private tick(): void {
+    const now = Date.now();
+    if (now - this.last < REDRAW_MS) return;
+    this.last = now;
+    this.board.draw(this, false);
+  }
+}
+
+/**
+ * "~62% 650M/~1.0G 1234 files 361M/s ETA ~2s", short enough that a volume and the whole run share an
+ * 80-column line; a percent stays below 100 until the end is seen.
+ */
+function figures(
+  done: number,
+  total: number,
+  estimated: boolean,
+  rate: number,
+  speed: boolean,
+  files = '',
+): string {
+  const tilde = estimated ? '~' : '';
+  const pct = total > 0 ? Math.floor((done / total) * 100) : 100;
+  const shown = estimated || done < total ? Math.min(pct, 99) : pct;
+  const parts = [`${tilde}${shown}%`, `${short(done)}/${tilde}${short(total)}`];
+  if (files) parts.push(files);
+  if (speed) parts.push(`${short(rate)}/s`);
+  if (done < total && rate > 0) parts.push(`ETA ${tilde}${seconds((total - done) / rate)}`);
+  return parts.join(' ');
+}
+
+/** 1024-based, one letter: 512B, 12K, 650M, 1.0G. */
+function short(n: number): string {
+  const units = ['B', 'K', 'M', 'G', 'T'];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${v < 10 && u > 0 ? v.toFixed(1) : Math.round(v)}${units[u]}`;
+}
+
+function seconds(s: number): string {
+  if (s < 60) return `${Math.ceil(s)}s`;
+  const m = Math.floor(s / 60);
+  return m < 60
+    ? `${m}m${String(Math.ceil(s % 60)).padStart(2, '0')}s`
+    : `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
 }

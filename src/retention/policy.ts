@@ -213,13 +213,17 @@ function formatTime(time: Date): string {
   return `${time.toISOString().slice(0, 19).replace('T', ' ')}Z`;
 }
 
+export const DECISION_HEADERS = ['ID', 'TIME (UTC)', 'ACTION', 'REASONS'];
+
+/** One row per decision: id, time in UTC, keep/forget, the rules that keep it. */
+export function decisionRows(decisions: Decision[]): string[][] {
+  return decisions.map((d) => [d.id, formatTime(d.time), d.keep ? 'keep' : 'forget', d.reasons.join(', ')]);
+}
+
 /** A plain-text table of decisions (id, time in UTC, keep/forget, reasons) and a summary, for `prune --dry-run`. */
 export function describeDecisions(decisions: Decision[]): string {
   if (decisions.length === 0) return 'no snapshots\n';
-  const rows = [
-    ['ID', 'TIME (UTC)', 'ACTION', 'REASONS'],
-    ...decisions.map((d) => [d.id, formatTime(d.time), d.keep ? 'keep' : 'forget', d.reasons.join(', ')]),
-  ];
+  const rows = [DECISION_HEADERS, ...decisionRows(decisions)];
   const widths = [0, 1, 2].map((col) => Math.max(...rows.map((row) => (row[col] ?? '').length)));
   const lines = rows.map((row) =>
     row

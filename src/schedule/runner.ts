@@ -106,7 +106,7 @@ export async function runJob(deps: RunnerDeps, job: Job, health: HealthState): P
       );
       return;
     }
-    metrics.recordFailure(err);
+    metrics.recordFailure(err, job.name);
     health.recordFailure(err);
     const code = isSidecarError(err) ? err.code : 'UNEXPECTED';
     log.error(

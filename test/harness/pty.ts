@@ -1,0 +1,55 @@
+import { spawn } from 'node:child_process';
+import { CLI, type CliResult } from './cli.js';
+
+const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+/**
+ * Runs the built CLI on a pseudo-terminal, as `docker exec -it sidecar …` does: util-linux `script` gives it
+ * a terminal of `columns` × 24 for stdin, stdout and stderr. What the terminal showed comes back in `stdout`
+ * (both streams, as a person sees them; `\r\n` as the terminal sends it).
+ */
+export function runInTerminal(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  opts: { timeoutMs?: number; columns?: number } = {},
+): Promise<CliResult> {
+  const command = [
+    `stty cols ${opts.columns ?? 80} rows 24;`,
+    'exec',
+    quote(process.execPath),
+    quote(CLI),
+    ...args.map(quote),
+  ].join(' ');
+  return new Promise((resolve, reject) => {
+    // -e: script exits with the command's status.
+    const child = spawn('script', ['-q', '-e', '-c', command, '/dev/null'], {
+      env,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+/**
+ * The screen's lines as separate writes: split at line ends and at carriage returns (each redraw of a
+ * progress line starts with one), trailing padding removed.
+ */
+export function terminalLines(out: string): string[] {
+  return out
+    .split(/\r?\n|\r/)
+    .map((l) => l.trimEnd())
+    .filter((l) => l !== '');
+}
