@@ -1,18 +1,11 @@
-import { EntryTable } from './entry-table.js';
+import { EntryTable, HASH_BYTES } from './entry-table.js';
+import { BLOB_RECORD_BYTES, type DecodedPack, type PackRecord, readU64 } from './index-file.js';
 
 /** Where a blob is: the pack, the offset of its data in the pack's (uncompressed) tar, and its size. */
 export interface BlobLocation {
   packId: string;
   offset: number;
   size: number;
-}
-
-/** A pack as the index knows it: its id and the codec and encryption its stored bytes went through. */
-export interface PackRecord {
-  id: string;
-  storedSize: number;
-  codec: 'zstd' | 'gzip' | 'none';
-  encrypted: boolean;
 }
 
 /** New entries collect in a small sorted table merged into the big one at this size: each merge is one pass. */
@@ -82,29 +75,28 @@ export class BlobIndex {
   }
 
   /**
-   * Adds many packs (loading index files): entries are appended unsorted to the big table and sorted once,
-   * on the next lookup, instead of a merge per pack.
+   * Adds packs read from index files: their records (index-file.ts) are appended unsorted to the big table
+   * and sorted once, on the next lookup, instead of a merge per pack.
    */
-  append(
-    packs: Iterable<{
-      pack: PackRecord;
-      blobs: Iterable<{ sha1: Uint8Array; offset: number; size: number }>;
-    }>,
-  ): void {
-    for (const { pack, blobs } of packs) {
+  append(packs: Iterable<DecodedPack>): void {
+    for (const { pack, records } of packs) {
       const n = this.number(pack);
-      for (const b of blobs) this.main.push(b.sha1, n, b.offset, b.size);
+      for (let o = 0; o + BLOB_RECORD_BYTES <= records.length; o += BLOB_RECORD_BYTES) {
+        this.main.pushFrom(
+          records,
+          o,
+          n,
+          readU64(records, o + HASH_BYTES),
+          readU64(records, o + HASH_BYTES + 8),
+        );
+      }
       this.unsorted = true;
     }
   }
 
-  /** Every pack number's blobs, e.g. for sweep; in hash order. */
-  *entries(): Generator<{ sha1: Uint8Array; packId: string; offset: number; size: number }> {
-    this.fold();
-    for (let i = 0; i < this.main.length; i++) {
-      const e = this.main.at(i);
-      yield { sha1: e.sha1, packId: this.packs[e.pack]?.id ?? '', offset: e.offset, size: e.size };
-    }
+  /** Makes room for `n` more appended blobs at once, so loading never regrows (and copies) the table. */
+  reserve(n: number): void {
+    this.main.reserve(this.main.length + n);
   }
 
   /** Sorts what append() added; lookups do it themselves. */

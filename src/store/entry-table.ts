@@ -64,6 +64,18 @@ export class EntryTable {
     this.sizes[i] = size;
   }
 
+  /** Like push, with the hash read from `src` at `at` (no view allocated: loading pushes millions). */
+  pushFrom(src: Uint8Array, at: number, pack: number, offset: number, size: number): void {
+    if (offset % BLOCK !== 0) throw new Error(`blob offset ${offset} is not on a tar block boundary`);
+    if (this.length === this.capacity) this.reserve(Math.max(16, Math.ceil(this.capacity * 1.5)));
+    const i = this.length++;
+    const d = i * HASH_BYTES;
+    for (let k = 0; k < HASH_BYTES; k++) this.hashes[d + k] = src[at + k] ?? 0;
+    this.packs[i] = pack;
+    this.blocks[i] = offset / BLOCK;
+    this.sizes[i] = size;
+  }
+
   /** Grows the arrays to hold `capacity` entries (one copy; the old arrays become garbage). */
   reserve(capacity: number): void {
     if (capacity <= this.capacity) return;
@@ -98,28 +110,42 @@ export class EntryTable {
 
   /**
    * Sorts by hash in place and drops duplicate hashes (the first pushed wins: a blob that two packs hold
-   * is read from the one indexed first). A permutation is sorted and then applied cycle by cycle, so the
-   * only extra memory is the permutation and a sort key (12 bytes an entry), not a second table.
+   * is read from the one indexed first). A permutation is built by a counting sort on the first two hash
+   * bytes (SHA-1s spread evenly: ~15 entries a bucket at a million), each bucket finished by insertion
+   * sort, then applied cycle by cycle: the only extra memory is the permutation (4 bytes an entry), and
+   * nothing lands on the JS heap (a comparator sort copies the array into it).
    */
   sort(): void {
     const n = this.length;
+    const h = this.hashes;
+    const bucketOf = (i: number) => ((h[i * HASH_BYTES] ?? 0) << 8) | (h[i * HASH_BYTES + 1] ?? 0);
+    const starts = new Uint32Array(65537);
+    for (let i = 0; i < n; i++) starts[bucketOf(i) + 1] = (starts[bucketOf(i) + 1] ?? 0) + 1;
+    for (let b = 1; b <= 65536; b++) starts[b] = (starts[b] ?? 0) + (starts[b - 1] ?? 0);
     const perm = new Uint32Array(n);
-    // The first 6 hash bytes as a number decide almost every comparison without touching the hashes.
-    const keys = new Float64Array(n);
+    const fill = starts.slice(0, 65536);
     for (let i = 0; i < n; i++) {
-      perm[i] = i;
-      const o = i * HASH_BYTES;
-      const h = this.hashes;
-      keys[i] =
-        ((h[o] ?? 0) * 2 ** 16 + (h[o + 1] ?? 0) * 2 ** 8 + (h[o + 2] ?? 0)) * 2 ** 24 +
-        ((h[o + 3] ?? 0) * 2 ** 16 + (h[o + 4] ?? 0) * 2 ** 8 + (h[o + 5] ?? 0));
+      const b = bucketOf(i);
+      perm[fill[b] ?? 0] = i;
+      fill[b] = (fill[b] ?? 0) + 1;
     }
-    perm.sort(
-      (a, b) =>
-        (keys[a] ?? 0) - (keys[b] ?? 0) ||
-        compareHash(this.hashes, a * HASH_BYTES, this.hashes, b * HASH_BYTES) ||
-        a - b,
-    );
+    // Stable within a bucket (equal hashes keep push order), so the first pushed survives dropDuplicates.
+    const before = (a: number, b: number) => (compareHash(h, a * HASH_BYTES, h, b * HASH_BYTES) || a - b) < 0;
+    for (let b = 0; b < 65536; b++) {
+      const lo = starts[b] ?? 0;
+      const hi = starts[b + 1] ?? 0;
+      // A bucket that big means hashes ground to share a prefix: an n log n sort, on that bucket only.
+      if (hi - lo > 64) {
+        perm.subarray(lo, hi).sort((a, b) => (before(a, b) ? -1 : 1));
+        continue;
+      }
+      for (let i = lo + 1; i < hi; i++) {
+        const v = perm[i] ?? 0;
+        let j = i - 1;
+        for (; j >= lo && before(v, perm[j] ?? 0); j--) perm[j + 1] = perm[j] ?? 0;
+        perm[j + 1] = v;
+      }
+    }
     this.applyPermutation(perm);
     this.dropDuplicates();
   }

@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
 import { SidecarError } from '../errors.js';
-import type { PackRecord } from './blob-index.js';
 import { HASH_BYTES } from './entry-table.js';
 
 /**
@@ -11,10 +10,19 @@ import { HASH_BYTES } from './entry-table.js';
  *   pack: id (32 bytes) | u64 stored size | u8 codec | u8 flags (bit 0: age) | u32 blob count | blobs…
  *   blob: sha1 (20 bytes) | u64 data offset in the uncompressed tar | u64 size
  */
+/** A pack as the index knows it: its id and the codec and encryption its stored bytes went through. */
+export interface PackRecord {
+  id: string;
+  storedSize: number;
+  codec: 'zstd' | 'gzip' | 'none';
+  encrypted: boolean;
+}
+
 export const INDEX_MAGIC = Buffer.from('MBSIDX01', 'ascii');
 const CODECS = ['none', 'gzip', 'zstd'] as const;
 const PACK_HEAD = 32 + 8 + 1 + 1 + 4;
-const BLOB_BYTES = HASH_BYTES + 8 + 8;
+/** Bytes of one blob's record. */
+export const BLOB_RECORD_BYTES = HASH_BYTES + 8 + 8;
 
 export interface IndexedBlob {
   sha1: Uint8Array;
@@ -29,7 +37,7 @@ export interface IndexedPack {
 
 export function encodeIndex(packs: readonly IndexedPack[]): Buffer {
   let total = INDEX_MAGIC.length + 4 + 32;
-  for (const p of packs) total += PACK_HEAD + p.blobs.length * BLOB_BYTES;
+  for (const p of packs) total += PACK_HEAD + p.blobs.length * BLOB_RECORD_BYTES;
   const buf = Buffer.alloc(total);
   let o = INDEX_MAGIC.copy(buf, 0);
   o = buf.writeUInt32BE(packs.length, o);
@@ -50,8 +58,31 @@ export function encodeIndex(packs: readonly IndexedPack[]): Buffer {
   return buf;
 }
 
+/** A big-endian u64 as a number, without a BigInt (exact below 2^53; the loader calls this millions of times). */
+export function readU64(buf: Buffer, at: number): number {
+  return buf.readUInt32BE(at) * 2 ** 32 + buf.readUInt32BE(at + 4);
+}
+
+/** One pack of a decoded index file: its blobs as the file's raw records (no object a blob). */
+export interface DecodedPack {
+  pack: PackRecord;
+  records: Buffer;
+}
+
+/** The blobs of decoded records, as objects (for the few callers that want them; loading does not). */
+export function* recordsOf(records: Buffer): Generator<IndexedBlob & { at: number }> {
+  for (let o = 0; o + BLOB_RECORD_BYTES <= records.length; o += BLOB_RECORD_BYTES) {
+    yield {
+      at: o,
+      sha1: records.subarray(o, o + HASH_BYTES),
+      offset: Number(records.readBigUInt64BE(o + HASH_BYTES)),
+      size: Number(records.readBigUInt64BE(o + HASH_BYTES + 8)),
+    };
+  }
+}
+
 /** Decodes an index file (already decrypted); `name` goes into the error of a damaged one. */
-export function decodeIndex(buf: Buffer, name: string): IndexedPack[] {
+export function decodeIndex(buf: Buffer, name: string): DecodedPack[] {
   const damaged = (why: string) =>
     new SidecarError(
       'INTEGRITY_FAILED',
@@ -73,7 +104,7 @@ export function decodeIndex(buf: Buffer, name: string): IndexedPack[] {
   let o = INDEX_MAGIC.length;
   const count = body.readUInt32BE(o);
   o += 4;
-  const packs: IndexedPack[] = [];
+  const packs: DecodedPack[] = [];
   for (let p = 0; p < count; p++) {
     if (o + PACK_HEAD > body.length) throw damaged('truncated');
     const id = body.toString('hex', o, o + 32);
@@ -83,16 +114,10 @@ export function decodeIndex(buf: Buffer, name: string): IndexedPack[] {
     const encrypted = (body.readUInt8(o + 41) & 1) === 1;
     const n = body.readUInt32BE(o + 42);
     o += PACK_HEAD;
-    if (o + n * BLOB_BYTES > body.length) throw damaged('truncated');
-    const blobs: IndexedBlob[] = new Array(n);
-    for (let i = 0; i < n; i++, o += BLOB_BYTES) {
-      blobs[i] = {
-        sha1: body.subarray(o, o + HASH_BYTES),
-        offset: Number(body.readBigUInt64BE(o + HASH_BYTES)),
-        size: Number(body.readBigUInt64BE(o + HASH_BYTES + 8)),
-      };
-    }
-    packs.push({ pack: { id, storedSize, codec, encrypted }, blobs });
+    if (o + n * BLOB_RECORD_BYTES > body.length) throw damaged('truncated');
+    const records = body.subarray(o, o + n * BLOB_RECORD_BYTES);
+    o += n * BLOB_RECORD_BYTES;
+    packs.push({ pack: { id, storedSize, codec, encrypted }, records });
   }
   if (o !== body.length) throw damaged('trailing bytes');
   return packs;

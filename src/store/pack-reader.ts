@@ -7,8 +7,8 @@ import { getCodec } from '../archive/codec.js';
 import { HashTap } from '../archive/tap.js';
 import { SidecarError } from '../errors.js';
 import type { Backend } from '../storage/backend.js';
-import type { PackRecord } from './blob-index.js';
 import type { StoreEncoding } from './encoding.js';
+import type { PackRecord } from './index-file.js';
 import { blobPath, packKey } from './layout.js';
 import { type PackEntry, readPackTar } from './tar-reader.js';
 

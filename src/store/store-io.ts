@@ -6,7 +6,13 @@ import { SidecarError } from '../errors.js';
 import type { Backend } from '../storage/backend.js';
 import { BlobIndex } from './blob-index.js';
 import { AGE_MAGIC, type StoreEncoding } from './encoding.js';
-import { decodeIndex, encodeIndex, type IndexedPack } from './index-file.js';
+import {
+  BLOB_RECORD_BYTES,
+  type DecodedPack,
+  decodeIndex,
+  encodeIndex,
+  type IndexedPack,
+} from './index-file.js';
 import { INDEX_PREFIX, idOfKey, indexKey } from './layout.js';
 
 /** Stores a finished spool file under `key`, through the backend's file path when it has one. */
@@ -49,7 +55,7 @@ export async function readIndexFile(
   backend: Backend,
   enc: StoreEncoding,
   id: string,
-): Promise<IndexedPack[]> {
+): Promise<DecodedPack[]> {
   const stored = await collect(await backend.get(indexKey(id)));
   const encrypted = stored.subarray(0, AGE_MAGIC.length).equals(AGE_MAGIC);
   if (encrypted && !enc.decrypt) {

@@ -1,0 +1,172 @@
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { BlobIndex } from '../../src/store/blob-index.js';
+import { EntryTable } from '../../src/store/entry-table.js';
+import { decodeIndex, encodeIndex, type PackRecord, recordsOf } from '../../src/store/index-file.js';
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+const pack = (id: string): PackRecord => ({
+  id: id.repeat(64).slice(0, 64),
+  storedSize: 1,
+  codec: 'zstd',
+  encrypted: false,
+});
+
+describe('EntryTable', () => {
+  it('sorts, drops duplicates (first pushed wins) and finds every hash, against a plain model', () => {
+    const t = new EntryTable();
+    const model = new Map<string, number>();
+    const hashes: Buffer[] = [];
+    for (let i = 0; i < 5000; i++) {
+      // Every 7th hash repeats an earlier one; some share their first 6 bytes (the sort key's tie-break).
+      const h = i % 7 === 6 ? (hashes[i - 3] as Buffer) : randomBytes(20);
+      if (i % 11 === 10) (hashes[i - 1] as Buffer).copy(h, 0, 0, 6);
+      hashes.push(h);
+      t.push(h, i, i * 512, i + 1);
+      if (!model.has(hex(h))) model.set(hex(h), i);
+    }
+    t.sort();
+    expect(t.length).toBe(model.size);
+    const sorted = [...model.keys()].sort();
+    for (let i = 0; i < t.length; i++) expect(hex(t.hashAt(i))).toBe(sorted[i]);
+    for (const [h, i] of model) {
+      const e = t.at(t.find(Buffer.from(h, 'hex')));
+      expect({ pack: e.pack, offset: e.offset, size: e.size }).toEqual({
+        pack: i,
+        offset: i * 512,
+        size: i + 1,
+      });
+    }
+    expect(t.find(randomBytes(20))).toBe(-1);
+  });
+
+  it('mergeFrom keeps order, keeps the entries already there, and finds the new ones', () => {
+    const a = new EntryTable();
+    const b = new EntryTable();
+    const shared = randomBytes(20);
+    for (let i = 0; i < 300; i++) a.push(randomBytes(20), 1, 0, 1);
+    a.push(shared, 1, 512, 10);
+    for (let i = 0; i < 100; i++) b.push(randomBytes(20), 2, 0, 2);
+    b.push(shared, 2, 1024, 10);
+    a.sort();
+    b.sort();
+    a.mergeFrom(b);
+    expect(a.length).toBe(401);
+    for (let i = 1; i < a.length; i++) expect(hex(a.hashAt(i - 1)) < hex(a.hashAt(i))).toBe(true);
+    for (let j = 0; j < b.length; j++) expect(a.find(b.hashAt(j))).toBeGreaterThanOrEqual(0);
+    expect(a.at(a.find(shared)).pack).toBe(1);
+  });
+
+  it('refuses a hash of the wrong length and an offset off a tar block', () => {
+    const t = new EntryTable();
+    expect(() => t.push(randomBytes(19), 0, 0, 0)).toThrow(/20/);
+    expect(() => t.push(randomBytes(20), 0, 100, 0)).toThrow(/block/);
+  });
+});
+
+describe('BlobIndex', () => {
+  it('answers for packs added one by one and for packs appended in bulk, across a fold', () => {
+    const idx = new BlobIndex();
+    const bulk = Array.from({ length: 20 }, (_, p) => ({
+      pack: pack(`b${p}`),
+      blobs: Array.from({ length: 1000 }, (_, i) => ({ sha1: randomBytes(20), offset: i * 512, size: i })),
+    }));
+    idx.append(decodeIndex(encodeIndex(bulk), 'bulk'));
+    // More than the delta holds, so it folds into the big table on the way.
+    const added = Array.from({ length: 40 }, (_, p) => ({
+      pack: pack(`a${p}`),
+      blobs: Array.from({ length: 500 }, (_, i) => ({
+        sha1: randomBytes(20),
+        offset: 512 + i * 1024,
+        size: 7,
+      })),
+    }));
+    for (const a of added) idx.addPack(a.pack, a.blobs);
+    expect(idx.size).toBe(40_000);
+    for (const group of [bulk, added]) {
+      for (const { pack: p, blobs } of group) {
+        for (const b of blobs.slice(0, 50)) {
+          expect(idx.lookup(b.sha1)).toEqual({ packId: p.id, offset: b.offset, size: b.size });
+        }
+      }
+    }
+    expect(idx.has(randomBytes(20))).toBe(false);
+    expect(idx.packCount).toBe(60);
+  });
+});
+
+describe('index file', () => {
+  const packs = [
+    {
+      pack: { id: 'ab'.repeat(32), storedSize: 12345, codec: 'zstd' as const, encrypted: true },
+      blobs: [
+        { sha1: createHash('sha1').update('x').digest(), offset: 512, size: 1 },
+        { sha1: createHash('sha1').update('y').digest(), offset: 2048, size: 2 ** 33 + 5 },
+      ],
+    },
+    { pack: { id: 'cd'.repeat(32), storedSize: 1, codec: 'none' as const, encrypted: false }, blobs: [] },
+  ];
+
+  it('round-trips packs and blobs, sizes past 4 GiB included', () => {
+    const round = decodeIndex(encodeIndex(packs), 't');
+    const blobs = (r: Buffer) => [...recordsOf(r)].map(({ at: _, ...b }) => ({ ...b, sha1: hex(b.sha1) }));
+    expect(round.map((p) => ({ pack: p.pack, blobs: blobs(p.records) }))).toEqual(
+      packs.map((p) => ({ ...p, blobs: p.blobs.map((b) => ({ ...b, sha1: hex(b.sha1) })) })),
+    );
+  });
+
+  it.each([
+    ['a flipped byte', (b: Buffer) => b.writeUInt8((b[20] ?? 0) ^ 1, 20), /checksum/],
+    ['a cut', (b: Buffer) => b.subarray(0, 50), /checksum|not an index/],
+    ['another file', () => Buffer.from('{"packs":[]}'), /not an index/],
+  ])('%s is INTEGRITY_FAILED', (_name, damage, why) => {
+    const buf = encodeIndex(packs);
+    const bad = (damage as (b: Buffer) => Buffer | number)(buf);
+    expect(() => decodeIndex(Buffer.isBuffer(bad) ? bad : buf, 'x')).toThrow(why);
+  });
+});
+
+describe('memory: 1,000,000 blobs', () => {
+  it('the index of a million blobs stays well under 60 MB of RSS', () => {
+    // A fresh process, so the figure is the index's and not the test runner's; dist/ is built by global setup.
+    const script = `
+      const { BlobIndex } = await import('${process.cwd()}/dist/store/blob-index.js');
+      const { randomFillSync } = await import('node:crypto');
+      globalThis.gc(); const before = process.memoryUsage();
+      const idx = new BlobIndex(); const N = 1_000_000; const per = 2000;
+      idx.reserve(N); // as loadIndex does, from the index files' sizes
+      const t0 = performance.now();
+      for (let p = 0; p < N / per; p++) {
+        // An index file's records, as loadIndex hands them over: sha1 | u64 offset | u64 size.
+        const records = Buffer.alloc(per * 36);
+        for (let i = 0; i < per; i++) {
+          randomFillSync(records, i * 36, 20);
+          records.writeBigUInt64BE(BigInt(512 * (i + 1)), i * 36 + 20);
+          records.writeBigUInt64BE(BigInt(i), i * 36 + 28);
+        }
+        idx.append([{ pack: { id: p.toString(16).padStart(64, '0'), storedSize: 1, codec: 'zstd', encrypted: false }, records }]);
+      }
+      idx.seal();
+      const loadMs = performance.now() - t0;
+      const probe = randomFillSync(Buffer.alloc(20)); const t1 = performance.now();
+      for (let i = 0; i < 100000; i++) idx.has(probe);
+      const lookupUs = (performance.now() - t1) / 100; // ms for 100k → µs each
+      globalThis.gc(); const after = process.memoryUsage();
+      console.log(JSON.stringify({ size: idx.size, byteSize: idx.byteSize, rss: after.rss - before.rss,
+        arrayBuffers: after.arrayBuffers - before.arrayBuffers, totalRss: after.rss, loadMs, lookupUs }));
+    `;
+    const out = execFileSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], {
+      encoding: 'utf8',
+    });
+    const m = JSON.parse(out) as Record<string, number>;
+    console.log(
+      `index of ${m.size} blobs: tables ${((m.byteSize ?? 0) / 1e6).toFixed(1)} MB, RSS +${((m.rss ?? 0) / 1e6).toFixed(1)} MB ` +
+        `(process ${((m.totalRss ?? 0) / 1e6).toFixed(0)} MB), load+sort ${(m.loadMs ?? 0).toFixed(0)} ms, ` +
+        `lookup ${(m.lookupUs ?? 0).toFixed(2)} µs`,
+    );
+    expect(m.size).toBe(1_000_000);
+    expect(m.byteSize).toBe(36e6);
+    expect(m.rss).toBeLessThan(60e6);
+  });
+});
