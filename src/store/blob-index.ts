@@ -94,6 +94,15 @@ export class BlobIndex {
     }
   }
 
+  /** Every indexed blob with its pack, in hash order (for sweep and verify). */
+  *entries(): Generator<{ sha1: Uint8Array; packId: string; offset: number; size: number }> {
+    this.fold();
+    for (let i = 0; i < this.main.length; i++) {
+      const e = this.main.at(i);
+      yield { sha1: e.sha1, packId: this.packs[e.pack]?.id ?? '', offset: e.offset, size: e.size };
+    }
+  }
+
   /** Makes room for `n` more appended blobs at once, so loading never regrows (and copies) the table. */
   reserve(n: number): void {
     this.main.reserve(this.main.length + n);

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { HashTap } from '../archive/tap.js';
 import type { StoreEncoding } from './encoding.js';
@@ -45,14 +45,14 @@ export class PackSink {
   }
 
   /** Writes one entry whose data comes from a stream of exactly f.size bytes. */
-  async writeStreamedEntry(f: TarFile, data: Readable): Promise<number> {
+  async writeStreamedEntry(f: TarFile, data: AsyncIterable<Buffer>): Promise<number> {
     const offset = this.tarBytes + BLOCK;
     await this.write(fileHeader(f));
     let n = 0;
     for await (const chunk of data) {
-      n += (chunk as Buffer).length;
+      n += chunk.length;
       if (n > f.size) break;
-      await this.write(chunk as Buffer);
+      await this.write(chunk);
     }
     if (n !== f.size)
       throw new Error(`${f.name}: read ${n} bytes, expected ${f.size} (the file changed while read)`);

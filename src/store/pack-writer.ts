@@ -2,7 +2,6 @@ import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { mkdir, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Transform } from 'node:stream';
 import type { Backend } from '../storage/backend.js';
 import type { BlobIndex } from './blob-index.js';
 import type { StoreEncoding } from './encoding.js';
@@ -13,7 +12,12 @@ import { PackSink } from './pack-sink.js';
 import { putSpooled, writeIndexFile } from './store-io.js';
 import type { TarFile } from './tar-header.js';
 
-/** Uncompressed tar bytes per pack; docs/format.md and the report give the measurement behind it. */
+/**
+ * Uncompressed tar bytes per pack. Measured on a 153 MB Moodle-like filedir (3,000 files) into s3rver:
+ * 4 MiB packs made 476 requests a GB, 16 MiB 137, 64 MiB 91, at about the same speed; but a file just
+ * under the pack size is held in memory whole, and 64 MiB packs took peak RSS past 150 MB. A 16 MiB tar
+ * also compresses below the default S3 part size: one PUT a pack.
+ */
 export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
 
 export interface PackWriterOptions {
@@ -136,17 +140,18 @@ export class PackWriter {
     meta: Omit<TarFile, 'name' | 'size'>,
   ) {
     const hash = createHash('sha1');
-    const tap = new Transform({
-      transform(chunk: Buffer, _e, cb) {
-        hash.update(chunk);
-        cb(null, chunk);
-      },
-    });
     const fh = await open(join(root, blob.path), constants.O_RDONLY | constants.O_NOFOLLOW);
     const sink = await this.openSink();
     try {
-      const src = fh.createReadStream({ start: 0, end: Math.max(0, size - 1) }).pipe(tap);
-      const offset = await sink.writeStreamedEntry({ name: blobPath(name), size, ...meta }, src);
+      // A generator, not pipe(): a read error must reach the writer instead of leaving it waiting.
+      const src = fh.createReadStream({ start: 0, end: size - 1, autoClose: false });
+      const hashed = (async function* () {
+        for await (const chunk of src) {
+          hash.update(chunk as Buffer);
+          yield chunk as Buffer;
+        }
+      })();
+      const offset = await sink.writeStreamedEntry({ name: blobPath(name), size, ...meta }, hashed);
       this.stats.readBytes += size;
       const actual = hash.digest('hex');
       if (actual !== name) {

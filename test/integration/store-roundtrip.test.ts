@@ -94,6 +94,20 @@ async function roundTrip(backend: Backend, enc: StoreEncoding) {
   expect(first.stats.blobs).toBe(new Set(gen.files.values()).size);
   expect(first.stats.packs).toBeGreaterThanOrEqual(4);
 
+  // Packs are cut at the pack size; a file at least that large is a pack of its own.
+  const index = await loadIndex(backend, enc);
+  const perPack = new Map<string, { blobs: number; bytes: number; large: boolean }>();
+  for (const e of index.entries()) {
+    const p = perPack.get(e.packId) ?? { blobs: 0, bytes: 0, large: false };
+    perPack.set(e.packId, {
+      blobs: p.blobs + 1,
+      bytes: p.bytes + e.size,
+      large: p.large || e.size >= PACK_SIZE,
+    });
+  }
+  expect([...perPack.values()].filter((p) => p.large).map((p) => p.blobs)).toEqual([1, 1, 1]);
+  for (const p of perPack.values()) if (!p.large) expect(p.bytes).toBeLessThan(PACK_SIZE + 512 * 1024);
+
   const out = join(work, `restored-${Math.random().toString(36).slice(2)}`);
   await restoreInto(backend, enc, first, out);
   expect(await treeHashes(out)).toEqual(gen.files);
