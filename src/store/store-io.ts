@@ -21,10 +21,24 @@ export async function putSpooled(backend: Backend, key: string, path: string, si
   else await backend.put(key, createReadStream(path), { contentLength: size });
 }
 
-async function collect(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of stream) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
+/** A reader's reusable buffer: loading a million blobs' index must not leave ~36 MB of copies to collect. */
+interface Scratch {
+  buf: Buffer;
+}
+
+async function collect(stream: Readable, scratch: Scratch = { buf: Buffer.alloc(0) }): Promise<Buffer> {
+  let n = 0;
+  for await (const c of stream) {
+    const chunk = c as Buffer;
+    if (n + chunk.length > scratch.buf.length) {
+      const grown = Buffer.allocUnsafe(Math.max(64 * 1024, 2 * (n + chunk.length)));
+      scratch.buf.copy(grown, 0, 0, n);
+      scratch.buf = grown;
+    }
+    chunk.copy(scratch.buf, n);
+    n += chunk.length;
+  }
+  return scratch.buf.subarray(0, n);
 }
 
 async function through(data: Buffer, stage: NodeJS.ReadWriteStream): Promise<Buffer> {
@@ -51,12 +65,14 @@ export async function writeIndexFile(
   return id;
 }
 
+/** Reads and decodes one index file. With `scratch`, the result views that buffer: use it before the next read. */
 export async function readIndexFile(
   backend: Backend,
   enc: StoreEncoding,
   id: string,
+  scratch?: Scratch,
 ): Promise<DecodedPack[]> {
-  const stored = await collect(await backend.get(indexKey(id)));
+  const stored = await collect(await backend.get(indexKey(id)), scratch);
   const encrypted = stored.subarray(0, AGE_MAGIC.length).equals(AGE_MAGIC);
   if (encrypted && !enc.decrypt) {
     throw new SidecarError(
@@ -74,16 +90,20 @@ export async function readIndexFile(
  * entries appended; one sort at the end. Keys under store/index/ that are not index ids are ignored.
  */
 export async function loadIndex(backend: Backend, enc: StoreEncoding, concurrency = 8): Promise<BlobIndex> {
-  const ids = (await backend.list(INDEX_PREFIX))
-    .map((o) => idOfKey(o.key))
-    .filter((id): id is string => !!id);
+  const listed = (await backend.list(INDEX_PREFIX)).filter((o) => idOfKey(o.key) !== null);
+  const ids = listed.map((o) => o.key.slice(INDEX_PREFIX.length));
   const index = new BlobIndex();
-  for (let i = 0; i < ids.length; i += concurrency) {
-    const part = ids.slice(i, i + concurrency);
-    // Decoded objects live for one group of files only; the table keeps 36 bytes a blob.
-    for (const packs of await Promise.all(part.map((id) => readIndexFile(backend, enc, id))))
-      index.append(packs);
-  }
+  // An index file takes at least 36 bytes a blob: its size bounds the count, so the table is sized once.
+  index.reserve(listed.reduce((n, o) => n + Math.floor(o.size / BLOB_RECORD_BYTES), 0));
+  // A few readers at once (remote latency), each appending a file before it reads the next into its buffer.
+  let next = 0;
+  const reader = async () => {
+    const scratch: Scratch = { buf: Buffer.alloc(0) };
+    for (let id = ids[next++]; id !== undefined; id = ids[next++]) {
+      index.append(await readIndexFile(backend, enc, id, scratch));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, ids.length) }, reader));
   index.seal();
   return index;
 }

@@ -1,5 +1,8 @@
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BlobIndex } from '../../src/store/blob-index.js';
 import { EntryTable } from '../../src/store/entry-table.js';
@@ -128,45 +131,55 @@ describe('index file', () => {
 });
 
 describe('memory: 1,000,000 blobs', () => {
-  it('the index of a million blobs stays well under 60 MB of RSS', () => {
-    // A fresh process, so the figure is the index's and not the test runner's; dist/ is built by global setup.
-    const script = `
-      const { BlobIndex } = await import('${process.cwd()}/dist/store/blob-index.js');
-      const { randomFillSync } = await import('node:crypto');
-      globalThis.gc(); const before = process.memoryUsage();
-      const idx = new BlobIndex(); const N = 1_000_000; const per = 2000;
-      idx.reserve(N); // as loadIndex does, from the index files' sizes
-      const t0 = performance.now();
-      for (let p = 0; p < N / per; p++) {
-        // An index file's records, as loadIndex hands them over: sha1 | u64 offset | u64 size.
-        const records = Buffer.alloc(per * 36);
-        for (let i = 0; i < per; i++) {
-          randomFillSync(records, i * 36, 20);
-          records.writeBigUInt64BE(BigInt(512 * (i + 1)), i * 36 + 20);
-          records.writeBigUInt64BE(BigInt(i), i * 36 + 28);
+  it('loadIndex of a million blobs from 500 index files grows RSS by less than twice its 36 MB of tables', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'store-mem-'));
+    try {
+      // A fresh process, so the figure is the index's and not the test runner's; dist/ is built by global setup.
+      // It writes the index files itself (the real format, without fsync), then measures loadIndex alone.
+      const dist = `${process.cwd()}/dist`;
+      const script = `
+        const { encodeIndex } = await import('${dist}/store/index-file.js');
+        const { loadIndex } = await import('${dist}/store/store-io.js');
+        const { LocalBackend } = await import('${dist}/storage/local.js');
+        const { getCodec } = await import('${dist}/archive/codec.js');
+        const { createHash, randomFillSync } = await import('node:crypto');
+        const { mkdirSync, writeFileSync } = await import('node:fs');
+        const N = 1_000_000, per = 2000;
+        mkdirSync('${dir}/store/index', { recursive: true });
+        for (let p = 0; p < N / per; p++) {
+          const raw = randomFillSync(Buffer.alloc(per * 20));
+          const blobs = Array.from({ length: per }, (_, i) => ({ sha1: raw.subarray(i * 20, i * 20 + 20), offset: 512 * (i + 1), size: i }));
+          const buf = encodeIndex([{ pack: { id: p.toString(16).padStart(64, '0'), storedSize: 1, codec: 'zstd', encrypted: false }, blobs }]);
+          writeFileSync('${dir}/store/index/' + createHash('sha256').update(buf).digest('hex'), buf);
         }
-        idx.append([{ pack: { id: p.toString(16).padStart(64, '0'), storedSize: 1, codec: 'zstd', encrypted: false }, records }]);
-      }
-      idx.seal();
-      const loadMs = performance.now() - t0;
-      const probe = randomFillSync(Buffer.alloc(20)); const t1 = performance.now();
-      for (let i = 0; i < 100000; i++) idx.has(probe);
-      const lookupUs = (performance.now() - t1) / 100; // ms for 100k → µs each
-      globalThis.gc(); const after = process.memoryUsage();
-      console.log(JSON.stringify({ size: idx.size, byteSize: idx.byteSize, rss: after.rss - before.rss,
-        arrayBuffers: after.arrayBuffers - before.arrayBuffers, totalRss: after.rss, loadMs, lookupUs }));
-    `;
-    const out = execFileSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], {
-      encoding: 'utf8',
-    });
-    const m = JSON.parse(out) as Record<string, number>;
-    console.log(
-      `index of ${m.size} blobs: tables ${((m.byteSize ?? 0) / 1e6).toFixed(1)} MB, RSS +${((m.rss ?? 0) / 1e6).toFixed(1)} MB ` +
-        `(process ${((m.totalRss ?? 0) / 1e6).toFixed(0)} MB), load+sort ${(m.loadMs ?? 0).toFixed(0)} ms, ` +
-        `lookup ${(m.lookupUs ?? 0).toFixed(2)} µs`,
-    );
-    expect(m.size).toBe(1_000_000);
-    expect(m.byteSize).toBe(36e6);
-    expect(m.rss).toBeLessThan(60e6);
+        globalThis.gc(); const before = process.memoryUsage().rss;
+        const t0 = performance.now();
+        const idx = await loadIndex(new LocalBackend('${dir}'), { codec: getCodec('zstd') });
+        const loadMs = performance.now() - t0;
+        const probe = randomFillSync(Buffer.alloc(20)); const t1 = performance.now();
+        for (let i = 0; i < 100000; i++) idx.has(probe);
+        const lookupUs = (performance.now() - t1) / 100; // ms for 100k → µs each
+        globalThis.gc(); const after = process.memoryUsage().rss;
+        console.log(JSON.stringify({ size: idx.size, byteSize: idx.byteSize, rss: after - before, totalRss: after, loadMs, lookupUs }));
+      `;
+      const out = execFileSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], {
+        encoding: 'utf8',
+      });
+      const m = JSON.parse(out) as Record<string, number>;
+      console.log(
+        `index of ${m.size} blobs: tables ${((m.byteSize ?? 0) / 1e6).toFixed(1)} MB, RSS +${((m.rss ?? 0) / 1e6).toFixed(1)} MB ` +
+          `(process ${((m.totalRss ?? 0) / 1e6).toFixed(0)} MB), loadIndex ${(m.loadMs ?? 0).toFixed(0)} ms, ` +
+          `lookup ${(m.lookupUs ?? 0).toFixed(2)} µs`,
+      );
+      expect(m.size).toBe(1_000_000);
+      // Sized from the files' lengths: 36 bytes a blob, and the few bytes of each file's header.
+      expect(m.byteSize).toBeLessThan(36.1e6);
+      // RSS grows by more than the tables: the read streams' chunks (~36 MB in all) are freed only when V8
+      // gets to them, and the allocator keeps the pages (measured +57 to +69 MB, with the tables 36 of it).
+      // The bound is the tables twice over; a regression to per-blob objects (~200 MB) fails it.
+      expect(m.rss).toBeLessThan(72e6);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
