@@ -53,7 +53,8 @@ export interface WriterStats {
  * Files up to the pack size are read whole into memory (the header, which carries the real name, must come
  * before the data); a larger one is streamed as a pack of its own under its claimed name and, in the rare
  * case that the name is wrong, that pack is dropped and the file read again under its real name.
- * Call finish() at the end: the last pack is stored only then.
+ * Call finish() at the end: the last pack is stored only then. On an error, call abort(): the open pack's
+ * compressor and spool file go, and nothing of it reaches the backend.
  */
 export class PackWriter {
   readonly stats: WriterStats = { packs: 0, blobs: 0, readBytes: 0, storedBytes: 0 };
