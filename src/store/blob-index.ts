@@ -1,0 +1,132 @@
+import { EntryTable, HASH_BYTES } from './entry-table.js';
+import { BLOB_RECORD_BYTES, type DecodedPack, type PackRecord, readU64 } from './index-file.js';
+
+/** Where a blob is: the pack, the offset of its data in the pack's (uncompressed) tar, and its size. */
+export interface BlobLocation {
+  packId: string;
+  offset: number;
+  size: number;
+}
+
+/** New entries collect in a small sorted table merged into the big one at this size: each merge is one pass. */
+const DELTA_MAX = 16_384;
+
+/**
+ * Which pack holds which blob, for every pack of the store. Two sorted tables: the big one, and a small one
+ * that takes each stored pack's entries (cheap to merge into) and is folded into the big one when it grows.
+ * The packs themselves are numbered in an array of records (a few thousand, not a million).
+ */
+export class BlobIndex {
+  private readonly main = new EntryTable();
+  private readonly delta = new EntryTable();
+  private readonly packs: PackRecord[] = [];
+  private readonly packNumbers = new Map<string, number>();
+  private unsorted = false;
+
+  /** Number of distinct blobs indexed. */
+  get size(): number {
+    return this.main.length + this.delta.length;
+  }
+
+  /** Bytes the entry tables hold (capacity included). */
+  get byteSize(): number {
+    return this.main.byteSize + this.delta.byteSize;
+  }
+
+  get packCount(): number {
+    return this.packs.length;
+  }
+
+  pack(id: string): PackRecord | undefined {
+    const n = this.packNumbers.get(id);
+    return n === undefined ? undefined : this.packs[n];
+  }
+
+  has(sha1: Uint8Array): boolean {
+    this.seal();
+    return this.main.find(sha1) >= 0 || this.delta.find(sha1) >= 0;
+  }
+
+  lookup(sha1: Uint8Array): BlobLocation | undefined {
+    this.seal();
+    let i = this.main.find(sha1);
+    let e = i >= 0 ? this.main.at(i) : undefined;
+    if (!e) {
+      i = this.delta.find(sha1);
+      e = i >= 0 ? this.delta.at(i) : undefined;
+    }
+    if (!e) return undefined;
+    const p = this.packs[e.pack];
+    return p ? { packId: p.id, offset: e.offset, size: e.size } : undefined;
+  }
+
+  /**
+   * Adds one pack's blobs (after the pack is stored). A blob already indexed keeps its old location.
+   * Many packs at once (loading every index file): use bulkLoad, which sorts once.
+   */
+  addPack(pack: PackRecord, blobs: Iterable<{ sha1: Uint8Array; offset: number; size: number }>): void {
+    this.seal();
+    const n = this.number(pack);
+    const batch = new EntryTable();
+    for (const b of blobs) batch.push(b.sha1, n, b.offset, b.size);
+    batch.sort();
+    this.delta.mergeFrom(batch);
+    if (this.delta.length >= DELTA_MAX) this.fold();
+  }
+
+  /**
+   * Adds packs read from index files: their records (index-file.ts) are appended unsorted to the big table
+   * and sorted once, on the next lookup, instead of a merge per pack.
+   */
+  append(packs: Iterable<DecodedPack>): void {
+    for (const { pack, records } of packs) {
+      const n = this.number(pack);
+      for (let o = 0; o + BLOB_RECORD_BYTES <= records.length; o += BLOB_RECORD_BYTES) {
+        this.main.pushFrom(
+          records,
+          o,
+          n,
+          readU64(records, o + HASH_BYTES),
+          readU64(records, o + HASH_BYTES + 8),
+        );
+      }
+      this.unsorted = true;
+    }
+  }
+
+  /** Every indexed blob with its pack, in hash order (for sweep and verify). */
+  *entries(): Generator<{ sha1: Uint8Array; packId: string; offset: number; size: number }> {
+    this.fold();
+    for (let i = 0; i < this.main.length; i++) {
+      const e = this.main.at(i);
+      yield { sha1: e.sha1, packId: this.packs[e.pack]?.id ?? '', offset: e.offset, size: e.size };
+    }
+  }
+
+  /** Makes room for `n` more appended blobs at once, so loading never regrows (and copies) the table. */
+  reserve(n: number): void {
+    this.main.reserve(this.main.length + n);
+  }
+
+  /** Sorts what append() added; lookups do it themselves. */
+  seal(): void {
+    if (!this.unsorted) return;
+    this.main.sort();
+    this.unsorted = false;
+  }
+
+  private fold(): void {
+    this.seal();
+    if (this.delta.length === 0) return;
+    this.main.mergeFrom(this.delta);
+    this.delta.clear();
+  }
+
+  private number(pack: PackRecord): number {
+    const known = this.packNumbers.get(pack.id);
+    if (known !== undefined) return known;
+    this.packs.push(pack);
+    this.packNumbers.set(pack.id, this.packs.length - 1);
+    return this.packs.length - 1;
+  }
+}

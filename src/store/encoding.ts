@@ -1,0 +1,19 @@
+import type { Duplex } from 'node:stream';
+import type { CodecImpl } from '../archive/codec.js';
+
+/**
+ * How the store's objects are encoded: packs go through the codec then (optionally) age, like archives;
+ * index files only through age (hashes do not compress). Build the stages from the job's codec and
+ * EncryptionPlan (encrypt) / decryptStage (decrypt).
+ */
+export interface StoreEncoding {
+  codec: CodecImpl;
+  level?: number;
+  /** A fresh encrypting stage per object; absent = stored in the clear. */
+  encrypt?: () => Duplex;
+  /** A fresh decrypting stage per object, needed to read encrypted packs and index files. */
+  decrypt?: () => Duplex;
+}
+
+/** age's header line: an encrypted object starts with it. */
+export const AGE_MAGIC = Buffer.from('age-encryption.org/v1\n', 'ascii');

@@ -1,0 +1,124 @@
+import { createHash } from 'node:crypto';
+import { SidecarError } from '../errors.js';
+import { HASH_BYTES } from './entry-table.js';
+
+/**
+ * The index file format (docs/format.md, "Index files"): which blobs each pack holds and where in the pack's
+ * tar. Binary, big-endian: 36 bytes a blob, so a million blobs' index is ~36 MB on the wire, not ~150 of JSON.
+ *
+ *   magic "MBSIDX01" | u32 pack count | packs… | sha256 of everything before it (32 bytes)
+ *   pack: id (32 bytes) | u64 stored size | u8 codec | u8 flags (bit 0: age) | u32 blob count | blobs…
+ *   blob: sha1 (20 bytes) | u64 data offset in the uncompressed tar | u64 size
+ */
+/** A pack as the index knows it: its id and the codec and encryption its stored bytes went through. */
+export interface PackRecord {
+  id: string;
+  storedSize: number;
+  codec: 'zstd' | 'gzip' | 'none';
+  encrypted: boolean;
+}
+
+export const INDEX_MAGIC = Buffer.from('MBSIDX01', 'ascii');
+const CODECS = ['none', 'gzip', 'zstd'] as const;
+const PACK_HEAD = 32 + 8 + 1 + 1 + 4;
+/** Bytes of one blob's record. */
+export const BLOB_RECORD_BYTES = HASH_BYTES + 8 + 8;
+
+export interface IndexedBlob {
+  sha1: Uint8Array;
+  offset: number;
+  size: number;
+}
+
+export interface IndexedPack {
+  pack: PackRecord;
+  blobs: IndexedBlob[];
+}
+
+export function encodeIndex(packs: readonly IndexedPack[]): Buffer {
+  let total = INDEX_MAGIC.length + 4 + 32;
+  for (const p of packs) total += PACK_HEAD + p.blobs.length * BLOB_RECORD_BYTES;
+  const buf = Buffer.alloc(total);
+  let o = INDEX_MAGIC.copy(buf, 0);
+  o = buf.writeUInt32BE(packs.length, o);
+  for (const { pack, blobs } of packs) {
+    o += Buffer.from(pack.id, 'hex').copy(buf, o);
+    o = buf.writeBigUInt64BE(BigInt(pack.storedSize), o);
+    o = buf.writeUInt8(CODECS.indexOf(pack.codec), o);
+    o = buf.writeUInt8(pack.encrypted ? 1 : 0, o);
+    o = buf.writeUInt32BE(blobs.length, o);
+    for (const b of blobs) {
+      buf.set(b.sha1, o);
+      o += HASH_BYTES;
+      o = buf.writeBigUInt64BE(BigInt(b.offset), o);
+      o = buf.writeBigUInt64BE(BigInt(b.size), o);
+    }
+  }
+  createHash('sha256').update(buf.subarray(0, o)).digest().copy(buf, o);
+  return buf;
+}
+
+/** A big-endian u64 as a number, without a BigInt (exact below 2^53; the loader calls this millions of times). */
+export function readU64(buf: Buffer, at: number): number {
+  return buf.readUInt32BE(at) * 2 ** 32 + buf.readUInt32BE(at + 4);
+}
+
+/** One pack of a decoded index file: its blobs as the file's raw records (no object a blob). */
+export interface DecodedPack {
+  pack: PackRecord;
+  records: Buffer;
+}
+
+/** The blobs of decoded records, as objects (for the few callers that want them; loading does not). */
+export function* recordsOf(records: Buffer): Generator<IndexedBlob & { at: number }> {
+  for (let o = 0; o + BLOB_RECORD_BYTES <= records.length; o += BLOB_RECORD_BYTES) {
+    yield {
+      at: o,
+      sha1: records.subarray(o, o + HASH_BYTES),
+      offset: Number(records.readBigUInt64BE(o + HASH_BYTES)),
+      size: Number(records.readBigUInt64BE(o + HASH_BYTES + 8)),
+    };
+  }
+}
+
+/** Decodes an index file (already decrypted); `name` goes into the error of a damaged one. */
+export function decodeIndex(buf: Buffer, name: string): DecodedPack[] {
+  const damaged = (why: string) =>
+    new SidecarError(
+      'INTEGRITY_FAILED',
+      `store index ${name} is damaged (${why})`,
+      'run `verify` on the store; the packs themselves are intact and an index can be rebuilt from them',
+    );
+  if (buf.length < INDEX_MAGIC.length + 36 || !buf.subarray(0, INDEX_MAGIC.length).equals(INDEX_MAGIC)) {
+    throw damaged('not an index file');
+  }
+  const body = buf.subarray(0, buf.length - 32);
+  if (
+    !createHash('sha256')
+      .update(body)
+      .digest()
+      .equals(buf.subarray(buf.length - 32))
+  ) {
+    throw damaged('checksum mismatch');
+  }
+  let o = INDEX_MAGIC.length;
+  const count = body.readUInt32BE(o);
+  o += 4;
+  const packs: DecodedPack[] = [];
+  for (let p = 0; p < count; p++) {
+    if (o + PACK_HEAD > body.length) throw damaged('truncated');
+    const id = body.toString('hex', o, o + 32);
+    const storedSize = Number(body.readBigUInt64BE(o + 32));
+    const codec = CODECS[body.readUInt8(o + 40)];
+    if (!codec) throw damaged(`unknown codec ${body.readUInt8(o + 40)}`);
+    const encrypted = (body.readUInt8(o + 41) & 1) === 1;
+    const n = body.readUInt32BE(o + 42);
+    o += PACK_HEAD;
+    if (o + n * BLOB_RECORD_BYTES > body.length) throw damaged('truncated');
+    const records = body.subarray(o, o + n * BLOB_RECORD_BYTES);
+    o += n * BLOB_RECORD_BYTES;
+    packs.push({ pack: { id, storedSize, codec, encrypted }, records });
+  }
+  if (o !== body.length) throw damaged('trailing bytes');
+  return packs;
+}

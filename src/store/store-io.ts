@@ -1,0 +1,109 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { SidecarError } from '../errors.js';
+import type { Backend } from '../storage/backend.js';
+import { BlobIndex } from './blob-index.js';
+import { AGE_MAGIC, type StoreEncoding } from './encoding.js';
+import {
+  BLOB_RECORD_BYTES,
+  type DecodedPack,
+  decodeIndex,
+  encodeIndex,
+  type IndexedPack,
+} from './index-file.js';
+import { INDEX_PREFIX, idOfKey, indexKey } from './layout.js';
+
+/** Stores a finished spool file under `key`, through the backend's file path when it has one. */
+export async function putSpooled(backend: Backend, key: string, path: string, size: number): Promise<void> {
+  if (backend.putFile) await backend.putFile(key, path, { contentLength: size });
+  else await backend.put(key, createReadStream(path), { contentLength: size });
+}
+
+/** A reader's reusable buffer: loading a million blobs' index must not leave ~36 MB of copies to collect. */
+interface Scratch {
+  buf: Buffer;
+}
+
+async function collect(stream: Readable, scratch: Scratch = { buf: Buffer.alloc(0) }): Promise<Buffer> {
+  let n = 0;
+  for await (const c of stream) {
+    const chunk = c as Buffer;
+    if (n + chunk.length > scratch.buf.length) {
+      const grown = Buffer.allocUnsafe(Math.max(64 * 1024, 2 * (n + chunk.length)));
+      scratch.buf.copy(grown, 0, 0, n);
+      scratch.buf = grown;
+    }
+    chunk.copy(scratch.buf, n);
+    n += chunk.length;
+  }
+  return scratch.buf.subarray(0, n);
+}
+
+async function through(data: Buffer, stage: NodeJS.ReadWriteStream): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  await pipeline(Readable.from([data]), stage, async (src: AsyncIterable<Buffer | string>) => {
+    for await (const c of src) chunks.push(Buffer.from(c));
+  });
+  return Buffer.concat(chunks);
+}
+
+/**
+ * Writes an index file for packs already stored (written after them: an index never names a pack that is
+ * not there). Returns its id. Encrypted when the store is, since blob hashes tell which known files a site has.
+ */
+export async function writeIndexFile(
+  backend: Backend,
+  enc: StoreEncoding,
+  packs: IndexedPack[],
+): Promise<string> {
+  const plain = encodeIndex(packs);
+  const stored = enc.encrypt ? await through(plain, enc.encrypt()) : plain;
+  const id = createHash('sha256').update(stored).digest('hex');
+  await backend.put(indexKey(id), Readable.from([stored]), { contentLength: stored.length });
+  return id;
+}
+
+/** Reads and decodes one index file. With `scratch`, the result views that buffer: use it before the next read. */
+export async function readIndexFile(
+  backend: Backend,
+  enc: StoreEncoding,
+  id: string,
+  scratch?: Scratch,
+): Promise<DecodedPack[]> {
+  const stored = await collect(await backend.get(indexKey(id)), scratch);
+  const encrypted = stored.subarray(0, AGE_MAGIC.length).equals(AGE_MAGIC);
+  if (encrypted && !enc.decrypt) {
+    throw new SidecarError(
+      'DECRYPTION_FAILED',
+      `store index ${id} is encrypted and no age identity or passphrase is configured`,
+      'set BACKUP_AGE_IDENTITY (or BACKUP_AGE_PASSPHRASE) to the key the backups were made with',
+    );
+  }
+  const plain = encrypted && enc.decrypt ? await through(stored, enc.decrypt()) : stored;
+  return decodeIndex(plain, id);
+}
+
+/**
+ * Builds the in-memory index from every index file of the store. Files are read a few at a time and their
+ * entries appended; one sort at the end. Keys under store/index/ that are not index ids are ignored.
+ */
+export async function loadIndex(backend: Backend, enc: StoreEncoding, concurrency = 8): Promise<BlobIndex> {
+  const listed = (await backend.list(INDEX_PREFIX)).filter((o) => idOfKey(o.key) !== null);
+  const ids = listed.map((o) => o.key.slice(INDEX_PREFIX.length));
+  const index = new BlobIndex();
+  // An index file takes at least 36 bytes a blob: its size bounds the count, so the table is sized once.
+  index.reserve(listed.reduce((n, o) => n + Math.floor(o.size / BLOB_RECORD_BYTES), 0));
+  // A few readers at once (remote latency), each appending a file before it reads the next into its buffer.
+  let next = 0;
+  const reader = async () => {
+    const scratch: Scratch = { buf: Buffer.alloc(0) };
+    for (let id = ids[next++]; id !== undefined; id = ids[next++]) {
+      index.append(await readIndexFile(backend, enc, id, scratch));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, ids.length) }, reader));
+  index.seal();
+  return index;
+}
