@@ -27,9 +27,10 @@ export interface SecondEngine {
   readonly docker: Docker;
   /** Copies images from the main engine (one `docker save` of all, so shared layers travel once); ms taken. */
   load(images: string[]): Promise<number>;
-  /** A crashed engine: SIGKILL dockerd only (containerd, shims and containers live on). */
-  crash(): Promise<void>;
-  /** Power loss: SIGKILL dockerd, containerd, the shims and every container process at once. */
+  /**
+   * Power loss / host reboot: SIGKILL dockerd, containerd, the shims and every container process at once, then
+   * drop what a reboot drops: the engine's mounts and its exec root and pid file (tmpfs /run on a real host).
+   */
   powerLoss(): Promise<void>;
   /** Starts dockerd again on the same data root; resolves with the ms until it answered. */
   start(): Promise<number>;
@@ -64,8 +65,12 @@ export async function startSecondEngine(): Promise<SecondEngine> {
     socket,
     docker: client,
     load: (images) => loadImages(socket, images),
-    crash: async () => killAll(await dockerdPids(dir)),
-    powerLoss: async () => killAll([...(await netnsPids(name)), ...(await cgroupPids(name))]),
+    powerLoss: async () => {
+      await killAll([...(await netnsPids(name)), ...(await cgroupPids(name))]);
+      await unmountUnder(dir);
+      await rm(`${dir}/exec`, { recursive: true, force: true });
+      await rm(`${dir}/pid`, { force: true });
+    },
     start: () => startDockerd(name, dir, client),
     destroy: () => destroy(name, dir, client),
   };
@@ -83,6 +88,7 @@ export async function startSecondEngine(): Promise<SecondEngine> {
 
 async function startDockerd(name: string, dir: string, client: Docker): Promise<number> {
   const t0 = Date.now();
+  for (const f of [`${dir}/pid`, `${dir}/exec/containerd/containerd.pid`]) await clearDeadPidFile(f);
   const log = openSync(`${dir}/dockerd.log`, 'a');
   const args = [`--net=/var/run/netns/${name}`, 'dockerd', '--data-root', `${dir}/data`, '--exec-root'];
   args.push(`${dir}/exec`, '--pidfile', `${dir}/pid`, '-H', `unix://${dir}/docker.sock`);
@@ -103,10 +109,23 @@ async function startDockerd(name: string, dir: string, client: Docker): Promise<
       )
     )
       return Date.now() - t0;
-    if (exited !== null) throw new Error(`dockerd exited ${exited} at start:\n${await logTail(dir)}`);
+    if (exited !== null)
+      throw new Error(`dockerd exited ${exited} at start; its log ends:\n${await logTail(dir)}`);
     await sleep(100);
   }
   throw new Error(`dockerd did not answer within ${ANSWER_TIMEOUT_MS} ms:\n${await logTail(dir)}`);
+}
+
+/**
+ * dockerd refuses to start while its pid file names a process that exists, and waits for the containerd its
+ * containerd.pid names; a SIGKILLed one is a zombie until something reaps it (here PID 1, on its own time).
+ * A dead process's pid file is removed, as a dead engine's would be (systemd) or a reboot does (tmpfs).
+ */
+async function clearDeadPidFile(file: string): Promise<void> {
+  const pid = Number((await readFile(file, 'utf8').catch(() => '')).trim());
+  if (!(pid > 0)) return;
+  if (existsSync(`/proc/${pid}`) && !(await isZombie(pid))) return; // alive: dockerd decides
+  await rm(file, { force: true });
 }
 
 async function logTail(dir: string): Promise<string> {
@@ -177,7 +196,7 @@ async function killAll(pids: number[]): Promise<void> {
   }
   const end = Date.now() + GONE_TIMEOUT_MS;
   for (const pid of pids) {
-    // A zombie (state Z) is gone for our purpose: its parent is a detached dockerd nobody waits for.
+    // A zombie (state Z) is gone for our purpose: orphans are reaped by whoever inherits them, when it does.
     while (existsSync(`/proc/${pid}`) && !(await isZombie(pid))) {
       if (Date.now() > end) throw new Error(`process ${pid} survived SIGKILL for ${GONE_TIMEOUT_MS} ms`);
       await sleep(50);
