@@ -1,6 +1,6 @@
 import { execFile, spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync } from 'node:fs';
-import { readdir, readFile, rm, rmdir } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, rmdir } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import Docker from 'dockerode';
@@ -75,7 +75,7 @@ export async function startSecondEngine(): Promise<SecondEngine> {
     destroy: () => destroy(name, dir, client),
   };
   try {
-    await run('mkdir', ['-p', dir]);
+    await mkdir(dir, { mode: 0o700 });
     await run('ip', ['netns', 'add', name]);
     await run('ip', ['netns', 'exec', name, 'ip', 'link', 'set', 'lo', 'up']);
     await engine.start();
