@@ -7,7 +7,6 @@ import { demuxLogs } from '../../src/docker/restore-volume.js';
 import type { RunState } from '../../src/docker/state.js';
 import { type ExecResult, execIn, IMAGES } from '../harness/docker.js';
 import { type DbFingerprint, fingerprintDb } from '../harness/fingerprint.js';
-import { buildSidecarImage, SIDECAR_IMAGE } from '../harness/image.js';
 import {
   hostHasDocker0,
   netnsList,
@@ -15,6 +14,7 @@ import {
   secondEngineUnavailable,
   startSecondEngine,
 } from '../harness/second-engine.js';
+import { buildSidecarImage, SIDECAR_IMAGE } from '../harness/sidecar-image.js';
 import { composeLabels, createMoodleStack, DB, type MoodleStack, VOLUME_NAMES } from '../harness/stack.js';
 
 /**
@@ -82,7 +82,9 @@ describe.skipIf(unavailable !== null && !process.env.CI)('engine restart mid-bac
 
   beforeAll(async () => {
     expect(await hostHasDocker0(), 'the main engine has docker0 before the test').toBe(true);
-    console.log(await buildSidecarImage());
+    const build = await buildSidecarImage();
+    if (build.code !== 0) throw new Error(`scripts/build-image.sh exited ${build.code}:\n${build.output}`);
+    console.log(`${build.output.trim().split('\n').pop()} [${(build.ms / 1000).toFixed(1)} s]`);
     engine = await startSecondEngine();
     const loadMs = await engine.load([IMAGES.mariadb, IMAGES.moodle, SIDECAR_IMAGE]);
     console.log(`second engine ${engine.name}: 3 images loaded in ${(loadMs / 1000).toFixed(1)} s`);
