@@ -36,9 +36,10 @@ export interface ExecResult {
 export async function execIn(
   container: string,
   cmd: string[],
-  opts: { env?: string[]; user?: string; stdin?: string | Buffer } = {},
+  opts: { env?: string[]; user?: string; stdin?: string | Buffer; client?: Docker } = {},
 ): Promise<ExecResult> {
-  const c = docker().getContainer(container);
+  const d = opts.client ?? docker();
+  const c = d.getContainer(container);
   const exec = await c.exec({
     Cmd: cmd,
     Env: opts.env,
@@ -54,7 +55,7 @@ export async function execIn(
   const errChunks: Buffer[] = [];
   out.on('data', (d: Buffer) => outChunks.push(d));
   err.on('data', (d: Buffer) => errChunks.push(d));
-  docker().modem.demuxStream(stream, out, err);
+  d.modem.demuxStream(stream, out, err);
   if (opts.stdin !== undefined) stream.end(opts.stdin);
   await new Promise<void>((resolve, reject) => {
     stream.on('end', resolve);
@@ -82,8 +83,10 @@ export async function execOk(container: string, cmd: string[], opts: Parameters<
  * Removes containers, volumes and networks made by tests: those of one compose project, those labelled with
  * one test run's id, or (no filter) everything carrying TEST_LABEL or the test name prefix.
  */
-export async function sweepLeftovers(filter: { project?: string; runId?: string } = {}): Promise<void> {
-  const d = docker();
+export async function sweepLeftovers(
+  filter: { project?: string; runId?: string } = {},
+  d: Docker = docker(),
+): Promise<void> {
   const match = (name: string, labels: Record<string, string> | undefined) => {
     if (filter.project)
       return labels?.['com.docker.compose.project'] === filter.project || name.includes(filter.project);

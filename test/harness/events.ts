@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import type Docker from 'dockerode';
 import { docker } from './docker.js';
 
 export interface ContainerEvent {
@@ -27,8 +28,8 @@ function toEvent(e: RawEvent): ContainerEvent {
  */
 const recorders = new Map<string, { events: ContainerEvent[]; stop(): void }>();
 
-export async function startRecording(project: string): Promise<void> {
-  const stream = (await docker().getEvents({
+export async function startRecording(project: string, client: Docker = docker()): Promise<void> {
+  const stream = (await client.getEvents({
     filters: { type: ['container'], label: [`com.docker.compose.project=${project}`] },
   })) as unknown as NodeJS.ReadableStream & { destroy(): void };
   const events: ContainerEvent[] = [];

@@ -31,6 +31,10 @@ export interface StackOptions {
   labels?: Partial<Record<'mariadb' | 'moodle', Record<string, string>>>;
   /** Project name; default a unique test name. */
   project?: string;
+  /** The engine to create it on (default: the main one, `docker()`), e.g. a second engine's client. */
+  docker?: Docker;
+  /** Restart policy of both services, e.g. `unless-stopped` as users set it (default: none). */
+  restart?: 'unless-stopped' | 'always';
 }
 
 export interface MoodleStack {
@@ -51,19 +55,21 @@ export interface MoodleStack {
 }
 
 /** Runs SQL as root in the Moodle database of a MariaDB container; returns tab-separated rows. */
-export function sqlIn(container: string): (query: string) => Promise<string> {
+export function sqlIn(container: string, client?: Docker): (query: string) => Promise<string> {
   return (query) =>
-    execOk(container, ['mariadb', '-uroot', `-p${DB.rootPassword}`, '-N', '-B', DB.name, '-e', query]);
+    execOk(container, ['mariadb', '-uroot', `-p${DB.rootPassword}`, '-N', '-B', DB.name, '-e', query], {
+      client,
+    });
 }
 
 /** Waits (bounded) until the MariaDB in `container` answers a query as root. */
-export async function waitForMariaDb(container: string, timeoutMs = 60_000): Promise<void> {
+export async function waitForMariaDb(container: string, timeoutMs = 60_000, client?: Docker): Promise<void> {
   const end = Date.now() + timeoutMs;
   let last = '';
   while (Date.now() < end) {
-    const r = await execIn(container, ['mariadb', '-uroot', `-p${DB.rootPassword}`, '-e', 'SELECT 1']).catch(
-      (e: Error) => ({ exitCode: -1, stdout: '', stderr: e.message }),
-    );
+    const r = await execIn(container, ['mariadb', '-uroot', `-p${DB.rootPassword}`, '-e', 'SELECT 1'], {
+      client,
+    }).catch((e: Error) => ({ exitCode: -1, stdout: '', stderr: e.message }));
     if (r.exitCode === 0) return;
     last = r.stderr;
     await sleep(300);
@@ -85,8 +91,7 @@ export function composeLabels(project: string, service: string, dependsOn?: stri
 }
 
 /** Creates a compose-labelled network and named volumes for `project`, as `docker compose up` would. */
-export async function createProjectResources(project: string) {
-  const d = docker();
+export async function createProjectResources(project: string, d: Docker = docker()) {
   const network = `${project}_default`;
   await d.createNetwork({
     Name: network,
@@ -123,6 +128,8 @@ export async function createProjectResources(project: string) {
 }
 
 async function createService(
+  d: Docker,
+  restart: StackOptions['restart'],
   name: string,
   image: string,
   service: string,
@@ -131,12 +138,16 @@ async function createService(
   env: string[],
   labels: Record<string, string>,
 ): Promise<Docker.Container> {
-  return docker().createContainer({
+  return d.createContainer({
     name,
     Image: image,
     Env: env,
     Labels: labels,
-    HostConfig: { Binds: binds, NetworkMode: network },
+    HostConfig: {
+      Binds: binds,
+      NetworkMode: network,
+      ...(restart ? { RestartPolicy: { Name: restart } } : {}),
+    },
     NetworkingConfig: { EndpointsConfig: { [network]: { Aliases: [service] } } },
     StopTimeout: 60,
   });
@@ -148,21 +159,22 @@ async function createService(
  */
 export async function createMoodleStack(opts: StackOptions = {}): Promise<MoodleStack> {
   const project = opts.project ?? uniqueName('p');
-  const { network, volumes } = await createProjectResources(project);
-  await startRecording(project);
+  const d = opts.docker ?? docker();
+  const client = opts.docker;
+  const { network, volumes } = await createProjectResources(project, d);
+  await startRecording(project, d);
   const containers = { mariadb: `${project}-mariadb-1`, moodle: `${project}-moodle-1` };
   const stack: MoodleStack = {
     project,
     network,
     containers,
     volumes,
-    sql: sqlIn(containers.mariadb),
-    waitForDb: (timeoutMs) => waitForMariaDb(containers.mariadb, timeoutMs),
+    sql: sqlIn(containers.mariadb, client),
+    waitForDb: (timeoutMs) => waitForMariaDb(containers.mariadb, timeoutMs, client),
     exec(service, cmd) {
-      return execIn(containers[service], cmd);
+      return execIn(containers[service], cmd, { client });
     },
     async states() {
-      const d = docker();
       const [a, b] = await Promise.all([
         d.getContainer(containers.mariadb).inspect(),
         d.getContainer(containers.moodle).inspect(),
@@ -171,11 +183,13 @@ export async function createMoodleStack(opts: StackOptions = {}): Promise<Moodle
     },
     async remove() {
       stopRecording(project);
-      await sweepLeftovers({ project });
+      await sweepLeftovers({ project }, d);
     },
   };
   try {
     const mariadb = await createService(
+      d,
+      opts.restart,
       containers.mariadb,
       IMAGES.mariadb,
       'mariadb',
@@ -190,6 +204,8 @@ export async function createMoodleStack(opts: StackOptions = {}): Promise<Moodle
       { ...composeLabels(project, 'mariadb'), ...opts.labels?.mariadb },
     );
     const moodle = await createService(
+      d,
+      opts.restart,
       containers.moodle,
       IMAGES.moodle,
       'moodle',
@@ -206,8 +222,8 @@ export async function createMoodleStack(opts: StackOptions = {}): Promise<Moodle
     await mariadb.start();
     await stack.waitForDb();
     await moodle.start();
-    await waitForFile(containers.moodle, '/bitnami/moodle/version.php');
-    if (opts.seed !== false) await seedStack(stack, opts.seed ?? {});
+    await waitForFile(containers.moodle, '/bitnami/moodle/version.php', client);
+    if (opts.seed !== false) await seedStack(stack, opts.seed ?? {}, client);
     return stack;
   } catch (err) {
     await stack.remove();
@@ -215,26 +231,29 @@ export async function createMoodleStack(opts: StackOptions = {}): Promise<Moodle
   }
 }
 
-async function waitForFile(container: string, path: string, timeoutMs = 30_000): Promise<void> {
+async function waitForFile(container: string, path: string, client?: Docker): Promise<void> {
+  const timeoutMs = 30_000;
   const end = Date.now() + timeoutMs;
   while (Date.now() < end) {
-    if ((await execIn(container, ['test', '-f', path])).exitCode === 0) return;
+    if ((await execIn(container, ['test', '-f', path], { client })).exitCode === 0) return;
     await sleep(200);
   }
   throw new Error(`${path} did not appear in ${container}`);
 }
 
 /** Seeds the database (thousands of rows in several InnoDB tables) and the Moodle dataroot. */
-export async function seedStack(stack: MoodleStack, seed: SeedOptions): Promise<void> {
+export async function seedStack(stack: MoodleStack, seed: SeedOptions, client?: Docker): Promise<void> {
   const sqlTemplate = await readFile(new URL('./seed-db.sql', import.meta.url), 'utf8');
   const sql = sqlTemplate
     .replace('@USERS@', String(seed.users ?? 2000))
     .replace('@LOGS@', String(seed.logs ?? 5000));
   await execOk(stack.containers.mariadb, ['mariadb', '-uroot', `-p${DB.rootPassword}`, DB.name], {
     stdin: sql,
+    client,
   });
   const script = await readFile(new URL('./seed-moodledata.sh', import.meta.url), 'utf8');
   await execOk(stack.containers.moodle, ['bash', '-c', script, 'seed', '/bitnami/moodledata'], {
     env: [`FILES=${seed.files ?? 120}`, `BLOB_KB=${seed.blobKb ?? 24}`, `BIG_MB=${seed.bigMb ?? 6}`],
+    client,
   });
 }
