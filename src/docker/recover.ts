@@ -75,3 +75,8 @@ export function runOwnerAlive(state: RunState): boolean {
   const owner = stateOwner(state);
   return !isSelf(owner) && ownerLiveness(owner) === 'alive';
 }
+
+/** What an interrupted run left stopped, for /healthz while it is being recovered. */
+export function recoverInterruptedNote(state: RunState): string {
+  return `an interrupted ${state.operation} (run ${state.runId}) left ${state.quiesced.map((q) => q.name).join(', ')} stopped`;
+}
