@@ -1,4 +1,5 @@
 import { expect } from 'vitest';
+import { HELPER_LABEL } from '../../src/docker/labels.js';
 import type { RunState } from '../../src/docker/state.js';
 import { logLines } from './cli.js';
 import { docker } from './docker.js';
@@ -18,8 +19,6 @@ import { DB } from './stack.js';
  * One crash round's checks on a sidecar-in-a-stack (sidecar.ts), whatever killed it (`docker kill`, an engine
  * restart): what a user checks after the sidecar comes back.
  */
-
-const HELPER_LABEL = 'moodle-backup.helper';
 
 /** `docker kill -s KILL <sidecar>`; returns the state file the killed run left (null: none). */
 export async function killSidecar(s: SidecarStack): Promise<RunState | null> {
