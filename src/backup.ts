@@ -32,7 +32,7 @@ import { assertLabels } from './docker/label-check.js';
 import { planQuiesce } from './docker/plan.js';
 import { quiesce } from './docker/quiesce.js';
 import { findSelf } from './docker/self.js';
-import { StateStore } from './docker/state.js';
+import { ownedByMe, StateStore } from './docker/state.js';
 import { volumeDir } from './docker/volume-dir.js';
 import { assertVolume, pickHelperImage } from './docker/volumes.js';
 import { SidecarError } from './errors.js';
@@ -115,7 +115,7 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
     runId: id,
     operation: 'backup',
     startedAt: createdAt.toISOString(),
-    pid: process.pid,
+    ...ownedByMe(),
     quiesced: [],
   });
 

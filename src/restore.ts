@@ -14,7 +14,7 @@ import { stopOrder } from './docker/plan.js';
 import { quiesce } from './docker/quiesce.js';
 import { ensureVolume } from './docker/restore-volume.js';
 import { findSelf, type SelfInfo } from './docker/self.js';
-import { StateStore } from './docker/state.js';
+import { ownedByMe, StateStore } from './docker/state.js';
 import { volumeDir } from './docker/volume-dir.js';
 import { pickHelperImage } from './docker/volumes.js';
 import { SidecarError } from './errors.js';
@@ -178,7 +178,7 @@ async function apply(
     runId: `restore-${manifest.id}`,
     operation: 'restore',
     startedAt: new Date().toISOString(),
-    pid: process.pid,
+    ...ownedByMe(),
     quiesced: [],
     volumes: { ...progress.volumes },
     safetySnapshot: safety,

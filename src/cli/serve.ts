@@ -6,6 +6,7 @@ import { HealthState, startHealthServer } from '../observe/health.js';
 import { JobsHealth } from '../observe/jobs-health.js';
 import { BackupMetrics } from '../observe/metrics.js';
 import { Notifier } from '../observe/notify.js';
+import { OrphanWatch } from '../schedule/orphan-watch.js';
 import { LabelPlanner } from '../schedule/planner.js';
 import { BackendPool } from '../schedule/runner.js';
 import { JobScheduler, parseSchedule } from '../schedule/scheduler.js';
@@ -71,6 +72,15 @@ export function registerServe(program: Command): void {
         });
         scheduler.start();
         logSchedules(scheduler, log);
+        // A `docker exec … backup` killed beside this process is recovered within seconds, not at the next run.
+        const orphans = new OrphanWatch({
+          docker: ctx.docker,
+          log,
+          stateDir: config.stateDir,
+          configs: [config, ...settings.jobs.map((j) => j.config)],
+          setStackDown: (reason) => health.setStackDown(reason),
+        });
+        orphans.start();
         const watcher = project
           ? new EventsWatcher({
               docker: ctx.docker,
@@ -99,6 +109,7 @@ export function registerServe(program: Command): void {
           'stopping: waiting for a running backup to abort and resume the stack',
         );
         await watcher?.stop();
+        await orphans.stop();
         await planner.idle();
         await scheduler.stop();
         await server.close();

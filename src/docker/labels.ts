@@ -1,4 +1,4 @@
-import { hostname } from 'node:os';
+import { ownerLabel } from '../owner.js';
 
 /** Our label namespace, plus offen/docker-volume-backup's labels we honour. Documented in README ("Labels"). */
 export const LABELS = {
@@ -34,7 +34,10 @@ export const LABELS = {
 /** Marks helper containers the sidecar creates, so discovery and cleanup can tell them apart. */
 export const HELPER_LABEL = 'moodle-backup.helper';
 
-/** The helper label's value: which process made it, so crash recovery removes only that run's helpers. */
-export function helperOwner(pid: number = process.pid): string {
-  return `${hostname()}:${pid}`;
+/**
+ * The helper label's value: which process made it (owner.ts, restart-proof), so crash recovery removes only
+ * dead processes' helpers.
+ */
+export function helperOwner(): string {
+  return ownerLabel();
 }

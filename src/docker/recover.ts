@@ -1,10 +1,10 @@
 import type Docker from 'dockerode';
 import { disableWhenUp } from '../moodle/maintenance.js';
 import type { Logger } from '../observe/logger.js';
-import { isAlive } from '../processes.js';
+import { isSelf, ownerLiveness } from '../owner.js';
 import { settleInterrupted } from '../restore-swap.js';
 import { resumeContainers } from './quiesce.js';
-import type { RunState, StateStore } from './state.js';
+import { type RunState, type StateStore, stateOwner } from './state.js';
 import { sweepDeadHelpers } from './sweep-helpers.js';
 
 /**
@@ -22,7 +22,7 @@ export async function recoverInterrupted(
   );
   const state = await store.read();
   if (!state) return null;
-  if (isAlive(state.pid) && state.pid !== process.pid) return null; // a live run owns it (same PID namespace)
+  if (runOwnerAlive(state)) return null;
   log.warn(
     {
       step: 'recover',
@@ -63,4 +63,20 @@ export async function recoverInterrupted(
   }
   await store.clear();
   return state;
+}
+
+/**
+ * Whether a live run other than this process owns the state file. This process's own state counts as
+ * dead: recovery runs at a command's start or under the run lock, never while this process runs one. Another
+ * host's run counts as dead too, as for the run lock (lock.ts): a state directory belongs to one sidecar, and
+ * a recreated sidecar container has a new host name.
+ */
+export function runOwnerAlive(state: RunState): boolean {
+  const owner = stateOwner(state);
+  return !isSelf(owner) && ownerLiveness(owner) === 'alive';
+}
+
+/** What an interrupted run left stopped, for /healthz while it is being recovered. */
+export function recoverInterruptedNote(state: RunState): string {
+  return `an interrupted ${state.operation} (run ${state.runId}) left ${state.quiesced.map((q) => q.name).join(', ')} stopped`;
 }

@@ -1,6 +1,7 @@
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { QuiesceMode } from '../config/types.js';
+import { currentOwner, legacyOwner, type Owner } from '../owner.js';
 import type { SwapRecord } from '../restore-swap.js';
 import type { MultipartRecord, UploadLedger } from '../storage/backend.js';
 
@@ -33,7 +34,10 @@ export interface RunState {
   runId: string;
   operation: 'backup' | 'restore';
   startedAt: string;
+  /** The run's PID; kept beside `owner` for older versions reading a newer file. */
   pid: number;
+  /** Who runs it (owner.ts); absent in files written before it existed: then `pid` alone is judged. */
+  owner?: Owner;
   /** Containers quiesced so far, in stop order; written before each stop so a crash cannot lose one. */
   quiesced: QuiescedContainer[];
   /** Set before this run turns Moodle's maintenance mode on, removed once it is off again (moodle/maintenance.ts). */
@@ -46,6 +50,16 @@ export interface RunState {
   safetySnapshot?: string;
   /** Multipart uploads started and not yet completed or aborted: recovery aborts them (storage/discard-interrupted.ts). */
   uploads?: MultipartRecord[];
+}
+
+/** `pid` and `owner` of a run of this process, for a new state file. */
+export function ownedByMe(): { pid: number; owner: Owner } {
+  return { pid: process.pid, owner: currentOwner() };
+}
+
+/** The process that wrote a state file; an old file (no `owner`) by its PID on this host, the old rule. */
+export function stateOwner(state: RunState): Owner {
+  return state.owner ?? legacyOwner(state.pid);
 }
 
 /**

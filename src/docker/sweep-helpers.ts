@@ -1,23 +1,22 @@
-import { hostname } from 'node:os';
 import type Docker from 'dockerode';
 import type { Logger } from '../observe/logger.js';
-import { isAlive } from '../processes.js';
+import { isSelf, ownerLiveness, parseOwnerLabel } from '../owner.js';
 import { dockerStatus } from './client.js';
 import { HELPER_LABEL } from './labels.js';
 
 /**
- * True when a helper label's value (`host:pid`, see labels.ts helperOwner) names a process of this host (the
- * sidecar container's hostname, or the machine's for a CLI run on it) that no longer runs. Helpers of
- * another host are left alone: whether their process lives cannot be told from here. Our own pid counts as
- * dead: a restarted container's sidecar gets the same pid again, and this is only called before the process
- * has made helpers of its own (at the start of a command, or of a scheduled run under the run lock).
+ * True when a helper label's value (see labels.ts helperOwner; old `host:pid` labels are still read, by the
+ * PID alone) names a process of this host (the sidecar container's hostname, or the machine's for a CLI run
+ * on it) that no longer runs. Helpers of another host are left alone: whether their process lives cannot be
+ * told from here. We ourselves count as dead: this is only called before the process has made helpers of its
+ * own (at the start of a command, or of a run under the run lock), and an old label's PID may be ours again
+ * after a container restart.
  */
 export function ownerIsDead(owner: string | undefined): boolean {
-  if (!owner) return false;
-  const at = owner.lastIndexOf(':');
-  const pid = Number(owner.slice(at + 1));
-  if (at < 0 || owner.slice(0, at) !== hostname() || !Number.isInteger(pid) || pid <= 0) return false;
-  return pid === process.pid || !isAlive(pid);
+  const o = parseOwnerLabel(owner);
+  if (!o) return false;
+  const liveness = ownerLiveness(o);
+  return liveness !== 'foreign' && (isSelf(o) || liveness === 'dead');
 }
 
 /**

@@ -11,7 +11,8 @@ export interface FailureInfo {
 }
 
 export interface HealthReport {
-  status: 'ok' | 'failing' | 'stale';
+  /** down: an interrupted run left the stack stopped and it is not running again yet (jobs-health.ts). */
+  status: 'ok' | 'failing' | 'stale' | 'down';
   /** Why the sidecar is unhealthy; absent when ok. */
   reason?: string;
   lastSuccess: string | null;

@@ -11,6 +11,8 @@ export interface JobsHealthReport extends HealthReport {
  */
 export class JobsHealth implements HealthSource {
   private readonly states = new Map<string, HealthState>();
+  /** Why the stack is down after an interrupted run, until it runs again (schedule/orphan-watch.ts). */
+  private down: string | null = null;
 
   constructor(private readonly idle: HealthState) {}
 
@@ -30,7 +32,17 @@ export class JobsHealth implements HealthSource {
     return [...this.states.keys()];
   }
 
+  /** A stack stopped by an interrupted run outranks every job's state: the site is down. null: it is not. */
+  setStackDown(reason: string | null): void {
+    this.down = reason;
+  }
+
   report(): JobsHealthReport {
+    const r = this.jobsReport();
+    return this.down ? { ...r, status: 'down', reason: this.down } : r;
+  }
+
+  private jobsReport(): JobsHealthReport {
     const entries = [...this.states.entries()].map(([name, s]) => ({ name, r: s.report() }));
     if (entries.length === 0) return this.idle.report();
     if (entries.length === 1) return (entries[0] as { r: HealthReport }).r;

@@ -3,11 +3,13 @@ import { link, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { SidecarError } from '../errors.js';
-import { isAlive } from '../processes.js';
+import { currentOwner, legacyOwner, type Owner, ownerLiveness } from '../owner.js';
 
 interface LockInfo {
   pid: number;
   host: string;
+  /** Who holds it (owner.ts); locks written before it existed are judged by `host` and `pid`, the old rule. */
+  owner?: Owner;
   operation: string;
   since: string;
 }
@@ -26,7 +28,13 @@ export interface RunLock {
 export async function acquireRunLock(stateDir: string, operation: string): Promise<RunLock> {
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
   const file = join(stateDir, 'run.lock');
-  const info: LockInfo = { pid: process.pid, host: hostname(), operation, since: new Date().toISOString() };
+  const info: LockInfo = {
+    pid: process.pid,
+    host: hostname(),
+    owner: currentOwner(),
+    operation,
+    since: new Date().toISOString(),
+  };
   const mine = `${file}.${process.pid}-${randomBytes(4).toString('hex')}`;
   await writeFile(mine, JSON.stringify(info), { mode: 0o600 });
   try {
@@ -43,7 +51,8 @@ export async function acquireRunLock(stateDir: string, operation: string): Promi
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
       const holder = await readLock(file);
-      if (!holder || (holder.host === info.host && isAlive(holder.pid))) {
+      // Another host's lock counts as stale: a recreated sidecar container has a new host name.
+      if (!holder || ownerLiveness(holder.owner ?? legacyOwner(holder.pid, holder.host)) === 'alive') {
         const who = holder
           ? `another ${holder.operation} is running (pid ${holder.pid}, since ${holder.since})`
           : 'another run holds the lock';
@@ -57,8 +66,9 @@ export async function acquireRunLock(stateDir: string, operation: string): Promi
         continue; // someone else moved it first
       }
       const moved = await readLock(aside);
-      if (moved && moved.pid !== holder.pid) {
-        // We moved a fresh lock taken in between: put it back if the place is still free.
+      if (moved && (moved.pid !== holder.pid || moved.since !== holder.since)) {
+        // We moved a fresh lock taken in between (PIDs repeat in containers: `since` too tells them apart):
+        // put it back if the place is still free.
         await link(aside, file).catch(() => undefined);
       }
       await rm(aside, { force: true });

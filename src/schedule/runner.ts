@@ -5,7 +5,7 @@ import { runBackup } from '../backup.js';
 import type { Job } from '../config/jobs.js';
 import type { Config, Target } from '../config/types.js';
 import { recoverInterrupted } from '../docker/recover.js';
-import { StateStore } from '../docker/state.js';
+import { type RunState, StateStore } from '../docker/state.js';
 import { describeError, isSidecarError } from '../errors.js';
 import type { HealthState } from '../observe/health.js';
 import type { Logger } from '../observe/logger.js';
@@ -73,8 +73,7 @@ export async function runJob(deps: RunnerDeps, job: Job, health: HealthState): P
   try {
     manifest = await withRunLock({ config: { stateDir: deps.stateDir } }, 'backup', async () => {
       // Also covers a `docker exec … backup` killed while this process kept running.
-      const interrupted = await recoverInterrupted(deps.docker, new StateStore(deps.stateDir), log);
-      await discardInterrupted(deps.configs, interrupted, log);
+      await recoverLeftovers(deps);
       const m = await runBackup({
         docker: deps.docker,
         config: job.config,
@@ -117,6 +116,18 @@ export async function runJob(deps: RunnerDeps, job: Job, health: HealthState): P
     return;
   }
   await notifier.success(manifest, named);
+}
+
+/**
+ * Under the run lock: resume what a dead run left stopped and discard its partial snapshot and open uploads.
+ * Returns the dead run's state, null when there was none.
+ */
+export async function recoverLeftovers(
+  deps: Pick<RunnerDeps, 'docker' | 'log' | 'stateDir' | 'configs'>,
+): Promise<RunState | null> {
+  const interrupted = await recoverInterrupted(deps.docker, new StateStore(deps.stateDir), deps.log);
+  await discardInterrupted(deps.configs, interrupted, deps.log);
+  return interrupted;
 }
 
 /** A failed prune does not undo the backup: it is logged and retried after the next success. */

@@ -11,8 +11,8 @@ import { createMoodleStack, type MoodleStack } from '../harness/stack.js';
 /**
  * A `verify --deep` drill killed with SIGKILL while its scratch MariaDB server runs leaves that server and its
  * scratch volume behind (its `finally` never ran, and a drill writes no state file). The next command must
- * remove them. The drill's objects are found by their owner label (`host:pid`), so drills of tests running
- * in parallel are never mistaken for this one's.
+ * remove them. The drill's objects are found by their owner label (`host:pid:starttime:bootid`, src/owner.ts),
+ * so drills of tests running in parallel are never mistaken for this one's.
  */
 interface Found {
   containers: { name: string; running: boolean }[];
@@ -20,10 +20,12 @@ interface Found {
 }
 
 async function ownedBy(pid: number): Promise<Found> {
-  const label = [`${HELPER_LABEL}=${hostname()}:${pid}`];
+  const label = [HELPER_LABEL];
+  const mine = (labels: Record<string, string> | null | undefined) =>
+    String(labels?.[HELPER_LABEL] ?? '').startsWith(`${hostname()}:${pid}:`);
   const d = docker();
-  const cs = await d.listContainers({ all: true, filters: { label } });
-  const vs = (await d.listVolumes({ filters: { label } })).Volumes ?? [];
+  const cs = (await d.listContainers({ all: true, filters: { label } })).filter((c) => mine(c.Labels));
+  const vs = ((await d.listVolumes({ filters: { label } })).Volumes ?? []).filter((v) => mine(v.Labels));
   return {
     containers: cs.map((c) => ({
       name: (c.Names[0] ?? '').replace(/^\//, ''),
