@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
+import { isSidecarError, SidecarError } from '../common/errors.js';
 import { DEFAULT_JOB } from '../config/jobs.js';
-import { isSidecarError, SidecarError } from '../errors.js';
 import type { Backend, ObjectInfo } from '../storage/backend.js';
 import { MANIFEST_NAME, type Manifest, parseManifest, snapshotTime } from './manifest.js';
 

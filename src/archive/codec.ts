@@ -1,8 +1,8 @@
 import { spawnSync } from 'node:child_process';
 import { type Duplex, PassThrough } from 'node:stream';
 import zlib from 'node:zlib';
+import { SidecarError } from '../common/errors.js';
 import type { Codec } from '../config/types.js';
-import { SidecarError } from '../errors.js';
 import { ParallelGzip } from './gzip-parallel.js';
 import { spawnFilter } from './spawn-filter.js';
 
@@ -14,7 +14,7 @@ export interface CodecImpl {
   decompress(): Duplex;
   /**
    * The compressor as a command line (stdin → stdout) when it runs as a binary on this machine, else null:
-   * then another child process can feed it directly (docker/dir-tar-compressed.ts), bypassing Node.
+   * then another child process can feed it directly (volume/dir-tar-compressed.ts), bypassing Node.
    */
   command?(level?: number): { cmd: string; args: string[] } | null;
 }

@@ -1,8 +1,8 @@
 import { Duplex } from 'node:stream';
 import { Decrypter, Encrypter, identityToRecipient } from 'age-encryption';
 import { z } from 'zod';
+import { SidecarError } from '../common/errors.js';
 import type { EncryptionConfig } from '../config/types.js';
-import { SidecarError } from '../errors.js';
 
 /**
  * Encryption at rest with age (the age-encryption package, age-encryption.org/v1): one age file per archive,

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { SidecarError } from '../errors.js';
+import { SidecarError } from '../common/errors.js';
 import { encryptionSchema } from './encryption.js';
 
 /** Format identifier written into every manifest; bump on incompatible changes (docs/format.md). */

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { Duplex } from 'node:stream';
-import { collect, endsAfter, exited } from '../processes.js';
+import { collect, endsAfter, exited } from '../common/processes.js';
 
 /**
  * A child process as a stream filter (stdin → stdout). Its output only ends once the process has exited

@@ -1,5 +1,5 @@
 import type { Header } from 'tar-stream';
-import { SidecarError } from '../errors.js';
+import { SidecarError } from '../common/errors.js';
 import { type RawEntry, TarExclude } from './tar-exclude.js';
 import { TarGuard } from './tar-guard.js';
 

@@ -1,6 +1,6 @@
 import { posix } from 'node:path';
 import type { Header } from 'tar-stream';
-import { SidecarError } from '../errors.js';
+import { SidecarError } from '../common/errors.js';
 
 /** What a restore would write, tallied while checking. */
 export interface TarStats {

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { Manifest } from '../archive/manifest.js';
-import { runBackup } from '../backup.js';
+import { runBackup } from '../backup/run.js';
 import { createBackend } from '../storage/index.js';
 import { openContext, withRunLock } from './context.js';
 import { formatBytes, formatDuration } from './output.js';

@@ -1,14 +1,14 @@
 import type Docker from 'dockerode';
+import { SidecarError } from '../common/errors.js';
 import { type Job, LABEL_JOB_PREFIX, type Settings } from '../config/jobs.js';
 import { loadSettings } from '../config/load.js';
 import type { Config, Target } from '../config/types.js';
 import { assertDockerAvailable, createDocker } from '../docker/client.js';
-import { recoverInterrupted } from '../docker/recover.js';
-import { type RunState, StateStore } from '../docker/state.js';
-import { SidecarError } from '../errors.js';
 import { createLogger, type Logger } from '../observe/logger.js';
+import { discardInterrupted } from '../recover/discard-interrupted.js';
+import { recoverInterrupted } from '../recover/run.js';
+import { type RunState, StateStore } from '../stack/state.js';
 import type { Backend } from '../storage/backend.js';
-import { discardInterrupted } from '../storage/discard-interrupted.js';
 import { createBackend } from '../storage/index.js';
 
 export interface RunContext {

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
-import { describeError, EXIT_CODES, SidecarError } from '../errors.js';
+import { describeError, EXIT_CODES, SidecarError } from '../common/errors.js';
+import { TOOL } from '../common/version.js';
 import { stderrStatus } from '../observe/terminal.js';
-import { TOOL } from '../version.js';
 import { registerBackup } from './backup.js';
 import { registerPrune } from './prune.js';
 import { registerRestore } from './restore.js';

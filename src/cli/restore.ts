@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { listSnapshots } from '../archive/catalog.js';
-import { SidecarError } from '../errors.js';
-import { type RestorePlan, runRestore } from '../restore.js';
+import { SidecarError } from '../common/errors.js';
+import { type RestorePlan, runRestore } from '../restore/run.js';
 import { openContext, type RunContext, withRunLock } from './context.js';
 import { formatBytes, formatDuration, table, terminalWidth } from './output.js';
 import { ask, isInteractive } from './prompt.js';

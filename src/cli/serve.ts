@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type Docker from 'dockerode';
+import { SidecarError } from '../common/errors.js';
 import { findSelf } from '../docker/self.js';
-import { SidecarError } from '../errors.js';
 import { HealthState, startHealthServer } from '../observe/health.js';
 import { JobsHealth } from '../observe/jobs-health.js';
 import { BackupMetrics } from '../observe/metrics.js';

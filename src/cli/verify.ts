@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { SidecarError } from '../errors.js';
-import { runVerify, type VerifyReport } from '../verify.js';
+import { SidecarError } from '../common/errors.js';
+import { runVerify, type VerifyReport } from '../verify/run.js';
 import { openContext } from './context.js';
 import { table, terminalWidth } from './output.js';
 

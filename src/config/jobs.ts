@@ -1,4 +1,4 @@
-import { CRON_HINT, cronProblem } from '../schedule/cron.js';
+import { CRON_HINT, cronProblem } from './cron.js';
 import type { Tree } from './env.js';
 import { KNOWN_KEYS } from './schema.js';
 import { closest } from './suggest.js';

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
-import { SidecarError } from '../errors.js';
+import { SidecarError } from '../common/errors.js';
 import { type EnvConfig, readEnv, type Tree } from './env.js';
 import { DEFAULT_JOB, type ParseJob, resolveJobs, type Settings } from './jobs.js';
 import { configSchema, KNOWN_KEYS } from './schema.js';

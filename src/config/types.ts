@@ -90,7 +90,7 @@ export interface Config {
   spool: SpoolPolicy;
   /** Where compressed archives are spooled when the target is slower than reading. */
   spoolDir: string;
-  /** auto: the volume's directory when the sidecar can see it (docker/volume-dir.ts), else Docker's archive API. */
+  /** auto: the volume's directory when the sidecar can see it (volume/mount-dir.ts), else Docker's archive API. */
   readPath: ReadPath;
   /** Persistent directory for the state file (what was stopped) and the run lock. */
   stateDir: string;

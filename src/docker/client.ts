@@ -1,5 +1,5 @@
 import Docker from 'dockerode';
-import { SidecarError } from '../errors.js';
+import { SidecarError } from '../common/errors.js';
 
 /** A Docker client from DOCKER_HOST or the default socket. */
 export function createDocker(): Docker {

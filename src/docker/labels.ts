@@ -1,4 +1,4 @@
-import { ownerLabel } from '../owner.js';
+import { ownerLabel } from '../common/owner.js';
 
 /** Our label namespace, plus offen/docker-volume-backup's labels we honour. Documented in README ("Labels"). */
 export const LABELS = {
@@ -35,7 +35,7 @@ export const LABELS = {
 export const HELPER_LABEL = 'moodle-backup.helper';
 
 /**
- * The helper label's value: which process made it (owner.ts, restart-proof), so crash recovery removes only
+ * The helper label's value: which process made it (common/owner.ts, restart-proof), so crash recovery removes only
  * dead processes' helpers.
  */
 export function helperOwner(): string {

@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type Docker from 'dockerode';
-import type { Stack } from '../docker/discover.js';
 import { execCapture } from '../docker/exec.js';
 import type { Logger } from '../observe/logger.js';
+import type { Stack } from '../stack/discover.js';
 
 export interface StartReport {
   /** Containers where MariaDB answered a ping after the restore. */

@@ -1,8 +1,8 @@
 import { posix } from 'node:path';
 import { type ExcludeRule, invalidExcludeRules } from '../archive/tar-exclude.js';
 import type { Config } from '../config/types.js';
-import type { Stack, VolumeTarget } from '../docker/discover.js';
 import { LABELS } from '../docker/labels.js';
+import type { Stack, VolumeTarget } from '../stack/discover.js';
 
 /**
  * What Moodle rebuilds by itself (caches, temp files, sessions, locks, the cron log) and the maintenance flag

@@ -1,6 +1,6 @@
 import type Docker from 'dockerode';
 import { extract } from 'tar-stream';
-import type { Stack } from '../docker/discover.js';
+import type { Stack } from '../stack/discover.js';
 
 export interface MoodleFacts {
   version: string;

@@ -1,9 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type Docker from 'dockerode';
+import { isSidecarError, SidecarError } from '../common/errors.js';
 import { execCapture } from '../docker/exec.js';
-import type { MaintenanceRecord, StateStore } from '../docker/state.js';
-import { isSidecarError, SidecarError } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
+import type { MaintenanceRecord, StateStore } from '../stack/state.js';
 import { EXTRA_PATH, type MoodleSite } from './site.js';
 
 /** The flag file Moodle's CLI maintenance mode writes into the dataroot. */
@@ -111,7 +111,7 @@ async function successorOf(
 
 /**
  * Moodle's maintenance mode for one run: `on()` records the switch in the state file *before* flipping it, so
- * a crash at any point leaves enough for the next start (docker/recover.ts) to turn it off; `off()` is
+ * a crash at any point leaves enough for the next start (recover/run.ts) to turn it off; `off()` is
  * idempotent and runs in every exit path. A site that was already in maintenance mode is left as it was.
  */
 export class Maintenance {

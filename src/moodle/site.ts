@@ -1,7 +1,7 @@
 import type Docker from 'dockerode';
-import type { ServiceContainer, Stack } from '../docker/discover.js';
 import { execCapture } from '../docker/exec.js';
 import { LABELS } from '../docker/labels.js';
+import type { ServiceContainer, Stack } from '../stack/discover.js';
 
 /** The running Moodle container and where its code and dataroot are mounted. */
 export interface MoodleSite {

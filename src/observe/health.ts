@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { describeError, isSidecarError, SidecarError } from '../errors.js';
+import { describeError, isSidecarError, SidecarError } from '../common/errors.js';
 import type { Logger } from './logger.js';
 import type { BackupMetrics } from './metrics.js';
 

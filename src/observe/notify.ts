@@ -1,9 +1,9 @@
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Manifest } from '../archive/manifest.js';
+import { isSidecarError } from '../common/errors.js';
+import { TOOL } from '../common/version.js';
 import type { NotifyEvent } from '../config/types.js';
-import { isSidecarError } from '../errors.js';
-import { TOOL } from '../version.js';
 import type { Logger } from './logger.js';
 
 /** The JSON body posted to BACKUP_WEBHOOK_URL (docs/configuration.md documents it). */

@@ -29,8 +29,9 @@
  * which also decides which of two equal-time snapshots is the "newest" in a bucket. A forgotten snapshot
  * carries one reason explaining why.
  */
+
+import { SidecarError } from '../common/errors.js';
 import type { RetentionPolicy } from '../config/types.js';
-import { SidecarError } from '../errors.js';
 
 export interface SnapshotRef {
   id: string;

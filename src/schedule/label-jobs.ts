@@ -1,7 +1,7 @@
 import { type Job, LABEL_JOB_PREFIX, type Settings } from '../config/jobs.js';
-import type { Stack } from '../docker/discover.js';
-import { describeLabelProblem, labelProblems } from '../docker/label-check.js';
 import { LABELS } from '../docker/labels.js';
+import type { Stack } from '../stack/discover.js';
+import { describeLabelProblem, labelProblems } from '../stack/label-check.js';
 
 export interface JobPlan {
   /** The configured jobs, adjusted for labels, plus one job per container with a schedule label. */

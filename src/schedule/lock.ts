@@ -2,13 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { link, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { SidecarError } from '../errors.js';
-import { currentOwner, legacyOwner, type Owner, ownerLiveness } from '../owner.js';
+import { SidecarError } from '../common/errors.js';
+import { currentOwner, legacyOwner, type Owner, ownerLiveness } from '../common/owner.js';
 
 interface LockInfo {
   pid: number;
   host: string;
-  /** Who holds it (owner.ts); locks written before it existed are judged by `host` and `pid`, the old rule. */
+  /** Who holds it (common/owner.ts); locks written before it existed are judged by `host` and `pid`, the old rule. */
   owner?: Owner;
   operation: string;
   since: string;

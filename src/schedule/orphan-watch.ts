@@ -1,7 +1,7 @@
-import { recoverInterruptedNote } from '../docker/recover.js';
-import { StateStore, stateOwner } from '../docker/state.js';
-import { describeError, isSidecarError } from '../errors.js';
-import { isSelf, ownerLiveness } from '../owner.js';
+import { describeError, isSidecarError } from '../common/errors.js';
+import { isSelf, ownerLiveness } from '../common/owner.js';
+import { recoverInterruptedNote } from '../recover/run.js';
+import { StateStore, stateOwner } from '../stack/state.js';
 import { withRunLock } from './lock.js';
 import { type RunnerDeps, recoverLeftovers } from './runner.js';
 

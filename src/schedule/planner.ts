@@ -1,11 +1,11 @@
 import type Docker from 'dockerode';
+import { describeError, SidecarError } from '../common/errors.js';
 import type { Settings } from '../config/jobs.js';
-import { discoverStack } from '../docker/discover.js';
 import { LABELS } from '../docker/labels.js';
 import { findSelf } from '../docker/self.js';
-import { describeError, SidecarError } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import type { Notifier } from '../observe/notify.js';
+import { discoverStack } from '../stack/discover.js';
 import { type JobPlan, planJobs } from './label-jobs.js';
 import type { JobScheduler } from './scheduler.js';
 

@@ -1,19 +1,19 @@
 import type Docker from 'dockerode';
 import { entriesOfJob, listSnapshots, type SnapshotEntry } from '../archive/catalog.js';
 import type { Manifest } from '../archive/manifest.js';
-import { runBackup } from '../backup.js';
+import { runBackup } from '../backup/run.js';
+import { describeError, isSidecarError } from '../common/errors.js';
 import type { Job } from '../config/jobs.js';
 import type { Config, Target } from '../config/types.js';
-import { recoverInterrupted } from '../docker/recover.js';
-import { type RunState, StateStore } from '../docker/state.js';
-import { describeError, isSidecarError } from '../errors.js';
 import type { HealthState } from '../observe/health.js';
 import type { Logger } from '../observe/logger.js';
 import type { BackupMetrics } from '../observe/metrics.js';
 import type { Notifier } from '../observe/notify.js';
-import { prune } from '../retention/prune.js';
+import { prune } from '../prune/run.js';
+import { discardInterrupted } from '../recover/discard-interrupted.js';
+import { recoverInterrupted } from '../recover/run.js';
+import { type RunState, StateStore } from '../stack/state.js';
 import type { Backend } from '../storage/backend.js';
-import { discardInterrupted } from '../storage/discard-interrupted.js';
 import { createBackend } from '../storage/index.js';
 import { withRunLock } from './lock.js';
 

@@ -1,12 +1,12 @@
 import { Cron } from 'croner';
 import type { SnapshotEntry } from '../archive/catalog.js';
 import type { Manifest } from '../archive/manifest.js';
+import { describeError, SidecarError } from '../common/errors.js';
+import { CRON_HINT } from '../config/cron.js';
 import type { Job } from '../config/jobs.js';
 import type { Config } from '../config/types.js';
-import { describeError, SidecarError } from '../errors.js';
 import { HealthState } from '../observe/health.js';
 import type { JobsHealth } from '../observe/jobs-health.js';
-import { CRON_HINT } from './cron.js';
 import { type RunnerDeps, runJob, seedJob } from './runner.js';
 
 /** Time a due run gets to finish before it counts as missed. */

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type Docker from 'dockerode';
-import { describeError } from '../errors.js';
+import { describeError } from '../common/errors.js';
 import type { Logger } from '../observe/logger.js';
 
 /** Container events that can change labels or the set of containers (Compose recreates to change labels). */

@@ -4,8 +4,8 @@ import { chmod, lstat, mkdir, open, readdir, rename, rmdir, stat, unlink } from 
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { SidecarError } from '../common/errors.js';
 import type { LocalTarget } from '../config/types.js';
-import { SidecarError } from '../errors.js';
 import type { Backend, ObjectInfo, PutOptions } from './backend.js';
 import { ByteCounter } from './length-check.js';
 import { WritebackTap } from './writeback.js';

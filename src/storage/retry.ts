@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { setTimeout as sleepMs } from 'node:timers/promises';
-import { describeError, isSidecarError } from '../errors.js';
+import { describeError, isSidecarError } from '../common/errors.js';
 import type { Backend, ObjectInfo, PutOptions } from './backend.js';
 
 /** Where retries are reported, e.g. `(msg, fields) => logger.warn(fields, msg)`. */

@@ -11,7 +11,7 @@ import {
   type S3Client,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
-import { SidecarError } from '../errors.js';
+import { SidecarError } from '../common/errors.js';
 import { withBackoff } from './retry.js';
 import { abortUpload } from './s3-multipart.js';
 

@@ -9,8 +9,8 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { SidecarError } from '../common/errors.js';
 import type { S3Target } from '../config/types.js';
-import { SidecarError } from '../errors.js';
 import type { Backend, MultipartRecord, ObjectInfo, PutOptions } from './backend.js';
 import { ByteCounter } from './length-check.js';
 import { virtualHostHint } from './s3-addressing.js';

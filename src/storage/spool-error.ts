@@ -1,4 +1,4 @@
-import { SidecarError } from '../errors.js';
+import { SidecarError } from '../common/errors.js';
 
 /**
  * A file-system error on the spool (disk full, read-only, permissions) as a STORAGE_FAILED error that names

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { SidecarError } from '../errors.js';
+import { SidecarError } from '../common/errors.js';
 import { HASH_BYTES } from './entry-table.js';
 
 /**

@@ -5,7 +5,7 @@ import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { getCodec } from '../archive/codec.js';
 import { HashTap } from '../archive/tap.js';
-import { SidecarError } from '../errors.js';
+import { SidecarError } from '../common/errors.js';
 import type { Backend } from '../storage/backend.js';
 import type { StoreEncoding } from './encoding.js';
 import type { PackRecord } from './index-file.js';

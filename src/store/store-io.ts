@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { SidecarError } from '../errors.js';
+import { SidecarError } from '../common/errors.js';
 import type { Backend } from '../storage/backend.js';
 import { BlobIndex } from './blob-index.js';
 import { AGE_MAGIC, type StoreEncoding } from './encoding.js';

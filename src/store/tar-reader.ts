@@ -1,4 +1,4 @@
-import { SidecarError } from '../errors.js';
+import { SidecarError } from '../common/errors.js';
 import { isSha1Hex } from './layout.js';
 import { BLOCK } from './tar-header.js';
 

@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { KNOWN_VARS, readEnv } from '../../src/config/env.js';
-import { labelProblems } from '../../src/docker/label-check.js';
+import { labelProblems } from '../../src/stack/label-check.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const FILE = 'compose.example.yml';

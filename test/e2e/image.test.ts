@@ -345,7 +345,7 @@ describe('sidecar image (docker exec commands, schedule, S3, health, signals)', 
     // /var/lib/moodle-backup; removing a helper without `v: true` leaves them behind on every run.
     expect(
       leaked,
-      'anonymous volumes left by helper containers (see src/docker/volumes.ts withHelper)',
+      'anonymous volumes left by helper containers (see src/volume/archive-api.ts withHelper)',
     ).toEqual([]);
   });
 

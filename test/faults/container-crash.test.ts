@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunState } from '../../src/docker/state.js';
+import type { RunState } from '../../src/stack/state.js';
 import {
   expectStackBack,
   expectUsable,
@@ -27,7 +27,7 @@ import { Figures } from './figures.js';
  * stack, a backup (or a restore) runs with `docker exec -d`, and the *container* is killed with
  * `docker kill -s KILL` at a seeded random moment and started again. In a restarted container PIDs start
  * again from 1 while the host name stays, so the killed run's PID is often alive again: only an owner
- * identity that a restart cannot fake (src/owner.ts) lets recovery, the run lock and the helper sweep see
+ * identity that a restart cannot fake (src/common/owner.ts) lets recovery, the run lock and the helper sweep see
  * that the run is dead.
  *
  * Each round starts from a freshly started sidecar (as after `docker compose up` or a host reboot), so the

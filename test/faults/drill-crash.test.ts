@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HELPER_LABEL } from '../../src/docker/labels.js';
-import { DRILL_PREFIX } from '../../src/verify-drill.js';
+import { DRILL_PREFIX } from '../../src/verify/drill.js';
 import { runCli } from '../harness/cli.js';
 import { cliEnv, type TempDirs, tempDirs } from '../harness/config.js';
 import { docker } from '../harness/docker.js';
@@ -11,7 +11,7 @@ import { createMoodleStack, type MoodleStack } from '../harness/stack.js';
 /**
  * A `verify --deep` drill killed with SIGKILL while its scratch MariaDB server runs leaves that server and its
  * scratch volume behind (its `finally` never ran, and a drill writes no state file). The next command must
- * remove them. The drill's objects are found by their owner label (`host:pid:starttime:bootid`, src/owner.ts),
+ * remove them. The drill's objects are found by their owner label (`host:pid:starttime:bootid`, src/common/owner.ts),
  * so drills of tests running in parallel are never mistaken for this one's.
  */
 interface Found {

@@ -3,8 +3,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type Docker from 'dockerode';
 import tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { demuxLogs } from '../../src/docker/restore-volume.js';
-import type { RunState } from '../../src/docker/state.js';
+import type { RunState } from '../../src/stack/state.js';
+import { demuxLogs } from '../../src/volume/restore-volume.js';
 import { type ExecResult, execIn, IMAGES } from '../harness/docker.js';
 import { type DbFingerprint, fingerprintDb } from '../harness/fingerprint.js';
 import {

@@ -1,6 +1,6 @@
 import { expect } from 'vitest';
 import { HELPER_LABEL } from '../../src/docker/labels.js';
-import type { RunState } from '../../src/docker/state.js';
+import type { RunState } from '../../src/stack/state.js';
 import { logLines } from './cli.js';
 import { docker } from './docker.js';
 import {

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { RunState } from '../../src/docker/state.js';
+import type { RunState } from '../../src/stack/state.js';
 import { CLI, type CliResult, logLines } from './cli.js';
 import type { TempDirs } from './config.js';
 import type { MoodleStack } from './stack.js';

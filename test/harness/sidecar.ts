@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import tar from 'tar-stream';
 import { inject } from 'vitest';
-import type { RunState } from '../../src/docker/state.js';
+import type { RunState } from '../../src/stack/state.js';
 import { docker, type ExecResult, execIn, TEST_LABEL } from './docker.js';
 import { dockerSocket, SIDECAR_IMAGE } from './sidecar-image.js';
 import {

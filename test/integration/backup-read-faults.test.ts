@@ -7,7 +7,7 @@ import { type Proc, waitForChild } from '../harness/procs.js';
 import { createMoodleStack, type MoodleStack } from '../harness/stack.js';
 
 /**
- * The `mount` read path pipes GNU tar straight into zstd (docker/dir-tar-compressed.ts). If tar dies
+ * The `mount` read path pipes GNU tar straight into zstd (volume/dir-tar-compressed.ts). If tar dies
  * mid-read, zstd sees a clean end of input and writes a valid frame: only tar's own exit status tells the
  * archive is truncated. If zstd dies, tar dies of the broken pipe. Either way the backup must fail with
  * STORAGE_FAILED naming the process that failed, the stack must run again, and no snapshot may exist.

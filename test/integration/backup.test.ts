@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { listSnapshots } from '../../src/archive/catalog.js';
-import { runBackup } from '../../src/backup.js';
+import { runBackup } from '../../src/backup/run.js';
 import { silentLogger } from '../../src/observe/logger.js';
 import { createBackend } from '../../src/storage/index.js';
 import { extractWithPlainTar } from '../harness/archive.js';

@@ -9,16 +9,16 @@ import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getCodec } from '../../src/archive/codec.js';
-import { type StreamResult, streamVolume } from '../../src/backup-stream.js';
-import { tarReadOptions } from '../../src/docker/dir-tar.js';
-import { readDirTarCompressed } from '../../src/docker/dir-tar-compressed.js';
-import type { VolumeTarget } from '../../src/docker/discover.js';
+import { type StreamResult, streamVolume } from '../../src/backup/stream.js';
 import { MOODLE_DATAROOT_EXCLUDES } from '../../src/moodle/excludes.js';
+import type { VolumeTarget } from '../../src/stack/discover.js';
+import { tarReadOptions } from '../../src/volume/dir-tar.js';
+import { readDirTarCompressed } from '../../src/volume/dir-tar-compressed.js';
 import { docker } from '../harness/docker.js';
 import { bytesWritten, childrenOf, waitForChild } from '../harness/procs.js';
 
 /**
- * The fast `mount` read path (GNU tar piped straight into zstd, docker/dir-tar-compressed.ts) against what
+ * The fast `mount` read path (GNU tar piped straight into zstd, volume/dir-tar-compressed.ts) against what
  * a user can check: the stored archive decompresses to exactly the tar GNU tar writes, rawBytes is its
  * length, excludes leave out and count what the Node filter (TarExclude) does, and a tar or zstd that dies
  * mid-read fails the volume instead of passing a truncated archive off as complete. Real tar, zstd and disk.

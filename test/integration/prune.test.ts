@@ -7,7 +7,7 @@ import { listSnapshots } from '../../src/archive/catalog.js';
 import { type Manifest, newSnapshotId, serializeManifest } from '../../src/archive/manifest.js';
 import type { RetentionPolicy } from '../../src/config/types.js';
 import { silentLogger } from '../../src/observe/logger.js';
-import { prune } from '../../src/retention/prune.js';
+import { prune } from '../../src/prune/run.js';
 import type { Backend } from '../../src/storage/backend.js';
 import { createBackend } from '../../src/storage/index.js';
 import { runCli } from '../harness/cli.js';

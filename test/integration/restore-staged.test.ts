@@ -2,10 +2,10 @@ import { copyFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Manifest } from '../../src/archive/manifest.js';
-import { runBackup } from '../../src/backup.js';
-import type { SidecarError } from '../../src/errors.js';
+import { runBackup } from '../../src/backup/run.js';
+import type { SidecarError } from '../../src/common/errors.js';
 import { silentLogger } from '../../src/observe/logger.js';
-import { runRestore } from '../../src/restore.js';
+import { runRestore } from '../../src/restore/run.js';
 import { createBackend } from '../../src/storage/index.js';
 import { type TempDirs, tempDirs, testConfig } from '../harness/config.js';
 import { docker, execOk } from '../harness/docker.js';
@@ -17,7 +17,7 @@ import { createMoodleStack, type MoodleStack } from '../harness/stack.js';
 
 /**
  * The mount write path unpacks into a staging directory inside the volume and swaps it in only once the
- * archive checked out whole (restore-swap.ts). These cases make the extraction itself fail, after
+ * archive checked out whole (volume/swap.ts). These cases make the extraction itself fail, after
  * verification passed, by replacing the stored archive in the confirmation step: the volume must keep its
  * old bytes (the mount point's times included) and nothing of the staging may be left.
  */

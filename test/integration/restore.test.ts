@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listSnapshots } from '../../src/archive/catalog.js';
 import type { Manifest } from '../../src/archive/manifest.js';
-import { runBackup } from '../../src/backup.js';
+import { runBackup } from '../../src/backup/run.js';
 import { silentLogger } from '../../src/observe/logger.js';
-import { runRestore } from '../../src/restore.js';
+import { runRestore } from '../../src/restore/run.js';
 import { createBackend } from '../../src/storage/index.js';
 import { logLines, runCli } from '../harness/cli.js';
 import { cliEnv, type TempDirs, tempDirs, testConfig } from '../harness/config.js';

@@ -4,7 +4,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listSnapshots } from '../../src/archive/catalog.js';
-import { ownerOf } from '../../src/owner.js';
+import { ownerOf } from '../../src/common/owner.js';
 import { LocalBackend } from '../../src/storage/local.js';
 import { logLines, runCli } from '../harness/cli.js';
 import { cliEnv, type TempDirs, tempDirs } from '../harness/config.js';

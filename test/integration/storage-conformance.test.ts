@@ -6,7 +6,7 @@ import { Readable } from 'node:stream';
 import { crc32 } from 'node:zlib';
 import { ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { isSidecarError, SidecarError } from '../../src/errors.js';
+import { isSidecarError, SidecarError } from '../../src/common/errors.js';
 import type { Backend } from '../../src/storage/backend.js';
 import { LocalBackend } from '../../src/storage/local.js';
 import { S3Backend } from '../../src/storage/s3.js';

@@ -6,7 +6,7 @@ import { generateIdentity, identityToRecipient } from 'age-encryption';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getCodec } from '../../src/archive/codec.js';
 import { encryptionPlan } from '../../src/archive/encryption.js';
-import { isSidecarError } from '../../src/errors.js';
+import { isSidecarError } from '../../src/common/errors.js';
 import type { Backend } from '../../src/storage/backend.js';
 import { LocalBackend } from '../../src/storage/local.js';
 import { S3Backend } from '../../src/storage/s3.js';

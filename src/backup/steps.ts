@@ -1,0 +1,97 @@
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import type { PassThrough } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { listSnapshots } from '../archive/catalog.js';
+import type { Manifest, ManifestVolume } from '../archive/manifest.js';
+import type { Config } from '../config/types.js';
+import type { Logger } from '../observe/logger.js';
+import type { Stack } from '../stack/discover.js';
+import type { QuiescePlan } from '../stack/plan.js';
+import { type Backend, isLocalBackend, type UploadLedger } from '../storage/backend.js';
+import type { RetryingBackend } from '../storage/retry.js';
+import { spoolError } from '../storage/spool-error.js';
+
+/** Small steps of the backup pipeline (backup/run.ts), kept apart so that file reads as the pipeline. */
+
+export type Sink = (compressed: PassThrough) => Promise<void>;
+
+export function spoolSink(path: string): Sink {
+  return (s) =>
+    pipeline(s, createWriteStream(path, { mode: 0o600 })).catch((err: unknown) => {
+      throw spoolError(err, path);
+    });
+}
+
+/** The run's spool directory, private to the sidecar; an I/O error there names the spool (STORAGE_FAILED). */
+export async function makeSpoolDir(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 }).catch((err: unknown) => {
+    throw spoolError(err, dir);
+  });
+}
+
+export function backendSink(backend: Backend, key: string, uploads?: UploadLedger): Sink {
+  return async (s) => {
+    await backend.put(key, s, { uploads });
+  };
+}
+
+/**
+ * Spool when the target is remote: then the upload happens after the stack is back up. A local target is
+ * written directly (it is disk already); `always`/`never` override.
+ */
+export function useSpool(config: Config, backend: Backend): boolean {
+  if (config.spool === 'always') return true;
+  if (config.spool === 'never') return false;
+  return !isLocalBackend(backend);
+}
+
+export function describeServices(stack: Stack, plan: QuiescePlan): Manifest['stack']['services'] {
+  return stack.containers.map((c) => ({
+    service: c.service,
+    container: c.name,
+    image: c.image,
+    imageId: c.imageId,
+    action: plan.actions.find((a) => a.container.id === c.id)?.action ?? 'none',
+  }));
+}
+
+/** Removes what a failed run stored; without a manifest it is invisible anyway, this only frees space. */
+export async function discardPartial(backend: Backend, id: string, log: Logger): Promise<void> {
+  try {
+    for (const o of await backend.list(`${id}/`)) await backend.delete(o.key);
+  } catch (err) {
+    log.warn(
+      { step: 'cleanup', snapshot: id, err },
+      "could not remove the failed run's partial objects; prune sweeps them",
+    );
+  }
+}
+
+export function sum(vs: ManifestVolume[], k: 'storedBytes' | 'rawBytes'): number {
+  return vs.reduce((a, v) => a + v[k], 0);
+}
+
+export async function previousRawSizes(backend: Backend): Promise<Record<string, number>> {
+  try {
+    const last = (await listSnapshots(backend)).find((e) => e.status === 'ok');
+    return Object.fromEntries((last?.manifest?.volumes ?? []).map((v) => [v.name, v.rawBytes]));
+  } catch {
+    return {};
+  }
+}
+
+/** Uploads a spooled file; a retrying backend re-reads the file on each try (a one-shot stream cannot be). */
+export async function putFile(
+  backend: Backend,
+  key: string,
+  path: string,
+  size: number,
+  uploads?: UploadLedger,
+): Promise<void> {
+  const open = () => createReadStream(path);
+  const retrying = backend as Backend & { putFrom?: RetryingBackend['putFrom'] };
+  if (backend.putFile) await backend.putFile(key, path, { contentLength: size, uploads });
+  else if (retrying.putFrom) await retrying.putFrom(key, open, { contentLength: size, uploads });
+  else await backend.put(key, open(), { contentLength: size, uploads });
+}

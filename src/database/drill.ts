@@ -1,0 +1,97 @@
+import { randomBytes } from 'node:crypto';
+import type Docker from 'dockerode';
+import type { Manifest, ManifestDatabase } from '../archive/manifest.js';
+import { SidecarError } from '../common/errors.js';
+import type { EncryptionConfig } from '../config/types.js';
+import { dockerStatus } from '../docker/client.js';
+import { execCapture } from '../docker/exec.js';
+import { HELPER_LABEL, helperOwner } from '../docker/labels.js';
+import type { Logger } from '../observe/logger.js';
+import type { Backend } from '../storage/backend.js';
+import { clientScript } from './client.js';
+import { loadDump } from './load.js';
+
+export interface DumpDrillInput {
+  docker: Docker;
+  backend: Backend;
+  log: Logger;
+  manifest: Manifest;
+  db: ManifestDatabase;
+  encryption?: EncryptionConfig;
+  signal?: AbortSignal;
+  /** Name prefix of the scratch volume and container. */
+  prefix: string;
+}
+
+/**
+ * `verify --deep` for a dump: the snapshot's own database image on a fresh scratch volume (no network, a
+ * random root password only this container knows), the dump loaded as a restore loads it (rows per table
+ * checked), then `mariadb-check --all-databases`. Returns the check's output; scratch parts are always removed.
+ */
+export async function drillDump(i: DumpDrillInput): Promise<string> {
+  const { docker, manifest: m, db } = i;
+  const svc = m.stack.services.find((s) => s.service === db.service);
+  if (!svc) {
+    throw new SidecarError('INTEGRITY_FAILED', `the manifest names no service ${db.service} for the dump`);
+  }
+  try {
+    await docker.getImage(svc.imageId).inspect();
+  } catch (err) {
+    if (dockerStatus(err) !== 404) throw err;
+    throw new SidecarError(
+      'INTEGRITY_FAILED',
+      `the database image ${svc.image} (${svc.imageId}) is not present locally; the drill never pulls`,
+      `pull ${svc.image} first`,
+    );
+  }
+  const tag = randomBytes(4).toString('hex');
+  const scratch = `${i.prefix}-${tag}-${db.volume.name}`;
+  await docker.createVolume({ Name: scratch, Labels: { [HELPER_LABEL]: helperOwner() } });
+  const name = `${i.prefix}-${tag}-dump`;
+  try {
+    const c = await docker.createContainer({
+      name,
+      Image: svc.imageId,
+      // Official and Bitnami images initialise an empty datadir with this root password.
+      Env: [`MARIADB_ROOT_PASSWORD=${randomBytes(18).toString('base64url')}`],
+      Labels: { [HELPER_LABEL]: helperOwner() },
+      // NetworkMode none keeps loopback and a hostname, which first-start initialisation needs
+      // (NetworkDisabled makes mariadb-install-db fail).
+      HostConfig: { NetworkMode: 'none', Binds: [`${scratch}:${db.volume.destination}:nocopy`] },
+    });
+    try {
+      const source = await i.backend.get(`${m.id}/${db.file}`);
+      try {
+        await loadDump(docker, { id: c.id, name }, source, m, db, i.log, i.signal, i.encryption);
+      } finally {
+        source.destroy();
+      }
+      const r = await execCapture(
+        docker,
+        c.id,
+        [
+          'sh',
+          '-c',
+          clientScript(
+            'chk=$(command -v mariadb-check || command -v mysqlcheck)\nexec "$chk" -u"$user" --all-databases',
+          ),
+        ],
+        30 * 60_000,
+      );
+      if (r.exitCode !== 0) {
+        throw new SidecarError(
+          'INTEGRITY_FAILED',
+          `mariadb-check on the loaded dump exited ${r.exitCode}: ${(r.stderr || r.stdout).trim().slice(-400)}`,
+        );
+      }
+      return r.stdout;
+    } finally {
+      await c.remove({ force: true, v: true }).catch(() => undefined);
+    }
+  } finally {
+    await docker
+      .getVolume(scratch)
+      .remove({ force: true })
+      .catch(() => undefined);
+  }
+}

@@ -1,0 +1,150 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type Docker from 'dockerode';
+import type { Manifest, ManifestVolume } from '../archive/manifest.js';
+import { SidecarError } from '../common/errors.js';
+import { dockerStatus } from '../docker/client.js';
+import { execCapture } from '../docker/exec.js';
+import { HELPER_LABEL, helperOwner } from '../docker/labels.js';
+import { demuxLogs } from '../volume/restore-volume.js';
+import type { VerifyOptions } from './run.js';
+
+/** `sh -c` prelude that runs the first tool present of two (mariadb-* names, else the older mysql* ones). */
+const EITHER =
+  'a=$1; b=$2; shift 2; if command -v "$a" >/dev/null 2>&1; then exec "$a" "$@"; fi; exec "$b" "$@"';
+
+/**
+ * Starts the snapshot's own MariaDB image (as container `name`) on the scratch volume, without network and with
+ * `--skip-grant-tables` (the drill cannot know the root password), and requires every table to check OK.
+ */
+export async function checkDatabase(
+  o: VerifyOptions,
+  m: Manifest,
+  v: ManifestVolume,
+  scratch: string,
+  name: string,
+): Promise<string> {
+  const { docker } = o;
+  const mount = v.mountedAt
+    .map((at) => ({ at, svc: m.stack.services.find((s) => s.service === at.service) }))
+    .find((x) => x.svc);
+  if (!mount?.svc) {
+    throw new SidecarError(
+      'INTEGRITY_FAILED',
+      `volume ${v.name} holds a MariaDB datadir, but the manifest names no service that mounted it`,
+    );
+  }
+  const { svc, at } = mount;
+  let info: Docker.ImageInspectInfo;
+  try {
+    info = await docker.getImage(svc.imageId).inspect();
+  } catch (err) {
+    if (dockerStatus(err) !== 404) throw err;
+    throw new SidecarError(
+      'INTEGRITY_FAILED',
+      `volume ${v.name}: the database image ${svc.image} (${svc.imageId}) is not present locally; the drill never pulls`,
+      `pull ${svc.image} first`,
+    );
+  }
+  const c = await docker.createContainer({
+    name,
+    Image: svc.imageId,
+    Cmd: [...(info.Config?.Cmd ?? []), '--skip-grant-tables'],
+    // Bitnami's entrypoint refuses to start without a root password unless told an empty one is fine.
+    Env: ['ALLOW_EMPTY_PASSWORD=yes'],
+    Labels: { [HELPER_LABEL]: helperOwner() },
+    NetworkDisabled: true,
+    HostConfig: {
+      NetworkMode: 'none',
+      // nocopy: Docker must not copy the image's files into the scratch volume.
+      Binds: [`${scratch}:${at.destination}:nocopy`],
+    },
+  });
+  try {
+    await c.start();
+    await waitForPing(o, c, v);
+    const r = await execCapture(
+      docker,
+      c.id,
+      ['sh', '-c', EITHER, 'drill', 'mariadb-check', 'mysqlcheck', '-uroot', '--all-databases'],
+      o.dbCheckTimeoutMs ?? 30 * 60_000,
+    );
+    if (r.exitCode !== 0) {
+      throw new SidecarError(
+        'INTEGRITY_FAILED',
+        `volume ${v.name}: mariadb-check exited ${r.exitCode}: ${(r.stderr || r.stdout).trim().slice(-400)}`,
+      );
+    }
+    const { tables, bad } = parseCheck(r.stdout);
+    if (tables === 0) {
+      throw new SidecarError('INTEGRITY_FAILED', `volume ${v.name}: mariadb-check listed no tables`);
+    }
+    if (bad.length > 0) {
+      throw new SidecarError(
+        'INTEGRITY_FAILED',
+        `volume ${v.name}: ${bad.length} of ${tables} tables failed mariadb-check: ${bad.slice(0, 5).join('; ')}`,
+      );
+    }
+    return `mariadb-check: ${tables} tables OK (${svc.image})`;
+  } finally {
+    await c.remove({ force: true, v: true }).catch(() => undefined);
+  }
+}
+
+async function waitForPing(o: VerifyOptions, c: Docker.Container, v: ManifestVolume): Promise<void> {
+  const timeout = o.dbStartTimeoutMs ?? 180_000;
+  const end = Date.now() + timeout;
+  let last = '';
+  while (Date.now() < end) {
+    o.signal?.throwIfAborted();
+    const state = (await c.inspect()).State;
+    if (!state.Running) {
+      const logs = demuxLogs((await c.logs({ stdout: true, stderr: true, tail: 15 })) as unknown as Buffer);
+      throw new SidecarError(
+        'INTEGRITY_FAILED',
+        `volume ${v.name}: the MariaDB server exited (${state.ExitCode}) before answering: ${logs.trim().slice(-600)}`,
+      );
+    }
+    const r = await execCapture(
+      o.docker,
+      c.id,
+      ['sh', '-c', EITHER, 'drill', 'mariadb-admin', 'mysqladmin', '-uroot', 'ping'],
+      10_000,
+    ).catch((err: Error) => ({ exitCode: -1, stdout: '', stderr: err.message }));
+    if (r.exitCode === 0) return;
+    last = (r.stderr || r.stdout).trim();
+    await sleep(500);
+  }
+  throw new SidecarError(
+    'INTEGRITY_FAILED',
+    `volume ${v.name}: the MariaDB server did not answer ping within ${timeout / 1000} s: ${last.slice(-300)}`,
+  );
+}
+
+/**
+ * mariadb-check prints `db.table   OK`, or `db.table` followed by `Msg_type : text` lines. A table passes
+ * when its status is OK and no `error` line follows; warnings alone do not fail it but are reported.
+ */
+export function parseCheck(output: string): { tables: number; bad: string[] } {
+  const tables: { name: string; ok: boolean; errors: string[]; notes: string[] }[] = [];
+  for (const line of output.split('\n')) {
+    if (!line.trim()) continue;
+    const msg = line.match(/^(\w+)\s*:\s?(.*)$/);
+    const current = tables[tables.length - 1];
+    if (msg && current && !/^\S+\.\S+/.test(line)) {
+      const [, type = '', text = ''] = msg;
+      const t = type.toLowerCase();
+      if (t === 'status') {
+        if (text.trim() === 'OK') current.ok = true;
+        else current.errors.push(text.trim());
+      } else if (t === 'error') current.errors.push(text.trim());
+      else current.notes.push(`${type}: ${text.trim()}`);
+      continue;
+    }
+    const m = line.match(/^(\S+)\s+OK\s*$/);
+    tables.push({ name: m?.[1] ?? line.trim(), ok: Boolean(m), errors: [], notes: [] });
+  }
+  const bad = tables
+    .filter((t) => !t.ok || t.errors.length > 0)
+    .map((t) => `${t.name} (${[...t.notes, ...t.errors].join(', ') || 'no OK'})`);
+  return { tables: tables.length, bad };
+}

@@ -1,0 +1,137 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import type { Readable } from 'node:stream';
+import { ExitError, endsAfter, exited } from '../common/processes.js';
+import { readError, tarReadOptions } from './dir-tar.js';
+
+/** A compressor as a command line reading stdin and writing stdout (codec.ts `command`). */
+export interface CompressorCommand {
+  cmd: string;
+  args: string[];
+}
+
+export interface CompressedDirTarOptions {
+  /** Extra tar options, e.g. exclude-tar-args.ts. */
+  tarArgs?: string[];
+  /** Tar exited 1 ("file changed as we read it"): the archive is complete but may be inconsistent. */
+  onWarning?: (message: string) => void;
+  /** Raw tar bytes written so far, every few MiB (from tar's checkpoints). */
+  onRawBytes?: (bytes: number) => void;
+}
+
+export interface CompressedDirTar {
+  /** The compressed tar. Ends only after tar AND the compressor have both exited successfully. */
+  stream: Readable;
+  /** Length of the uncompressed tar stream (tar's own --totals, end blocks and record padding included). */
+  rawBytes(): number;
+}
+
+/** GNU tar's default record: 20 blocks of 512 bytes; `--checkpoint` counts these. */
+const RECORD = 10240;
+const CHECKPOINT_RECORDS = 1024;
+
+/**
+ * The fast `mount` read path: GNU tar's stdout is the compressor's stdin (one kernel pipe between two child
+ * processes), so the raw tar bytes never pass through Node; Node reads only the compressed output, for sha256,
+ * encryption and the sink. The raw size comes from tar's `--totals`, progress from its `--checkpoint`s.
+ *
+ * A failure of either process fails the stream, and the other one is killed: a tar that dies mid-read leaves
+ * the compressor a clean end of input, so the compressor's success alone would pass a truncated archive off
+ * as complete. When the compressor dies first, tar's broken pipe is its consequence and the compressor's
+ * error is the one reported.
+ */
+export function readDirTarCompressed(
+  dir: string,
+  compressor: CompressorCommand,
+  opts: CompressedDirTarOptions = {},
+): CompressedDirTar {
+  const z = spawn(compressor.cmd, compressor.args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  // The parent hands its end of the compressor's stdin to tar and closes its own copy: tar is the only
+  // writer, and the compressor sees end of input when tar exits. Node never reads what tar writes.
+  const tar = spawn(
+    'tar',
+    [
+      ...tarReadOptions(dir),
+      '--totals',
+      ...(opts.onRawBytes ? [`--checkpoint=${CHECKPOINT_RECORDS}`, '--checkpoint-action=echo=#%u'] : []),
+      ...(opts.tarArgs ?? []),
+      '-f',
+      '-',
+      '.',
+    ],
+    { stdio: ['ignore', z.stdin ?? 'ignore', 'pipe'], env: { ...process.env, LC_ALL: 'C' } },
+  );
+  z.stdin?.destroy();
+
+  let totals: number | undefined;
+  const tarErr = lines(tar, (line) => {
+    const checkpoint = /^tar: #(\d+)$/.exec(line);
+    if (checkpoint) {
+      opts.onRawBytes?.(Number(checkpoint[1]) * RECORD);
+      return true;
+    }
+    const total = /^Total bytes written: (\d+)/.exec(line);
+    if (total) totals = Number(total[1]);
+    return Boolean(total);
+  });
+  const zErr = lines(z, () => false);
+
+  // Processes we killed ourselves (one failed, or the consumer gave up): their failure is not a cause.
+  const killed = new Set<ChildProcess>();
+  const stop = () => {
+    for (const c of [tar, z]) {
+      if (c.exitCode !== null || c.signalCode !== null) continue;
+      killed.add(c);
+      c.kill('SIGKILL');
+    }
+  };
+  const tarDone = exited(tar, 'tar', tarErr, (code) => code === 0 || code === 1).then((code) => {
+    if (code === 1) opts.onWarning?.(`tar reading ${dir}: ${tarErr().trim()}`);
+    if (totals === undefined) throw new Error('tar did not report its totals (is it GNU tar?)');
+  });
+  const zDone = exited(z, compressor.cmd, zErr).then(() => undefined);
+  tarDone.catch(stop);
+  zDone.catch(stop);
+  const both = Promise.allSettled([tarDone, zDone]).then(([t, c]) => {
+    const tarFailure = t.status === 'rejected' ? (t.reason as Error) : undefined;
+    const zFailure = c.status === 'rejected' ? (c.reason as Error) : undefined;
+    // The cause, in order: the compressor failing by itself; tar failing by itself other than by writing
+    // into a dead compressor (broken pipe / reset: the compressor's death, seen first from tar's side, and
+    // the compressor may already count as killed by us then); else whatever failed.
+    const err =
+      (zFailure && !killed.has(z) ? zFailure : undefined) ??
+      (tarFailure && !killed.has(tar) && !brokenPipe(tarFailure) ? tarFailure : undefined) ??
+      zFailure ??
+      tarFailure;
+    if (err) throw readError(dir, err.message);
+  });
+
+  const out = endsAfter(both, stop);
+  z.stdout?.pipe(out);
+  return {
+    stream: out,
+    rawBytes: () => totals ?? 0,
+  };
+}
+
+/** Collects a child's stderr line by line; `consume` takes lines it understands, the rest is kept (4 KiB). */
+function lines(child: ChildProcess, consume: (line: string) => boolean): () => string {
+  let kept = '';
+  let partial = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    const parts = (partial + d.toString()).split('\n');
+    partial = parts.pop() ?? '';
+    for (const line of parts) if (!consume(line) && kept.length < 4096) kept += `${line}\n`;
+  });
+  child.stderr?.once('end', () => {
+    if (partial && !consume(partial) && kept.length < 4096) kept += partial;
+    partial = '';
+  });
+  return () => kept.slice(0, 4096);
+}
+
+function brokenPipe(err: Error): boolean {
+  return (
+    err instanceof ExitError &&
+    (err.signal === 'SIGPIPE' || /Cannot write: (Broken pipe|Connection reset)/.test(err.message))
+  );
+}

@@ -1,0 +1,124 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Listed, listBlobs, notABlob } from '../../../src/store/listing.js';
+import { fileHeader } from '../../../src/store/tar-header.js';
+
+const sha1 = (s: string) => createHash('sha1').update(s).digest('hex');
+const at = (area: string, h: string) => `${area}/${h.slice(0, 2)}/${h.slice(2, 4)}/${h}`;
+
+describe('notABlob', () => {
+  const h = sha1('x');
+  it.each([
+    [['filedir', h.slice(0, 2), h.slice(2, 4)], h, true, null],
+    [['filedir', h.slice(0, 2), h.slice(2, 4)], h, false, 'not a regular file'],
+    [['filedir'], 'warning.txt', true, 'wrong depth'],
+    [['filedir', h.slice(0, 2), h.slice(2, 4), 'x'], h, true, 'wrong depth'],
+    [['filedir', h.slice(0, 2), h.slice(2, 4)], h.toUpperCase(), true, 'name is not a SHA-1'],
+    [['filedir', h.slice(0, 2), h.slice(2, 4)], `${h}.tmp`, true, 'name is not a SHA-1'],
+    [['filedir', '00', '00'], h, true, 'wrong directory for its name'],
+  ])('%j / %s (file: %s) → %s', (segs, name, isFile, reason) => {
+    expect(notABlob(segs, name, isFile)).toBe(reason);
+  });
+});
+
+describe('listBlobs', () => {
+  let root: string;
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'store-list-'));
+  });
+  afterAll(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('lists blobs of filedir/ and trashdir/ with sizes, strays apart, without reading any content', async () => {
+    const blobs = ['a', 'bb', 'ccc'].map((c) => ({ h: sha1(c), size: c.length }));
+    for (const { h, size } of blobs) {
+      await mkdir(join(root, at('filedir', h), '..'), { recursive: true });
+      await writeFile(join(root, at('filedir', h)), 'z'.repeat(size), { mode: 0o604 });
+    }
+    const trashed = sha1('deleted');
+    await mkdir(join(root, at('trashdir', trashed), '..'), { recursive: true });
+    await writeFile(join(root, at('trashdir', trashed)), 'deleted');
+    await writeFile(join(root, 'filedir/warning.txt'), 'keep out');
+    // A symlink with a blob's name is not a blob: it is never followed, the tarball keeps it as a link.
+    const link = at('filedir', sha1('link'));
+    await mkdir(join(root, link, '..'), { recursive: true });
+    await symlink('/etc/hostname', join(root, link));
+    await writeFile(join(root, 'moodle-cron.log'), 'not under filedir: not listed');
+
+    const seen: Listed[] = [];
+    for await (const e of listBlobs(root)) seen.push(e);
+    const got = seen
+      .map((e) =>
+        e.kind === 'blob'
+          ? `${e.area} ${e.path} ${e.size} ${e.sha1 === e.path.slice(-40)}`
+          : `other ${e.path} ${e.reason}`,
+      )
+      .sort();
+    expect(got).toEqual(
+      [
+        ...blobs.map(({ h, size }) => `filedir ${at('filedir', h)} ${size} true`),
+        `trashdir ${at('trashdir', trashed)} 7 true`,
+        'other filedir/warning.txt wrong depth',
+        `other ${link} not a regular file`,
+      ].sort(),
+    );
+    const first = seen.find((e) => e.kind === 'blob' && e.sha1 === blobs[0]?.h);
+    expect(first?.kind === 'blob' && first.mode).toBe(0o604);
+  });
+
+  it('a dataroot without trashdir/ (or filedir/) lists what there is', async () => {
+    const empty = await mkdtemp(join(tmpdir(), 'store-list-empty-'));
+    const seen: Listed[] = [];
+    for await (const e of listBlobs(empty)) seen.push(e);
+    expect(seen).toEqual([]);
+    await rm(empty, { recursive: true });
+  });
+});
+
+describe('pack tar headers', () => {
+  it('GNU tar reads them: name, size, mode, numeric owner, mtime', () => {
+    const h = sha1('hello');
+    const data = Buffer.from('hello');
+    const tar = Buffer.concat([
+      fileHeader({
+        name: at('filedir', h),
+        size: 5,
+        mode: 0o100640,
+        uid: 33,
+        gid: 1001,
+        mtimeMs: 1_700_000_000_000,
+      }),
+      data,
+      Buffer.alloc(512 - 5),
+      Buffer.alloc(1024),
+    ]);
+    const out = execFileSync('tar', ['-tv', '--numeric-owner', '--full-time', '-f', '-'], {
+      input: tar,
+      encoding: 'utf8',
+      env: { TZ: 'UTC' },
+    });
+    expect(out.trim().replace(/ +/g, ' ')).toBe(
+      `-rw-r----- 33/1001 5 2023-11-14 22:13:20 ${at('filedir', h)}`,
+    );
+  });
+
+  it('a size past 8 GiB is written in base-256, as GNU tar reads it', () => {
+    const hdr = fileHeader({
+      name: at('filedir', sha1('x')),
+      size: 2 ** 34 + 3,
+      mode: 0o644,
+      uid: 0,
+      gid: 0,
+      mtimeMs: 0,
+    });
+    expect(hdr[124]).toBe(0x80);
+    // Only the header: tar lists the entry, then finds the data missing (exit 2).
+    const r = spawnSync('tar', ['-tv', '-f', '-'], { input: hdr, encoding: 'utf8' });
+    expect(r.stdout).toContain(` ${2 ** 34 + 3} `);
+  });
+});

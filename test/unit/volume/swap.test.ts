@@ -1,0 +1,218 @@
+import {
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  statfs,
+  utimes,
+  writeFile,
+} from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { TarStats } from '../../../src/archive/tar-guard.js';
+import { silentLogger } from '../../../src/observe/logger.js';
+import { restoreFileVolume } from '../../../src/restore/mount.js';
+import { RestoreProgress } from '../../../src/restore/progress.js';
+import { StateStore } from '../../../src/stack/state.js';
+import {
+  holdsDatadir,
+  OLD,
+  prepareStaging,
+  removeOld,
+  removeTree,
+  STAGING,
+  type SwapPhase,
+  settleSwap,
+  swapIn,
+  swapOut,
+} from '../../../src/volume/swap.js';
+
+/** Every file below `dir` with its content, dot entries included: what a user would compare. */
+async function tree(dir: string, prefix = ''): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const rel = `${prefix}${e.name}`;
+    if (e.isDirectory()) Object.assign(out, { [`${rel}/`]: '' }, await tree(join(dir, e.name), `${rel}/`));
+    else out[rel] = await readFile(join(dir, e.name), 'utf8');
+  }
+  return out;
+}
+
+const OLD_TREE = { '.htaccess': 'old-dot', 'a.txt': 'old-a', 'filedir/': '', 'filedir/x': 'old-x' };
+const NEW_TREE = { 'a.txt': 'new-a', 'b.txt': 'new-b', 'filedir/': '', 'filedir/y': 'new-y' };
+
+async function write(dir: string, t: Record<string, string>): Promise<void> {
+  for (const [p, body] of Object.entries(t)) {
+    if (p.endsWith('/')) await mkdir(join(dir, p), { recursive: true });
+    else await writeFile(join(dir, p), body);
+  }
+}
+
+const made: string[] = [];
+afterEach(async () => {
+  for (const d of made.splice(0)) await rm(d, { recursive: true, force: true });
+});
+
+/** The old mount point's mtime, and the archive's `./` entry: both must end up on the mount point. */
+const OLD_MTIME = 1_500_000_000;
+const ROOT = { uid: 0, gid: 0, mode: 0o750, mtime: 1_000_000_000 };
+
+/** A volume with old content and the new content fully staged, as restore leaves it before the swap. */
+async function staged(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'mbst-swap-'));
+  made.push(dir);
+  await write(dir, OLD_TREE);
+  await utimes(dir, OLD_MTIME, OLD_MTIME);
+  await write(await prepareStaging(dir), NEW_TREE);
+  return dir;
+}
+
+const mtime = async (dir: string) => Math.floor((await stat(dir)).mtimeMs / 1000);
+
+/** Moves `n` top-level entries from one directory to another: a swap step interrupted after n renames. */
+async function moveSome(from: string, to: string, n: number, skip: string[] = []): Promise<void> {
+  const names = (await readdir(from))
+    .filter((x) => !skip.includes(x))
+    .sort()
+    .slice(0, n);
+  for (const x of names) await rename(join(from, x), join(to, x));
+}
+
+async function settleAndClean(dir: string, phase: SwapPhase) {
+  const r = await settleSwap({
+    dir,
+    phase,
+    datadir: false,
+    root: ROOT,
+    before: { atime: OLD_MTIME, mtime: OLD_MTIME },
+  });
+  await r.finish();
+  // Whichever tree the volume holds, its mount point has that tree's mtime.
+  expect(await mtime(dir)).toBe(r.state === 'untouched' ? OLD_MTIME : ROOT.mtime);
+  return r.state;
+}
+
+describe('staged restore swap (volume/swap.ts) on a real directory', () => {
+  it('swaps the staged tree in and keeps dotfiles; the old tree is set aside whole', async () => {
+    const dir = await staged();
+    await swapOut(dir);
+    await swapIn(dir);
+    expect(await tree(dir)).toEqual({
+      ...NEW_TREE,
+      [`${OLD}/`]: '',
+      ...Object.fromEntries(Object.entries(OLD_TREE).map(([k, v]) => [`${OLD}/${k}`, v])),
+    });
+    await removeTree(join(dir, OLD));
+    expect(await tree(dir)).toEqual(NEW_TREE);
+  });
+
+  it('settles a crash in every phase to exactly the old or exactly the new tree, nothing of ours left', async () => {
+    // Interrupted while unpacking: old data in place.
+    let dir = await staged();
+    expect(await settleAndClean(dir, 'staging')).toBe('untouched');
+    expect(await tree(dir)).toEqual(OLD_TREE);
+
+    // Interrupted after 2 of the 3 old entries were moved out.
+    dir = await staged();
+    await mkdir(join(dir, OLD));
+    await moveSome(dir, join(dir, OLD), 2, [STAGING, OLD]);
+    expect(await settleAndClean(dir, 'swap-out')).toBe('untouched');
+    expect(await tree(dir)).toEqual(OLD_TREE);
+
+    // Interrupted after all old entries were out, before OLD existed in the record's view (re-run safe).
+    dir = await staged();
+    await swapOut(dir);
+    expect(await settleAndClean(dir, 'swap-out')).toBe('untouched');
+    expect(await tree(dir)).toEqual(OLD_TREE);
+
+    // Interrupted after 1 of the 3 new entries was moved in: rolled forward (verified complete).
+    dir = await staged();
+    await swapOut(dir);
+    await moveSome(join(dir, STAGING), dir, 1);
+    expect(await settleAndClean(dir, 'swap-in')).toBe('restored');
+    expect(await tree(dir)).toEqual(NEW_TREE);
+
+    // Interrupted while deleting the old content.
+    dir = await staged();
+    await swapOut(dir);
+    await swapIn(dir);
+    expect(await settleAndClean(dir, 'cleanup')).toBe('restored');
+    expect(await tree(dir)).toEqual(NEW_TREE);
+  });
+
+  it('settling applies the archive root attributes when it rolls forward', async () => {
+    const dir = await staged();
+    await swapOut(dir);
+    const r = await settleSwap({
+      dir,
+      phase: 'swap-in',
+      datadir: false,
+      root: ROOT,
+      before: { atime: OLD_MTIME, mtime: OLD_MTIME },
+    });
+    expect(r.state).toBe('restored');
+    await r.finish();
+    expect((await stat(dir)).mode & 0o7777).toBe(0o750);
+    expect(await mtime(dir)).toBe(ROOT.mtime);
+    expect(await tree(dir)).toEqual(NEW_TREE);
+  });
+
+  it("prepareStaging removes an earlier run's leftovers; holdsDatadir finds a datadir one level down", async () => {
+    const dir = await staged();
+    await writeFile(join(dir, STAGING, 'stale'), 'x');
+    await mkdir(join(dir, OLD));
+    await prepareStaging(dir);
+    expect(await readdir(join(dir, STAGING))).toEqual([]);
+    expect(await readdir(dir)).not.toContain(OLD);
+    expect(await holdsDatadir(dir)).toBe(false);
+    await mkdir(join(dir, 'data'));
+    await writeFile(join(dir, 'data', 'aria_log_control'), '');
+    expect(await holdsDatadir(dir)).toBe(true);
+  });
+
+  it('without room for a staged copy the volume is emptied and unpacked in place; with room, staged', async () => {
+    const free = await statfs(tmpdir());
+    const stats = (bytes: number): TarStats => ({
+      entries: 5,
+      files: 3,
+      dirs: 2,
+      symlinks: 0,
+      hardlinks: 0,
+      bytes,
+      mariadbDatadir: false,
+    });
+    for (const room of [false, true]) {
+      const dir = await mkdtemp(join(tmpdir(), 'mbst-swap-'));
+      made.push(dir);
+      await write(dir, OLD_TREE);
+      const state = new StateStore(join(dir, '..', `${dir.split('/').pop()}-state`));
+      made.push(state.dir);
+      await state.write({ runId: 't', operation: 'restore', startedAt: '', pid: process.pid, quiesced: [] });
+      const progress = new RestoreProgress(state, ['v']);
+      const into: string[] = [];
+      const r = await restoreFileVolume({
+        docker: undefined as never,
+        volume: 'v',
+        image: '',
+        dir,
+        // What the volume's file system cannot hold beside the old data, or a few bytes.
+        stats: stats(room ? 1024 : free.bavail * free.bsize + 2 ** 30),
+        extract: async (to) => {
+          into.push(to as string);
+          await write(to as string, NEW_TREE);
+        },
+        progress,
+        name: 'v',
+        log: silentLogger(),
+      });
+      expect(into).toEqual([room ? join(dir, STAGING) : dir]);
+      if (r.deleteOldLater) await removeOld(r.deleteOldLater);
+      expect(await tree(dir)).toEqual(NEW_TREE);
+      expect((await state.read())?.volumes).toEqual({ v: 'restored' });
+    }
+  });
+});
