@@ -1,7 +1,8 @@
 import type { Readable } from 'node:stream';
 import type { CodecImpl } from '../archive/codec.js';
 import { ByteCounter } from '../archive/tap.js';
-import type { ExcludeRule, ExcludeStats } from '../archive/tar-exclude.js';
+import type { ExcludeStats } from '../archive/tar-exclude.js';
+import type { ExcludeRule } from '../config/exclude-rules.js';
 import type { Progress } from '../observe/progress.js';
 import { withExcludes } from '../volume/archive-api.js';
 import { countExcluded } from '../volume/dir-excluded.js';

@@ -1,4 +1,4 @@
-import { splitKeys } from '../archive/encryption.js';
+import { splitKeys } from './age-keys.js';
 
 /**
  * Parsers for environment variable values: each checks the form (integers, enums, durations) and says what

@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { identityProblem, recipientProblem } from '../archive/encryption.js';
-import { invalidExcludeRules } from '../archive/tar-exclude.js';
+import { identityProblem, recipientProblem } from './age-keys.js';
+import { invalidExcludeRules } from './exclude-rules.js';
 
 /**
  * Zod schemas for the configuration in its YAML file form: camelCase keys mirroring types.ts, every

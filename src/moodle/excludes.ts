@@ -1,5 +1,5 @@
 import { posix } from 'node:path';
-import { type ExcludeRule, invalidExcludeRules } from '../archive/tar-exclude.js';
+import { type ExcludeRule, invalidExcludeRules } from '../config/exclude-rules.js';
 import type { Config } from '../config/types.js';
 import { LABELS } from '../docker/labels.js';
 import type { Stack, VolumeTarget } from '../stack/discover.js';

@@ -1,6 +1,7 @@
 import { pipeline, type Readable } from 'node:stream';
 import type Docker from 'dockerode';
-import { type ExcludeRule, type ExcludeStats, TarExclude } from '../archive/tar-exclude.js';
+import { type ExcludeStats, TarExclude } from '../archive/tar-exclude.js';
+import type { ExcludeRule } from '../config/exclude-rules.js';
 import { SidecarError } from '../common/errors.js';
 import type { Config } from '../config/types.js';
 import { dockerStatus } from '../docker/client.js';

@@ -1,6 +1,7 @@
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type ExcludeRule, type ExcludeStats, excludeMatcher, parseRule } from '../archive/tar-exclude.js';
+import type { ExcludeStats } from '../archive/tar-exclude.js';
+import { type ExcludeRule, excludeMatcher, parseRule } from '../config/exclude-rules.js';
 
 /**
  * What the exclude rules leave out of a directory, counted the way TarExclude counts dropped tar entries:

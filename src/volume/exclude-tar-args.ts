@@ -1,4 +1,4 @@
-import { type ExcludeRule, invalidExcludeRules, parseRule } from '../archive/tar-exclude.js';
+import { type ExcludeRule, invalidExcludeRules, parseRule } from '../config/exclude-rules.js';
 import { SidecarError } from '../common/errors.js';
 
 /**

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { excludeMatcher, invalidExcludeRules, TarExclude } from '../../../src/archive/tar-exclude.js';
+import { TarExclude } from '../../../src/archive/tar-exclude.js';
+import { excludeMatcher, invalidExcludeRules } from '../../../src/config/exclude-rules.js';
 
 const LONG = `${'very-long-directory-name-'.repeat(6)}/${'file-name-longer-than-the-ustar-field-'.repeat(4)}.txt`;
 
