@@ -1,7 +1,6 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { type ExcludeRule, excludeMatcher } from '../config/exclude-rules.js';
 
-
 export interface ExcludeStats {
   /** Tar entries dropped. */
   entries: number;

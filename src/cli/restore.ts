@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { listSnapshots } from '../archive/catalog.js';
 import { SidecarError } from '../common/errors.js';
-import { type RestorePlan, runRestore } from '../restore/run.js';
+import { runRestore } from '../restore/run.js';
+import type { RestorePlan } from '../restore/types.js';
 import { openContext, type RunContext, withRunLock } from './context.js';
 import { formatBytes, formatDuration, table, terminalWidth } from './output.js';
 import { ask, isInteractive } from './prompt.js';

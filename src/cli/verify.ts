@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { SidecarError } from '../common/errors.js';
-import { runVerify, type VerifyReport } from '../verify/run.js';
+import { runVerify } from '../verify/run.js';
+import type { VerifyReport } from '../verify/types.js';
 import { openContext } from './context.js';
 import { table, terminalWidth } from './output.js';
 

@@ -12,7 +12,7 @@ import type { ServiceContainer, Stack } from '../stack/discover.js';
 import type { Backend } from '../storage/backend.js';
 import { volumeExists } from '../volume/archive-api.js';
 import { emptyVolume, ensureVolume } from '../volume/restore-volume.js';
-import type { RestorePlan } from './run.js';
+import type { RestorePlan } from './types.js';
 
 /** The snapshot's database dump, when the restore includes it (no volume filter, or its datadir volume named). */
 export function selectDatabase(manifest: Manifest, wanted?: string[]): ManifestDatabase | null {

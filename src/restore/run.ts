@@ -1,25 +1,22 @@
 import { createReadStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type Docker from 'dockerode';
 import { resolveSnapshot } from '../archive/catalog.js';
 import { assertDecryptable } from '../archive/encryption.js';
 import type { Manifest, ManifestVolume } from '../archive/manifest.js';
 import type { TarStats } from '../archive/tar-guard.js';
 import { verifyVolume } from '../archive/verify.js';
 import { SidecarError } from '../common/errors.js';
-import type { Config } from '../config/types.js';
 import { verifyDump } from '../database/load.js';
 import { findSelf, type SelfInfo } from '../docker/self.js';
 import { afterStart, type StartReport } from '../moodle/after-start.js';
 import { olderThanSnapshot } from '../moodle/versions.js';
-import type { Logger } from '../observe/logger.js';
 import { manifestTotals, ProgressBoard } from '../observe/progress.js';
 import { discoverStack, type Stack } from '../stack/discover.js';
 import { stopOrder } from '../stack/plan.js';
 import { quiesce } from '../stack/quiesce.js';
 import { ownedByMe, StateStore } from '../stack/state.js';
-import { type Backend, isLocalBackend } from '../storage/backend.js';
+import { isLocalBackend } from '../storage/backend.js';
 import { pickHelperImage } from '../volume/archive-api.js';
 import { extractInto } from '../volume/extract.js';
 import { volumeDir } from '../volume/mount-dir.js';
@@ -29,40 +26,7 @@ import { restoreFileVolume } from './mount.js';
 import { databasePlan, restoreDatabase, runningVersions, selectDatabase } from './online.js';
 import { RestoreProgress } from './progress.js';
 import { deleteOldContent, makePlan, selectVolumes, takeSafetySnapshot } from './steps.js';
-
-export interface RestoreOptions {
-  docker: Docker;
-  config: Config;
-  backend: Backend;
-  log: Logger;
-  snapshot: string;
-  /** Short names; default every volume of the snapshot. */
-  volumes?: string[];
-  /** Save the current state of the volumes first (default true). */
-  safetySnapshot?: boolean;
-  dryRun?: boolean;
-  /** Asked after verification, before anything changes; false aborts (interactive confirmation). */
-  confirm?: (plan: RestorePlan) => Promise<boolean>;
-  signal?: AbortSignal;
-  /** `latest` means this job's newest snapshot; the safety snapshot is recorded as this job's. */
-  job?: string;
-}
-
-export interface RestorePlan {
-  snapshot: Manifest;
-  project: string;
-  volumes: { name: string; dockerName: string; exists: boolean; storedBytes: number; rawBytes: number }[];
-  stop: string[];
-}
-
-export interface RestoreResult {
-  plan: RestorePlan;
-  applied: boolean;
-  safetySnapshot?: string;
-  verified: Record<string, TarStats>;
-  report?: StartReport;
-  downtimeMs?: number;
-}
+import type { RestoreOptions, RestorePlan, RestoreResult } from './types.js';
 
 /**
  * The restore pipeline: resolve → plan → verify every archive (nothing touched yet) → confirm → safety

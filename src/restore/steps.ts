@@ -9,7 +9,7 @@ import { stopOrder } from '../stack/plan.js';
 import { MOUNT, volumeExists } from '../volume/archive-api.js';
 import { mountPointCommands } from '../volume/extract.js';
 import { removeOld, type SwapRecord } from '../volume/swap.js';
-import type { RestoreOptions, RestorePlan } from './run.js';
+import type { RestoreOptions, RestorePlan } from './types.js';
 
 /** The steps restore/run.ts calls: which volumes, where they go, what must stop, and the clean-up after extraction. */
 

@@ -11,7 +11,7 @@ import { MOUNT, pickHelperImage } from '../volume/archive-api.js';
 import { extractInto, mountPointCommands } from '../volume/extract.js';
 import { runInVolume } from '../volume/restore-volume.js';
 import { checkDatabase } from './mariadb.js';
-import type { VerifyOptions } from './run.js';
+import type { VerifyOptions } from './types.js';
 
 /** Prefix of the drill's scratch volumes and containers (they also carry HELPER_LABEL). */
 export const DRILL_PREFIX = 'moodle-backup-drill';

@@ -2,7 +2,7 @@ import type { Manifest, ManifestDatabase, ManifestVolume } from '../archive/mani
 import { SidecarError } from '../common/errors.js';
 import { drillDump } from '../database/drill.js';
 import { verifyDump } from '../database/load.js';
-import type { VerifyLevel, VerifyOptions, VerifyResult } from './run.js';
+import type { VerifyLevel, VerifyOptions, VerifyResult } from './types.js';
 
 /** What verify/run.ts lends this module (passed in, so the two do not import each other). */
 export interface DumpVerifyDeps {

@@ -6,7 +6,7 @@ import { dockerStatus } from '../docker/client.js';
 import { execCapture } from '../docker/exec.js';
 import { HELPER_LABEL, helperOwner } from '../docker/labels.js';
 import { demuxLogs } from '../volume/restore-volume.js';
-import type { VerifyOptions } from './run.js';
+import type { VerifyOptions } from './types.js';
 
 /** `sh -c` prelude that runs the first tool present of two (mariadb-* names, else the older mysql* ones). */
 const EITHER =

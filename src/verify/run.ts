@@ -1,55 +1,18 @@
 import { createReadStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type Docker from 'dockerode';
 import { listSnapshots, resolveSnapshot } from '../archive/catalog.js';
 import type { Manifest, ManifestVolume } from '../archive/manifest.js';
 import type { TarStats } from '../archive/tar-guard.js';
 import { verifyVolume } from '../archive/verify.js';
 import { SidecarError } from '../common/errors.js';
-import type { Config } from '../config/types.js';
 import type { Logger } from '../observe/logger.js';
 import { manifestTotals, ProgressBoard } from '../observe/progress.js';
-import { type Backend, isLocalBackend } from '../storage/backend.js';
+import { isLocalBackend } from '../storage/backend.js';
 import { DRILL_PREFIX, drill, drillHelperImage, rand } from './drill.js';
 import { verifyDumpResult } from './dump.js';
 import { parseCheck } from './mariadb.js';
-
-export interface VerifyOptions {
-  docker: Docker;
-  config: Config;
-  backend: Backend;
-  log: Logger;
-  /** Id, unique prefix or `latest` (default); ignored with `all`. */
-  snapshot?: string;
-  /** Every snapshot at the target; incomplete and damaged entries count as failures. */
-  all?: boolean;
-  /** Restore drill: extract each archive into a scratch volume and check what came out. */
-  deep?: boolean;
-  signal?: AbortSignal;
-  /** Bounds for the drill's throwaway MariaDB (defaults: 180 s to answer ping, 30 min for the check). */
-  dbStartTimeoutMs?: number;
-  dbCheckTimeoutMs?: number;
-}
-
-/** catalog: the snapshot directory itself; archive: level 1 (verifyVolume); drill: `--deep`. */
-export type VerifyLevel = 'catalog' | 'archive' | 'drill';
-
-export interface VerifyResult {
-  snapshot: string;
-  volume: string;
-  level: VerifyLevel;
-  ok: boolean;
-  detail: string;
-  code?: string;
-  stats?: TarStats;
-  ms: number;
-}
-
-export interface VerifyReport {
-  ok: boolean;
-  results: VerifyResult[];
-}
+import type { VerifyLevel, VerifyOptions, VerifyReport, VerifyResult } from './types.js';
 
 /**
  * Checks snapshots without touching the stack. Level 1 reads every archive once (size, sha256, decompression,

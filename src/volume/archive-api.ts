@@ -1,8 +1,8 @@
 import { pipeline, type Readable } from 'node:stream';
 import type Docker from 'dockerode';
 import { type ExcludeStats, TarExclude } from '../archive/tar-exclude.js';
-import type { ExcludeRule } from '../config/exclude-rules.js';
 import { SidecarError } from '../common/errors.js';
+import type { ExcludeRule } from '../config/exclude-rules.js';
 import type { Config } from '../config/types.js';
 import { dockerStatus } from '../docker/client.js';
 import { HELPER_LABEL, helperOwner } from '../docker/labels.js';

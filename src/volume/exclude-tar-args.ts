@@ -1,5 +1,5 @@
-import { type ExcludeRule, invalidExcludeRules, parseRule } from '../config/exclude-rules.js';
 import { SidecarError } from '../common/errors.js';
+import { type ExcludeRule, invalidExcludeRules, parseRule } from '../config/exclude-rules.js';
 
 /**
  * The exclude rules of tar-exclude.ts as GNU tar options, for when GNU tar reads a directory itself and the

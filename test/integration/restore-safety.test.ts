@@ -7,7 +7,7 @@ import type { Manifest } from '../../src/archive/manifest.js';
 import { runBackup } from '../../src/backup/run.js';
 import { silentLogger } from '../../src/observe/logger.js';
 import { createBackend } from '../../src/storage/index.js';
-import type { VerifyReport } from '../../src/verify/run.js';
+import type { VerifyReport } from '../../src/verify/types.js';
 import { Figures } from '../faults/figures.js';
 import { CLI, type CliResult, runCli } from '../harness/cli.js';
 import { cliEnv, type TempDirs, tempDirs, testConfig } from '../harness/config.js';
