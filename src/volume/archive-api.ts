@@ -6,7 +6,6 @@ import type { ExcludeRule } from '../config/exclude-rules.js';
 import type { Config } from '../config/types.js';
 import { dockerStatus } from '../docker/client.js';
 import { HELPER_LABEL, helperOwner } from '../docker/labels.js';
-import type { Stack } from '../stack/discover.js';
 
 /** Where helper containers mount the volume they work on. */
 export const MOUNT = '/volume';
@@ -111,7 +110,8 @@ export async function assertVolume(docker: Docker, name: string, short: string):
 export function pickHelperImage(
   config: Pick<Config, 'helperImage'>,
   selfImage: string | undefined,
-  stack: Stack,
+  // Structural, not stack/'s Stack: volume/ sits below stack/ and must not import it.
+  stack: { containers: { mounts: unknown[]; imageId?: string }[] },
 ): string {
   const fromStack = stack.containers.find((c) => c.mounts.length > 0)?.imageId;
   const image = config.helperImage ?? selfImage ?? fromStack;
