@@ -3,9 +3,9 @@ import type Docker from 'dockerode';
 import type { Manifest, ManifestDatabase } from '../archive/manifest.js';
 import { SidecarError } from '../common/errors.js';
 import type { EncryptionConfig } from '../config/types.js';
-import { dockerStatus } from '../docker/client.js';
 import { execCapture } from '../docker/exec.js';
 import { HELPER_LABEL, helperOwner } from '../docker/labels.js';
+import { requireLocalImage } from '../docker/local-image.js';
 import type { Logger } from '../observe/logger.js';
 import type { Backend } from '../storage/backend.js';
 import { clientScript } from './client.js';
@@ -34,16 +34,7 @@ export async function drillDump(i: DumpDrillInput): Promise<string> {
   if (!svc) {
     throw new SidecarError('INTEGRITY_FAILED', `the manifest names no service ${db.service} for the dump`);
   }
-  try {
-    await docker.getImage(svc.imageId).inspect();
-  } catch (err) {
-    if (dockerStatus(err) !== 404) throw err;
-    throw new SidecarError(
-      'INTEGRITY_FAILED',
-      `the database image ${svc.image} (${svc.imageId}) is not present locally; the drill never pulls`,
-      `pull ${svc.image} first`,
-    );
-  }
+  await requireLocalImage(docker, svc);
   const tag = randomBytes(4).toString('hex');
   const scratch = `${i.prefix}-${tag}-${db.volume.name}`;
   await docker.createVolume({ Name: scratch, Labels: { [HELPER_LABEL]: helperOwner() } });
@@ -60,31 +51,7 @@ export async function drillDump(i: DumpDrillInput): Promise<string> {
       HostConfig: { NetworkMode: 'none', Binds: [`${scratch}:${db.volume.destination}:nocopy`] },
     });
     try {
-      const source = await i.backend.get(`${m.id}/${db.file}`);
-      try {
-        await loadDump(docker, { id: c.id, name }, source, m, db, i.log, i.signal, i.encryption);
-      } finally {
-        source.destroy();
-      }
-      const r = await execCapture(
-        docker,
-        c.id,
-        [
-          'sh',
-          '-c',
-          clientScript(
-            'chk=$(command -v mariadb-check || command -v mysqlcheck)\nexec "$chk" -u"$user" --all-databases',
-          ),
-        ],
-        30 * 60_000,
-      );
-      if (r.exitCode !== 0) {
-        throw new SidecarError(
-          'INTEGRITY_FAILED',
-          `mariadb-check on the loaded dump exited ${r.exitCode}: ${(r.stderr || r.stdout).trim().slice(-400)}`,
-        );
-      }
-      return r.stdout;
+      return await loadAndCheck(i, { id: c.id, name });
     } finally {
       await c.remove({ force: true, v: true }).catch(() => undefined);
     }
@@ -94,4 +61,34 @@ export async function drillDump(i: DumpDrillInput): Promise<string> {
       .remove({ force: true })
       .catch(() => undefined);
   }
+}
+
+/** Loads the dump into the drill's server as a restore would, then checks every table. Returns the check's output. */
+async function loadAndCheck(i: DumpDrillInput, c: { id: string; name: string }): Promise<string> {
+  const { docker, manifest: m, db } = i;
+  const source = await i.backend.get(`${m.id}/${db.file}`);
+  try {
+    await loadDump(docker, c, source, m, db, i.log, i.signal, i.encryption);
+  } finally {
+    source.destroy();
+  }
+  const r = await execCapture(
+    docker,
+    c.id,
+    [
+      'sh',
+      '-c',
+      clientScript(
+        'chk=$(command -v mariadb-check || command -v mysqlcheck)\nexec "$chk" -u"$user" --all-databases',
+      ),
+    ],
+    30 * 60_000,
+  );
+  if (r.exitCode !== 0) {
+    throw new SidecarError(
+      'INTEGRITY_FAILED',
+      `mariadb-check on the loaded dump exited ${r.exitCode}: ${(r.stderr || r.stdout).trim().slice(-400)}`,
+    );
+  }
+  return r.stdout;
 }

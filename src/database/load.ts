@@ -164,7 +164,28 @@ export async function loadDump(
   encryption?: EncryptionConfig,
 ): Promise<void> {
   const t0 = Date.now();
-  const decrypt = optional(decryptStage(where(manifest, db), manifest.encryption, encryption));
+  await startFresh(docker, c, log);
+  await streamDump(docker, c, source, manifest, db, signal, encryption);
+  const diff = rowDifferences(db.tables, await countRows(docker, c.id, Object.keys(db.tables)));
+  if (diff.length > 0) {
+    throw new SidecarError(
+      'RESTORE_FAILED',
+      `the loaded database differs from the snapshot: ${diff.slice(0, 5).join('; ')}`,
+    );
+  }
+  log.info(
+    { step: 'restore', container: c.name, tables: Object.keys(db.tables).length, ms: Date.now() - t0 },
+    `loaded ${db.file} into ${c.name}; row counts match the snapshot`,
+  );
+}
+
+/** Starts the database container on its emptied datadir and waits until the fresh server answers. */
+async function startFresh(
+  docker: Docker,
+  c: Pick<ServiceContainer, 'id' | 'name'>,
+  log: Logger,
+): Promise<void> {
+  const t0 = Date.now();
   await docker
     .getContainer(c.id)
     .start()
@@ -173,6 +194,19 @@ export async function loadDump(
     });
   await waitForServer(docker, c, 180_000);
   log.info({ step: 'restore', container: c.name, ms: Date.now() - t0 }, `fresh datadir ready in ${c.name}`);
+}
+
+/** Streams the stored dump (sha256 checked on the way) into the server's client through exec. */
+async function streamDump(
+  docker: Docker,
+  c: Pick<ServiceContainer, 'id' | 'name'>,
+  source: Readable,
+  manifest: Manifest,
+  db: ManifestDatabase,
+  signal?: AbortSignal,
+  encryption?: EncryptionConfig,
+): Promise<void> {
+  const decrypt = optional(decryptStage(where(manifest, db), manifest.encryption, encryption));
   const ex = await execStream(
     docker,
     c.id,
@@ -207,15 +241,4 @@ export async function loadDump(
       `the archive changed between verification and restore (sha256 ${tap.digest()})`,
     );
   }
-  const diff = rowDifferences(db.tables, await countRows(docker, c.id, Object.keys(db.tables)));
-  if (diff.length > 0) {
-    throw new SidecarError(
-      'RESTORE_FAILED',
-      `the loaded database differs from the snapshot: ${diff.slice(0, 5).join('; ')}`,
-    );
-  }
-  log.info(
-    { step: 'restore', container: c.name, tables: Object.keys(db.tables).length, ms: Date.now() - t0 },
-    `loaded ${db.file} into ${c.name}; row counts match the snapshot`,
-  );
 }

@@ -2,9 +2,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type Docker from 'dockerode';
 import type { Manifest, ManifestVolume } from '../archive/manifest.js';
 import { SidecarError } from '../common/errors.js';
-import { dockerStatus } from '../docker/client.js';
 import { execCapture } from '../docker/exec.js';
 import { HELPER_LABEL, helperOwner } from '../docker/labels.js';
+import { requireLocalImage } from '../docker/local-image.js';
 import { demuxLogs } from '../volume/restore-volume.js';
 import type { VerifyOptions } from './types.js';
 
@@ -23,29 +23,9 @@ export async function checkDatabase(
   scratch: string,
   name: string,
 ): Promise<string> {
-  const { docker } = o;
-  const mount = v.mountedAt
-    .map((at) => ({ at, svc: m.stack.services.find((s) => s.service === at.service) }))
-    .find((x) => x.svc);
-  if (!mount?.svc) {
-    throw new SidecarError(
-      'INTEGRITY_FAILED',
-      `volume ${v.name} holds a MariaDB datadir, but the manifest names no service that mounted it`,
-    );
-  }
-  const { svc, at } = mount;
-  let info: Docker.ImageInspectInfo;
-  try {
-    info = await docker.getImage(svc.imageId).inspect();
-  } catch (err) {
-    if (dockerStatus(err) !== 404) throw err;
-    throw new SidecarError(
-      'INTEGRITY_FAILED',
-      `volume ${v.name}: the database image ${svc.image} (${svc.imageId}) is not present locally; the drill never pulls`,
-      `pull ${svc.image} first`,
-    );
-  }
-  const c = await docker.createContainer({
+  const { svc, at } = datadirService(m, v);
+  const info = await requireLocalImage(o.docker, svc, `volume ${v.name}: `);
+  const c = await o.docker.createContainer({
     name,
     Image: svc.imageId,
     Cmd: [...(info.Config?.Cmd ?? []), '--skip-grant-tables'],
@@ -62,32 +42,52 @@ export async function checkDatabase(
   try {
     await c.start();
     await waitForPing(o, c, v);
-    const r = await execCapture(
-      docker,
-      c.id,
-      ['sh', '-c', EITHER, 'drill', 'mariadb-check', 'mysqlcheck', '-uroot', '--all-databases'],
-      o.dbCheckTimeoutMs ?? 30 * 60_000,
-    );
-    if (r.exitCode !== 0) {
-      throw new SidecarError(
-        'INTEGRITY_FAILED',
-        `volume ${v.name}: mariadb-check exited ${r.exitCode}: ${(r.stderr || r.stdout).trim().slice(-400)}`,
-      );
-    }
-    const { tables, bad } = parseCheck(r.stdout);
-    if (tables === 0) {
-      throw new SidecarError('INTEGRITY_FAILED', `volume ${v.name}: mariadb-check listed no tables`);
-    }
-    if (bad.length > 0) {
-      throw new SidecarError(
-        'INTEGRITY_FAILED',
-        `volume ${v.name}: ${bad.length} of ${tables} tables failed mariadb-check: ${bad.slice(0, 5).join('; ')}`,
-      );
-    }
+    const tables = await checkTables(o, c.id, v);
     return `mariadb-check: ${tables} tables OK (${svc.image})`;
   } finally {
     await c.remove({ force: true, v: true }).catch(() => undefined);
   }
+}
+
+/** The service that mounted the datadir volume when the snapshot was taken, and where. */
+function datadirService(m: Manifest, v: ManifestVolume) {
+  const mount = v.mountedAt
+    .map((at) => ({ at, svc: m.stack.services.find((s) => s.service === at.service) }))
+    .find((x) => x.svc);
+  if (!mount?.svc) {
+    throw new SidecarError(
+      'INTEGRITY_FAILED',
+      `volume ${v.name} holds a MariaDB datadir, but the manifest names no service that mounted it`,
+    );
+  }
+  return { svc: mount.svc, at: mount.at };
+}
+
+/** Runs mariadb-check on every table; returns how many were checked, or throws naming the bad ones. */
+async function checkTables(o: VerifyOptions, container: string, v: ManifestVolume): Promise<number> {
+  const r = await execCapture(
+    o.docker,
+    container,
+    ['sh', '-c', EITHER, 'drill', 'mariadb-check', 'mysqlcheck', '-uroot', '--all-databases'],
+    o.dbCheckTimeoutMs ?? 30 * 60_000,
+  );
+  if (r.exitCode !== 0) {
+    throw new SidecarError(
+      'INTEGRITY_FAILED',
+      `volume ${v.name}: mariadb-check exited ${r.exitCode}: ${(r.stderr || r.stdout).trim().slice(-400)}`,
+    );
+  }
+  const { tables, bad } = parseCheck(r.stdout);
+  if (tables === 0) {
+    throw new SidecarError('INTEGRITY_FAILED', `volume ${v.name}: mariadb-check listed no tables`);
+  }
+  if (bad.length > 0) {
+    throw new SidecarError(
+      'INTEGRITY_FAILED',
+      `volume ${v.name}: ${bad.length} of ${tables} tables failed mariadb-check: ${bad.slice(0, 5).join('; ')}`,
+    );
+  }
+  return tables;
 }
 
 async function waitForPing(o: VerifyOptions, c: Docker.Container, v: ManifestVolume): Promise<void> {

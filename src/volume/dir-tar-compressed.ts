@@ -45,21 +45,7 @@ export function readDirTarCompressed(
   opts: CompressedDirTarOptions = {},
 ): CompressedDirTar {
   const z = spawn(compressor.cmd, compressor.args, { stdio: ['pipe', 'pipe', 'pipe'] });
-  // The parent hands its end of the compressor's stdin to tar and closes its own copy: tar is the only
-  // writer, and the compressor sees end of input when tar exits. Node never reads what tar writes.
-  const tar = spawn(
-    'tar',
-    [
-      ...tarReadOptions(dir),
-      '--totals',
-      ...(opts.onRawBytes ? [`--checkpoint=${CHECKPOINT_RECORDS}`, '--checkpoint-action=echo=#%u'] : []),
-      ...(opts.tarArgs ?? []),
-      '-f',
-      '-',
-      '.',
-    ],
-    { stdio: ['ignore', z.stdin ?? 'ignore', 'pipe'], env: { ...process.env, LC_ALL: 'C' } },
-  );
+  const tar = spawnTar(dir, z, opts);
   z.stdin?.destroy();
 
   let totals: number | undefined;
@@ -92,16 +78,7 @@ export function readDirTarCompressed(
   tarDone.catch(stop);
   zDone.catch(stop);
   const both = Promise.allSettled([tarDone, zDone]).then(([t, c]) => {
-    const tarFailure = t.status === 'rejected' ? (t.reason as Error) : undefined;
-    const zFailure = c.status === 'rejected' ? (c.reason as Error) : undefined;
-    // The cause, in order: the compressor failing by itself; tar failing by itself other than by writing
-    // into a dead compressor (broken pipe / reset: the compressor's death, seen first from tar's side, and
-    // the compressor may already count as killed by us then); else whatever failed.
-    const err =
-      (zFailure && !killed.has(z) ? zFailure : undefined) ??
-      (tarFailure && !killed.has(tar) && !brokenPipe(tarFailure) ? tarFailure : undefined) ??
-      zFailure ??
-      tarFailure;
+    const err = firstCause(t, c, killed.has(tar), killed.has(z));
     if (err) throw readError(dir, err.message);
   });
 
@@ -111,6 +88,48 @@ export function readDirTarCompressed(
     stream: out,
     rawBytes: () => totals ?? 0,
   };
+}
+
+/**
+ * GNU tar writing the directory into the compressor's stdin. The parent hands its end of that pipe to tar
+ * and closes its own copy (the caller does): tar is the only writer, and the compressor sees end of input
+ * when tar exits. Node never reads what tar writes.
+ */
+function spawnTar(dir: string, z: ChildProcess, opts: CompressedDirTarOptions): ChildProcess {
+  return spawn(
+    'tar',
+    [
+      ...tarReadOptions(dir),
+      '--totals',
+      ...(opts.onRawBytes ? [`--checkpoint=${CHECKPOINT_RECORDS}`, '--checkpoint-action=echo=#%u'] : []),
+      ...(opts.tarArgs ?? []),
+      '-f',
+      '-',
+      '.',
+    ],
+    { stdio: ['ignore', z.stdin ?? 'ignore', 'pipe'], env: { ...process.env, LC_ALL: 'C' } },
+  );
+}
+
+/**
+ * The cause, in order: the compressor failing by itself; tar failing by itself other than by writing into a
+ * dead compressor (broken pipe / reset: the compressor's death, seen first from tar's side, and the
+ * compressor may already count as killed by us then); else whatever failed.
+ */
+function firstCause(
+  t: PromiseSettledResult<unknown>,
+  c: PromiseSettledResult<unknown>,
+  tarKilled: boolean,
+  zKilled: boolean,
+): Error | undefined {
+  const tarFailure = t.status === 'rejected' ? (t.reason as Error) : undefined;
+  const zFailure = c.status === 'rejected' ? (c.reason as Error) : undefined;
+  return (
+    (zFailure && !zKilled ? zFailure : undefined) ??
+    (tarFailure && !tarKilled && !brokenPipe(tarFailure) ? tarFailure : undefined) ??
+    zFailure ??
+    tarFailure
+  );
 }
 
 /** Collects a child's stderr line by line; `consume` takes lines it understands, the rest is kept (4 KiB). */
