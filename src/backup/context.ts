@@ -1,0 +1,68 @@
+import type Docker from 'dockerode';
+import type { CodecImpl } from '../archive/codec.js';
+import type { EncryptionPlan } from '../archive/encryption.js';
+import type { Manifest, ManifestDatabase, ManifestVolume } from '../archive/manifest.js';
+import type { Config } from '../config/types.js';
+import type { SelfInfo } from '../docker/self.js';
+import type { MoodleFacts } from '../moodle/facts.js';
+import type { Logger } from '../observe/logger.js';
+import type { Stack } from '../stack/discover.js';
+import type { Hook } from '../stack/hooks.js';
+import type { QuiescePlan } from '../stack/plan.js';
+import type { StateStore } from '../stack/state.js';
+import type { Backend } from '../storage/backend.js';
+import type { MoodlePlan } from './moodle-plan.js';
+import type { SiteFallback } from './stop-instead.js';
+
+export interface BackupContext {
+  docker: Docker;
+  config: Config;
+  backend: Backend;
+  log: Logger;
+  kind?: Manifest['kind'];
+  /** Restrict to these short volume names (restore's safety snapshot). */
+  volumes?: string[];
+  /** Aborts the run (SIGTERM/SIGINT): streams stop, the stack is resumed, nothing is committed. */
+  signal?: AbortSignal;
+  /** The job this run belongs to, recorded in the manifest (retention applies per job). */
+  job?: string;
+  /** Restore's safety snapshot: a site whose maintenance mode cannot be turned on is stopped instead. */
+  fallback?: SiteFallback;
+}
+
+/** Milliseconds of each phase, recorded in the manifest. */
+export interface BackupTimings {
+  quiesceMs: number;
+  readMs: number;
+  downtimeMs: number;
+  uploadMs: number;
+  maintenanceMs: number;
+}
+
+/** One backup as it goes: what was decided before anything changed, and what each step added. */
+export interface BackupRun {
+  ctx: BackupContext;
+  id: string;
+  createdAt: Date;
+  self: SelfInfo | null;
+  stack: Stack;
+  plan: QuiescePlan;
+  mode: Config['mode'];
+  mp: MoodlePlan;
+  moodle: MoodleFacts | null;
+  helperImage: string;
+  codec: CodecImpl;
+  encryption: EncryptionPlan | null;
+  /** Archives go to a local spool file first (remote targets), uploaded after the stack is back. */
+  spool: boolean;
+  spoolDir: string;
+  state: StateStore;
+  hooks: { pre: Hook[]; post: Hook[] };
+  /** Raw sizes of the previous snapshot's volumes, for the progress totals (terminal only). */
+  previous: Record<string, number>;
+  volumes: ManifestVolume[];
+  database: ManifestDatabase | null;
+  timings: BackupTimings;
+  /** When maintenance mode went on (0: not yet). */
+  maintenanceSince: number;
+}

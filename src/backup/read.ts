@@ -1,0 +1,134 @@
+import { join } from 'node:path';
+import { AGE_EXTENSION } from '../archive/encryption.js';
+import { ProgressBoard } from '../observe/progress.js';
+import { progressTotals } from '../observe/size-scan.js';
+import { quiesce } from '../stack/quiesce.js';
+import { volumeDir } from '../volume/mount-dir.js';
+import type { BackupRun } from './context.js';
+import { dumpStep } from './dump-step.js';
+import { backendSink, makeSpoolDir, type Sink, spoolSink } from './steps.js';
+import { manifestVolume, streamVolume } from './stream.js';
+
+/** Where an archive goes: its spool file (remote targets), or straight to the backend. */
+function sinkFor(run: BackupRun, file: string): Sink {
+  const { backend } = run.ctx;
+  return run.spool
+    ? spoolSink(join(run.spoolDir, file))
+    : backendSink(backend, `${run.id}/${file}`, run.state);
+}
+
+/** Online mode: the database dump, while maintenance mode is on (turned off by the caller right after). */
+export async function dumpDatabase(run: BackupRun): Promise<boolean> {
+  const { docker, config, log, signal } = run.ctx;
+  if (!run.mp.dump) return false;
+  if (run.spool) await makeSpoolDir(run.spoolDir);
+  run.database = await dumpStep(
+    docker,
+    run.mp.dump,
+    run.codec,
+    config.compressionLevel,
+    run.encryption,
+    (file) => sinkFor(run, file),
+    log,
+    signal,
+  );
+  return true;
+}
+
+/**
+ * Each volume's directory when the sidecar can read it (the mount path), and the progress line's totals.
+ * Both before anything stops: BACKUP_READ_PATH=mount with an unreachable volume fails here, and a size scan
+ * must not add downtime.
+ */
+export async function prepareReads(
+  run: BackupRun,
+): Promise<{ dirs: Map<string, string | null>; board: ProgressBoard | undefined }> {
+  const { docker, config } = run.ctx;
+  const dirs = new Map<string, string | null>();
+  for (const v of run.mp.tarVolumes)
+    dirs.set(v.name, await volumeDir(docker, v.name, run.self, config.readPath, 'read'));
+  const board = ProgressBoard.enabled()
+    ? new ProgressBoard(
+        await progressTotals(
+          run.mp.tarVolumes.map((v) => ({ short: v.short, dir: dirs.get(v.name) })),
+          run.previous,
+        ),
+      )
+    : undefined;
+  return { dirs, board };
+}
+
+/**
+ * Quiesces the stack, runs `read`, and resumes the stack whatever happened (the closure that restarts it is
+ * taken on the same line that stops it); `afterResume` runs right after (maintenance mode off).
+ */
+export async function whileQuiesced(
+  run: BackupRun,
+  read: () => Promise<void>,
+  afterResume: () => Promise<void>,
+): Promise<void> {
+  const { docker, config, log } = run.ctx;
+  const tq = Date.now();
+  const resume = await quiesce(docker, run.plan, {
+    stopTimeoutSeconds: config.stopTimeoutSeconds,
+    state: run.state,
+    log,
+  });
+  run.timings.quiesceMs = Date.now() - tq;
+  try {
+    await read();
+  } finally {
+    await resume();
+    const downtimeMs = run.plan.actions.length > 0 ? Date.now() - tq : 0;
+    run.timings.downtimeMs = downtimeMs;
+    log.info({ step: 'resumed', downtimeMs }, `stack resumed after ${(downtimeMs / 1000).toFixed(1)} s`);
+    await afterResume();
+  }
+}
+
+/** Streams every file volume into its archive, one after the other (stack quiesced). */
+export async function readVolumes(
+  run: BackupRun,
+  dirs: Map<string, string | null>,
+  board: ProgressBoard | undefined,
+): Promise<void> {
+  const { docker, config, log, signal } = run.ctx;
+  const tr = Date.now();
+  if (run.spool) await makeSpoolDir(run.spoolDir);
+  for (const v of run.mp.tarVolumes) {
+    signal?.throwIfAborted();
+    const excludes = run.mp.excludes.get(v.name) ?? { rules: [], source: 'none' };
+    const file = `${v.short}${run.codec.extension}${run.encryption ? AGE_EXTENSION : ''}`;
+    const encryption = run.encryption;
+    const r = await streamVolume(
+      docker,
+      v,
+      run.helperImage,
+      {
+        codec: run.codec,
+        level: config.compressionLevel,
+        after: () => (encryption ? [encryption.stage()] : []),
+      },
+      sinkFor(run, file),
+      signal,
+      board?.volume(v.short),
+      excludes,
+      dirs.get(v.name),
+      (message) => log.warn({ step: 'read', volume: v.short }, message),
+    );
+    run.volumes.push(manifestVolume(v, file, r, excludes));
+    log.info(
+      {
+        step: 'read',
+        volume: v.short,
+        rawBytes: r.rawBytes,
+        storedBytes: r.storedBytes,
+        ms: r.ms,
+        readPath: r.via,
+        rawViaNode: r.viaNode,
+      },
+      `read ${v.short}`,
+    );
+  }
+  run.timings.readMs = Date.now() - tr;
+}
