@@ -1,0 +1,205 @@
+import { createReadStream } from 'node:fs';
+import { join } from 'node:path';
+import type { ManifestDatabase, ManifestVolume } from '../archive/manifest.js';
+import type { TarStats } from '../archive/tar-guard.js';
+import { SidecarError } from '../common/errors.js';
+import { afterStart, type StartReport } from '../moodle/after-start.js';
+import { manifestTotals, ProgressBoard } from '../observe/progress.js';
+import type { ServiceContainer } from '../stack/discover.js';
+import { stopOrder } from '../stack/plan.js';
+import { quiesce } from '../stack/quiesce.js';
+import { ownedByMe, StateStore } from '../stack/state.js';
+import { extractInto } from '../volume/extract.js';
+import { volumeDir } from '../volume/mount-dir.js';
+import { ensureVolume } from '../volume/restore-volume.js';
+import type { SwapRecord } from '../volume/swap.js';
+import { restoreFileVolume } from './mount.js';
+import { restoreDatabase } from './online.js';
+import type { RestoreTarget } from './plan.js';
+import { RestoreProgress } from './progress.js';
+import { deleteOldContent } from './steps.js';
+import type { RestoreOptions } from './types.js';
+
+export interface ApplyInput extends RestoreTarget {
+  /** Where the verified archives were spooled (remote targets); undefined = read from the backend again. */
+  spoolDir: string | undefined;
+  safety: string | undefined;
+  /** What the verification found in each archive. */
+  verified: Record<string, TarStats>;
+  /** Image for the helper containers. */
+  image: string;
+}
+
+/** What the volume steps leave for after the restart. */
+interface Leftovers {
+  /** Volumes whose old content (volume/swap.ts OLD) is deleted once the stack runs again. */
+  deleteLater: { name: string; rec: SwapRecord }[];
+  /** Docker volumes that hold a MariaDB datadir: the start waits for that server. */
+  dbVolumes: string[];
+}
+
+/**
+ * The changing part of a restore: record it in the state file, stop what mounts the volumes, restore each
+ * volume and the dump, start the stack again whatever happened, then either name every volume's state and
+ * the roll-back, or check MariaDB and Moodle while the old content is deleted.
+ */
+export async function apply(
+  o: RestoreOptions,
+  a: ApplyInput,
+): Promise<{ downtimeMs: number; report: StartReport }> {
+  const md = a.manifest.database;
+  const db = md && a.plan.volumes.some((v) => v.name === md.volume.name) ? md : null;
+  const state = new StateStore(o.config.stateDir);
+  const progress = new RestoreProgress(state, [
+    ...a.selected.map((v) => v.name),
+    ...(db ? [db.volume.name] : []),
+  ]);
+  await state.write({
+    runId: `restore-${a.manifest.id}`,
+    operation: 'restore',
+    startedAt: new Date().toISOString(),
+    ...ownedByMe(),
+    quiesced: [],
+    volumes: { ...progress.volumes },
+    safetySnapshot: a.safety,
+  });
+  const users = stopOrder(a.stack.containers.filter((c) => a.plan.stop.includes(c.name)));
+  const t0 = Date.now();
+  const resume = await stopAll(o, users, state);
+  const left: Leftovers = {
+    deleteLater: [],
+    dbVolumes: a.plan.volumes.filter((v) => a.verified[v.name]?.mariadbDatadir).map((v) => v.dockerName),
+  };
+  const failure = await restoreAll(o, a, db, progress, left).then(
+    () => undefined,
+    (err: unknown) => (o.signal?.aborted ? o.signal.reason : err) as unknown,
+  );
+  const resumeError = await resume().then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  const downtimeMs = Date.now() - t0;
+  if (failure || resumeError) failedMidway(o, a, progress, failure ?? resumeError);
+  // While MariaDB and Moodle come up, the old content of plain volumes is deleted (off the stack's downtime).
+  const [report] = await Promise.all([
+    afterStart(
+      o.docker,
+      a.stack,
+      users.map((c) => c.id),
+      left.dbVolumes,
+      o.log,
+    ),
+    deleteOldContent(left.deleteLater, o.log),
+  ]);
+  await state.clear();
+  return { downtimeMs, report };
+}
+
+/** A restore always stops (never pauses): the files must not be open while they are replaced. */
+function stopAll(
+  o: RestoreOptions,
+  users: ServiceContainer[],
+  state: StateStore,
+): Promise<() => Promise<void>> {
+  return quiesce(
+    o.docker,
+    {
+      actions: users.map((container) => ({ container, action: 'stop' as const })),
+      selection: 'volume-mounts',
+      warnings: [],
+    },
+    { stopTimeoutSeconds: o.config.stopTimeoutSeconds, state, log: o.log },
+  );
+}
+
+async function restoreAll(
+  o: RestoreOptions,
+  a: ApplyInput,
+  db: ManifestDatabase | null,
+  progress: RestoreProgress,
+  left: Leftovers,
+): Promise<void> {
+  const board = ProgressBoard.enabled() ? new ProgressBoard(manifestTotals(a.selected)) : undefined;
+  for (const v of a.selected) {
+    o.signal?.throwIfAborted();
+    const rec = await restoreVolume(o, a, v, progress, board);
+    if (rec) left.deleteLater.push({ name: v.name, rec });
+  }
+  if (db) {
+    left.dbVolumes.push(
+      await restoreDatabase(o.docker, {
+        ...o,
+        manifest: a.manifest,
+        plan: a.plan,
+        stack: a.stack,
+        db,
+        image: a.image,
+        spoolDir: a.spoolDir,
+        mark: (st) => progress.mark(db.volume.name, st),
+      }),
+    );
+  }
+}
+
+/** One file volume: staged unpack and swap on the mount path, else empty and extract through the archive API. */
+async function restoreVolume(
+  o: RestoreOptions,
+  a: ApplyInput,
+  v: ManifestVolume,
+  progress: RestoreProgress,
+  board: ProgressBoard | undefined,
+): Promise<SwapRecord | undefined> {
+  const { docker, config, backend, log } = o;
+  const target = a.plan.volumes.find((x) => x.name === v.name)?.dockerName as string;
+  if (await ensureVolume(docker, target, a.plan.project, v.name))
+    log.info({ step: 'restore', volume: v.name }, `created volume ${target}`);
+  // The volume's directory when this process can write it (BACKUP_READ_PATH): GNU tar instead of putArchive.
+  const dir = await volumeDir(docker, target, a.self, config.readPath, 'write');
+  const source = () =>
+    a.spoolDir ? createReadStream(join(a.spoolDir, v.file)) : backend.get(`${a.manifest.id}/${v.file}`);
+  const watch = board?.volume(v.name);
+  const r = await restoreFileVolume({
+    docker,
+    volume: target,
+    image: a.image,
+    dir,
+    extract: async (to) =>
+      extractInto(
+        docker,
+        target,
+        a.image,
+        await source(),
+        a.manifest,
+        v,
+        o.signal,
+        config.encryption,
+        to,
+        watch,
+      ),
+    stats: a.verified[v.name],
+    progress,
+    name: v.name,
+    log,
+  });
+  log.info(
+    { step: 'restore', volume: v.name, rawBytes: v.rawBytes, ...r.ms, readPath: dir ? 'mount' : 'docker' },
+    `restored ${v.name}`,
+  );
+  return r.deleteOldLater;
+}
+
+/** Names each volume's state and the command that rolls back; the stack was started again before this. */
+function failedMidway(o: RestoreOptions, a: ApplyInput, progress: RestoreProgress, err: unknown): never {
+  const states = progress.describe();
+  const how = a.safety ? `roll back with \`restore ${a.safety} --yes\`` : 'no safety snapshot was taken';
+  o.log.error(
+    { step: 'restore', volumes: progress.volumes, safetySnapshot: a.safety, err },
+    `restore failed midway (${states}); ${how}`,
+  );
+  throw new SidecarError(
+    'RESTORE_FAILED',
+    `restore of ${a.manifest.id} failed: ${(err as Error)?.message}. Volumes: ${states}`,
+    how,
+    { cause: err },
+  );
+}
