@@ -6,7 +6,7 @@ import { type PruneResult, prune } from '../prune/run.js';
 import { DECISION_HEADERS, type Decision, decisionRows, describeDecisions } from '../retention/policy.js';
 import type { Backend } from '../storage/backend.js';
 import { createBackend } from '../storage/index.js';
-import { openContext, withRunLock } from './context.js';
+import { openContext, type RunContext, withRunLock } from './context.js';
 import { formatBytes, table, terminalWidth } from './output.js';
 
 export function registerPrune(program: Command): void {
@@ -24,58 +24,60 @@ export function registerPrune(program: Command): void {
       const jobs =
         opts.job && ctx.job ? [ctx.job] : [...ctx.settings.jobs, ...(await labelJobs(ctx.settings, ctx.log))];
       try {
-        const pruneAll = async () => {
-          const results: { job: string; location: string; result: PruneResult }[] = [];
-          for (const job of jobs) {
-            const own = jobs.length === 1 && job.config.target === ctx.config.target;
-            const backend: Backend & { close?: () => void } = own
-              ? ctx.backend
-              : createBackend(job.config.target);
-            try {
-              const result = await prune(backend, job.config.retention, {
-                dryRun: opts.dryRun === true,
-                log: ctx.log,
-                job: job.name,
-              });
-              results.push({ job: job.name, location: backend.location, result });
-            } finally {
-              if (!own) backend.close?.();
-            }
-          }
-          return results;
-        };
+        const pruneAll = () => pruneJobs(ctx, jobs, opts.dryRun === true);
         // A dry run changes nothing, so it need not wait for (or block) a running backup.
         const results = opts.dryRun ? await pruneAll() : await withRunLock(ctx, 'prune', pruneAll);
-        if (opts.json) {
-          const one = (r: PruneResult) => ({
-            decisions: r.decisions.map((d) => ({ ...d, time: d.time.toISOString() })),
-            deleted: r.deleted,
-            deletedBytes: r.deletedBytes,
-          });
-          const out =
-            results.length === 1 && results[0]
-              ? { dryRun: opts.dryRun === true, job: results[0].job, ...one(results[0].result) }
-              : {
-                  dryRun: opts.dryRun === true,
-                  jobs: results.map((r) => ({ job: r.job, target: r.location, ...one(r.result) })),
-                };
-          process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
-          return;
-        }
-        for (const { job, location, result } of results) {
-          if (results.length > 1) process.stdout.write(`job ${job} (${location}):\n`);
-          process.stdout.write(decisionsText(result.decisions));
-          if (opts.dryRun) process.stdout.write('dry run: nothing deleted\n');
-          else {
-            process.stdout.write(
-              `deleted ${result.deleted.length} snapshot(s), ${formatBytes(result.deletedBytes)} freed\n`,
-            );
-          }
-        }
+        printResults(results, opts);
       } finally {
         await ctx.close();
       }
     });
+}
+
+type JobResult = { job: string; location: string; result: PruneResult };
+
+/** Each job's retention applied to that job's own snapshots, at its own target. */
+async function pruneJobs(ctx: RunContext, jobs: Job[], dryRun: boolean): Promise<JobResult[]> {
+  const results: JobResult[] = [];
+  for (const job of jobs) {
+    const own = jobs.length === 1 && job.config.target === ctx.config.target;
+    const backend: Backend & { close?: () => void } = own ? ctx.backend : createBackend(job.config.target);
+    try {
+      const result = await prune(backend, job.config.retention, { dryRun, log: ctx.log, job: job.name });
+      results.push({ job: job.name, location: backend.location, result });
+    } finally {
+      if (!own) backend.close?.();
+    }
+  }
+  return results;
+}
+
+function printResults(results: JobResult[], opts: { dryRun?: boolean; json?: boolean }): void {
+  if (opts.json) {
+    const one = (r: PruneResult) => ({
+      decisions: r.decisions.map((d) => ({ ...d, time: d.time.toISOString() })),
+      deleted: r.deleted,
+      deletedBytes: r.deletedBytes,
+    });
+    const out =
+      results.length === 1 && results[0]
+        ? { dryRun: opts.dryRun === true, job: results[0].job, ...one(results[0].result) }
+        : {
+            dryRun: opts.dryRun === true,
+            jobs: results.map((r) => ({ job: r.job, target: r.location, ...one(r.result) })),
+          };
+    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+    return;
+  }
+  for (const { job, location, result } of results) {
+    if (results.length > 1) process.stdout.write(`job ${job} (${location}):\n`);
+    process.stdout.write(decisionsText(result.decisions));
+    if (opts.dryRun) process.stdout.write('dry run: nothing deleted\n');
+    else
+      process.stdout.write(
+        `deleted ${result.deleted.length} snapshot(s), ${formatBytes(result.deletedBytes)} freed\n`,
+      );
+  }
 }
 
 /**

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { listSnapshots } from '../archive/catalog.js';
 import { SidecarError } from '../common/errors.js';
 import { runRestore } from '../restore/run.js';
-import type { RestorePlan } from '../restore/types.js';
+import type { RestorePlan, RestoreResult } from '../restore/types.js';
 import { openContext, type RunContext, withRunLock } from './context.js';
 import { formatBytes, formatDuration, table, terminalWidth } from './output.js';
 import { ask, isInteractive } from './prompt.js';
@@ -92,25 +92,29 @@ export function registerRestore(program: Command): void {
                 },
           }),
         );
-        if (flags.json) {
-          process.stdout.write(
-            `${JSON.stringify({ ...result, plan: { ...result.plan, snapshot: result.plan.snapshot.id } }, null, 2)}\n`,
-          );
-        } else if (!result.applied) {
-          process.stdout.write(`${describePlan(result.plan)}\n(dry run: nothing was changed)\n`);
-        } else {
-          const lines = [
-            `restored ${result.plan.snapshot.id}: ${result.plan.volumes.map((v) => v.name).join(', ')}`,
-            `stack down for ${formatDuration(result.downtimeMs ?? 0)}`,
-            result.safetySnapshot
-              ? `undo with: restore ${result.safetySnapshot} --yes`
-              : 'no safety snapshot was taken',
-            `moodle upgrade check: ${result.report?.upgrade ?? 'not run'}`,
-          ];
-          process.stdout.write(`${lines.join('\n')}\n`);
-        }
+        printResult(result, flags);
       } finally {
         await ctx.close();
       }
     });
+}
+
+function printResult(result: RestoreResult, flags: RestoreFlags): void {
+  if (flags.json) {
+    process.stdout.write(
+      `${JSON.stringify({ ...result, plan: { ...result.plan, snapshot: result.plan.snapshot.id } }, null, 2)}\n`,
+    );
+  } else if (!result.applied) {
+    process.stdout.write(`${describePlan(result.plan)}\n(dry run: nothing was changed)\n`);
+  } else {
+    const lines = [
+      `restored ${result.plan.snapshot.id}: ${result.plan.volumes.map((v) => v.name).join(', ')}`,
+      `stack down for ${formatDuration(result.downtimeMs ?? 0)}`,
+      result.safetySnapshot
+        ? `undo with: restore ${result.safetySnapshot} --yes`
+        : 'no safety snapshot was taken',
+      `moodle upgrade check: ${result.report?.upgrade ?? 'not run'}`,
+    ];
+    process.stdout.write(`${lines.join('\n')}\n`);
+  }
 }
