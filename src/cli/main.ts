@@ -12,6 +12,7 @@ import { registerVerify } from './verify.js';
 
 /** Entry point: one file per verb registers itself; errors become a message, a hint and a stable exit code. */
 export async function main(argv: string[]): Promise<number> {
+  quietSdkNodeNotice();
   const program = new Command()
     .name('moodle-backup')
     .description('Backup sidecar for Moodle on Docker Compose')
@@ -42,3 +43,12 @@ export async function main(argv: string[]): Promise<number> {
 main(process.argv).then((code) => {
   process.exitCode = code;
 });
+
+/**
+ * The AWS SDK prints a multi-line notice to stderr on Node < 22 (its releases after January 2027 need Node
+ * 22), which would break the one-JSON-object-per-line log. This version of the sidecar supports Node 20.15 and
+ * later (README, "Quick start"); the image runs Node 22. `serve` says so once in its own log instead.
+ */
+function quietSdkNodeNotice(): void {
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+}

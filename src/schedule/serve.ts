@@ -83,6 +83,12 @@ export async function startServe(d: ServeDeps): Promise<Serving> {
   });
   scheduler.start();
   logSchedules(scheduler, log);
+  if (Number(process.versions.node.split('.')[0]) < 22) {
+    log.warn(
+      { step: 'start', node: process.versions.node },
+      'Node < 22: this version works with it, but AWS SDK releases after January 2027 need Node 22 (the image runs Node 22)',
+    );
+  }
   const watchers = startWatchers(d, { project, planner, notifier, health, configs });
   return {
     async stop() {
