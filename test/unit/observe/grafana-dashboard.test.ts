@@ -60,7 +60,7 @@ async function exported(): Promise<Map<string, Set<string>>> {
 
 describe('docs/grafana-dashboard.json', async () => {
   const dashboard = JSON.parse(
-    await readFile(new URL('../../docs/grafana-dashboard.json', import.meta.url), 'utf8'),
+    await readFile(new URL('../../../docs/grafana-dashboard.json', import.meta.url), 'utf8'),
   ) as Dashboard;
   const targets = dashboard.panels.flatMap((p) => p.targets.map((t) => ({ panel: p.title, ...t })));
 
