@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { CLI, type CliResult } from './cli.js';
+import { CLI, type CliResult, collectRun } from './cli.js';
 
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
@@ -20,27 +20,12 @@ export function runInTerminal(
     quote(CLI),
     ...args.map(quote),
   ].join(' ');
-  return new Promise((resolve, reject) => {
-    // -e: script exits with the command's status.
-    const child = spawn('script', ['-q', '-e', '-c', command, '/dev/null'], {
-      env,
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
+  // -e: script exits with the command's status.
+  const child = spawn('script', ['-q', '-e', '-c', command, '/dev/null'], {
+    env,
+    stdio: ['pipe', 'pipe', 'pipe'],
   });
+  return collectRun(child, opts.timeoutMs);
 }
 
 /**
