@@ -83,12 +83,7 @@ export async function startServe(d: ServeDeps): Promise<Serving> {
   });
   scheduler.start();
   logSchedules(scheduler, log);
-  if (Number(process.versions.node.split('.')[0]) < 22) {
-    log.warn(
-      { step: 'start', node: process.versions.node },
-      'Node < 22: this version works with it, but AWS SDK releases after January 2027 need Node 22 (the image runs Node 22)',
-    );
-  }
+  warnOldNode(log);
   const watchers = startWatchers(d, { project, planner, notifier, health, configs });
   return {
     async stop() {
@@ -182,4 +177,13 @@ async function describeSelf(docker: Docker): Promise<{ project?: string; logsCom
     // Only cosmetic: fall back to a generic pointer.
   }
   return { logsCommand: 'the log of `moodle-backup serve`' };
+}
+
+/** Said once by serve, where the AWS SDK's own stderr notice is kept out of the JSON log (cli/main.ts). */
+function warnOldNode(log: Logger): void {
+  if (Number(process.versions.node.split('.')[0]) >= 22) return;
+  log.warn(
+    { step: 'start', node: process.versions.node },
+    'Node < 22: this version works with it, but AWS SDK releases after January 2027 need Node 22 (the image runs Node 22)',
+  );
 }
