@@ -8,8 +8,6 @@ import { dumpDatabase, prepareReads, readVolumes, whileQuiesced } from './read.j
 import { discardPartial } from './steps.js';
 import { maintenanceOrStop } from './stop-instead.js';
 
-export type { BackupContext } from './context.js';
-
 /**
  * The backup pipeline, top to bottom. Every exit path (error, abort) resumes the stack, turns maintenance
  * mode off and runs the post hooks; a crash is covered by the state file (recover/run.ts). Nothing is
