@@ -11,7 +11,10 @@ import { mountPointCommands } from '../volume/extract.js';
 import { removeOld, type SwapRecord } from '../volume/swap.js';
 import type { RestoreOptions, RestorePlan } from './types.js';
 
-/** The steps restore/run.ts calls: which volumes, where they go, what must stop, and the clean-up after extraction. */
+/**
+ * Small steps of the restore pipeline (plan.ts, apply.ts, run.ts): which volumes, where they go, what must
+ * stop, the safety snapshot, and the clean-up after extraction.
+ */
 
 export function selectVolumes(manifest: Manifest, wanted?: string[]): ManifestVolume[] {
   if (!wanted || wanted.length === 0) return manifest.volumes;
