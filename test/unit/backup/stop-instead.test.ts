@@ -1,21 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { stopPlan } from '../../../src/backup/stop-instead.js';
 import type { ServiceContainer, Stack } from '../../../src/stack/discover.js';
-
-function container(service: string, opts: Partial<ServiceContainer> = {}): ServiceContainer {
-  return {
-    id: `id-${service}`,
-    name: `p-${service}-1`,
-    service,
-    image: `img/${service}`,
-    imageId: `sha256:${service}`,
-    state: 'running',
-    labels: {},
-    dependsOn: [],
-    mounts: [{ volume: `p_${service}_data`, destination: `/data/${service}` }],
-    ...opts,
-  };
-}
+import { container } from '../../harness/containers.js';
 
 function stackOf(containers: ServiceContainer[], selected: string[]): Stack {
   const volumes = selected.map((name) => ({ name, short: name.replace(/^p_/, ''), mountedBy: [] }));

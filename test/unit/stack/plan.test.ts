@@ -4,21 +4,7 @@ import type { SelfInfo } from '../../../src/docker/self.js';
 import type { ServiceContainer, Stack, VolumeTarget } from '../../../src/stack/discover.js';
 import { selectVolumes } from '../../../src/stack/discover.js';
 import { planQuiesce, stopOrder } from '../../../src/stack/plan.js';
-
-function container(service: string, opts: Partial<ServiceContainer> = {}): ServiceContainer {
-  return {
-    id: `id-${service}`,
-    name: `p-${service}-1`,
-    service,
-    image: `img/${service}`,
-    imageId: `sha256:${service}`,
-    state: 'running',
-    labels: {},
-    dependsOn: [],
-    mounts: [{ volume: `p_${service}_data`, destination: `/data/${service}` }],
-    ...opts,
-  };
-}
+import { container } from '../../harness/containers.js';
 
 function stackOf(containers: ServiceContainer[]): Stack {
   const volumes: VolumeTarget[] = containers.flatMap((c) =>
