@@ -1,7 +1,6 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type Docker from 'dockerode';
-import tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunState } from '../../src/stack/state.js';
 import { demuxLogs } from '../../src/volume/restore-volume.js';
@@ -14,6 +13,7 @@ import {
   secondEngineUnavailable,
   startSecondEngine,
 } from '../harness/second-engine.js';
+import { readContainerFile } from '../harness/sidecar.js';
 import { buildSidecarImage, SIDECAR_IMAGE } from '../harness/sidecar-image.js';
 import { composeLabels, createMoodleStack, DB, type MoodleStack, VOLUME_NAMES } from '../harness/stack.js';
 
@@ -39,32 +39,6 @@ interface SnapshotJson {
   id: string;
   status: string;
   kind: string | null;
-}
-
-/** One file of a container (running or not), read through the archive API; null when it does not exist. */
-async function readContainerFile(d: Docker, container: string, path: string): Promise<string | null> {
-  let stream: NodeJS.ReadableStream;
-  try {
-    stream = await d.getContainer(container).getArchive({ path });
-  } catch (err) {
-    if ((err as { statusCode?: number }).statusCode === 404) return null;
-    throw err;
-  }
-  const extract = tar.extract();
-  let text = '';
-  extract.on('entry', (_h, entry, next) => {
-    entry.on('data', (c: unknown) => {
-      text += (c as Buffer).toString('utf8');
-    });
-    entry.on('end', next);
-  });
-  const done = new Promise<void>((resolve, reject) => {
-    extract.on('finish', resolve);
-    extract.on('error', reject);
-  });
-  stream.pipe(extract);
-  await done;
-  return text;
 }
 
 describe.skipIf(unavailable !== null && !process.env.CI)('engine restart mid-backup (second engine)', () => {
@@ -182,7 +156,7 @@ async function waitUntilStackStopped(
 ): Promise<RunState> {
   const end = Date.now() + 120_000;
   while (Date.now() < end) {
-    const text = await readContainerFile(d, sidecar, '/var/lib/moodle-backup/state.json');
+    const text = await readContainerFile(sidecar, '/var/lib/moodle-backup/state.json', d);
     const state = text ? (JSON.parse(text) as RunState) : null;
     if (state && state.quiesced.length >= 2) {
       const s = await stack.states();

@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import type Docker from 'dockerode';
 import tar from 'tar-stream';
 import { inject } from 'vitest';
 import type { RunState } from '../../src/stack/state.js';
@@ -45,11 +46,15 @@ export async function logsSince(name: string, opts: { tail?: number; sinceMs?: n
     .join('\n');
 }
 
-/** One file of a container, running or stopped (Docker's archive API); null when it does not exist. */
-export async function readContainerFile(container: string, path: string): Promise<string | null> {
+/** One file of a container, running or stopped (Docker's archive API, of `d`'s engine); null when it does not exist. */
+export async function readContainerFile(
+  container: string,
+  path: string,
+  d: Docker = docker(),
+): Promise<string | null> {
   let stream: NodeJS.ReadableStream;
   try {
-    stream = await docker().getContainer(container).getArchive({ path });
+    stream = await d.getContainer(container).getArchive({ path });
   } catch (err) {
     if ((err as { statusCode?: number }).statusCode === 404) return null;
     throw err;
