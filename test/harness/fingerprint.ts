@@ -1,4 +1,8 @@
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { constants } from 'node:fs';
+import { access } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { inject } from 'vitest';
 import { docker, execOk, IMAGES, TEST_LABEL, uniqueName } from './docker.js';
 
@@ -22,13 +26,44 @@ export interface VolumeFingerprint {
 }
 
 /**
- * Lists a volume from a throwaway container with GNU find and sha256sum: an oracle independent of the
- * product's own tar path. `exclude` drops paths (relative, no leading './') and everything below them.
+ * Lists a volume with GNU find and sha256sum: an oracle independent of the product's own tar path. As root on
+ * the engine's host it reads the volume's directory directly (as `ls` on the host would: ~0.1 s); otherwise
+ * from a throwaway container (~1.5–3 s of create, start, exec and remove on a loaded machine, paid by every
+ * fingerprint of every test). `exclude` drops paths (relative, no leading './') and everything below them.
  */
 export async function fingerprintVolume(
   volume: string,
   opts: { exclude?: string[] } = {},
 ): Promise<VolumeFingerprint> {
+  const dir = await hostDir(volume);
+  const { listing, sums } = dir ? await listOnHost(dir) : await listInContainer(volume);
+  return fingerprintOf(listing, sums, opts.exclude ?? []);
+}
+
+const run = promisify(execFile);
+const FIND_FORMAT = '%P\\t%y\\t%s\\t%#m\\t%U\\t%G\\t%T@\\t%n\\t%l\\n';
+const SUMS = 'find . -type f -print0 | xargs -0 -r sha256sum';
+
+/** The volume's directory when this process can read it (root, the engine on this host), else null. */
+async function hostDir(volume: string): Promise<string | null> {
+  if (process.getuid?.() !== 0) return null;
+  const { Mountpoint } = await docker().getVolume(volume).inspect();
+  return access(Mountpoint, constants.R_OK).then(
+    () => Mountpoint,
+    () => null,
+  );
+}
+
+async function listOnHost(dir: string): Promise<{ listing: string; sums: string }> {
+  const opts = { cwd: dir, maxBuffer: 256 * 1024 * 1024, timeout: 120_000 };
+  const [listing, sums] = await Promise.all([
+    run('find', ['.', '-printf', FIND_FORMAT], opts),
+    run('sh', ['-c', SUMS], opts),
+  ]);
+  return { listing: listing.stdout, sums: sums.stdout };
+}
+
+async function listInContainer(volume: string): Promise<{ listing: string; sums: string }> {
   const d = docker();
   const name = uniqueName('fp');
   const c = await d.createContainer({
@@ -40,46 +75,44 @@ export async function fingerprintVolume(
   });
   try {
     await c.start();
-    const listing = await execOk(name, [
-      'find',
-      '/v',
-      '-printf',
-      '%P\\t%y\\t%s\\t%#m\\t%U\\t%G\\t%T@\\t%n\\t%l\\n',
-    ]);
-    const sums = await execOk(name, ['sh', '-c', 'cd /v && find . -type f -print0 | xargs -0 -r sha256sum']);
-    const hashes = new Map<string, string>();
-    for (const line of sums.split('\n')) {
-      if (!line) continue;
-      const hash = line.slice(0, 64);
-      const path = line.slice(66).replace(/^\.\//, '');
-      hashes.set(path, hash);
-    }
-    const excluded = (p: string) =>
-      (opts.exclude ?? []).some((x) => p === x || p.startsWith(`${x.replace(/\/$/, '')}/`));
-    const entries: Entry[] = [];
-    for (const line of listing.split('\n')) {
-      if (!line) continue;
-      const [path = '', type = '', size, mode = '', uid, gid, mtime, nlink, link = ''] = line.split('\t');
-      if (excluded(path)) continue;
-      entries.push({
-        path,
-        type,
-        size: type === 'd' ? 0 : Number(size),
-        mode,
-        uid: Number(uid),
-        gid: Number(gid),
-        mtime: Math.floor(Number(mtime)),
-        nlink: type === 'f' ? Number(nlink) : 0,
-        sha256: type === 'f' ? (hashes.get(path) ?? 'missing') : '',
-        link,
-      });
-    }
-    entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-    const digest = createHash('sha256').update(JSON.stringify(entries)).digest('hex');
-    return { entries, digest };
+    const listing = await execOk(name, ['find', '/v', '-printf', FIND_FORMAT]);
+    const sums = await execOk(name, ['sh', '-c', `cd /v && ${SUMS}`]);
+    return { listing, sums };
   } finally {
     await c.remove({ force: true, v: true }).catch(() => undefined);
   }
+}
+
+function fingerprintOf(listing: string, sums: string, exclude: string[]): VolumeFingerprint {
+  const hashes = new Map<string, string>();
+  for (const line of sums.split('\n')) {
+    if (!line) continue;
+    const hash = line.slice(0, 64);
+    const path = line.slice(66).replace(/^\.\//, '');
+    hashes.set(path, hash);
+  }
+  const excluded = (p: string) => exclude.some((x) => p === x || p.startsWith(`${x.replace(/\/$/, '')}/`));
+  const entries: Entry[] = [];
+  for (const line of listing.split('\n')) {
+    if (!line) continue;
+    const [path = '', type = '', size, mode = '', uid, gid, mtime, nlink, link = ''] = line.split('\t');
+    if (excluded(path)) continue;
+    entries.push({
+      path,
+      type,
+      size: type === 'd' ? 0 : Number(size),
+      mode,
+      uid: Number(uid),
+      gid: Number(gid),
+      mtime: Math.floor(Number(mtime)),
+      nlink: type === 'f' ? Number(nlink) : 0,
+      sha256: type === 'f' ? (hashes.get(path) ?? 'missing') : '',
+      link,
+    });
+  }
+  entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  const digest = createHash('sha256').update(JSON.stringify(entries)).digest('hex');
+  return { entries, digest };
 }
 
 /** Human-readable differences (first `max`), for assertion messages: [] when equal. */
