@@ -30,6 +30,12 @@ if ! have_image "$BASE_IMAGE"; then
   have_image "$BASE_IMAGE" || die "base image $BASE_IMAGE is not present (no registry to pull it from)"
 fi
 
+# One build at a time on this engine: test files that need the image start together (3 workers), and on a
+# cold cache each would otherwise run the same `npm ci` build in parallel. The next one waits here, then finds
+# the image by its recipe label below. Bounded: a build that takes 20 minutes has failed anyway.
+exec 9>"${TMPDIR:-/tmp}/moodle-backup-build-image.lock"
+flock -w 1200 9 || die "another build-image.sh held the build lock for 20 minutes"
+
 # The files the Dockerfile reads, in a stable order: the same list makes the hash and the build context.
 cd "$ROOT"
 mapfile -d '' FILES < <(
