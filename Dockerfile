@@ -37,7 +37,8 @@ RUN npm prune --omit=dev --ignore-scripts --loglevel=warn \
 FROM deps AS build
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-RUN npm run build
+# The incremental build's state (tsconfig.build.json) is of no use at run time.
+RUN npm run build && rm -f dist/.tsbuildinfo
 
 # ---- runtime -------------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE}
