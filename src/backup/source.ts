@@ -44,6 +44,7 @@ export function compressedDirSource(dir: string, o: SourceOptions): CompressedSo
     tarArgs: tarExcludeArgs(o.exclude),
     onWarning: o.onWarning,
     onRawBytes: progress ? (n) => progress.reportTotal(n) : undefined,
+    onFile: progress ? () => progress.reportFile() : undefined,
   });
   if (progress) tar.stream.once('end', () => progress.finishLine(tar.rawBytes()));
   // Counted while tar reads (stack stopped or paused: the tree does not change); a failure fails the backup.

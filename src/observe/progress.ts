@@ -74,6 +74,8 @@ export class ProgressBoard {
 export class Progress extends Transform {
   bytes = 0;
   private readonly counter = new TarFileCounter();
+  /** Files counted by reportFile, when the tar stream bypasses Node. */
+  private reported: number | undefined;
   private readonly t0 = Date.now();
   private last = 0;
 
@@ -103,6 +105,11 @@ export class Progress extends Transform {
     this.tick();
   }
 
+  /** For files Node never sees: one more regular file archived (tar's listing); replaces the stream count. */
+  reportFile(): void {
+    this.reported = (this.reported ?? 0) + 1;
+  }
+
   /** The last line of a progress fed by reportTotal. */
   finishLine(bytes: number): void {
     this.bytes = bytes;
@@ -117,9 +124,10 @@ export class Progress extends Transform {
   }
 
   private filesText(final: boolean): string {
-    if (!this.counter.ok || (this.counter.files === 0 && this.bytes > 0)) return '';
+    const files = this.reported ?? this.counter.files;
+    if (this.reported === undefined && (!this.counter.ok || (files === 0 && this.bytes > 0))) return '';
     const of = !final && this.total.files ? `/~${this.total.files}` : '';
-    return `${this.counter.files}${of} files`;
+    return `${files}${of} files`;
   }
 
   private tick(): void {

@@ -16,6 +16,8 @@ export interface CompressedDirTarOptions {
   onWarning?: (message: string) => void;
   /** Raw tar bytes written so far, every few MiB (from tar's checkpoints). */
   onRawBytes?: (bytes: number) => void;
+  /** Called once per regular file tar has archived (from its verbose listing), for the progress line. */
+  onFile?: () => void;
 }
 
 export interface CompressedDirTar {
@@ -28,11 +30,18 @@ export interface CompressedDirTar {
 /** GNU tar's default record: 20 blocks of 512 bytes; `--checkpoint` counts these. */
 const RECORD = 10240;
 const CHECKPOINT_RECORDS = 1024;
+/**
+ * A line of `tar -cvv`'s listing, which GNU tar writes to stderr when the archive goes to stdout: type and
+ * mode, numeric owner (--numeric-owner), ... Names are escaped (`\n`), so each entry is one line; `-` is a
+ * regular file (hard links are `h`, as TarFileCounter leaves them out too).
+ */
+const LISTING = /^([-a-zA-Z])[-rwxsStT]{9} \d+\/\d+ /;
 
 /**
  * The fast `mount` read path: GNU tar's stdout is the compressor's stdin (one kernel pipe between two child
  * processes), so the raw tar bytes never pass through Node; Node reads only the compressed output, for sha256,
- * encryption and the sink. The raw size comes from tar's `--totals`, progress from its `--checkpoint`s.
+ * encryption and the sink. The raw size comes from tar's `--totals`, progress from its `--checkpoint`s and
+ * the file count from its verbose listing (only when asked: ~60 bytes of stderr per entry).
  *
  * A failure of either process fails the stream, and the other one is killed: a tar that dies mid-read leaves
  * the compressor a clean end of input, so the compressor's success alone would pass a truncated archive off
@@ -50,6 +59,11 @@ export function readDirTarCompressed(
 
   let totals: number | undefined;
   const tarErr = lines(tar, (line) => {
+    const entry = opts.onFile && LISTING.exec(line);
+    if (entry) {
+      if (entry[1] === '-') opts.onFile?.();
+      return true;
+    }
     const checkpoint = /^tar: #(\d+)$/.exec(line);
     if (checkpoint) {
       opts.onRawBytes?.(Number(checkpoint[1]) * RECORD);
@@ -102,6 +116,7 @@ function spawnTar(dir: string, z: ChildProcess, opts: CompressedDirTarOptions): 
       ...tarReadOptions(dir),
       '--totals',
       ...(opts.onRawBytes ? [`--checkpoint=${CHECKPOINT_RECORDS}`, '--checkpoint-action=echo=#%u'] : []),
+      ...(opts.onFile ? ['-vv'] : []),
       ...(opts.tarArgs ?? []),
       '-f',
       '-',
