@@ -131,15 +131,26 @@ build_node() {
   docker tag "$tag" mbs-test/node:latest
 }
 
+# Runs one step and records its duration: the bare-machine path is where CI time goes (packages, debootstrap).
+TIMES=()
+step() {
+  local t=$SECONDS
+  "$@"
+  local label=$1
+  [ "$1" = build_derived ] && label="build $2"
+  TIMES+=("$label $((SECONDS - t))s")
+}
+
 main() {
   local t0=$SECONDS
-  ensure_packages
-  ensure_dockerd
-  build_base
-  build_busybox
-  build_derived mariadb "$IMAGES/mariadb"
-  build_derived moodle "$IMAGES/moodle"
-  build_node
+  step ensure_packages
+  step ensure_dockerd
+  step build_base
+  step build_busybox
+  step build_derived mariadb "$IMAGES/mariadb"
+  step build_derived moodle "$IMAGES/moodle"
+  step build_node
+  log "steps: ${TIMES[*]}"
   log "ready in $((SECONDS - t0)) s: $(docker images --format '{{.Repository}}:{{.Tag}}' 'mbs-test/*' | grep ':latest' | tr '\n' ' ')"
 }
 
