@@ -139,6 +139,7 @@ main() {
   build_busybox
   build_derived mariadb "$IMAGES/mariadb"
   build_derived moodle "$IMAGES/moodle"
+  build_derived postgres "$IMAGES/postgres"
   build_node
   log "ready in $((SECONDS - t0)) s: $(docker images --format '{{.Repository}}:{{.Tag}}' 'mbs-test/*' | grep ':latest' | tr '\n' ' ')"
 }
