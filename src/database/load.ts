@@ -212,15 +212,20 @@ async function streamDump(
   const ex = await execStream(docker, c.id, engine.loadCommand(), { stdin: true });
   ex.output.resume();
   const tap = new HashTap();
+  let settled: PromiseSettledResult<unknown>[];
   try {
     const feed = pipeline(
       [source, tap, ...decrypt, getCodec(manifest.codec).decompress(), ex.socket],
       signal ? { signal } : {},
     );
-    throwFirstCause(await Promise.allSettled([feed, finished(ex.output)]));
+    settled = await Promise.allSettled([feed, finished(ex.output)]);
   } finally {
     ex.socket.destroy();
   }
+  // A client that stops at the first error (psql with ON_ERROR_STOP) closes its stdin while the dump is still
+  // being fed: the write fails with EPIPE, and the client's exit code and message are what explains it.
+  const [fed] = settled;
+  if (fed?.status === 'rejected' && !closedStdin(fed.reason)) throwFirstCause(settled);
   let code = await ex.exitCode();
   for (let i = 0; i < 50 && code === -1; i++) {
     await sleep(100);
@@ -232,10 +237,17 @@ async function streamDump(
       `loading the dump into ${c.name} failed (exit ${code}): ${ex.output.stderr.trim().slice(-500)}`,
     );
   }
+  throwFirstCause(settled);
   if (tap.digest() !== db.sha256) {
     throw integrity(
       manifest,
       `the archive changed between verification and restore (sha256 ${tap.digest()})`,
     );
   }
+}
+
+/** The write side failed because the other end closed it (the client exited). */
+function closedStdin(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'EPIPE' || code === 'ECONNRESET' || code === 'ERR_STREAM_DESTROYED';
 }
