@@ -12,6 +12,7 @@ import { runVerify } from '../../src/verify/run.js';
 import { type TempDirs, tempDirs, testConfig } from '../harness/config.js';
 import { docker, execOk } from '../harness/docker.js';
 import { fingerprintVolume } from '../harness/fingerprint.js';
+import { capturingLogger } from '../harness/moodle.js';
 import { createPgStack, PG, type PgStack, pgFingerprint } from '../harness/pg-stack.js';
 import { copySnapshot, sha256, zstd } from '../harness/snapshot-tamper.js';
 
@@ -23,12 +24,35 @@ async function wreck(stack: PgStack): Promise<void> {
   await execOk(stack.containers.moodle, ['rm', '-rf', '/bitnami/moodledata/filedir']);
 }
 
-async function restore(config: Config, snapshot: string): Promise<void> {
+/** The command lines of every `docker exec` into the project's containers (Docker puts them in exec_create). */
+async function recordExecs(project: string): Promise<() => string[]> {
+  const stream = (await docker().getEvents({
+    filters: {
+      type: ['container'],
+      event: ['exec_create'],
+      label: [`com.docker.compose.project=${project}`],
+    },
+  })) as unknown as NodeJS.ReadableStream & { destroy(): void };
+  let text = '';
+  stream.on('data', (d: Buffer) => {
+    text += d.toString();
+  });
+  stream.on('error', () => undefined);
+  return () => {
+    stream.destroy();
+    return text
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => (JSON.parse(l) as { Action: string }).Action);
+  };
+}
+
+async function restore(config: Config, snapshot: string, log = silentLogger()): Promise<void> {
   await runRestore({
     docker: docker(),
     config,
     backend: createBackend(config.target),
-    log: silentLogger(),
+    log,
     snapshot,
     safetySnapshot: false,
   });
@@ -53,11 +77,13 @@ describe('PostgreSQL stack: stop, pause and online (pg_dump) round trips, verify
     it(`${mode}: backup, wreck, restore: every row and file as before, the site answers`, async () => {
       const rows = await pgFingerprint(stack);
       const files = await fingerprintVolume(stack.volumes.moodledata_data);
+      const execs = await recordExecs(stack.project);
+      const { log, lines } = capturingLogger();
       const m = await runBackup({
         docker: docker(),
         config: config(mode),
         backend: createBackend(config(mode).target),
-        log: silentLogger(),
+        log,
       });
       snapshots[mode] = m;
       expect(m.mode).toBe(mode);
@@ -88,7 +114,15 @@ describe('PostgreSQL stack: stop, pause and online (pg_dump) round trips, verify
 
       await wreck(stack);
       expect(await pgFingerprint(stack)).not.toEqual(rows);
-      await restore(config(mode), m.id);
+      await restore(config(mode), m.id, log);
+      // The password stays in the database container: not in the sidecar's log, not on an exec's command line.
+      const commands = execs();
+      if (mode === 'online') {
+        expect(commands.some((c) => c.includes('pg_dump'))).toBe(true);
+        expect(commands.some((c) => c.includes('psql -X -q -v ON_ERROR_STOP=1'))).toBe(true);
+      }
+      expect(commands.filter((c) => c.includes(PG.password))).toEqual([]);
+      expect(JSON.stringify(lines())).not.toContain(PG.password);
       expect(await stack.states()).toEqual({ postgres: 'running', moodle: 'running' });
       await stack.waitForDb();
       expect(await pgFingerprint(stack)).toEqual(rows);
