@@ -1,9 +1,23 @@
 import { generateIdentity, identityToRecipient } from 'age-encryption';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { docker, type ExecResult, execIn, execOk, uniqueName } from '../harness/docker.js';
+import {
+  docker,
+  type ExecResult,
+  execIn,
+  execOk,
+  sweepLeftovers,
+  TEST_LABEL,
+  uniqueName,
+} from '../harness/docker.js';
 import { createPgStack, PG, PG_VOLUMES, type PgStack, pgFingerprint, pgStack } from '../harness/pg-stack.js';
-import { freePort } from '../harness/s3-server.js';
-import { buildSidecarImage, containerLogs, dockerSocket, SIDECAR_IMAGE } from '../harness/sidecar-image.js';
+import {
+  buildSidecarImage,
+  containerLogs,
+  dockerSocket,
+  type S3Service,
+  SIDECAR_IMAGE,
+  startS3Service,
+} from '../harness/sidecar-image.js';
 import { composeLabels } from '../harness/stack.js';
 
 /**
@@ -14,8 +28,13 @@ import { composeLabels } from '../harness/stack.js';
  * the real site back.
  */
 describe('new host: restore latest from an encrypted S3 target into a freshly created PostgreSQL stack', () => {
-  const s3 = inject('s3');
-  const bucket = uniqueName('dr');
+  // The S3 server lives outside the Moodle project (its own project and network), so it outlives `down -v`.
+  // Not the host's s3rver on 127.0.0.1: reaching it needs host networking, and a host-network container
+  // shares the host's name, so other sidecar runs on this host took its helpers for a dead process's.
+  const s3Project = uniqueName('s3');
+  const s3Network = `${s3Project}_default`;
+  const bucket = 'backups';
+  let s3: S3Service;
   let stack: PgStack;
   let identity = '';
   let recipient = '';
@@ -29,13 +48,10 @@ describe('new host: restore latest from an encrypted S3 target into a freshly cr
       Env: [
         'TZ=UTC',
         `AWS_S3_BUCKET_NAME=${bucket}`,
-        `AWS_ENDPOINT=${new URL(s3.endpoint).host}`,
+        `AWS_ENDPOINT=${s3.endpoint}`,
         'AWS_ENDPOINT_PROTO=http',
-        `AWS_ACCESS_KEY_ID=${s3.accessKeyId}`,
-        `AWS_SECRET_ACCESS_KEY=${s3.secretAccessKey}`,
-        // The host network reaches the test's S3 server on 127.0.0.1; health only there too, on a free port.
-        'BACKUP_HEALTH_HOST=127.0.0.1',
-        `BACKUP_HEALTH_PORT=${await freePort()}`,
+        'AWS_ACCESS_KEY_ID=S3RVER',
+        'AWS_SECRET_ACCESS_KEY=S3RVER',
         ...env,
       ],
       Labels: composeLabels(project, 'backup'),
@@ -49,9 +65,11 @@ describe('new host: restore latest from an encrypted S3 target into a freshly cr
           { Type: 'tmpfs', Source: '', Target: '/var/lib/moodle-backup' },
           { Type: 'tmpfs', Source: '', Target: '/archive' },
         ],
-        NetworkMode: 'host',
+        NetworkMode: `${project}_default`,
       },
+      NetworkingConfig: { EndpointsConfig: { [`${project}_default`]: { Aliases: ['backup'] } } },
     });
+    await docker().getNetwork(s3Network).connect({ Container: c.id });
     await c.start();
     return name;
   }
@@ -71,13 +89,17 @@ describe('new host: restore latest from an encrypted S3 target into a freshly cr
     if (build.code !== 0) throw new Error(`scripts/build-image.sh exited ${build.code}:\n${build.output}`);
     identity = id;
     recipient = await identityToRecipient(id);
-    const r = await fetch(`${s3.endpoint}/${bucket}`, { method: 'PUT' });
-    if (!r.ok) throw new Error(`creating bucket ${bucket}: ${r.status}`);
+    await docker().createNetwork({
+      Name: s3Network,
+      Labels: { 'com.docker.compose.project': s3Project, [TEST_LABEL]: inject('runId') },
+    });
+    s3 = await startS3Service(s3Project, s3Network, { alias: 's3', port: 9000, bucket });
     stack = await createPgStack();
   }, 15 * 60_000);
 
   afterAll(async () => {
     await stack?.remove();
+    await sweepLeftovers({ project: s3Project });
   }, 180_000);
 
   it('back up (online, encrypted) on the old host; down -v; up -d on the new one; restore latest; site and cron work', async () => {
