@@ -149,6 +149,7 @@ main() {
   step build_busybox
   step build_derived mariadb "$IMAGES/mariadb"
   step build_derived moodle "$IMAGES/moodle"
+  step build_derived postgres "$IMAGES/postgres"
   step build_node
   log "steps: ${TIMES[*]}"
   log "ready in $((SECONDS - t0)) s: $(docker images --format '{{.Repository}}:{{.Tag}}' 'mbs-test/*' | grep ':latest' | tr '\n' ' ')"

@@ -28,9 +28,9 @@ const volumeSchema = z.object({
   excludedBytes: z.number().int().nonnegative().optional(),
 });
 
-/** Online mode: the database as a mariadb-dump archive instead of its datadir volume. */
+/** Online mode: the database as a dump (mariadb-dump, or pg_dump in plain format) instead of its datadir volume. */
 const databaseSchema = z.object({
-  kind: z.literal('mariadb-dump'),
+  kind: z.enum(['mariadb-dump', 'pg-dump']),
   /** Object key relative to the snapshot directory, e.g. mariadb.sql.zst. */
   file: z.string().min(1),
   rawBytes: z.number().int().nonnegative(),
@@ -38,9 +38,11 @@ const databaseSchema = z.object({
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
   service: z.string(),
   container: z.string(),
-  /** mariadb-dump options used. */
+  /** The dump tool's options. */
   options: z.array(z.string()),
   databases: z.array(z.string()).min(1),
+  /** PostgreSQL: the account the dump was taken as, which owns its objects (a drill's server gets it). */
+  user: z.string().optional(),
   /** Rows the dump inserts per `database.table`; a restore checks the loaded server against them. */
   tables: z.record(z.string(), z.number().int().nonnegative()),
   /** The datadir volume that was dumped instead of archived; a restore recreates it fresh. */

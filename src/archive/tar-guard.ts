@@ -12,6 +12,11 @@ export interface TarStats {
   bytes: number;
   /** The tree holds a MariaDB/MySQL datadir (ibdata1 or aria_log_control): its container is the database. */
   mariadbDatadir: boolean;
+  /**
+   * The tree holds a PostgreSQL data directory: `PG_VERSION` at the top or one directory down (each
+   * database's own `base/<oid>/PG_VERSION` is deeper), with its owner (the server's account).
+   */
+  postgresDatadir?: { dir: string; uid: number; gid: number };
   /** The `./` entry: Docker does not apply its owner and time to the mount point, restore does. */
   root?: { mtime: number; uid: number; gid: number; mode: number };
 }
@@ -53,6 +58,8 @@ export class TarGuard {
         this.stats.files++;
         this.stats.bytes += h.size ?? 0;
         if (/(^|\/)(ibdata1|aria_log_control)$/.test(path)) this.stats.mariadbDatadir = true;
+        if (/^([^/]+\/)?PG_VERSION$/.test(path) && !this.stats.postgresDatadir)
+          this.stats.postgresDatadir = { dir: posix.dirname(path), uid: h.uid ?? 0, gid: h.gid ?? 0 };
         this.files.add(path);
         this.symlinks.delete(path);
         return;

@@ -2,11 +2,11 @@ import type Docker from 'dockerode';
 import type { CodecImpl } from '../archive/codec.js';
 import { AGE_EXTENSION, type EncryptionPlan } from '../archive/encryption.js';
 import type { ManifestDatabase } from '../archive/manifest.js';
-import { DUMP_OPTIONS, type DumpSink, dumpDatabase } from '../database/dump.js';
+import { type DumpSink, dumpDatabase } from '../database/dump.js';
 import type { Logger } from '../observe/logger.js';
 import type { MoodlePlan } from './moodle-plan.js';
 
-/** Archive name of the dump: `<service>.sql`, the codec's suffix and `.age` when encrypted: mariadb.sql.zst. */
+/** Archive name of the dump: `<service>.sql`, the codec's suffix and `.age` when encrypted: mariadb.sql.zst, postgres.sql.zst. */
 export function dumpFileName(service: string, codec: CodecImpl, encrypted: boolean): string {
   return `${service}.sql${codec.extension.replace(/^\.tar/, '')}${encrypted ? AGE_EXTENSION : ''}`;
 }
@@ -36,15 +36,16 @@ export async function dumpStep(
     `dumped ${r.databases.join(', ')} from ${dump.db.container.name}`,
   );
   return {
-    kind: 'mariadb-dump',
+    kind: dump.db.engine.dumpKind,
     file,
     rawBytes: r.rawBytes,
     storedBytes: r.storedBytes,
     sha256: r.sha256,
     service: dump.db.container.service,
     container: dump.db.container.name,
-    options: [...DUMP_OPTIONS],
+    options: [...dump.db.engine.dumpOptions],
     databases: r.databases,
+    ...(r.user && dump.db.engine.name === 'postgres' ? { user: r.user } : {}),
     tables: r.tables,
     volume: { name: dump.volume.short, dockerName: dump.volume.name, destination: dump.destination },
   };

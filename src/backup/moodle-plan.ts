@@ -2,9 +2,10 @@ import type Docker from 'dockerode';
 import { SidecarError } from '../common/errors.js';
 import type { Config } from '../config/types.js';
 import { datadirVolume } from '../database/dump.js';
+import { type FoundDatabase, findDatabase } from '../database/find.js';
 import { resolveExcludes, type VolumeExcludes } from '../moodle/excludes.js';
 import { Maintenance } from '../moodle/maintenance.js';
-import { type DatabaseServer, findSite, type SiteParts } from '../moodle/site.js';
+import { findSite, type SiteParts } from '../moodle/site.js';
 import type { Logger } from '../observe/logger.js';
 import type { Stack, VolumeTarget } from '../stack/discover.js';
 import type { StateStore } from '../stack/state.js';
@@ -16,7 +17,7 @@ export interface MoodlePlan {
   /** Exclusions per Docker volume name. */
   excludes: Map<string, VolumeExcludes>;
   /** Online mode with the datadir selected: dump this server instead of reading that volume. */
-  dump: { db: DatabaseServer; volume: VolumeTarget; destination: string } | null;
+  dump: { db: FoundDatabase; volume: VolumeTarget; destination: string } | null;
   /** The volumes to read as tar (all selected ones but a dumped datadir). */
   tarVolumes: VolumeTarget[];
 }
@@ -38,18 +39,20 @@ export async function planMoodle(
       { step: 'plan', mode: 'online' },
       'online mode: nothing is stopped; the database is dumped in one transaction, file volumes are read live',
     );
-    if (!site.database) {
+    // The engine comes from what the stack's containers run, not from Moodle's config.
+    const database = await findDatabase(docker, stack);
+    if (!database) {
       throw new SidecarError(
         'DUMP_FAILED',
-        `online mode needs the project's MariaDB server running, and none was found in ${stack.project}`,
+        `online mode needs the project's database server (MariaDB/MySQL or PostgreSQL) running, and none was found in ${stack.project}`,
         'start the database container, label it moodle-backup.database=true, or use BACKUP_MODE=stop',
       );
     }
-    const found = await datadirVolume(docker, site.database, stack.volumes);
-    if (found) dump = { db: site.database, ...found };
+    const found = await datadirVolume(docker, database, stack.volumes);
+    if (found) dump = { db: database, ...found };
     else
       log.info(
-        { step: 'plan', container: site.database.container.name },
+        { step: 'plan', container: database.container.name },
         'online mode: the database datadir is not among the selected volumes, so no dump is taken',
       );
   }
@@ -58,7 +61,7 @@ export async function planMoodle(
       step: 'plan',
       moodle: site.moodle?.container.name ?? null,
       dataroot: site.moodle?.dataroot?.destination ?? null,
-      database: site.database?.container.name ?? null,
+      database: dump?.db.container.name ?? site.database?.container.name ?? null,
       excludes: Object.fromEntries([...byVolume].map(([k, v]) => [k, v.rules])),
     },
     'moodle: site parts found',

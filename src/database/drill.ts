@@ -3,12 +3,12 @@ import type Docker from 'dockerode';
 import type { Manifest, ManifestDatabase } from '../archive/manifest.js';
 import { SidecarError } from '../common/errors.js';
 import type { EncryptionConfig } from '../config/types.js';
-import { execCapture } from '../docker/exec.js';
 import { HELPER_LABEL, helperOwner } from '../docker/labels.js';
 import { requireLocalImage } from '../docker/local-image.js';
 import type { Logger } from '../observe/logger.js';
 import type { Backend } from '../storage/backend.js';
-import { clientScript } from './client.js';
+import type { TableCheck } from './engine.js';
+import { engineForDump } from './find.js';
 import { loadDump } from './load.js';
 
 export interface DumpDrillInput {
@@ -25,10 +25,11 @@ export interface DumpDrillInput {
 
 /**
  * `verify --deep` for a dump: the snapshot's own database image on a fresh scratch volume (no network, a
- * random root password only this container knows), the dump loaded as a restore loads it (rows per table
- * checked), then `mariadb-check --all-databases`. Returns the check's output; scratch parts are always removed.
+ * random password only this container knows), the dump loaded as a restore loads it (rows per table
+ * checked), then every table checked (`mariadb-check --all-databases`, `pg_amcheck --all`). Scratch parts
+ * are always removed.
  */
-export async function drillDump(i: DumpDrillInput): Promise<string> {
+export async function drillDump(i: DumpDrillInput): Promise<TableCheck> {
   const { docker, manifest: m, db } = i;
   const svc = m.stack.services.find((s) => s.service === db.service);
   if (!svc) {
@@ -43,8 +44,8 @@ export async function drillDump(i: DumpDrillInput): Promise<string> {
     const c = await docker.createContainer({
       name,
       Image: svc.imageId,
-      // Official and Bitnami images initialise an empty datadir with this root password.
-      Env: [`MARIADB_ROOT_PASSWORD=${randomBytes(18).toString('base64url')}`],
+      // Official and Bitnami images initialise an empty datadir from these (the dump's owner as user).
+      Env: engineForDump(db.kind).scratchEnv(randomBytes(18).toString('base64url'), db.user),
       Labels: { [HELPER_LABEL]: helperOwner() },
       // NetworkMode none keeps loopback and a hostname, which first-start initialisation needs
       // (NetworkDisabled makes mariadb-install-db fail).
@@ -63,8 +64,8 @@ export async function drillDump(i: DumpDrillInput): Promise<string> {
   }
 }
 
-/** Loads the dump into the drill's server as a restore would, then checks every table. Returns the check's output. */
-async function loadAndCheck(i: DumpDrillInput, c: { id: string; name: string }): Promise<string> {
+/** Loads the dump into the drill's server as a restore would, then checks every table. */
+async function loadAndCheck(i: DumpDrillInput, c: { id: string; name: string }): Promise<TableCheck> {
   const { docker, manifest: m, db } = i;
   const source = await i.backend.get(`${m.id}/${db.file}`);
   try {
@@ -72,23 +73,5 @@ async function loadAndCheck(i: DumpDrillInput, c: { id: string; name: string }):
   } finally {
     source.destroy();
   }
-  const r = await execCapture(
-    docker,
-    c.id,
-    [
-      'sh',
-      '-c',
-      clientScript(
-        'chk=$(command -v mariadb-check || command -v mysqlcheck)\nexec "$chk" -u"$user" --all-databases',
-      ),
-    ],
-    30 * 60_000,
-  );
-  if (r.exitCode !== 0) {
-    throw new SidecarError(
-      'INTEGRITY_FAILED',
-      `mariadb-check on the loaded dump exited ${r.exitCode}: ${(r.stderr || r.stdout).trim().slice(-400)}`,
-    );
-  }
-  return r.stdout;
+  return engineForDump(db.kind).checkAll(docker, c.id, 30 * 60_000);
 }

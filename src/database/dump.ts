@@ -5,26 +5,14 @@ import type Docker from 'dockerode';
 import { ByteCounter, HashTap } from '../archive/tap.js';
 import { SidecarError, throwFirstCause } from '../common/errors.js';
 import { execStream } from '../docker/exec-stream.js';
-import type { DatabaseServer } from '../moodle/site.js';
 import type { VolumeTarget } from '../stack/discover.js';
-import { clientScript, listDatabases, querySql } from './client.js';
-import { SqlRowCounter } from './sql-rows.js';
-
-/**
- * One consistent snapshot of every InnoDB table (a single REPEATABLE READ transaction, no locks held),
- * plus stored routines, events and triggers; binary columns as hex so the dump is plain text.
- */
-export const DUMP_OPTIONS = [
-  '--single-transaction',
-  '--routines',
-  '--events',
-  '--triggers',
-  '--hex-blob',
-  '--default-character-set=utf8mb4',
-] as const;
+import type { DatabaseEngine } from './engine.js';
+import type { FoundDatabase } from './find.js';
 
 export interface DumpResult {
   databases: string[];
+  /** The account the dump was taken as (PostgreSQL: the owner the load needs), null when not known. */
+  user: string | null;
   /** Rows the dump inserts, per `database.table` (checked again on restore). */
   tables: Record<string, number>;
   rawBytes: number;
@@ -36,13 +24,13 @@ export interface DumpResult {
 /** Where the compressed stream goes (the backup's spool file or the backend). */
 export type DumpSink = (compressed: PassThrough) => Promise<void>;
 
-/** The volume that holds the server's datadir (the mount whose destination contains @@datadir). */
+/** The volume that holds the server's datadir (the mount whose destination contains it). */
 export async function datadirVolume(
   docker: Docker,
-  db: DatabaseServer,
+  db: FoundDatabase,
   volumes: VolumeTarget[],
 ): Promise<{ volume: VolumeTarget; destination: string } | null> {
-  const datadir = (await querySql(docker, db.container.id, 'SELECT @@datadir')).trim();
+  const datadir = await db.engine.datadir(docker, db.container.id);
   const mount = db.container.mounts
     .filter((m) => datadir === m.destination || datadir.startsWith(`${m.destination.replace(/\/$/, '')}/`))
     .sort((a, b) => b.destination.length - a.destination.length)[0];
@@ -51,19 +39,20 @@ export async function datadirVolume(
 }
 
 /**
- * mariadb-dump via exec in the database container → row counter → codec → [age] → sha256 tap → sink, with
+ * The engine's dump tool via exec in the database container → row counter → codec → [age] → sha256 tap → sink, with
  * back-pressure end to end: the dump is never held in memory or on the database's disk.
  */
 export async function dumpDatabase(
   docker: Docker,
-  db: DatabaseServer,
+  db: FoundDatabase,
   /** The codec, then the encryption stage when encrypting: the tap hashes what is stored. */
   encode: NodeJS.ReadWriteStream[],
   sink: DumpSink,
   signal?: AbortSignal,
 ): Promise<DumpResult> {
   const t0 = Date.now();
-  const databases = await listDatabases(docker, db.container.id);
+  const engine: DatabaseEngine = db.engine;
+  const databases = await engine.listDatabases(docker, db.container.id);
   if (databases.length === 0) {
     throw new SidecarError(
       'DUMP_FAILED',
@@ -71,18 +60,10 @@ export async function dumpDatabase(
       'check that this is the Moodle database container, or use BACKUP_MODE=stop',
     );
   }
-  const ex = await execStream(docker, db.container.id, [
-    'sh',
-    '-c',
-    clientScript(
-      '[ -n "$dump" ] || { echo "no mariadb-dump/mysqldump in this container" >&2; exit 127; }\n' +
-        `exec "$dump" -u"$user" ${DUMP_OPTIONS.join(' ')} --databases "$@"`,
-    ),
-    'dump',
-    ...databases,
-  ]);
+  const user = await engine.dumpUser(docker, db.container.id);
+  const ex = await execStream(docker, db.container.id, engine.dumpCommand(databases));
   const raw = new ByteCounter();
-  const rows = new SqlRowCounter();
+  const rows = engine.rowCounter();
   const tail = new TailKeeper();
   const tap = new HashTap();
   const out = new PassThrough();
@@ -97,16 +78,18 @@ export async function dumpDatabase(
     ex.socket.destroy();
   }
   const code = await exitCode(ex.exitCode);
-  // mariadb-dump's last line; a dump cut short by a dying server could otherwise exit 0 on some versions.
-  if (code !== 0 || !/-- Dump completed/.test(tail.text)) {
+  if (code !== 0 || !engine.completed(tail.text)) {
     throw new SidecarError(
       'DUMP_FAILED',
-      `mariadb-dump in ${db.container.name} ${code !== 0 ? `exited ${code}` : 'ended without its completion line'}: ${ex.output.stderr.trim().slice(-500)}`,
-      'check the database container (credentials from MARIADB_ROOT_PASSWORD or MARIADB_USER/MARIADB_PASSWORD, disk, server log)',
+      `${engine.dumpTool} in ${db.container.name} ${code !== 0 ? `exited ${code}` : 'ended without its completion line'}: ${ex.output.stderr.trim().slice(-500)}`,
+      engine.name === 'postgres'
+        ? 'check the database container (credentials from POSTGRES_USER/POSTGRES_PASSWORD, disk, server log)'
+        : 'check the database container (credentials from MARIADB_ROOT_PASSWORD or MARIADB_USER/MARIADB_PASSWORD, disk, server log)',
     );
   }
   return {
     databases,
+    user,
     tables: rows.tables,
     rawBytes: raw.bytes,
     storedBytes: tap.bytes,

@@ -15,8 +15,8 @@ import type { Logger } from '../observe/logger.js';
 import type { ServiceContainer } from '../stack/discover.js';
 import type { Backend } from '../storage/backend.js';
 import { demuxLogs } from '../volume/restore-volume.js';
-import { clientScript, countRows, querySql } from './client.js';
-import { SqlRowCounter } from './sql-rows.js';
+import type { DatabaseEngine } from './engine.js';
+import { engineForDump } from './find.js';
 
 function where(manifest: Manifest, db: ManifestDatabase) {
   return { snapshot: manifest.id, volume: db.volume.name, file: db.file };
@@ -66,7 +66,7 @@ export async function verifyDump(
       `archive ${db.file} has ${info.size} bytes, the manifest says ${db.storedBytes}`,
     );
   const tap = new HashTap();
-  const rows = new SqlRowCounter();
+  const rows = engineForDump(db.kind).rowCounter();
   const signal = opts.signal ? { signal: opts.signal } : {};
   const sink = new Writable({
     write(_chunk, _enc, cb) {
@@ -112,6 +112,7 @@ export async function verifyDump(
  */
 async function waitForServer(
   docker: Docker,
+  engine: DatabaseEngine,
   c: Pick<ServiceContainer, 'id' | 'name'>,
   timeoutMs: number,
 ): Promise<void> {
@@ -120,9 +121,7 @@ async function waitForServer(
   let lastUptime = -1;
   while (Date.now() < end) {
     try {
-      const uptime = Number(
-        (await querySql(docker, c.id, "SHOW GLOBAL STATUS LIKE 'Uptime'", 15_000)).split('\t')[1]?.trim(),
-      );
+      const uptime = await engine.uptime(docker, c.id);
       // Two answers from the same server process, a second apart, with its init done.
       if (lastUptime >= 0 && uptime > lastUptime && uptime >= 2) return;
       lastUptime = uptime;
@@ -164,9 +163,10 @@ export async function loadDump(
   encryption?: EncryptionConfig,
 ): Promise<void> {
   const t0 = Date.now();
-  await startFresh(docker, c, log);
-  await streamDump(docker, c, source, manifest, db, signal, encryption);
-  const diff = rowDifferences(db.tables, await countRows(docker, c.id, Object.keys(db.tables)));
+  const engine = engineForDump(db.kind);
+  await startFresh(docker, engine, c, log);
+  await streamDump(docker, engine, c, source, manifest, db, signal, encryption);
+  const diff = rowDifferences(db.tables, await engine.countRows(docker, c.id, Object.keys(db.tables)));
   if (diff.length > 0) {
     throw new SidecarError(
       'RESTORE_FAILED',
@@ -182,6 +182,7 @@ export async function loadDump(
 /** Starts the database container on its emptied datadir and waits until the fresh server answers. */
 async function startFresh(
   docker: Docker,
+  engine: DatabaseEngine,
   c: Pick<ServiceContainer, 'id' | 'name'>,
   log: Logger,
 ): Promise<void> {
@@ -192,13 +193,14 @@ async function startFresh(
     .catch((err: unknown) => {
       if (dockerStatus(err) !== 304) throw err;
     });
-  await waitForServer(docker, c, 180_000);
+  await waitForServer(docker, engine, c, 180_000);
   log.info({ step: 'restore', container: c.name, ms: Date.now() - t0 }, `fresh datadir ready in ${c.name}`);
 }
 
 /** Streams the stored dump (sha256 checked on the way) into the server's client through exec. */
 async function streamDump(
   docker: Docker,
+  engine: DatabaseEngine,
   c: Pick<ServiceContainer, 'id' | 'name'>,
   source: Readable,
   manifest: Manifest,
@@ -207,23 +209,23 @@ async function streamDump(
   encryption?: EncryptionConfig,
 ): Promise<void> {
   const decrypt = optional(decryptStage(where(manifest, db), manifest.encryption, encryption));
-  const ex = await execStream(
-    docker,
-    c.id,
-    ['sh', '-c', clientScript('exec "$client" -u"$user" --default-character-set=utf8mb4')],
-    { stdin: true },
-  );
+  const ex = await execStream(docker, c.id, engine.loadCommand(), { stdin: true });
   ex.output.resume();
   const tap = new HashTap();
+  let settled: PromiseSettledResult<unknown>[];
   try {
     const feed = pipeline(
       [source, tap, ...decrypt, getCodec(manifest.codec).decompress(), ex.socket],
       signal ? { signal } : {},
     );
-    throwFirstCause(await Promise.allSettled([feed, finished(ex.output)]));
+    settled = await Promise.allSettled([feed, finished(ex.output)]);
   } finally {
     ex.socket.destroy();
   }
+  // A client that stops at the first error (psql with ON_ERROR_STOP) closes its stdin while the dump is still
+  // being fed: the write fails with EPIPE, and the client's exit code and message are what explains it.
+  const [fed] = settled;
+  if (fed?.status === 'rejected' && !closedStdin(fed.reason)) throwFirstCause(settled);
   let code = await ex.exitCode();
   for (let i = 0; i < 50 && code === -1; i++) {
     await sleep(100);
@@ -235,10 +237,17 @@ async function streamDump(
       `loading the dump into ${c.name} failed (exit ${code}): ${ex.output.stderr.trim().slice(-500)}`,
     );
   }
+  throwFirstCause(settled);
   if (tap.digest() !== db.sha256) {
     throw integrity(
       manifest,
       `the archive changed between verification and restore (sha256 ${tap.digest()})`,
     );
   }
+}
+
+/** The write side failed because the other end closed it (the client exited). */
+function closedStdin(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'EPIPE' || code === 'ECONNRESET' || code === 'ERR_STREAM_DESTROYED';
 }

@@ -34,18 +34,19 @@ export async function afterStart(
       const r = await execCapture(docker, c.id, [
         'sh',
         '-c',
-        'PATH="$PATH:/opt/bitnami/mariadb/bin"; $(command -v mariadb-admin || command -v mysqladmin) ping --silent',
+        // pg_isready where the container has it (PostgreSQL), else MariaDB's admin tool.
+        'PATH="$PATH:/opt/bitnami/mariadb/bin:/opt/bitnami/postgresql/bin:$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | tail -n 1)"; if command -v pg_isready >/dev/null; then exec pg_isready -q; fi; $(command -v mariadb-admin || command -v mysqladmin) ping --silent',
       ]).catch(() => null);
       // "Access denied" also proves the server is up; only a failed connection means not yet.
       if (r && (r.exitCode === 0 || /denied/i.test(r.stdout + r.stderr))) {
         report.databaseReady.push(c.name);
-        log.info({ step: 'check', container: c.name }, `MariaDB in ${c.name} accepts connections`);
+        log.info({ step: 'check', container: c.name }, `the database in ${c.name} accepts connections`);
         break;
       }
       if (Date.now() > end) {
         log.error(
           { step: 'check', container: c.name },
-          `MariaDB in ${c.name} did not accept connections within 120 s`,
+          `the database in ${c.name} did not accept connections within 120 s`,
         );
         break;
       }

@@ -68,7 +68,9 @@ export async function apply(
   const resume = await stopAll(o, users, state);
   const left: Leftovers = {
     deleteLater: [],
-    dbVolumes: a.plan.volumes.filter((v) => a.verified[v.name]?.mariadbDatadir).map((v) => v.dockerName),
+    dbVolumes: a.plan.volumes
+      .filter((v) => a.verified[v.name]?.mariadbDatadir || a.verified[v.name]?.postgresDatadir)
+      .map((v) => v.dockerName),
   };
   const failure = await restoreAll(o, a, db, progress, left).then(
     () => undefined,

@@ -11,6 +11,7 @@ import { MOUNT, pickHelperImage } from '../volume/archive-api.js';
 import { extractInto, mountPointCommands } from '../volume/extract.js';
 import { runInVolume } from '../volume/restore-volume.js';
 import { checkDatabase } from './mariadb.js';
+import { checkPostgres } from './postgres.js';
 import type { VerifyOptions } from './types.js';
 
 /** Prefix of the drill's scratch volumes and containers (they also carry HELPER_LABEL). */
@@ -18,7 +19,7 @@ export const DRILL_PREFIX = 'moodle-backup-drill';
 
 /**
  * One volume's drill: a fresh labelled scratch volume, the same extraction as a restore, entry counts from
- * an independent `find`, and the database check when the archive holds a MariaDB datadir.
+ * an independent `find`, and the database check when the archive holds a MariaDB or PostgreSQL datadir.
  */
 export async function drill(
   o: VerifyOptions,
@@ -47,11 +48,16 @@ export async function drill(
       throw new SidecarError('INTEGRITY_FAILED', `volume ${v.name}: extraction differs (${diff.join(', ')})`);
     }
     const counts = `extracted ${got.files} files, ${got.dirs} dirs, ${got.symlinks} symlinks`;
-    if (!stats.mariadbDatadir) return counts;
+    const pg = stats.postgresDatadir;
+    if (!stats.mariadbDatadir && !pg) return counts;
     // What restore does after extraction: the mount point gets its recorded owner and mode (Docker leaves
     // it root-owned), so a server that runs as its own user can write there.
     if (stats.root) await runInVolume(docker, scratch, image, mountPointCommands(stats.root).join(' && '));
-    return `${counts}; ${await checkDatabase(o, m, v, scratch, `${DRILL_PREFIX}-${rand()}-db`)}`;
+    const name = `${DRILL_PREFIX}-${rand()}-db`;
+    const check = pg
+      ? await checkPostgres(o, m, v, pg, scratch, name)
+      : await checkDatabase(o, m, v, scratch, name);
+    return `${counts}; ${check}`;
   } finally {
     await docker
       .getVolume(scratch)

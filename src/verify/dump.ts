@@ -14,7 +14,6 @@ export interface DumpVerifyDeps {
     t0: number,
     log: VerifyOptions['log'],
   ): VerifyResult;
-  parseCheck(output: string): { tables: number; bad: string[] };
   drillPrefix: string;
 }
 
@@ -29,7 +28,7 @@ export async function verifyDumpResult(
   db: ManifestDatabase,
   deps: DumpVerifyDeps,
 ): Promise<VerifyResult[]> {
-  const { failure, parseCheck } = deps;
+  const { failure } = deps;
   const t0 = Date.now();
   const v = { name: db.volume.name } as ManifestVolume;
   let archive: VerifyResult;
@@ -45,23 +44,22 @@ export async function verifyDumpResult(
   if (!o.deep) return [archive];
   const t1 = Date.now();
   try {
-    const out = await drillDump({
+    const { tool, tables, bad } = await drillDump({
       ...o,
       manifest: m,
       db,
       encryption: o.config.encryption,
       prefix: deps.drillPrefix,
     });
-    const { tables, bad } = parseCheck(out);
     if (tables === 0 || bad.length > 0) {
       throw new SidecarError(
         'INTEGRITY_FAILED',
         tables === 0
-          ? 'mariadb-check listed no tables in the loaded dump'
-          : `${bad.length} of ${tables} tables failed mariadb-check: ${bad.slice(0, 5).join('; ')}`,
+          ? `${tool} listed no tables in the loaded dump`
+          : `${bad.length} of ${tables} tables failed ${tool}: ${bad.slice(0, 5).join('; ')}`,
       );
     }
-    const detail = `loaded ${db.file} into a scratch server, rows per table as in the manifest; mariadb-check: ${tables} tables OK`;
+    const detail = `loaded ${db.file} into a scratch server, rows per table as in the manifest; ${tool}: ${tables} tables OK`;
     o.log.info({ step: 'drill', snapshot: m.id, file: db.file, ms: ms(t1) }, `drill ${db.file}: ${detail}`);
     return [archive, { snapshot: m.id, volume: v.name, level: 'drill', ok: true, detail, ms: ms(t1) }];
   } catch (err) {

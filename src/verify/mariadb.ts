@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type Docker from 'dockerode';
 import type { Manifest, ManifestVolume } from '../archive/manifest.js';
 import { SidecarError } from '../common/errors.js';
+import { parseCheck } from '../database/mariadb-check.js';
 import { execCapture } from '../docker/exec.js';
 import { HELPER_LABEL, helperOwner } from '../docker/labels.js';
 import { requireLocalImage } from '../docker/local-image.js';
@@ -50,14 +51,14 @@ export async function checkDatabase(
 }
 
 /** The service that mounted the datadir volume when the snapshot was taken, and where. */
-function datadirService(m: Manifest, v: ManifestVolume) {
+export function datadirService(m: Manifest, v: ManifestVolume) {
   const mount = v.mountedAt
     .map((at) => ({ at, svc: m.stack.services.find((s) => s.service === at.service) }))
     .find((x) => x.svc);
   if (!mount?.svc) {
     throw new SidecarError(
       'INTEGRITY_FAILED',
-      `volume ${v.name} holds a MariaDB datadir, but the manifest names no service that mounted it`,
+      `volume ${v.name} holds a database datadir, but the manifest names no service that mounted it`,
     );
   }
   return { svc: mount.svc, at: mount.at };
@@ -118,33 +119,4 @@ async function waitForPing(o: VerifyOptions, c: Docker.Container, v: ManifestVol
     'INTEGRITY_FAILED',
     `volume ${v.name}: the MariaDB server did not answer ping within ${timeout / 1000} s: ${last.slice(-300)}`,
   );
-}
-
-/**
- * mariadb-check prints `db.table   OK`, or `db.table` followed by `Msg_type : text` lines. A table passes
- * when its status is OK and no `error` line follows; warnings alone do not fail it but are reported.
- */
-export function parseCheck(output: string): { tables: number; bad: string[] } {
-  const tables: { name: string; ok: boolean; errors: string[]; notes: string[] }[] = [];
-  for (const line of output.split('\n')) {
-    if (!line.trim()) continue;
-    const msg = line.match(/^(\w+)\s*:\s?(.*)$/);
-    const current = tables[tables.length - 1];
-    if (msg && current && !/^\S+\.\S+/.test(line)) {
-      const [, type = '', text = ''] = msg;
-      const t = type.toLowerCase();
-      if (t === 'status') {
-        if (text.trim() === 'OK') current.ok = true;
-        else current.errors.push(text.trim());
-      } else if (t === 'error') current.errors.push(text.trim());
-      else current.notes.push(`${type}: ${text.trim()}`);
-      continue;
-    }
-    const m = line.match(/^(\S+)\s+OK\s*$/);
-    tables.push({ name: m?.[1] ?? line.trim(), ok: Boolean(m), errors: [], notes: [] });
-  }
-  const bad = tables
-    .filter((t) => !t.ok || t.errors.length > 0)
-    .map((t) => `${t.name} (${[...t.notes, ...t.errors].join(', ') || 'no OK'})`);
-  return { tables: tables.length, bad };
 }

@@ -11,7 +11,6 @@ import { manifestTotals, ProgressBoard } from '../observe/progress.js';
 import { isLocalBackend } from '../storage/backend.js';
 import { DRILL_PREFIX, drill, drillHelperImage, rand } from './drill.js';
 import { verifyDumpResult } from './dump.js';
-import { parseCheck } from './mariadb.js';
 import type { VerifyLevel, VerifyOptions, VerifyReport, VerifyResult } from './types.js';
 
 /**
@@ -97,9 +96,7 @@ async function verifyOne(o: VerifyOptions, m: Manifest): Promise<VerifyResult[]>
       }
     }
     if (m.database)
-      out.push(
-        ...(await verifyDumpResult(o, m, m.database, { failure, parseCheck, drillPrefix: DRILL_PREFIX })),
-      );
+      out.push(...(await verifyDumpResult(o, m, m.database, { failure, drillPrefix: DRILL_PREFIX })));
   } finally {
     if (spool) await rm(spoolDir, { recursive: true, force: true });
   }

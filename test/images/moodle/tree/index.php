@@ -7,7 +7,7 @@ if (file_exists(cli_maintenance_file())) {
 }
 [$version, $release] = moodle_code_version();
 try {
-    $n = moodle_db()->query("SELECT COUNT(*) FROM {$CFG->prefix}course")->fetch_row()[0];
+    $n = moodle_db()->query("SELECT COUNT(*) FROM {$CFG->prefix}course")->fetchColumn();
     echo "Moodle $release: $n courses\n";
 } catch (Throwable $e) {
     http_response_code(500);

@@ -13,10 +13,12 @@ function moodle_code_version(): array {
     return [$version, $release];
 }
 
-function moodle_db(): mysqli {
+// PDO for both of Moodle's common engines: $CFG->dbtype 'pgsql' or 'mariadb'/'mysqli'.
+function moodle_db(): PDO {
     global $CFG;
-    mysqli_report(MYSQLI_REPORT_ERROR | MYSQLI_REPORT_STRICT);
-    return new mysqli($CFG->dbhost, $CFG->dbuser, $CFG->dbpass, $CFG->dbname, $CFG->dboptions['dbport']);
+    $driver = $CFG->dbtype === 'pgsql' ? 'pgsql' : 'mysql';
+    $dsn = "$driver:host={$CFG->dbhost};port={$CFG->dboptions['dbport']};dbname={$CFG->dbname}";
+    return new PDO($dsn, $CFG->dbuser, $CFG->dbpass, [PDO::ATTR_ERRMODE => PDO::ERRMODE_EXCEPTION]);
 }
 
 function cli_maintenance_file(): string {
@@ -28,7 +30,7 @@ function cli_maintenance_file(): string {
 // database before it does anything, so none of them works while the database is down or missing.
 if (defined('CLI_SCRIPT') && CLI_SCRIPT) {
     try {
-        moodle_db()->close();
+        moodle_db();
     } catch (Throwable $e) {
         fwrite(STDERR, "Error: Database connection failed (" . $e->getMessage() . ")\n");
         exit(1);

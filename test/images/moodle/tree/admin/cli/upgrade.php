@@ -11,7 +11,7 @@ $opts = getopt('h', ['is-pending', 'non-interactive', 'allow-unstable', 'help'])
 try {
     $db = moodle_db();
     $res = $db->query("SELECT value FROM {$CFG->prefix}config WHERE name = 'version'");
-    $row = $res->fetch_row();
+    $row = $res->fetch(PDO::FETCH_NUM);
 } catch (Throwable $e) {
     fwrite(STDERR, "Database error: " . $e->getMessage() . "\n");
     exit(1);
@@ -40,7 +40,6 @@ if (!$pending) {
 }
 $stmt = $db->prepare("UPDATE {$CFG->prefix}config SET value = ? WHERE name = 'version'");
 $v = (string)$codeversion;
-$stmt->bind_param('s', $v);
-$stmt->execute();
+$stmt->execute([$v]);
 echo "Command line upgrade to $release completed successfully\n";
 exit(0);
