@@ -4,6 +4,7 @@ import type { Config } from '../config/types.js';
 import { datadirVolume } from '../database/dump.js';
 import { resolveExcludes, type VolumeExcludes } from '../moodle/excludes.js';
 import { Maintenance } from '../moodle/maintenance.js';
+import { reportSite } from '../moodle/report.js';
 import { type DatabaseServer, findSite, type SiteParts } from '../moodle/site.js';
 import type { Logger } from '../observe/logger.js';
 import type { Stack, VolumeTarget } from '../stack/discover.js';
@@ -19,6 +20,8 @@ export interface MoodlePlan {
   dump: { db: DatabaseServer; volume: VolumeTarget; destination: string } | null;
   /** The volumes to read as tar (all selected ones but a dumped datadir). */
   tarVolumes: VolumeTarget[];
+  /** What the snapshot lacks because of how Moodle was (not) found (moodle/report.ts). */
+  siteWarnings: string[];
 }
 
 /** Finds Moodle and MariaDB, resolves excludes and, in online mode, which server to dump. */
@@ -30,6 +33,7 @@ export async function planMoodle(
   log: Logger,
 ): Promise<MoodlePlan> {
   const site = await findSite(docker, stack);
+  const siteWarnings = reportSite(stack, site, log);
   const { byVolume, warnings } = resolveExcludes(stack, site.moodle?.dataroot?.volume ?? null, config);
   for (const w of warnings) log.warn({ step: 'plan' }, w);
   let dump: MoodlePlan['dump'] = null;
@@ -57,7 +61,7 @@ export async function planMoodle(
     {
       step: 'plan',
       moodle: site.moodle?.container.name ?? null,
-      dataroot: site.moodle?.dataroot?.destination ?? null,
+      dataroot: site.moodle?.dataroot?.path ?? null,
       database: site.database?.container.name ?? null,
       excludes: Object.fromEntries([...byVolume].map(([k, v]) => [k, v.rules])),
     },
@@ -69,5 +73,6 @@ export async function planMoodle(
     excludes: byVolume,
     dump,
     tarVolumes: dump ? stack.volumes.filter((v) => v.name !== dump?.volume.name) : stack.volumes,
+    siteWarnings,
   };
 }
