@@ -131,6 +131,23 @@ build_node() {
   docker tag "$tag" mbs-test/node:latest
 }
 
+# The layouts stand-in: its own recipe plus the shared stand-in tree (hashed together).
+build_moodle_layouts() {
+  local ctx h tag
+  h="$(recipe_hash "$IMAGES/moodle-layouts" "$BASE_TAG" "$(recipe_hash "$IMAGES/moodle/tree")")"
+  tag="mbs-test/moodle-layouts:$h"
+  if ! have_image "$tag"; then
+    ctx="$(mktemp -d)"
+    cp -a "$IMAGES/moodle-layouts/." "$ctx/"
+    cp -a "$IMAGES/moodle/tree" "$ctx/tree"
+    log "building $tag"
+    DOCKER_BUILDKIT=0 docker build -q --build-arg "BASE=$BASE_TAG" --label "mbs.recipe=$h" -t "$tag" "$ctx" >/dev/null 2>/var/tmp/mbs-build-moodle-layouts.log \
+      || { cat /var/tmp/mbs-build-moodle-layouts.log >&2; rm -rf "$ctx"; die "building moodle-layouts failed"; }
+    rm -rf "$ctx"
+  fi
+  docker tag "$tag" mbs-test/moodle-layouts:latest
+}
+
 main() {
   local t0=$SECONDS
   ensure_packages
@@ -139,6 +156,7 @@ main() {
   build_busybox
   build_derived mariadb "$IMAGES/mariadb"
   build_derived moodle "$IMAGES/moodle"
+  build_moodle_layouts
   build_node
   log "ready in $((SECONDS - t0)) s: $(docker images --format '{{.Repository}}:{{.Tag}}' 'mbs-test/*' | grep ':latest' | tr '\n' ' ')"
 }
