@@ -28,11 +28,13 @@ export interface MoodleDataroot {
  */
 const ASK = `${EXTRA_PATH}
 cli="$1"
-d=$(php "$cli/cfg.php" --name=dataroot) || { printf 'cfg.php --name=dataroot exited %s: %s\\n' "$?" "$d" >&2; exit 3; }
+# Both questions at once: each run bootstraps Moodle (config.php, a database connection).
+{ t=$(php "$cli/cfg.php" --name=dbtype 2>/dev/null | tail -n 1); printf 'dbtype\\t%s\\n' "$t"; } &
+d=$(php "$cli/cfg.php" --name=dataroot) || { printf 'cfg.php --name=dataroot exited %s: %s\\n' "$?" "$d" >&2; wait; exit 3; }
 d=$(printf '%s\\n' "$d" | tail -n 1)
-t=$(php "$cli/cfg.php" --name=dbtype 2>/dev/null | tail -n 1)
 r=$(readlink -f "$d" 2>/dev/null) || r=$d
-printf 'dataroot\\t%s\\nreal\\t%s\\ndbtype\\t%s\\n' "$d" "$r" "$t"`;
+printf 'dataroot\\t%s\\nreal\\t%s\\n' "$d" "$r"
+wait`;
 
 export interface Asked {
   dataroot: string;

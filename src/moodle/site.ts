@@ -54,8 +54,8 @@ interface Inspected {
  */
 export async function findSite(docker: Docker, stack: Stack): Promise<SiteParts> {
   const running = stack.containers.filter((c) => c.state === 'running');
-  const seen: Inspected[] = [];
-  for (const c of running) seen.push(await inspectOne(docker, c));
+  // One exec per container, side by side: each waits mostly on the engine.
+  const seen = await Promise.all(running.map((c) => inspectOne(docker, c)));
   const checked = {
     containers: running.map((c) => c.name),
     dirs: [...new Set(seen.flatMap((s) => s.dirs))],

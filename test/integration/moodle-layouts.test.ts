@@ -53,7 +53,7 @@ describe.each(LAYOUTS)('Moodle layout $name', (layout) => {
     const code = join(dirs.root, 'code');
     await mkdir(code);
     stack = await createLayoutStack(layout, { 'moodle-backup.pre': hook }, code);
-  }, 120_000);
+  }, 180_000);
   afterAll(async () => {
     await stack?.remove();
     await dirs?.remove();
@@ -153,6 +153,6 @@ describe.each(LAYOUTS)('Moodle layout $name', (layout) => {
       const state = await docker().getContainer(stack.containers.moodle).inspect();
       expect(state.State.Running).toBe(true);
     },
-    120_000,
+    300_000,
   );
 });

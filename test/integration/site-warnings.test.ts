@@ -103,5 +103,5 @@ describe('warnings a user must see: no Moodle found, a stop that ran into its ti
     } finally {
       server.close();
     }
-  }, 120_000);
+  }, 180_000);
 });
