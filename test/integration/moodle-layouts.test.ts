@@ -129,14 +129,20 @@ describe.each(LAYOUTS)('Moodle layout $name', (layout) => {
         { user: 'root' },
       );
       const tr = Date.now();
+      const restoreLog = capturingLogger();
       await runRestore({
         docker: docker(),
         config: config(mode),
         backend,
-        log: capturingLogger().log,
+        log: restoreLog.log,
         snapshot: m.id,
         safetySnapshot: false,
       });
+      // A slow restore on the shared machine: its timeline, to tell load from a hang.
+      if (Date.now() - tr > 60_000)
+        console.log(
+          restoreLog.lines().map((l) => `${Number(l.time) - tr} ${String(l.step)} ${String(l.msg)}`),
+        );
       await stack.waitForDb();
       // Figures for the report: each run's own timings (the machine is shared, compare ratios only).
       console.log(
