@@ -141,6 +141,23 @@ step() {
   TIMES+=("$label $((SECONDS - t))s")
 }
 
+# The layouts stand-in: its own recipe plus the shared stand-in tree (hashed together).
+build_moodle_layouts() {
+  local ctx h tag
+  h="$(recipe_hash "$IMAGES/moodle-layouts" "$BASE_TAG" "$(recipe_hash "$IMAGES/moodle/tree")")"
+  tag="mbs-test/moodle-layouts:$h"
+  if ! have_image "$tag"; then
+    ctx="$(mktemp -d)"
+    cp -a "$IMAGES/moodle-layouts/." "$ctx/"
+    cp -a "$IMAGES/moodle/tree" "$ctx/tree"
+    log "building $tag"
+    DOCKER_BUILDKIT=0 docker build -q --build-arg "BASE=$BASE_TAG" --label "mbs.recipe=$h" -t "$tag" "$ctx" >/dev/null 2>/var/tmp/mbs-build-moodle-layouts.log \
+      || { cat /var/tmp/mbs-build-moodle-layouts.log >&2; rm -rf "$ctx"; die "building moodle-layouts failed"; }
+    rm -rf "$ctx"
+  fi
+  docker tag "$tag" mbs-test/moodle-layouts:latest
+}
+
 main() {
   local t0=$SECONDS
   step ensure_packages
@@ -150,6 +167,7 @@ main() {
   step build_derived mariadb "$IMAGES/mariadb"
   step build_derived moodle "$IMAGES/moodle"
   step build_derived postgres "$IMAGES/postgres"
+  step build_moodle_layouts
   step build_node
   log "steps: ${TIMES[*]}"
   log "ready in $((SECONDS - t0)) s: $(docker images --format '{{.Repository}}:{{.Tag}}' 'mbs-test/*' | grep ':latest' | tr '\n' ' ')"

@@ -49,6 +49,21 @@ const databaseSchema = z.object({
   volume: z.object({ name: z.string(), dockerName: z.string(), destination: z.string() }),
 });
 
+/** How the run found Moodle, and so what the snapshot was taken with (moodle/report.ts). */
+const siteSchema = z.object({
+  /** The Moodle container; null: Moodle was not found. */
+  moodle: z.string().nullable(),
+  /** Moodle was in maintenance mode while the data was read (or, online, while the database was dumped). */
+  maintenance: z.boolean(),
+  /** Moodle's default excludes were applied to its dataroot. */
+  moodleExcludes: z.boolean(),
+  /** $CFG->dataroot and the volume it is on. */
+  dataroot: z.string().nullable(),
+  datarootVolume: z.string().nullable(),
+  /** What the snapshot lacks, in words (also in the log and the success webhook). */
+  warnings: z.array(z.string()),
+});
+
 const serviceSchema = z.object({
   service: z.string(),
   container: z.string(),
@@ -76,6 +91,7 @@ export const manifestSchema = z
     volumes: z.array(volumeSchema),
     // Fields added after the first release are optional, so manifests written before them still validate.
     database: databaseSchema.nullable().optional(),
+    site: siteSchema.optional(),
     stack: z.object({
       services: z.array(serviceSchema),
       moodle: z.object({ version: z.string(), release: z.string() }).nullable().default(null),
@@ -99,6 +115,7 @@ export const manifestSchema = z
 export type Manifest = z.infer<typeof manifestSchema>;
 export type ManifestVolume = z.infer<typeof volumeSchema>;
 export type ManifestDatabase = z.infer<typeof databaseSchema>;
+export type ManifestSite = z.infer<typeof siteSchema>;
 
 export function serializeManifest(m: Manifest): string {
   return `${JSON.stringify(manifestSchema.parse(m), null, 2)}\n`;

@@ -4,7 +4,7 @@ import { Readable } from 'node:stream';
 import { FORMAT, MANIFEST_NAME, type Manifest, serializeManifest } from '../archive/manifest.js';
 import { TOOL } from '../common/version.js';
 import type { BackupRun } from './context.js';
-import { describeServices, putFile, sum } from './steps.js';
+import { describeServices, describeSite, putFile, sum } from './steps.js';
 
 /** Remote targets: the spooled archives go up after the stack is back, so the upload adds no downtime. */
 export async function uploadSpooled(run: BackupRun): Promise<void> {
@@ -42,6 +42,7 @@ export async function commitManifest(run: BackupRun): Promise<Manifest> {
     encryption: run.encryption?.manifest ?? null,
     volumes: run.volumes,
     database: run.database,
+    site: describeSite(run),
     stack: {
       services: describeServices(run.stack, plan),
       moodle: run.moodle,

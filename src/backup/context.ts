@@ -65,4 +65,6 @@ export interface BackupRun {
   timings: BackupTimings;
   /** When maintenance mode went on (0: not yet). */
   maintenanceSince: number;
+  /** Moodle was in maintenance mode for the run (turned on by it, or already on). */
+  maintenanceUsed: boolean;
 }

@@ -5,6 +5,7 @@ import { datadirVolume } from '../database/dump.js';
 import { type FoundDatabase, findDatabase } from '../database/find.js';
 import { resolveExcludes, type VolumeExcludes } from '../moodle/excludes.js';
 import { Maintenance } from '../moodle/maintenance.js';
+import { reportSite } from '../moodle/report.js';
 import { findSite, type SiteParts } from '../moodle/site.js';
 import type { Logger } from '../observe/logger.js';
 import type { Stack, VolumeTarget } from '../stack/discover.js';
@@ -20,6 +21,8 @@ export interface MoodlePlan {
   dump: { db: FoundDatabase; volume: VolumeTarget; destination: string } | null;
   /** The volumes to read as tar (all selected ones but a dumped datadir). */
   tarVolumes: VolumeTarget[];
+  /** What the snapshot lacks because of how Moodle was (not) found (moodle/report.ts). */
+  siteWarnings: string[];
 }
 
 /** Finds Moodle and MariaDB, resolves excludes and, in online mode, which server to dump. */
@@ -31,6 +34,7 @@ export async function planMoodle(
   log: Logger,
 ): Promise<MoodlePlan> {
   const site = await findSite(docker, stack);
+  const siteWarnings = reportSite(stack, site, log);
   const { byVolume, warnings } = resolveExcludes(stack, site.moodle?.dataroot?.volume ?? null, config);
   for (const w of warnings) log.warn({ step: 'plan' }, w);
   let dump: MoodlePlan['dump'] = null;
@@ -60,7 +64,7 @@ export async function planMoodle(
     {
       step: 'plan',
       moodle: site.moodle?.container.name ?? null,
-      dataroot: site.moodle?.dataroot?.destination ?? null,
+      dataroot: site.moodle?.dataroot?.path ?? null,
       database: dump?.db.container.name ?? site.database?.container.name ?? null,
       excludes: Object.fromEntries([...byVolume].map(([k, v]) => [k, v.rules])),
     },
@@ -72,5 +76,6 @@ export async function planMoodle(
     excludes: byVolume,
     dump,
     tarVolumes: dump ? stack.volumes.filter((v) => v.name !== dump?.volume.name) : stack.volumes,
+    siteWarnings,
   };
 }

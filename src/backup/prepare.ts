@@ -47,6 +47,7 @@ export async function prepareRun(ctx: BackupContext): Promise<BackupRun> {
     `backup ${id} of ${stack.project}: ${stack.volumes.length} volume(s)`,
   );
   const state = new StateStore(config.stateDir);
+  const mp = await planMoodle(docker, stack, config, state, log);
   const run: BackupRun = {
     ctx,
     id,
@@ -56,19 +57,20 @@ export async function prepareRun(ctx: BackupContext): Promise<BackupRun> {
     plan,
     mode: config.mode,
     helperImage: pickHelperImage(config, self?.image, stack),
-    moodle: await readMoodleFacts(docker, stack),
+    moodle: await readMoodleFacts(docker, stack, mp.site.moodle),
     codec: getCodec(config.compression),
     encryption: await encryptionPlan(config.encryption),
     spool: useSpool(config, backend),
     spoolDir: join(config.spoolDir, id),
     state,
-    mp: await planMoodle(docker, stack, config, state, log),
+    mp,
     hooks: collectHooks(stack),
     previous: {},
     volumes: [],
     database: null,
     timings: { quiesceMs: 0, readMs: 0, downtimeMs: 0, uploadMs: 0, maintenanceMs: 0 },
     maintenanceSince: 0,
+    maintenanceUsed: false,
   };
   await state.write({
     runId: id,

@@ -50,6 +50,7 @@ async function quietSite(run: BackupRun): Promise<void> {
   run.mode = quiet.mode;
   run.mp = quiet.mp;
   run.maintenanceSince = Date.now();
+  run.maintenanceUsed = run.mp.maintenance.active || run.mp.maintenance.alreadyOn;
 }
 
 async function maintenanceOff(run: BackupRun): Promise<void> {

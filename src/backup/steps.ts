@@ -3,7 +3,7 @@ import { mkdir } from 'node:fs/promises';
 import type { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { listSnapshots } from '../archive/catalog.js';
-import type { Manifest, ManifestVolume } from '../archive/manifest.js';
+import type { Manifest, ManifestSite, ManifestVolume } from '../archive/manifest.js';
 import type { Config } from '../config/types.js';
 import type { Logger } from '../observe/logger.js';
 import type { Stack } from '../stack/discover.js';
@@ -11,6 +11,7 @@ import type { QuiescePlan } from '../stack/plan.js';
 import { type Backend, isLocalBackend, type UploadLedger } from '../storage/backend.js';
 import type { RetryingBackend } from '../storage/retry.js';
 import { spoolError } from '../storage/spool-error.js';
+import type { BackupRun } from './context.js';
 
 /** Small steps of the backup pipeline (backup/run.ts), kept apart so that file reads as the pipeline. */
 
@@ -54,6 +55,23 @@ export function describeServices(stack: Stack, plan: QuiescePlan): Manifest['sta
     imageId: c.imageId,
     action: plan.actions.find((a) => a.container.id === c.id)?.action ?? 'none',
   }));
+}
+
+/** How Moodle was found and what the snapshot was taken with; an absence is said in words too. */
+export function describeSite(run: BackupRun): ManifestSite {
+  const m = run.mp.site.moodle;
+  const moodleExcludes = [...run.mp.excludes.values()].some((e) => e.source === 'moodle-default');
+  const warnings = [...run.mp.siteWarnings];
+  if (m && !run.maintenanceUsed)
+    warnings.push('taken without maintenance mode: the site was stopped instead (restore of a broken site)');
+  return {
+    moodle: m?.container.name ?? null,
+    maintenance: run.maintenanceUsed,
+    moodleExcludes,
+    dataroot: m?.dataroot?.path ?? null,
+    datarootVolume: m?.dataroot?.volume?.name ?? null,
+    warnings,
+  };
 }
 
 /** Removes what a failed run stored; without a manifest it is invisible anyway, this only frees space. */

@@ -7,16 +7,20 @@ export interface ExecCapture {
   stderr: string;
 }
 
-/** Runs a command in a running container and collects its (small) output; bounded to `timeoutMs`. */
+/**
+ * Runs a command in a running container and collects its (small) output; bounded to `timeoutMs`. `user`
+ * (name, uid or uid:gid) overrides the container's user, e.g. to run Moodle's CLI as the web server does.
+ */
 export async function execCapture(
   docker: Docker,
   container: string,
   cmd: string[],
   timeoutMs = 60_000,
+  user?: string,
 ): Promise<ExecCapture> {
   const exec = await docker
     .getContainer(container)
-    .exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true });
+    .exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true, ...(user ? { User: user } : {}) });
   const stream = await exec.start({ hijack: true, stdin: false });
   const out: Buffer[] = [];
   const err: Buffer[] = [];

@@ -22,6 +22,11 @@ export const LABELS = {
   exclude: 'moodle-backup.exclude',
   /** true: this container runs Moodle (maintenance mode, facts); default: found by admin/cli/maintenance.php. */
   moodle: 'moodle-backup.moodle',
+  /**
+   * Absolute path of Moodle's top directory (where config.php is) in this container, for code that is neither
+   * in a mount nor at a usual path (moodle/locate.ts).
+   */
+  moodleDir: 'moodle-backup.moodle-dir',
   /** true: this container is the MariaDB server to dump in online mode; default: found by its server binary. */
   database: 'moodle-backup.database',
   /** offen's hook labels, honoured the same way. */

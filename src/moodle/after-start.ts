@@ -3,6 +3,7 @@ import type Docker from 'dockerode';
 import { execCapture } from '../docker/exec.js';
 import type { Logger } from '../observe/logger.js';
 import type { Stack } from '../stack/discover.js';
+import { EXTRA_PATH, findSite } from './site.js';
 
 export interface StartReport {
   /** Containers where MariaDB answered a ping after the restore. */
@@ -53,23 +54,31 @@ export async function afterStart(
       await sleep(500);
     }
   }
-  for (const c of stack.containers.filter((x) => started.includes(x.id))) {
-    for (const m of c.mounts) {
-      const script = `${m.destination}/admin/cli/upgrade.php`;
-      const has = await execCapture(docker, c.id, ['test', '-f', script]).catch(() => null);
-      if (has?.exitCode !== 0) continue;
-      const r = await execCapture(docker, c.id, ['php', script, '--is-pending']).catch(() => null);
-      report.upgrade = r?.exitCode === 0 ? 'none-pending' : r?.exitCode === 2 ? 'pending' : 'unknown';
-      report.upgradeDetail = `${r?.stdout ?? ''}${r?.stderr ?? ''}`.trim().slice(0, 300);
-      const msg =
-        report.upgrade === 'pending'
-          ? 'Moodle reports an upgrade is pending: the restored database is older than the running code (run admin/cli/upgrade.php)'
-          : report.upgrade === 'none-pending'
-            ? 'Moodle code and database versions agree'
-            : `could not tell whether a Moodle upgrade is pending (${report.upgradeDetail})`;
-      log[report.upgrade === 'none-pending' ? 'info' : 'warn']({ step: 'check', container: c.name }, msg);
-      return report;
-    }
-  }
+  // Found as a backup finds it (mounts, usual paths, Moodle 5.1's public/), run as the web server's user.
+  const startedNow = stack.containers
+    .filter((x) => started.includes(x.id))
+    .map((x) => ({ ...x, state: 'running' }));
+  const site = (await findSite(docker, { ...stack, containers: startedNow }).catch(() => null))?.moodle;
+  if (!site) return report;
+  const script = `${site.codeDir}/admin/cli/upgrade.php`;
+  const r = await execCapture(
+    docker,
+    site.container.id,
+    ['sh', '-c', `${EXTRA_PATH}; exec php "$1" --is-pending`, 'upgrade', script],
+    60_000,
+    site.user,
+  ).catch(() => null);
+  report.upgrade = r?.exitCode === 0 ? 'none-pending' : r?.exitCode === 2 ? 'pending' : 'unknown';
+  report.upgradeDetail = `${r?.stdout ?? ''}${r?.stderr ?? ''}`.trim().slice(0, 300);
+  const msg =
+    report.upgrade === 'pending'
+      ? `Moodle reports an upgrade is pending: the restored database is older than the running code (run ${script})`
+      : report.upgrade === 'none-pending'
+        ? 'Moodle code and database versions agree'
+        : `could not tell whether a Moodle upgrade is pending (${report.upgradeDetail})`;
+  log[report.upgrade === 'none-pending' ? 'info' : 'warn'](
+    { step: 'check', container: site.container.name },
+    msg,
+  );
   return report;
 }

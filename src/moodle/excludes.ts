@@ -23,15 +23,25 @@ export interface VolumeExcludes {
   source: 'config' | 'label' | 'moodle-default' | 'none';
 }
 
+/** The dataroot's volume, and the dataroot's path inside it ('' = the volume's top). */
+export type DatarootVolume = { name: string; subpath: string } | string | null;
+
+/** The Moodle defaults for a dataroot `subpath` deep in its volume. */
+export function datarootRules(subpath: string): ExcludeRule[] {
+  const prefix = subpath.replace(/^\/+|\/+$/g, '');
+  return MOODLE_DATAROOT_EXCLUDES.map((r) => (prefix ? `${prefix}/${r}` : r));
+}
+
 /**
  * Exclusions per Docker volume name. Precedence: the job's `exclude` setting for that volume, then the
  * `moodle-backup.exclude` label of the containers that mount it, then the Moodle defaults for the dataroot.
  */
 export function resolveExcludes(
   stack: Pick<Stack, 'containers' | 'volumes'>,
-  datarootVolume: string | null,
+  dataroot: DatarootVolume,
   config: Pick<Config, 'exclude'>,
 ): { byVolume: Map<string, VolumeExcludes>; warnings: string[] } {
+  const datarootVolume = typeof dataroot === 'string' ? { name: dataroot, subpath: '' } : dataroot;
   const warnings: string[] = [];
   const fromLabels = new Map<string, ExcludeRule[]>();
   for (const c of stack.containers) {
@@ -68,13 +78,14 @@ export function resolveExcludes(
 function pick(
   v: VolumeTarget,
   fromLabels: Map<string, ExcludeRule[]>,
-  datarootVolume: string | null,
+  datarootVolume: { name: string; subpath: string } | null,
   config: Pick<Config, 'exclude'>,
 ): VolumeExcludes {
   const configured = config.exclude?.[v.short] ?? config.exclude?.[v.name];
   if (configured) return { rules: [...configured], source: 'config' };
   const labelled = fromLabels.get(v.name);
   if (labelled) return { rules: [...new Set(labelled)], source: 'label' };
-  if (v.name === datarootVolume) return { rules: [...MOODLE_DATAROOT_EXCLUDES], source: 'moodle-default' };
+  if (v.name === datarootVolume?.name)
+    return { rules: datarootRules(datarootVolume.subpath), source: 'moodle-default' };
   return { rules: [], source: 'none' };
 }

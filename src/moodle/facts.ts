@@ -1,6 +1,7 @@
 import type Docker from 'dockerode';
 import { extract } from 'tar-stream';
 import type { Stack } from '../stack/discover.js';
+import type { MoodleSite } from './site.js';
 
 export interface MoodleFacts {
   version: string;
@@ -14,18 +15,31 @@ export function parseVersionPhp(text: string): MoodleFacts | null {
   return version ? { version, release: release ?? '' } : null;
 }
 
-/** Finds version.php in the mounts of the stack's containers (the code volume) via the Docker API. */
-export async function readMoodleFacts(docker: Docker, stack: Stack): Promise<MoodleFacts | null> {
-  for (const c of stack.containers) {
-    for (const m of c.mounts) {
-      try {
-        const tar = await docker.getContainer(c.id).getArchive({ path: `${m.destination}/version.php` });
-        const text = await firstFile(tar as unknown as NodeJS.ReadableStream, 256 * 1024);
-        const facts = text ? parseVersionPhp(text) : null;
-        if (facts) return facts;
-      } catch {
-        // not in this mount
-      }
+/**
+ * Reads version.php through the Docker API: from the found site's code directory (a mount or the image's
+ * own files; `public/` from Moodle 5.1), else from the mounts of the stack's containers.
+ */
+export async function readMoodleFacts(
+  docker: Docker,
+  stack: Stack,
+  site?: MoodleSite | null,
+): Promise<MoodleFacts | null> {
+  const places: { id: string; path: string }[] = site
+    ? [{ id: site.container.id, path: `${site.codeDir}/version.php` }]
+    : stack.containers.flatMap((c) =>
+        c.mounts.flatMap((m) => [
+          { id: c.id, path: `${m.destination}/version.php` },
+          { id: c.id, path: `${m.destination}/public/version.php` },
+        ]),
+      );
+  for (const { id, path } of places) {
+    try {
+      const tar = await docker.getContainer(id).getArchive({ path });
+      const text = await firstFile(tar as unknown as NodeJS.ReadableStream, 256 * 1024);
+      const facts = text ? parseVersionPhp(text) : null;
+      if (facts) return facts;
+    } catch {
+      // not there
     }
   }
   return null;

@@ -37,6 +37,7 @@ async function runSwitch(
     rec.container,
     ['sh', '-c', SWITCH, 'maintenance', rec.script, rec.dataroot, action],
     60_000,
+    rec.user,
   ).catch((err: unknown) => ({ exitCode: -1, stdout: '', stderr: (err as Error).message }));
   if (r.exitCode !== 0) {
     const what = action === '--enable' ? 'turn on' : 'turn off';
@@ -128,17 +129,23 @@ export class Maintenance {
     return this.rec !== null;
   }
 
+  /** The site was in maintenance mode before the run, and is left so. */
+  get alreadyOn(): boolean {
+    return this.wasOn;
+  }
+
+  private wasOn = false;
+
   async on(): Promise<void> {
     const site = this.site;
-    if (!site) {
-      this.log.info({ step: 'maintenance' }, 'no running Moodle container found: maintenance mode not used');
-      return;
-    }
+    // Not found: planMoodle has warned, naming what was checked.
+    if (!site) return;
     const rec: MaintenanceRecord = {
       container: site.container.id,
       name: site.container.name,
       script: `${site.codeDir}/admin/cli/maintenance.php`,
-      dataroot: site.dataroot?.destination ?? '',
+      dataroot: site.dataroot?.path ?? '',
+      ...(site.user ? { user: site.user } : {}),
       project: site.container.labels['com.docker.compose.project'],
       service: site.container.labels['com.docker.compose.service'],
     };
@@ -149,6 +156,7 @@ export class Maintenance {
         `${rec.dataroot}/${MAINTENANCE_FLAG}`,
       ]);
       if (flag.exitCode === 0) {
+        this.wasOn = true;
         this.log.warn(
           { step: 'maintenance', container: rec.name },
           'the site is already in maintenance mode: left on, and left on after the backup',

@@ -20,6 +20,8 @@ export class BackupMetrics {
   private readonly snapshots: Gauge<'status'>;
   private readonly jobLastSuccess: Gauge<'backup_job'>;
   private readonly jobFailures: Counter<'backup_job'>;
+  private readonly lastMaintenance: Gauge;
+  private readonly lastMoodleExcludes: Gauge;
 
   constructor() {
     const registers = [this.registry];
@@ -81,6 +83,17 @@ export class BackupMetrics {
       labelNames: ['backup_job'],
       registers,
     });
+    // 0 says a snapshot was taken without Moodle's protection (Moodle not found, or not asked): alert on it.
+    this.lastMaintenance = new Gauge({
+      name: 'moodle_backup_last_maintenance_mode',
+      help: 'The last successful backup ran with Moodle in maintenance mode (1) or without (0)',
+      registers,
+    });
+    this.lastMoodleExcludes = new Gauge({
+      name: 'moodle_backup_last_moodle_excludes',
+      help: "The last successful backup applied Moodle's dataroot excludes (1) or not (0)",
+      registers,
+    });
     // Series exist from the start, so rate() and absent-checks work before the first run.
     this.lastSuccess.set(0);
     for (const result of ['success', 'failure', 'skipped'] as const) this.runs.inc({ result }, 0);
@@ -98,6 +111,13 @@ export class BackupMetrics {
     this.jobLastSuccess.set({ backup_job: jobOf(manifest) }, Date.parse(manifest.completedAt) / 1000);
     this.lastDuration.set(manifest.timings.totalMs / 1000);
     this.lastDowntime.set(manifest.timings.downtimeMs / 1000);
+    // Snapshots from before the field existed say nothing either way.
+    this.lastMaintenance.reset();
+    this.lastMoodleExcludes.reset();
+    if (manifest.site) {
+      this.lastMaintenance.set(manifest.site.maintenance ? 1 : 0);
+      this.lastMoodleExcludes.set(manifest.site.moodleExcludes ? 1 : 0);
+    }
     // Reset first: a volume dropped from the stack must not keep reporting its old size.
     this.volumeRaw.reset();
     this.volumeStored.reset();

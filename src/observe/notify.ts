@@ -17,6 +17,8 @@ export interface NotifyPayload {
   message: string;
   error?: { code: string; message: string };
   hint: string;
+  /** Success only: what the snapshot lacks (taken without maintenance mode, without Moodle's excludes, …). */
+  warnings?: string[];
   host: string;
   time: string;
 }
@@ -70,14 +72,21 @@ export class Notifier {
 
   success(manifest: Manifest, job?: string): Promise<boolean> {
     const stored = manifest.volumes.reduce((a, v) => a + v.storedBytes, 0);
+    const site = manifest.site;
+    const lacks = [
+      ...(site && !site.maintenance ? ['WITHOUT maintenance mode'] : []),
+      ...(site && !site.moodleExcludes && !site.datarootVolume ? ["WITHOUT Moodle's excludes"] : []),
+    ];
     return this.send({
       event: 'success',
       snapshot: manifest.id,
       ...(job ? { job } : {}),
+      ...(site?.warnings.length ? { warnings: site.warnings } : {}),
       message:
         `backup${job ? ` job ${job}` : ''} of project ${this.opts.project} succeeded: snapshot ${manifest.id}, ` +
         `${manifest.volumes.length} volume(s), ${stored} bytes stored, ` +
-        `downtime ${(manifest.timings.downtimeMs / 1000).toFixed(1)} s`,
+        `downtime ${(manifest.timings.downtimeMs / 1000).toFixed(1)} s` +
+        (lacks.length ? `; taken ${lacks.join(' and ')}${site?.moodle ? '' : ' (Moodle not found)'}` : ''),
       hint: 'list snapshots with `moodle-backup snapshots` inside the sidecar',
     });
   }

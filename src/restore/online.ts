@@ -69,10 +69,9 @@ export async function runningVersions(
   docker: Docker,
   stack: Stack,
 ): Promise<{ moodle: MoodleFacts | null; mariadb: string | null }> {
-  const [moodle, site] = await Promise.all([
-    readMoodleFacts(docker, stack).catch(() => null),
-    findSite(docker, stack).catch(() => null),
-  ]);
+  // The site first: version.php is where Moodle's code is (baked into an image, or under public/ from 5.1).
+  const site = await findSite(docker, stack).catch(() => null);
+  const moodle = await readMoodleFacts(docker, stack, site?.moodle).catch(() => null);
   return { moodle, mariadb: site?.database?.version ?? null };
 }
 

@@ -33,6 +33,8 @@ export function labelProblems(c: Pick<ServiceContainer, 'name' | 'labels'>): Lab
     } else if (label === LABELS.mode && !(CONTAINER_MODES as readonly string[]).includes(value)) {
       // `online` is a job's mode, not a way to quiesce one container.
       add(label, `expected ${CONTAINER_MODES.join(' or ')}`);
+    } else if (label === LABELS.moodleDir && !value.trim().startsWith('/')) {
+      add(label, "expected an absolute path: Moodle's top directory, where config.php is");
     } else if (label === LABELS.dependsOn && !SERVICE_LIST.test(value)) {
       add(label, 'expected a comma-separated list of service names');
     } else if (label === LABELS.schedule) {

@@ -5,11 +5,13 @@ import { dockerStatus } from '../docker/client.js';
 import type { Logger } from '../observe/logger.js';
 import type { QuiescePlan } from './plan.js';
 import type { QuiescedContainer, StateStore } from './state.js';
+import { stopContainer } from './stop.js';
 
 /** Restarts what quiesce stopped. Idempotent; always called (success, failure, signal, next start). */
 export type Resume = () => Promise<void>;
 
 export interface QuiesceOptions {
+  /** For containers without a stop timeout of their own. */
   stopTimeoutSeconds: number;
   state: StateStore;
   log: Logger;
@@ -38,7 +40,9 @@ export async function quiesce(docker: Docker, plan: QuiescePlan, opts: QuiesceOp
       const t0 = Date.now();
       const c = docker.getContainer(container.id);
       try {
-        if (action === 'stop') await c.stop({ t: opts.stopTimeoutSeconds });
+        // Each container's own stop timeout where it has one (stop.ts), warning when Docker had to kill.
+        if (action === 'stop')
+          await stopContainer(docker, container.id, container.name, opts.stopTimeoutSeconds, opts.log);
         else await c.pause();
       } catch (err) {
         // 304: already stopped. 409 on pause: already paused — nothing to undo for us then.

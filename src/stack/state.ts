@@ -20,8 +20,10 @@ export interface MaintenanceRecord {
   name: string;
   /** Path of admin/cli/maintenance.php inside that container. */
   script: string;
-  /** Dataroot mount point inside that container, '' when unknown. */
+  /** The dataroot's path inside that container, '' when unknown. */
   dataroot: string;
+  /** Who runs the CLI (the web server's user); absent = the container's default user. */
+  user?: string;
   /** Compose project and service, to find the container's successor if it was recreated meanwhile. */
   project?: string;
   service?: string;

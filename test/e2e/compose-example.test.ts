@@ -8,8 +8,13 @@ import { KNOWN_VARS, readEnv } from '../../src/config/env.js';
 import { labelProblems } from '../../src/stack/label-check.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const FILE = 'compose.example.yml';
 const run = promisify(execFile);
+
+/** The example for new sites (a maintained image) and the one kept for Bitnami sites, with their volumes. */
+const EXAMPLES = [
+  { file: 'compose.example.yml', volumes: ['mariadb_data', 'moodledata', 'moodlehtml'] },
+  { file: 'compose.bitnami.yml', volumes: ['mariadb_data', 'moodle_data', 'moodledata_data'] },
+];
 
 interface Service {
   image?: string;
@@ -21,7 +26,7 @@ interface Service {
 }
 
 /** `docker-compose config` with the passwords the example requires from .env. */
-async function composeConfig(): Promise<{
+async function composeConfig(FILE: string): Promise<{
   services: Record<string, Service>;
   volumes: Record<string, unknown>;
 }> {
@@ -39,16 +44,14 @@ async function composeConfig(): Promise<{
   return parse(stdout);
 }
 
-describe('compose.example.yml', () => {
+describe.each(EXAMPLES)('$file', ({ file: FILE, volumes }) => {
   it('is a valid compose file (docker-compose config)', async () => {
-    const config = await composeConfig();
+    const config = await composeConfig(FILE);
     expect(Object.keys(config.services).sort()).toEqual(['backup', 'mariadb', 'moodle']);
-    expect(Object.keys(config.volumes).sort()).toEqual([
-      'backup_state',
-      'mariadb_data',
-      'moodle_data',
-      'moodledata_data',
-    ]);
+    expect(Object.keys(config.volumes).sort()).toEqual(['backup_state', ...volumes]);
+    // Pinned versions: `docker compose up -d` gives the same site next year.
+    for (const [name, s] of Object.entries(config.services))
+      if (name !== 'backup') expect(s.image, name).toMatch(/:v?\d+(\.\d+)+$/);
     for (const s of Object.values(config.services)) {
       expect(s.restart).toBe('unless-stopped');
       expect(s.healthcheck?.test[0]).toBe('CMD');
@@ -65,9 +68,7 @@ describe('compose.example.yml', () => {
         'backup_state:/var/lib/moodle-backup:rw',
         expect.stringMatching(/\/backups:\/archive:rw$/),
         // offen's convention: what is mounted here is what is backed up, read and restored as directories.
-        'mariadb_data:/backup/mariadb_data:rw',
-        'moodle_data:/backup/moodle_data:rw',
-        'moodledata_data:/backup/moodledata_data:rw',
+        ...volumes.map((v) => `${v}:/backup/${v}:rw`),
       ]),
     );
   });
@@ -83,7 +84,7 @@ describe('compose.example.yml', () => {
   });
 
   it('gives the sidecar a configuration it accepts, and comments only name variables it knows', async () => {
-    const { services } = await composeConfig();
+    const { services } = await composeConfig(FILE);
     const env = Object.fromEntries(
       Object.entries(services.backup?.environment ?? {}).map(([k, v]) => [k, v ?? '']),
     );
@@ -96,7 +97,7 @@ describe('compose.example.yml', () => {
   });
 
   it('uses only labels the sidecar accepts, the commented-out ones included', async () => {
-    const { services } = await composeConfig();
+    const { services } = await composeConfig(FILE);
     for (const [name, s] of Object.entries(services))
       expect(labelProblems({ name, labels: s.labels ?? {} }), name).toEqual([]);
     const text = await readFile(new URL(`../../${FILE}`, import.meta.url), 'utf8');
