@@ -23,6 +23,7 @@ ensure_packages() {
   [ -x /bin/busybox ] || missing+=(busybox-static)
   command -v docker-compose >/dev/null || missing+=(docker-compose)
   command -v zstd >/dev/null || missing+=(zstd)
+  command -v pigz >/dev/null || missing+=(pigz) # the bench's parallel gzip baseline
   if [ "${#missing[@]}" -gt 0 ]; then
     log "installing ${missing[*]}"
     [ "$(id -u)" = 0 ] || die "root is needed to install ${missing[*]}"

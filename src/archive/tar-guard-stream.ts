@@ -28,8 +28,7 @@ const PAX_KEYS =
  * second look closes the gap between that check and the unpacking (the stored object could be swapped),
  * which matters more here than with putArchive, because tar runs as root on a real directory.
  */
-export function guardStream(volume: string): TarExclude {
-  const guard = new TarGuard(volume);
+export function guardStream(volume: string, guard = new TarGuard(volume)): TarExclude {
   return new TarExclude([], (e: RawEntry) => {
     for (const key of Object.keys(e.pax)) {
       if (!PAX_KEYS.test(key)) refuse(volume, e.name, `carries the PAX record ${key}`);

@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import type { Manifest } from '../archive/manifest.js';
-import { runBackup } from '../backup/run.js';
 import { createBackend } from '../storage/index.js';
 import { openContext, withRunLock } from './context.js';
 import { formatBytes, formatDuration } from './output.js';
@@ -16,6 +15,8 @@ export function registerBackup(program: Command): void {
     .option('--kind <kind>', 'manual or scheduled', 'manual')
     .action(async (opts: { json?: boolean; kind: string; job?: string }) => {
       const ctx = await openContext({ job: opts.job, scope: 'all', json: opts.json });
+      // Each verb loads its own pipeline: start-up reads only the modules this command runs.
+      const { runBackup } = await import('../backup/run.js');
       const jobs = ctx.job ? [ctx.job] : ctx.settings.jobs;
       try {
         // One lock for the whole sequence: no scheduled run slips in between two jobs.

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { jobOf, listSnapshots } from '../archive/catalog.js';
 import { type Job, LABEL_JOB_PREFIX, type Settings } from '../config/jobs.js';
 import type { Logger } from '../observe/logger.js';
-import { type PruneResult, prune } from '../prune/run.js';
+import type { PruneResult } from '../prune/run.js';
 import { DECISION_HEADERS, type Decision, decisionRows, describeDecisions } from '../retention/policy.js';
 import type { Backend } from '../storage/backend.js';
 import { createBackend } from '../storage/index.js';
@@ -43,6 +43,7 @@ async function pruneJobs(ctx: RunContext, jobs: Job[], dryRun: boolean): Promise
     const own = jobs.length === 1 && job.config.target === ctx.config.target;
     const backend: Backend & { close?: () => void } = own ? ctx.backend : createBackend(job.config.target);
     try {
+      const { prune } = await import('../prune/run.js');
       const result = await prune(backend, job.config.retention, { dryRun, log: ctx.log, job: job.name });
       results.push({ job: job.name, location: backend.location, result });
     } finally {

@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import { listSnapshots } from '../archive/catalog.js';
 import { SidecarError } from '../common/errors.js';
-import { runRestore } from '../restore/run.js';
 import type { RestorePlan, RestoreResult } from '../restore/types.js';
 import { openContext, type RunContext, withRunLock } from './context.js';
 import { formatBytes, formatDuration, table, terminalWidth } from './output.js';
@@ -72,6 +71,8 @@ export function registerRestore(program: Command): void {
       const ctx = await openContext({ job: flags.job, json: flags.json });
       try {
         const snapshot = snapshotArg ?? (interactive ? await pickSnapshot(ctx) : 'latest');
+        // Each verb loads its own pipeline: start-up reads only the modules this command runs.
+        const { runRestore } = await import('../restore/run.js');
         const result = await withRunLock(ctx, 'restore', () =>
           runRestore({
             docker: ctx.docker,

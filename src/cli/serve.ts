@@ -1,6 +1,4 @@
 import type { Command } from 'commander';
-import { BackendPool } from '../schedule/runner.js';
-import { startServe } from '../schedule/serve.js';
 import { openContext } from './context.js';
 
 export function registerServe(program: Command): void {
@@ -12,6 +10,8 @@ export function registerServe(program: Command): void {
     .action(async () => {
       // openContext resumes whatever an interrupted run left stopped before anything else happens.
       const ctx = await openContext({ scope: 'all' });
+      const { BackendPool } = await import('../schedule/runner.js');
+      const { startServe } = await import('../schedule/serve.js');
       const backends = new BackendPool(ctx.log);
       try {
         const serving = await startServe({ ...ctx, backends });

@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import { SidecarError } from '../common/errors.js';
-import { runVerify } from '../verify/run.js';
 import type { VerifyReport } from '../verify/types.js';
 import { openContext } from './context.js';
 import { table, terminalWidth } from './output.js';
@@ -37,6 +36,7 @@ export function registerVerify(program: Command): void {
       }
       const ctx = await openContext({ needsDocker: Boolean(flags.deep), job: flags.job, json: flags.json });
       try {
+        const { runVerify } = await import('../verify/run.js');
         const report = await runVerify({
           docker: ctx.docker,
           config: ctx.config,

@@ -1,5 +1,4 @@
 import { readFile } from 'node:fs/promises';
-import { LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { SidecarError } from '../common/errors.js';
 import { type EnvConfig, readEnv, type Tree } from './env.js';
@@ -116,7 +115,9 @@ async function readConfigFile(explicit: string | undefined, fallback: string): P
   return parseYaml(text, path);
 }
 
-function parseYaml(text: string, path: string): FileResult {
+async function parseYaml(text: string, path: string): Promise<FileResult> {
+  // Loaded only when there is a file: most sidecars are configured by environment alone.
+  const { LineCounter, parseDocument } = await import('yaml');
   const lineCounter = new LineCounter();
   // prettyErrors off: the pretty form quotes the offending source line, which may hold a secret.
   const doc = parseDocument(text, { lineCounter, prettyErrors: false });

@@ -13,7 +13,7 @@ import { extractInto } from '../volume/extract.js';
 import { volumeDir } from '../volume/mount-dir.js';
 import { ensureVolume } from '../volume/restore-volume.js';
 import type { SwapRecord } from '../volume/swap.js';
-import { restoreFileVolume } from './mount.js';
+import { discardStaged, restoreFileVolume, type Staged, stage } from './mount.js';
 import { restoreDatabase } from './online.js';
 import type { RestoreTarget } from './plan.js';
 import { RestoreProgress } from './progress.js';
@@ -24,8 +24,10 @@ export interface ApplyInput extends RestoreTarget {
   /** Where the verified archives were spooled (remote targets); undefined = read from the backend again. */
   spoolDir: string | undefined;
   safety: string | undefined;
-  /** What the verification found in each archive. */
+  /** What the verification found in each archive (not there: unpacked unverified into staging, ahead). */
   verified: Record<string, TarStats>;
+  /** Volumes unpacked into their staging directories before the stack stops (run.ts, stageAheadSet). */
+  ahead: Set<string>;
   /** Image for the helper containers. */
   image: string;
 }
@@ -63,16 +65,24 @@ export async function apply(
     volumes: { ...progress.volumes },
     safetySnapshot: a.safety,
   });
+  const staged = await stageAhead(o, a, progress).catch(async (err: unknown) => {
+    // Nothing was stopped and no volume changed: there is nothing for a later start to settle.
+    await state.clear();
+    return failedMidway(o, a, progress, err);
+  });
   const users = stopOrder(a.stack.containers.filter((c) => a.plan.stop.includes(c.name)));
   const t0 = Date.now();
   const resume = await stopAll(o, users, state);
   const left: Leftovers = {
     deleteLater: [],
     dbVolumes: a.plan.volumes
-      .filter((v) => a.verified[v.name]?.mariadbDatadir || a.verified[v.name]?.postgresDatadir)
+      .filter((v) => {
+        const st = staged.get(v.name)?.stats ?? a.verified[v.name];
+        return st?.mariadbDatadir || st?.postgresDatadir;
+      })
       .map((v) => v.dockerName),
   };
-  const failure = await restoreAll(o, a, db, progress, left).then(
+  const failure = await restoreAll(o, a, db, progress, left, staged).then(
     () => undefined,
     (err: unknown) => (o.signal?.aborted ? o.signal.reason : err) as unknown,
   );
@@ -120,11 +130,12 @@ async function restoreAll(
   db: ManifestDatabase | null,
   progress: RestoreProgress,
   left: Leftovers,
+  staged: Map<string, Staged>,
 ): Promise<void> {
   const board = ProgressBoard.enabled() ? new ProgressBoard(manifestTotals(a.selected)) : undefined;
   for (const v of a.selected) {
     o.signal?.throwIfAborted();
-    const rec = await restoreVolume(o, a, v, progress, board);
+    const rec = await restoreVolume(o, a, v, progress, board, staged.get(v.name));
     if (rec) left.deleteLater.push({ name: v.name, rec });
   }
   if (db) {
@@ -143,6 +154,47 @@ async function restoreAll(
   }
 }
 
+/**
+ * The volumes in `a.ahead`, unpacked into their staging directories while the stack still runs: nothing in use
+ * is touched (run.ts says which volumes qualify). A failure discards every staging copy made so far.
+ */
+async function stageAhead(
+  o: RestoreOptions,
+  a: ApplyInput,
+  progress: RestoreProgress,
+): Promise<Map<string, Staged>> {
+  const staged = new Map<string, Staged>();
+  const record = (name: string) => (rec: SwapRecord | undefined) => progress.swap(name, rec);
+  try {
+    for (const v of a.selected) {
+      if (!a.ahead.has(v.name)) continue;
+      o.signal?.throwIfAborted();
+      const t0 = Date.now();
+      const io = await volumeIo(o, a, v, undefined);
+      if (!io.dir) continue;
+      await progress.mark(v.name, 'staging');
+      staged.set(
+        v.name,
+        await stage({ dir: io.dir, extract: io.extract, stats: a.verified[v.name], record: record(v.name) }),
+      );
+      o.log.info(
+        {
+          step: 'stage',
+          volume: v.name,
+          rawBytes: v.rawBytes,
+          ms: Date.now() - t0,
+          verifiedFirst: v.name in a.verified,
+        },
+        `unpacked ${v.name} beside its current data (stack still running)`,
+      );
+    }
+  } catch (err) {
+    for (const [name, s] of staged) await discardStaged(s, record(name));
+    throw err;
+  }
+  return staged;
+}
+
 /** One file volume: staged unpack and swap on the mount path, else empty and extract through the archive API. */
 async function restoreVolume(
   o: RestoreOptions,
@@ -150,20 +202,54 @@ async function restoreVolume(
   v: ManifestVolume,
   progress: RestoreProgress,
   board: ProgressBoard | undefined,
+  staged: Staged | undefined,
 ): Promise<SwapRecord | undefined> {
+  const { docker, log } = o;
+  const { target, dir, extract } = await volumeIo(o, a, v, board?.volume(v.name));
+  const r = await restoreFileVolume({
+    docker,
+    volume: target,
+    image: a.image,
+    dir,
+    extract,
+    stats: staged?.stats ?? a.verified[v.name],
+    ...(staged ? { staged } : {}),
+    progress,
+    name: v.name,
+    log,
+  });
+  log.info(
+    { step: 'restore', volume: v.name, rawBytes: v.rawBytes, ...r.ms, readPath: dir ? 'mount' : 'docker' },
+    `restored ${v.name}`,
+  );
+  return r.deleteOldLater;
+}
+
+/** Where a volume goes (created when missing), its directory if this process can write it, and its extract. */
+async function volumeIo(
+  o: RestoreOptions,
+  a: ApplyInput,
+  v: ManifestVolume,
+  watch: NodeJS.ReadWriteStream | undefined,
+): Promise<{
+  target: string;
+  dir: string | null;
+  extract: (into: string | null) => Promise<TarStats | undefined>;
+}> {
   const { docker, config, backend, log } = o;
   const target = a.plan.volumes.find((x) => x.name === v.name)?.dockerName as string;
   if (await ensureVolume(docker, target, a.plan.project, v.name))
     log.info({ step: 'restore', volume: v.name }, `created volume ${target}`);
   // The volume's directory when this process can write it (BACKUP_READ_PATH): GNU tar instead of putArchive.
   const dir = await volumeDir(docker, target, a.self, config.readPath, 'write');
+  const verified = v.name in a.verified;
+  // Spooled (remote targets) only when verified: the restore then applies exactly the bytes checked.
   const source = () =>
-    a.spoolDir ? createReadStream(join(a.spoolDir, v.file)) : backend.get(`${a.manifest.id}/${v.file}`);
-  const watch = board?.volume(v.name);
-  const r = await restoreFileVolume({
-    docker,
-    volume: target,
-    image: a.image,
+    a.spoolDir && verified
+      ? createReadStream(join(a.spoolDir, v.file))
+      : backend.get(`${a.manifest.id}/${v.file}`);
+  return {
+    target,
     dir,
     extract: async (to) =>
       extractInto(
@@ -177,17 +263,9 @@ async function restoreVolume(
         config.encryption,
         to,
         watch,
+        verified,
       ),
-    stats: a.verified[v.name],
-    progress,
-    name: v.name,
-    log,
-  });
-  log.info(
-    { step: 'restore', volume: v.name, rawBytes: v.rawBytes, ...r.ms, readPath: dir ? 'mount' : 'docker' },
-    `restored ${v.name}`,
-  );
-  return r.deleteOldLater;
+  };
 }
 
 /** Names each volume's state and the command that rolls back; the stack was started again before this. */

@@ -20,9 +20,9 @@ import { finishScript } from './steps.js';
 
 /**
  * One file volume's restore, with the stack stopped. With the volume's directory (the `mount` write path):
- * staged beside the old data and swapped in (stagedRestore), or, when its file system has no room for both,
- * emptied and unpacked in place. Through Docker: emptied by a helper, then
- * putArchive, then the mount point's attributes.
+ * staged beside the old data and swapped in (stagedRestore; `staged`: the unpacking was done before the stop,
+ * stageAhead), or, when its file system has no room for both, emptied and unpacked in place. Through Docker:
+ * emptied by a helper, then putArchive, then the mount point's attributes.
  */
 export async function restoreFileVolume(i: {
   docker: Docker;
@@ -30,13 +30,20 @@ export async function restoreFileVolume(i: {
   image: string;
   dir: string | null;
   /** extractInto for this volume's archive; into a directory, or through putArchive with null. */
-  extract(into: string | null): Promise<void>;
+  extract(into: string | null): Promise<TarStats | undefined>;
   stats: TarStats | undefined;
+  staged?: Staged;
   progress: RestoreProgress;
   name: string;
   log: Logger;
 }): Promise<{ deleteOldLater: SwapRecord | undefined; ms: Record<string, number> }> {
   const t0 = Date.now();
+  const record = (rec: SwapRecord | undefined) => i.progress.swap(i.name, rec);
+  if (i.dir && i.staged) {
+    const r = await swapStaged(i.staged, record);
+    await i.progress.restored(i.name, r.deleteOldLater !== undefined);
+    return { ...r, ms: { swapMs: Date.now() - t0 } };
+  }
   const noRoom = i.dir ? await noRoomToStage(i.dir, i.stats) : null;
   if (i.dir && noRoom) {
     i.log.warn(
@@ -53,12 +60,7 @@ export async function restoreFileVolume(i: {
   }
   if (i.dir) {
     await i.progress.mark(i.name, 'staging');
-    const r = await stagedRestore({
-      dir: i.dir,
-      extract: i.extract,
-      stats: i.stats,
-      record: (rec) => i.progress.swap(i.name, rec),
-    });
+    const r = await stagedRestore({ dir: i.dir, extract: i.extract, stats: i.stats, record });
     await i.progress.restored(i.name, r.deleteOldLater !== undefined);
     return { ...r, ms: { extractMs: Date.now() - t0 } };
   }
@@ -72,61 +74,124 @@ export async function restoreFileVolume(i: {
   return { deleteOldLater: undefined, ms: { emptyMs, extractMs: Date.now() - t0 - emptyMs } };
 }
 
+/**
+ * Whether a volume can be unpacked into its staging directory while the stack still runs, so that the
+ * downtime is the swap alone. Only where nothing in use sees the staging directory: the volume exists and
+ * this process can write its directory, and it holds no MariaDB datadir (a running server takes any
+ * directory in its datadir for a database; a datadir volume is staged with the stack stopped, as before).
+ * Moodle's code and dataroot have no use for an unknown root-only (0700) directory at their top. Without a
+ * verification pass the archive's entry count is unknown: room is checked for the worst case its raw size
+ * allows. Every entry costs at least 512 bytes of tar and at most one block per 512 bytes of tar on disk,
+ * so (rawBytes / 512) entries of a block each bound it; where that does not fit, the caller verifies first
+ * and decides with the exact figures (noRoomToStage).
+ */
+export async function canStageAhead(dir: string | null, rawBytes: number): Promise<boolean> {
+  if (!dir || (await holdsDatadir(dir))) return false;
+  const entries = Math.ceil(rawBytes / 512);
+  const worst: TarStats = {
+    entries,
+    files: entries,
+    dirs: 0,
+    symlinks: 0,
+    hardlinks: 0,
+    bytes: 0,
+    mariadbDatadir: false,
+  };
+  return (await noRoomToStage(dir, worst)) === null;
+}
+
 export interface StagedInput {
   /** The volume's directory (the `mount` write path). */
   dir: string;
-  /** Unpacks the verified archive into the given directory (extractInto with the tar guard in line). */
-  extract(into: string): Promise<void>;
-  /** What verification found in the archive. */
+  /** Unpacks the archive into the given directory (extractInto with the tar guard in line); its guard's stats. */
+  extract(into: string): Promise<TarStats | undefined>;
+  /** What verification found in the archive (undefined: not verified beforehand). */
   stats: TarStats | undefined;
   /** Records the swap's progress in the state file before each step (undefined: nothing left to settle). */
   record(rec: SwapRecord | undefined): Promise<void>;
 }
 
+/** A volume unpacked whole into its staging directory, not swapped in yet. */
+export interface Staged {
+  rec: SwapRecord;
+  /** What the in-line guard saw while unpacking (or the verification, through putArchive). */
+  stats: TarStats | undefined;
+}
+
 /**
  * One volume's restore on the mount path, with the stack stopped: unpack into a staging directory inside the
- * volume, swap it in by renames, give the mount point the archive's attributes. A failed extract removes the
- * staging copy and leaves the old data as it was. Returns the record of a volume whose old content, now in OLD,
- * still has to be deleted (`removeOld`): a plain volume's is deleted after the stack runs again, a datadir's here, because
- * MariaDB takes any directory in its datadir for a database.
+ * volume (stage), swap it in by renames and give the mount point the archive's attributes (swapStaged).
  */
 export async function stagedRestore(i: StagedInput): Promise<{ deleteOldLater: SwapRecord | undefined }> {
-  const datadir = Boolean(i.stats?.mariadbDatadir) || (await holdsDatadir(i.dir));
+  return swapStaged(await stage(i), i.record);
+}
+
+/**
+ * Unpacks the archive into STAGING inside the volume; the old data are not touched. A failed extract (the
+ * sha256, the decompression, the guard, a full disk) removes the staging copy and leaves the volume as it was.
+ * The swap record's `datadir` also counts what the archive turned out to hold.
+ */
+export async function stage(i: StagedInput): Promise<Staged> {
   const rec: SwapRecord = {
     before: await dirTimes(i.dir),
     dir: i.dir,
     phase: 'staging',
-    datadir,
+    datadir: Boolean(i.stats?.mariadbDatadir) || (await holdsDatadir(i.dir)),
     ...(i.stats?.root ? { root: i.stats.root } : {}),
   };
-  const step = (phase: SwapPhase) => i.record({ ...rec, phase });
-  await step('staging');
+  await i.record(rec);
   const staging = await prepareStaging(i.dir);
+  let seen: TarStats | undefined;
   try {
-    await i.extract(staging);
+    seen = await i.extract(staging);
   } catch (err) {
-    // The old data was never touched; without the staging copy there is nothing left to settle.
-    await (await settleSwap(rec)).finish();
-    await i.record(undefined);
+    await discardStaged({ rec, stats: undefined }, i.record);
     throw err;
   }
+  const stats = seen ?? i.stats;
+  if (stats?.mariadbDatadir) rec.datadir = true;
+  if (!rec.root && stats?.root) rec.root = stats.root;
+  await i.record(rec);
+  return { rec, stats };
+}
+
+/** Removes a staging copy that will not be swapped in; the old data were never touched. */
+export async function discardStaged(
+  staged: Staged,
+  record: (rec: SwapRecord | undefined) => Promise<void>,
+): Promise<void> {
+  await (await settleSwap(staged.rec)).finish();
+  await record(undefined);
+}
+
+/**
+ * Swaps a staged volume in (stack stopped). Returns the record of a volume whose old content, now in OLD,
+ * still has to be deleted (`removeOld`): a plain volume's is deleted after the stack runs again, a datadir's
+ * here, because MariaDB takes any directory in its datadir for a database.
+ */
+async function swapStaged(
+  staged: Staged,
+  record: (rec: SwapRecord | undefined) => Promise<void>,
+): Promise<{ deleteOldLater: SwapRecord | undefined }> {
+  const rec = staged.rec;
+  const step = (phase: SwapPhase) => record({ ...rec, phase });
   let phase: SwapPhase = 'swap-out';
   try {
     await step(phase);
-    await swapOut(i.dir);
+    await swapOut(rec.dir);
     phase = 'swap-in';
     await step(phase);
-    await swapIn(i.dir);
+    await swapIn(rec.dir);
     // A snapshot taken in maintenance mode must not bring the site back in maintenance mode.
-    await finishDir(i.dir, rec.root);
+    await finishDir(rec.dir, rec.root);
   } catch (err) {
     // A rename failing midway: put the volume back into one whole state, as crash recovery would.
     await (await settleSwap({ ...rec, phase })).finish();
-    await i.record(undefined);
+    await record(undefined);
     throw err;
   }
   await step('cleanup');
-  if (!datadir) return { deleteOldLater: rec };
+  if (!rec.datadir) return { deleteOldLater: rec };
   await removeOld(rec);
   return { deleteOldLater: undefined };
 }

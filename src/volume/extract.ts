@@ -5,7 +5,7 @@ import { getCodec } from '../archive/codec.js';
 import { decryptStage } from '../archive/encryption.js';
 import type { Manifest, ManifestVolume } from '../archive/manifest.js';
 import { HashTap } from '../archive/tap.js';
-import type { TarStats } from '../archive/tar-guard.js';
+import { TarGuard, type TarStats } from '../archive/tar-guard.js';
 import { guardStream } from '../archive/tar-guard-stream.js';
 import { SidecarError, throwFirstCause } from '../common/errors.js';
 import type { EncryptionConfig } from '../config/types.js';
@@ -15,8 +15,11 @@ import { putVolumeTar } from './restore-volume.js';
 
 /**
  * Stored bytes → sha256 re-check → [age decryption] → decompress → Docker's putArchive into the volume, or
- * (with `dir`) → tar guard → GNU tar into the volume's directory. Shared by restore and
- * the restore drill (`verify --deep`); the caller has verified the archive (verifyVolume) beforehand.
+ * (with `dir`) → tar guard → GNU tar into the volume's directory. Shared by restore and the restore drill
+ * (`verify --deep`). Usually the caller has verified the archive (verifyVolume) beforehand; unpacking into a
+ * staging directory needs no separate pass (`verified` false): the sha256, the decompression and the in-line
+ * guard here are the same checks, and the staging copy is discarded when one fails.
+ * Returns what the in-line guard saw (with `dir`).
  */
 export async function extractInto(
   docker: Docker,
@@ -31,8 +34,11 @@ export async function extractInto(
   dir?: string | null,
   /** A pass-through that watches the raw tar go by (the terminal's progress line). */
   progress?: NodeJS.ReadWriteStream,
-): Promise<void> {
+  /** false: no verifyVolume pass came first, so a sha256 mismatch is against the manifest. */
+  verified = true,
+): Promise<TarStats | undefined> {
   const tap = new HashTap();
+  const guard = dir ? new TarGuard(v.name) : undefined;
   const tar = new PassThrough();
   const decrypt = decryptStage(
     { snapshot: manifest.id, volume: v.name, file: v.file },
@@ -46,7 +52,7 @@ export async function extractInto(
       ...(decrypt ? [decrypt] : []),
       getCodec(manifest.codec).decompress(),
       ...(progress ? [progress] : []),
-      ...(dir ? [guardStream(v.name)] : []),
+      ...(guard ? [guardStream(v.name, guard)] : []),
       tar,
     ],
     signal ? { signal } : {},
@@ -60,9 +66,12 @@ export async function extractInto(
   if (tap.digest() !== v.sha256) {
     throw new SidecarError(
       'INTEGRITY_FAILED',
-      `volume ${v.name}: the archive changed between verification and restore (sha256 ${tap.digest()})`,
+      verified
+        ? `volume ${v.name}: the archive changed between verification and restore (sha256 ${tap.digest()})`
+        : `snapshot ${manifest.id}, volume ${v.name}: archive ${v.file} has sha256 ${tap.digest()}, the manifest says ${v.sha256}`,
     );
   }
+  return guard?.stats;
 }
 
 /**

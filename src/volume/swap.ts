@@ -136,7 +136,8 @@ export async function holdsDatadir(dir: string, depth = 1): Promise<boolean> {
   } catch {
     return false;
   }
-  if (names.includes('ibdata1') || names.includes('aria_log_control')) return true;
+  // MariaDB's (ibdata1, aria_log_control) or PostgreSQL's (PG_VERSION): a server owns every directory in it.
+  if (names.includes('ibdata1') || names.includes('aria_log_control') || names.includes('PG_VERSION')) return true;
   if (depth === 0) return false;
   for (const n of names) {
     const p = join(dir, n);

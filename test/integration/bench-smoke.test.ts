@@ -23,7 +23,9 @@ const EXPECTED: Record<string, string[]> = {
     'product:backup-local-zstd',
     'baseline:tar -czf',
     'baseline:tar|gzip',
+    'baseline:tar|pigz',
     'baseline:tar|node-zlib-gzip',
+    'baseline:docker stop+start',
     'product:backup-local-gzip',
     'product:backup-s3-zstd',
     'product:backup-local-zstd-excludes',
@@ -102,6 +104,7 @@ describe('npm run bench, smoke run at tiny sizes (figures are not checked, only 
     expect(result.checks).toEqual([
       'mix: restored bytes equal the original',
       'small: restored bytes equal the original',
+      'big: restored bytes equal the original',
     ]);
     expect(result.markdown).toContain('| dataset | pipeline |');
   });

@@ -1,4 +1,4 @@
-import { copyFile, writeFile } from 'node:fs/promises';
+import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Manifest } from '../../src/archive/manifest.js';
@@ -9,6 +9,7 @@ import { runRestore } from '../../src/restore/run.js';
 import { createBackend } from '../../src/storage/index.js';
 import { type TempDirs, tempDirs, testConfig } from '../harness/config.js';
 import { docker, execOk } from '../harness/docker.js';
+import { lifecycle, projectEvents } from '../harness/events.js';
 import { diffFingerprints, fingerprintVolume, type VolumeFingerprint } from '../harness/fingerprint.js';
 import { readState } from '../harness/live.js';
 import { diffMinusExcludes } from '../harness/moodle.js';
@@ -92,6 +93,38 @@ describe('staged restore (mount path): a failing extract leaves the old data', (
     ]);
     const err = await restoreReplacing(() => writeFile(archive(snap), zstd(tar)));
     expect(err.message).toMatch(/HOSTILE|refused/);
+  });
+
+  it('without a confirmation or safety snapshot the archive is checked while it is unpacked, before anything stops: a damaged one stops nothing and leaves the old bytes', async () => {
+    const damaged = await readFile(join(dirs.root, 'pristine'));
+    damaged[damaged.length >> 1] = (damaged[damaged.length >> 1] ?? 0) ^ 0xff;
+    await writeFile(archive(snap), damaged);
+    await execOk(stack.containers.moodle, [
+      'sh',
+      '-c',
+      `echo now-${Date.now()} > /bitnami/moodledata/marker`,
+    ]);
+    const before = await fingerprintVolume(stack.volumes[volume]);
+    const config = testConfig(stack.project, dirs);
+    const t0 = Date.now();
+    const err = await runRestore({
+      docker: docker(),
+      config,
+      backend: createBackend(config.target),
+      log: silentLogger(),
+      snapshot: snap.id,
+      volumes: [volume],
+      safetySnapshot: false,
+    }).then(
+      () => null,
+      (e: SidecarError) => e,
+    );
+    expect(err?.code).toBe('RESTORE_FAILED');
+    expect(err?.message).toContain(`${volume}: untouched`);
+    expect(lifecycle(await projectEvents(stack.project, t0))).toEqual([]);
+    expect(await stack.states()).toEqual({ mariadb: 'running', moodle: 'running' });
+    expect(diffFingerprints(before, await fingerprintVolume(stack.volumes[volume]))).toEqual([]);
+    expect(await readState(dirs)).toBeNull();
   });
 
   it('an intact archive is swapped in whole: the snapshot bytes, nothing of the staging left, state cleared', async () => {

@@ -150,6 +150,29 @@ describe('age encryption stage', () => {
     expect((err as Error).message).toMatch(/does not decrypt/);
   });
 
+  it('archives opened ahead (prepare) and on demand past them each get their own header and decrypt to their own bytes', async () => {
+    const plan = await encryptionPlan({ recipients: [recipient], identities: [] });
+    if (!plan) throw new Error('no plan');
+    await plan.prepare(2);
+    const files: Buffer[] = [];
+    for (const text of ['first archive\n', 'second archive\n', 'third, opened on demand\n']) {
+      const out = sink();
+      out.keep = true;
+      await pipeline(Readable.from([Buffer.from(text)]), plan.stage(), out);
+      files.push(Buffer.concat(out.bytes));
+    }
+    const d = new Decrypter();
+    d.addIdentity(id);
+    expect(await Promise.all(files.map((f) => d.decrypt(f, 'text')))).toEqual([
+      'first archive\n',
+      'second archive\n',
+      'third, opened on demand\n',
+    ]);
+    // The X25519 stanza carries a fresh ephemeral share per file key: no header is used twice.
+    const headers = files.map((f) => f.subarray(0, f.indexOf('\n---')).toString());
+    expect(new Set(headers).size).toBe(3);
+  });
+
   it('only identities configured: backups are encrypted to their own recipients (never written in the clear)', async () => {
     const plan = await encryptionPlan({ recipients: [], identities: [id] });
     expect(plan?.manifest.keyType).toBe('recipients');

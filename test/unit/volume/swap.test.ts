@@ -204,6 +204,7 @@ describe('staged restore swap (volume/swap.ts) on a real directory', () => {
         extract: async (to) => {
           into.push(to as string);
           await write(to as string, NEW_TREE);
+          return undefined;
         },
         progress,
         name: 'v',
