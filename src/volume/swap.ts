@@ -128,7 +128,7 @@ export async function settleSwap(
   return { state: 'restored', finish: () => removeOld(rec) };
 }
 
-/** Is the directory a MariaDB/MySQL datadir, or holds one a level down (Bitnami's `data/`)? */
+/** Is the directory a MariaDB/MySQL or PostgreSQL datadir, or holds one a level down (Bitnami's `data/`)? */
 export async function holdsDatadir(dir: string, depth = 1): Promise<boolean> {
   let names: string[];
   try {
@@ -137,7 +137,8 @@ export async function holdsDatadir(dir: string, depth = 1): Promise<boolean> {
     return false;
   }
   // MariaDB's (ibdata1, aria_log_control) or PostgreSQL's (PG_VERSION): a server owns every directory in it.
-  if (names.includes('ibdata1') || names.includes('aria_log_control') || names.includes('PG_VERSION')) return true;
+  if (names.includes('ibdata1') || names.includes('aria_log_control') || names.includes('PG_VERSION'))
+    return true;
   if (depth === 0) return false;
   for (const n of names) {
     const p = join(dir, n);
