@@ -13,6 +13,7 @@ import { extractInto } from '../volume/extract.js';
 import { volumeDir } from '../volume/mount-dir.js';
 import { ensureVolume } from '../volume/restore-volume.js';
 import type { SwapRecord } from '../volume/swap.js';
+import { placeBlobs, type RestoreBlobs } from './blobs.js';
 import { restoreFileVolume } from './mount.js';
 import { restoreDatabase } from './online.js';
 import type { RestoreTarget } from './plan.js';
@@ -28,6 +29,8 @@ export interface ApplyInput extends RestoreTarget {
   verified: Record<string, TarStats>;
   /** Image for the helper containers. */
   image: string;
+  /** The store's index and the blob sets of incremental volumes, read and checked with the archives. */
+  blobs?: RestoreBlobs;
 }
 
 /** What the volume steps leave for after the restart. */
@@ -158,13 +161,21 @@ async function restoreVolume(
   const source = () =>
     a.spoolDir ? createReadStream(join(a.spoolDir, v.file)) : backend.get(`${a.manifest.id}/${v.file}`);
   const watch = board?.volume(v.name);
+  const blobs = a.blobs?.sets.get(v.name);
+  if (blobs && !dir) {
+    throw new SidecarError(
+      'CONFIG_INVALID',
+      `volume ${v.name} keeps its Moodle files in the store, and the sidecar cannot write it as a directory; it was not touched`,
+      'mount the volume into the sidecar read-write (as the README shows), or run the CLI as root on the Docker host',
+    );
+  }
   const r = await restoreFileVolume({
     docker,
     volume: target,
     image: a.image,
     dir,
-    extract: async (to) =>
-      extractInto(
+    extract: async (to) => {
+      await extractInto(
         docker,
         target,
         a.image,
@@ -175,7 +186,25 @@ async function restoreVolume(
         config.encryption,
         to,
         watch,
-      ),
+      );
+      if (blobs && a.blobs && to) {
+        const t0 = Date.now();
+        // Staged: the live dataroot is still beside the staging directory, and its blobs are reused.
+        const live = to === dir ? null : dir;
+        const placed = await placeBlobs({
+          backend,
+          store: a.blobs,
+          set: blobs,
+          into: to,
+          live,
+          signal: o.signal,
+        });
+        log.info(
+          { step: 'restore', volume: v.name, ...placed, ms: Date.now() - t0 },
+          `${v.name}: ${placed.reused} blob(s) reused, ${placed.fetched} fetched from ${placed.packs} pack(s)`,
+        );
+      }
+    },
     stats: a.verified[v.name],
     progress,
     name: v.name,

@@ -4,6 +4,7 @@ import { SidecarError } from '../common/errors.js';
 import { isLocalBackend } from '../storage/backend.js';
 import { pickHelperImage } from '../volume/archive-api.js';
 import { apply } from './apply.js';
+import { verifyBlobs } from './blobs.js';
 import { planRestore } from './plan.js';
 import { takeSafetySnapshot } from './steps.js';
 import type { RestoreOptions, RestoreResult } from './types.js';
@@ -25,12 +26,13 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreResult> {
   if (spoolDir) await mkdir(spoolDir, { recursive: true, mode: 0o700 });
   try {
     const verified = await verifyArchives(o, t, spoolDir);
+    const blobs = await verifyBlobs(o.backend, t.manifest, t.selected, o.config.encryption, o.log);
     if (o.confirm && !(await o.confirm(t.plan))) {
       throw new SidecarError('RESTORE_REFUSED', 'restore cancelled; nothing was changed');
     }
     const safety = o.safetySnapshot === false ? undefined : await takeSafetySnapshot(o, t.plan);
     const image = pickHelperImage(o.config, t.self?.image, t.stack);
-    const { downtimeMs, report } = await apply(o, { ...t, spoolDir, safety, verified, image });
+    const { downtimeMs, report } = await apply(o, { ...t, spoolDir, safety, verified, image, blobs });
     return { plan: t.plan, applied: true, safetySnapshot: safety, verified, report, downtimeMs };
   } finally {
     if (spoolDir) await rm(spoolDir, { recursive: true, force: true });

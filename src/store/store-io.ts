@@ -59,7 +59,7 @@ export async function writeIndexFile(
   packs: IndexedPack[],
 ): Promise<string> {
   const plain = encodeIndex(packs);
-  const stored = enc.encrypt ? await through(plain, enc.encrypt()) : plain;
+  const stored = enc.encrypt && !enc.metadataInClear ? await through(plain, enc.encrypt()) : plain;
   const id = createHash('sha256').update(stored).digest('hex');
   await backend.put(indexKey(id), Readable.from([stored]), { contentLength: stored.length });
   return id;
