@@ -46,7 +46,9 @@ const volumeSchema = z.object({
       addedBytes: z.number().int().nonnegative(),
       packBytes: z.number().int().nonnegative(),
       /** Live files whose content is not their name (corruption on the site): kept under the real SHA-1. */
-      mismatches: z.array(z.object({ path: z.string(), claimed: z.string(), actual: z.string() })).default([]),
+      mismatches: z
+        .array(z.object({ path: z.string(), claimed: z.string(), actual: z.string() }))
+        .default([]),
       /** Phase times: blobs stored before the stack stopped, and listed/stored inside the window. */
       beforeMs: z.number().nonnegative(),
       insideMs: z.number().nonnegative(),
