@@ -1,9 +1,11 @@
+import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { storeDecrypter } from '../archive/encryption.js';
 import type { ManifestBlobs } from '../archive/manifest.js';
 import { BlobListWriter } from '../store/blob-list.js';
 import type { StoreEncoding } from '../store/encoding.js';
+import { IndexCache } from '../store/index-cache.js';
 import { BLOB_AREAS, isSha1Hex } from '../store/layout.js';
 import { listBlobs } from '../store/listing.js';
 import { PackWriter } from '../store/pack-writer.js';
@@ -12,6 +14,15 @@ import { blobExcludeArgs } from '../volume/exclude-tar-args.js';
 import type { BackupRun, BlobSession, BlobVolume } from './context.js';
 import { LineFile } from './line-file.js';
 import { makeSpoolDir } from './steps.js';
+
+/** A blob list is text, not a tar: its name ends in the compressor's own extension. */
+const LIST_EXTENSION: Record<BackupRun['codec']['name'], string> = { zstd: '.zst', gzip: '.gz', none: '' };
+
+/** The state volume's copies of the store's index files, one directory per target. */
+function storeCache(stateDir: string, location: string): IndexCache {
+  const key = createHash('sha256').update(location).digest('hex').slice(0, 16);
+  return new IndexCache(join(stateDir, 'store-cache', key));
+}
 
 /** GNU tar options for the tarball of a volume whose blobs are in the store. */
 export const BLOB_TAR_ARGS = blobExcludeArgs(BLOB_AREAS);
@@ -43,16 +54,30 @@ export async function openStore(
     level: config.compressionLevel,
     encrypt,
     decrypt,
-    metadataInClear: Boolean(encrypt) && !decrypt,
   };
   const t0 = Date.now();
-  const index = await loadIndex(backend, encoding);
+  const cache = storeCache(config.stateDir, backend.location);
+  let unreadable = 0;
+  const index = await loadIndex(backend, encoding, { cache, unreadable: () => unreadable++ });
+  if (unreadable > 0) {
+    log.warn(
+      { step: 'store', unreadable },
+      `${unreadable} index file(s) of the store are encrypted and not in this sidecar's cache (a new host, or a lost state volume): their files are stored again. Give the sidecar BACKUP_AGE_IDENTITY_FILE to reuse them`,
+    );
+  }
   log.info(
     { step: 'store', blobs: index.size, packs: index.packCount, ms: Date.now() - t0 },
     `store index: ${index.size} blob(s) in ${index.packCount} pack(s)`,
   );
   await makeSpoolDir(run.spoolDir);
-  const writer = new PackWriter({ backend, index, encoding, spoolDir: join(run.spoolDir, 'packs'), signal });
+  const writer = new PackWriter({
+    backend,
+    index,
+    encoding,
+    cache,
+    spoolDir: join(run.spoolDir, 'packs'),
+    signal,
+  });
   return { writer, encoding, volumes };
 }
 
@@ -113,9 +138,9 @@ async function counted(
 export async function storeInside(run: BackupRun, s: BlobSession, bv: BlobVolume): Promise<string[]> {
   const { log, signal } = run.ctx;
   const t0 = Date.now();
-  const file = `${bv.v.short}.blobs${run.codec.extension}${run.encryption && !s.encoding.metadataInClear ? '.age' : ''}`;
+  const file = `${bv.v.short}.blobs${LIST_EXTENSION[run.codec.name]}${run.encryption ? '.age' : ''}`;
   const path = join(run.spoolDir, file);
-  const list = new BlobListWriter(path, listEncoding(s.encoding));
+  const list = new BlobListWriter(path, s.encoding);
   const excludeFile = join(run.spoolDir, `${bv.v.short}.blob-paths`);
   const paths = new LineFile(excludeFile);
   const mismatches: ManifestBlobs['mismatches'] = [];
@@ -180,11 +205,6 @@ export async function storeInside(run: BackupRun, s: BlobSession, bv: BlobVolume
     paths.abort();
     throw err;
   }
-}
-
-/** Blob lists are metadata: encrypted like the index (in the clear when the sidecar holds only recipients). */
-function listEncoding(e: StoreEncoding): StoreEncoding {
-  return e.metadataInClear ? { ...e, encrypt: undefined } : e;
 }
 
 /** `<area>/xx/yy/<40 hex>`: what the shape pattern of BLOB_TAR_ARGS leaves out. */

@@ -11,9 +11,9 @@ import { quiesce } from '../stack/quiesce.js';
 import { ownedByMe, StateStore } from '../stack/state.js';
 import { extractInto } from '../volume/extract.js';
 import { volumeDir } from '../volume/mount-dir.js';
-import { ensureVolume } from '../volume/restore-volume.js';
+import { ensureVolume, putVolumeTar } from '../volume/restore-volume.js';
 import type { SwapRecord } from '../volume/swap.js';
-import { placeBlobs, type RestoreBlobs } from './blobs.js';
+import { placeBlobs, putBlobsThroughDocker, type RestoreBlobs } from './blobs.js';
 import { restoreFileVolume } from './mount.js';
 import { restoreDatabase } from './online.js';
 import type { RestoreTarget } from './plan.js';
@@ -162,19 +162,27 @@ async function restoreVolume(
     a.spoolDir ? createReadStream(join(a.spoolDir, v.file)) : backend.get(`${a.manifest.id}/${v.file}`);
   const watch = board?.volume(v.name);
   const blobs = a.blobs?.sets.get(v.name);
-  if (blobs && !dir) {
-    throw new SidecarError(
-      'CONFIG_INVALID',
-      `volume ${v.name} keeps its Moodle files in the store, and the sidecar cannot write it as a directory; it was not touched`,
-      'mount the volume into the sidecar read-write (as the README shows), or run the CLI as root on the Docker host',
-    );
-  }
   const r = await restoreFileVolume({
     docker,
     volume: target,
     image: a.image,
     dir,
     extract: async (to) => {
+      // Through Docker: the blobs go in first, so the tarball's directory entries settle the directories.
+      if (blobs && a.blobs && !to) {
+        const placed = await putBlobsThroughDocker({
+          backend,
+          store: a.blobs,
+          set: blobs,
+          scratch: config.spoolDir,
+          put: (tar) => putVolumeTar(docker, target, a.image, tar),
+          signal: o.signal,
+        });
+        log.info(
+          { step: 'restore', volume: v.name, ...placed },
+          `${v.name}: ${placed.fetched} blob(s) put through Docker`,
+        );
+      }
       await extractInto(
         docker,
         target,

@@ -1,9 +1,12 @@
-import { chmod, chown, copyFile, link, lstat, mkdir, utimes } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { chmod, chown, copyFile, link, lstat, mkdir, mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { getCodec } from '../archive/codec.js';
 import { storeDecrypter } from '../archive/encryption.js';
 import type { Manifest, ManifestVolume } from '../archive/manifest.js';
-import { SidecarError } from '../common/errors.js';
+import { SidecarError, throwFirstCause } from '../common/errors.js';
+import { collect, exited } from '../common/processes.js';
 import type { EncryptionConfig } from '../config/types.js';
 import type { Logger } from '../observe/logger.js';
 import type { Backend } from '../storage/backend.js';
@@ -228,4 +231,44 @@ async function attributes(path: string, b: BlobEntry): Promise<void> {
   if (process.getuid?.() === 0) await chown(path, b.uid, b.gid);
   await chmod(path, b.mode);
   await utimes(path, b.mtimeMs / 1000, b.mtimeMs / 1000);
+}
+
+export interface DockerPutInput extends Omit<PlaceInput, 'into' | 'live'> {
+  /** Writes a tar stream (rooted at ./) into the volume: putArchive through a helper container. */
+  put(tar: Readable): Promise<void>;
+  /** A local directory with room for the blobs (the spool). */
+  scratch: string;
+}
+
+/**
+ * The archive-API path (the volume is not a directory the sidecar can write): the blobs are placed in a
+ * local scratch directory, then put into the emptied volume as one tar of files only, before the tarball
+ * (whose directory entries then give the directories their owners, modes and times).
+ */
+export async function putBlobsThroughDocker(i: DockerPutInput): Promise<PlaceResult> {
+  await mkdir(i.scratch, { recursive: true, mode: 0o700 });
+  const tmp = await mkdtemp(join(i.scratch, 'blobs-'));
+  const list = `${tmp}.files`;
+  try {
+    const placed = await placeBlobs({ ...i, into: tmp, live: null });
+    const lines: string[] = [];
+    for (let n = 0; n < i.set.length; n++) lines.push(`./${i.set.at(n).path}\n`);
+    await writeFile(list, lines.join(''), { mode: 0o600 });
+    const tar = spawn(
+      'tar',
+      ['-C', tmp, '-c', '--numeric-owner', '--format=gnu', '--no-recursion', '-T', list, '-f', '-'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    const stderr = collect(tar.stderr);
+    const done = exited(tar, 'tar', stderr);
+    const put = i.put(tar.stdout).catch((err: unknown) => {
+      tar.kill('SIGKILL'); // nobody reads its output any more
+      throw err;
+    });
+    throwFirstCause(await Promise.allSettled([put, done]));
+    return placed;
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+    await rm(list, { force: true });
+  }
 }

@@ -13,12 +13,6 @@ export interface StoreEncoding {
   encrypt?: () => Duplex;
   /** A fresh decrypting stage per object, needed to read encrypted packs and index files. */
   decrypt?: () => Duplex;
-  /**
-   * Index files (and blob lists) in the clear although packs are encrypted: set when the sidecar holds only
-   * recipients (public keys), since each backup must read the index to know what the store holds. They
-   * carry hashes, sizes and paths, never content (docs/format.md).
-   */
-  metadataInClear?: boolean;
 }
 
 /** age's header line: an encrypted object starts with it. */
