@@ -243,3 +243,28 @@ function webStage(o: Opening, mapError: (err: unknown) => unknown = (e) => e): D
     }
   });
 }
+
+/**
+ * A decrypting stage factory for the blob store's objects (packs, index files, blob lists), or undefined when
+ * no passphrase or identity is configured. A key that opens nothing is DECRYPTION_FAILED naming `what`.
+ */
+export function storeDecrypter(cfg: EncryptionConfig | undefined, what: string): (() => Duplex) | undefined {
+  if (!cfg || (cfg.passphrase === undefined && cfg.identities.length === 0)) return undefined;
+  return () =>
+    webStage(
+      opening((s) => {
+        const d = new Decrypter();
+        if (cfg.passphrase !== undefined) d.addPassphrase(cfg.passphrase);
+        for (const id of cfg.identities) d.addIdentity(id);
+        return d.decrypt(s);
+      }),
+      (err) =>
+        /no identity matched/.test((err as Error)?.message ?? '')
+          ? new SidecarError(
+              'DECRYPTION_FAILED',
+              `the configured ${cfg.passphrase !== undefined ? 'passphrase does' : 'identities do'} not open the ${what}`,
+              'set BACKUP_AGE_IDENTITY (or BACKUP_AGE_PASSPHRASE) to the key the backups were made with',
+            )
+          : err,
+    );
+}

@@ -4,6 +4,11 @@ import { encryptionSchema } from './encryption.js';
 
 /** Format identifier written into every manifest; bump on incompatible changes (docs/format.md). */
 export const FORMAT = 'moodle-backup-sidecar/1';
+/**
+ * Snapshots whose volumes keep blobs in the store (volume.blobs): a tool that knows only FORMAT must refuse
+ * them rather than restore the tarball alone, so they get their own format identifier.
+ */
+export const FORMAT_STORE = 'moodle-backup-sidecar/2';
 export const MANIFEST_NAME = 'manifest.json';
 
 const volumeSchema = z.object({
@@ -26,6 +31,29 @@ const volumeSchema = z.object({
   /** Tar entries and file bytes those rules left out. */
   excludedEntries: z.number().int().nonnegative().optional(),
   excludedBytes: z.number().int().nonnegative().optional(),
+  /** The volume's Moodle blobs (filedir/, trashdir/), kept in the store instead of the tarball. */
+  blobs: z
+    .object({
+      /** The blob list (store/blob-list.ts), relative to the snapshot directory. */
+      file: z.string().min(1),
+      sha256: z.string().regex(/^[0-9a-f]{64}$/),
+      storedBytes: z.number().int().nonnegative(),
+      /** Blobs (files) in the snapshot and their bytes. */
+      count: z.number().int().nonnegative(),
+      bytes: z.number().int().nonnegative(),
+      /** Of those, stored by this run (new to the store), and the bytes of packs it wrote. */
+      added: z.number().int().nonnegative(),
+      addedBytes: z.number().int().nonnegative(),
+      packBytes: z.number().int().nonnegative(),
+      /** Live files whose content is not their name (corruption on the site): kept under the real SHA-1. */
+      mismatches: z
+        .array(z.object({ path: z.string(), claimed: z.string(), actual: z.string() }))
+        .default([]),
+      /** Phase times: blobs stored before the stack stopped, and listed/stored inside the window. */
+      beforeMs: z.number().nonnegative(),
+      insideMs: z.number().nonnegative(),
+    })
+    .optional(),
 });
 
 /** Online mode: the database as a dump (mariadb-dump, or pg_dump in plain format) instead of its datadir volume. */
@@ -74,7 +102,7 @@ const serviceSchema = z.object({
 
 export const manifestSchema = z
   .object({
-    format: z.literal(FORMAT),
+    format: z.enum([FORMAT, FORMAT_STORE]),
     id: z.string().min(1),
     kind: z.enum(['manual', 'scheduled', 'pre-restore']),
     status: z.literal('ok'),
@@ -116,6 +144,7 @@ export type Manifest = z.infer<typeof manifestSchema>;
 export type ManifestVolume = z.infer<typeof volumeSchema>;
 export type ManifestDatabase = z.infer<typeof databaseSchema>;
 export type ManifestSite = z.infer<typeof siteSchema>;
+export type ManifestBlobs = NonNullable<ManifestVolume['blobs']>;
 
 export function serializeManifest(m: Manifest): string {
   return `${JSON.stringify(manifestSchema.parse(m), null, 2)}\n`;

@@ -1,7 +1,13 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { FORMAT, MANIFEST_NAME, type Manifest, serializeManifest } from '../archive/manifest.js';
+import {
+  FORMAT,
+  FORMAT_STORE,
+  MANIFEST_NAME,
+  type Manifest,
+  serializeManifest,
+} from '../archive/manifest.js';
 import { TOOL } from '../common/version.js';
 import type { BackupRun } from './context.js';
 import { describeServices, describeSite, putFile, sum } from './steps.js';
@@ -23,11 +29,23 @@ export async function uploadSpooled(run: BackupRun): Promise<void> {
   );
 }
 
+/** Each incremental volume's blob list (always spooled: it is written inside the window), put after it. */
+export async function uploadBlobLists(run: BackupRun): Promise<void> {
+  const { backend, signal } = run.ctx;
+  for (const v of run.volumes) {
+    const bv = v.blobs && run.store?.volumes.get(v.dockerName);
+    if (!bv?.list) continue;
+    signal?.throwIfAborted();
+    await putFile(backend, `${run.id}/${bv.list.file}`, bv.list.path, bv.list.blobs.storedBytes, run.state);
+    await rm(bv.list.path, { force: true });
+  }
+}
+
 /** The commit point: the manifest, written last. A snapshot exists once its manifest does. */
 export async function commitManifest(run: BackupRun): Promise<Manifest> {
   const { ctx, plan, mp } = run;
   const manifest: Manifest = {
-    format: FORMAT,
+    format: run.volumes.some((v) => v.blobs) ? FORMAT_STORE : FORMAT,
     id: run.id,
     kind: ctx.kind ?? 'manual',
     status: 'ok',

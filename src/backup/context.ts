@@ -1,16 +1,18 @@
 import type Docker from 'dockerode';
 import type { CodecImpl } from '../archive/codec.js';
 import type { EncryptionPlan } from '../archive/encryption.js';
-import type { Manifest, ManifestDatabase, ManifestVolume } from '../archive/manifest.js';
+import type { Manifest, ManifestBlobs, ManifestDatabase, ManifestVolume } from '../archive/manifest.js';
 import type { Config } from '../config/types.js';
 import type { SelfInfo } from '../docker/self.js';
 import type { MoodleFacts } from '../moodle/facts.js';
 import type { Logger } from '../observe/logger.js';
-import type { Stack } from '../stack/discover.js';
+import type { Stack, VolumeTarget } from '../stack/discover.js';
 import type { Hook } from '../stack/hooks.js';
 import type { QuiescePlan } from '../stack/plan.js';
 import type { StateStore } from '../stack/state.js';
 import type { Backend } from '../storage/backend.js';
+import type { StoreEncoding } from '../store/encoding.js';
+import type { PackWriter } from '../store/pack-writer.js';
 import type { MoodlePlan } from './moodle-plan.js';
 import type { SiteFallback } from './stop-instead.js';
 
@@ -67,4 +69,24 @@ export interface BackupRun {
   maintenanceSince: number;
   /** Moodle was in maintenance mode for the run (turned on by it, or already on). */
   maintenanceUsed: boolean;
+  /** The blob store's part of this run (backup/blobs.ts); undefined when no volume uses it. */
+  store?: BlobSession;
+}
+
+/** One volume whose Moodle blobs go to the store: its directory (the mount read path) and what it stored. */
+export interface BlobVolume {
+  v: VolumeTarget;
+  dir: string;
+  beforeMs: number;
+  /** What this run added to the store for this volume: blobs, their bytes, the packs' stored bytes. */
+  added: { blobs: number; bytes: number; packBytes: number };
+  /** Set by storeInside: the blob list, spooled locally until the commit step puts it. */
+  list?: { file: string; path: string; blobs: ManifestBlobs };
+}
+
+/** The store's part of one backup: one pack writer (so packs fill across volumes) and the volumes it serves. */
+export interface BlobSession {
+  writer: PackWriter;
+  encoding: StoreEncoding;
+  volumes: Map<string, BlobVolume>;
 }

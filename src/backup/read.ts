@@ -4,6 +4,7 @@ import { ProgressBoard } from '../observe/progress.js';
 import { progressTotals } from '../observe/size-scan.js';
 import { quiesce } from '../stack/quiesce.js';
 import { volumeDir } from '../volume/mount-dir.js';
+import { storeInside } from './blobs.js';
 import type { BackupRun } from './context.js';
 import { dumpStep } from './dump-step.js';
 import { backendSink, makeSpoolDir, type Sink, spoolSink } from './steps.js';
@@ -98,6 +99,9 @@ export async function readVolumes(
   for (const v of run.mp.tarVolumes) {
     signal?.throwIfAborted();
     const excludes = run.mp.excludes.get(v.name) ?? { rules: [], source: 'none' };
+    // Blobs first: the tarball then leaves out exactly the files the blob list holds.
+    const bv = run.store?.volumes.get(v.name);
+    const blobArgs = run.store && bv ? await storeInside(run, run.store, bv) : undefined;
     const file = `${v.short}${run.codec.extension}${run.encryption ? AGE_EXTENSION : ''}`;
     const encryption = run.encryption;
     const r = await streamVolume(
@@ -115,8 +119,10 @@ export async function readVolumes(
       excludes,
       dirs.get(v.name),
       (message) => log.warn({ step: 'read', volume: v.short }, message),
+      blobArgs,
     );
-    run.volumes.push(manifestVolume(v, file, r, excludes));
+    const blobs = blobArgs ? bv?.list?.blobs : undefined;
+    run.volumes.push({ ...manifestVolume(v, file, r, excludes), ...(blobs ? { blobs } : {}) });
     log.info(
       {
         step: 'read',

@@ -1,7 +1,8 @@
 import { rm } from 'node:fs/promises';
 import type { Manifest } from '../archive/manifest.js';
 import { runHooks } from '../stack/hooks.js';
-import { commitManifest, uploadSpooled } from './commit.js';
+import { openStore, storeBefore } from './blobs.js';
+import { commitManifest, uploadBlobLists, uploadSpooled } from './commit.js';
 import type { BackupContext, BackupRun } from './context.js';
 import { prepareRun } from './prepare.js';
 import { dumpDatabase, prepareReads, readVolumes, whileQuiesced } from './read.js';
@@ -22,14 +23,23 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
     // Online mode: maintenance mode only while the dump runs; the file volumes are read live afterwards.
     if (await dumpDatabase(run)) await maintenanceOff(run);
     const { dirs, board } = await prepareReads(run);
+    // Moodle's blobs never change: those new to the store are stored while the site still runs.
+    run.store = await openStore(run, dirs);
+    if (run.store && run.plan.actions.length > 0) {
+      await storeBefore(run, run.store);
+      // Those packs used the age streams opened ahead; open the window's again (archives, lists, a pack each).
+      await run.encryption?.prepare(run.mp.tarVolumes.length + 3 * run.store.volumes.size);
+    }
     await whileQuiesced(
       run,
       () => readVolumes(run, dirs, board),
       () => maintenanceOff(run),
     );
     await uploadSpooled(run);
+    await uploadBlobLists(run);
     return await commitManifest(run);
   } catch (err) {
+    await run.store?.writer.abort();
     await discardPartial(ctx.backend, run.id, ctx.log);
     // An abort surfaces from the streams as a bare AbortError: report why the run stopped.
     throw ctx.signal?.aborted ? ctx.signal.reason : err;

@@ -33,6 +33,8 @@ export interface SourceOptions {
   exclude: ExcludeRule[];
   progress?: Progress;
   onWarning?: (message: string) => void;
+  /** More GNU tar options for the mount paths: the blob exclusion of an incremental volume. */
+  tarArgs?: string[];
 }
 
 /** The fast path when the codec runs as a binary; null when it does not (gzip, none, no zstd binary). */
@@ -41,7 +43,7 @@ export function compressedDirSource(dir: string, o: SourceOptions): CompressedSo
   if (!command) return null;
   const progress = o.progress;
   const tar = readDirTarCompressed(dir, command, {
-    tarArgs: tarExcludeArgs(o.exclude),
+    tarArgs: [...tarExcludeArgs(o.exclude), ...(o.tarArgs ?? [])],
     onWarning: o.onWarning,
     onRawBytes: progress ? (n) => progress.reportTotal(n) : undefined,
     onFile: progress ? () => progress.reportFile() : undefined,
@@ -72,5 +74,5 @@ export function nodeSource(tar: Readable, o: SourceOptions): CompressedSource {
 
 /** The `mount` read path without a compressor binary: GNU tar's output through Node (nodeSource). */
 export function dirNodeSource(dir: string, o: SourceOptions): CompressedSource {
-  return nodeSource(readDirTar(dir, { onWarning: o.onWarning }), o);
+  return nodeSource(readDirTar(dir, { onWarning: o.onWarning, tarArgs: o.tarArgs }), o);
 }

@@ -53,6 +53,8 @@ export async function streamVolume(
   excludes?: VolumeExcludes,
   dir?: string | null,
   onWarning?: (message: string) => void,
+  /** More GNU tar options (mount paths only): the blob exclusion of an incremental volume. */
+  tarArgs?: string[],
 ): Promise<StreamResult> {
   const t0 = Date.now();
   const opts = {
@@ -61,6 +63,7 @@ export async function streamVolume(
     exclude: excludes?.rules ?? [],
     progress,
     onWarning,
+    tarArgs,
   };
   const run = async (source: CompressedSource, via: 'mount' | 'docker', viaNode: boolean) => {
     const tap = new HashTap();

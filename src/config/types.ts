@@ -92,6 +92,11 @@ export interface Config {
   spoolDir: string;
   /** auto: the volume's directory when the sidecar can see it (volume/mount-dir.ts), else Docker's archive API. */
   readPath: ReadPath;
+  /**
+   * auto: a volume with a Moodle `filedir/` keeps its blobs in the target's content-addressed store
+   * (store/, docs/format.md); off: every volume is a full archive in each snapshot.
+   */
+  incremental: 'auto' | 'off';
   /** Persistent directory for the state file (what was stopped) and the run lock. */
   stateDir: string;
   /** Image for helper containers that mount volumes; default: the sidecar's own image. */

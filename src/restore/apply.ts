@@ -11,8 +11,9 @@ import { quiesce } from '../stack/quiesce.js';
 import { ownedByMe, StateStore } from '../stack/state.js';
 import { extractInto } from '../volume/extract.js';
 import { volumeDir } from '../volume/mount-dir.js';
-import { ensureVolume } from '../volume/restore-volume.js';
+import { ensureVolume, putVolumeTar } from '../volume/restore-volume.js';
 import type { SwapRecord } from '../volume/swap.js';
+import { type RestoreBlobs, withBlobs } from './blobs.js';
 import { discardStaged, restoreFileVolume, type Staged, stage } from './mount.js';
 import { restoreDatabase } from './online.js';
 import type { RestoreTarget } from './plan.js';
@@ -30,6 +31,8 @@ export interface ApplyInput extends RestoreTarget {
   ahead: Set<string>;
   /** Image for the helper containers. */
   image: string;
+  /** The store's index and the blob sets of incremental volumes, read and checked with the archives. */
+  blobs?: RestoreBlobs;
 }
 
 /** What the volume steps leave for after the restart. */
@@ -248,23 +251,38 @@ async function volumeIo(
     a.spoolDir && verified
       ? createReadStream(join(a.spoolDir, v.file))
       : backend.get(`${a.manifest.id}/${v.file}`);
+  const tarball = async (to: string | null) =>
+    extractInto(
+      docker,
+      target,
+      a.image,
+      await source(),
+      a.manifest,
+      v,
+      o.signal,
+      config.encryption,
+      to,
+      watch,
+      verified,
+    );
+  const set = a.blobs?.sets.get(v.name);
   return {
     target,
     dir,
-    extract: async (to) =>
-      extractInto(
-        docker,
-        target,
-        a.image,
-        await source(),
-        a.manifest,
-        v,
-        o.signal,
-        config.encryption,
-        to,
-        watch,
-        verified,
-      ),
+    extract:
+      a.blobs && set
+        ? withBlobs(tarball, {
+            backend,
+            store: a.blobs,
+            set,
+            dir,
+            scratch: config.spoolDir,
+            put: (tar) => putVolumeTar(docker, target, a.image, tar),
+            volume: v.name,
+            log,
+            signal: o.signal,
+          })
+        : tarball,
   };
 }
 

@@ -5,6 +5,7 @@ import { isLocalBackend } from '../storage/backend.js';
 import { pickHelperImage } from '../volume/archive-api.js';
 import { volumeDir } from '../volume/mount-dir.js';
 import { apply } from './apply.js';
+import { verifyBlobs } from './blobs.js';
 import { canStageAhead } from './mount.js';
 import { planRestore, type RestoreTarget } from './plan.js';
 import { takeSafetySnapshot } from './steps.js';
@@ -28,12 +29,13 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreResult> {
   try {
     const ahead = await stageAheadSet(o, t);
     const verified = await verifyArchives(o, t, spoolDir, onePass(o, t, spoolDir) ? ahead : undefined);
+    const blobs = await verifyBlobs(o.backend, t.manifest, t.selected, o.config.encryption, o.log);
     if (o.confirm && !(await o.confirm(t.plan))) {
       throw new SidecarError('RESTORE_REFUSED', 'restore cancelled; nothing was changed');
     }
     const safety = o.safetySnapshot === false ? undefined : await takeSafetySnapshot(o, t.plan);
     const image = pickHelperImage(o.config, t.self?.image, t.stack);
-    const { downtimeMs, report } = await apply(o, { ...t, spoolDir, safety, verified, image, ahead });
+    const { downtimeMs, report } = await apply(o, { ...t, spoolDir, safety, verified, image, ahead, blobs });
     return { plan: t.plan, applied: true, safetySnapshot: safety, verified, report, downtimeMs };
   } finally {
     if (spoolDir) await rm(spoolDir, { recursive: true, force: true });

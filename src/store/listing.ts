@@ -16,13 +16,15 @@ export interface ListedBlob {
   uid: number;
   gid: number;
   mtimeMs: number;
+  /** Hard links to the file: more than one means another path shares it, which the tarball must keep. */
+  nlink: number;
 }
 
 /** Anything else under filedir/ or trashdir/: it belongs in the per-snapshot tarball. */
 export interface ListedOther {
   kind: 'other';
   path: string;
-  reason: 'not a regular file' | 'name is not a SHA-1' | 'wrong directory for its name' | 'wrong depth';
+  reason: 'not a regular file' | 'name is not a SHA-1' | 'wrong depth';
 }
 
 export type Listed = ListedBlob | ListedOther;
@@ -85,7 +87,7 @@ export function notABlob(
   if (!isFile) return 'not a regular file';
   if (segs.length !== 3) return 'wrong depth';
   if (!isSha1Hex(name)) return 'name is not a SHA-1';
-  if (segs[1] !== name.slice(0, 2) || segs[2] !== name.slice(2, 4)) return 'wrong directory for its name';
+  // A blob in the wrong directory is still one: stored by its content, put back where it lay.
   return null;
 }
 
@@ -112,5 +114,6 @@ async function classify(root: string, segs: string[], area: BlobArea, entry: Dir
     uid: st.uid,
     gid: st.gid,
     mtimeMs: st.mtimeMs,
+    nlink: st.nlink,
   };
 }

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { Backend } from '../storage/backend.js';
 import type { BlobIndex } from './blob-index.js';
 import type { StoreEncoding } from './encoding.js';
+import type { IndexCache } from './index-cache.js';
 import type { IndexedBlob, PackRecord } from './index-file.js';
 import { blobPath, packKey } from './layout.js';
 import type { ListedBlob } from './listing.js';
@@ -25,6 +26,8 @@ export interface PackWriterOptions {
   /** The store's index, loaded before: names it holds are not read at all. New packs are added to it. */
   index: BlobIndex;
   encoding: StoreEncoding;
+  /** Plain copies of the index files written (the state volume), for backups that cannot decrypt them. */
+  cache?: IndexCache;
   /** A local directory for the pack being written (one file of at most about `packSize` bytes). */
   spoolDir: string;
   /** A pack is cut once its tar reaches this size; a file at least this large is a pack of its own. */
@@ -199,7 +202,7 @@ export class PackWriter {
         encrypted: !!this.o.encoding.encrypt,
       };
       const indexed = { pack, blobs: this.entries };
-      await writeIndexFile(this.o.backend, this.o.encoding, [indexed]);
+      await writeIndexFile(this.o.backend, this.o.encoding, [indexed], this.o.cache);
       this.o.index.addPack(pack, this.entries);
       this.stats.packs++;
       this.stats.storedBytes += storedSize;

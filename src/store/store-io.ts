@@ -6,6 +6,7 @@ import { SidecarError } from '../common/errors.js';
 import type { Backend } from '../storage/backend.js';
 import { BlobIndex } from './blob-index.js';
 import { AGE_MAGIC, type StoreEncoding } from './encoding.js';
+import type { IndexCache } from './index-cache.js';
 import {
   BLOB_RECORD_BYTES,
   type DecodedPack,
@@ -57,11 +58,13 @@ export async function writeIndexFile(
   backend: Backend,
   enc: StoreEncoding,
   packs: IndexedPack[],
+  cache?: IndexCache,
 ): Promise<string> {
   const plain = encodeIndex(packs);
   const stored = enc.encrypt ? await through(plain, enc.encrypt()) : plain;
   const id = createHash('sha256').update(stored).digest('hex');
   await backend.put(indexKey(id), Readable.from([stored]), { contentLength: stored.length });
+  await cache?.put(id, plain);
   return id;
 }
 
@@ -71,9 +74,14 @@ export async function readIndexFile(
   enc: StoreEncoding,
   id: string,
   scratch?: Scratch,
-): Promise<DecodedPack[]> {
+  cache?: IndexCache,
+): Promise<DecodedPack[] | null> {
+  const cached = await cache?.get(id);
+  if (cached) return decodeIndex(cached, id);
   const stored = await collect(await backend.get(indexKey(id)), scratch);
   const encrypted = stored.subarray(0, AGE_MAGIC.length).equals(AGE_MAGIC);
+  // A backup with recipients only cannot read it: its blobs count as unknown (stored again).
+  if (encrypted && !enc.decrypt && cache) return null;
   if (encrypted && !enc.decrypt) {
     throw new SidecarError(
       'DECRYPTION_FAILED',
@@ -82,25 +90,36 @@ export async function readIndexFile(
     );
   }
   const plain = encrypted && enc.decrypt ? await through(stored, enc.decrypt()) : stored;
-  return decodeIndex(plain, id);
+  const packs = decodeIndex(plain, id);
+  // The decoded records view `plain` (maybe the scratch buffer): copy it out before the next read.
+  await cache?.put(id, Buffer.from(plain));
+  return packs;
 }
 
 /**
  * Builds the in-memory index from every index file of the store. Files are read a few at a time and their
  * entries appended; one sort at the end. Keys under store/index/ that are not index ids are ignored.
  */
-export async function loadIndex(backend: Backend, enc: StoreEncoding, concurrency = 8): Promise<BlobIndex> {
-  const listed = (await backend.list(INDEX_PREFIX)).filter((o) => idOfKey(o.key) !== null);
-  const ids = listed.map((o) => o.key.slice(INDEX_PREFIX.length));
+export async function loadIndex(
+  backend: Backend,
+  enc: StoreEncoding,
+  o: { concurrency?: number; cache?: IndexCache; unreadable?: (id: string) => void } = {},
+): Promise<BlobIndex> {
+  const concurrency = o.concurrency ?? 8;
+  const listed = (await backend.list(INDEX_PREFIX)).filter((x) => idOfKey(x.key) !== null);
+  const ids = listed.map((x) => x.key.slice(INDEX_PREFIX.length));
+  await o.cache?.retain(new Set(ids));
   const index = new BlobIndex();
   // An index file takes at least 36 bytes a blob: its size bounds the count, so the table is sized once.
-  index.reserve(listed.reduce((n, o) => n + Math.floor(o.size / BLOB_RECORD_BYTES), 0));
+  index.reserve(listed.reduce((n, x) => n + Math.floor(x.size / BLOB_RECORD_BYTES), 0));
   // A few readers at once (remote latency), each appending a file before it reads the next into its buffer.
   let next = 0;
   const reader = async () => {
     const scratch: Scratch = { buf: Buffer.alloc(0) };
     for (let id = ids[next++]; id !== undefined; id = ids[next++]) {
-      index.append(await readIndexFile(backend, enc, id, scratch));
+      const packs = await readIndexFile(backend, enc, id, scratch, o.cache);
+      if (packs) index.append(packs);
+      else o.unreadable?.(id);
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, ids.length) }, reader));

@@ -18,9 +18,9 @@ export function tarReadOptions(dir: string): string[] {
  */
 export function readDirTar(
   dir: string,
-  opts: ReadVolumeOptions & { onWarning?: (message: string) => void } = {},
+  opts: ReadVolumeOptions & { onWarning?: (message: string) => void; tarArgs?: string[] } = {},
 ): Readable {
-  const child = spawn('tar', [...tarReadOptions(dir), '-f', '-', '.'], {
+  const child = spawn('tar', [...tarReadOptions(dir), ...(opts.tarArgs ?? []), '-f', '-', '.'], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const stderr = collect(child.stderr);

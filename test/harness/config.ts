@@ -37,6 +37,7 @@ export function testConfig(project: string, dirs: TempDirs, over: Partial<Config
     spool: 'auto',
     spoolDir: dirs.spool,
     readPath: 'auto',
+    incremental: 'auto',
     stateDir: dirs.state,
     helperImage: IMAGES.busybox,
     retention: {

@@ -65,14 +65,11 @@ export async function generateDataroot(
   await put('filedir/warning.txt', Buffer.from('Do not touch these files.\n'));
   await put('filedir/ab/cd/abcdef', Buffer.from('not a sha1 name'));
   const misplaced = randomBytes(100);
+  // In the wrong directory, a file named by its SHA-1 is still a blob (kept where it lay).
   await put(`filedir/00/00/${sha1(misplaced)}`, misplaced);
+  g.files.set(`filedir/00/00/${sha1(misplaced)}`, sha1(misplaced));
   await symlink('/etc/passwd', join(root, 'filedir/ab/cd', `abcd${'0'.repeat(36)}`));
-  g.others.push(
-    'filedir/warning.txt',
-    'filedir/ab/cd/abcdef',
-    `filedir/00/00/${sha1(misplaced)}`,
-    `filedir/ab/cd/abcd${'0'.repeat(36)}`,
-  );
+  g.others.push('filedir/warning.txt', 'filedir/ab/cd/abcdef', `filedir/ab/cd/abcd${'0'.repeat(36)}`);
   return g;
 }
 

@@ -57,11 +57,24 @@ describe('encryption at rest (age)', () => {
       'manifest.json',
       'mariadb_data.tar.age',
       'moodle_data.tar.age',
+      'moodledata_data.blobs.age',
       'moodledata_data.tar.age',
     ]);
-    const stored = await readFile(join(dir, 'moodledata_data.tar.age'));
-    expect(stored.subarray(0, 21).toString()).toBe('age-encryption.org/v1');
-    expect(stored.includes(MARKER)).toBe(false);
+    // Archives, the blob list, the store's packs and index files: all age ciphertext.
+    const store = join(dirs.archive, 'store');
+    const storeFiles = (await readdir(store, { recursive: true, withFileTypes: true }))
+      .filter((e) => e.isFile())
+      .map((e) => join(e.parentPath, e.name));
+    expect(storeFiles.length).toBeGreaterThan(1);
+    for (const path of [
+      join(dir, 'moodledata_data.tar.age'),
+      join(dir, 'moodledata_data.blobs.age'),
+      ...storeFiles,
+    ]) {
+      const stored = await readFile(path);
+      expect(stored.subarray(0, 21).toString(), path).toBe('age-encryption.org/v1');
+      expect(stored.includes(MARKER), path).toBe(false);
+    }
     const manifestText = await readFile(join(dir, 'manifest.json'), 'utf8');
     expect(manifestText).not.toContain(recipient);
     expect(manifestText).not.toContain(identity);

@@ -1,0 +1,218 @@
+import { createHash } from 'node:crypto';
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { storeDecrypter } from '../archive/encryption.js';
+import type { ManifestBlobs } from '../archive/manifest.js';
+import { BlobListWriter } from '../store/blob-list.js';
+import type { StoreEncoding } from '../store/encoding.js';
+import { IndexCache } from '../store/index-cache.js';
+import { BLOB_AREAS, isSha1Hex } from '../store/layout.js';
+import { listBlobs } from '../store/listing.js';
+import { PackWriter } from '../store/pack-writer.js';
+import { loadIndex } from '../store/store-io.js';
+import { blobExcludeArgs } from '../volume/exclude-tar-args.js';
+import type { BackupRun, BlobSession, BlobVolume } from './context.js';
+import { LineFile } from './line-file.js';
+import { makeSpoolDir } from './steps.js';
+
+/** A blob list is text, not a tar: its name ends in the compressor's own extension. */
+const LIST_EXTENSION: Record<BackupRun['codec']['name'], string> = { zstd: '.zst', gzip: '.gz', none: '' };
+
+/** The state volume's copies of the store's index files, one directory per target. */
+function storeCache(stateDir: string, location: string): IndexCache {
+  const key = createHash('sha256').update(location).digest('hex').slice(0, 16);
+  return new IndexCache(join(stateDir, 'store-cache', key));
+}
+
+/** GNU tar options for the tarball of a volume whose blobs are in the store. */
+export const BLOB_TAR_ARGS = blobExcludeArgs(BLOB_AREAS);
+
+/**
+ * Which volumes keep their blobs in the store (BACKUP_INCREMENTAL=auto: those the sidecar can read as a
+ * directory and that hold a `filedir/`), and the store's index, loaded before anything stops. Undefined when
+ * none does.
+ */
+export async function openStore(
+  run: BackupRun,
+  dirs: Map<string, string | null>,
+): Promise<BlobSession | undefined> {
+  const { config, backend, log, signal } = run.ctx;
+  if (config.incremental === 'off') return undefined;
+  const volumes = new Map<string, BlobVolume>();
+  for (const v of run.mp.tarVolumes) {
+    const dir = dirs.get(v.name);
+    if (dir && (await isDir(join(dir, 'filedir'))))
+      volumes.set(v.name, { v, dir, beforeMs: 0, added: { blobs: 0, bytes: 0, packBytes: 0 } });
+  }
+  if (volumes.size === 0) return undefined;
+  const decrypt = storeDecrypter(config.encryption, 'store index');
+  const encrypt = run.encryption
+    ? () => (run.encryption as NonNullable<BackupRun['encryption']>).stage()
+    : undefined;
+  const encoding: StoreEncoding = {
+    codec: run.codec,
+    level: config.compressionLevel,
+    encrypt,
+    decrypt,
+  };
+  const t0 = Date.now();
+  const cache = storeCache(config.stateDir, backend.location);
+  let unreadable = 0;
+  const index = await loadIndex(backend, encoding, { cache, unreadable: () => unreadable++ });
+  if (unreadable > 0) {
+    log.warn(
+      { step: 'store', unreadable },
+      `${unreadable} index file(s) of the store are encrypted and not in this sidecar's cache (a new host, or a lost state volume): their files are stored again. Give the sidecar BACKUP_AGE_IDENTITY_FILE to reuse them`,
+    );
+  }
+  log.info(
+    { step: 'store', blobs: index.size, packs: index.packCount, ms: Date.now() - t0 },
+    `store index: ${index.size} blob(s) in ${index.packCount} pack(s)`,
+  );
+  await makeSpoolDir(run.spoolDir);
+  const writer = new PackWriter({
+    backend,
+    index,
+    encoding,
+    cache,
+    spoolDir: join(run.spoolDir, 'packs'),
+    signal,
+  });
+  return { writer, encoding, volumes };
+}
+
+/**
+ * Before the stack stops: every blob the store lacks is read once and packed. Blobs never change, so what is
+ * stored now stays right; inside the stop window only the blobs that appeared since are read.
+ */
+export async function storeBefore(run: BackupRun, s: BlobSession): Promise<void> {
+  const { log, signal } = run.ctx;
+  for (const bv of [...s.volumes.values()]) {
+    const t0 = Date.now();
+    let listed = 0;
+    const added = await counted(s, bv, async () => {
+      for await (const l of listBlobs(bv.dir)) {
+        signal?.throwIfAborted();
+        if (l.kind !== 'blob' || l.nlink > 1) continue;
+        listed++;
+        await s.writer.add(bv.dir, l);
+      }
+    });
+    bv.beforeMs = Date.now() - t0;
+    log.info(
+      { step: 'store', phase: 'before-stop', volume: bv.v.short, listed, ...added, ms: bv.beforeMs },
+      `${bv.v.short}: ${listed} blob(s) listed, ${added.blobs} new stored before the stop`,
+    );
+  }
+}
+
+/** Runs `fn`, cuts the open pack, and adds what the writer stored meanwhile to the volume's counts. */
+async function counted(
+  s: BlobSession,
+  bv: BlobVolume,
+  fn: () => Promise<void>,
+): Promise<BlobVolume['added']> {
+  const b = { ...s.writer.stats };
+  await fn();
+  await s.writer.finish();
+  const a = s.writer.stats;
+  const d = {
+    blobs: a.blobs - b.blobs,
+    bytes: a.readBytes - b.readBytes,
+    packBytes: a.storedBytes - b.storedBytes,
+  };
+  bv.added = {
+    blobs: bv.added.blobs + d.blobs,
+    bytes: bv.added.bytes + d.bytes,
+    packBytes: bv.added.packBytes + d.packBytes,
+  };
+  return d;
+}
+
+/**
+ * Inside the window (stack stopped or paused; online mode: live): lists the volume's blobs again, stores the
+ * ones that appeared since, and writes the snapshot's blob list. Returns the GNU tar options that leave
+ * exactly those files out of the volume's tarball: a pattern by shape, or, when some file shaped like a blob
+ * is not a plain one (a symlink, a file hard-linked elsewhere: both stay in the tarball), the list of paths.
+ */
+export async function storeInside(run: BackupRun, s: BlobSession, bv: BlobVolume): Promise<string[]> {
+  const { log, signal } = run.ctx;
+  const t0 = Date.now();
+  const file = `${bv.v.short}.blobs${LIST_EXTENSION[run.codec.name]}${run.encryption ? '.age' : ''}`;
+  const path = join(run.spoolDir, file);
+  const list = new BlobListWriter(path, s.encoding);
+  const excludeFile = join(run.spoolDir, `${bv.v.short}.blob-paths`);
+  const paths = new LineFile(excludeFile);
+  const mismatches: ManifestBlobs['mismatches'] = [];
+  let odd = 0;
+  try {
+    const added = await counted(s, bv, async () => {
+      for await (const l of listBlobs(bv.dir)) {
+        signal?.throwIfAborted();
+        if (l.kind !== 'blob' || l.nlink > 1) {
+          if (blobShaped(l.path)) odd++;
+          continue;
+        }
+        const r = await s.writer.add(bv.dir, l);
+        if (r.status === 'vanished') continue; // deleted while listed (online mode): not in this snapshot
+        if (r.status === 'mismatch') {
+          mismatches.push({ path: l.path, claimed: r.claimed, actual: r.actual });
+          log.warn(
+            { step: 'store', volume: bv.v.short, path: l.path, actual: r.actual },
+            `${bv.v.short}: ${l.path} does not hold the content its name claims (SHA-1 ${r.actual}): Moodle's copy is corrupt; saved as it is`,
+          );
+        }
+        await list.add({ ...l, sha1: r.sha1 });
+        await paths.add(`./${l.path}\n`);
+      }
+    });
+    await paths.finish();
+    const summary = await list.finish();
+    bv.list = {
+      file,
+      path,
+      blobs: {
+        file,
+        sha256: summary.sha256,
+        storedBytes: summary.storedBytes,
+        count: summary.count,
+        bytes: summary.bytes,
+        added: bv.added.blobs,
+        addedBytes: bv.added.bytes,
+        packBytes: bv.added.packBytes,
+        mismatches,
+        beforeMs: bv.beforeMs,
+        insideMs: Date.now() - t0,
+      },
+    };
+    log.info(
+      {
+        step: 'store',
+        phase: 'inside',
+        volume: bv.v.short,
+        listed: summary.count,
+        added: added.blobs,
+        addedBytes: added.bytes,
+        keptInTarball: odd,
+        ms: Date.now() - t0,
+      },
+      `${bv.v.short}: ${summary.count} blob(s), ${added.blobs} stored inside the window`,
+    );
+    // Exact paths cost tar a hash table of every path: only when the shape alone would leave out too much.
+    return odd === 0 ? BLOB_TAR_ARGS : ['--anchored', '--no-wildcards', `--exclude-from=${excludeFile}`];
+  } catch (err) {
+    list.abort();
+    paths.abort();
+    throw err;
+  }
+}
+
+/** `<area>/xx/yy/<40 hex>`: what the shape pattern of BLOB_TAR_ARGS leaves out. */
+function blobShaped(path: string): boolean {
+  const segs = path.split('/');
+  return segs.length === 4 && isSha1Hex(segs[3] ?? '');
+}
+
+async function isDir(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => null))?.isDirectory() ?? false;
+}

@@ -1,0 +1,311 @@
+import { spawn } from 'node:child_process';
+import { chmod, chown, copyFile, link, lstat, mkdir, mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { getCodec } from '../archive/codec.js';
+import { storeDecrypter } from '../archive/encryption.js';
+import type { Manifest, ManifestVolume } from '../archive/manifest.js';
+import type { TarStats } from '../archive/tar-guard.js';
+import { SidecarError, throwFirstCause } from '../common/errors.js';
+import { collect, exited } from '../common/processes.js';
+import type { EncryptionConfig } from '../config/types.js';
+import type { Logger } from '../observe/logger.js';
+import type { Backend } from '../storage/backend.js';
+import type { BlobIndex } from '../store/blob-index.js';
+import { type BlobEntry, readBlobList } from '../store/blob-list.js';
+import { BlobSet } from '../store/blob-set.js';
+import type { StoreEncoding } from '../store/encoding.js';
+import type { PackRecord } from '../store/index-file.js';
+import { PACKS_PREFIX } from '../store/layout.js';
+import { extractPack } from '../store/pack-reader.js';
+import { loadIndex } from '../store/store-io.js';
+
+/** What a restore of incremental volumes works from: the store's index and each volume's blob set. */
+export interface RestoreBlobs {
+  index: BlobIndex;
+  encoding: StoreEncoding;
+  sets: Map<string, BlobSet>;
+}
+
+/** Reads one snapshot volume's blob list (its sha256 checked) into a compact set. */
+export async function readBlobSet(
+  backend: Backend,
+  manifest: Manifest,
+  v: ManifestVolume,
+  encryption: EncryptionConfig | undefined,
+): Promise<BlobSet> {
+  const blobs = v.blobs;
+  const set = new BlobSet();
+  if (!blobs) return set;
+  const where = `snapshot ${manifest.id}, volume ${v.name}: ${blobs.file}`;
+  const decrypt = blobs.file.endsWith('.age') ? storeDecrypter(encryption, blobs.file) : undefined;
+  if (blobs.file.endsWith('.age') && !decrypt) {
+    throw new SidecarError(
+      'DECRYPTION_FAILED',
+      `${where} is encrypted and no age identity or passphrase is configured; nothing was changed`,
+      'set BACKUP_AGE_IDENTITY (or BACKUP_AGE_PASSPHRASE) to the key the backups were made with',
+    );
+  }
+  const source = await backend.get(`${manifest.id}/${blobs.file}`);
+  for await (const b of readBlobList(source, {
+    sha256: blobs.sha256,
+    codec: manifest.codec,
+    decrypt,
+    where,
+  })) {
+    set.add(b);
+  }
+  if (set.length !== blobs.count) {
+    throw new SidecarError(
+      'INTEGRITY_FAILED',
+      `${where}: lists ${set.length} blobs, the manifest says ${blobs.count}`,
+    );
+  }
+  return set;
+}
+
+/**
+ * Before anything changes: each incremental volume's blob list is read and checked, and every blob it names
+ * must be indexed in a pack that exists with its recorded size. The packs' content is checked as they are
+ * unpacked, into the staging directory (a damaged pack leaves the volume as it was).
+ */
+export async function verifyBlobs(
+  backend: Backend,
+  manifest: Manifest,
+  volumes: ManifestVolume[],
+  encryption: EncryptionConfig | undefined,
+  log: Logger,
+): Promise<RestoreBlobs | undefined> {
+  const withBlobs = volumes.filter((v) => v.blobs);
+  if (withBlobs.length === 0) return undefined;
+  const t0 = Date.now();
+  const encoding: StoreEncoding = {
+    codec: getCodec(manifest.codec),
+    decrypt: storeDecrypter(encryption, 'store'),
+  };
+  const index = await loadIndex(backend, encoding);
+  const stored = new Map(
+    (await backend.list(PACKS_PREFIX)).map((o) => [o.key.slice(o.key.lastIndexOf('/') + 1), o.size]),
+  );
+  const sets = new Map<string, BlobSet>();
+  for (const v of withBlobs) {
+    const set = await readBlobSet(backend, manifest, v, encryption);
+    const problems = closureProblems(set, index, stored);
+    if (problems.length > 0) {
+      throw new SidecarError(
+        'INTEGRITY_FAILED',
+        `snapshot ${manifest.id}, volume ${v.name}: ${problems.length} blob(s) cannot be restored (${problems.slice(0, 3).join('; ')}); nothing was changed`,
+        'run `verify` to see every damaged snapshot; restore another snapshot',
+      );
+    }
+    sets.set(v.name, set);
+    log.info(
+      { step: 'verify', volume: v.name, blobs: set.length, ms: Date.now() - t0 },
+      `verified ${v.name}'s blob list: ${set.length} blob(s), all in the store`,
+    );
+  }
+  return { index, encoding, sets };
+}
+
+/** Why blobs of a set cannot be restored: not indexed, or their pack missing or of the wrong size. */
+export function closureProblems(set: BlobSet, index: BlobIndex, stored: Map<string, number>): string[] {
+  const problems: string[] = [];
+  for (let i = 0; i < set.length && problems.length < 100; i++) {
+    const at = index.lookup(set.hash(i));
+    if (!at) {
+      problems.push(`blob ${set.sha1(i)} is in no pack`);
+      continue;
+    }
+    const pack = index.pack(at.packId) as PackRecord;
+    const size = stored.get(pack.id);
+    if (size === undefined) problems.push(`pack ${pack.id} is missing`);
+    else if (size !== pack.storedSize)
+      problems.push(`pack ${pack.id} has ${size} bytes, not ${pack.storedSize}`);
+  }
+  return problems;
+}
+
+export interface PlaceInput {
+  backend: Backend;
+  store: RestoreBlobs;
+  set: BlobSet;
+  /** The directory being filled (the staging directory, or the emptied volume). */
+  into: string;
+  /** The volume's current data, when it is still there beside `into`: blobs found there are reused. */
+  live: string | null;
+  signal?: AbortSignal;
+}
+
+export interface PlaceResult {
+  reused: number;
+  fetched: number;
+  fetchedBytes: number;
+  packs: number;
+}
+
+/**
+ * Puts a snapshot's blobs into `into`: a file the live dataroot holds under the same path with the same size
+ * is hard-linked (Moodle never rewrites a blob, so same name and size is the same content); every other blob
+ * comes from its pack, each checked against its SHA-1 as it is written. Owner, mode and mtime are the
+ * snapshot's. Only the snapshot's blobs are written, not the rest of a pack.
+ */
+export async function placeBlobs(i: PlaceInput): Promise<PlaceResult> {
+  const result: PlaceResult = { reused: 0, fetched: 0, fetchedBytes: 0, packs: 0 };
+  const byPack = new Map<string, Map<string, number[]>>();
+  const dirs = new DirTimes();
+  for (let n = 0; n < i.set.length; n++) {
+    i.signal?.throwIfAborted();
+    const b = i.set.at(n);
+    await dirs.remember(dirname(join(i.into, b.path)));
+    if (i.live && (await reuse(join(i.live, b.path), join(i.into, b.path), b))) {
+      result.reused++;
+      continue;
+    }
+    const packId = i.store.index.lookup(i.set.hash(n))?.packId as string;
+    const wanted = byPack.get(packId) ?? new Map<string, number[]>();
+    byPack.set(packId, wanted);
+    wanted.set(b.sha1, [...(wanted.get(b.sha1) ?? []), n]);
+  }
+  for (const [packId, wanted] of byPack) {
+    const pack = i.store.index.pack(packId) as PackRecord;
+    await extractPack({
+      backend: i.backend,
+      encoding: i.store.encoding,
+      pack,
+      dir: i.into,
+      placeAt: (sha1) => (wanted.get(sha1) ?? []).map((n) => i.set.at(n).path),
+      signal: i.signal,
+    });
+    for (const ns of wanted.values()) {
+      for (const n of ns) {
+        const b = i.set.at(n);
+        await attributes(join(i.into, b.path), b);
+        result.fetched++;
+        result.fetchedBytes += b.size;
+      }
+    }
+    result.packs++;
+  }
+  await dirs.restore();
+  return result;
+}
+
+/**
+ * The directories' times as the tarball left them: adding files changes a directory's mtime, and a restore
+ * gives back the snapshot's (Moodle does not care; a user comparing trees does).
+ */
+class DirTimes {
+  private readonly times = new Map<string, { atime: Date; mtime: Date } | null>();
+
+  async remember(dir: string): Promise<void> {
+    if (this.times.has(dir)) return;
+    const st = await lstat(dir).catch(() => null);
+    this.times.set(dir, st ? { atime: st.atime, mtime: st.mtime } : null);
+  }
+
+  async restore(): Promise<void> {
+    for (const [dir, t] of this.times) if (t) await utimes(dir, t.atime, t.mtime);
+  }
+}
+
+/** Links the live file into place when it is the same blob (same name, same size); false when it is not there. */
+async function reuse(from: string, to: string, b: BlobEntry): Promise<boolean> {
+  const st = await lstat(from).catch(() => null);
+  if (!st?.isFile() || st.size !== b.size) return false;
+  await mkdir(dirname(to), { recursive: true });
+  await link(from, to).catch(async (err: NodeJS.ErrnoException) => {
+    // A file system without hard links (or across devices): copy instead.
+    if (err.code !== 'EXDEV' && err.code !== 'EPERM' && err.code !== 'EMLINK') throw err;
+    await copyFile(from, to);
+  });
+  if (
+    st.uid !== b.uid ||
+    st.gid !== b.gid ||
+    (st.mode & 0o7777) !== b.mode ||
+    Math.trunc(st.mtimeMs) !== b.mtimeMs
+  )
+    await attributes(to, b);
+  return true;
+}
+
+async function attributes(path: string, b: BlobEntry): Promise<void> {
+  if (process.getuid?.() === 0) await chown(path, b.uid, b.gid);
+  await chmod(path, b.mode);
+  await utimes(path, b.mtimeMs / 1000, b.mtimeMs / 1000);
+}
+
+export interface DockerPutInput extends Omit<PlaceInput, 'into' | 'live'> {
+  /** Writes a tar stream (rooted at ./) into the volume: putArchive through a helper container. */
+  put(tar: Readable): Promise<void>;
+  /** A local directory with room for the blobs (the spool). */
+  scratch: string;
+}
+
+/**
+ * The archive-API path (the volume is not a directory the sidecar can write): the blobs are placed in a
+ * local scratch directory, then put into the emptied volume as one tar of files only, before the tarball
+ * (whose directory entries then give the directories their owners, modes and times).
+ */
+export async function putBlobsThroughDocker(i: DockerPutInput): Promise<PlaceResult> {
+  await mkdir(i.scratch, { recursive: true, mode: 0o700 });
+  const tmp = await mkdtemp(join(i.scratch, 'blobs-'));
+  const list = `${tmp}.files`;
+  try {
+    const placed = await placeBlobs({ ...i, into: tmp, live: null });
+    const lines: string[] = [];
+    for (let n = 0; n < i.set.length; n++) lines.push(`./${i.set.at(n).path}\n`);
+    await writeFile(list, lines.join(''), { mode: 0o600 });
+    const tar = spawn(
+      'tar',
+      ['-C', tmp, '-c', '--numeric-owner', '--format=gnu', '--no-recursion', '-T', list, '-f', '-'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    const stderr = collect(tar.stderr);
+    const done = exited(tar, 'tar', stderr);
+    const put = i.put(tar.stdout).catch((err: unknown) => {
+      tar.kill('SIGKILL'); // nobody reads its output any more
+      throw err;
+    });
+    throwFirstCause(await Promise.allSettled([put, done]));
+    return placed;
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+    await rm(list, { force: true });
+  }
+}
+
+export interface WithBlobsInput extends Omit<DockerPutInput, 'put'> {
+  dir: string | null;
+  put: DockerPutInput['put'];
+  volume: string;
+  log: Logger;
+}
+
+/**
+ * A volume's extract with its blobs: into a directory, the tarball first and then the blobs (reused from
+ * the live data beside a staging directory, else fetched); through Docker, the blobs first.
+ */
+export function withBlobs(
+  tarball: (into: string | null) => Promise<TarStats | undefined>,
+  i: WithBlobsInput,
+): (into: string | null) => Promise<TarStats | undefined> {
+  return async (to) => {
+    const t0 = Date.now();
+    if (!to) {
+      const placed = await putBlobsThroughDocker(i);
+      i.log.info(
+        { step: 'restore', volume: i.volume, ...placed, ms: Date.now() - t0 },
+        `${i.volume}: ${placed.fetched} blob(s) put through Docker`,
+      );
+      return tarball(to);
+    }
+    const stats = await tarball(to);
+    // Staged: the live dataroot is still beside the staging directory, and its blobs are reused.
+    const placed = await placeBlobs({ ...i, into: to, live: to === i.dir ? null : i.dir });
+    i.log.info(
+      { step: 'restore', volume: i.volume, ...placed, ms: Date.now() - t0 },
+      `${i.volume}: ${placed.reused} blob(s) reused, ${placed.fetched} fetched from ${placed.packs} pack(s)`,
+    );
+    return stats;
+  };
+}

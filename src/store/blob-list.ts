@@ -1,0 +1,176 @@
+import { once } from 'node:events';
+import { createWriteStream } from 'node:fs';
+import { PassThrough, type Readable, type Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { getCodec } from '../archive/codec.js';
+import { HashTap } from '../archive/tap.js';
+import { SidecarError } from '../common/errors.js';
+import type { StoreEncoding } from './encoding.js';
+import { isSha1Hex } from './layout.js';
+
+/**
+ * One blob of a snapshot: the content's SHA-1 (which names it in the store) and where and how it lay in the
+ * dataroot. `path` is the file's place (filedir/ab/cd/<name>); only a corrupted file's name differs from sha1.
+ */
+export interface BlobEntry {
+  sha1: string;
+  size: number;
+  mode: number;
+  uid: number;
+  gid: number;
+  mtimeMs: number;
+  path: string;
+}
+
+/** First line of a blob list; the format is text so a by-hand restore needs only zstd/age and awk. */
+export const BLOB_LIST_HEADER = 'mbs-blobs 1';
+
+export function formatBlobLine(b: BlobEntry): string {
+  return `${b.sha1}\t${b.size}\t${(b.mode & 0o7777).toString(8)}\t${b.uid}\t${b.gid}\t${Math.trunc(b.mtimeMs)}\t${b.path}\n`;
+}
+
+export function parseBlobLine(line: string, where: string): BlobEntry {
+  const f = line.split('\t');
+  const [sha1 = '', size, mode, uid, gid, mtime, path = ''] = f;
+  const n = (s: string | undefined, radix = 10) =>
+    s !== undefined && /^[0-7\d]+$/.test(s) ? parseInt(s, radix) : NaN;
+  const entry = { sha1, size: n(size), mode: n(mode, 8), uid: n(uid), gid: n(gid), mtimeMs: n(mtime), path };
+  if (
+    f.length !== 7 ||
+    !isSha1Hex(sha1) ||
+    [entry.size, entry.mode, entry.uid, entry.gid, entry.mtimeMs].some((x) => !Number.isSafeInteger(x)) ||
+    !/^(filedir|trashdir)\/[^/]+\/[^/]+\/[^/]+$/.test(path)
+  ) {
+    throw new SidecarError(
+      'INTEGRITY_FAILED',
+      `${where}: malformed blob list line ${JSON.stringify(line.slice(0, 120))}`,
+    );
+  }
+  return entry;
+}
+
+export interface BlobListSummary {
+  count: number;
+  bytes: number;
+  storedBytes: number;
+  sha256: string;
+}
+
+/**
+ * Writes a snapshot's blob list to a local file: text lines → codec → [age] → sha256 tap. Lines are batched
+ * (a million blobs are ~90 MB of text) and written with back-pressure.
+ */
+export class BlobListWriter {
+  private readonly text = new PassThrough();
+  private readonly tap = new HashTap();
+  private readonly done: Promise<void>;
+  private batch: string[] = [];
+  private count = 0;
+  private bytes = 0;
+
+  constructor(path: string, enc: StoreEncoding) {
+    const stages = [
+      this.text,
+      enc.codec.compress(enc.level),
+      ...(enc.encrypt ? [enc.encrypt()] : []),
+      this.tap,
+      createWriteStream(path, { mode: 0o600 }),
+    ] as const;
+    this.done = pipeline(stages as unknown as [Readable, ...Writable[]]);
+    this.done.catch(() => undefined); // surfaced by finish()
+    this.batch.push(`${BLOB_LIST_HEADER}\n`);
+  }
+
+  async add(b: BlobEntry): Promise<void> {
+    this.batch.push(formatBlobLine(b));
+    this.count++;
+    this.bytes += b.size;
+    if (this.batch.length >= 512) await this.flush();
+  }
+
+  async finish(): Promise<BlobListSummary> {
+    await this.flush();
+    this.text.end();
+    await this.done;
+    return { count: this.count, bytes: this.bytes, storedBytes: this.tap.bytes, sha256: this.tap.digest() };
+  }
+
+  /** On an error: stop the pipeline (the caller removes the file). */
+  abort(): void {
+    this.text.destroy();
+  }
+
+  private async flush(): Promise<void> {
+    if (this.batch.length === 0) return;
+    const chunk = this.batch.join('');
+    this.batch = [];
+    if (!this.text.write(chunk)) await Promise.race([once(this.text, 'drain'), this.done]);
+  }
+}
+
+/**
+ * Reads a stored blob list (its stored bytes from `source`), yielding each entry. The stored bytes' sha256
+ * is checked against `sha256` at the end: a caller that acts on the list must read it to the end first.
+ */
+export async function* readBlobList(
+  source: Readable,
+  o: {
+    sha256: string;
+    codec: StoreEncoding['codec']['name'];
+    decrypt?: () => NodeJS.ReadWriteStream;
+    where: string;
+  },
+): AsyncGenerator<BlobEntry> {
+  const tap = new HashTap();
+  const text = new PassThrough({ readableHighWaterMark: 1 << 20 });
+  const feed = pipeline([
+    source,
+    tap,
+    ...(o.decrypt ? [o.decrypt()] : []),
+    getCodec(o.codec).decompress(),
+    text,
+  ]);
+  feed.catch(() => undefined); // awaited below
+  let rest = '';
+  let first = true;
+  try {
+    for await (const chunk of text) {
+      const lines = (rest + (chunk as Buffer).toString('utf8')).split('\n');
+      rest = lines.pop() ?? '';
+      for (const line of lines) {
+        if (first) {
+          first = false;
+          if (line !== BLOB_LIST_HEADER) {
+            throw new SidecarError(
+              'INTEGRITY_FAILED',
+              `${o.where}: not a blob list (first line ${JSON.stringify(line.slice(0, 40))})`,
+            );
+          }
+          continue;
+        }
+        yield parseBlobLine(line, o.where);
+      }
+    }
+    await feed;
+  } catch (err) {
+    if (err instanceof SidecarError) throw err;
+    throw new SidecarError(
+      'INTEGRITY_FAILED',
+      `${o.where}: the blob list does not decode: ${(err as Error).message}`,
+      undefined,
+      { cause: err },
+    );
+  } finally {
+    // A reader that stops early must not leave the download running.
+    if (!text.readableEnded) text.destroy();
+  }
+  if (rest !== '' || first)
+    throw new SidecarError('INTEGRITY_FAILED', `${o.where}: the blob list is truncated`);
+  if (tap.digest() !== o.sha256) {
+    throw new SidecarError(
+      'INTEGRITY_FAILED',
+      `${o.where}: the blob list does not match its checksum (sha256 ${tap.digest()})`,
+      'the stored file was changed or damaged',
+    );
+  }
+}

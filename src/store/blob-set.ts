@@ -1,0 +1,81 @@
+import type { BlobEntry } from './blob-list.js';
+import { type BlobArea, blobPath } from './layout.js';
+
+const AREAS: readonly BlobArea[] = ['filedir', 'trashdir'];
+
+/**
+ * A snapshot's blob set in memory, in columns: 20 bytes of hash and ~30 bytes of attributes a blob, so a
+ * million blobs take ~50 MB rather than the ~250 MB of as many objects. A path is kept as a string only
+ * when it is not the blob's own place (`<area>/ab/cd/<sha1>`): a corrupted file, or one in the wrong directory.
+ */
+export class BlobSet {
+  private n = 0;
+  private hashes = Buffer.alloc(0);
+  private sizes = new Float64Array(0);
+  private mtimes = new Float64Array(0);
+  private modes = new Uint16Array(0);
+  private uids = new Uint32Array(0);
+  private gids = new Uint32Array(0);
+  private areas = new Uint8Array(0);
+  private readonly odd = new Map<number, string>();
+
+  get length(): number {
+    return this.n;
+  }
+
+  add(b: BlobEntry): void {
+    if (this.n === this.sizes.length) this.grow(Math.max(1024, this.n * 2));
+    const i = this.n++;
+    this.hashes.write(b.sha1, i * 20, 'hex');
+    this.sizes[i] = b.size;
+    this.mtimes[i] = b.mtimeMs;
+    this.modes[i] = b.mode & 0o7777;
+    this.uids[i] = b.uid;
+    this.gids[i] = b.gid;
+    const area = b.path.startsWith('trashdir/') ? 1 : 0;
+    this.areas[i] = area;
+    if (b.path !== blobPath(b.sha1, AREAS[area])) this.odd.set(i, b.path);
+  }
+
+  sha1(i: number): string {
+    return this.hashes.toString('hex', i * 20, i * 20 + 20);
+  }
+
+  /** The raw 20-byte hash (a view: copy it to keep it). */
+  hash(i: number): Buffer {
+    return this.hashes.subarray(i * 20, i * 20 + 20);
+  }
+
+  at(i: number): BlobEntry {
+    const sha1 = this.sha1(i);
+    return {
+      sha1,
+      size: this.sizes[i] as number,
+      mode: this.modes[i] as number,
+      uid: this.uids[i] as number,
+      gid: this.gids[i] as number,
+      mtimeMs: this.mtimes[i] as number,
+      path: this.odd.get(i) ?? blobPath(sha1, AREAS[this.areas[i] as number]),
+    };
+  }
+
+  private grow(cap: number): void {
+    const hashes = Buffer.alloc(cap * 20);
+    this.hashes.copy(hashes);
+    this.hashes = hashes;
+    const copy = <T extends Float64Array | Uint16Array | Uint32Array | Uint8Array>(
+      old: T,
+      make: (n: number) => T,
+    ): T => {
+      const next = make(cap);
+      next.set(old);
+      return next;
+    };
+    this.sizes = copy(this.sizes, (c) => new Float64Array(c));
+    this.mtimes = copy(this.mtimes, (c) => new Float64Array(c));
+    this.modes = copy(this.modes, (c) => new Uint16Array(c));
+    this.uids = copy(this.uids, (c) => new Uint32Array(c));
+    this.gids = copy(this.gids, (c) => new Uint32Array(c));
+    this.areas = copy(this.areas, (c) => new Uint8Array(c));
+  }
+}

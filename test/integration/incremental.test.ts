@@ -1,0 +1,214 @@
+import { createHash } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { generateIdentity, identityToRecipient } from 'age-encryption';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { Manifest, ManifestBlobs } from '../../src/archive/manifest.js';
+import { runBackup } from '../../src/backup/run.js';
+import type { Config } from '../../src/config/types.js';
+import { silentLogger } from '../../src/observe/logger.js';
+import { runRestore } from '../../src/restore/run.js';
+import { createBackend } from '../../src/storage/index.js';
+import { type TempDirs, tempDirs, testConfig } from '../harness/config.js';
+import { docker, execOk, IMAGES, TEST_LABEL, uniqueName } from '../harness/docker.js';
+import { fingerprintVolume, type VolumeFingerprint } from '../harness/fingerprint.js';
+import { capturingLogger, diffMinusExcludes } from '../harness/moodle.js';
+import { createTestBucket, testS3Target } from '../harness/s3.js';
+import { createMoodleStack, type MoodleStack } from '../harness/stack.js';
+
+const DATAROOT = '/bitnami/moodledata';
+const sha1 = (s: string) => createHash('sha1').update(s).digest('hex');
+const at = (area: string, h: string) => `${area}/${h.slice(0, 2)}/${h.slice(2, 4)}/${h}`;
+
+/** Runs a shell script in the Moodle container, in the dataroot, as Moodle's user would leave files. */
+async function inDataroot(stack: MoodleStack, script: string): Promise<string> {
+  return execOk(stack.containers.moodle, ['bash', '-c', `set -euo pipefail; cd ${DATAROOT}; ${script}`]);
+}
+
+/** Adds a Moodle file with content `text` under its SHA-1, as Moodle's file API does. */
+function addBlob(text: string): string {
+  const h = sha1(text);
+  return `mkdir -p $(dirname ${at('filedir', h)}) && printf %s '${text}' > ${at('filedir', h)} && chown 1001:1001 ${at('filedir', h)}`;
+}
+
+function blobsOf(m: Manifest): ManifestBlobs {
+  const v = m.volumes.find((x) => x.name === 'moodledata_data');
+  expect(v?.blobs, 'moodledata_data keeps its blobs in the store').toBeDefined();
+  return v?.blobs as ManifestBlobs;
+}
+
+describe('incremental backups (the blob store)', () => {
+  let stack: MoodleStack;
+  let dirs: TempDirs;
+  let config: Config;
+  const moodledata = () => fingerprintVolume(stack.volumes.moodledata_data);
+
+  beforeAll(async () => {
+    stack = await createMoodleStack({ seed: { files: 60, blobKb: 16, bigMb: 1 } });
+    dirs = await tempDirs('incremental');
+    config = testConfig(stack.project, dirs);
+  });
+  afterAll(async () => {
+    await stack?.remove();
+    await dirs?.remove();
+  });
+
+  it('snapshots through adds, deletes, a move to trashdir and a corrupt file restore byte for byte; an unchanged run stores nothing', {
+    timeout: 300_000,
+  }, async () => {
+    const backend = createBackend(config.target);
+    let logs = capturingLogger();
+    const backup = () => {
+      logs = capturingLogger();
+      return runBackup({ docker: docker(), config, backend, log: logs.log });
+    };
+    const said = () =>
+      JSON.stringify(
+        logs
+          .lines()
+          .filter((l) => ['store', 'read', 'plan'].includes(String(l.step)) || Number(l.level) >= 40),
+      );
+    const s1 = await backup();
+    const fp1 = await moodledata();
+    expect(s1.format, said()).toBe('moodle-backup-sidecar/2');
+    const b1 = blobsOf(s1);
+    expect(b1.count).toBeGreaterThanOrEqual(60);
+    expect(b1.added).toBe(b1.count); // a first run stores every blob
+
+    const s2 = await backup();
+    expect(blobsOf(s2)).toMatchObject({ count: b1.count, added: 0, addedBytes: 0, packBytes: 0 });
+
+    // Three new files, two deleted, one moved to trashdir as Moodle's file deletion does.
+    const pool = (
+      await inDataroot(stack, "find filedir -type f -name '????????????????????????????????????????' | sort")
+    )
+      .trim()
+      .split('\n');
+    const [gone1, gone2, moved] = pool.slice(-3) as [string, string, string];
+    const movedTo = `trash${moved.slice('file'.length)}`;
+    await inDataroot(
+      stack,
+      [
+        addBlob('new file one'),
+        addBlob('new file two'),
+        addBlob('new file three'),
+        `rm ${gone1} ${gone2}`,
+        `mkdir -p $(dirname ${movedTo}) && mv ${moved} ${movedTo}`,
+      ].join(' && '),
+    );
+    const s3 = await backup();
+    const fp3 = await moodledata();
+    expect(s3.format, said()).toBe('moodle-backup-sidecar/2');
+    expect(blobsOf(s3)).toMatchObject({ count: b1.count + 1, added: 3 });
+
+    // A file whose content is not its name: Moodle's copy is corrupt. It is kept as it is, and reported.
+    const claimed = sha1('what moodle wrote');
+    await inDataroot(
+      stack,
+      `mkdir -p $(dirname ${at('filedir', claimed)}) && printf %s 'bit rot' > ${at('filedir', claimed)}`,
+    );
+    const s4 = await backup();
+    const fp4 = await moodledata();
+    expect(blobsOf(s4).mismatches).toEqual([
+      { path: at('filedir', claimed), claimed, actual: sha1('bit rot') },
+    ]);
+
+    // Each snapshot comes back exactly, whatever the dataroot holds when it is restored.
+    for (const [m, fp] of [
+      [s1, fp1],
+      [s4, fp4],
+      [s3, fp3],
+    ] as const) {
+      const capture = capturingLogger();
+      await runRestore({
+        docker: docker(),
+        config,
+        backend,
+        log: capture.log,
+        snapshot: m.id,
+        safetySnapshot: false,
+      });
+      expect(diffMinusExcludes(fp, await moodledata()), `restore of ${m.id}`).toEqual([]);
+      const placed = capture.lines().find((l) => l.step === 'restore' && typeof l.reused === 'number');
+      // Blobs the dataroot still had were reused, not fetched again.
+      expect(placed?.reused).toBeGreaterThan(0);
+    }
+  });
+
+  it('a snapshot restores by hand with tar, zstd and awk, as docs/format.md says', async () => {
+    const backend = createBackend(config.target);
+    const m = await runBackup({ docker: docker(), config, backend, log: silentLogger() });
+    const want = await moodledata();
+    const target = (config.target as { path: string }).path;
+    const volume = uniqueName('byhand');
+    await docker().createVolume({ Name: volume, Labels: { [TEST_LABEL]: inject('runId') } });
+    const v = m.volumes.find((x) => x.name === 'moodledata_data');
+    const script = [
+      'set -euo pipefail',
+      `snap=/target/${m.id}`,
+      'cd /restore',
+      // Every pack into a pool, then each listed blob to its place with its owner, mode and time.
+      'mkdir /tmp/pool && for p in /target/store/packs/*/*; do zstd -dc "$p" | tar -x -C /tmp/pool; done',
+      `zstd -dc "$snap/${v?.blobs?.file}" | tail -n +2 | while IFS=$'\\t' read -r sha size mode uid gid mtime path; do`,
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: bash parameter expansion, not a template
+      '  mkdir -p "$(dirname "$path")" && cp "/tmp/pool/filedir/${sha:0:2}/${sha:2:2}/$sha" "$path"',
+      '  chown "$uid:$gid" "$path"; chmod "$mode" "$path"; touch -d "@$((mtime / 1000))" "$path"',
+      'done',
+      // The tarball last: it holds everything else, and gives the directories their owners, modes and times.
+      `zstd -dc "$snap/${v?.file}" | tar -x --numeric-owner`,
+    ].join('\n');
+    const name = uniqueName('byhand');
+    const c = await docker().createContainer({
+      name,
+      Image: IMAGES.base,
+      Cmd: ['bash', '-c', script],
+      Labels: { [TEST_LABEL]: inject('runId') },
+      HostConfig: { Binds: [`${target}:/target:ro`, `${volume}:/restore`], NetworkMode: 'none' },
+    });
+    try {
+      await c.start();
+      const r = (await c.wait()) as { StatusCode: number };
+      const logs = (await c.logs({ stdout: true, stderr: true })).toString();
+      expect(r.StatusCode, logs).toBe(0);
+      const got: VolumeFingerprint = await fingerprintVolume(volume);
+      expect(diffMinusExcludes(want, got)).toEqual([]);
+    } finally {
+      await c.remove({ force: true });
+      await docker().getVolume(volume).remove({ force: true });
+    }
+  });
+
+  it('to S3 with age recipients only: packs encrypted, the index readable by the next backup, restored with the identity', async () => {
+    const identity = await generateIdentity();
+    const bucket = await createTestBucket('incremental');
+    const enc: Config = {
+      ...config,
+      target: testS3Target(bucket),
+      encryption: { recipients: [await identityToRecipient(identity)], identities: [] },
+    };
+    const backend = createBackend(enc.target);
+    const first = await runBackup({ docker: docker(), config: enc, backend, log: silentLogger() });
+    const want = await moodledata();
+    const second = await runBackup({ docker: docker(), config: enc, backend, log: silentLogger() });
+    expect(blobsOf(first).added).toBe(blobsOf(first).count);
+    expect(blobsOf(second).added).toBe(0);
+    const packs = (await backend.list('store/packs/')).length;
+    expect(packs).toBeGreaterThan(0);
+    await inDataroot(stack, `rm -rf filedir/* trashdir/*`);
+    const withKey: Config = { ...enc, encryption: { recipients: [], identities: [identity] } };
+    await runRestore({
+      docker: docker(),
+      config: withKey,
+      backend,
+      log: silentLogger(),
+      snapshot: second.id,
+      safetySnapshot: false,
+    });
+    expect(diffMinusExcludes(want, await moodledata())).toEqual([]);
+    // Nothing of the store is readable without the key: the packs start with age's header.
+    const [one] = await backend.list('store/packs/');
+    const head = Buffer.concat(await (await backend.get(one?.key as string)).toArray()).subarray(0, 21);
+    expect(head.toString()).toBe('age-encryption.org/v1');
+    expect(await readdir(join(dirs.spool))).toEqual([]);
+  });
+});
