@@ -3,6 +3,7 @@ import type Docker from 'dockerode';
 import { execCapture } from '../docker/exec.js';
 import type { Logger } from '../observe/logger.js';
 import type { Stack } from '../stack/discover.js';
+import { liveTask } from '../stack/swarm.js';
 
 export interface StartReport {
   /** Containers where MariaDB answered a ping after the restore. */
@@ -29,9 +30,11 @@ export async function afterStart(
     (x) => started.includes(x.id) && x.mounts.some((m) => dbVolumes.includes(m.volume)),
   );
   for (const c of dbContainers) {
+    // A swarm service scaled back runs in new task containers.
+    const id = await liveTask(docker, c);
     const end = Date.now() + 120_000;
     for (;;) {
-      const r = await execCapture(docker, c.id, [
+      const r = await execCapture(docker, id, [
         'sh',
         '-c',
         'PATH="$PATH:/opt/bitnami/mariadb/bin"; $(command -v mariadb-admin || command -v mysqladmin) ping --silent',
@@ -53,11 +56,12 @@ export async function afterStart(
     }
   }
   for (const c of stack.containers.filter((x) => started.includes(x.id))) {
+    const id = await liveTask(docker, c);
     for (const m of c.mounts) {
       const script = `${m.destination}/admin/cli/upgrade.php`;
-      const has = await execCapture(docker, c.id, ['test', '-f', script]).catch(() => null);
+      const has = await execCapture(docker, id, ['test', '-f', script]).catch(() => null);
       if (has?.exitCode !== 0) continue;
-      const r = await execCapture(docker, c.id, ['php', script, '--is-pending']).catch(() => null);
+      const r = await execCapture(docker, id, ['php', script, '--is-pending']).catch(() => null);
       report.upgrade = r?.exitCode === 0 ? 'none-pending' : r?.exitCode === 2 ? 'pending' : 'unknown';
       report.upgradeDetail = `${r?.stdout ?? ''}${r?.stderr ?? ''}`.trim().slice(0, 300);
       const msg =

@@ -4,7 +4,9 @@ import { SidecarError } from '../common/errors.js';
 import { dockerStatus } from '../docker/client.js';
 import type { Logger } from '../observe/logger.js';
 import type { QuiescePlan } from './plan.js';
+import { goneTimeoutMs, scaleBack } from './scale.js';
 import type { QuiescedContainer, StateStore } from './state.js';
+import { assertScalable, scaleDown } from './swarm-quiesce.js';
 
 /** Restarts what quiesce stopped. Idempotent; always called (success, failure, signal, next start). */
 export type Resume = () => Promise<void>;
@@ -23,8 +25,14 @@ export interface QuiesceOptions {
 export async function quiesce(docker: Docker, plan: QuiescePlan, opts: QuiesceOptions): Promise<Resume> {
   const done: QuiescedContainer[] = [];
   const resume = onceResume(docker, done, opts);
+  assertScalable(plan.actions);
   try {
     for (const { container, action } of plan.actions) {
+      // A swarm task is not stopped (swarm would start another one): its service is scaled to 0.
+      if (container.swarm && action === 'stop') {
+        await scaleDown(docker, container.swarm, done, opts, goneTimeoutMs(opts.stopTimeoutSeconds));
+        continue;
+      }
       const entry: QuiescedContainer = {
         id: container.id,
         name: container.name,
@@ -85,6 +93,15 @@ export async function resumeContainers(
     const c = docker.getContainer(q.id);
     const t0 = Date.now();
     try {
+      if (q.action === 'scale') {
+        await scaleBack(docker, q.id, q.name, q.replicas ?? 1);
+        settled.add(q.id);
+        opts.log.info(
+          { step: 'resume', service: q.name, replicas: q.replicas, ms: Date.now() - t0 },
+          `scaled ${q.name} back to ${q.replicas}`,
+        );
+        continue;
+      }
       try {
         if (q.action === 'stop') await c.start();
         else await c.unpause();
