@@ -4,9 +4,9 @@ import { SidecarError } from '../common/errors.js';
 import { dockerStatus } from '../docker/client.js';
 import type { Logger } from '../observe/logger.js';
 import type { QuiescePlan } from './plan.js';
-import { goneTimeoutMs, scaleBack } from './scale.js';
+import { goneTimeoutMs } from './scale.js';
 import type { QuiescedContainer, StateStore } from './state.js';
-import { assertScalable, scaleDown } from './swarm-quiesce.js';
+import { assertScalable, resumeScaled, scaleDown } from './swarm-quiesce.js';
 
 /** Restarts what quiesce stopped. Idempotent; always called (success, failure, signal, next start). */
 export type Resume = () => Promise<void>;
@@ -89,19 +89,19 @@ export async function resumeContainers(
 ): Promise<void> {
   const failures: string[] = [];
   const settled = new Set<string>();
+  // Swarm services first (scaled back together), then containers; a stack is mostly one kind or the other.
+  const scaled = await resumeScaled(
+    docker,
+    [...quiesced].reverse().filter((q) => q.action === 'scale'),
+    opts.log,
+  );
+  for (const id of scaled.settled) settled.add(id);
+  failures.push(...scaled.failures);
   for (const q of [...quiesced].reverse()) {
+    if (q.action === 'scale') continue;
     const c = docker.getContainer(q.id);
     const t0 = Date.now();
     try {
-      if (q.action === 'scale') {
-        await scaleBack(docker, q.id, q.name, q.replicas ?? 1);
-        settled.add(q.id);
-        opts.log.info(
-          { step: 'resume', service: q.name, replicas: q.replicas, ms: Date.now() - t0 },
-          `scaled ${q.name} back to ${q.replicas}`,
-        );
-        continue;
-      }
       try {
         if (q.action === 'stop') await c.start();
         else await c.unpause();

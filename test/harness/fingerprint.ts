@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type Docker from 'dockerode';
 import { inject } from 'vitest';
 import { docker, execOk, IMAGES, TEST_LABEL, uniqueName } from './docker.js';
 
@@ -27,9 +28,10 @@ export interface VolumeFingerprint {
  */
 export async function fingerprintVolume(
   volume: string,
-  opts: { exclude?: string[] } = {},
+  opts: { exclude?: string[]; client?: Docker } = {},
 ): Promise<VolumeFingerprint> {
-  const d = docker();
+  const d = opts.client ?? docker();
+  const client = opts.client;
   const name = uniqueName('fp');
   const c = await d.createContainer({
     name,
@@ -40,13 +42,14 @@ export async function fingerprintVolume(
   });
   try {
     await c.start();
-    const listing = await execOk(name, [
-      'find',
-      '/v',
-      '-printf',
-      '%P\\t%y\\t%s\\t%#m\\t%U\\t%G\\t%T@\\t%n\\t%l\\n',
-    ]);
-    const sums = await execOk(name, ['sh', '-c', 'cd /v && find . -type f -print0 | xargs -0 -r sha256sum']);
+    const listing = await execOk(
+      name,
+      ['find', '/v', '-printf', '%P\\t%y\\t%s\\t%#m\\t%U\\t%G\\t%T@\\t%n\\t%l\\n'],
+      { client },
+    );
+    const sums = await execOk(name, ['sh', '-c', 'cd /v && find . -type f -print0 | xargs -0 -r sha256sum'], {
+      client,
+    });
     const hashes = new Map<string, string>();
     for (const line of sums.split('\n')) {
       if (!line) continue;
