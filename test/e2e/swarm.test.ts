@@ -1,6 +1,8 @@
 import type Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isSidecarError, type SidecarError } from '../../src/common/errors.js';
 import type { RunState } from '../../src/stack/state.js';
+import { assertManager } from '../../src/stack/swarm.js';
 import { demuxLogs } from '../../src/volume/restore-volume.js';
 import { type ExecResult, execIn, execOk, IMAGES } from '../harness/docker.js';
 import { fingerprintDb, fingerprintVolume, type VolumeFingerprint } from '../harness/fingerprint.js';
@@ -77,7 +79,8 @@ services:
     deploy: { replicas: 2 }
   cron:
     image: ${IMAGES.busybox}
-    command: [sleep, "100000"]
+    # Ends on SIGTERM (a bare sleep as PID 1 ignores it and holds every docker stack rm for 10 s).
+    command: [sh, -c, "trap 'exit 0' TERM; while :; do sleep 1; done"]
     volumes: [moodledata_data:/data]
     deploy:
       mode: global
@@ -131,6 +134,13 @@ describe.skipIf(unavailable !== null && !process.env.CI)('Docker Swarm stack (se
       IMAGES.base,
       SIDECAR_IMAGE,
     ]);
+    // Before `swarm init`: an engine that is no swarm manager is refused with the fix named.
+    const refused = await assertManager(engine.docker, STACK).then(
+      () => null,
+      (err: unknown) => err,
+    );
+    expect(isSidecarError(refused, 'SWARM_NOT_MANAGER'), String(refused)).toBe(true);
+    expect((refused as SidecarError).message).toContain('not part of a swarm');
     await initSwarm(engine);
     await deployStack(engine, STACK, stackFile(engine.socket));
     const upMs = await waitServicesRunning(d(), STACK, WANT, 120_000);
@@ -155,14 +165,12 @@ describe.skipIf(unavailable !== null && !process.env.CI)('Docker Swarm stack (se
     const before = { files: await files(), db: await fingerprintDb(sql, DB.name) };
     const r = await inSidecar(['backup']);
     expect(r.exitCode, r.stderr).toBe(0);
-    const scaled = logLines(r.stderr).filter((l) => l.step === 'quiesce' || l.step === 'resume');
-    expect(scaled.map((l) => `${l.step} ${l.service}`)).toEqual([
-      `quiesce ${STACK}_moodle`,
-      `quiesce ${STACK}_mariadb`,
-      `resume ${STACK}_mariadb`,
-      `resume ${STACK}_moodle`,
-    ]);
-    expect(scaled.map((l) => l.replicas)).toEqual([2, 1, 1, 2]);
+    const lines = logLines(r.stderr);
+    const scaled = (step: string) =>
+      lines.filter((l) => l.step === step).map((l) => `${l.service} ${l.replicas}`);
+    // Moodle is scaled to 0 before MariaDB; both come back together (each line once its tasks run).
+    expect(scaled('quiesce')).toEqual([`${STACK}_moodle 2`, `${STACK}_mariadb 1`]);
+    expect(scaled('resume').sort()).toEqual([`${STACK}_mariadb 1`, `${STACK}_moodle 2`]);
     expect(await counts()).toEqual(BACK);
     // Scaled to 0 and back: swarm started new tasks; the global service was left alone.
     const tasksAfter = await taskIds(d(), 'moodle');
