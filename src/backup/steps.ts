@@ -53,7 +53,11 @@ export function describeServices(stack: Stack, plan: QuiescePlan): Manifest['sta
     container: c.name,
     image: c.image,
     imageId: c.imageId,
-    action: plan.actions.find((a) => a.container.id === c.id)?.action ?? 'none',
+    // A swarm service is scaled to 0 by the stop of any one of its tasks: all of them stop.
+    action:
+      plan.actions.find(
+        (a) => a.container.id === c.id || (c.swarm !== undefined && a.container.swarm?.id === c.swarm.id),
+      )?.action ?? 'none',
   }));
 }
 

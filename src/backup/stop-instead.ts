@@ -2,6 +2,7 @@ import type { Config } from '../config/types.js';
 import type { Logger } from '../observe/logger.js';
 import type { Stack } from '../stack/discover.js';
 import { type QuiescePlan, stopOrder } from '../stack/plan.js';
+import { keepsRunning } from '../stack/swarm-quiesce.js';
 import type { MoodlePlan } from './moodle-plan.js';
 
 /** Restore's safety snapshot: the site may be broken, and is about to be replaced anyway. */
@@ -62,7 +63,9 @@ export function stopPlan(stack: Stack): QuiescePlan {
   const selected = new Set(stack.volumes.map((v) => v.name));
   const users = stack.containers.filter(
     (c) =>
-      (c.state === 'running' || c.state === 'restarting') && c.mounts.some((m) => selected.has(m.volume)),
+      (c.state === 'running' || c.state === 'restarting') &&
+      c.mounts.some((m) => selected.has(m.volume)) &&
+      !keepsRunning(c),
   );
   return {
     actions: stopOrder(users).map((container) => ({ container, action: 'stop' as const })),

@@ -24,6 +24,8 @@ export type ErrorCode =
   | 'RESTORE_FAILED'
   | 'CODEC_UNAVAILABLE'
   | 'DECRYPTION_FAILED'
+  | 'SWARM_NOT_MANAGER'
+  | 'SWARM_UNSUPPORTED'
   | 'INTERRUPTED';
 
 /** Exit status per error code; documented in README ("Exit codes"). */
@@ -50,6 +52,9 @@ export const EXIT_CODES: Record<ErrorCode, number> = {
   CODEC_UNAVAILABLE: 2,
   // A missing or wrong age key is a configuration problem: the archive itself may be fine.
   DECRYPTION_FAILED: 2,
+  // Where the sidecar runs, or a service setting it cannot work with: fixed in the stack file.
+  SWARM_NOT_MANAGER: 4,
+  SWARM_UNSUPPORTED: 2,
   INTERRUPTED: 130,
 };
 

@@ -3,6 +3,7 @@ import type Docker from 'dockerode';
 import { execCapture } from '../docker/exec.js';
 import type { Logger } from '../observe/logger.js';
 import type { Stack } from '../stack/discover.js';
+import { liveTask } from '../stack/swarm.js';
 import { EXTRA_PATH, findSite } from './site.js';
 
 export interface StartReport {
@@ -30,9 +31,11 @@ export async function afterStart(
     (x) => started.includes(x.id) && x.mounts.some((m) => dbVolumes.includes(m.volume)),
   );
   for (const c of dbContainers) {
+    // A swarm service scaled back runs in new task containers.
+    const id = await liveTask(docker, c);
     const end = Date.now() + 120_000;
     for (;;) {
-      const r = await execCapture(docker, c.id, [
+      const r = await execCapture(docker, id, [
         'sh',
         '-c',
         // pg_isready where the container has it (PostgreSQL), else MariaDB's admin tool.
@@ -55,9 +58,12 @@ export async function afterStart(
     }
   }
   // Found as a backup finds it (mounts, usual paths, Moodle 5.1's public/), run as the web server's user.
-  const startedNow = stack.containers
-    .filter((x) => started.includes(x.id))
-    .map((x) => ({ ...x, state: 'running' }));
+  // A swarm service scaled back runs in new task containers: ask the live ones.
+  const startedNow = await Promise.all(
+    stack.containers
+      .filter((x) => started.includes(x.id))
+      .map(async (x) => ({ ...x, id: await liveTask(docker, x), state: 'running' })),
+  );
   const site = (await findSite(docker, { ...stack, containers: startedNow }).catch(() => null))?.moodle;
   if (!site) return report;
   const script = `${site.codeDir}/admin/cli/upgrade.php`;

@@ -4,6 +4,7 @@ import { isSidecarError, SidecarError } from '../common/errors.js';
 import { execCapture } from '../docker/exec.js';
 import type { Logger } from '../observe/logger.js';
 import type { MaintenanceRecord, StateStore } from '../stack/state.js';
+import { STACK_LABEL, SWARM_SERVICE_NAME } from '../stack/swarm.js';
 import { EXTRA_PATH, type MoodleSite } from './site.js';
 
 /** The flag file Moodle's CLI maintenance mode writes into the dataroot. */
@@ -78,11 +79,13 @@ export async function disableWhenUp(docker: Docker, rec: MaintenanceRecord, log:
     try {
       return await disableMaintenance(docker, rec);
     } catch (err) {
-      const running = await docker
-        .getContainer(rec.container)
-        .inspect()
-        .then((i) => i.State.Running && !i.State.Restarting)
-        .catch(() => false);
+      const running =
+        (await docker
+          .getContainer(rec.container)
+          .inspect()
+          .then((i) => i.State.Running && !i.State.Restarting)
+          .catch(() => false)) ||
+        (rec.swarmService !== undefined && (await successorOf(docker, rec)) !== undefined);
       if (!running || Date.now() + OFF_RETRY_EVERY_MS > end) throw err;
       // Expected after every stop-mode run; only the last failure is worth more than a debug line.
       if (attempt === 1)
@@ -95,18 +98,17 @@ export async function disableWhenUp(docker: Docker, rec: MaintenanceRecord, log:
   }
 }
 
-/** A running container of the same compose project and service, other than the recorded one. */
+/** A running container of the same compose project and service (or swarm service), other than the recorded one. */
 async function successorOf(
   docker: Docker,
   rec: MaintenanceRecord,
 ): Promise<Docker.ContainerInfo | undefined> {
   if (!rec.project || !rec.service) return undefined;
-  const list = await docker.listContainers({
-    filters: {
-      label: [`com.docker.compose.project=${rec.project}`, `com.docker.compose.service=${rec.service}`],
-      status: ['running'],
-    },
-  });
+  // A swarm task's successor is any running task of its service (scaling back replaces them all).
+  const label = rec.swarmService
+    ? [`${SWARM_SERVICE_NAME}=${rec.swarmService}`]
+    : [`com.docker.compose.project=${rec.project}`, `com.docker.compose.service=${rec.service}`];
+  const list = await docker.listContainers({ filters: { label, status: ['running'] } });
   return list.find((c) => c.Id !== rec.container);
 }
 
@@ -146,8 +148,9 @@ export class Maintenance {
       script: `${site.codeDir}/admin/cli/maintenance.php`,
       dataroot: site.dataroot?.path ?? '',
       ...(site.user ? { user: site.user } : {}),
-      project: site.container.labels['com.docker.compose.project'],
-      service: site.container.labels['com.docker.compose.service'],
+      project: site.container.labels['com.docker.compose.project'] ?? site.container.labels[STACK_LABEL],
+      service: site.container.labels['com.docker.compose.service'] ?? site.container.service,
+      ...(site.container.swarm ? { swarmService: site.container.swarm.name } : {}),
     };
     if (rec.dataroot) {
       const flag = await execCapture(this.docker, rec.container, [

@@ -6,6 +6,7 @@ import { isSidecarError, SidecarError } from '../common/errors.js';
 import type { Logger } from '../observe/logger.js';
 import type { Stack } from '../stack/discover.js';
 import { stopOrder } from '../stack/plan.js';
+import { keepsRunning } from '../stack/swarm-quiesce.js';
 import { MOUNT, volumeExists } from '../volume/archive-api.js';
 import { mountPointCommands } from '../volume/extract.js';
 import { removeOld, type SwapRecord } from '../volume/swap.js';
@@ -57,7 +58,7 @@ export async function makePlan(
   // A crash-looping container too: Docker would restart it onto half-restored volumes.
   const users = stack.containers
     .filter((c) => c.state === 'running' || c.state === 'paused' || c.state === 'restarting')
-    .filter((c) => c.mounts.some((m) => names.has(m.volume)));
+    .filter((c) => c.mounts.some((m) => names.has(m.volume)) && !keepsRunning(c));
   return { snapshot: manifest, project: stack.project, volumes, stop: stopOrder(users).map((c) => c.name) };
 }
 

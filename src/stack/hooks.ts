@@ -4,6 +4,7 @@ import { execCapture } from '../docker/exec.js';
 import { LABELS } from '../docker/labels.js';
 import type { Logger } from '../observe/logger.js';
 import type { ServiceContainer, Stack } from './discover.js';
+import { liveTask } from './swarm.js';
 
 export interface Hook {
   container: ServiceContainer;
@@ -41,7 +42,8 @@ export async function runHooks(
     const t0 = Date.now();
     let r: Awaited<ReturnType<typeof execCapture>>;
     try {
-      r = await execCapture(docker, h.container.id, ['sh', '-c', h.command], timeoutMs);
+      // Post hooks of a swarm service run in its new task: scaling back replaced the container.
+      r = await execCapture(docker, await liveTask(docker, h.container), ['sh', '-c', h.command], timeoutMs);
     } catch (err) {
       throw new SidecarError(
         'HOOK_FAILED',

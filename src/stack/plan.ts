@@ -1,6 +1,7 @@
 import type { Config, QuiesceMode } from '../config/types.js';
 import { LABELS } from '../docker/labels.js';
 import type { ServiceContainer, Stack } from './discover.js';
+import { assertScalable } from './swarm-quiesce.js';
 
 export interface QuiesceAction {
   container: ServiceContainer;
@@ -41,6 +42,8 @@ export function planQuiesce(stack: Stack, config: Pick<Config, 'mode' | 'stopLab
       warnings.push(`${container.name}: ignoring ${LABELS.mode}="${label}" (use stop or pause)`);
     return { container, action };
   });
+  // Before anything changes (maintenance mode included): a global swarm service cannot be stopped.
+  assertScalable(actions);
   if (actions.some((a) => a.action === 'pause')) {
     warnings.push(
       'pause mode gives a crash-consistent copy only (InnoDB recovers on start); use stop for a clean one',

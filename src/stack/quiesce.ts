@@ -4,8 +4,10 @@ import { SidecarError } from '../common/errors.js';
 import { dockerStatus } from '../docker/client.js';
 import type { Logger } from '../observe/logger.js';
 import type { QuiescePlan } from './plan.js';
+import { goneTimeoutMs } from './scale.js';
 import type { QuiescedContainer, StateStore } from './state.js';
 import { stopContainer } from './stop.js';
+import { assertScalable, resumeScaled, scaleDown } from './swarm-quiesce.js';
 
 /** Restarts what quiesce stopped. Idempotent; always called (success, failure, signal, next start). */
 export type Resume = () => Promise<void>;
@@ -25,8 +27,14 @@ export interface QuiesceOptions {
 export async function quiesce(docker: Docker, plan: QuiescePlan, opts: QuiesceOptions): Promise<Resume> {
   const done: QuiescedContainer[] = [];
   const resume = onceResume(docker, done, opts);
+  assertScalable(plan.actions);
   try {
     for (const { container, action } of plan.actions) {
+      // A swarm task is not stopped (swarm would start another one): its service is scaled to 0.
+      if (container.swarm && action === 'stop') {
+        await scaleDown(docker, container.swarm, done, opts, goneTimeoutMs(opts.stopTimeoutSeconds));
+        continue;
+      }
       const entry: QuiescedContainer = {
         id: container.id,
         name: container.name,
@@ -85,7 +93,16 @@ export async function resumeContainers(
 ): Promise<void> {
   const failures: string[] = [];
   const settled = new Set<string>();
+  // Swarm services first (scaled back together), then containers; a stack is mostly one kind or the other.
+  const scaled = await resumeScaled(
+    docker,
+    [...quiesced].reverse().filter((q) => q.action === 'scale'),
+    opts.log,
+  );
+  for (const id of scaled.settled) settled.add(id);
+  failures.push(...scaled.failures);
   for (const q of [...quiesced].reverse()) {
+    if (q.action === 'scale') continue;
     const c = docker.getContainer(q.id);
     const t0 = Date.now();
     try {

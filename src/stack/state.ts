@@ -6,9 +6,13 @@ import type { MultipartRecord, UploadLedger } from '../storage/backend.js';
 import type { SwapRecord } from '../volume/swap.js';
 
 export interface QuiescedContainer {
+  /** The container's id; for `scale`, the swarm service's id. */
   id: string;
   name: string;
-  action: QuiesceMode;
+  /** `scale`: a swarm service scaled to 0, to be scaled back to `replicas` (stack/scale.ts). */
+  action: QuiesceMode | 'scale';
+  /** The replica count before the run scaled the service to 0. */
+  replicas?: number;
   /** It was crash-looping (restart policy) when stopped: back in that state counts as resumed. */
   wasRestarting?: boolean;
 }
@@ -27,6 +31,8 @@ export interface MaintenanceRecord {
   /** Compose project and service, to find the container's successor if it was recreated meanwhile. */
   project?: string;
   service?: string;
+  /** A swarm task's full service name: its successor is a running task of that service. */
+  swarmService?: string;
 }
 
 /** `staging`: being unpacked beside the old data, which is still in place (the mount write path). */

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { promisify } from 'node:util';
+import type Docker from 'dockerode';
 import { inject } from 'vitest';
 import { docker, execOk, IMAGES, TEST_LABEL, uniqueName } from './docker.js';
 
@@ -33,10 +34,11 @@ export interface VolumeFingerprint {
  */
 export async function fingerprintVolume(
   volume: string,
-  opts: { exclude?: string[] } = {},
+  opts: { exclude?: string[]; client?: Docker } = {},
 ): Promise<VolumeFingerprint> {
-  const dir = await hostDir(volume);
-  const { listing, sums } = dir ? await listOnHost(dir) : await listInContainer(volume);
+  // Another engine's volume (opts.client) is not this host's directory.
+  const dir = opts.client ? null : await hostDir(volume);
+  const { listing, sums } = dir ? await listOnHost(dir) : await listInContainer(volume, opts.client);
   return fingerprintOf(listing, sums, opts.exclude ?? []);
 }
 
@@ -63,8 +65,8 @@ async function listOnHost(dir: string): Promise<{ listing: string; sums: string 
   return { listing: listing.stdout, sums: sums.stdout };
 }
 
-async function listInContainer(volume: string): Promise<{ listing: string; sums: string }> {
-  const d = docker();
+async function listInContainer(volume: string, client?: Docker): Promise<{ listing: string; sums: string }> {
+  const d = client ?? docker();
   const name = uniqueName('fp');
   const c = await d.createContainer({
     name,
@@ -75,8 +77,8 @@ async function listInContainer(volume: string): Promise<{ listing: string; sums:
   });
   try {
     await c.start();
-    const listing = await execOk(name, ['find', '/v', '-printf', FIND_FORMAT]);
-    const sums = await execOk(name, ['sh', '-c', `cd /v && ${SUMS}`]);
+    const listing = await execOk(name, ['find', '/v', '-printf', FIND_FORMAT], { client });
+    const sums = await execOk(name, ['sh', '-c', `cd /v && ${SUMS}`], { client });
     return { listing, sums };
   } finally {
     await c.remove({ force: true, v: true }).catch(() => undefined);

@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import Docker from 'dockerode';
 
 /**
- * A second Docker engine for tests that must not touch the main one (engine restarts, later Swarm).
+ * A second Docker engine for tests that must not touch the main one (engine restarts, Swarm: test/harness/swarm.ts).
  *
  * It runs in a network namespace of its own (../shared/ENVIRONMENT.md): an engine sharing the host's namespace
  * can take the main engine's docker0 away. dockerd is started with `nsenter --net=…` rather than
@@ -214,6 +214,12 @@ async function destroy(name: string, dir: string, client: Docker): Promise<void>
   const step = async (what: string, fn: () => Promise<unknown>) => {
     await fn().catch((err: Error) => errors.push(`${what}: ${err.message}`));
   };
+  // A swarm's services would start their tasks again: leave it first (an engine in no swarm answers 503).
+  await step('leave swarm', () =>
+    client.swarmLeave({ force: true }).catch((err: { statusCode?: number }) => {
+      if (err.statusCode !== 503) throw err;
+    }),
+  );
   // Containers first, while the engine answers, so that it unmounts and unplugs them itself.
   await step('remove containers', async () => {
     const list = await client.listContainers({ all: true });
