@@ -22,6 +22,9 @@ export class BackupMetrics {
   private readonly jobFailures: Counter<'backup_job'>;
   private readonly lastMaintenance: Gauge;
   private readonly lastMoodleExcludes: Gauge;
+  private readonly blobFiles: Gauge;
+  private readonly blobAddedBytes: Gauge;
+  private readonly blobMismatches: Gauge;
 
   constructor() {
     const registers = [this.registry];
@@ -94,6 +97,24 @@ export class BackupMetrics {
       help: "The last successful backup applied Moodle's dataroot excludes (1) or not (0)",
       registers,
     });
+    this.blobFiles = new Gauge({
+      name: 'moodle_backup_last_blob_files',
+      help: 'Moodle files (filedir/, trashdir/) per volume in the last successful backup, kept in the blob store',
+      labelNames: ['volume'],
+      registers,
+    });
+    this.blobAddedBytes = new Gauge({
+      name: 'moodle_backup_last_blob_added_bytes',
+      help: 'Bytes of Moodle files new to the blob store, per volume, in the last successful backup',
+      labelNames: ['volume'],
+      registers,
+    });
+    // Above 0: files whose content is not their name, i.e. corruption on the live site. Alert on it.
+    this.blobMismatches = new Gauge({
+      name: 'moodle_backup_last_corrupt_files',
+      help: 'Moodle files whose content did not match their SHA-1 name in the last successful backup',
+      registers,
+    });
     // Series exist from the start, so rate() and absent-checks work before the first run.
     this.lastSuccess.set(0);
     for (const result of ['success', 'failure', 'skipped'] as const) this.runs.inc({ result }, 0);
@@ -121,6 +142,14 @@ export class BackupMetrics {
     // Reset first: a volume dropped from the stack must not keep reporting its old size.
     this.volumeRaw.reset();
     this.volumeStored.reset();
+    this.blobFiles.reset();
+    this.blobAddedBytes.reset();
+    this.blobMismatches.set(manifest.volumes.reduce((n, v) => n + (v.blobs?.mismatches.length ?? 0), 0));
+    for (const v of manifest.volumes) {
+      if (!v.blobs) continue;
+      this.blobFiles.set({ volume: v.name }, v.blobs.count);
+      this.blobAddedBytes.set({ volume: v.name }, v.blobs.addedBytes);
+    }
     for (const v of manifest.volumes) {
       this.volumeRaw.set({ volume: v.name }, v.rawBytes);
       this.volumeStored.set({ volume: v.name }, v.storedBytes);

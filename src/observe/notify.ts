@@ -77,11 +77,18 @@ export class Notifier {
       ...(site && !site.maintenance ? ['WITHOUT maintenance mode'] : []),
       ...(site && !site.moodleExcludes && !site.datarootVolume ? ["WITHOUT Moodle's excludes"] : []),
     ];
+    // Moodle files whose content is not their name: the live site has corruption a person must look at.
+    const corrupt = manifest.volumes.flatMap((v) =>
+      (v.blobs?.mismatches ?? []).map(
+        (m) => `${v.name}: ${m.path} is corrupt (its content has SHA-1 ${m.actual})`,
+      ),
+    );
+    const warnings = [...(site?.warnings ?? []), ...corrupt];
     return this.send({
       event: 'success',
       snapshot: manifest.id,
       ...(job ? { job } : {}),
-      ...(site?.warnings.length ? { warnings: site.warnings } : {}),
+      ...(warnings.length ? { warnings } : {}),
       message:
         `backup${job ? ` job ${job}` : ''} of project ${this.opts.project} succeeded: snapshot ${manifest.id}, ` +
         `${manifest.volumes.length} volume(s), ${stored} bytes stored, ` +
