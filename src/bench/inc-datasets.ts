@@ -20,7 +20,7 @@ export interface IncSizes {
   /** The database volume of every set. */
   dbMb: number;
   repeat: number;
-  /** Which sets run: main, many, downtime, s3, memory. */
+  /** Which sets run: main, many, downtime, s3, memory; smoke (CI: main's sizes, 1st and 2nd run only). */
   sets: string[];
 }
 
@@ -31,10 +31,10 @@ function num(name: string, fallback: number): number {
   return n;
 }
 
-export const INC_SETS = ['main', 'many', 'downtime', 's3', 'memory'] as const;
+export const INC_SETS = ['main', 'many', 'downtime', 's3', 'memory', 'smoke'] as const;
 
 export function incSizesFromEnv(): IncSizes {
-  const sets = (process.env.BENCH_INC_SETS ?? INC_SETS.join(',')).split(',').filter(Boolean);
+  const sets = (process.env.BENCH_INC_SETS ?? 'main,many,downtime,s3,memory').split(',').filter(Boolean);
   for (const s of sets)
     if (!(INC_SETS as readonly string[]).includes(s)) throw new Error(`BENCH_INC_SETS: unknown set "${s}"`);
   return {

@@ -4,8 +4,8 @@ import type Docker from 'dockerode';
 import { createIncDataset, type IncDataset, type IncSizes, incSizesFromEnv } from './inc-datasets.js';
 import { measureDowntime, measureS3, type S3Figures } from './inc-extra.js';
 import { type MemoryFigure, measureIndexMemory } from './inc-memory.js';
-import { downtimeTarget, incRows, incTargets, peakRss } from './inc-report.js';
-import { measureIncremental } from './incremental.js';
+import { downtimeTarget, incRows, incTargets, peakRss, secondRunBytes } from './inc-report.js';
+import { measureIncremental, measureSmoke } from './incremental.js';
 import type { Row, Target } from './report.js';
 import { target } from './report.js';
 import type { BenchEnv } from './scenarios.js';
@@ -87,9 +87,22 @@ async function downtimeSets(g: GroupCtx, r: IncGroupResult): Promise<void> {
   await removeBenchResources(g.docker, g.runId);
 }
 
+/** CI's piece: a 2nd run with nothing changed stores ≤ 0.1% of the dataroot. */
+async function smokeSet(g: GroupCtx, r: IncGroupResult): Promise<void> {
+  const d = await dataset(g, 'inc-smoke', r.sizes.mainMb, r.sizes.mainFiles, r.sizes.dbMb);
+  r.datasets.push({ name: d.ds.name, files: d.ds.files, bytes: d.ds.bytes, datarootBytes: d.datarootBytes });
+  const dir = join(g.env.work, d.ds.name);
+  const samples = await measureSmoke({ env: g.env, inc: d, dir, repeat: 1, log: g.log });
+  r.rows.push(...incRows(d, samples));
+  r.targets.push(secondRunBytes(d, samples));
+  await rm(dir, { recursive: true, force: true });
+  await removeBenchResources(g.docker, g.runId);
+}
+
 export async function runIncrementalGroup(g: GroupCtx): Promise<IncGroupResult> {
   const sizes = incSizesFromEnv();
   const r: IncGroupResult = { sizes, datasets: [], rows: [], targets: [], checks: [], s3: [], memory: [] };
+  if (sizes.sets.includes('smoke')) await smokeSet(g, r);
   if (sizes.sets.includes('main')) await blobSet(g, r, 'main');
   if (sizes.sets.includes('many')) await blobSet(g, r, 'many');
   if (sizes.sets.includes('downtime')) await downtimeSets(g, r);

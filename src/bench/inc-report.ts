@@ -53,6 +53,17 @@ export function incRows(set: IncDataset, samples: Map<string, Sample[]>): Row[] 
 }
 
 /** The issue's targets for one data set (main: the 1 GB set; many: the 200,000-file variant). */
+export function secondRunBytes(set: IncDataset, samples: Map<string, Sample[]>): Target {
+  const bytes = med(samples.get('inc-2nd'), (s) => datarootNewBytes(s.manifest));
+  return target(
+    `${set.ds.name}: 2nd run new bytes / dataroot`,
+    bytes / set.datarootBytes,
+    '<=',
+    0.001,
+    `${(bytes / 1e3).toFixed(0)} kB: dataroot tarball + blob list + packs`,
+  );
+}
+
 export function incTargets(
   set: IncDataset,
   samples: Map<string, Sample[]>,

@@ -148,6 +148,19 @@ function merge(into: Map<string, Sample[]>, from: Map<string, Sample[]>): void {
   for (const [k, v] of from) into.set(k, [...(into.get(k) ?? []), ...v]);
 }
 
+/** The CI smoke's piece: one 1st and one 2nd run (nothing changed) of a small dataroot. */
+export async function measureSmoke(c: IncContext): Promise<Map<string, Sample[]>> {
+  await freshRepo(c, 'dir', p(c, 'inc'));
+  return interleave(
+    1,
+    () => [
+      { key: 'inc-1st', run: () => backup(c, p(c, 'inc')) },
+      { key: 'inc-2nd', run: () => backup(c, p(c, 'inc')) },
+    ],
+    c.log,
+  );
+}
+
 export async function measureIncremental(c: IncContext): Promise<IncResult> {
   await mkdir(c.dir, { recursive: true });
   const samples = new Map<string, Sample[]>();
