@@ -160,6 +160,10 @@ export async function productBackup(
       ['backup', '--json'],
       sidecarEnv(env, ds, {
         ...targetEnv,
+        // These rows measure whole-volume archives; the store has its own group (inc-group.ts). The mix's
+        // dataroot has a filedir/, so `auto` would record it as incremental, which the archive API's
+        // restore row cannot write back.
+        BACKUP_INCREMENTAL: 'off',
         BACKUP_COMPRESSION: codec,
         ...(readPath ? { BACKUP_READ_PATH: readPath } : {}),
       }),
