@@ -9,7 +9,7 @@ const MB = 1024 * KB;
  * Deterministic-enough synthetic data: a pool of word text (compresses ~3-4x with zstd -3) and fresh random
  * bytes (incompressible), mixed per file the way a Moodle dataroot mixes documents, images and archives.
  */
-class Source {
+export class Source {
   private readonly text: Buffer;
   private readonly rnd = Buffer.allocUnsafe(4 * MB);
   private seed = 12345;
@@ -52,7 +52,13 @@ class Source {
 export type Kind = 'random' | 'text' | 'mixed';
 
 /** Writes `size` bytes of one kind to `path` in blocks of at most 4 MB. */
-function writeFile(src: Source, path: string, size: number, kind: Kind, owner?: [number, number]): void {
+export function writeFile(
+  src: Source,
+  path: string,
+  size: number,
+  kind: Kind,
+  owner?: [number, number],
+): void {
   const fd = openSync(path, 'w', 0o640);
   try {
     let left = size;
@@ -71,7 +77,7 @@ function writeFile(src: Source, path: string, size: number, kind: Kind, owner?: 
 }
 
 /** A size between lo and hi, skewed towards small files (many small, few large, as in a dataroot). */
-function skewed(src: Source, lo: number, hi: number): number {
+export function skewed(src: Source, lo: number, hi: number): number {
   const r = (src.next() % 10000) / 10000;
   return Math.round(lo * (hi / lo) ** (r * r));
 }

@@ -34,7 +34,8 @@ export function sizesFromEnv(): Sizes {
 }
 
 export interface Dataset {
-  name: 'mix' | 'small' | 'big';
+  /** mix, small, big; the incremental group's sets are named inc-… */
+  name: string;
   stack: BenchStack;
   files: number;
   bytes: number;

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Docker from 'dockerode';
 import { createDataset, DATASETS, type Dataset, sizesFromEnv } from './datasets.js';
+import { type IncGroupResult, incFigures, runIncrementalGroup } from './inc-group.js';
 import { formatMarkdown, formatTable, type Row, round, type Target, target } from './report.js';
 import { startS3 } from './s3.js';
 import { baseline, fingerprint, productBackup, productRestore } from './scenarios.js';
@@ -99,9 +100,18 @@ async function main(): Promise<void> {
       await rm(join(work, `base-${ds.name}-zst`), { recursive: true, force: true });
       await removeBenchResources(docker, runId);
     }
-    const targets = evaluate(rows);
+    // The incremental group (issue 17): its own data sets, medians of interleaved rounds.
+    let inc: IncGroupResult | undefined;
+    if (only.length === 0 || only.includes('incremental')) {
+      inc = await runIncrementalGroup({ docker, runId, image, env, log });
+      rows.push(...inc.rows);
+      checks.push(...inc.checks);
+    }
+    const targets = [...(only.length === 0 || only.some((o) => o !== 'incremental') ? evaluate(rows) : [])];
+    targets.push(...(inc?.targets ?? []));
     const table = formatTable(rows, targets);
-    process.stdout.write(`\n${table}\n\n${checks.join('\n')}\n`);
+    const figures = inc ? incFigures(inc) : [];
+    process.stdout.write(`\n${table}\n\n${[...checks, ...figures].join('\n')}\n`);
     await mkdir(outDir, { recursive: true });
     const file = join(outDir, `${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
     const result = {
@@ -114,6 +124,13 @@ async function main(): Promise<void> {
       rows,
       targets,
       checks,
+      incremental: inc && {
+        sizes: inc.sizes,
+        datasets: inc.datasets,
+        s3: inc.s3,
+        memory: inc.memory,
+        figures,
+      },
       markdown: formatMarkdown(rows, targets),
     };
     await writeFile(file, `${JSON.stringify(result, null, 2)}\n`);

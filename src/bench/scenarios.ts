@@ -16,10 +16,11 @@ export interface BenchEnv {
   repeat: number;
 }
 
-const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+/** Single-quotes a string for bash. */
+export const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 /** One shell loop over the data set's volume directories, one output file per volume (as the sidecar). */
-function perVolume(ds: Dataset, body: (dir: string, name: string) => string): string {
+export function perVolume(ds: Dataset, body: (dir: string, name: string) => string): string {
   return Object.entries(ds.stack.dirs)
     .map(([name, dir]) => body(q(dir), name))
     .join('\n');
@@ -123,7 +124,7 @@ async function duBytes(dir: string): Promise<number> {
   return n;
 }
 
-function sidecarEnv(env: BenchEnv, ds: Dataset, extra: Record<string, string>): NodeJS.ProcessEnv {
+export function sidecarEnv(env: BenchEnv, ds: Dataset, extra: Record<string, string>): NodeJS.ProcessEnv {
   const keep: NodeJS.ProcessEnv = {};
   // NODE_OPTIONS and MALLOC_ARENA_MAX pass through, to measure the sidecar as the image runs it.
   for (const k of ['PATH', 'HOME', 'DOCKER_HOST', 'NODE_EXTRA_CA_CERTS', 'NODE_OPTIONS', 'MALLOC_ARENA_MAX'])
@@ -176,6 +177,10 @@ export async function productBackup(
       ['backup', '--json'],
       sidecarEnv(env, ds, {
         ...targetEnv,
+        // These rows measure whole-volume archives; the store has its own group (inc-group.ts). The mix's
+        // dataroot has a filedir/, so `auto` would record it as incremental, which the archive API's
+        // restore row cannot write back.
+        BACKUP_INCREMENTAL: 'off',
         BACKUP_COMPRESSION: codec,
         ...(readPath ? { BACKUP_READ_PATH: readPath } : {}),
       }),
@@ -279,7 +284,7 @@ export async function fingerprint(env: BenchEnv, ds: Dataset): Promise<string> {
 }
 
 /** The sidecar's log lines as (seconds since start, step, volume, message): where the time went. */
-function timeline(logs: Record<string, unknown>[], startedAtMs: number): string[] {
+export function timeline(logs: Record<string, unknown>[], startedAtMs: number): string[] {
   return logs.map((l) => {
     const t = ((Date.parse(String(l.time)) - startedAtMs) / 1000).toFixed(2);
     const ms = ['ms', 'emptyMs', 'extractMs']

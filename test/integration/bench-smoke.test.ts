@@ -41,6 +41,8 @@ const EXPECTED: Record<string, string[]> = {
     'product:restore-local-zstd',
   ],
   big: ['baseline:tar|zstd', 'product:backup-local-zstd', 'product:restore-local-zstd'],
+  // The incremental group's CI piece (BENCH_INC_SETS=smoke): a 1st and a 2nd run of a small dataroot.
+  'inc-smoke': ['product:inc-1st', 'product:inc-2nd'],
 };
 
 describe('npm run bench, smoke run at tiny sizes (figures are not checked, only that every row is there)', () => {
@@ -59,6 +61,10 @@ describe('npm run bench, smoke run at tiny sizes (figures are not checked, only 
           BENCH_SMALL_FILES: '400',
           BENCH_BIG_MB: '24',
           BENCH_REPEAT: '1',
+          BENCH_INC_SETS: 'smoke',
+          BENCH_INC_MB: '60',
+          BENCH_INC_FILES: '300',
+          BENCH_INC_DB_MB: '4',
           BENCH_IMAGE: IMAGES.base,
           BENCH_OUT_DIR: dirs.root,
           BENCH_WORK_DIR: join(dirs.root, 'work'),
@@ -99,8 +105,11 @@ describe('npm run bench, smoke run at tiny sizes (figures are not checked, only 
       expect(Number.isFinite(r.mbps) && r.mbps > 0, `${r.dataset} ${r.key} MB/s`).toBe(true);
       if (r.key.startsWith('product:')) expect(r.peakRssMb, r.key).toBeGreaterThan(0);
     }
-    expect(result.targets.map((t) => t.name)).toHaveLength(10);
+    expect(result.targets.map((t) => t.name)).toHaveLength(11);
     for (const t of result.targets) expect(Number.isFinite(t.value), t.name).toBe(true);
+    // Nothing changed between the two runs: the 2nd stores no pack and at most 0.1% of the dataroot.
+    const second = result.targets.find((t) => t.name === 'inc-smoke: 2nd run new bytes / dataroot');
+    expect(second?.met, JSON.stringify(second)).toBe(true);
     expect(result.checks).toEqual([
       'mix: restored bytes equal the original',
       'small: restored bytes equal the original',

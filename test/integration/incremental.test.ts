@@ -76,6 +76,7 @@ describe('incremental backups (the blob store)', () => {
     expect(b1.added).toBe(b1.count); // a first run stores every blob
 
     const s2 = await backup();
+    expect(s2.format, said()).toBe('moodle-backup-sidecar/2');
     expect(blobsOf(s2)).toMatchObject({ count: b1.count, added: 0, addedBytes: 0, packBytes: 0 });
 
     // Three new files, two deleted, one moved to trashdir as Moodle's file deletion does.

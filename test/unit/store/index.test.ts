@@ -61,6 +61,18 @@ describe('EntryTable', () => {
     expect(a.at(a.find(shared)).pack).toBe(1);
   });
 
+  it('mergeFrom grows only when the merge does not fit (one merge per stored pack)', () => {
+    const a = new EntryTable();
+    for (let m = 0; m < 200; m++) {
+      const b = new EntryTable();
+      for (let i = 0; i < 50; i++) b.push(randomBytes(20), m, 0, 1);
+      b.sort();
+      a.mergeFrom(b);
+    }
+    expect(a.length).toBe(10_000);
+    expect(a.byteSize).toBeLessThan(4 * 10_000 * 36);
+  });
+
   it('refuses a hash of the wrong length and an offset off a tar block', () => {
     const t = new EntryTable();
     expect(() => t.push(randomBytes(19), 0, 0, 0)).toThrow(/20/);
