@@ -39,10 +39,20 @@ export async function openStore(
   const { config, backend, log, signal } = run.ctx;
   if (config.incremental === 'off') return undefined;
   const volumes = new Map<string, BlobVolume>();
+  const dataroot = run.mp.site.moodle?.dataroot?.volume;
   for (const v of run.mp.tarVolumes) {
     const dir = dirs.get(v.name);
     if (dir && (await isDir(join(dir, 'filedir'))))
       volumes.set(v.name, { v, dir, beforeMs: 0, added: { blobs: 0, bytes: 0, packBytes: 0 } });
+    else if (dataroot?.name === v.name) {
+      // The dataroot a user expects to be incremental: say why it is read whole.
+      const why = !dir
+        ? 'the sidecar cannot read it as a directory (mount it at /backup/<name>)'
+        : dataroot.subpath
+          ? `the dataroot is ${dataroot.subpath}/ inside the volume, and only a filedir/ at the top is kept in the store`
+          : 'it has no filedir/ yet';
+      log.info({ step: 'store', volume: v.short }, `${v.short}: saved whole, not incrementally: ${why}`);
+    }
   }
   if (volumes.size === 0) return undefined;
   const decrypt = storeDecrypter(config.encryption, 'store index');

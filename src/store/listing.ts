@@ -1,9 +1,10 @@
-import type { Dirent } from 'node:fs';
-import { lstat, opendir } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { lstat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BLOB_AREAS, type BlobArea, isSha1Hex } from './layout.js';
+import { collect, exited } from '../common/processes.js';
+import { BLOB_AREAS, type BlobArea } from './layout.js';
 
-/** A file that is a blob: `<area>/ab/cd/<sha1>`, a regular file whose directories match its name. */
+/** A file that is a blob: `<area>/xx/yy/<sha1>`, a regular file. */
 export interface ListedBlob {
   kind: 'blob';
   area: BlobArea;
@@ -20,100 +21,84 @@ export interface ListedBlob {
   nlink: number;
 }
 
-/** Anything else under filedir/ or trashdir/: it belongs in the per-snapshot tarball. */
+/** Shaped like a blob but not a regular file (a symlink, say): it belongs in the per-snapshot tarball. */
 export interface ListedOther {
   kind: 'other';
   path: string;
-  reason: 'not a regular file' | 'name is not a SHA-1' | 'wrong depth';
+  reason: 'not a regular file';
 }
 
 export type Listed = ListedBlob | ListedOther;
 
-/** How many lstat calls run at once within one directory (the disk's queue, not memory, bounds this). */
-const STAT_CONCURRENCY = 32;
+/** What find's -name matches: a name of 40 lower-case hex digits (Moodle writes them so). */
+const HEX40_GLOB = '[0-9a-f]'.repeat(40);
+/** Type, size, mode, owner, mtime, links, path; NUL-terminated, so no name can break a record. */
+const FORMAT = '%y %s %m %U %G %T@ %n %p\\0';
 
 /**
- * Lists the blobs of a dataroot's filedir/ and trashdir/ by names and sizes only: no file is opened.
- * Directories are streamed (opendir), so memory holds one directory's entries at a time, whatever the
- * tree's size. A missing area is simply empty. Symlinks are never followed.
+ * Lists the files shaped like blobs (`filedir|trashdir/xx/yy/<40 hex>`) of a dataroot by names and sizes
+ * only: no file is opened. GNU find does the walk (about ten times less CPU than a walk in Node, measured on a
+ * 37,000-file tree: docs/design.md), streaming its records, so memory holds a chunk at a time whatever the
+ * tree's size. A missing area is simply empty. Symlinks are never followed. A file deleted while it is being
+ * listed (online mode) is simply not in the list.
  */
 export async function* listBlobs(
   root: string,
   areas: readonly BlobArea[] = BLOB_AREAS,
 ): AsyncGenerator<Listed> {
-  for (const area of areas) {
-    yield* walk(root, [area], area);
-  }
-}
-
-async function* walk(root: string, segs: string[], area: BlobArea): AsyncGenerator<Listed> {
-  let dir: Awaited<ReturnType<typeof opendir>>;
+  const present: BlobArea[] = [];
+  for (const a of areas) if ((await lstat(join(root, a)).catch(() => null))?.isDirectory()) present.push(a);
+  if (present.length === 0) return;
+  const child = spawn(
+    'find',
+    [...present, '-mindepth', '3', '-maxdepth', '3', '-name', HEX40_GLOB, '-printf', FORMAT],
+    { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const stderr = collect(child.stderr);
+  // Exit 1 with only "No such file or directory": something vanished during the walk (a live site).
+  const done = exited(child, 'find', stderr, (code) => code === 0 || (code === 1 && onlyVanished(stderr())));
+  done.catch(() => undefined); // awaited below
+  let rest = '';
   try {
-    dir = await opendir(join(root, ...segs), { bufferSize: 256 });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && segs.length === 1) return;
-    throw err;
-  }
-  let files: Dirent[] = [];
-  const subdirs: string[] = [];
-  for await (const entry of dir) {
-    if (entry.isDirectory()) subdirs.push(entry.name);
-    else files.push(entry);
-    if (files.length >= STAT_CONCURRENCY) {
-      yield* classifyAll(root, segs, area, files);
-      files = [];
+    for await (const chunk of child.stdout) {
+      const records = (rest + (chunk as Buffer).toString('utf8')).split('\0');
+      rest = records.pop() ?? '';
+      for (const r of records) yield parseRecord(r);
     }
+    await done;
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   }
-  yield* classifyAll(root, segs, area, files);
-  for (const name of subdirs) yield* walk(root, [...segs, name], area);
 }
 
-async function* classifyAll(
-  root: string,
-  segs: string[],
-  area: BlobArea,
-  files: Dirent[],
-): AsyncGenerator<Listed> {
-  const results = await Promise.all(files.map((f) => classify(root, segs, area, f)));
-  for (const r of results) if (r) yield r;
+function onlyVanished(text: string): boolean {
+  return text
+    .trim()
+    .split('\n')
+    .every((l) => /No such file or directory/.test(l));
 }
 
-/** Why this file is not a blob, or null when it is one (judged on the name and the directory entry only). */
-export function notABlob(
-  segs: readonly string[],
-  name: string,
-  isFile: boolean,
-): ListedOther['reason'] | null {
-  if (!isFile) return 'not a regular file';
-  if (segs.length !== 3) return 'wrong depth';
-  if (!isSha1Hex(name)) return 'name is not a SHA-1';
-  // A blob in the wrong directory is still one: stored by its content, put back where it lay.
-  return null;
-}
-
-async function classify(root: string, segs: string[], area: BlobArea, entry: Dirent): Promise<Listed | null> {
-  const path = [...segs, entry.name].join('/');
-  const reason = notABlob(segs, entry.name, entry.isFile());
-  if (reason) return { kind: 'other', path, reason };
-  let st: Awaited<ReturnType<typeof lstat>>;
-  try {
-    st = await lstat(join(root, path));
-  } catch (err) {
-    // Moodle deleted it (or moved it to trashdir) while we listed: it is not part of this snapshot.
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
+export function parseRecord(r: string): Listed {
+  const fields: string[] = [];
+  let at = 0;
+  for (let i = 0; i < 7; i++) {
+    const sp = r.indexOf(' ', at);
+    fields.push(r.slice(at, sp));
+    at = sp + 1;
   }
-  if (!st.isFile()) return { kind: 'other', path, reason: 'not a regular file' };
+  const path = r.slice(at);
+  const [type, size, mode, uid, gid, mtime, nlink] = fields;
+  if (type !== 'f') return { kind: 'other', path, reason: 'not a regular file' };
   return {
     kind: 'blob',
-    area,
+    area: path.startsWith('trashdir/') ? 'trashdir' : 'filedir',
     path,
-    sha1: entry.name,
-    size: st.size,
-    mode: st.mode & 0o7777,
-    uid: st.uid,
-    gid: st.gid,
-    mtimeMs: st.mtimeMs,
-    nlink: st.nlink,
+    sha1: path.slice(-40),
+    size: Number(size),
+    mode: Number.parseInt(mode ?? '0', 8),
+    uid: Number(uid),
+    gid: Number(gid),
+    mtimeMs: Math.floor(Number(mtime) * 1000),
+    nlink: Number(nlink),
   };
 }

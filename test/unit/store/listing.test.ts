@@ -4,25 +4,37 @@ import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Listed, listBlobs, notABlob } from '../../../src/store/listing.js';
+import { type Listed, listBlobs, parseRecord } from '../../../src/store/listing.js';
 import { fileHeader } from '../../../src/store/tar-header.js';
 
 const sha1 = (s: string) => createHash('sha1').update(s).digest('hex');
 const at = (area: string, h: string) => `${area}/${h.slice(0, 2)}/${h.slice(2, 4)}/${h}`;
 
-describe('notABlob', () => {
+describe('parseRecord', () => {
   const h = sha1('x');
   it.each([
-    [['filedir', h.slice(0, 2), h.slice(2, 4)], h, true, null],
-    [['filedir', h.slice(0, 2), h.slice(2, 4)], h, false, 'not a regular file'],
-    [['filedir'], 'warning.txt', true, 'wrong depth'],
-    [['filedir', h.slice(0, 2), h.slice(2, 4), 'x'], h, true, 'wrong depth'],
-    [['filedir', h.slice(0, 2), h.slice(2, 4)], h.toUpperCase(), true, 'name is not a SHA-1'],
-    [['filedir', h.slice(0, 2), h.slice(2, 4)], `${h}.tmp`, true, 'name is not a SHA-1'],
-    // In the wrong directory it is still a blob: the tar exclusion leaves it out by shape, not by place.
-    [['filedir', '00', '00'], h, true, null],
-  ])('%j / %s (file: %s) → %s', (segs, name, isFile, reason) => {
-    expect(notABlob(segs, name, isFile)).toBe(reason);
+    [`f 5 640 33 1001 1700000000.1234567890 1 filedir/${h.slice(0, 2)}/${h.slice(2, 4)}/${h}`, 'blob'],
+    [`l 13 777 0 0 1700000000.0000000000 1 trashdir/00/00/${h}`, 'other'],
+    // A directory name with spaces: the path is everything after the seventh field.
+    [`f 5 644 0 0 1.5 2 filedir/a b/c d/${h}`, 'blob'],
+  ])('%s → %s', (record, kind) => {
+    const r = parseRecord(record);
+    expect(r.kind).toBe(kind);
+    expect(r.path.endsWith(h)).toBe(true);
+  });
+  it('reads size, octal mode, owner, mtime in ms and links', () => {
+    expect(parseRecord(`f 5 640 33 1001 1700000000.1234567890 2 filedir/aa/bb/${h}`)).toEqual({
+      kind: 'blob',
+      area: 'filedir',
+      path: `filedir/aa/bb/${h}`,
+      sha1: h,
+      size: 5,
+      mode: 0o640,
+      uid: 33,
+      gid: 1001,
+      mtimeMs: 1_700_000_000_123,
+      nlink: 2,
+    });
   });
 });
 
@@ -64,7 +76,7 @@ describe('listBlobs', () => {
       [
         ...blobs.map(({ h, size }) => `filedir ${at('filedir', h)} ${size} true`),
         `trashdir ${at('trashdir', trashed)} 7 true`,
-        'other filedir/warning.txt wrong depth',
+        // Not shaped like a blob (filedir/warning.txt): not listed at all, the tarball keeps it.
         `other ${link} not a regular file`,
       ].sort(),
     );
