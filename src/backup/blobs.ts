@@ -6,8 +6,8 @@ import type { ManifestBlobs } from '../archive/manifest.js';
 import { BlobListWriter } from '../store/blob-list.js';
 import type { StoreEncoding } from '../store/encoding.js';
 import { IndexCache } from '../store/index-cache.js';
-import { BLOB_AREAS, isSha1Hex } from '../store/layout.js';
-import { listBlobs } from '../store/listing.js';
+import { BLOB_AREAS } from '../store/layout.js';
+import { type ListedBlob, listBlobs } from '../store/listing.js';
 import { PackWriter } from '../store/pack-writer.js';
 import { loadIndex } from '../store/store-io.js';
 import { blobExcludeArgs } from '../volume/exclude-tar-args.js';
@@ -100,14 +100,11 @@ export async function storeBefore(run: BackupRun, s: BlobSession): Promise<void>
   for (const bv of [...s.volumes.values()]) {
     const t0 = Date.now();
     let listed = 0;
-    const added = await counted(s, bv, async () => {
-      for await (const l of listBlobs(bv.dir)) {
-        signal?.throwIfAborted();
-        if (l.kind !== 'blob' || l.nlink > 1) continue;
+    const added = await counted(s, bv, () =>
+      s.writer.addAll(bv.dir, plainBlobs(bv.dir, signal), async () => {
         listed++;
-        await s.writer.add(bv.dir, l);
-      }
-    });
+      }),
+    );
     bv.beforeMs = Date.now() - t0;
     log.info(
       { step: 'store', phase: 'before-stop', volume: bv.v.short, listed, ...added, ms: bv.beforeMs },
@@ -156,26 +153,24 @@ export async function storeInside(run: BackupRun, s: BlobSession, bv: BlobVolume
   const mismatches: ManifestBlobs['mismatches'] = [];
   let odd = 0;
   try {
-    const added = await counted(s, bv, async () => {
-      for await (const l of listBlobs(bv.dir)) {
-        signal?.throwIfAborted();
-        if (l.kind !== 'blob' || l.nlink > 1) {
-          if (blobShaped(l.path)) odd++;
-          continue;
-        }
-        const r = await s.writer.add(bv.dir, l);
-        if (r.status === 'vanished') continue; // deleted while listed (online mode): not in this snapshot
-        if (r.status === 'mismatch') {
-          mismatches.push({ path: l.path, claimed: r.claimed, actual: r.actual });
-          log.warn(
-            { step: 'store', volume: bv.v.short, path: l.path, actual: r.actual },
-            `${bv.v.short}: ${l.path} does not hold the content its name claims (SHA-1 ${r.actual}): Moodle's copy is corrupt; saved as it is`,
-          );
-        }
-        await list.add({ ...l, sha1: r.sha1 });
-        await paths.add(`./${l.path}\n`);
-      }
-    });
+    const added = await counted(s, bv, () =>
+      s.writer.addAll(
+        bv.dir,
+        plainBlobs(bv.dir, signal, () => odd++),
+        async (l, r) => {
+          if (r.status === 'vanished') return; // deleted while listed (online mode): not in this snapshot
+          if (r.status === 'mismatch') {
+            mismatches.push({ path: l.path, claimed: r.claimed, actual: r.actual });
+            log.warn(
+              { step: 'store', volume: bv.v.short, path: l.path, actual: r.actual },
+              `${bv.v.short}: ${l.path} does not hold the content its name claims (SHA-1 ${r.actual}): Moodle's copy is corrupt; saved as it is`,
+            );
+          }
+          await list.add({ ...l, sha1: r.sha1 });
+          await paths.add(`./${l.path}\n`);
+        },
+      ),
+    );
     await paths.finish();
     const summary = await list.finish();
     bv.list = {
@@ -217,10 +212,16 @@ export async function storeInside(run: BackupRun, s: BlobSession, bv: BlobVolume
   }
 }
 
-/** `<area>/xx/yy/<40 hex>`: what the shape pattern of BLOB_TAR_ARGS leaves out. */
-function blobShaped(path: string): boolean {
-  const segs = path.split('/');
-  return segs.length === 4 && isSha1Hex(segs[3] ?? '');
+/**
+ * The blobs of a dataroot that go to the store: regular files with one link. A file of the same shape that
+ * is not one (a symlink, a hard link to a path elsewhere) is counted by `odd` and stays in the tarball.
+ */
+async function* plainBlobs(dir: string, signal?: AbortSignal, odd?: () => void): AsyncGenerator<ListedBlob> {
+  for await (const l of listBlobs(dir)) {
+    signal?.throwIfAborted();
+    if (l.kind === 'blob' && l.nlink === 1) yield l;
+    else odd?.();
+  }
 }
 
 async function isDir(path: string): Promise<boolean> {

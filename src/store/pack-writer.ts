@@ -42,6 +42,16 @@ export type AddResult =
   /** The content's SHA-1 is not the file's name: stored (or found) under `actual`, the real hash. */
   | { status: 'mismatch'; sha1: string; claimed: string; actual: string; stored: boolean };
 
+/** Files read ahead of the pack being written, and at most this many bytes of them in memory. */
+const READ_AHEAD = 16;
+const READ_AHEAD_BYTES = 8 * 1024 * 1024;
+
+type Meta = Omit<TarFile, 'name' | 'size'>;
+type Loaded =
+  | { kind: 'vanished' }
+  | { kind: 'large'; size: number; meta: Meta }
+  | { kind: 'read'; data: Buffer; meta: Meta; actual: string };
+
 export interface WriterStats {
   packs: number;
   blobs: number;
@@ -79,33 +89,83 @@ export class PackWriter {
   /** Stores one listed blob unless the store holds its name already. `root` is the dataroot. */
   async add(root: string, blob: ListedBlob): Promise<AddResult> {
     if (this.has(blob.sha1)) return { status: 'known', sha1: blob.sha1 };
+    return this.store(root, blob, await this.load(root, blob));
+  }
+
+  /**
+   * Stores every listed blob the store lacks, reading up to `READ_AHEAD` files (and `READ_AHEAD_BYTES`) ahead
+   * of the pack being written: one file at a time left the disk and the hash idle between awaits (the bench's
+   * first run: 20,000 files at a sixth of `tar | zstd`). Results come in the listing's order.
+   */
+  async addAll(
+    root: string,
+    blobs: AsyncIterable<ListedBlob>,
+    onResult: (blob: ListedBlob, r: AddResult) => Promise<void>,
+  ): Promise<void> {
+    const window: { blob: ListedBlob; loaded: Promise<Loaded> }[] = [];
+    let bytes = 0;
+    const next = async () => {
+      const head = window.shift() as (typeof window)[number];
+      bytes -= head.blob.size;
+      await onResult(head.blob, await this.store(root, head.blob, await head.loaded));
+    };
+    try {
+      for await (const blob of blobs) {
+        if (this.has(blob.sha1)) {
+          await onResult(blob, { status: 'known', sha1: blob.sha1 });
+          continue;
+        }
+        while (window.length >= READ_AHEAD || (window.length > 0 && bytes + blob.size > READ_AHEAD_BYTES))
+          await next();
+        const loaded = this.load(root, blob);
+        loaded.catch(() => undefined); // seen when its turn comes
+        window.push({ blob, loaded });
+        bytes += blob.size;
+      }
+      while (window.length > 0) await next();
+    } finally {
+      // An error midway: let the reads already started finish before their handles are forgotten.
+      await Promise.allSettled(window.map((w) => w.loaded));
+    }
+  }
+
+  /** Reads a file whole and hashes it (a large one only later, streamed into a pack of its own). */
+  private async load(root: string, blob: ListedBlob): Promise<Loaded> {
     const fh = await open(join(root, blob.path), constants.O_RDONLY | constants.O_NOFOLLOW).catch(
       (err: unknown) => {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
         throw err;
       },
     );
-    if (!fh) return { status: 'vanished', sha1: blob.sha1 };
+    if (!fh) return { kind: 'vanished' };
     try {
       const st = await fh.stat();
       const meta = { mode: st.mode, uid: st.uid, gid: st.gid, mtimeMs: st.mtimeMs };
-      if (st.size >= this.packSize) return await this.addLarge(root, blob, st.size, meta);
+      if (st.size >= this.packSize) return { kind: 'large', size: st.size, meta };
       const data = await fh.readFile();
-      this.stats.readBytes += data.length;
-      const actual = createHash('sha1').update(data).digest('hex');
-      const stored = !this.has(actual);
-      if (stored) {
-        const sink = await this.openSink();
-        const offset = await sink.writeEntry({ name: blobPath(actual), size: data.length, ...meta }, data);
-        this.record(actual, offset, data.length);
-        if (sink.tarBytes >= this.packSize) await this.cut();
-      }
-      if (actual !== blob.sha1)
-        return { status: 'mismatch', sha1: actual, claimed: blob.sha1, actual, stored };
-      return { status: 'added', sha1: actual };
+      return { kind: 'read', data, meta, actual: createHash('sha1').update(data).digest('hex') };
     } finally {
       await fh.close();
     }
+  }
+
+  private async store(root: string, blob: ListedBlob, l: Loaded): Promise<AddResult> {
+    if (l.kind === 'vanished') return { status: 'vanished', sha1: blob.sha1 };
+    if (l.kind === 'large') return this.addLarge(root, blob, l.size, l.meta);
+    this.stats.readBytes += l.data.length;
+    const { actual } = l;
+    const stored = !this.has(actual);
+    if (stored) {
+      const sink = await this.openSink();
+      const offset = await sink.writeEntry(
+        { name: blobPath(actual), size: l.data.length, ...l.meta },
+        l.data,
+      );
+      this.record(actual, offset, l.data.length);
+      if (sink.tarBytes >= this.packSize) await this.cut();
+    }
+    if (actual !== blob.sha1) return { status: 'mismatch', sha1: actual, claimed: blob.sha1, actual, stored };
+    return { status: 'added', sha1: actual };
   }
 
   /** Stores the open pack, if any, and its index file. Call once every blob was added. */
