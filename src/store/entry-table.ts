@@ -205,7 +205,9 @@ export class EntryTable {
       if (this.find(e.sha1) < 0) fresh.push(e.sha1, e.pack, e.offset, e.size);
     }
     if (fresh.length === 0) return;
-    this.reserve(Math.max(this.length + fresh.length, Math.ceil(this.capacity * 1.25)));
+    // Grow only when full (by a quarter at least): growing on every merge compounds to gigabytes.
+    if (this.length + fresh.length > this.capacity)
+      this.reserve(Math.max(this.length + fresh.length, Math.ceil(this.capacity * 1.25)));
     let i = this.length - 1;
     let j = fresh.length - 1;
     let w = this.length + fresh.length - 1;

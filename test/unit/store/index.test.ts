@@ -61,6 +61,19 @@ describe('EntryTable', () => {
     expect(a.at(a.find(shared)).pack).toBe(1);
   });
 
+  it('many small merges (a backup adding pack after pack) grow the table in proportion, not per merge', () => {
+    const a = new EntryTable();
+    for (let m = 0; m < 200; m++) {
+      const b = new EntryTable();
+      for (let i = 0; i < 3; i++) b.push(randomBytes(20), m, 0, 1);
+      b.sort();
+      a.mergeFrom(b);
+    }
+    expect(a.length).toBe(600);
+    // 36 bytes an entry; capacity may run a quarter ahead, never 1.25^200 ahead.
+    expect(a.byteSize).toBeLessThan(2 * 600 * 36);
+  });
+
   it('refuses a hash of the wrong length and an offset off a tar block', () => {
     const t = new EntryTable();
     expect(() => t.push(randomBytes(19), 0, 0, 0)).toThrow(/20/);
