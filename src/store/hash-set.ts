@@ -30,7 +30,7 @@ export class HashSet20 {
     if (this.find(hash) >= 0) return;
     if (this.p * HASH_BYTES === this.pending.length) {
       if (this.p >= PENDING_MAX) this.seal();
-      else this.growPending();
+      this.growPending();
     }
     this.pending.set(hash, this.p * HASH_BYTES);
     this.p++;
@@ -75,7 +75,8 @@ export class HashSet20 {
       if (takeA) i += HASH_BYTES;
       else j += HASH_BYTES;
     }
-    this.sorted = out.subarray(0, w);
+    // A copy when duplicates were dropped, so the set holds no unused tail.
+    this.sorted = w === out.length ? out : out.slice(0, w);
     this.n = w / HASH_BYTES;
     this.p = 0;
     this.pending = new Uint8Array(0);
