@@ -3,7 +3,7 @@ import type { EncryptionConfig } from '../config/types.js';
 import type { Logger } from '../observe/logger.js';
 import type { Backend } from '../storage/backend.js';
 import { HashSet20 } from '../store/hash-set.js';
-import { snapshotBlobs } from '../store/snapshot-blobs.js';
+import { snapshotBlobHashes } from '../store/snapshot-blobs.js';
 
 export type Mark =
   | { ok: true; live: HashSet20; snapshots: number; lists: number }
@@ -43,7 +43,7 @@ export async function markKept(
     for (const v of m.volumes) {
       if (!v.blobs) continue;
       try {
-        for await (const b of snapshotBlobs(backend, m, v, encryption)) live.addHex(b.sha1);
+        await snapshotBlobHashes(backend, m, v, encryption, (h) => live.add(h));
       } catch (err) {
         return {
           ok: false,

@@ -3,6 +3,7 @@ import type { Manifest, ManifestVolume } from '../archive/manifest.js';
 import { SidecarError } from '../common/errors.js';
 import type { EncryptionConfig } from '../config/types.js';
 import type { Backend } from '../storage/backend.js';
+import { readBlobHashes } from './blob-hashes.js';
 import type { BlobIndex } from './blob-index.js';
 import { type BlobEntry, readBlobList } from './blob-list.js';
 import { PACKS_PREFIX } from './layout.js';
@@ -41,6 +42,38 @@ export async function* snapshotBlobs(
     count++;
     yield b;
   }
+  if (count !== blobs.count)
+    throw new SidecarError(
+      'INTEGRITY_FAILED',
+      `${where}: lists ${count} blobs, the manifest says ${blobs.count}`,
+    );
+}
+
+/** Only the hashes of one snapshot volume's blob list (prune's mark), its checksum and count checked. */
+export async function snapshotBlobHashes(
+  backend: Backend,
+  manifest: Manifest,
+  v: ManifestVolume,
+  encryption: EncryptionConfig | undefined,
+  onHash: (sha1: Uint8Array) => void,
+): Promise<void> {
+  const blobs = v.blobs;
+  if (!blobs) return;
+  const where = `snapshot ${manifest.id}, volume ${v.name}: ${blobs.file}`;
+  const encrypted = blobs.file.endsWith('.age');
+  const decrypt = encrypted ? storeDecrypter(encryption, blobs.file) : undefined;
+  if (encrypted && !decrypt) {
+    throw new SidecarError(
+      'DECRYPTION_FAILED',
+      `${where} is encrypted and no age identity or passphrase is configured`,
+    );
+  }
+  const source = await backend.get(`${manifest.id}/${blobs.file}`);
+  const count = await readBlobHashes(
+    source,
+    { sha256: blobs.sha256, codec: manifest.codec, decrypt, where },
+    onHash,
+  );
   if (count !== blobs.count)
     throw new SidecarError(
       'INTEGRITY_FAILED',
