@@ -16,6 +16,11 @@ export interface RepackResult {
   newPacks: number;
   blobs: number;
   storedBytes: number;
+  /**
+   * Ids of the packs written. Packs are deterministic: a repack of the same blobs as a killed run's repack
+   * writes that run's pack again, byte for byte, under the same id (and the same index file id).
+   */
+  written: Set<string>;
 }
 
 /**
@@ -33,14 +38,15 @@ export async function repack(
   log: Logger,
   signal?: AbortSignal,
 ): Promise<RepackResult> {
-  const result: RepackResult = { done: [], newPacks: 0, blobs: 0, storedBytes: 0 };
+  const result: RepackResult = { done: [], newPacks: 0, blobs: 0, storedBytes: 0, written: new Set() };
   if (candidates.length === 0) return result;
   const work = join(spoolDir, `repack-${randomBytes(4).toString('hex')}`);
   await mkdir(work, { recursive: true, mode: 0o700 });
   // A fresh index: the writer must store these blobs although the store's index knows them (in the old packs).
+  const fresh = new BlobIndex();
   const writer = new PackWriter({
     backend,
-    index: new BlobIndex(),
+    index: fresh,
     encoding,
     spoolDir: join(work, 'spool'),
     signal,
@@ -113,6 +119,7 @@ export async function repack(
     await writer.abort();
     await rm(work, { recursive: true, force: true });
   }
+  for (const e of fresh.entries()) result.written.add(e.packId);
   result.newPacks = writer.stats.packs;
   result.blobs = writer.stats.blobs;
   result.storedBytes = writer.stats.storedBytes;

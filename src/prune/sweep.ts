@@ -138,10 +138,12 @@ export async function sweepStore(
     { step: 'sweep', phase: 'repacked', packs: r.done.length, newPacks: r.newPacks, blobs: r.blobs },
     `repacked ${r.done.length} pack(s) into ${r.newPacks} new one(s)`,
   );
-  const going = [...p.dead.map((d) => d.id), ...r.done];
+  // A pack the repack has just (re)written holds live blobs now, whatever the plan said of its old copy.
+  const going = [...p.dead.map((d) => d.id), ...r.done].filter((id) => !r.written.has(id));
   result.indexFilesDeleted = await dropIndexEntries(backend, encoding, p.indexFiles, new Set(going), log);
   for (const id of going) await deletePack(backend, id, 'pack', log);
-  for (const orphan of p.orphans) await deletePack(backend, orphan.id, 'orphan', log);
+  for (const orphan of p.orphans)
+    if (!r.written.has(orphan.id)) await deletePack(backend, orphan.id, 'orphan', log);
   log.info(
     { step: 'sweep', phase: 'done', ...result },
     `store swept: ${going.length} pack(s) and ${result.orphanPacks} unindexed pack(s) deleted`,
