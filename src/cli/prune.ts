@@ -3,6 +3,7 @@ import { jobOf, listSnapshots } from '../archive/catalog.js';
 import { type Job, LABEL_JOB_PREFIX, type Settings } from '../config/jobs.js';
 import type { Logger } from '../observe/logger.js';
 import type { PruneResult } from '../prune/run.js';
+import type { StoreSweepResult } from '../prune/sweep.js';
 import { DECISION_HEADERS, type Decision, decisionRows, describeDecisions } from '../retention/policy.js';
 import type { Backend } from '../storage/backend.js';
 import { createBackend } from '../storage/index.js';
@@ -44,7 +45,13 @@ async function pruneJobs(ctx: RunContext, jobs: Job[], dryRun: boolean): Promise
     const backend: Backend & { close?: () => void } = own ? ctx.backend : createBackend(job.config.target);
     try {
       const { prune } = await import('../prune/run.js');
-      const result = await prune(backend, job.config.retention, { dryRun, log: ctx.log, job: job.name });
+      const result = await prune(backend, job.config.retention, {
+        dryRun,
+        log: ctx.log,
+        job: job.name,
+        store: job.config,
+        signal: ctx.signal,
+      });
       results.push({ job: job.name, location: backend.location, result });
     } finally {
       if (!own) backend.close?.();
@@ -59,6 +66,7 @@ function printResults(results: JobResult[], opts: { dryRun?: boolean; json?: boo
       decisions: r.decisions.map((d) => ({ ...d, time: d.time.toISOString() })),
       deleted: r.deleted,
       deletedBytes: r.deletedBytes,
+      ...(r.store ? { store: r.store } : {}),
     });
     const out =
       results.length === 1 && results[0]
@@ -78,7 +86,19 @@ function printResults(results: JobResult[], opts: { dryRun?: boolean; json?: boo
       process.stdout.write(
         `deleted ${result.deleted.length} snapshot(s), ${formatBytes(result.deletedBytes)} freed\n`,
       );
+    if (result.store) process.stdout.write(storeText(result.store, opts.dryRun === true));
   }
+}
+
+/** The store's sweep in a line or two: what was (or, on a dry run, would be) deleted and repacked. */
+function storeText(s: StoreSweepResult, dryRun: boolean): string {
+  if (s.refused) return `store: nothing deleted (${s.refused})\n`;
+  const verb = dryRun ? 'would delete' : 'deleted';
+  const lines = [
+    `store: ${verb} ${s.deadPacks} dead pack(s) (${formatBytes(s.deadBytes)}) and ${s.orphanPacks} unindexed pack(s) (${formatBytes(s.orphanBytes)})`,
+    `store: ${dryRun ? 'would repack' : 'repacked'} ${s.repackPacks} mostly dead pack(s) (${formatBytes(s.repackBytes)})${dryRun ? '' : ` into ${s.newPacks} new one(s)`}`,
+  ];
+  return `${lines.join('\n')}\n`;
 }
 
 /**

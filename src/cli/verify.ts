@@ -7,6 +7,7 @@ import { table, terminalWidth } from './output.js';
 interface VerifyFlags {
   all?: boolean;
   deep?: boolean;
+  readData?: boolean;
   json?: boolean;
   job?: string;
 }
@@ -28,6 +29,10 @@ export function registerVerify(program: Command): void {
       '--deep',
       'restore drill: extract into scratch volumes, compare entry counts, run mariadb-check on the database',
     )
+    .option(
+      '--read-data',
+      'incremental snapshots: download every pack they need and check every blob against its SHA-1',
+    )
     .option('--json', 'print the results as JSON')
     .option('--job <name>', 'check the snapshots at this job’s target')
     .action(async (snapshotArg: string | undefined, flags: VerifyFlags) => {
@@ -45,6 +50,7 @@ export function registerVerify(program: Command): void {
           snapshot: snapshotArg,
           all: flags.all,
           deep: flags.deep,
+          readData: flags.readData,
           signal: ctx.signal,
         });
         if (flags.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);

@@ -5,6 +5,7 @@ import type { RetentionPolicy } from '../config/types.js';
 import type { Logger } from '../observe/logger.js';
 import { type Decision, planRetention, type SnapshotRef } from '../retention/policy.js';
 import type { Backend } from '../storage/backend.js';
+import { type StoreSweepConfig, type StoreSweepResult, sweepStore } from './sweep.js';
 
 export interface PruneOptions {
   now?: Date;
@@ -13,6 +14,9 @@ export interface PruneOptions {
   log: Logger;
   /** Apply the policy to this job's snapshots only (a target may hold several jobs'); undefined: all. */
   job?: string;
+  /** Keys, codec and scratch space for the blob store's sweep (default: zstd, no keys, the OS temp dir). */
+  store?: StoreSweepConfig;
+  signal?: AbortSignal;
 }
 
 export interface PruneResult {
@@ -22,6 +26,8 @@ export interface PruneResult {
   /** Ids whose objects were all deleted (empty on a dry run). */
   deleted: string[];
   deletedBytes: number;
+  /** The blob store's mark and sweep (on a dry run: what it would do); undefined when there is no store. */
+  store?: StoreSweepResult;
 }
 
 /**
@@ -43,7 +49,7 @@ export function toSnapshotRef(e: SnapshotEntry): SnapshotRef {
 
 /**
  * Applies the retention policy to the target: lists, plans (retention/policy.ts), deletes every object of
- * each forgotten snapshot. Deletion stops at the first error, which is thrown after the snapshots deleted so
+ * each forgotten snapshot, then sweeps the blob store of what no remaining snapshot needs (sweep.ts). Deletion stops at the first error, which is thrown after the snapshots deleted so
  * far are logged; a rerun finishes the job because a half-deleted snapshot is simply an incomplete one.
  */
 export async function prune(
@@ -53,7 +59,8 @@ export async function prune(
 ): Promise<PruneResult> {
   const { log } = opts;
   const now = opts.now ?? new Date();
-  const entries = entriesOfJob(await listSnapshots(backend), opts.job);
+  const listed = await listSnapshots(backend);
+  const entries = entriesOfJob(listed, opts.job);
   const decisions = planRetention(entries.map(toSnapshotRef), policy, now);
   const forgotten = decisions.filter((d) => !d.keep);
   const result: PruneResult = { decisions, entries, deleted: [], deletedBytes: 0 };
@@ -68,7 +75,20 @@ export async function prune(
     },
     `retention: ${decisions.length - forgotten.length} kept, ${forgotten.length} to forget${opts.dryRun ? ' (dry run)' : ''}`,
   );
-  if (opts.dryRun) return result;
+  const sweep = (gone: string[]) =>
+    sweepStore(backend, listed, {
+      gone: new Set(gone),
+      cfg: opts.store,
+      dryRun: opts.dryRun === true,
+      now,
+      graceMs: policy.sweepGraceHours * 3_600_000,
+      log,
+      signal: opts.signal,
+    });
+  if (opts.dryRun) {
+    result.store = await sweep(forgotten.map((d) => d.id));
+    return result;
+  }
 
   const byId = new Map(entries.map((e) => [e.id, e]));
   for (const d of forgotten) {
@@ -89,6 +109,8 @@ export async function prune(
     result.deletedBytes += entry.storedBytes;
     log.info({ step: 'prune', snapshot: d.id, reason: d.reasons[0] }, `forgot snapshot ${d.id}`);
   }
+  // Every snapshot of every job that stays protects its blobs; the rest of the store goes.
+  result.store = await sweep(result.deleted);
   return result;
 }
 

@@ -133,7 +133,8 @@ export async function recoverLeftovers(
 /** A failed prune does not undo the backup: it is logged and retried after the next success. */
 async function pruneJob(deps: RunnerDeps, job: Job, backend: Backend): Promise<void> {
   try {
-    const r = await prune(backend, job.config.retention, { log: deps.log, job: job.name });
+    // The store's sweep runs here too, still under the backup's lock: no backup is writing packs meanwhile.
+    const r = await prune(backend, job.config.retention, { log: deps.log, job: job.name, store: job.config });
     const deleted = new Set(r.deleted);
     deps.onListed(
       job.name,

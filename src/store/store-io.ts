@@ -74,6 +74,20 @@ export async function readIndexFile(
   enc: StoreEncoding,
   id: string,
   scratch?: Scratch,
+): Promise<DecodedPack[]>;
+/** With a cache: null when the file is encrypted and no key is configured (its blobs count as unknown). */
+export async function readIndexFile(
+  backend: Backend,
+  enc: StoreEncoding,
+  id: string,
+  scratch: Scratch | undefined,
+  cache: IndexCache | undefined,
+): Promise<DecodedPack[] | null>;
+export async function readIndexFile(
+  backend: Backend,
+  enc: StoreEncoding,
+  id: string,
+  scratch?: Scratch,
   cache?: IndexCache,
 ): Promise<DecodedPack[] | null> {
   const cached = await cache?.get(id);

@@ -9,6 +9,7 @@ import { SidecarError } from '../common/errors.js';
 import type { Logger } from '../observe/logger.js';
 import { manifestTotals, ProgressBoard } from '../observe/progress.js';
 import { isLocalBackend } from '../storage/backend.js';
+import { StoreVerifier } from './blobs.js';
 import { DRILL_PREFIX, drill, drillHelperImage, rand } from './drill.js';
 import { verifyDumpResult } from './dump.js';
 import type { VerifyLevel, VerifyOptions, VerifyReport, VerifyResult } from './types.js';
@@ -21,6 +22,7 @@ import type { VerifyLevel, VerifyOptions, VerifyReport, VerifyResult } from './t
  */
 export async function runVerify(o: VerifyOptions): Promise<VerifyReport> {
   const results: VerifyResult[] = [];
+  const store = new StoreVerifier(o.backend, o.config, o.signal);
   if (o.all) {
     const entries = await listSnapshots(o.backend);
     if (entries.length === 0) {
@@ -31,7 +33,7 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyReport> {
       );
     }
     for (const e of entries) {
-      if (e.status === 'ok' && e.manifest) results.push(...(await verifyOne(o, e.manifest)));
+      if (e.status === 'ok' && e.manifest) results.push(...(await verifyOne(o, store, e.manifest)));
       else {
         const detail =
           e.status === 'incomplete'
@@ -42,12 +44,12 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyReport> {
       }
     }
   } else {
-    results.push(...(await verifyOne(o, await resolveSnapshot(o.backend, o.snapshot ?? 'latest'))));
+    results.push(...(await verifyOne(o, store, await resolveSnapshot(o.backend, o.snapshot ?? 'latest'))));
   }
   return { ok: results.every((r) => r.ok), results };
 }
 
-async function verifyOne(o: VerifyOptions, m: Manifest): Promise<VerifyResult[]> {
+async function verifyOne(o: VerifyOptions, store: StoreVerifier, m: Manifest): Promise<VerifyResult[]> {
   const out: VerifyResult[] = [];
   // A remote archive is downloaded once: checked while spooled, then the drill extracts the spooled copy.
   const spool = Boolean(o.deep) && !isLocalBackend(o.backend);
@@ -78,6 +80,7 @@ async function verifyOne(o: VerifyOptions, m: Manifest): Promise<VerifyResult[]>
         { step: 'verify', snapshot: m.id, volume: v.name, ...stats, ms: ms(t0) },
         `verified ${v.name}`,
       );
+      if (v.blobs) out.push(await blobsResult(o, store, m, v));
       if (!o.deep) continue;
       const t1 = Date.now();
       try {
@@ -101,6 +104,24 @@ async function verifyOne(o: VerifyOptions, m: Manifest): Promise<VerifyResult[]>
     if (spool) await rm(spoolDir, { recursive: true, force: true });
   }
   return out;
+}
+
+/** An incremental volume's blobs: list and closure, and with --read-data every blob's content. */
+async function blobsResult(
+  o: VerifyOptions,
+  store: StoreVerifier,
+  m: Manifest,
+  v: ManifestVolume,
+): Promise<VerifyResult> {
+  const t0 = Date.now();
+  try {
+    const detail = await store.check(m, v, o.readData === true);
+    o.log.info({ step: 'verify', snapshot: m.id, volume: v.name, level: 'blobs', ms: ms(t0) }, detail);
+    return { snapshot: m.id, volume: v.name, level: 'blobs', ok: true, detail, ms: ms(t0) };
+  } catch (err) {
+    if (o.signal?.aborted) throw err;
+    return failure(m, v, 'blobs', err, t0, o.log);
+  }
 }
 
 function failure(

@@ -15,14 +15,19 @@ export interface VerifyOptions {
   all?: boolean;
   /** Restore drill: extract each archive into a scratch volume and check what came out. */
   deep?: boolean;
+  /** Incremental volumes: download every pack the snapshot needs and hash every blob in it. */
+  readData?: boolean;
   signal?: AbortSignal;
   /** Bounds for the drill's throwaway MariaDB (defaults: 180 s to answer ping, 30 min for the check). */
   dbStartTimeoutMs?: number;
   dbCheckTimeoutMs?: number;
 }
 
-/** catalog: the snapshot directory itself; archive: level 1 (verifyVolume); drill: `--deep`. */
-export type VerifyLevel = 'catalog' | 'archive' | 'drill';
+/**
+ * catalog: the snapshot directory itself; archive: level 1 (verifyVolume); blobs: an incremental volume's
+ * blob list and its closure in the store (`--read-data`: every blob's content too); drill: `--deep`.
+ */
+export type VerifyLevel = 'catalog' | 'archive' | 'blobs' | 'drill';
 
 export interface VerifyResult {
   snapshot: string;
