@@ -12,12 +12,12 @@ import type { EncryptionConfig } from '../config/types.js';
 import type { Logger } from '../observe/logger.js';
 import type { Backend } from '../storage/backend.js';
 import type { BlobIndex } from '../store/blob-index.js';
-import { type BlobEntry, readBlobList } from '../store/blob-list.js';
+import type { BlobEntry } from '../store/blob-list.js';
 import { BlobSet } from '../store/blob-set.js';
 import type { StoreEncoding } from '../store/encoding.js';
 import type { PackRecord } from '../store/index-file.js';
-import { PACKS_PREFIX } from '../store/layout.js';
 import { extractPack } from '../store/pack-reader.js';
+import { blobProblem, snapshotBlobs, storedPacks } from '../store/snapshot-blobs.js';
 import { loadIndex } from '../store/store-io.js';
 
 /** What a restore of incremental volumes works from: the store's index and each volume's blob set. */
@@ -27,40 +27,15 @@ export interface RestoreBlobs {
   sets: Map<string, BlobSet>;
 }
 
-/** Reads one snapshot volume's blob list (its sha256 checked) into a compact set. */
+/** Reads one snapshot volume's blob list (its sha256 and count checked) into a compact set. */
 export async function readBlobSet(
   backend: Backend,
   manifest: Manifest,
   v: ManifestVolume,
   encryption: EncryptionConfig | undefined,
 ): Promise<BlobSet> {
-  const blobs = v.blobs;
   const set = new BlobSet();
-  if (!blobs) return set;
-  const where = `snapshot ${manifest.id}, volume ${v.name}: ${blobs.file}`;
-  const decrypt = blobs.file.endsWith('.age') ? storeDecrypter(encryption, blobs.file) : undefined;
-  if (blobs.file.endsWith('.age') && !decrypt) {
-    throw new SidecarError(
-      'DECRYPTION_FAILED',
-      `${where} is encrypted and no age identity or passphrase is configured; nothing was changed`,
-      'set BACKUP_AGE_IDENTITY (or BACKUP_AGE_PASSPHRASE) to the key the backups were made with',
-    );
-  }
-  const source = await backend.get(`${manifest.id}/${blobs.file}`);
-  for await (const b of readBlobList(source, {
-    sha256: blobs.sha256,
-    codec: manifest.codec,
-    decrypt,
-    where,
-  })) {
-    set.add(b);
-  }
-  if (set.length !== blobs.count) {
-    throw new SidecarError(
-      'INTEGRITY_FAILED',
-      `${where}: lists ${set.length} blobs, the manifest says ${blobs.count}`,
-    );
-  }
+  for await (const b of snapshotBlobs(backend, manifest, v, encryption)) set.add(b);
   return set;
 }
 
@@ -84,9 +59,7 @@ export async function verifyBlobs(
     decrypt: storeDecrypter(encryption, 'store'),
   };
   const index = await loadIndex(backend, encoding);
-  const stored = new Map(
-    (await backend.list(PACKS_PREFIX)).map((o) => [o.key.slice(o.key.lastIndexOf('/') + 1), o.size]),
-  );
+  const stored = await storedPacks(backend);
   const sets = new Map<string, BlobSet>();
   for (const v of withBlobs) {
     const set = await readBlobSet(backend, manifest, v, encryption);
@@ -108,19 +81,15 @@ export async function verifyBlobs(
 }
 
 /** Why blobs of a set cannot be restored: not indexed, or their pack missing or of the wrong size. */
-export function closureProblems(set: BlobSet, index: BlobIndex, stored: Map<string, number>): string[] {
+export function closureProblems(
+  set: BlobSet,
+  index: BlobIndex,
+  stored: Map<string, { size: number }>,
+): string[] {
   const problems: string[] = [];
   for (let i = 0; i < set.length && problems.length < 100; i++) {
-    const at = index.lookup(set.hash(i));
-    if (!at) {
-      problems.push(`blob ${set.sha1(i)} is in no pack`);
-      continue;
-    }
-    const pack = index.pack(at.packId) as PackRecord;
-    const size = stored.get(pack.id);
-    if (size === undefined) problems.push(`pack ${pack.id} is missing`);
-    else if (size !== pack.storedSize)
-      problems.push(`pack ${pack.id} has ${size} bytes, not ${pack.storedSize}`);
+    const problem = blobProblem(set.hash(i), index, stored);
+    if (problem) problems.push(problem);
   }
   return problems;
 }
