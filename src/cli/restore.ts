@@ -9,6 +9,8 @@ import { SNAPSHOT_HEADERS, snapshotRows } from './snapshots.js';
 
 interface RestoreFlags {
   volume?: string[];
+  file?: string;
+  to?: string;
   yes?: boolean;
   dryRun?: boolean;
   safetySnapshot: boolean;
@@ -59,7 +61,19 @@ export function registerRestore(program: Command): void {
     .option('--no-safety-snapshot', 'do not save the current volumes as a pre-restore snapshot first')
     .option('--json', 'print the result as JSON')
     .option('--job <name>', 'restore from this job’s target; `latest` is its newest snapshot')
+    .option(
+      '--file <path|sha1>',
+      'only this Moodle file (filedir/ab/cd/<sha1>, or its content hash), put back without stopping anything',
+    )
+    .option('--to <dir>', 'with --file: write it under this directory instead of the live dataroot')
     .action(async (snapshotArg: string | undefined, flags: RestoreFlags) => {
+      if (flags.file) return restoreFile(snapshotArg ?? 'latest', flags);
+      if (flags.to)
+        throw new SidecarError(
+          'USAGE',
+          '--to goes with --file',
+          'e.g. `restore latest --file filedir/ab/cd/<sha1> --to /tmp/out`',
+        );
       const interactive = isInteractive();
       if (!flags.dryRun && !interactive && (!snapshotArg || !flags.yes)) {
         throw new SidecarError(
@@ -98,6 +112,34 @@ export function registerRestore(program: Command): void {
         await ctx.close();
       }
     });
+}
+
+/** `restore --file`: one Moodle file from the store, into the live dataroot (or --to), nothing stopped. */
+async function restoreFile(snapshot: string, flags: RestoreFlags): Promise<void> {
+  const ctx = await openContext({ job: flags.job, json: flags.json });
+  try {
+    const { restoreOneFile } = await import('../restore/one-file.js');
+    const r = await withRunLock(ctx, 'restore', () =>
+      restoreOneFile({
+        docker: ctx.docker,
+        config: ctx.config,
+        backend: ctx.backend,
+        log: ctx.log,
+        signal: ctx.signal,
+        snapshot,
+        file: flags.file as string,
+        ...(flags.to ? { to: flags.to } : {}),
+        ...(flags.job && ctx.job ? { job: ctx.job.name } : {}),
+      }),
+    );
+    process.stdout.write(
+      flags.json
+        ? `${JSON.stringify(r, null, 2)}\n`
+        : `restored ${r.path} (${formatBytes(r.bytes)}) from ${r.snapshot} into ${r.into}\n`,
+    );
+  } finally {
+    await ctx.close();
+  }
 }
 
 function printResult(result: RestoreResult, flags: RestoreFlags): void {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { readdir } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { generateIdentity, identityToRecipient } from 'age-encryption';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -134,6 +134,52 @@ describe('incremental backups (the blob store)', () => {
       // Blobs the dataroot still had were reused, not fetched again.
       expect(placed?.reused).toBeGreaterThan(0);
     }
+  });
+
+  it('restore --file: one deleted Moodle file back, by path or content hash, with nothing stopped', async () => {
+    const backend = createBackend(config.target);
+    const text = 'a file a teacher deleted by mistake';
+    const path = at('filedir', sha1(text));
+    await inDataroot(stack, addBlob(text));
+    const m = await runBackup({ docker: docker(), config, backend, log: silentLogger() });
+    await inDataroot(stack, `rm ${path}`);
+    const before = await stack.states();
+    const { restoreOneFile } = await import('../../src/restore/one-file.js');
+    const r = await restoreOneFile({
+      docker: docker(),
+      config,
+      backend,
+      log: silentLogger(),
+      snapshot: m.id,
+      file: path,
+    });
+    expect(r).toMatchObject({ path, sha1: sha1(text), bytes: text.length, volume: 'moodledata_data' });
+    expect(await inDataroot(stack, `cat ${path}; echo; stat -c '%u:%g' ${path}`)).toBe(
+      `${text}\n1001:1001\n`,
+    );
+    expect(await stack.states()).toEqual(before);
+    // By content hash, into another directory.
+    const out = join(dirs.root, 'one-file');
+    await restoreOneFile({
+      docker: docker(),
+      config,
+      backend,
+      log: silentLogger(),
+      snapshot: m.id,
+      file: sha1(text),
+      to: out,
+    });
+    expect(await readFile(join(out, path), 'utf8')).toBe(text);
+    await expect(
+      restoreOneFile({
+        docker: docker(),
+        config,
+        backend,
+        log: silentLogger(),
+        snapshot: m.id,
+        file: 'filedir/no/such',
+      }),
+    ).rejects.toMatchObject({ code: 'SNAPSHOT_NOT_FOUND' });
   });
 
   it('a snapshot restores by hand with tar, zstd and awk, as docs/format.md says', async () => {

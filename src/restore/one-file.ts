@@ -1,0 +1,101 @@
+import { chown, utimes } from 'node:fs/promises';
+import { join } from 'node:path';
+import { resolveSnapshot } from '../archive/catalog.js';
+import { getCodec } from '../archive/codec.js';
+import { storeDecrypter } from '../archive/encryption.js';
+import { SidecarError } from '../common/errors.js';
+import { findSelf } from '../docker/self.js';
+import { discoverStack } from '../stack/discover.js';
+import type { BlobEntry } from '../store/blob-list.js';
+import type { PackRecord } from '../store/index-file.js';
+import { isSha1Hex } from '../store/layout.js';
+import { extractPack } from '../store/pack-reader.js';
+import { snapshotBlobs } from '../store/snapshot-blobs.js';
+import { loadIndex } from '../store/store-io.js';
+import { volumeDir } from '../volume/mount-dir.js';
+import type { RestoreOptions } from './types.js';
+
+export interface OneFileOptions
+  extends Pick<RestoreOptions, 'docker' | 'config' | 'backend' | 'log' | 'signal' | 'job'> {
+  snapshot: string;
+  /** `filedir/ab/cd/<sha1>` (or trashdir/…), or a content hash. */
+  file: string;
+  /** A directory to write it under (its path kept); default: the live volume, where Moodle expects it. */
+  to?: string;
+}
+
+export interface OneFileResult {
+  snapshot: string;
+  volume: string;
+  path: string;
+  sha1: string;
+  bytes: number;
+  into: string;
+}
+
+/**
+ * One Moodle file back from a snapshot (a deleted course's file, say), without stopping anything: Moodle
+ * never changes a file under its name, so writing it back into the live dataroot is safe. It is written to a
+ * temp name, its SHA-1 checked, then renamed into place with the snapshot's owner, mode and time.
+ */
+export async function restoreOneFile(o: OneFileOptions): Promise<OneFileResult> {
+  const manifest = await resolveSnapshot(o.backend, o.snapshot, o.job);
+  const wanted = o.file.replace(/^\.?\//, '');
+  const byHash = isSha1Hex(wanted);
+  for (const v of manifest.volumes.filter((x) => x.blobs)) {
+    let found: BlobEntry | undefined;
+    for await (const b of snapshotBlobs(o.backend, manifest, v, o.config.encryption)) {
+      if (!found && (byHash ? b.sha1 === wanted : b.path === wanted)) found = b;
+    }
+    if (!found) continue;
+    const encoding = {
+      codec: getCodec(manifest.codec),
+      decrypt: storeDecrypter(o.config.encryption, 'store'),
+    };
+    const index = await loadIndex(o.backend, encoding);
+    const at = index.lookup(Buffer.from(found.sha1, 'hex'));
+    if (!at) {
+      throw new SidecarError(
+        'INTEGRITY_FAILED',
+        `${found.path} of snapshot ${manifest.id} is in no pack of the store`,
+        'run `verify`',
+      );
+    }
+    const into = o.to ?? (await liveDir(o, v.name, v.dockerName));
+    const entry = found;
+    await extractPack({
+      backend: o.backend,
+      encoding,
+      pack: index.pack(at.packId) as PackRecord,
+      dir: into,
+      placeAt: (sha1) => (sha1 === entry.sha1 ? [entry.path] : []),
+      signal: o.signal,
+    });
+    const path = join(into, entry.path);
+    if (process.getuid?.() === 0) await chown(path, entry.uid, entry.gid);
+    await utimes(path, entry.mtimeMs / 1000, entry.mtimeMs / 1000);
+    o.log.info({ step: 'restore', snapshot: manifest.id, path: entry.path, into }, `restored ${entry.path}`);
+    return {
+      snapshot: manifest.id,
+      volume: v.name,
+      path: entry.path,
+      sha1: entry.sha1,
+      bytes: entry.size,
+      into,
+    };
+  }
+  throw new SidecarError(
+    'SNAPSHOT_NOT_FOUND',
+    `snapshot ${manifest.id} has no Moodle file ${byHash ? 'with content hash' : 'at'} ${wanted} in its store`,
+    'give the path as filedir/ab/cd/<sha1> (relative to the dataroot) or the 40-digit content hash; other files are restored with their volume',
+  );
+}
+
+/** The live volume's directory in the running project (the mount path, writable). */
+async function liveDir(o: OneFileOptions, short: string, dockerName: string): Promise<string> {
+  const self = await findSelf(o.docker);
+  const stack = await discoverStack(o.docker, { project: o.config.project, volumes: [] }, self);
+  const target = stack.volumes.find((v) => v.short === short)?.name ?? dockerName;
+  // `mount`: a volume this process cannot write is CONFIG_INVALID, naming the fix (or use --to).
+  return (await volumeDir(o.docker, target, self, 'mount', 'write')) as string;
+}
