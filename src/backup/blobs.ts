@@ -3,6 +3,7 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { storeDecrypter } from '../archive/encryption.js';
 import type { ManifestBlobs } from '../archive/manifest.js';
+import { spoolError } from '../storage/spool-error.js';
 import { BlobListWriter } from '../store/blob-list.js';
 import type { StoreEncoding } from '../store/encoding.js';
 import { IndexCache } from '../store/index-cache.js';
@@ -80,15 +81,16 @@ export async function openStore(
     `store index: ${index.size} blob(s) in ${index.packCount} pack(s)`,
   );
   await makeSpoolDir(run.spoolDir);
+  const spoolDir = join(run.spoolDir, 'packs');
   const writer = new PackWriter({
     backend,
     index,
     encoding,
     cache,
-    spoolDir: join(run.spoolDir, 'packs'),
+    spoolDir,
     signal,
   });
-  return { writer, encoding, volumes };
+  return { writer, encoding, volumes, spoolDir };
 }
 
 /**
@@ -120,8 +122,12 @@ async function counted(
   fn: () => Promise<void>,
 ): Promise<BlobVolume['added']> {
   const b = { ...s.writer.stats };
-  await fn();
-  await s.writer.finish();
+  try {
+    await fn();
+    await s.writer.finish();
+  } catch (err) {
+    throw spoolFull(err, s.spoolDir);
+  }
   const a = s.writer.stats;
   const d = {
     blobs: a.blobs - b.blobs,
@@ -208,7 +214,7 @@ export async function storeInside(run: BackupRun, s: BlobSession, bv: BlobVolume
   } catch (err) {
     list.abort();
     paths.abort();
-    throw err;
+    throw spoolFull(err, run.spoolDir);
   }
 }
 
@@ -222,6 +228,12 @@ async function* plainBlobs(dir: string, signal?: AbortSignal, odd?: () => void):
     if (l.kind === 'blob' && l.nlink === 1) yield l;
     else odd?.();
   }
+}
+
+/** Packs and blob lists are built in the spool: a full or read-only disk there is the spool's, named as such. */
+function spoolFull(err: unknown, dir: string): unknown {
+  const code = (err as NodeJS.ErrnoException)?.code ?? '';
+  return ['ENOSPC', 'EDQUOT', 'EROFS'].includes(code) ? spoolError(err, dir) : err;
 }
 
 async function isDir(path: string): Promise<boolean> {

@@ -89,4 +89,6 @@ export interface BlobSession {
   writer: PackWriter;
   encoding: StoreEncoding;
   volumes: Map<string, BlobVolume>;
+  /** Where packs are built before they are stored. */
+  spoolDir: string;
 }

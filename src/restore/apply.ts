@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import type { ManifestDatabase, ManifestVolume } from '../archive/manifest.js';
 import type { TarStats } from '../archive/tar-guard.js';
-import { SidecarError } from '../common/errors.js';
+import { isSidecarError, SidecarError } from '../common/errors.js';
 import { afterStart, type StartReport } from '../moodle/after-start.js';
 import { manifestTotals, ProgressBoard } from '../observe/progress.js';
 import type { ServiceContainer } from '../stack/discover.js';
@@ -69,9 +69,14 @@ export async function apply(
     safetySnapshot: a.safety,
   });
   const staged = await stageAhead(o, a, progress).catch(async (err: unknown) => {
-    // Nothing was stopped and no volume changed: there is nothing for a later start to settle.
+    // Nothing was stopped and no volume changed: nothing to settle, and the error keeps its own code (a
+    // wrong key is DECRYPTION_FAILED, a damaged archive INTEGRITY_FAILED), as the separate verify pass gives.
     await state.clear();
-    return failedMidway(o, a, progress, err);
+    o.log.error(
+      { step: 'stage', err },
+      'unpacking beside the current data failed; nothing was stopped or changed',
+    );
+    throw o.signal?.aborted ? o.signal.reason : err;
   });
   const users = stopOrder(a.stack.containers.filter((c) => a.plan.stop.includes(c.name)));
   const t0 = Date.now();

@@ -4,6 +4,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { SidecarError } from '../common/errors.js';
 import type { Backend } from '../storage/backend.js';
+import type { RetryingBackend } from '../storage/retry.js';
 import { BlobIndex } from './blob-index.js';
 import { AGE_MAGIC, type StoreEncoding } from './encoding.js';
 import type { IndexCache } from './index-cache.js';
@@ -18,8 +19,19 @@ import { INDEX_PREFIX, idOfKey, indexKey } from './layout.js';
 
 /** Stores a finished spool file under `key`, through the backend's file path when it has one. */
 export async function putSpooled(backend: Backend, key: string, path: string, size: number): Promise<void> {
+  const retrying = backend as Backend & { putFrom?: RetryingBackend['putFrom'] };
   if (backend.putFile) await backend.putFile(key, path, { contentLength: size });
+  else if (retrying.putFrom)
+    await retrying.putFrom(key, () => createReadStream(path), { contentLength: size });
   else await backend.put(key, createReadStream(path), { contentLength: size });
+}
+
+/** Stores a small object from memory; through a retrying backend, each try gets a fresh stream. */
+export async function putBuffer(backend: Backend, key: string, data: Buffer): Promise<void> {
+  const retrying = backend as Backend & { putFrom?: RetryingBackend['putFrom'] };
+  const opts = { contentLength: data.length };
+  if (retrying.putFrom) await retrying.putFrom(key, () => Readable.from([data]), opts);
+  else await backend.put(key, Readable.from([data]), opts);
 }
 
 /** A reader's reusable buffer: loading a million blobs' index must not leave ~36 MB of copies to collect. */
@@ -63,7 +75,7 @@ export async function writeIndexFile(
   const plain = encodeIndex(packs);
   const stored = enc.encrypt ? await through(plain, enc.encrypt()) : plain;
   const id = createHash('sha256').update(stored).digest('hex');
-  await backend.put(indexKey(id), Readable.from([stored]), { contentLength: stored.length });
+  await putBuffer(backend, indexKey(id), stored);
   await cache?.put(id, plain);
   return id;
 }

@@ -98,7 +98,13 @@ describe('failed backups leave the stack running and the target clean', () => {
     async ({ env: extra, spool }) => {
       const port = await freePort();
       // An S3 target at 127.0.0.1:<port>, where nothing listens.
-      const env = s3Env(stack, dirs, bucket, `127.0.0.1:${port}`, { AWS_S3_PATH: `p${port}`, ...extra });
+      // Whole-volume archives, spooled or streamed: an incremental run fails earlier still, listing the store
+      // before anything stops.
+      const env = s3Env(stack, dirs, bucket, `127.0.0.1:${port}`, {
+        AWS_S3_PATH: `p${port}`,
+        BACKUP_INCREMENTAL: 'off',
+        ...extra,
+      });
       const since = Date.now();
       const r = await runCli(['backup'], env, { timeoutMs: 110_000 });
       expect(r.code, r.stderr).toBe(6);

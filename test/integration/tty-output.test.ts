@@ -42,7 +42,7 @@ describe('output for a person at a terminal', () => {
     expect(plain, r.stdout).toContainEqual(
       expect.stringMatching(
         // The duration reads "840 ms" below a second, "1.1 s" above (a loaded machine reads slower).
-        /^\[\d\d:\d\d:\d\d\] INFO: read moodledata_data {2}\(\d+\.\d MiB, .* stored, (\d+ ms|\d+\.\d s)\)$/,
+        /^\[\d\d:\d\d:\d\d\] INFO: read moodledata_data {2}\(\d+\.\d (KiB|MiB), .* stored, (\d+ ms|\d+\.\d s)\)$/,
       ),
     );
     for (const v of VOLUME_NAMES) {
