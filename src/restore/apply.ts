@@ -69,14 +69,11 @@ export async function apply(
     safetySnapshot: a.safety,
   });
   const staged = await stageAhead(o, a, progress).catch(async (err: unknown) => {
-    // Nothing was stopped and no volume changed: nothing to settle, and the error keeps its own code (a
-    // wrong key is DECRYPTION_FAILED, a damaged archive INTEGRITY_FAILED), as the separate verify pass gives.
+    // Nothing was stopped and no volume changed: there is nothing for a later start to settle. A wrong key
+    // keeps its own code (DECRYPTION_FAILED, its message says nothing changed), as the verify pass gives it.
     await state.clear();
-    o.log.error(
-      { step: 'stage', err },
-      'unpacking beside the current data failed; nothing was stopped or changed',
-    );
-    throw o.signal?.aborted ? o.signal.reason : err;
+    if (isSidecarError(err, 'DECRYPTION_FAILED')) throw err;
+    return failedMidway(o, a, progress, err);
   });
   const users = stopOrder(a.stack.containers.filter((c) => a.plan.stop.includes(c.name)));
   const t0 = Date.now();
