@@ -68,7 +68,9 @@ export async function apply(
     volumes: { ...progress.volumes },
     safetySnapshot: a.safety,
   });
-  const staged = await stageAhead(o, a, progress).catch(async (err: unknown) => {
+  // One progress board for the whole restore: volumes unpacked ahead draw their lines before the stop.
+  const board = ProgressBoard.enabled() ? new ProgressBoard(manifestTotals(a.selected)) : undefined;
+  const staged = await stageAhead(o, a, progress, board).catch(async (err: unknown) => {
     // Nothing was stopped and no volume changed: there is nothing for a later start to settle. A wrong key
     // keeps its own code (DECRYPTION_FAILED, its message says nothing changed), as the verify pass gives it.
     await state.clear();
@@ -87,7 +89,7 @@ export async function apply(
       })
       .map((v) => v.dockerName),
   };
-  const failure = await restoreAll(o, a, db, progress, left, staged).then(
+  const failure = await restoreAll(o, a, db, progress, left, staged, board).then(
     () => undefined,
     (err: unknown) => (o.signal?.aborted ? o.signal.reason : err) as unknown,
   );
@@ -136,8 +138,8 @@ async function restoreAll(
   progress: RestoreProgress,
   left: Leftovers,
   staged: Map<string, Staged>,
+  board: ProgressBoard | undefined,
 ): Promise<void> {
-  const board = ProgressBoard.enabled() ? new ProgressBoard(manifestTotals(a.selected)) : undefined;
   for (const v of a.selected) {
     o.signal?.throwIfAborted();
     const rec = await restoreVolume(o, a, v, progress, board, staged.get(v.name));
@@ -167,6 +169,7 @@ async function stageAhead(
   o: RestoreOptions,
   a: ApplyInput,
   progress: RestoreProgress,
+  board: ProgressBoard | undefined,
 ): Promise<Map<string, Staged>> {
   const staged = new Map<string, Staged>();
   const record = (name: string) => (rec: SwapRecord | undefined) => progress.swap(name, rec);
@@ -175,7 +178,7 @@ async function stageAhead(
       if (!a.ahead.has(v.name)) continue;
       o.signal?.throwIfAborted();
       const t0 = Date.now();
-      const io = await volumeIo(o, a, v, undefined);
+      const io = await volumeIo(o, a, v, board?.volume(v.name));
       if (!io.dir) continue;
       await progress.mark(v.name, 'staging');
       staged.set(
