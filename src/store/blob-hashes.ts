@@ -1,10 +1,6 @@
-import { PassThrough, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { getCodec } from '../archive/codec.js';
-import { HashTap } from '../archive/tap.js';
+import type { Readable } from 'node:stream';
 import { SidecarError } from '../common/errors.js';
-import { BLOB_LIST_HEADER } from './blob-list.js';
-import type { StoreEncoding } from './encoding.js';
+import { BLOB_LIST_HEADER, decodeList, type ListSource } from './blob-list.js';
 
 const NL = 10;
 const TAB = 9;
@@ -24,16 +20,10 @@ function nibble(c: number): number {
  */
 export async function readBlobHashes(
   source: Readable,
-  o: {
-    sha256: string;
-    codec: StoreEncoding['codec']['name'];
-    decrypt?: () => NodeJS.ReadWriteStream;
-    where: string;
-  },
+  o: ListSource,
   onHash: (sha1: Uint8Array) => void,
 ): Promise<number> {
   const bad = (why: string) => new SidecarError('INTEGRITY_FAILED', `${o.where}: ${why}`);
-  const tap = new HashTap();
   const hash = new Uint8Array(20);
   let count = 0;
   let header = false;
@@ -54,15 +44,7 @@ export async function readBlobHashes(
     onHash(hash);
     count++;
   };
-  const text = new PassThrough({ readableHighWaterMark: 1 << 16 });
-  const feed = pipeline([
-    source,
-    tap,
-    ...(o.decrypt ? [o.decrypt()] : []),
-    getCodec(o.codec).decompress(),
-    text,
-  ]);
-  feed.catch(() => undefined); // awaited below
+  const { tap, text, feed } = decodeList(source, o, 1 << 16);
   try {
     for await (const chunk of text) {
       const buf = carry.length > 0 ? Buffer.concat([carry, chunk as Buffer]) : (chunk as Buffer);

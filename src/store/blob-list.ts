@@ -112,17 +112,20 @@ export class BlobListWriter {
  * Reads a stored blob list (its stored bytes from `source`), yielding each entry. The stored bytes' sha256
  * is checked against `sha256` at the end: a caller that acts on the list must read it to the end first.
  */
-export async function* readBlobList(
-  source: Readable,
-  o: {
-    sha256: string;
-    codec: StoreEncoding['codec']['name'];
-    decrypt?: () => NodeJS.ReadWriteStream;
-    where: string;
-  },
-): AsyncGenerator<BlobEntry> {
+export interface ListSource {
+  sha256: string;
+  codec: StoreEncoding['codec']['name'];
+  decrypt?: () => NodeJS.ReadWriteStream;
+  where: string;
+}
+
+/**
+ * A stored blob list's text: stored bytes → sha256 tap → [age] → decompress. `feed` settles when all went
+ * through (await it after reading `text`); `tap` holds the stored bytes' sha256 then.
+ */
+export function decodeList(source: Readable, o: ListSource, highWaterMark: number) {
   const tap = new HashTap();
-  const text = new PassThrough({ readableHighWaterMark: 1 << 20 });
+  const text = new PassThrough({ readableHighWaterMark: highWaterMark });
   const feed = pipeline([
     source,
     tap,
@@ -130,7 +133,12 @@ export async function* readBlobList(
     getCodec(o.codec).decompress(),
     text,
   ]);
-  feed.catch(() => undefined); // awaited below
+  feed.catch(() => undefined); // the reader awaits it
+  return { tap, text, feed };
+}
+
+export async function* readBlobList(source: Readable, o: ListSource): AsyncGenerator<BlobEntry> {
+  const { tap, text, feed } = decodeList(source, o, 1 << 20);
   let rest = '';
   let first = true;
   try {

@@ -19,20 +19,10 @@ export async function* snapshotBlobs(
   v: ManifestVolume,
   encryption: EncryptionConfig | undefined,
 ): AsyncGenerator<BlobEntry> {
-  const blobs = v.blobs;
-  if (!blobs) return;
-  const where = `snapshot ${manifest.id}, volume ${v.name}: ${blobs.file}`;
-  const encrypted = blobs.file.endsWith('.age');
-  const decrypt = encrypted ? storeDecrypter(encryption, blobs.file) : undefined;
-  if (encrypted && !decrypt) {
-    throw new SidecarError(
-      'DECRYPTION_FAILED',
-      `${where} is encrypted and no age identity or passphrase is configured`,
-      'set BACKUP_AGE_IDENTITY (or BACKUP_AGE_PASSPHRASE) to the key the backups were made with',
-    );
-  }
+  const opened = await openList(backend, manifest, v, encryption);
+  if (!opened) return;
+  const { blobs, where, decrypt, source } = opened;
   let count = 0;
-  const source = await backend.get(`${manifest.id}/${blobs.file}`);
   for await (const b of readBlobList(source, {
     sha256: blobs.sha256,
     codec: manifest.codec,
@@ -57,18 +47,9 @@ export async function snapshotBlobHashes(
   encryption: EncryptionConfig | undefined,
   onHash: (sha1: Uint8Array) => void,
 ): Promise<void> {
-  const blobs = v.blobs;
-  if (!blobs) return;
-  const where = `snapshot ${manifest.id}, volume ${v.name}: ${blobs.file}`;
-  const encrypted = blobs.file.endsWith('.age');
-  const decrypt = encrypted ? storeDecrypter(encryption, blobs.file) : undefined;
-  if (encrypted && !decrypt) {
-    throw new SidecarError(
-      'DECRYPTION_FAILED',
-      `${where} is encrypted and no age identity or passphrase is configured`,
-    );
-  }
-  const source = await backend.get(`${manifest.id}/${blobs.file}`);
+  const opened = await openList(backend, manifest, v, encryption);
+  if (!opened) return;
+  const { blobs, where, decrypt, source } = opened;
   const count = await readBlobHashes(
     source,
     { sha256: blobs.sha256, codec: manifest.codec, decrypt, where },
@@ -79,6 +60,28 @@ export async function snapshotBlobHashes(
       'INTEGRITY_FAILED',
       `${where}: lists ${count} blobs, the manifest says ${blobs.count}`,
     );
+}
+
+/** A volume's stored blob list, opened: its bytes and how to decrypt them; undefined without blobs. */
+async function openList(
+  backend: Backend,
+  manifest: Manifest,
+  v: ManifestVolume,
+  encryption: EncryptionConfig | undefined,
+) {
+  const blobs = v.blobs;
+  if (!blobs) return undefined;
+  const where = `snapshot ${manifest.id}, volume ${v.name}: ${blobs.file}`;
+  const encrypted = blobs.file.endsWith('.age');
+  const decrypt = encrypted ? storeDecrypter(encryption, blobs.file) : undefined;
+  if (encrypted && !decrypt) {
+    throw new SidecarError(
+      'DECRYPTION_FAILED',
+      `${where} is encrypted and no age identity or passphrase is configured`,
+      'set BACKUP_AGE_IDENTITY (or BACKUP_AGE_PASSPHRASE) to the key the backups were made with',
+    );
+  }
+  return { blobs, where, decrypt, source: await backend.get(`${manifest.id}/${blobs.file}`) };
 }
 
 /** Stored packs by id → size in bytes (one listing of store/packs/). */
