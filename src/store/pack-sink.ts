@@ -13,6 +13,8 @@ import { BLOCK, END_OF_ARCHIVE, fileHeader, padding, type TarFile } from './tar-
  * the pack's id. Spooled because the id (and so the key) is known only at the end; the spool also lets a
  * remote upload read the file in reused part buffers (Backend.putFile) and retry a part.
  */
+const GATHER_BYTES = 1024 * 1024;
+
 export class PackSink {
   /** Uncompressed tar bytes written so far (the next entry's header offset). */
   tarBytes = 0;
@@ -21,6 +23,9 @@ export class PackSink {
   private readonly tap = new HashTap();
   private readonly done: Promise<void>;
   private failed: unknown;
+  /** Small entries not yet written (writeEntry), and their bytes. */
+  private gather: Buffer[] = [];
+  private gathered = 0;
 
   constructor(spoolDir: string, enc: StoreEncoding, signal?: AbortSignal) {
     this.path = join(spoolDir, `pack-${randomBytes(8).toString('hex')}.tmp`);
@@ -34,18 +39,24 @@ export class PackSink {
     });
   }
 
-  /** Writes one entry from a buffer; resolves with the offset of its data in the tar. */
+  /**
+   * Writes one entry from a buffer; resolves with the offset of its data in the tar. Small entries are
+   * gathered into one write of about 1 MiB: three pipe writes a file to the compressor cost more CPU than
+   * the hashing (measured: 1.3 s of 8 for 20,000 files).
+   */
   async writeEntry(f: TarFile, data: Buffer): Promise<number> {
     const offset = this.tarBytes + BLOCK;
-    await this.write(fileHeader(f));
-    await this.write(data);
-    await this.write(padding(data.length));
-    this.tarBytes += BLOCK + data.length + padding(data.length).length;
+    const pad = padding(data.length);
+    this.gather.push(fileHeader(f), data, pad);
+    this.gathered += BLOCK + data.length + pad.length;
+    this.tarBytes += BLOCK + data.length + pad.length;
+    if (this.gathered >= GATHER_BYTES) await this.flush();
     return offset;
   }
 
   /** Writes one entry whose data comes from a stream of exactly f.size bytes. */
   async writeStreamedEntry(f: TarFile, data: AsyncIterable<Buffer>): Promise<number> {
+    await this.flush();
     const offset = this.tarBytes + BLOCK;
     await this.write(fileHeader(f));
     let n = 0;
@@ -63,6 +74,7 @@ export class PackSink {
 
   /** Ends the tar and waits for the spool file: its sha256 (the pack id) and size. */
   async finish(): Promise<{ id: string; storedSize: number }> {
+    await this.flush();
     await this.write(END_OF_ARCHIVE);
     this.input.end();
     await this.done;
@@ -74,6 +86,14 @@ export class PackSink {
     this.input.destroy(new Error('pack discarded'));
     await this.done.catch(() => undefined);
     await rm(this.path, { force: true });
+  }
+
+  private async flush(): Promise<void> {
+    if (this.gathered === 0) return;
+    const buf = Buffer.concat(this.gather, this.gathered);
+    this.gather = [];
+    this.gathered = 0;
+    await this.write(buf);
   }
 
   private async write(buf: Buffer): Promise<void> {

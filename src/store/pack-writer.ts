@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { constants } from 'node:fs';
+import { constants, readFile } from 'node:fs';
 import { mkdir, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Backend } from '../storage/backend.js';
@@ -41,6 +41,17 @@ export type AddResult =
   | { status: 'vanished'; sha1: string }
   /** The content's SHA-1 is not the file's name: stored (or found) under `actual`, the real hash. */
   | { status: 'mismatch'; sha1: string; claimed: string; actual: string; stored: boolean };
+
+const NO_FOLLOW = constants.O_RDONLY | constants.O_NOFOLLOW;
+
+/** fs.readFile with O_NOFOLLOW: a symlink put in a blob's place is an error (ELOOP), never followed. */
+const readFileNoFollow = (path: string) =>
+  new Promise<Buffer>((resolve, reject) =>
+    // Node takes numeric flags; its types name only the string forms.
+    readFile(path, { flag: NO_FOLLOW as unknown as string }, (err, data) =>
+      err ? reject(err) : resolve(data),
+    ),
+  );
 
 /** Files read ahead of the pack being written, and at most this many bytes of them in memory. */
 const READ_AHEAD = 16;
@@ -129,24 +140,22 @@ export class PackWriter {
     }
   }
 
-  /** Reads a file whole and hashes it (a large one only later, streamed into a pack of its own). */
+  /**
+   * Reads a file whole and hashes it (a large one only later, streamed into a pack of its own). One readFile
+   * (no FileHandle: its open, stat and close each cost a promise round trip, 1.5 s of 8 for 20,000 files);
+   * owner, mode and time come from the listing, taken moments before of a file that never changes.
+   */
   private async load(root: string, blob: ListedBlob): Promise<Loaded> {
-    const fh = await open(join(root, blob.path), constants.O_RDONLY | constants.O_NOFOLLOW).catch(
-      (err: unknown) => {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-        throw err;
-      },
-    );
-    if (!fh) return { kind: 'vanished' };
-    try {
-      const st = await fh.stat();
-      const meta = { mode: st.mode, uid: st.uid, gid: st.gid, mtimeMs: st.mtimeMs };
-      if (st.size >= this.packSize) return { kind: 'large', size: st.size, meta };
-      const data = await fh.readFile();
-      return { kind: 'read', data, meta, actual: createHash('sha1').update(data).digest('hex') };
-    } finally {
-      await fh.close();
-    }
+    const meta = { mode: blob.mode, uid: blob.uid, gid: blob.gid, mtimeMs: blob.mtimeMs };
+    if (blob.size >= this.packSize) return { kind: 'large', size: blob.size, meta };
+    const data = await readFileNoFollow(join(root, blob.path)).catch((err: unknown) => {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    });
+    if (!data) return { kind: 'vanished' };
+    // It grew past the pack size after all: stream it as a pack of its own.
+    if (data.length >= this.packSize) return { kind: 'large', size: data.length, meta };
+    return { kind: 'read', data, meta, actual: createHash('sha1').update(data).digest('hex') };
   }
 
   private async store(root: string, blob: ListedBlob, l: Loaded): Promise<AddResult> {
