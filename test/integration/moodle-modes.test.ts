@@ -326,6 +326,8 @@ describe('Moodle-aware modes: stop, pause and online (encrypted) round-trip the 
       ['moodle_data', 'archive', true],
       ['moodle_data', 'drill', true],
       ['moodledata_data', 'archive', true],
+      // Its Moodle files are in the store: the blob list and every pack they need are checked.
+      ['moodledata_data', 'blobs', true],
       ['moodledata_data', 'drill', true],
     ]);
     const dumpChecks = ok.results.filter((r) => r.volume === 'mariadb_data').map((r) => r.detail);

@@ -305,6 +305,8 @@ describe('restore safety: nothing is touched unless every archive is sound', () 
       'mariadb_data:archive:true',
       'moodle_data:archive:true',
       'moodledata_data:archive:true',
+      // The dataroot's Moodle files are in the store: its blob list and every pack they need are checked.
+      'moodledata_data:blobs:true',
     ]);
     expect(report.results.find((x) => x.volume === 'mariadb_data')?.stats?.mariadbDatadir).toBe(true);
   });
@@ -365,9 +367,11 @@ describe('restore safety: nothing is touched unless every archive is sound', () 
           `${ok.id}:mariadb_data:archive:true`,
           `${ok.id}:moodle_data:archive:true`,
           `${ok.id}:moodledata_data:archive:true`,
+          `${ok.id}:moodledata_data:blobs:true`,
           `${flipped.id}:mariadb_data:archive:true`,
           `${flipped.id}:moodle_data:archive:false`,
           `${flipped.id}:moodledata_data:archive:true`,
+          `${flipped.id}:moodledata_data:blobs:true`,
           `${incomplete.id}:-:catalog:false`,
         ].sort(),
       );
