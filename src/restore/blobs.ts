@@ -182,11 +182,18 @@ async function reuse(from: string, to: string, b: BlobEntry): Promise<boolean> {
   const st = await lstat(from).catch(() => null);
   if (!st?.isFile() || st.size !== b.size) return false;
   await mkdir(dirname(to), { recursive: true });
-  await link(from, to).catch(async (err: NodeJS.ErrnoException) => {
-    // A file system without hard links (or across devices): copy instead.
-    if (err.code !== 'EXDEV' && err.code !== 'EPERM' && err.code !== 'EMLINK') throw err;
-    await copyFile(from, to);
-  });
+  const linked = await link(from, to).then(
+    () => true,
+    async (err: NodeJS.ErrnoException) => {
+      // Moodle deleted it meanwhile (staging ahead runs beside a live site): fetch it from its pack.
+      if (err.code === 'ENOENT') return false;
+      // A file system without hard links (or across devices): copy instead.
+      if (err.code !== 'EXDEV' && err.code !== 'EPERM' && err.code !== 'EMLINK') throw err;
+      await copyFile(from, to);
+      return true;
+    },
+  );
+  if (!linked) return false;
   if (
     st.uid !== b.uid ||
     st.gid !== b.gid ||
