@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   copyFile,
+  cp,
   mkdir,
   mkdtemp,
   open,
@@ -51,6 +52,9 @@ export async function copySnapshot(
   const dir = join(to, id);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   for (const f of await readdir(src)) await copyFile(join(src, f), join(dir, f));
+  // Into another target: the blob store goes along, or the copy's Moodle files would be missing there.
+  if (to !== fromArchive && (await stat(join(fromArchive, 'store')).catch(() => null)))
+    await cp(join(fromArchive, 'store'), join(to, 'store'), { recursive: true, force: false });
   const manifest = JSON.parse(await readFile(join(src, MANIFEST_NAME), 'utf8')) as Manifest;
   manifest.id = id;
   manifest.createdAt = at.toISOString();
