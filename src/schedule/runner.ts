@@ -83,10 +83,11 @@ export async function runJob(deps: RunnerDeps, job: Job, health: HealthState): P
         signal,
         job: job.name,
       });
-      metrics.recordSuccess(m);
-      health.recordSuccess(new Date(m.completedAt), m.id);
       // Under the same lock: a prune never races a `docker exec … backup`.
       await pruneJob(deps, job, backend);
+      // Recorded once the prune has listed the target: /healthz says ok only when /metrics counts the snapshot.
+      metrics.recordSuccess(m);
+      health.recordSuccess(new Date(m.completedAt), m.id);
       return m;
     });
   } catch (err) {
