@@ -1,5 +1,5 @@
 import type Docker from 'dockerode';
-import { extract } from 'tar-stream';
+import { firstTarFile } from '../archive/first-file.js';
 import type { Stack } from '../stack/discover.js';
 import type { MoodleSite } from './site.js';
 
@@ -35,7 +35,7 @@ export async function readMoodleFacts(
   for (const { id, path } of places) {
     try {
       const tar = await docker.getContainer(id).getArchive({ path });
-      const text = await firstFile(tar as unknown as NodeJS.ReadableStream, 256 * 1024);
+      const text = (await firstTarFile(tar, 256 * 1024))?.toString('utf8');
       const facts = text ? parseVersionPhp(text) : null;
       if (facts) return facts;
     } catch {
@@ -43,30 +43,4 @@ export async function readMoodleFacts(
     }
   }
   return null;
-}
-
-async function firstFile(tar: NodeJS.ReadableStream, limit: number): Promise<string | null> {
-  const ex = extract();
-  let result: string | null = null;
-  const done = new Promise<void>((resolve, reject) => {
-    ex.on('entry', (header, stream, next) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      stream.on('data', (d: unknown) => {
-        if (!Buffer.isBuffer(d)) return;
-        size += d.length;
-        if (size <= limit) chunks.push(d);
-      });
-      stream.on('end', () => {
-        if (result === null && header.type === 'file') result = Buffer.concat(chunks).toString('utf8');
-        next();
-      });
-      stream.resume();
-    });
-    ex.on('finish', resolve);
-    ex.on('error', reject);
-  });
-  tar.pipe(ex);
-  await done;
-  return result;
 }

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type Docker from 'dockerode';
-import tar from 'tar-stream';
 import { inject } from 'vitest';
+import { firstTarFile } from '../../src/archive/first-file.js';
 import type { RunState } from '../../src/stack/state.js';
 import { docker, type ExecResult, execIn, TEST_LABEL } from './docker.js';
 import { dockerSocket, SIDECAR_IMAGE } from './sidecar-image.js';
@@ -59,19 +59,7 @@ export async function readContainerFile(
     if ((err as { statusCode?: number }).statusCode === 404) return null;
     throw err;
   }
-  const extract = tar.extract();
-  const chunks: Buffer[] = [];
-  extract.on('entry', (_h, entry, next) => {
-    entry.on('data', (d: unknown) => chunks.push(d as Buffer));
-    entry.on('end', next);
-  });
-  const done = new Promise<void>((resolve, reject) => {
-    extract.on('finish', resolve);
-    extract.on('error', reject);
-  });
-  stream.pipe(extract);
-  await done;
-  return Buffer.concat(chunks).toString('utf8');
+  return (await firstTarFile(stream, 64 * 1024 * 1024))?.toString('utf8') ?? '';
 }
 
 /** The Moodle test stack with the sidecar image running `serve` as its `backup` service (compose.example.yml). */
