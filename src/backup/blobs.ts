@@ -88,6 +88,7 @@ export async function openStore(
     encoding,
     cache,
     spoolDir,
+    background: true,
     signal,
   });
   return { writer, encoding, volumes, spoolDir };

@@ -44,12 +44,12 @@ export class PackSink {
    * gathered into one write of about 1 MiB: three pipe writes a file to the compressor cost more CPU than
    * the hashing (measured: 1.3 s of 8 for 20,000 files).
    */
-  async writeEntry(f: TarFile, data: Buffer): Promise<number> {
+  async writeEntry(f: TarFile, data: readonly Buffer[]): Promise<number> {
     const offset = this.tarBytes + BLOCK;
-    const pad = padding(data.length);
-    this.gather.push(fileHeader(f), data, pad);
-    this.gathered += BLOCK + data.length + pad.length;
-    this.tarBytes += BLOCK + data.length + pad.length;
+    const pad = padding(f.size);
+    this.gather.push(fileHeader(f), ...data, pad);
+    this.gathered += BLOCK + f.size + pad.length;
+    this.tarBytes += BLOCK + f.size + pad.length;
     if (this.gathered >= GATHER_BYTES) await this.flush();
     return offset;
   }

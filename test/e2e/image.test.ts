@@ -12,6 +12,7 @@ import {
 } from '../harness/fingerprint.js';
 import { diffMinusExcludes } from '../harness/moodle.js';
 import { captureContainer } from '../harness/recreate.js';
+import { until } from '../harness/serve.js';
 import {
   buildSidecarImage,
   containerLogs,
@@ -222,7 +223,18 @@ describe('sidecar image (docker exec commands, schedule, S3, health, signals)', 
         await sleep(2000);
       }
     }
-    expect(await stack.states()).toEqual({ mariadb: 'running', moodle: 'running' });
+    // Another scheduled run may hold the stack stopped right now (every 15 s, slower on a loaded machine):
+    // the stack must be back once that run is over, not at an arbitrary instant.
+    const running = await until(
+      'the stack running again after the scheduled runs',
+      async () => {
+        const states = await stack.states();
+        return Object.values(states).every((s) => s === 'running') ? states : undefined;
+      },
+      60_000,
+      250,
+    );
+    expect(running).toEqual({ mariadb: 'running', moodle: 'running' });
   }, 240_000);
 
   it('restores `latest` with `docker exec <sidecar> restore latest --yes` after the volumes are lost', async () => {
