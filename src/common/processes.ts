@@ -68,3 +68,47 @@ export function isAlive(pid: number): boolean {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
+
+/**
+ * Which failure of a producer piped into a filter (tar into a compressor) is the cause, in order: the
+ * filter failing by itself; the producer failing by itself other than by writing into a dead filter (broken
+ * pipe / reset: the filter's death seen first from the producer's side); else whatever failed.
+ */
+export function firstCause(
+  t: PromiseSettledResult<unknown>,
+  c: PromiseSettledResult<unknown>,
+  tarKilled: boolean,
+  zKilled: boolean,
+): Error | undefined {
+  const tarFailure = t.status === 'rejected' ? (t.reason as Error) : undefined;
+  const zFailure = c.status === 'rejected' ? (c.reason as Error) : undefined;
+  return (
+    (zFailure && !zKilled ? zFailure : undefined) ??
+    (tarFailure && !tarKilled && !brokenPipe(tarFailure) ? tarFailure : undefined) ??
+    zFailure ??
+    tarFailure
+  );
+}
+
+/** Collects a child's stderr line by line; `consume` takes lines it understands, the rest is kept (4 KiB). */
+export function stderrLines(child: ChildProcess, consume: (line: string) => boolean): () => string {
+  let kept = '';
+  let partial = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    const parts = (partial + d.toString()).split('\n');
+    partial = parts.pop() ?? '';
+    for (const line of parts) if (!consume(line) && kept.length < 4096) kept += `${line}\n`;
+  });
+  child.stderr?.once('end', () => {
+    if (partial && !consume(partial) && kept.length < 4096) kept += partial;
+    partial = '';
+  });
+  return () => kept.slice(0, 4096);
+}
+
+function brokenPipe(err: Error): boolean {
+  return (
+    err instanceof ExitError &&
+    (err.signal === 'SIGPIPE' || /Cannot write: (Broken pipe|Connection reset)/.test(err.message))
+  );
+}

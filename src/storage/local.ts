@@ -1,6 +1,19 @@
 import { randomBytes } from 'node:crypto';
 import type { Dirent } from 'node:fs';
-import { chmod, lstat, mkdir, open, readdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import {
+  chmod,
+  copyFile,
+  link,
+  lstat,
+  mkdir,
+  open,
+  readdir,
+  rename,
+  rmdir,
+  stat,
+  unlink,
+} from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -69,6 +82,50 @@ export class LocalBackend implements Backend {
       return { size: counter.bytes };
     } catch (err) {
       body.destroy();
+      if (created) await unlink(tmp).catch(() => undefined);
+      await this.pruneEmptyDirs(segments.slice(0, -1));
+      throw this.wrap('put', key, err);
+    }
+  }
+
+  /**
+   * A finished local file (a spooled pack) into place without passing its bytes through this process: a
+   * hard link when the spool is on the target's file system, else an in-kernel copy (copy_file_range);
+   * then synced and renamed like put(). Streaming it through put() cost a read and a write of every byte
+   * in JS (20,000 files, 520 MB of packs: ~1.5 CPU s of a 5 s first incremental run).
+   */
+  async putFile(
+    key: string,
+    path: string,
+    opts: PutOptions & { contentLength: number },
+  ): Promise<{ size: number }> {
+    const segments = this.segments(key);
+    const dir = join(this.root, ...segments.slice(0, -1));
+    const final = join(this.root, ...segments);
+    const tmp = join(dir, `${TMP_PREFIX}${randomBytes(8).toString('hex')}`);
+    let created = false;
+    try {
+      await this.ensureDirs(segments.slice(0, -1));
+      await link(path, tmp).catch(async (err: unknown) => {
+        if (!['EXDEV', 'EPERM', 'EMLINK', 'ENOTSUP', 'EOPNOTSUPP'].includes(errnoCode(err) ?? '')) throw err;
+        await copyFile(path, tmp, constants.COPYFILE_EXCL);
+      });
+      created = true;
+      const fh = await open(tmp, 'r+');
+      try {
+        const { size } = await fh.stat();
+        if (size !== opts.contentLength)
+          throw new Error(`${path} holds ${size} bytes, expected ${opts.contentLength}`);
+        await fh.chmod(FILE_MODE);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(tmp, final);
+      created = false;
+      await syncDir(dir);
+      return { size: opts.contentLength };
+    } catch (err) {
       if (created) await unlink(tmp).catch(() => undefined);
       await this.pruneEmptyDirs(segments.slice(0, -1));
       throw this.wrap('put', key, err);

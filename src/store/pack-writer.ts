@@ -1,7 +1,11 @@
-import { createHash } from 'node:crypto';
-import { constants, readFile } from 'node:fs';
-import { mkdir, open, rm } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { constants, createReadStream, createWriteStream, readFile } from 'node:fs';
+import { mkdir, open, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { type Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { HashTap } from '../archive/tap.js';
 import type { Backend } from '../storage/backend.js';
 import type { BlobIndex } from './blob-index.js';
 import type { StoreEncoding } from './encoding.js';
@@ -13,14 +17,22 @@ import { PackSink } from './pack-sink.js';
 import { putSpooled, writeIndexFile } from './store-io.js';
 import { TarFeed, TarSplitter } from './tar-feed.js';
 import type { TarFile } from './tar-header.js';
+import { BLOCK, entryBytes } from './tar-header.js';
+import { hashFiles, type TarPack, tarPack } from './tar-pack.js';
 
 /**
- * Uncompressed tar bytes per pack. Measured on a 153 MB Moodle-like filedir (3,000 files) into s3rver:
- * 4 MiB packs made 476 requests a GB, 16 MiB 137, 64 MiB 91, at about the same speed; but a file just
- * under the pack size is held in memory whole, and 64 MiB packs took peak RSS past 150 MB. A 16 MiB tar
- * also compresses below the default S3 part size: one PUT a pack.
+ * Uncompressed tar bytes per pack built here, from files read whole into memory (`add`, `relay`). Measured
+ * on a 153 MB Moodle-like filedir (3,000 files) into s3rver: 4 MiB packs made 476 requests a GB, 16 MiB
+ * 137, 64 MiB 91, at about the same speed; but a file just under the pack size is held in memory whole,
+ * and 64 MiB packs took peak RSS past 150 MB.
  */
 export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
+/**
+ * Uncompressed bytes per pack that tar writes straight into the compressor (`addAll`): nothing is held in
+ * memory, so packs can be larger; each costs three processes (tar, compressor, hasher), ~16 ms of
+ * this process's time apiece to start on the test machine.
+ */
+export const DEFAULT_GROUP_SIZE = 64 * 1024 * 1024;
 
 export interface PackWriterOptions {
   backend: Backend;
@@ -33,6 +45,8 @@ export interface PackWriterOptions {
   spoolDir: string;
   /** A pack is cut once its tar reaches this size; a file at least this large is a pack of its own. */
   packSize?: number;
+  /** The same for packs tar writes (addAll). */
+  groupSize?: number;
   /**
    * Store packs in the background while the next fills, and write an index file per batch of packs (a
    * backup). Off (prune's repack): each pack is stored and indexed before the writer goes on, so a pack
@@ -64,6 +78,24 @@ const readFileNoFollow = (path: string) =>
 const IN_FLIGHT = 2;
 /** Blobs an index file covers at most (36 bytes each in it; ~100 in memory until it is written). */
 const INDEX_BATCH_BLOBS = 65_536;
+/** Files in one group at most: bounds the listed entries held while tar packs them. */
+const GROUP_FILES = 16_384;
+
+type Emit = (blob: ListedBlob, r: AddResult) => Promise<void>;
+
+/** A pack written to a spool file: its id and size once finished, or dropped. */
+interface SpooledPack {
+  readonly path: string;
+  finish(): Promise<{ id: string; storedSize: number }>;
+  discard(): Promise<void>;
+}
+
+let openssl: boolean | undefined;
+function hasOpenssl(): boolean {
+  openssl ??= spawnSync('openssl', ['version'], { stdio: 'ignore' }).status === 0;
+  return openssl;
+}
+
 /** Names given to tar and not yet read back: bounds memory whatever the number of new files. */
 const QUEUED = 4096;
 
@@ -97,6 +129,8 @@ export class PackWriter {
   private entries: IndexedBlob[] = [];
   /** Hashes in the open pack (not yet in the index); a pack holds a few hundred, not a million. */
   private pending = new Set<string>();
+  /** Hashes of the group tar is packing (addAll). */
+  private readonly grouped = new Set<string>();
   /** The hashes of packs being stored in the background. */
   private readonly storing: Set<string>[] = [];
   private inflight: Promise<void>[] = [];
@@ -112,6 +146,7 @@ export class PackWriter {
   has(sha1: string): boolean {
     return (
       this.pending.has(sha1) ||
+      this.grouped.has(sha1) ||
       this.storing.some((p) => p.has(sha1)) ||
       this.o.index.has(Buffer.from(sha1, 'hex'))
     );
@@ -125,11 +160,13 @@ export class PackWriter {
   }
 
   /**
-   * Stores every listed blob the store lacks. GNU tar reads the new files (their names fed to it as the
-   * listing goes, at most `QUEUED` ahead); this process splits its stream, checks each SHA-1 and writes the
-   * packs. Reading a file at a time here cost 20 s for 20,000 files (1.1 GB) against 2.3 s for `tar | zstd`
-   * (docs/design.md). Files of the pack size or more are streamed as packs of their own afterwards. Results
-   * come one at a time (never two `onResult` calls at once), not necessarily in the listing's order.
+   * Stores every listed blob the store lacks, in groups of up to the group size: for each, GNU tar reads the
+   * files straight into the compressor (Node sees only the compressed pack) while `openssl sha1` hashes the
+   * same files from the page cache; the pack is kept only when every member is what the listing said and its
+   * SHA-1 is its name, else the group goes through `relay` (which stores a corrupt file under its real hash).
+   * Reading a file at a time in Node cost 20 s for 20,000 files (1.1 GB) against 2.3 s for `tar | zstd`,
+   * relaying tar's stream through Node ~2x the CPU of `tar | zstd` (docs/design.md). Results come one at a
+   * time (never two `onResult` calls at once), not in the listing's order.
    */
   async addAll(
     root: string,
@@ -137,10 +174,148 @@ export class PackWriter {
     onResult: (blob: ListedBlob, r: AddResult) => Promise<void>,
   ): Promise<void> {
     let chain = Promise.resolve();
-    const emit = (blob: ListedBlob, r: AddResult) => {
+    const emit: Emit = (blob, r) => {
       chain = chain.then(() => onResult(blob, r));
       return chain;
     };
+    const compressor = this.o.encoding.codec.command?.(this.o.encoding.level);
+    if (!compressor || !hasOpenssl()) {
+      await this.relay(root, blobs, emit);
+      await chain;
+      return;
+    }
+    let group: ListedBlob[] = [];
+    let bytes = 0;
+    // The same content twice in one group (filedir/ and trashdir/): settled once its group is stored.
+    let twice: ListedBlob[] = [];
+    const flush = async () => {
+      const g = group;
+      group = [];
+      bytes = 0;
+      if (g.length > 0) await this.packGroup(root, g, compressor, emit);
+      const again = twice;
+      twice = [];
+      for (const blob of again) {
+        if (this.has(blob.sha1)) await emit(blob, { status: 'known', sha1: blob.sha1 });
+        else add(blob); // its twin vanished: read this one
+      }
+    };
+    const add = (blob: ListedBlob) => {
+      if (this.grouped.has(blob.sha1)) return void twice.push(blob);
+      group.push(blob);
+      this.grouped.add(blob.sha1);
+      bytes += entryBytes(blob.size);
+    };
+    try {
+      for await (const blob of blobs) {
+        this.o.signal?.throwIfAborted();
+        if (!this.grouped.has(blob.sha1) && this.has(blob.sha1)) {
+          await emit(blob, { status: 'known', sha1: blob.sha1 });
+          continue;
+        }
+        add(blob);
+        if (bytes >= (this.o.groupSize ?? DEFAULT_GROUP_SIZE) || group.length >= GROUP_FILES) await flush();
+      }
+      for (let i = 0; (group.length > 0 || twice.length > 0) && i < 3; i++) await flush();
+      await chain;
+    } finally {
+      this.grouped.clear();
+    }
+  }
+
+  /**
+   * One group through tar into the compressor, checked against the listing and the hashes. Every file of
+   * the group is settled here: stored, vanished, or (on any surprise) handed to `relay`.
+   */
+  private async packGroup(
+    root: string,
+    group: ListedBlob[],
+    compressor: { cmd: string; args: string[] },
+    emit: Emit,
+  ): Promise<void> {
+    await mkdir(this.o.spoolDir, { recursive: true, mode: 0o700 });
+    const list = join(this.o.spoolDir, `list-${randomBytes(8).toString('hex')}`);
+    await writeFile(list, group.map((b) => `${b.path}\0`).join(''), { mode: 0o600 });
+    const path = join(this.o.spoolDir, `pack-${randomBytes(8).toString('hex')}.tmp`);
+    const tap = new HashTap();
+    try {
+      const encrypt = this.o.encoding.encrypt;
+      let tp: TarPack;
+      let hashes: Map<string, string>;
+      if (encrypt) {
+        // age runs here: the compressed bytes pass through this process on their way to the spool.
+        tp = tarPack(root, list, compressor);
+        const written = pipeline(
+          [tp.stream as Readable, encrypt(), tap, createWriteStream(path, { mode: 0o600 })],
+          this.o.signal ? { signal: this.o.signal } : {},
+        );
+        [hashes] = await Promise.all([hashFiles(root, list), written]);
+      } else {
+        // The compressor writes the spool file itself; the pack's sha256 is read back from the page cache.
+        const fh = await open(path, 'wx', 0o600);
+        try {
+          tp = tarPack(root, list, compressor, fh.fd);
+          [hashes] = await Promise.all([hashFiles(root, list), tp.done]);
+        } finally {
+          await fh.close();
+        }
+        await pipeline(
+          createReadStream(path, { highWaterMark: 1 << 20 }),
+          tap,
+          new Writable({ write: (_c, _e, cb) => cb() }),
+        );
+      }
+      const members = new Map(tp.members.map((m) => [m.name, m]));
+      const entries: IndexedBlob[] = [];
+      const vanished: ListedBlob[] = [];
+      let readBytes = 0;
+      let surprise = members.size !== tp.members.length;
+      for (const b of group) {
+        const m = members.get(b.path);
+        members.delete(b.path);
+        if (!m) vanished.push(b);
+        else if (m.type !== '-' || m.size !== b.size || hashes.get(b.path) !== b.sha1) surprise = true;
+        else {
+          entries.push({ sha1: Buffer.from(b.sha1, 'hex'), offset: (m.block + 1) * BLOCK, size: m.size });
+          readBytes += m.size;
+        }
+      }
+      if (surprise || members.size > 0) {
+        await rm(path, { force: true });
+        for (const b of group) this.grouped.delete(b.sha1);
+        await this.relay(root, group, emit);
+        await this.cut();
+        return;
+      }
+      if (entries.length > 0) {
+        const sink: SpooledPack = {
+          path,
+          finish: async () => ({ id: tap.digest(), storedSize: tap.bytes }),
+          discard: () => rm(path, { force: true }),
+        };
+        await this.handOff(sink, entries, new Set(group.map((b) => b.sha1)));
+      } else await rm(path, { force: true });
+      this.stats.blobs += entries.length;
+      this.stats.readBytes += readBytes;
+      const gone = new Set(vanished);
+      for (const b of group) {
+        this.grouped.delete(b.sha1);
+        await emit(b, { status: gone.has(b) ? 'vanished' : 'added', sha1: b.sha1 });
+      }
+    } catch (err) {
+      await rm(path, { force: true });
+      throw err;
+    } finally {
+      await rm(list, { force: true });
+    }
+  }
+
+  /** The listed blobs through one tar stream that this process splits and hashes (see TarFeed). */
+  private async relay(
+    root: string,
+    blobs: AsyncIterable<ListedBlob> | Iterable<ListedBlob>,
+    emit: Emit,
+  ): Promise<void> {
     const large: ListedBlob[] = [];
     const queued: ListedBlob[] = [];
     let feed: TarFeed | undefined;
@@ -217,7 +392,6 @@ export class PackWriter {
         this.o.signal?.throwIfAborted();
         await emit(blob, await this.addLarge(root, blob, blob.size, blob));
       }
-      await chain;
     } finally {
       feed?.kill();
       await reading?.catch(() => undefined);
@@ -372,6 +546,11 @@ export class PackWriter {
     this.sink = undefined;
     this.entries = [];
     this.pending = new Set();
+    await this.handOff(sink, entries, pending);
+  }
+
+  /** A finished pack's store, in the background (see cut). `pending`: its hashes until it is indexed. */
+  private async handOff(sink: SpooledPack, entries: IndexedBlob[], pending: Set<string>): Promise<void> {
     this.storing.push(pending);
     const job = this.storePack(sink, entries).finally(() => {
       this.storing.splice(this.storing.indexOf(pending), 1);
@@ -390,7 +569,7 @@ export class PackWriter {
   }
 
   /** Stores one finished pack; its blobs become known to the in-memory index, its index file comes later. */
-  private async storePack(sink: PackSink, entries: IndexedBlob[]): Promise<void> {
+  private async storePack(sink: SpooledPack, entries: IndexedBlob[]): Promise<void> {
     try {
       const { id, storedSize } = await sink.finish();
       await putSpooled(this.o.backend, packKey(id), sink.path, storedSize);

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
-import { ExitError, endsAfter, exited } from '../common/processes.js';
+import { endsAfter, exited, firstCause, stderrLines as lines } from '../common/processes.js';
 import { readError, tarReadOptions } from './dir-tar.js';
 
 /** A compressor as a command line reading stdin and writing stdout (codec.ts `command`). */
@@ -123,49 +123,5 @@ function spawnTar(dir: string, z: ChildProcess, opts: CompressedDirTarOptions): 
       '.',
     ],
     { stdio: ['ignore', z.stdin ?? 'ignore', 'pipe'], env: { ...process.env, LC_ALL: 'C' } },
-  );
-}
-
-/**
- * The cause, in order: the compressor failing by itself; tar failing by itself other than by writing into a
- * dead compressor (broken pipe / reset: the compressor's death, seen first from tar's side, and the
- * compressor may already count as killed by us then); else whatever failed.
- */
-function firstCause(
-  t: PromiseSettledResult<unknown>,
-  c: PromiseSettledResult<unknown>,
-  tarKilled: boolean,
-  zKilled: boolean,
-): Error | undefined {
-  const tarFailure = t.status === 'rejected' ? (t.reason as Error) : undefined;
-  const zFailure = c.status === 'rejected' ? (c.reason as Error) : undefined;
-  return (
-    (zFailure && !zKilled ? zFailure : undefined) ??
-    (tarFailure && !tarKilled && !brokenPipe(tarFailure) ? tarFailure : undefined) ??
-    zFailure ??
-    tarFailure
-  );
-}
-
-/** Collects a child's stderr line by line; `consume` takes lines it understands, the rest is kept (4 KiB). */
-function lines(child: ChildProcess, consume: (line: string) => boolean): () => string {
-  let kept = '';
-  let partial = '';
-  child.stderr?.on('data', (d: Buffer) => {
-    const parts = (partial + d.toString()).split('\n');
-    partial = parts.pop() ?? '';
-    for (const line of parts) if (!consume(line) && kept.length < 4096) kept += `${line}\n`;
-  });
-  child.stderr?.once('end', () => {
-    if (partial && !consume(partial) && kept.length < 4096) kept += partial;
-    partial = '';
-  });
-  return () => kept.slice(0, 4096);
-}
-
-function brokenPipe(err: Error): boolean {
-  return (
-    err instanceof ExitError &&
-    (err.signal === 'SIGPIPE' || /Cannot write: (Broken pipe|Connection reset)/.test(err.message))
   );
 }

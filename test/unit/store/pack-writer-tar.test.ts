@@ -61,6 +61,7 @@ async function run(root: string, items: AsyncIterable<ListedBlob>, packSize = 64
     encoding,
     spoolDir: join(dir, 'spool'),
     packSize,
+    groupSize: packSize,
     background: true,
   });
   const results = new Map<string, AddResult>();
