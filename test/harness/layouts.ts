@@ -4,8 +4,6 @@ import { docker, execOk, IMAGES, sweepLeftovers, uniqueName } from './docker.js'
 import { startRecording, stopRecording } from './events.js';
 import { DB, sqlIn, waitForMariaDb } from './stack.js';
 
-export const LAYOUT_IMAGE = process.env.MBS_TEST_LAYOUTS_IMAGE ?? 'mbs-test/moodle-layouts:latest';
-
 /** A Moodle image's layout, as test/images/moodle-layouts/entrypoint.sh reproduces it. */
 export interface Layout {
   name: 'bitnami' | 'moodlehq' | 'baked' | 'moodle51';
@@ -145,7 +143,7 @@ export async function createLayoutStack(
     if (layout.bind && hostDir) binds.push(`${hostDir}:${layout.bind}`);
     const moodle = await createService(d, {
       name: stack.containers.moodle,
-      image: LAYOUT_IMAGE,
+      image: IMAGES.layouts,
       service: 'moodle',
       network,
       binds,

@@ -1,11 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type Docker from 'dockerode';
 import { composeLabels, createProjectResources, createService, waitForFile } from './compose.js';
-import { docker, execIn, execOk, sweepLeftovers, uniqueName } from './docker.js';
+import { docker, execIn, execOk, IMAGES, sweepLeftovers, uniqueName } from './docker.js';
 
-/** The test PostgreSQL image (scripts/provision.sh): behaves like the official `postgres` image. */
-export const PG_IMAGE = 'mbs-test/postgres:latest';
-export const MOODLE_IMAGE = process.env.MBS_TEST_MOODLE_IMAGE ?? 'mbs-test/moodle:latest';
 export const PG = { user: 'moodle', password: 'pg-secret-pw', db: 'moodle' };
 export const PG_VOLUMES = ['postgres_data', 'moodle_data', 'moodledata_data'] as const;
 export type PgVolume = (typeof PG_VOLUMES)[number];
@@ -114,7 +111,7 @@ export function pgStack(project = uniqueName('pg'), d: Docker = docker()): PgSta
       await createProjectResources(project, PG_VOLUMES, d);
       const pg = await createService(d, {
         name: containers.postgres,
-        image: PG_IMAGE,
+        image: IMAGES.postgres,
         service: 'postgres',
         network,
         binds: [`${volumes.postgres_data}:/var/lib/postgresql/data`],
@@ -123,7 +120,7 @@ export function pgStack(project = uniqueName('pg'), d: Docker = docker()): PgSta
       });
       const moodle = await createService(d, {
         name: containers.moodle,
-        image: MOODLE_IMAGE,
+        image: IMAGES.moodle,
         service: 'moodle',
         network,
         binds: [`${volumes.moodle_data}:/bitnami/moodle`, `${volumes.moodledata_data}:/bitnami/moodledata`],
