@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type Docker from 'dockerode';
 import { composeLabels, createProjectResources, createService, waitForFile } from './compose.js';
 import { docker, execIn, execOk, IMAGES, sweepLeftovers, uniqueName } from './docker.js';
+import { createMoodleStandIn } from './stack.js';
 
 export const PG = { user: 'moodle', password: 'pg-secret-pw', db: 'moodle' };
 export const PG_VOLUMES = ['postgres_data', 'moodle_data', 'moodledata_data'] as const;
@@ -118,12 +119,10 @@ export function pgStack(project = uniqueName('pg'), d: Docker = docker()): PgSta
         env: [`POSTGRES_USER=${PG.user}`, `POSTGRES_PASSWORD=${PG.password}`, `POSTGRES_DB=${PG.db}`],
         labels: composeLabels(project, 'postgres'),
       });
-      const moodle = await createService(d, {
+      const moodle = await createMoodleStandIn(d, {
         name: containers.moodle,
-        image: IMAGES.moodle,
-        service: 'moodle',
         network,
-        binds: [`${volumes.moodle_data}:/bitnami/moodle`, `${volumes.moodledata_data}:/bitnami/moodledata`],
+        volumes,
         env: [
           'MOODLE_DATABASE_TYPE=pgsql',
           'MOODLE_DATABASE_HOST=postgres',

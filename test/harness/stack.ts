@@ -1,7 +1,13 @@
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type Docker from 'dockerode';
-import { composeLabels, createProjectResources, createService, waitForFile } from './compose.js';
+import {
+  composeLabels,
+  createProjectResources,
+  createService,
+  type ServiceSpec,
+  waitForFile,
+} from './compose.js';
 import { docker, execIn, execOk, IMAGES, sweepLeftovers, uniqueName } from './docker.js';
 import { startRecording, stopRecording } from './events.js';
 
@@ -77,6 +83,21 @@ export async function waitForMariaDb(container: string, timeoutMs = 60_000, clie
   throw new Error(`MariaDB in ${container} did not answer within ${timeoutMs} ms: ${last}`);
 }
 
+/** The Moodle stand-in service (IMAGES.moodle) with its code and dataroot volumes, on a database given by `env`. */
+export function createMoodleStandIn(
+  d: Docker,
+  s: Pick<ServiceSpec, 'name' | 'network' | 'env' | 'labels' | 'restart'> & {
+    volumes: { moodle_data: string; moodledata_data: string };
+  },
+): Promise<Docker.Container> {
+  return createService(d, {
+    ...s,
+    image: IMAGES.moodle,
+    service: 'moodle',
+    binds: [`${s.volumes.moodle_data}:/bitnami/moodle`, `${s.volumes.moodledata_data}:/bitnami/moodledata`],
+  });
+}
+
 /**
  * A Moodle stack like `docker compose up` makes it: project network, `<project>_<volume>` named volumes,
  * `mariadb` and the Moodle stand-in with Compose's labels (moodle depends_on mariadb), optionally seeded.
@@ -126,12 +147,10 @@ export async function createMoodleStack(opts: StackOptions = {}): Promise<Moodle
       labels: { ...composeLabels(project, 'mariadb'), ...opts.labels?.mariadb },
       restart: opts.restart,
     });
-    const moodle = await createService(d, {
+    const moodle = await createMoodleStandIn(d, {
       name: containers.moodle,
-      image: IMAGES.moodle,
-      service: 'moodle',
       network,
-      binds: [`${volumes.moodle_data}:/bitnami/moodle`, `${volumes.moodledata_data}:/bitnami/moodledata`],
+      volumes,
       env: [
         'MOODLE_DATABASE_HOST=mariadb',
         `MOODLE_DATABASE_NAME=${DB.name}`,
