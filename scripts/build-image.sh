@@ -6,13 +6,17 @@
 # Cached: the image carries the label moodle-backup.recipe=<hash of Dockerfile, package*.json, tsconfig*.json,
 # src/** and the base image id>; when an image with that label exists, nothing is built.
 #
-# Environment: IMAGE (default moodle-backup-sidecar:dev), BASE_IMAGE (default mbs-test/node:latest),
+# Environment: IMAGE (default moodle-backup-sidecar:dev), BASE_IMAGE (default: the node image provision.sh
+# recorded for this checkout in .tmp/test-images, else mbs-test/node:latest, which other worktrees move),
 # NPM_CA (default $NODE_EXTRA_CA_CERTS, else /etc/ssl/certs/ca-certificates.crt; "none" to pass nothing).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/legacy-build.sh
+. "$ROOT/scripts/legacy-build.sh"
 IMAGE="${IMAGE:-moodle-backup-sidecar:dev}"
-BASE_IMAGE="${BASE_IMAGE:-mbs-test/node:latest}"
+recorded_node="$(sed -n 's/^node=//p' "$ROOT/$TEST_IMAGES_FILE" 2>/dev/null || true)"
+BASE_IMAGE="${BASE_IMAGE:-${recorded_node:-mbs-test/node:latest}}"
 RECIPE_LABEL=moodle-backup.recipe
 
 log() { printf 'build-image: %s\n' "$*" >&2; }
@@ -69,8 +73,9 @@ fi
 
 log "building $IMAGE from $BASE_IMAGE (recipe $hash)"
 t0=$SECONDS
-# The classic builder: Debian's docker.io 20.10 CLI has no buildx, so DOCKER_BUILDKIT=1 would refuse to build.
-DOCKER_BUILDKIT=0 docker build \
+# The classic builder (legacy-build.sh): Debian's docker.io 20.10 CLI has no buildx, so DOCKER_BUILDKIT=1
+# would refuse to build.
+legacy_build \
   --build-arg "BASE_IMAGE=$BASE_IMAGE" \
   --label "$RECIPE_LABEL=$hash" \
   -t "$IMAGE" \

@@ -4,9 +4,17 @@
 #   2. a running Docker daemon,
 #   3. the local test images, each cached under a tag derived from a hash of its recipe.
 # Idempotent: a second run only checks and re-tags.
+#
+# Worktrees share one engine, so the `mbs-test/NAME:latest` tags are shared too: each provision moves them
+# to its own recipe's image, and a worktree whose test/images differ would run another worktree's images
+# from then on, even in the middle of its test run. So `:latest` is only for people, the demo and the
+# bench; this checkout's tests (test/harness/docker.ts) and build-image.sh use the content-addressed tags,
+# which provision records in .tmp/test-images (NAME=TAG lines), and which no other recipe can move.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/legacy-build.sh
+. "$ROOT/scripts/legacy-build.sh"
 IMAGES="$ROOT/test/images"
 SUITE=bookworm
 BASE_PKGS="mariadb-server,mariadb-client,php-cli,php-mysql,zstd,ca-certificates,tini,procps,tar"
@@ -55,6 +63,20 @@ recipe_hash() {
 
 have_image() { docker image inspect "$1" >/dev/null 2>&1; }
 
+# record NAME TAG: this checkout's image for NAME (written to $TEST_IMAGES_FILE at the end) and `:latest`.
+declare -A BUILT=()
+record() {
+  BUILT[$1]="$2"
+  docker tag "$2" "mbs-test/$1:latest"
+}
+
+write_tags() {
+  local f="$ROOT/$TEST_IMAGES_FILE" name
+  mkdir -p "$(dirname "$f")"
+  for name in "${!BUILT[@]}"; do printf '%s=%s\n' "$name" "${BUILT[$name]}"; done | sort >"$f.new"
+  mv "$f.new" "$f"
+}
+
 debian_mirror() {
   local m
   m="$(grep -hoE '^URIs: *http[^ ]+' /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v security | head -1 | awk '{print $2}')" || true
@@ -67,7 +89,7 @@ build_base() {
   local h
   h="$(printf '%s\n' "$SUITE" "$BASE_PKGS" "v1" | sha256sum | cut -c1-16)"
   BASE_TAG="mbs-test/base:$h"
-  if have_image "$BASE_TAG"; then docker tag "$BASE_TAG" mbs-test/base:latest; return; fi
+  if have_image "$BASE_TAG"; then record base "$BASE_TAG"; return; fi
   local rootfs
   rootfs="$(mktemp -d /var/tmp/mbs-rootfs.XXXXXX)"
   log "debootstrap $SUITE with $BASE_PKGS (about 1-2 min)"
@@ -76,7 +98,7 @@ build_base() {
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
   tar -C "$rootfs" -c . | docker import -c "ENV $PATH_ENV" -c 'ENV LANG=C.UTF-8' - "$BASE_TAG" >/dev/null
   rm -rf "$rootfs"
-  docker tag "$BASE_TAG" mbs-test/base:latest
+  record base "$BASE_TAG"
   log "built $BASE_TAG"
 }
 
@@ -88,10 +110,10 @@ build_derived() {
   tag="mbs-test/$name:$h"
   if ! have_image "$tag"; then
     log "building $tag"
-    DOCKER_BUILDKIT=0 docker build -q --build-arg "BASE=$BASE_TAG" --label "mbs.recipe=$h" -t "$tag" "$ctx" >/dev/null 2>/var/tmp/mbs-build-$name.log \
+    legacy_build -q --build-arg "BASE=$BASE_TAG" --label "mbs.recipe=$h" -t "$tag" "$ctx" >/dev/null 2>/var/tmp/mbs-build-$name.log \
       || { cat /var/tmp/mbs-build-$name.log >&2; die "building $name failed"; }
   fi
-  docker tag "$tag" "mbs-test/$name:latest"
+  record "$name" "$tag"
 }
 
 build_busybox() {
@@ -107,7 +129,7 @@ build_busybox() {
     rm -rf "$dir"
     log "built $tag"
   fi
-  docker tag "$tag" mbs-test/busybox:latest
+  record busybox "$tag"
 }
 
 build_node() {
@@ -125,11 +147,11 @@ build_node() {
     cp "$node_bin" "$ctx/node"
     cp -a "$npm_dir" "$ctx/npm"
     log "building $tag ($nv)"
-    DOCKER_BUILDKIT=0 docker build -q --build-arg "BASE=$BASE_TAG" --label "mbs.recipe=$h" -t "$tag" "$ctx" >/dev/null 2>/var/tmp/mbs-build-node.log \
+    legacy_build -q --build-arg "BASE=$BASE_TAG" --label "mbs.recipe=$h" -t "$tag" "$ctx" >/dev/null 2>/var/tmp/mbs-build-node.log \
       || { cat /var/tmp/mbs-build-node.log >&2; rm -rf "$ctx"; die "building node failed"; }
   fi
   rm -rf "$ctx"
-  docker tag "$tag" mbs-test/node:latest
+  record node "$tag"
 }
 
 # Runs one step and records its duration: the bare-machine path is where CI time goes (packages, debootstrap).
@@ -152,11 +174,11 @@ build_moodle_layouts() {
     cp -a "$IMAGES/moodle-layouts/." "$ctx/"
     cp -a "$IMAGES/moodle/tree" "$ctx/tree"
     log "building $tag"
-    DOCKER_BUILDKIT=0 docker build -q --build-arg "BASE=$BASE_TAG" --label "mbs.recipe=$h" -t "$tag" "$ctx" >/dev/null 2>/var/tmp/mbs-build-moodle-layouts.log \
+    legacy_build -q --build-arg "BASE=$BASE_TAG" --label "mbs.recipe=$h" -t "$tag" "$ctx" >/dev/null 2>/var/tmp/mbs-build-moodle-layouts.log \
       || { cat /var/tmp/mbs-build-moodle-layouts.log >&2; rm -rf "$ctx"; die "building moodle-layouts failed"; }
     rm -rf "$ctx"
   fi
-  docker tag "$tag" mbs-test/moodle-layouts:latest
+  record moodle-layouts "$tag"
 }
 
 main() {
@@ -170,8 +192,9 @@ main() {
   step build_derived postgres "$IMAGES/postgres"
   step build_moodle_layouts
   step build_node
+  write_tags
   log "steps: ${TIMES[*]}"
-  log "ready in $((SECONDS - t0)) s: $(docker images --format '{{.Repository}}:{{.Tag}}' 'mbs-test/*' | grep ':latest' | tr '\n' ' ')"
+  log "ready in $((SECONDS - t0)) s: $(printf '%s ' "${BUILT[@]}")(recorded in $TEST_IMAGES_FILE)"
 }
 
 main "$@"

@@ -1,5 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { ownContainerId } from './container-id.js';
 import { isAlive } from './processes.js';
 
 /**
@@ -8,6 +9,9 @@ import { isAlive } from './processes.js';
  * restart and the host name stays, so a dead run's PID is often alive again as the new `serve`, a health
  * check or the next `docker exec`. The kernel's boot id and the process's start time (clock ticks after
  * boot, /proc/<pid>/stat field 22) tell a reused PID apart from the process that wrote the identity.
+ * Nor is the host name: sidecars with `network_mode: host` share the machine's, with the machine and with
+ * each other, while each has its own PID namespace, where a PID names another process. The namespace (and
+ * the container, which keeps its name across a restart but not its namespace) tells those apart.
  */
 export interface Owner {
   /** os.hostname(): the sidecar container's, or the machine's for a CLI run on it. */
@@ -17,6 +21,13 @@ export interface Owner {
   bootId?: string;
   /** Field 22 of /proc/<pid>/stat, as written (a decimal string: no rounding of large tick counts). */
   startTime?: string;
+  /**
+   * The inode of the process's PID namespace (/proc/<pid>/ns/pid reads `pid:[4026531836]`), in decimal.
+   * Absent in identities written before it was recorded: their PID is taken to be one of ours, the old rule.
+   */
+  pidNs?: string;
+  /** The id of the Docker container the process runs in (from its mount table); absent outside one. */
+  container?: string;
 }
 
 /** alive / dead; foreign: another host's process, whose life cannot be told from here. */
@@ -46,6 +57,28 @@ function readStartTime(pid: number): string | undefined {
   }
 }
 
+/** The inode number in a /proc/<pid>/ns/pid link (`pid:[4026531836]`). */
+export function parsePidNs(link: string): string | undefined {
+  return /^pid:\[(\d+)\]$/.exec(link.trim())?.[1];
+}
+
+/** undefined: no /proc here, or the process is gone or not ours to inspect. */
+function readPidNs(pid: number): string | undefined {
+  try {
+    return parsePidNs(readlinkSync(`/proc/${pid}/ns/pid`));
+  } catch {
+    return undefined;
+  }
+}
+
+function readContainer(pid: number): string | undefined {
+  try {
+    return ownContainerId(readFileSync(`/proc/${pid}/mountinfo`, 'utf8')) ?? undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function readBootId(): string | undefined {
   try {
     return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || undefined;
@@ -58,7 +91,16 @@ function readBootId(): string | undefined {
 export function ownerOf(pid: number): Owner {
   const bootId = readBootId();
   const startTime = readStartTime(pid);
-  return { host: hostname(), pid, ...(bootId ? { bootId } : {}), ...(startTime ? { startTime } : {}) };
+  const pidNs = readPidNs(pid);
+  const container = readContainer(pid);
+  return {
+    host: hostname(),
+    pid,
+    ...(bootId ? { bootId } : {}),
+    ...(startTime ? { startTime } : {}),
+    ...(pidNs ? { pidNs } : {}),
+    ...(container ? { container } : {}),
+  };
 }
 
 let self: Owner | undefined;
@@ -69,26 +111,33 @@ export function currentOwner(): Owner {
   return self;
 }
 
-/** Whether `o` is this very process (not merely one with the same PID). */
-export function isSelf(o: Owner): boolean {
-  const me = currentOwner();
+/** Whether `o` is this very process (not merely one with the same PID, maybe in another namespace). */
+export function isSelf(o: Owner, me: Owner = currentOwner()): boolean {
   return (
     o.host === me.host &&
     o.pid === me.pid &&
     (o.bootId === undefined || o.bootId === me.bootId) &&
-    (o.startTime === undefined || o.startTime === me.startTime)
+    (o.startTime === undefined || o.startTime === me.startTime) &&
+    (o.pidNs === undefined || o.pidNs === me.pidNs) &&
+    (o.container === undefined || o.container === me.container)
   );
 }
 
 /**
- * Whether the process `o` names still runs. Same host, same boot, a process with that PID, and the same
- * start time. An identity without boot id or start time (written where there is no /proc, or by a version
- * before these were recorded) falls back to the PID alone, the old rule, with its weakness in containers.
+ * Whether the process `o` names still runs, as this process (`me`) can tell. Same host, same boot, same
+ * PID namespace, a process with that PID, and the same start time. An identity without boot id, start time
+ * or namespace (written where there is no /proc, or by a version before these were recorded) falls back to
+ * what it has, down to the PID alone, the old rule, with its weakness in containers.
  */
-export function ownerLiveness(o: Owner): Liveness {
-  if (o.host !== hostname()) return 'foreign';
-  const me = currentOwner();
+export function ownerLiveness(o: Owner, me: Owner = currentOwner()): Liveness {
+  if (o.host !== me.host) return 'foreign';
   if (o.bootId && me.bootId && o.bootId !== me.bootId) return 'dead'; // the machine rebooted since
+  if (o.pidNs && me.pidNs && o.pidNs !== me.pidNs) {
+    // Its PID means nothing in our namespace, and its processes are not ours to see: another sidecar on
+    // this host's network, or the machine itself. But a container has one PID namespace at a time
+    // (`docker exec` joins it): the same container in another one ran before a restart, which ended it.
+    return o.container && o.container === me.container ? 'dead' : 'foreign';
+  }
   if (!isAlive(o.pid)) return 'dead';
   if (o.startTime === undefined) return 'alive';
   const now = readStartTime(o.pid);
@@ -103,20 +152,26 @@ export function legacyOwner(pid: number, host: string = hostname()): Owner {
 }
 
 /**
- * A helper label's value: `host:pid:startTime:bootId`, or `host:pid` without /proc (the old format, which
- * older versions wrote and parseOwnerLabel still reads). Host names and boot ids hold no ':'.
+ * A helper label's value: `host:pid:startTime:bootId:pidNs:container` (container empty outside one). Where
+ * the namespace cannot be read, `host:pid:startTime:bootId`, and without /proc `host:pid`: the older formats,
+ * which older versions wrote and parseOwnerLabel still reads, each with its old rule. Host names, boot ids
+ * and container ids hold no ':'.
  */
 export function ownerLabel(o: Owner = currentOwner()): string {
-  return o.startTime && o.bootId ? `${o.host}:${o.pid}:${o.startTime}:${o.bootId}` : `${o.host}:${o.pid}`;
+  if (!o.startTime || !o.bootId) return `${o.host}:${o.pid}`;
+  const base = `${o.host}:${o.pid}:${o.startTime}:${o.bootId}`;
+  return o.pidNs ? `${base}:${o.pidNs}:${o.container ?? ''}` : base;
 }
 
 export function parseOwnerLabel(value: string | undefined): Owner | undefined {
   const parts = value?.split(':') ?? [];
-  if (parts.length !== 2 && parts.length !== 4) return undefined;
-  const [host = '', pidText = '', startTime, bootId] = parts;
+  if (parts.length !== 2 && parts.length !== 4 && parts.length !== 6) return undefined;
+  const [host = '', pidText = '', startTime, bootId, pidNs, container] = parts;
   const pid = Number(pidText);
   if (!host || !Number.isInteger(pid) || pid <= 0) return undefined;
   if (parts.length === 2) return legacyOwner(pid, host);
   if (!/^\d+$/.test(startTime ?? '') || !bootId) return undefined;
-  return { host, pid, startTime, bootId };
+  if (parts.length === 4) return { host, pid, startTime, bootId };
+  if (!/^\d+$/.test(pidNs ?? '') || !/^([0-9a-f]{64})?$/.test(container ?? '')) return undefined;
+  return { host, pid, startTime, bootId, pidNs, ...(container ? { container } : {}) };
 }

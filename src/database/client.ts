@@ -1,7 +1,6 @@
 import type Docker from 'dockerode';
-import { SidecarError } from '../common/errors.js';
-import { execCapture } from '../docker/exec.js';
 import { EXTRA_PATH } from '../moodle/site.js';
+import { ENV_OR_FILE, runQuery } from './container-sql.js';
 
 /**
  * Shell prelude run inside the MariaDB container: picks credentials from the container's own environment
@@ -11,7 +10,7 @@ import { EXTRA_PATH } from '../moodle/site.js';
  * an empty root password where the image allows one.
  */
 const CREDENTIALS = `${EXTRA_PATH}
-val() { eval "v=\\"\\\${$1:-}\\""; eval "f=\\"\\\${$1_FILE:-}\\""; if [ -z "$v" ] && [ -n "$f" ] && [ -r "$f" ]; then v=$(cat "$f"); fi; printf %s "$v"; }
+${ENV_OR_FILE}
 pw=$(val MARIADB_ROOT_PASSWORD); [ -n "$pw" ] || pw=$(val MYSQL_ROOT_PASSWORD)
 if [ -n "$pw" ]; then user="\${MARIADB_ROOT_USER:-root}"
 else
@@ -35,20 +34,14 @@ export async function querySql(
   sql: string,
   timeoutMs = 60_000,
 ): Promise<string> {
-  const r = await execCapture(
+  return runQuery(
     docker,
     container,
     ['sh', '-c', clientScript('exec "$client" -u"$user" -N -B -e "$1"'), 'sql', sql],
     timeoutMs,
+    'the database container',
+    'check the MARIADB_ROOT_PASSWORD / MARIADB_USER and MARIADB_PASSWORD (or *_FILE) variables of the database container',
   );
-  if (r.exitCode !== 0) {
-    throw new SidecarError(
-      'DUMP_FAILED',
-      `query in the database container failed (exit ${r.exitCode}): ${r.stderr.trim().slice(-300)}`,
-      'check the MARIADB_ROOT_PASSWORD / MARIADB_USER and MARIADB_PASSWORD (or *_FILE) variables of the database container',
-    );
-  }
-  return r.stdout;
 }
 
 const SYSTEM_SCHEMAS = ['mysql', 'information_schema', 'performance_schema', 'sys'];

@@ -1,6 +1,5 @@
 import type Docker from 'dockerode';
-import { SidecarError } from '../common/errors.js';
-import { execCapture } from '../docker/exec.js';
+import { ENV_OR_FILE, runQuery } from './container-sql.js';
 
 /**
  * Shell prelude run inside the PostgreSQL container: the account and password come from the container's own
@@ -9,7 +8,7 @@ import { execCapture } from '../docker/exec.js';
  * PGPASSWORD — never on a command line, never through the sidecar. Connections go to the local socket.
  */
 const PRELUDE = `PATH="$PATH:/opt/bitnami/postgresql/bin:$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | tail -n 1)"
-val() { eval "v=\\"\\\${$1:-}\\""; eval "f=\\"\\\${$1_FILE:-}\\""; if [ -z "$v" ] && [ -n "$f" ] && [ -r "$f" ]; then v=$(cat "$f"); fi; printf %s "$v"; }
+${ENV_OR_FILE}
 user=$(val POSTGRES_USER); pw=$(val POSTGRES_PASSWORD)
 if [ -z "$user$pw" ]; then
   pw=$(val POSTGRESQL_POSTGRES_PASSWORD)
@@ -34,7 +33,7 @@ export async function pgQuery(
   sql: string,
   timeoutMs = 60_000,
 ): Promise<string> {
-  const r = await execCapture(
+  return runQuery(
     docker,
     container,
     [
@@ -46,15 +45,9 @@ export async function pgQuery(
       sql,
     ],
     timeoutMs,
+    'the PostgreSQL container',
+    'check the POSTGRES_USER and POSTGRES_PASSWORD (or *_FILE) variables of the database container',
   );
-  if (r.exitCode !== 0) {
-    throw new SidecarError(
-      'DUMP_FAILED',
-      `query in the PostgreSQL container failed (exit ${r.exitCode}): ${r.stderr.trim().slice(-300)}`,
-      'check the POSTGRES_USER and POSTGRES_PASSWORD (or *_FILE) variables of the database container',
-    );
-  }
-  return r.stdout;
 }
 
 /** A SQL string literal. */

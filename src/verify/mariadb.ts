@@ -1,21 +1,30 @@
-import { setTimeout as sleep } from 'node:timers/promises';
-import type Docker from 'dockerode';
 import type { Manifest, ManifestVolume } from '../archive/manifest.js';
 import { SidecarError } from '../common/errors.js';
 import { parseCheck } from '../database/mariadb-check.js';
 import { execCapture } from '../docker/exec.js';
-import { HELPER_LABEL, helperOwner } from '../docker/labels.js';
-import { requireLocalImage } from '../docker/local-image.js';
-import { demuxLogs } from '../volume/restore-volume.js';
+import { type ScratchServer, withScratchServer } from './scratch-server.js';
 import type { VerifyOptions } from './types.js';
 
 /** `sh -c` prelude that runs the first tool present of two (mariadb-* names, else the older mysql* ones). */
 const EITHER =
   'a=$1; b=$2; shift 2; if command -v "$a" >/dev/null 2>&1; then exec "$a" "$@"; fi; exec "$b" "$@"';
 
+/** The image's own command with `--skip-grant-tables`: the drill cannot know the root password. */
+const MARIADB: ScratchServer = {
+  engine: 'MariaDB',
+  container: (info) => ({
+    Cmd: [...(info.Config?.Cmd ?? []), '--skip-grant-tables'],
+    // Bitnami's entrypoint refuses to start without a root password unless told an empty one is fine.
+    Env: ['ALLOW_EMPTY_PASSWORD=yes'],
+  }),
+  ready: ['sh', '-c', EITHER, 'drill', 'mariadb-admin', 'mysqladmin', '-uroot', 'ping'],
+  answer: 'answer ping',
+  pollMs: 500,
+};
+
 /**
- * Starts the snapshot's own MariaDB image (as container `name`) on the scratch volume, without network and with
- * `--skip-grant-tables` (the drill cannot know the root password), and requires every table to check OK.
+ * Starts the snapshot's own MariaDB image (as container `name`) on the scratch volume and requires every
+ * table to check OK.
  */
 export async function checkDatabase(
   o: VerifyOptions,
@@ -24,44 +33,10 @@ export async function checkDatabase(
   scratch: string,
   name: string,
 ): Promise<string> {
-  const { svc, at } = datadirService(m, v);
-  const info = await requireLocalImage(o.docker, svc, `volume ${v.name}: `);
-  const c = await o.docker.createContainer({
-    name,
-    Image: svc.imageId,
-    Cmd: [...(info.Config?.Cmd ?? []), '--skip-grant-tables'],
-    // Bitnami's entrypoint refuses to start without a root password unless told an empty one is fine.
-    Env: ['ALLOW_EMPTY_PASSWORD=yes'],
-    Labels: { [HELPER_LABEL]: helperOwner() },
-    NetworkDisabled: true,
-    HostConfig: {
-      NetworkMode: 'none',
-      // nocopy: Docker must not copy the image's files into the scratch volume.
-      Binds: [`${scratch}:${at.destination}:nocopy`],
-    },
+  return withScratchServer(o, m, v, scratch, name, MARIADB, async (container, image) => {
+    const tables = await checkTables(o, container, v);
+    return `mariadb-check: ${tables} tables OK (${image})`;
   });
-  try {
-    await c.start();
-    await waitForPing(o, c, v);
-    const tables = await checkTables(o, c.id, v);
-    return `mariadb-check: ${tables} tables OK (${svc.image})`;
-  } finally {
-    await c.remove({ force: true, v: true }).catch(() => undefined);
-  }
-}
-
-/** The service that mounted the datadir volume when the snapshot was taken, and where. */
-export function datadirService(m: Manifest, v: ManifestVolume) {
-  const mount = v.mountedAt
-    .map((at) => ({ at, svc: m.stack.services.find((s) => s.service === at.service) }))
-    .find((x) => x.svc);
-  if (!mount?.svc) {
-    throw new SidecarError(
-      'INTEGRITY_FAILED',
-      `volume ${v.name} holds a database datadir, but the manifest names no service that mounted it`,
-    );
-  }
-  return { svc: mount.svc, at: mount.at };
 }
 
 /** Runs mariadb-check on every table; returns how many were checked, or throws naming the bad ones. */
@@ -89,34 +64,4 @@ async function checkTables(o: VerifyOptions, container: string, v: ManifestVolum
     );
   }
   return tables;
-}
-
-async function waitForPing(o: VerifyOptions, c: Docker.Container, v: ManifestVolume): Promise<void> {
-  const timeout = o.dbStartTimeoutMs ?? 180_000;
-  const end = Date.now() + timeout;
-  let last = '';
-  while (Date.now() < end) {
-    o.signal?.throwIfAborted();
-    const state = (await c.inspect()).State;
-    if (!state.Running) {
-      const logs = demuxLogs((await c.logs({ stdout: true, stderr: true, tail: 15 })) as unknown as Buffer);
-      throw new SidecarError(
-        'INTEGRITY_FAILED',
-        `volume ${v.name}: the MariaDB server exited (${state.ExitCode}) before answering: ${logs.trim().slice(-600)}`,
-      );
-    }
-    const r = await execCapture(
-      o.docker,
-      c.id,
-      ['sh', '-c', EITHER, 'drill', 'mariadb-admin', 'mysqladmin', '-uroot', 'ping'],
-      10_000,
-    ).catch((err: Error) => ({ exitCode: -1, stdout: '', stderr: err.message }));
-    if (r.exitCode === 0) return;
-    last = (r.stderr || r.stdout).trim();
-    await sleep(500);
-  }
-  throw new SidecarError(
-    'INTEGRITY_FAILED',
-    `volume ${v.name}: the MariaDB server did not answer ping within ${timeout / 1000} s: ${last.slice(-300)}`,
-  );
 }

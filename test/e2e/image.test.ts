@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { composeLabels } from '../harness/compose.js';
 import { docker, type ExecResult, execIn, TEST_LABEL } from '../harness/docker.js';
 import {
   type DbFingerprint,
@@ -20,7 +21,7 @@ import {
   SIDECAR_IMAGE,
   startS3Service,
 } from '../harness/sidecar-image.js';
-import { composeLabels, createMoodleStack, DB, type MoodleStack } from '../harness/stack.js';
+import { createMoodleStack, DB, type MoodleStack } from '../harness/stack.js';
 
 /**
  * The image as users run it: built from the Dockerfile (scripts/build-image.sh, cached), started as the

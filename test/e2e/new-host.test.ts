@@ -1,5 +1,6 @@
 import { generateIdentity, identityToRecipient } from 'age-encryption';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { composeLabels } from '../harness/compose.js';
 import {
   docker,
   type ExecResult,
@@ -18,7 +19,6 @@ import {
   SIDECAR_IMAGE,
   startS3Service,
 } from '../harness/sidecar-image.js';
-import { composeLabels } from '../harness/stack.js';
 
 /**
  * Disaster recovery on a new host: the old stack and every volume are gone (`docker compose down -v`),

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { composeLabels } from '../harness/compose.js';
 import { docker, type ExecResult, execIn, execOk } from '../harness/docker.js';
 import {
   type DbFingerprint,
@@ -15,7 +16,7 @@ import {
   SIDECAR_IMAGE,
   startS3Service,
 } from '../harness/sidecar-image.js';
-import { composeLabels, createMoodleStack, DB, type MoodleStack } from '../harness/stack.js';
+import { createMoodleStack, DB, type MoodleStack } from '../harness/stack.js';
 
 /**
  * Switching from offen/docker-volume-backup is a change of image: the sidecar image, configured with the

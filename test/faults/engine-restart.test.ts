@@ -4,6 +4,7 @@ import type Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunState } from '../../src/stack/state.js';
 import { demuxLogs } from '../../src/volume/restore-volume.js';
+import { composeLabels } from '../harness/compose.js';
 import { type ExecResult, execIn, IMAGES } from '../harness/docker.js';
 import { type DbFingerprint, fingerprintDb } from '../harness/fingerprint.js';
 import {
@@ -15,7 +16,7 @@ import {
 } from '../harness/second-engine.js';
 import { readContainerFile } from '../harness/sidecar.js';
 import { buildSidecarImage, SIDECAR_IMAGE } from '../harness/sidecar-image.js';
-import { composeLabels, createMoodleStack, DB, type MoodleStack, VOLUME_NAMES } from '../harness/stack.js';
+import { createMoodleStack, DB, type MoodleStack, VOLUME_NAMES } from '../harness/stack.js';
 
 /**
  * The host-reboot case: a backup started with `docker exec -d <sidecar> backup` has stopped the stack when the

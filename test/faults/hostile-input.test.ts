@@ -3,11 +3,12 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect } from 'vitest';
 import { runCli } from '../harness/cli.js';
+import { composeLabels } from '../harness/compose.js';
 import { cliEnv, type TempDirs, tempDirs } from '../harness/config.js';
 import { docker } from '../harness/docker.js';
 import { lifecycle, projectEvents } from '../harness/events.js';
 import { seeded } from '../harness/live.js';
-import { composeLabels, createMoodleStack, type MoodleStack } from '../harness/stack.js';
+import { createMoodleStack, type MoodleStack } from '../harness/stack.js';
 import { Figures } from './figures.js';
 
 /**

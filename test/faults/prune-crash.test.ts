@@ -5,6 +5,7 @@ import { createBackend } from '../../src/storage/index.js';
 import { runCli } from '../harness/cli.js';
 import { cliEnv, type TempDirs, tempDirs } from '../harness/config.js';
 import { killLive, type LogLine, startCli } from '../harness/live.js';
+import { KEEP_LAST_2_ENV } from '../harness/retention.js';
 import { createTestBucket, s3Host, testS3Target } from '../harness/s3.js';
 import {
   Dataroot,
@@ -29,14 +30,6 @@ const POINTS: { name: string; at: (l: LogLine) => boolean }[] = [
   { name: 'deleting index files', at: (l) => l.step === 'sweep' && l.phase === 'index' },
   { name: 'deleting packs', at: (l) => l.step === 'sweep' && l.phase === 'pack' },
 ];
-
-const POLICY_ENV = {
-  BACKUP_KEEP_LAST: '2',
-  BACKUP_KEEP_DAILY: '0',
-  BACKUP_KEEP_WEEKLY: '0',
-  BACKUP_KEEP_MONTHLY: '0',
-  BACKUP_KEEP_YEARLY: '0',
-};
 
 async function copyPrefix(from: Backend, to: Backend): Promise<void> {
   const objects = await from.list('');
@@ -92,7 +85,7 @@ describe('prune crash: kill -9 at each step of the store sweep never loses a kep
     template.close?.();
     const s3 = inject('s3');
     const env = cliEnv('prune-crash', dirs, {
-      ...POLICY_ENV,
+      ...KEEP_LAST_2_ENV,
       LOG_LEVEL: 'debug',
       AWS_S3_BUCKET_NAME: bucket,
       AWS_S3_PATH: `round-${n}`,

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { PassThrough } from 'node:stream';
 import Docker from 'dockerode';
 
@@ -5,13 +6,38 @@ import Docker from 'dockerode';
 export const TEST_LABEL = 'mbs.test';
 export const TEST_PREFIX = 'mbst';
 
+/**
+ * The test images of this checkout: the content-addressed tags scripts/provision.sh recorded in
+ * .tmp/test-images. `mbs-test/NAME:latest` is shared by every worktree on the engine and moved by each one's
+ * provision; only without the record (a checkout provisioned before it existed) does a test fall back on it.
+ */
+function provisioned(): Record<string, string> {
+  try {
+    const text = readFileSync(new URL('../../.tmp/test-images', import.meta.url), 'utf8');
+    return Object.fromEntries(
+      text
+        .split('\n')
+        .filter((l) => l.includes('='))
+        .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+    );
+  } catch {
+    return {};
+  }
+}
+
+const recorded = provisioned();
+const testImage = (name: string) => recorded[name] ?? `mbs-test/${name}:latest`;
+
 export const IMAGES = {
-  mariadb: 'mbs-test/mariadb:latest',
-  // Overridable so a changed stand-in can be tried on a shared engine without retagging everyone's `latest`.
-  moodle: process.env.MBS_TEST_MOODLE_IMAGE ?? 'mbs-test/moodle:latest',
-  busybox: 'mbs-test/busybox:latest',
-  base: 'mbs-test/base:latest',
-  node: 'mbs-test/node:latest',
+  mariadb: testImage('mariadb'),
+  // Overridable so a changed stand-in can be tried on a shared engine without provisioning it.
+  moodle: process.env.MBS_TEST_MOODLE_IMAGE ?? testImage('moodle'),
+  // Behaves like the official `postgres` image.
+  postgres: testImage('postgres'),
+  layouts: process.env.MBS_TEST_LAYOUTS_IMAGE ?? testImage('moodle-layouts'),
+  busybox: testImage('busybox'),
+  base: testImage('base'),
+  node: testImage('node'),
 } as const;
 
 let client: Docker | undefined;

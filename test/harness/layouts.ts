@@ -1,11 +1,8 @@
 import { readFile } from 'node:fs/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { inject } from 'vitest';
-import { docker, execIn, execOk, IMAGES, sweepLeftovers, TEST_LABEL, uniqueName } from './docker.js';
+import { composeLabels, createProjectResources, createService, waitForFile } from './compose.js';
+import { docker, execOk, IMAGES, sweepLeftovers, uniqueName } from './docker.js';
 import { startRecording, stopRecording } from './events.js';
-import { composeLabels, DB, sqlIn, waitForMariaDb } from './stack.js';
-
-export const LAYOUT_IMAGE = process.env.MBS_TEST_LAYOUTS_IMAGE ?? 'mbs-test/moodle-layouts:latest';
+import { DB, sqlIn, waitForMariaDb } from './stack.js';
 
 /** A Moodle image's layout, as test/images/moodle-layouts/entrypoint.sh reproduces it. */
 export interface Layout {
@@ -117,36 +114,22 @@ export async function createLayoutStack(
     },
   };
   try {
-    await d.createNetwork({
-      Name: network,
-      Labels: { 'com.docker.compose.project': project, [TEST_LABEL]: inject('runId') },
-    });
-    for (const short of ['mariadb_data', ...Object.keys(layout.volumes)]) {
-      volumes[short] = `${project}_${short}`;
-      await d.createVolume({
-        Name: volumes[short],
-        Labels: {
-          'com.docker.compose.project': project,
-          'com.docker.compose.volume': short,
-          [TEST_LABEL]: inject('runId'),
-        },
-      });
-    }
+    const created = await createProjectResources(project, ['mariadb_data', ...Object.keys(layout.volumes)]);
+    Object.assign(volumes, created.volumes);
     await startRecording(project);
-    const net = (alias: string) => ({ EndpointsConfig: { [network]: { Aliases: [alias] } } });
-    const db = await d.createContainer({
+    const db = await createService(d, {
       name: stack.containers.mariadb,
-      Image: IMAGES.mariadb,
-      Env: [
+      image: IMAGES.mariadb,
+      service: 'mariadb',
+      network,
+      binds: [`${volumes.mariadb_data}:/bitnami/mariadb`],
+      env: [
         `MARIADB_ROOT_PASSWORD=${DB.rootPassword}`,
         `MARIADB_DATABASE=${DB.name}`,
         `MARIADB_USER=${DB.user}`,
         `MARIADB_PASSWORD=${DB.password}`,
       ],
-      Labels: composeLabels(project, 'mariadb'),
-      HostConfig: { Binds: [`${volumes.mariadb_data}:/bitnami/mariadb`], NetworkMode: network },
-      NetworkingConfig: net('mariadb'),
-      StopTimeout: 60,
+      labels: composeLabels(project, 'mariadb'),
     });
     await db.start();
     await stack.waitForDb();
@@ -158,21 +141,22 @@ export async function createLayoutStack(
     });
     const binds = Object.entries(layout.volumes).map(([short, dest]) => `${volumes[short]}:${dest}`);
     if (layout.bind && hostDir) binds.push(`${hostDir}:${layout.bind}`);
-    const moodle = await d.createContainer({
+    const moodle = await createService(d, {
       name: stack.containers.moodle,
-      Image: LAYOUT_IMAGE,
-      ...(layout.user ? { User: layout.user } : {}),
-      Env: [
+      image: IMAGES.layouts,
+      service: 'moodle',
+      network,
+      binds,
+      env: [
         `MOODLE_LAYOUT=${layout.name}`,
         'MOODLE_DATABASE_HOST=mariadb',
         `MOODLE_DATABASE_NAME=${DB.name}`,
         `MOODLE_DATABASE_USER=${DB.user}`,
         `MOODLE_DATABASE_PASSWORD=${DB.password}`,
       ],
-      Labels: { ...composeLabels(project, 'moodle', 'mariadb'), ...moodleLabels },
-      HostConfig: { Binds: binds, NetworkMode: network },
-      NetworkingConfig: net('moodle'),
-      StopTimeout: 30,
+      labels: { ...composeLabels(project, 'moodle', 'mariadb'), ...moodleLabels },
+      ...(layout.user ? { user: layout.user } : {}),
+      stopTimeout: 30,
     });
     await moodle.start();
     await waitForFile(stack.containers.moodle, `${layout.root}/config.php`);
@@ -182,14 +166,6 @@ export async function createLayoutStack(
     await stack.remove();
     throw err;
   }
-}
-
-async function waitForFile(container: string, path: string): Promise<void> {
-  for (let i = 0; i < 150; i++) {
-    if ((await execIn(container, ['test', '-f', path])).exitCode === 0) return;
-    await sleep(200);
-  }
-  throw new Error(`${path} did not appear in ${container}`);
 }
 
 /**

@@ -1,12 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type Docker from 'dockerode';
-import { inject } from 'vitest';
-import { docker, execIn, execOk, sweepLeftovers, TEST_LABEL, uniqueName } from './docker.js';
-import { composeLabels } from './stack.js';
+import { composeLabels, createProjectResources, createService, waitForFile } from './compose.js';
+import { docker, execIn, execOk, IMAGES, sweepLeftovers, uniqueName } from './docker.js';
+import { createMoodleStandIn } from './stack.js';
 
-/** The test PostgreSQL image (scripts/provision.sh): behaves like the official `postgres` image. */
-export const PG_IMAGE = 'mbs-test/postgres:latest';
-export const MOODLE_IMAGE = process.env.MBS_TEST_MOODLE_IMAGE ?? 'mbs-test/moodle:latest';
 export const PG = { user: 'moodle', password: 'pg-secret-pw', db: 'moodle' };
 export const PG_VOLUMES = ['postgres_data', 'moodle_data', 'moodledata_data'] as const;
 export type PgVolume = (typeof PG_VOLUMES)[number];
@@ -43,13 +40,6 @@ INSERT INTO mdl_files (contenthash, content) SELECT md5(g::text) || 'abcdefgh', 
 CREATE TABLE mdl_empty (id BIGSERIAL PRIMARY KEY);
 CREATE INDEX mdl_user_email ON mdl_user (email);
 `;
-
-async function exists(what: Promise<unknown>): Promise<boolean> {
-  return what.then(
-    () => true,
-    () => false,
-  );
-}
 
 /**
  * A Moodle stack on PostgreSQL as `docker compose up` makes it: `postgres` (volume postgres_data at
@@ -119,76 +109,33 @@ export function pgStack(project = uniqueName('pg'), d: Docker = docker()): PgSta
       return { postgres: a.State.Status, moodle: b.State.Status };
     },
     async up() {
-      if (!(await exists(d.getNetwork(network).inspect()))) {
-        await d.createNetwork({
-          Name: network,
-          Labels: {
-            'com.docker.compose.project': project,
-            'com.docker.compose.network': 'default',
-            [TEST_LABEL]: inject('runId'),
-          },
-        });
-      }
-      for (const v of PG_VOLUMES) {
-        if (await exists(d.getVolume(volumes[v]).inspect())) continue;
-        await d.createVolume({
-          Name: volumes[v],
-          Labels: {
-            'com.docker.compose.project': project,
-            'com.docker.compose.volume': v,
-            [TEST_LABEL]: inject('runId'),
-          },
-        });
-      }
-      const service = (
-        name: string,
-        svc: string,
-        image: string,
-        binds: string[],
-        env: string[],
-        dep?: string,
-      ) =>
-        d.createContainer({
-          name,
-          Image: image,
-          Env: env,
-          Labels: composeLabels(project, svc, dep),
-          HostConfig: { Binds: binds, NetworkMode: network },
-          NetworkingConfig: { EndpointsConfig: { [network]: { Aliases: [svc] } } },
-          StopTimeout: 60,
-        });
-      const pg = await service(
-        containers.postgres,
-        'postgres',
-        PG_IMAGE,
-        [`${volumes.postgres_data}:/var/lib/postgresql/data`],
-        [`POSTGRES_USER=${PG.user}`, `POSTGRES_PASSWORD=${PG.password}`, `POSTGRES_DB=${PG.db}`],
-      );
-      const moodle = await service(
-        containers.moodle,
-        'moodle',
-        MOODLE_IMAGE,
-        [`${volumes.moodle_data}:/bitnami/moodle`, `${volumes.moodledata_data}:/bitnami/moodledata`],
-        [
+      await createProjectResources(project, PG_VOLUMES, d);
+      const pg = await createService(d, {
+        name: containers.postgres,
+        image: IMAGES.postgres,
+        service: 'postgres',
+        network,
+        binds: [`${volumes.postgres_data}:/var/lib/postgresql/data`],
+        env: [`POSTGRES_USER=${PG.user}`, `POSTGRES_PASSWORD=${PG.password}`, `POSTGRES_DB=${PG.db}`],
+        labels: composeLabels(project, 'postgres'),
+      });
+      const moodle = await createMoodleStandIn(d, {
+        name: containers.moodle,
+        network,
+        volumes,
+        env: [
           'MOODLE_DATABASE_TYPE=pgsql',
           'MOODLE_DATABASE_HOST=postgres',
           `MOODLE_DATABASE_NAME=${PG.db}`,
           `MOODLE_DATABASE_USER=${PG.user}`,
           `MOODLE_DATABASE_PASSWORD=${PG.password}`,
         ],
-        'postgres',
-      );
+        labels: composeLabels(project, 'moodle', 'postgres'),
+      });
       await pg.start();
       await stack.waitForDb();
       await moodle.start();
-      const end = Date.now() + 30_000;
-      while (
-        (await execIn(containers.moodle, ['test', '-f', '/bitnami/moodle/version.php'])).exitCode !== 0
-      ) {
-        if (Date.now() > end)
-          throw new Error(`the Moodle stand-in in ${containers.moodle} did not populate its code`);
-        await sleep(200);
-      }
+      await waitForFile(containers.moodle, '/bitnami/moodle/version.php');
     },
     remove: () => sweepLeftovers({ project }, d),
   };

@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { composeLabels } from './compose.js';
 import { docker, execIn, IMAGES } from './docker.js';
-import { composeLabels } from './stack.js';
 
 /**
  * The sidecar image as users run it, and the S3 server a compose stack would run beside it: shared by the

@@ -3,15 +3,10 @@ import type Docker from 'dockerode';
 import { inject } from 'vitest';
 import { firstTarFile } from '../../src/archive/first-file.js';
 import type { RunState } from '../../src/stack/state.js';
+import { composeLabels } from './compose.js';
 import { docker, type ExecResult, execIn, TEST_LABEL } from './docker.js';
 import { dockerSocket, SIDECAR_IMAGE } from './sidecar-image.js';
-import {
-  composeLabels,
-  createMoodleStack,
-  type MoodleStack,
-  type SeedOptions,
-  VOLUME_NAMES,
-} from './stack.js';
+import { createMoodleStack, type MoodleStack, type SeedOptions, VOLUME_NAMES } from './stack.js';
 
 const STATE_DIR = '/var/lib/moodle-backup';
 

@@ -1,8 +1,14 @@
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type Docker from 'dockerode';
-import { inject } from 'vitest';
-import { docker, execIn, execOk, IMAGES, sweepLeftovers, TEST_LABEL, uniqueName } from './docker.js';
+import {
+  composeLabels,
+  createProjectResources,
+  createService,
+  type ServiceSpec,
+  waitForFile,
+} from './compose.js';
+import { docker, execIn, execOk, IMAGES, sweepLeftovers, uniqueName } from './docker.js';
 import { startRecording, stopRecording } from './events.js';
 
 export const DB = {
@@ -77,79 +83,18 @@ export async function waitForMariaDb(container: string, timeoutMs = 60_000, clie
   throw new Error(`MariaDB in ${container} did not answer within ${timeoutMs} ms: ${last}`);
 }
 
-/** Labels as `docker compose up` sets them, plus this test run's label. */
-export function composeLabels(project: string, service: string, dependsOn?: string): Record<string, string> {
-  return {
-    'com.docker.compose.project': project,
-    'com.docker.compose.service': service,
-    'com.docker.compose.container-number': '1',
-    'com.docker.compose.oneoff': 'False',
-    'com.docker.compose.project.working_dir': `/srv/${project}`,
-    ...(dependsOn ? { 'com.docker.compose.depends_on': `${dependsOn}:service_started:false` } : {}),
-    [TEST_LABEL]: inject('runId'),
-  };
-}
-
-/** Creates a compose-labelled network and named volumes for `project`, as `docker compose up` would. */
-export async function createProjectResources(project: string, d: Docker = docker()) {
-  const network = `${project}_default`;
-  await d.createNetwork({
-    Name: network,
-    Labels: {
-      'com.docker.compose.project': project,
-      'com.docker.compose.network': 'default',
-      [TEST_LABEL]: inject('runId'),
-    },
-  });
-  const volumes = {} as Record<VolumeName, string>;
-  for (const v of VOLUME_NAMES) {
-    volumes[v] = `${project}_${v}`;
-    // A restore onto a fresh host creates the volumes before the stack exists: adopt them like Compose does.
-    if (
-      await d
-        .getVolume(volumes[v])
-        .inspect()
-        .then(
-          () => true,
-          () => false,
-        )
-    )
-      continue;
-    await d.createVolume({
-      Name: volumes[v],
-      Labels: {
-        'com.docker.compose.project': project,
-        'com.docker.compose.volume': v,
-        [TEST_LABEL]: inject('runId'),
-      },
-    });
-  }
-  return { network, volumes };
-}
-
-async function createService(
+/** The Moodle stand-in service (IMAGES.moodle) with its code and dataroot volumes, on a database given by `env`. */
+export function createMoodleStandIn(
   d: Docker,
-  restart: StackOptions['restart'],
-  name: string,
-  image: string,
-  service: string,
-  network: string,
-  binds: string[],
-  env: string[],
-  labels: Record<string, string>,
+  s: Pick<ServiceSpec, 'name' | 'network' | 'env' | 'labels' | 'restart'> & {
+    volumes: { moodle_data: string; moodledata_data: string };
+  },
 ): Promise<Docker.Container> {
-  return d.createContainer({
-    name,
-    Image: image,
-    Env: env,
-    Labels: labels,
-    HostConfig: {
-      Binds: binds,
-      NetworkMode: network,
-      ...(restart ? { RestartPolicy: { Name: restart } } : {}),
-    },
-    NetworkingConfig: { EndpointsConfig: { [network]: { Aliases: [service] } } },
-    StopTimeout: 60,
+  return createService(d, {
+    ...s,
+    image: IMAGES.moodle,
+    service: 'moodle',
+    binds: [`${s.volumes.moodle_data}:/bitnami/moodle`, `${s.volumes.moodledata_data}:/bitnami/moodledata`],
   });
 }
 
@@ -161,7 +106,7 @@ export async function createMoodleStack(opts: StackOptions = {}): Promise<Moodle
   const project = opts.project ?? uniqueName('p');
   const d = opts.docker ?? docker();
   const client = opts.docker;
-  const { network, volumes } = await createProjectResources(project, d);
+  const { network, volumes } = await createProjectResources(project, VOLUME_NAMES, d);
   await startRecording(project, d);
   const containers = { mariadb: `${project}-mariadb-1`, moodle: `${project}-moodle-1` };
   const stack: MoodleStack = {
@@ -187,38 +132,34 @@ export async function createMoodleStack(opts: StackOptions = {}): Promise<Moodle
     },
   };
   try {
-    const mariadb = await createService(
-      d,
-      opts.restart,
-      containers.mariadb,
-      IMAGES.mariadb,
-      'mariadb',
+    const mariadb = await createService(d, {
+      name: containers.mariadb,
+      image: IMAGES.mariadb,
+      service: 'mariadb',
       network,
-      [`${volumes.mariadb_data}:/bitnami/mariadb`],
-      [
+      binds: [`${volumes.mariadb_data}:/bitnami/mariadb`],
+      env: [
         `MARIADB_ROOT_PASSWORD=${DB.rootPassword}`,
         `MARIADB_DATABASE=${DB.name}`,
         `MARIADB_USER=${DB.user}`,
         `MARIADB_PASSWORD=${DB.password}`,
       ],
-      { ...composeLabels(project, 'mariadb'), ...opts.labels?.mariadb },
-    );
-    const moodle = await createService(
-      d,
-      opts.restart,
-      containers.moodle,
-      IMAGES.moodle,
-      'moodle',
+      labels: { ...composeLabels(project, 'mariadb'), ...opts.labels?.mariadb },
+      restart: opts.restart,
+    });
+    const moodle = await createMoodleStandIn(d, {
+      name: containers.moodle,
       network,
-      [`${volumes.moodle_data}:/bitnami/moodle`, `${volumes.moodledata_data}:/bitnami/moodledata`],
-      [
+      volumes,
+      env: [
         'MOODLE_DATABASE_HOST=mariadb',
         `MOODLE_DATABASE_NAME=${DB.name}`,
         `MOODLE_DATABASE_USER=${DB.user}`,
         `MOODLE_DATABASE_PASSWORD=${DB.password}`,
       ],
-      { ...composeLabels(project, 'moodle', 'mariadb'), ...opts.labels?.moodle },
-    );
+      labels: { ...composeLabels(project, 'moodle', 'mariadb'), ...opts.labels?.moodle },
+      restart: opts.restart,
+    });
     await mariadb.start();
     await stack.waitForDb();
     await moodle.start();
@@ -229,16 +170,6 @@ export async function createMoodleStack(opts: StackOptions = {}): Promise<Moodle
     await stack.remove();
     throw err;
   }
-}
-
-async function waitForFile(container: string, path: string, client?: Docker): Promise<void> {
-  const timeoutMs = 30_000;
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if ((await execIn(container, ['test', '-f', path], { client })).exitCode === 0) return;
-    await sleep(200);
-  }
-  throw new Error(`${path} did not appear in ${container}`);
 }
 
 /** Seeds the database (thousands of rows in several InnoDB tables) and the Moodle dataroot. */

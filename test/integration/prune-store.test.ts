@@ -3,7 +3,6 @@ import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RetentionPolicy } from '../../src/config/types.js';
 import { silentLogger } from '../../src/observe/logger.js';
 import { prune } from '../../src/prune/run.js';
 import type { Backend } from '../../src/storage/backend.js';
@@ -11,6 +10,7 @@ import { createBackend } from '../../src/storage/index.js';
 import { INDEX_PREFIX, packKey } from '../../src/store/layout.js';
 import { loadIndex } from '../../src/store/store-io.js';
 import { type TempDirs, tempDirs } from '../harness/config.js';
+import { KEEP_LAST_2 } from '../harness/retention.js';
 import { createTestBucket, testS3Target } from '../harness/s3.js';
 import {
   Dataroot,
@@ -25,17 +25,6 @@ import {
 
 const HOUR = 3_600_000;
 const KiB = 1024;
-const POLICY: RetentionPolicy = {
-  keepLast: 2,
-  keepHourly: 0,
-  keepDaily: 0,
-  keepWeekly: 0,
-  keepMonthly: 0,
-  keepYearly: 0,
-  keepWithinDays: 0,
-  keepPreRestoreDays: 14,
-  sweepGraceHours: 24,
-};
 
 /** Every index file names only stored packs, and every stored pack is indexed. */
 async function expectConsistent(backend: Backend): Promise<void> {
@@ -99,11 +88,11 @@ describe.each([
       log: silentLogger(),
       store: { compression: 'zstd' as const, spoolDir: dirs.spool, repackBelow: 0 },
     };
-    const dry = await prune(backend, POLICY, { ...opts, dryRun: true });
+    const dry = await prune(backend, KEEP_LAST_2, { ...opts, dryRun: true });
     expect(dry.store).toMatchObject({ deadPacks: dead.length, deadBytes, orphanPacks: 1, orphanBytes: 3000 });
     expect(await packIds(backend)).toEqual(before);
 
-    const r = await prune(backend, POLICY, opts);
+    const r = await prune(backend, KEEP_LAST_2, opts);
     expect([...r.deleted].sort()).toEqual(
       snaps
         .slice(0, 2)
@@ -116,7 +105,7 @@ describe.each([
     for (const s of kept) expect(await restoreBlobs(backend, s, join(dirs.root, 'out'))).toEqual(s.files);
 
     // Nothing more to do.
-    const again = await prune(backend, POLICY, opts);
+    const again = await prune(backend, KEEP_LAST_2, opts);
     expect(again.store).toMatchObject({ deadPacks: 0, orphanPacks: 0, repackPacks: 0 });
     expect(await packIds(backend)).toEqual(needed);
   });
@@ -150,7 +139,7 @@ describe('prune repacks and refuses on a local target', () => {
     const oldPack = [...before].find(([, blobs]) => blobs.has(first[0] as string))?.[0] as string;
     const s3Pack = [...before.keys()].find((id) => id !== oldPack) as string;
 
-    const r = await prune(backend, POLICY, {
+    const r = await prune(backend, KEEP_LAST_2, {
       log: silentLogger(),
       store: { compression: 'zstd', spoolDir: dirs.spool },
     });
@@ -190,7 +179,10 @@ describe('prune repacks and refuses on a local target', () => {
         },
       }),
     );
-    const r = await prune(backend, POLICY, { log, store: { compression: 'zstd', spoolDir: dirs.spool } });
+    const r = await prune(backend, KEEP_LAST_2, {
+      log,
+      store: { compression: 'zstd', spoolDir: dirs.spool },
+    });
     expect(r.deleted).toHaveLength(2);
     expect(r.store?.refused).toMatch(new RegExp(`blob list of snapshot ${s4.manifest.id}.*cannot be read`));
     expect(warnings.join('\n')).toMatch(/store sweep refused, no pack deleted/);

@@ -5,37 +5,17 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { listSnapshots } from '../../src/archive/catalog.js';
 import { type Manifest, newSnapshotId, serializeManifest } from '../../src/archive/manifest.js';
-import type { RetentionPolicy } from '../../src/config/types.js';
 import { silentLogger } from '../../src/observe/logger.js';
 import { prune } from '../../src/prune/run.js';
 import type { Backend } from '../../src/storage/backend.js';
 import { createBackend } from '../../src/storage/index.js';
 import { runCli } from '../harness/cli.js';
 import { cliEnv, type TempDirs, tempDirs } from '../harness/config.js';
+import { KEEP_LAST_2, KEEP_LAST_2_ENV } from '../harness/retention.js';
 import { createTestBucket, testS3Target } from '../harness/s3.js';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
-
-/** keepLast 2 and nothing calendar based, so the decisions do not depend on the time of day the test runs. */
-const POLICY_ENV = {
-  BACKUP_KEEP_LAST: '2',
-  BACKUP_KEEP_DAILY: '0',
-  BACKUP_KEEP_WEEKLY: '0',
-  BACKUP_KEEP_MONTHLY: '0',
-  BACKUP_KEEP_YEARLY: '0',
-};
-const POLICY: RetentionPolicy = {
-  keepLast: 2,
-  keepHourly: 0,
-  keepDaily: 0,
-  keepWeekly: 0,
-  keepMonthly: 0,
-  keepYearly: 0,
-  keepWithinDays: 0,
-  keepPreRestoreDays: 14,
-  sweepGraceHours: 24,
-};
 
 function manifest(id: string, createdAt: Date, kind: Manifest['kind'], bytes: Buffer): Manifest {
   const sha256 = createHash('sha256').update(bytes).digest('hex');
@@ -143,7 +123,7 @@ describe.each([
 
   beforeAll(async () => {
     dirs = await tempDirs('prune');
-    env = { ...cliEnv('prune-test', dirs), ...POLICY_ENV };
+    env = { ...cliEnv('prune-test', dirs), ...KEEP_LAST_2_ENV };
     if (s3) {
       bucket = await createTestBucket('prune');
       const conf = inject('s3');
@@ -225,7 +205,7 @@ describe.each([
       const { ids } = crafted;
       const before = await keys(backend);
       const later = new Date(Date.now() + 25 * HOUR);
-      const r = await prune(backend, POLICY, { now: later, log: silentLogger() });
+      const r = await prune(backend, KEEP_LAST_2, { now: later, log: silentLogger() });
       expect([...r.deleted].sort()).toEqual([ids.leftOld, ids.leftYoung].sort());
       const after = await keys(backend);
       expect(after).toEqual(before.filter((k) => !r.deleted.some((id) => k.startsWith(`${id}/`))));
@@ -254,7 +234,7 @@ describe.each([
           await inner.delete(k);
         },
       };
-      const r = await prune(recording, POLICY, { now: new Date(now), log: silentLogger() });
+      const r = await prune(recording, KEEP_LAST_2, { now: new Date(now), log: silentLogger() });
       expect(r.deleted).toContain(ids.s3);
       for (const id of r.deleted) {
         const own = deletes.filter((k) => k.startsWith(`${id}/`));

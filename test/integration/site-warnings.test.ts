@@ -5,10 +5,11 @@ import { runBackup } from '../../src/backup/run.js';
 import { BackupMetrics } from '../../src/observe/metrics.js';
 import { Notifier } from '../../src/observe/notify.js';
 import { createBackend } from '../../src/storage/index.js';
+import { composeLabels, createProjectResources } from '../harness/compose.js';
 import { type TempDirs, tempDirs, testConfig } from '../harness/config.js';
 import { docker, IMAGES, sweepLeftovers, uniqueName } from '../harness/docker.js';
 import { capturingLogger } from '../harness/moodle.js';
-import { composeLabels, createProjectResources } from '../harness/stack.js';
+import { VOLUME_NAMES } from '../harness/stack.js';
 
 /**
  * A project where no Moodle can be found, whose one service runs a shell as PID 1 (it ignores SIGTERM) with
@@ -23,7 +24,7 @@ describe('warnings a user must see: no Moodle found, a stop that ran into its ti
   beforeAll(async () => {
     project = uniqueName('warn');
     dirs = await tempDirs('warn');
-    const { network, volumes } = await createProjectResources(project);
+    const { network, volumes } = await createProjectResources(project, VOLUME_NAMES);
     const c = await docker().createContainer({
       name: app(),
       Image: IMAGES.busybox,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ownContainerId } from '../../../src/docker/self.js';
+import { ownContainerId } from '../../../src/common/container-id.js';
 
 const ID = '886c0f7267af12d9c5bc1efd4397937a6a5bc7ffd54f786acaf854f7dec65239';
 const OTHER = 'a'.repeat(64);
