@@ -1,5 +1,17 @@
 import { spawn } from 'node:child_process';
-import { chmod, chown, copyFile, link, lstat, mkdir, mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  chown,
+  copyFile,
+  link,
+  lstat,
+  mkdir,
+  mkdtemp,
+  rename,
+  rm,
+  utimes,
+  writeFile,
+} from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { getCodec } from '../archive/codec.js';
@@ -16,7 +28,8 @@ import type { BlobEntry } from '../store/blob-list.js';
 import { BlobSet } from '../store/blob-set.js';
 import type { StoreEncoding } from '../store/encoding.js';
 import type { PackRecord } from '../store/index-file.js';
-import { extractPack } from '../store/pack-reader.js';
+import { blobPath } from '../store/layout.js';
+import { type UntarredMember, untarPack } from '../store/pack-untar.js';
 import { blobProblem, snapshotBlobs, storedPacks } from '../store/snapshot-blobs.js';
 import { loadIndex } from '../store/store-io.js';
 
@@ -122,41 +135,86 @@ export async function placeBlobs(i: PlaceInput): Promise<PlaceResult> {
   const result: PlaceResult = { reused: 0, fetched: 0, fetchedBytes: 0, packs: 0 };
   const byPack = new Map<string, Map<string, number[]>>();
   const dirs = new DirTimes();
-  for (let n = 0; n < i.set.length; n++) {
+  await dirs.remember(i.into); // the packs unpack in a directory of their own there
+  // Every directory's time first (nothing placed yet), then the files, many at once: one await after the
+  // other cost ~0.45 ms a blob (20,000 reused blobs: 9 s of a restore), the file system's latency, not work.
+  await inParallel(i.set.length, PARALLEL, async (n) => {
+    i.signal?.throwIfAborted();
+    await dirs.remember(dirname(join(i.into, i.set.at(n).path)));
+  });
+  await inParallel(i.set.length, PARALLEL, async (n) => {
     i.signal?.throwIfAborted();
     const b = i.set.at(n);
-    await dirs.remember(dirname(join(i.into, b.path)));
     if (i.live && (await reuse(join(i.live, b.path), join(i.into, b.path), b))) {
       result.reused++;
-      continue;
+      return;
     }
     const packId = i.store.index.lookup(i.set.hash(n))?.packId as string;
     const wanted = byPack.get(packId) ?? new Map<string, number[]>();
     byPack.set(packId, wanted);
     wanted.set(b.sha1, [...(wanted.get(b.sha1) ?? []), n]);
-  }
+  });
+  const made = new Set<string>();
   for (const [packId, wanted] of byPack) {
     const pack = i.store.index.pack(packId) as PackRecord;
-    await extractPack({
-      backend: i.backend,
-      encoding: i.store.encoding,
-      pack,
-      dir: i.into,
-      placeAt: (sha1) => (wanted.get(sha1) ?? []).map((n) => i.set.at(n).path),
-      signal: i.signal,
-    });
-    for (const ns of wanted.values()) {
-      for (const n of ns) {
-        const b = i.set.at(n);
-        await attributes(join(i.into, b.path), b);
-        result.fetched++;
-        result.fetchedBytes += b.size;
+    const tmp = await mkdtemp(join(i.into, '.mbs-pack-'));
+    try {
+      const members = await untarPack({
+        backend: i.backend,
+        encoding: i.store.encoding,
+        pack,
+        sha1s: wanted.keys(),
+        dir: tmp,
+        signal: i.signal,
+      });
+      // The pack's sha256 matched its id: every blob in it is the one stored (its SHA-1 checked then).
+      for (const [sha1, ns] of wanted) {
+        const m = members.get(sha1);
+        if (!m) throw new SidecarError('INTEGRITY_FAILED', `pack ${packId} does not hold blob ${sha1}`);
+        const from = join(tmp, blobPath(sha1));
+        for (const [k, n] of ns.entries()) {
+          const b = i.set.at(n);
+          const to = join(i.into, b.path);
+          const dir = dirname(to);
+          if (!made.has(dir)) await mkdir(dir, { recursive: true });
+          made.add(dir);
+          if (k < ns.length - 1) await copyFile(from, to);
+          else await rename(from, to);
+          await settle(to, b, m, k < ns.length - 1);
+          result.fetched++;
+          result.fetchedBytes += b.size;
+        }
       }
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
     }
     result.packs++;
   }
   await dirs.restore();
   return result;
+}
+
+/** File-system calls in flight at once while blobs are placed (libuv runs 4 at a time; more queue). */
+const PARALLEL = 16;
+
+/** fn(0) … fn(count - 1), at most `limit` at a time; the first failure stops the rest and is thrown. */
+async function inParallel(count: number, limit: number, fn: (n: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failed = false;
+  const worker = async () => {
+    while (!failed && next < count) {
+      const n = next++;
+      try {
+        await fn(n);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    }
+  };
+  const settled = await Promise.allSettled(Array.from({ length: Math.min(limit, count) }, worker));
+  const err = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (err) throw err.reason;
 }
 
 /**
@@ -173,7 +231,11 @@ class DirTimes {
   }
 
   async restore(): Promise<void> {
-    for (const [dir, t] of this.times) if (t) await utimes(dir, t.atime, t.mtime);
+    const all = [...this.times].filter((e): e is [string, { atime: Date; mtime: Date }] => e[1] !== null);
+    await inParallel(all.length, PARALLEL, async (n) => {
+      const [dir, t] = all[n] as (typeof all)[number];
+      await utimes(dir, t.atime, t.mtime);
+    });
   }
 }
 
@@ -202,6 +264,17 @@ async function reuse(from: string, to: string, b: BlobEntry): Promise<boolean> {
   )
     await attributes(to, b);
   return true;
+}
+
+/**
+ * A fetched blob's owner, mode and time are the snapshot's: tar gave it the pack's (those of the file when it
+ * was first stored, in whole seconds), so only what differs is set; a copy got none of them.
+ */
+async function settle(path: string, b: BlobEntry, m: UntarredMember, copied: boolean): Promise<void> {
+  const root = process.getuid?.() === 0;
+  if (copied || m.mode !== (b.mode & 0o7777) || (root && (m.uid !== b.uid || m.gid !== b.gid)))
+    return attributes(path, b);
+  if (copied || m.mtimeS * 1000 !== b.mtimeMs) await utimes(path, b.mtimeMs / 1000, b.mtimeMs / 1000);
 }
 
 async function attributes(path: string, b: BlobEntry): Promise<void> {

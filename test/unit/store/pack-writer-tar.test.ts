@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import {
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
   symlinkSync,
@@ -15,6 +16,7 @@ import { getCodec } from '../../../src/archive/codec.js';
 import { LocalBackend } from '../../../src/storage/local.js';
 import { type ListedBlob, listBlobs } from '../../../src/store/listing.js';
 import { extractPack } from '../../../src/store/pack-reader.js';
+import { untarPack } from '../../../src/store/pack-untar.js';
 import { type AddResult, PackWriter } from '../../../src/store/pack-writer.js';
 import { loadIndex } from '../../../src/store/store-io.js';
 import { TarSplitter } from '../../../src/store/tar-feed.js';
@@ -136,6 +138,50 @@ describe('PackWriter.addAll through GNU tar', () => {
     symlinkSync('/etc/passwd', join(root2, must(items2[0]).path));
     await expect(run(root2, from(items2))).rejects.toThrow(/no longer a regular file/);
     expect(target).toHaveLength(40);
+  });
+});
+
+describe('untarPack', () => {
+  it('unpacks the named blobs of a pack with their metadata, and refuses a damaged pack or a blob it lacks', async () => {
+    const root = join(dir, 'data');
+    const contents = Array.from({ length: 40 }, (_, i) => randomBytes(50 + i * 300));
+    const names = contents.map((c) => blob(root, c));
+    const { reloaded, backend } = await run(root, from(await listed(root)), 1 << 30);
+    expect(reloaded.packCount).toBe(1);
+    const pack = must(reloaded.pack(must(reloaded.lookup(Buffer.from(must(names[0]), 'hex'))).packId));
+    const wanted = names.slice(0, 10);
+    const out = join(dir, 'out');
+    mkdirSync(out);
+    const members = await untarPack({ backend, encoding, pack, sha1s: wanted, dir: out });
+    expect([...members.keys()].sort()).toEqual([...wanted].sort());
+    for (const [i, name] of wanted.entries()) {
+      expect(
+        readFileSync(join(out, 'filedir', name.slice(0, 2), name.slice(2, 4), name)).equals(
+          must(contents[i]),
+        ),
+      ).toBe(true);
+      expect(must(members.get(name)).size).toBe(must(contents[i]).length);
+    }
+    // Only the named blobs were written.
+    expect(
+      readdirSync(join(out, 'filedir'), { recursive: true }).filter((f) => String(f).length > 40),
+    ).toHaveLength(10);
+
+    const other = join(dir, 'out2');
+    mkdirSync(other);
+    await expect(
+      untarPack({ backend, encoding, pack, sha1s: ['0'.repeat(40)], dir: other }),
+    ).rejects.toMatchObject({ code: 'INTEGRITY_FAILED' });
+
+    const file = join(dir, 'target', 'store', 'packs', pack.id.slice(0, 2), pack.id);
+    const bytes = readFileSync(file);
+    bytes[bytes.length - 3] = (bytes[bytes.length - 3] ?? 0) ^ 0xff;
+    writeFileSync(file, bytes);
+    const third = join(dir, 'out3');
+    mkdirSync(third);
+    await expect(untarPack({ backend, encoding, pack, sha1s: wanted, dir: third })).rejects.toMatchObject({
+      code: 'INTEGRITY_FAILED',
+    });
   });
 });
 

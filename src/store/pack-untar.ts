@@ -1,0 +1,170 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { HashTap } from '../archive/tap.js';
+import { SidecarError } from '../common/errors.js';
+import { exited, firstCause, stderrLines } from '../common/processes.js';
+import type { Backend } from '../storage/backend.js';
+import type { StoreEncoding } from './encoding.js';
+import type { PackRecord } from './index-file.js';
+import { blobPath, packKey } from './layout.js';
+
+/** A member as `tar -xvv --full-time --numeric-owner` lists it (on stdout), times in UTC. */
+export interface UntarredMember {
+  mode: number;
+  uid: number;
+  gid: number;
+  /** Whole seconds: what a tar header holds. */
+  mtimeS: number;
+  size: number;
+}
+
+const LISTED = /^-([-rwxsStT]{9}) (\d+)\/(\d+) +(\d+) (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) (.*)$/;
+
+/** Decompressors as commands: the pack's bytes go from this process into them, tar reads their output. */
+const DECOMPRESS: Record<string, string[] | null> = {
+  zstd: ['zstd', '-d', '-q', '-c'],
+  gzip: ['gzip', '-d', '-c'],
+  none: null,
+};
+
+export function canUntar(codec: string): boolean {
+  return codec in DECOMPRESS;
+}
+
+function modeBits(rwx: string): number {
+  let m = 0;
+  const bit = (i: number, set: string) => (set.includes(rwx[i] as string) ? 1 : 0);
+  for (let i = 0; i < 9; i++) m = (m << 1) | bit(i, i % 3 === 0 ? 'r' : i % 3 === 1 ? 'w' : 'xsSt');
+  // Set-id and sticky bits show in the execute columns.
+  if ('sS'.includes(rwx[2] as string)) m |= 0o4000;
+  if ('sS'.includes(rwx[5] as string)) m |= 0o2000;
+  if ('tT'.includes(rwx[8] as string)) m |= 0o1000;
+  if ('S'.includes(rwx[2] as string)) m &= ~0o100;
+  if ('S'.includes(rwx[5] as string)) m &= ~0o010;
+  if ('T'.includes(rwx[8] as string)) m &= ~0o001;
+  return m;
+}
+
+/**
+ * Unpacks the named blobs of one pack into `dir` (as filedir/ab/cd/<sha1>) with the decompressor and GNU
+ * tar: the files are written by tar, not by this process a write call at a time (a full restore of 20,000
+ * blobs: most of its time went there). This process reads the stored bytes once, for the pack's sha256
+ * (and age, when encrypted). Resolves only when that sha256 is the pack's id: a damaged or changed pack
+ * rejects with INTEGRITY_FAILED, and the caller must then discard `dir`, where nothing has its final name.
+ */
+export async function untarPack(o: {
+  backend: Backend;
+  encoding: StoreEncoding;
+  pack: PackRecord;
+  sha1s: Iterable<string>;
+  dir: string;
+  signal?: AbortSignal;
+}): Promise<Map<string, UntarredMember>> {
+  const list = join(o.dir, '.members');
+  await writeFile(list, [...o.sha1s].map((h) => `${blobPath(h)}\0`).join(''), { mode: 0o600 });
+  const decompress = DECOMPRESS[o.pack.codec];
+  const owner = process.getuid?.() === 0;
+  const tar = spawn(
+    'tar',
+    [
+      '-x',
+      '-C',
+      o.dir,
+      '-vv',
+      '--full-time',
+      '--numeric-owner',
+      '-p',
+      ...(owner ? ['--same-owner'] : ['--no-same-owner']),
+      '--no-recursion',
+      '--null',
+      '--verbatim-files-from',
+      '-T',
+      list,
+      '-f',
+      '-',
+    ],
+    { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C', TZ: 'UTC' } },
+  );
+  const z = decompress
+    ? spawn(decompress[0] as string, decompress.slice(1), { stdio: ['pipe', tar.stdin ?? 'ignore', 'pipe'] })
+    : null;
+  if (z) tar.stdin?.destroy(); // the decompressor is tar's only writer
+  const input = (z ?? tar).stdin as NodeJS.WritableStream;
+  const members = new Map<string, UntarredMember>();
+  let rest = '';
+  tar.stdout?.on('data', (d: Buffer) => {
+    const lines = (rest + d.toString('utf8')).split('\n');
+    rest = lines.pop() ?? '';
+    for (const line of lines) {
+      const m = LISTED.exec(line);
+      const sha1 = m?.[6]?.slice(-40);
+      if (!m || !sha1) continue;
+      members.set(sha1, {
+        mode: modeBits(m[1] as string),
+        uid: Number(m[2]),
+        gid: Number(m[3]),
+        size: Number(m[4]),
+        mtimeS: Date.parse(`${(m[5] as string).replace(' ', 'T')}Z`) / 1000,
+      });
+    }
+  });
+  const tarErr = stderrLines(tar, () => false);
+  const zErr = z ? stderrLines(z, () => false) : () => '';
+  const killed = new Set<ChildProcess>();
+  const stop = () => {
+    for (const c of [tar, z]) {
+      if (!c || c.exitCode !== null || c.signalCode !== null) continue;
+      killed.add(c);
+      c.kill('SIGKILL');
+    }
+  };
+  const tarDone = exited(tar, 'tar', tarErr);
+  const zDone = z ? exited(z, 'decompressing', zErr) : Promise.resolve(0);
+  tarDone.catch(stop);
+  zDone.catch(stop);
+  const tap = new HashTap();
+  const decrypt = o.pack.encrypted ? [decryptStage(o.encoding, o.pack.id)] : [];
+  const fed = pipeline(
+    [await o.backend.get(packKey(o.pack.id)), tap, ...decrypt, input as unknown as Writable],
+    o.signal ? { signal: o.signal } : {},
+  );
+  const [f, t, c] = await Promise.allSettled([fed, tarDone, zDone]);
+  const fedErr = f.status === 'rejected' ? (f.reason as Error) : undefined;
+  // The store's own errors (not found, no key) first; else the processes' cause, else the feed's.
+  const cause =
+    (fedErr instanceof SidecarError ? fedErr : undefined) ??
+    firstCause(t, c, killed.has(tar), !!z && killed.has(z)) ??
+    fedErr;
+  if (cause) {
+    stop();
+    if (cause instanceof SidecarError) throw cause;
+    throw new SidecarError(
+      'INTEGRITY_FAILED',
+      `pack ${o.pack.id} does not unpack: ${cause.message}`,
+      'the stored pack was changed or damaged; run `verify --read-data`',
+      { cause },
+    );
+  }
+  if (tap.digest() !== o.pack.id) {
+    throw new SidecarError(
+      'INTEGRITY_FAILED',
+      `pack ${o.pack.id} in ${o.backend.location} does not match its id (sha256 ${tap.digest()})`,
+      'the stored pack was changed or damaged; nothing of it was put in place',
+    );
+  }
+  return members;
+}
+
+function decryptStage(enc: StoreEncoding, id: string) {
+  if (!enc.decrypt) {
+    throw new SidecarError(
+      'DECRYPTION_FAILED',
+      `pack ${id} is encrypted and no age identity or passphrase is configured`,
+      'set BACKUP_AGE_IDENTITY (or BACKUP_AGE_PASSPHRASE) to the key the backups were made with',
+    );
+  }
+  return enc.decrypt();
+}
