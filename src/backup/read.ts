@@ -93,15 +93,42 @@ export async function readVolumes(
   dirs: Map<string, string | null>,
   board: ProgressBoard | undefined,
 ): Promise<void> {
-  const { docker, config, log, signal } = run.ctx;
   const tr = Date.now();
   if (run.spool) await makeSpoolDir(run.spoolDir);
+  // Each dataroot's listing inside the window starts at once, beside the reads of the volumes before it
+  // (the database's): find mostly waits on the file system. One at a time among themselves (one writer).
+  const inside = new Map<string, Promise<string[]>>();
+  let chain: Promise<unknown> = Promise.resolve();
+  for (const v of run.mp.tarVolumes) {
+    const bv = run.store?.volumes.get(v.name);
+    const store = run.store;
+    if (!store || !bv) continue;
+    const p = chain.then(() => storeInside(run, store, bv));
+    p.catch(() => undefined); // awaited in the loop below
+    inside.set(v.name, p);
+    chain = p.catch(() => undefined);
+  }
+  try {
+    await readEach(run, dirs, board, inside);
+  } finally {
+    await Promise.allSettled(inside.values()); // nothing of the store runs on after a failed read
+  }
+  run.timings.readMs = Date.now() - tr;
+}
+
+async function readEach(
+  run: BackupRun,
+  dirs: Map<string, string | null>,
+  board: ProgressBoard | undefined,
+  inside: Map<string, Promise<string[]>>,
+): Promise<void> {
+  const { docker, config, log, signal } = run.ctx;
   for (const v of run.mp.tarVolumes) {
     signal?.throwIfAborted();
     const excludes = run.mp.excludes.get(v.name) ?? { rules: [], source: 'none' };
     // Blobs first: the tarball then leaves out exactly the files the blob list holds.
     const bv = run.store?.volumes.get(v.name);
-    const blobArgs = run.store && bv ? await storeInside(run, run.store, bv) : undefined;
+    const blobArgs = await inside.get(v.name);
     const file = `${v.short}${run.codec.extension}${run.encryption ? AGE_EXTENSION : ''}`;
     const encryption = run.encryption;
     const r = await streamVolume(
@@ -136,5 +163,4 @@ export async function readVolumes(
       `read ${v.short}`,
     );
   }
-  run.timings.readMs = Date.now() - tr;
 }

@@ -154,7 +154,6 @@ export async function placeBlobs(i: PlaceInput): Promise<PlaceResult> {
     byPack.set(packId, wanted);
     wanted.set(b.sha1, [...(wanted.get(b.sha1) ?? []), n]);
   });
-  const made = new Set<string>();
   for (const [packId, wanted] of byPack) {
     const pack = i.store.index.pack(packId) as PackRecord;
     const tmp = await mkdtemp(join(i.into, '.mbs-pack-'));
@@ -168,23 +167,22 @@ export async function placeBlobs(i: PlaceInput): Promise<PlaceResult> {
         signal: i.signal,
       });
       // The pack's sha256 matched its id: every blob in it is the one stored (its SHA-1 checked then).
-      for (const [sha1, ns] of wanted) {
+      const blobs = [...wanted];
+      await inParallel(blobs.length, PARALLEL, async (j) => {
+        const [sha1, ns] = blobs[j] as (typeof blobs)[number];
         const m = members.get(sha1);
         if (!m) throw new SidecarError('INTEGRITY_FAILED', `pack ${packId} does not hold blob ${sha1}`);
         const from = join(tmp, blobPath(sha1));
         for (const [k, n] of ns.entries()) {
           const b = i.set.at(n);
           const to = join(i.into, b.path);
-          const dir = dirname(to);
-          if (!made.has(dir)) await mkdir(dir, { recursive: true });
-          made.add(dir);
-          if (k < ns.length - 1) await copyFile(from, to);
-          else await rename(from, to);
-          await settle(to, b, m, k < ns.length - 1);
+          const last = k === ns.length - 1;
+          await inDir(to, () => (last ? rename(from, to) : copyFile(from, to)));
+          await settle(to, b, m, !last);
           result.fetched++;
           result.fetchedBytes += b.size;
         }
-      }
+      });
     } finally {
       await rm(tmp, { recursive: true, force: true });
     }
@@ -192,6 +190,18 @@ export async function placeBlobs(i: PlaceInput): Promise<PlaceResult> {
   }
   await dirs.restore();
   return result;
+}
+
+/** Runs `op` (which creates `to`), making `to`'s directory first only when it is missing (the usual case
+ * in a staging directory is that the tarball made it: one call saved a file). */
+async function inDir<T>(to: string, op: () => Promise<T>): Promise<T> {
+  try {
+    return await op();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    await mkdir(dirname(to), { recursive: true });
+    return op();
+  }
 }
 
 /** File-system calls in flight at once while blobs are placed (libuv runs 4 at a time; more queue). */
@@ -243,8 +253,7 @@ class DirTimes {
 async function reuse(from: string, to: string, b: BlobEntry): Promise<boolean> {
   const st = await lstat(from).catch(() => null);
   if (!st?.isFile() || st.size !== b.size) return false;
-  await mkdir(dirname(to), { recursive: true });
-  const linked = await link(from, to).then(
+  const linked = await inDir(to, () => link(from, to)).then(
     () => true,
     async (err: NodeJS.ErrnoException) => {
       // Moodle deleted it meanwhile (staging ahead runs beside a live site): fetch it from its pack.
