@@ -112,3 +112,24 @@ function brokenPipe(err: Error): boolean {
     (err.signal === 'SIGPIPE' || /Cannot write: (Broken pipe|Connection reset)/.test(err.message))
   );
 }
+
+/**
+ * Kills the given processes that still run (one failed, or the consumer gave up) and remembers which it
+ * killed: their failure is then a consequence, not a cause.
+ */
+export function stopper(children: readonly (ChildProcess | null)[]): {
+  stop: () => void;
+  killed: (c: ChildProcess | null) => boolean;
+} {
+  const killed = new Set<ChildProcess>();
+  return {
+    stop: () => {
+      for (const c of children) {
+        if (!c || c.exitCode !== null || c.signalCode !== null) continue;
+        killed.add(c);
+        c.kill('SIGKILL');
+      }
+    },
+    killed: (c) => c !== null && killed.has(c),
+  };
+}

@@ -28,7 +28,6 @@ import type { BlobEntry } from '../store/blob-list.js';
 import { BlobSet } from '../store/blob-set.js';
 import type { StoreEncoding } from '../store/encoding.js';
 import type { PackRecord } from '../store/index-file.js';
-import { blobPath } from '../store/layout.js';
 import { type UntarredMember, untarPack } from '../store/pack-untar.js';
 import { blobProblem, snapshotBlobs, storedPacks } from '../store/snapshot-blobs.js';
 import { loadIndex } from '../store/store-io.js';
@@ -154,7 +153,11 @@ export async function placeBlobs(i: PlaceInput): Promise<PlaceResult> {
     byPack.set(packId, wanted);
     wanted.set(b.sha1, [...(wanted.get(b.sha1) ?? []), n]);
   });
-  for (const [packId, wanted] of byPack) {
+  // Two packs at a time: one unpacks (tar and the decompressor) while the other's files are put in place.
+  const packs = [...byPack];
+  await inParallel(packs.length, 2, async (p) => {
+    const [packId, wanted] = packs[p] as (typeof packs)[number];
+    i.signal?.throwIfAborted();
     const pack = i.store.index.pack(packId) as PackRecord;
     const tmp = await mkdtemp(join(i.into, '.mbs-pack-'));
     try {
@@ -172,7 +175,7 @@ export async function placeBlobs(i: PlaceInput): Promise<PlaceResult> {
         const [sha1, ns] = blobs[j] as (typeof blobs)[number];
         const m = members.get(sha1);
         if (!m) throw new SidecarError('INTEGRITY_FAILED', `pack ${packId} does not hold blob ${sha1}`);
-        const from = join(tmp, blobPath(sha1));
+        const from = join(tmp, sha1);
         for (const [k, n] of ns.entries()) {
           const b = i.set.at(n);
           const to = join(i.into, b.path);
@@ -187,7 +190,7 @@ export async function placeBlobs(i: PlaceInput): Promise<PlaceResult> {
       await rm(tmp, { recursive: true, force: true });
     }
     result.packs++;
-  }
+  });
   await dirs.restore();
   return result;
 }

@@ -1,11 +1,11 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { HashTap } from '../archive/tap.js';
 import { SidecarError } from '../common/errors.js';
-import { exited, firstCause, stderrLines } from '../common/processes.js';
+import { exited, firstCause, stderrLines, stopper } from '../common/processes.js';
 import type { Backend } from '../storage/backend.js';
 import type { StoreEncoding } from './encoding.js';
 import type { PackRecord } from './index-file.js';
@@ -49,7 +49,7 @@ function modeBits(rwx: string): number {
 }
 
 /**
- * Unpacks the named blobs of one pack into `dir` (as filedir/ab/cd/<sha1>) with the decompressor and GNU
+ * Unpacks the named blobs of one pack into `dir` (each as `<sha1>`, no directories) with the decompressor and GNU
  * tar: the files are written by tar, not by this process a write call at a time (a full restore of 20,000
  * blobs: most of its time went there). This process reads the stored bytes once, for the pack's sha256
  * (and age, when encrypted). Resolves only when that sha256 is the pack's id: a damaged or changed pack
@@ -79,6 +79,8 @@ export async function untarPack(o: {
       '-p',
       ...(owner ? ['--same-owner'] : ['--no-same-owner']),
       '--no-recursion',
+      // Flat, as <sha1>: a directory per blob (Moodle's ab/cd/) cost a mkdir and an rmdir a file.
+      '--transform=s,^filedir/[^/]*/[^/]*/,,',
       '--null',
       '--verbatim-files-from',
       '-T',
@@ -113,14 +115,7 @@ export async function untarPack(o: {
   });
   const tarErr = stderrLines(tar, () => false);
   const zErr = z ? stderrLines(z, () => false) : () => '';
-  const killed = new Set<ChildProcess>();
-  const stop = () => {
-    for (const c of [tar, z]) {
-      if (!c || c.exitCode !== null || c.signalCode !== null) continue;
-      killed.add(c);
-      c.kill('SIGKILL');
-    }
-  };
+  const { stop, killed } = stopper([tar, z]);
   const tarDone = exited(tar, 'tar', tarErr);
   const zDone = z ? exited(z, 'decompressing', zErr) : Promise.resolve(0);
   tarDone.catch(stop);
@@ -136,7 +131,7 @@ export async function untarPack(o: {
   // The store's own errors (not found, no key) first; else the processes' cause, else the feed's.
   const cause =
     (fedErr instanceof SidecarError ? fedErr : undefined) ??
-    firstCause(t, c, killed.has(tar), !!z && killed.has(z)) ??
+    firstCause(t, c, killed(tar), killed(z)) ??
     fedErr;
   if (cause) {
     stop();

@@ -1,6 +1,6 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
-import { endsAfter, exited, firstCause, stderrLines } from '../common/processes.js';
+import { endsAfter, exited, firstCause, stderrLines, stopper } from '../common/processes.js';
 
 /** One member as tar listed it: the block its header starts at, type, size and stored name. */
 export interface TarMember {
@@ -70,21 +70,14 @@ export function tarPack(
     return true;
   });
   const zErr = stderrLines(z, () => false);
-  const killed = new Set<ChildProcess>();
-  const stop = () => {
-    for (const c of [tar, z]) {
-      if (c.exitCode !== null || c.signalCode !== null) continue;
-      killed.add(c);
-      c.kill('SIGKILL');
-    }
-  };
+  const { stop, killed } = stopper([tar, z]);
   // 1: a file changed while read; the caller checks every member against the listing and the hashes.
   const tarDone = exited(tar, 'tar', tarErr, (code) => code === 0 || code === 1);
   const zDone = exited(z, compressor.cmd, zErr);
   tarDone.catch(stop);
   zDone.catch(stop);
   const both = Promise.allSettled([tarDone, zDone]).then(([t, c]) => {
-    const err = firstCause(t, c, killed.has(tar), killed.has(z));
+    const err = firstCause(t, c, killed(tar), killed(z));
     if (err) throw err;
   });
   if (outFd !== undefined) {

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
-import { endsAfter, exited, firstCause, stderrLines as lines } from '../common/processes.js';
+import { endsAfter, exited, firstCause, stderrLines as lines, stopper } from '../common/processes.js';
 import { readError, tarReadOptions } from './dir-tar.js';
 
 /** A compressor as a command line reading stdin and writing stdout (codec.ts `command`). */
@@ -76,14 +76,7 @@ export function readDirTarCompressed(
   const zErr = lines(z, () => false);
 
   // Processes we killed ourselves (one failed, or the consumer gave up): their failure is not a cause.
-  const killed = new Set<ChildProcess>();
-  const stop = () => {
-    for (const c of [tar, z]) {
-      if (c.exitCode !== null || c.signalCode !== null) continue;
-      killed.add(c);
-      c.kill('SIGKILL');
-    }
-  };
+  const { stop, killed } = stopper([tar, z]);
   const tarDone = exited(tar, 'tar', tarErr, (code) => code === 0 || code === 1).then((code) => {
     if (code === 1) opts.onWarning?.(`tar reading ${dir}: ${tarErr().trim()}`);
     if (totals === undefined) throw new Error('tar did not report its totals (is it GNU tar?)');
@@ -92,7 +85,7 @@ export function readDirTarCompressed(
   tarDone.catch(stop);
   zDone.catch(stop);
   const both = Promise.allSettled([tarDone, zDone]).then(([t, c]) => {
-    const err = firstCause(t, c, killed.has(tar), killed.has(z));
+    const err = firstCause(t, c, killed(tar), killed(z));
     if (err) throw readError(dir, err.message);
   });
 
