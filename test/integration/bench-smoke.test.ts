@@ -72,8 +72,6 @@ describe('npm run bench, smoke run at tiny sizes (figures are not checked, only 
     // The user-view rows run the image built from this checkout (cached by a hash of its inputs).
     const built = await buildSidecarImage();
     expect(built.code, built.output.slice(-3000)).toBe(0);
-  }, 15 * 60_000);
-  beforeAll(async () => {
     dirs = await tempDirs('bench');
     await new Promise<void>((resolve, reject) => {
       const child = spawn(process.execPath, [BENCH], {
@@ -108,7 +106,7 @@ describe('npm run bench, smoke run at tiny sizes (figures are not checked, only 
         resolve();
       });
     });
-  }, 260_000);
+  }, 15 * 60_000 + 260_000);
   afterAll(async () => {
     await dirs?.remove();
   });
