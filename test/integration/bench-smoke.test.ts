@@ -68,45 +68,48 @@ describe('npm run bench, smoke run at tiny sizes (figures are not checked, only 
   let stdout = '';
   let stderr = '';
 
-  beforeAll(async () => {
-    // The user-view rows run the image built from this checkout (cached by a hash of its inputs).
-    const built = await buildSidecarImage();
-    expect(built.code, built.output.slice(-3000)).toBe(0);
-    dirs = await tempDirs('bench');
-    await new Promise<void>((resolve, reject) => {
-      const child = spawn(process.execPath, [BENCH], {
-        env: {
-          ...process.env,
-          BENCH_MIX_MB: '24',
-          BENCH_SMALL_FILES: '400',
-          BENCH_BIG_MB: '24',
-          BENCH_REPEAT: '1',
-          BENCH_INC_SETS: 'smoke',
-          BENCH_INC_MB: '60',
-          BENCH_INC_FILES: '300',
-          BENCH_INC_DB_MB: '4',
-          BENCH_IMAGE: IMAGES.base,
-          BENCH_SIDECAR_IMAGE: SIDECAR_IMAGE,
-          BENCH_OUT_DIR: dirs.root,
-          BENCH_WORK_DIR: join(dirs.root, 'work'),
-        },
-        stdio: ['ignore', 'pipe', 'pipe'],
+  beforeAll(
+    async () => {
+      // The user-view rows run the image built from this checkout (cached by a hash of its inputs).
+      const built = await buildSidecarImage();
+      expect(built.code, built.output.slice(-3000)).toBe(0);
+      dirs = await tempDirs('bench');
+      await new Promise<void>((resolve, reject) => {
+        const child = spawn(process.execPath, [BENCH], {
+          env: {
+            ...process.env,
+            BENCH_MIX_MB: '24',
+            BENCH_SMALL_FILES: '400',
+            BENCH_BIG_MB: '24',
+            BENCH_REPEAT: '1',
+            BENCH_INC_SETS: 'smoke',
+            BENCH_INC_MB: '60',
+            BENCH_INC_FILES: '300',
+            BENCH_INC_DB_MB: '4',
+            BENCH_IMAGE: IMAGES.base,
+            BENCH_SIDECAR_IMAGE: SIDECAR_IMAGE,
+            BENCH_OUT_DIR: dirs.root,
+            BENCH_WORK_DIR: join(dirs.root, 'work'),
+          },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        child.stdout.on('data', (d: Buffer) => {
+          stdout += d.toString();
+        });
+        child.stderr.on('data', (d: Buffer) => {
+          stderr += d.toString();
+        });
+        const timer = setTimeout(() => child.kill('SIGKILL'), 240_000);
+        child.on('error', reject);
+        child.on('close', (c) => {
+          clearTimeout(timer);
+          code = c;
+          resolve();
+        });
       });
-      child.stdout.on('data', (d: Buffer) => {
-        stdout += d.toString();
-      });
-      child.stderr.on('data', (d: Buffer) => {
-        stderr += d.toString();
-      });
-      const timer = setTimeout(() => child.kill('SIGKILL'), 240_000);
-      child.on('error', reject);
-      child.on('close', (c) => {
-        clearTimeout(timer);
-        code = c;
-        resolve();
-      });
-    });
-  }, 15 * 60_000 + 260_000);
+    },
+    15 * 60_000 + 260_000,
+  );
   afterAll(async () => {
     await dirs?.remove();
   });
