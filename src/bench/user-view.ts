@@ -76,7 +76,7 @@ export function sidecarImage(root: string, log: (m: string) => void): string {
 }
 
 /** The sidecar service of compose.example.yml, in the data set's project. */
-async function startSidecar(
+export async function startSidecar(
   docker: Docker,
   runId: string,
   ds: Dataset,
