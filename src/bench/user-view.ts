@@ -260,6 +260,20 @@ export async function runUserGroup(g: {
   const startup = new Map<string, number[]>();
   const add = (k: string, s: UserSample) => samples.set(k, [...(samples.get(k) ?? []), s]);
   const checks: string[] = [];
+  // On this machine's ext4 (no journal) the inode allocator skips inodes freed in the last ~60 s, so creating
+  // files right after many were deleted costs several times more (docs/design.md, "Where the time goes").
+  // A restore ends by deleting the volumes' old content: the next file-creating step of either side waits
+  // until that is BENCH_USER_SETTLE_S (65) seconds old, so neither pays for the other's deletions.
+  const settleMs = Number(process.env.BENCH_USER_SETTLE_S ?? 65) * 1000;
+  let lastDeleteMs = 0;
+  const settle = async () => {
+    const wait = lastDeleteMs + settleMs - Date.now();
+    if (lastDeleteMs > 0 && wait > 0) {
+      log(`  user: waiting ${(wait / 1000).toFixed(0)} s after the last restore's deletions`);
+      await sleep(wait);
+    }
+    execFileSync('sync');
+  };
   for (let round_ = 0; round_ < env.repeat; round_++) {
     for (const [key, argv] of [
       ['docker exec sidecar true', ['true']],
@@ -276,14 +290,18 @@ export async function runUserGroup(g: {
         const t = await timeShell(`tar -C / -c ${rel.join(' ')} | zstd -T0 -3 -q > ${q(baseFile)}`);
         s = { ms: t.ms, cpuS: t.cpuS, memory: t.memory };
       } else if (step === 'zstd -d|tar -x') {
-        await mkdir(untarDir, { recursive: true });
-        const t = await timeShell(`zstd -dc ${q(baseFile)} | tar -C ${q(untarDir)} -x`);
+        // Each round's output is kept until the group ends: deleting 31,000 files here would slow the
+        // restore's unpack right after it (below), and the sidecar restore's own deletion is waited out.
+        const into = join(untarDir, String(round_ + 1));
+        await mkdir(into, { recursive: true });
+        await settle();
+        const t = await timeShell(`zstd -dc ${q(baseFile)} | tar -C ${q(into)} -x`);
         s = { ms: t.ms, cpuS: t.cpuS, memory: t.memory };
-        // Its output goes before the next step, untimed (the restore deletes its old content inside its own time).
-        await rm(untarDir, { recursive: true, force: true });
       } else {
+        if (step === 'restore') await settle();
         const argv = step === 'backup' ? ['backup'] : ['restore', 'latest', '--yes', '--no-safety-snapshot'];
         const e = await execTimed(sc, argv);
+        if (step === 'restore') lastDeleteMs = Date.now();
         await sleep(300); // the last events arrive after the command has exited
         s = {
           ...e,
@@ -338,6 +356,7 @@ export async function runUserGroup(g: {
   ];
   await rm(archive, { recursive: true, force: true });
   await rm(baseFile, { force: true });
+  await rm(untarDir, { recursive: true, force: true });
   await removeBenchResources(docker, runId);
   return { rows, targets, checks, figures, startup: start, image: g.sidecarImage };
 }
