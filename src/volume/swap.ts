@@ -190,8 +190,7 @@ async function deleteInParallel(path: string): Promise<void> {
     if (below.length > MAX_SPLIT) parts.push(dir);
     else parts.push(...below.map((n) => join(dir, n)));
   }
-  const groups: string[][] = Array.from({ length: DELETERS }, () => []);
-  parts.forEach((p, i) => groups[i % DELETERS]?.push(p));
+  const groups = Array.from({ length: DELETERS }, (_, g) => parts.filter((_p, i) => i % DELETERS === g));
   await Promise.all(groups.filter((g) => g.length > 0).map((g) => findDelete(g)));
   await findDelete([path]);
 }
