@@ -228,9 +228,9 @@ const STEPS = ['tar|zstd', 'backup', 'zstd -d|tar -x', 'restore'] as const;
 type Step = (typeof STEPS)[number];
 
 const LABELS: Record<Step, [Row['kind'], string]> = {
-  'tar|zstd': ['baseline', 'host tar -c <volume dirs> | zstd -T0 -3 > file'],
+  'tar|zstd': ['baseline', 'host tar -c VOLUME_DIRS | zstd -T0 -3 > FILE'],
   backup: ['product', 'docker exec sidecar backup'],
-  'zstd -d|tar -x': ['baseline', 'host zstd -dc file | tar -x'],
+  'zstd -d|tar -x': ['baseline', 'host zstd -dc FILE | tar -x'],
   restore: ['product', 'docker exec sidecar restore latest --yes --no-safety-snapshot'],
 };
 
