@@ -1,10 +1,13 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { type MemoryPeaks, MemorySampler, ProcTree } from './proc-memory.js';
 
 export interface Timed {
   ms: number;
   /** CPU seconds of the command and its children (user + system), from the shell's `times`. */
   cpuS?: number;
+  /** Peak memory of the pipeline's processes (tar, zstd, … under the shell). */
+  memory: MemoryPeaks;
 }
 
 /**
@@ -18,7 +21,7 @@ export async function timeShell(script: string, timeoutMs = 900_000): Promise<Ti
   if (r.code !== 0) throw new Error(`baseline failed (${r.code}): ${script}\n${r.stderr.slice(-2000)}`);
   // `times` prints the shell's and then its children's user/system times, e.g. "0m1.234s 0m0.100s".
   const secs = [...r.fd3.matchAll(/(\d+)m([\d.]+)s/g)].map((m) => Number(m[1]) * 60 + Number(m[2]));
-  return { ms, cpuS: secs.length === 4 ? secs.reduce((a, b) => a + b, 0) : undefined };
+  return { ms, cpuS: secs.length === 4 ? secs.reduce((a, b) => a + b, 0) : undefined, memory: r.memory };
 }
 
 interface RunResult {
@@ -29,6 +32,7 @@ interface RunResult {
   peakRssKb: number;
   /** CPU seconds of the process and its reaped children (zstd filters), from the last sample. */
   cpuS: number;
+  memory: MemoryPeaks;
 }
 
 /** USER_HZ: /proc times are in clock ticks, 100 per second on Linux. */
@@ -85,9 +89,12 @@ function run(
     // VmHWM is the kernel's own high-water mark of the process's resident set; sampling it often enough
     // means the last reading before exit is the peak.
     let cpuTicks = 0;
+    const memory = new MemorySampler((pid) => pid === child.pid);
+    const tree = child.pid ? new ProcTree(child.pid) : undefined;
     const sample = () => {
       peakRssKb = Math.max(peakRssKb, vmHwmKb(child.pid));
       cpuTicks = Math.max(cpuTicks, procCpuTicks(child.pid));
+      if (tree) memory.sample(tree.scan());
     };
     const sampler = setInterval(sample, 50);
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
@@ -95,7 +102,15 @@ function run(
     child.on('close', (code) => {
       clearInterval(sampler);
       clearTimeout(timer);
-      resolve({ code, stdout, stderr, fd3, peakRssKb, cpuS: cpuTicks / TICKS_PER_S });
+      resolve({
+        code,
+        stdout,
+        stderr,
+        fd3,
+        peakRssKb,
+        cpuS: cpuTicks / TICKS_PER_S,
+        memory: memory.result(),
+      });
     });
   });
 }
@@ -116,6 +131,8 @@ export interface CliRun {
   logs: Record<string, unknown>[];
   /** Peak resident set of the sidecar's node process (not its helpers or the zstd child), MB. */
   peakRssMb: number;
+  /** Peaks of its children (tar, zstd), apart from node's. */
+  memory: MemoryPeaks;
   /** CPU seconds of the sidecar process and its zstd children. */
   cpuS: number;
   startedAtMs: number;
@@ -148,6 +165,7 @@ export async function runSidecar(
     stdout: r.stdout,
     logs,
     peakRssMb: Math.max(Math.round(r.peakRssKb / 1024), logged),
+    memory: r.memory,
     cpuS: r.cpuS,
     startedAtMs,
     endedAtMs: Date.now(),

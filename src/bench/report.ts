@@ -20,6 +20,13 @@ export interface Row {
   /** The pipeline's own read+compress (backup) or extract (restore) time. */
   pipelineMs?: number;
   peakRssMb?: number;
+  /**
+   * Peak resident memory of the pipeline's other processes (tar, zstd, a shell): the highest sum of the
+   * `VmHWM` of those alive together, sampled from /proc; which ones, in `childRss`.
+   */
+  childRssMb?: number;
+  /** The children's peaks by command name, e.g. "zstd 41, tar 3" (MB). */
+  childRss?: string;
   /** Restore only: time verifying the archives, emptying the volumes, and extracting (putArchive). */
   verifyMs?: number;
   emptyMs?: number;
@@ -87,6 +94,7 @@ export function formatTable(rows: Row[], targets: Target[]): string {
     'downtime s',
     'pipeline s',
     'RSS MB',
+    'children RSS MB',
     'load',
   ];
   const body = rows.map((r) => [
@@ -101,6 +109,7 @@ export function formatTable(rows: Row[], targets: Target[]): string {
     s(r.downtimeMs),
     s(r.pipelineMs),
     r.peakRssMb === undefined ? '' : String(r.peakRssMb),
+    r.childRssMb === undefined ? '' : String(r.childRssMb),
     r.load1.toFixed(1),
   ]);
   const t = targets.map((x) => [verdict(x), x.name, `${x.value} ${x.op} ${x.goal}`, x.detail]);
@@ -110,19 +119,22 @@ export function formatTable(rows: Row[], targets: Target[]): string {
 const cpu = (r: Row) =>
   r.cpuS === undefined ? '' : `${r.cpuS.toFixed(1)}${r.dockerdCpuS ? ` (+${r.dockerdCpuS.toFixed(1)})` : ''}`;
 
+const children = (r: Row) =>
+  r.childRssMb === undefined ? '' : `${r.childRssMb}${r.childRss ? ` (${r.childRss})` : ''}`;
+
 /** Markdown table cell: pipes in pipeline names would split the cell. */
 const md = (text: string) => text.replace(/\|/g, '\\|');
 
 /** The same table as Markdown, for the README. */
 export function formatMarkdown(rows: Row[], targets: Target[]): string {
   const lines = [
-    '| dataset | pipeline | MB | s | MB/s | out/in | CPU s (+dockerd) | downtime s | peak RSS MB | load |',
-    '|---|---|--:|--:|--:|--:|--:|--:|--:|--:|',
+    '| dataset | pipeline | MB | s | MB/s | out/in | CPU s (+dockerd) | downtime s | peak RSS MB | children peak RSS MB | load |',
+    '|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
     ...rows.map(
       (r) =>
         `| ${r.dataset} | ${md(r.label)} | ${(r.bytes / MB).toFixed(0)} | ${s(r.ms)} | ${r.mbps.toFixed(1)} | ${
           r.ratio === undefined ? '' : r.ratio.toFixed(3)
-        } | ${cpu(r)} | ${s(r.downtimeMs)} | ${r.peakRssMb ?? ''} | ${r.load1.toFixed(1)} |`,
+        } | ${cpu(r)} | ${s(r.downtimeMs)} | ${r.peakRssMb ?? ''} | ${children(r)} | ${r.load1.toFixed(1)} |`,
     ),
     '',
     '| target | measured | goal | |',

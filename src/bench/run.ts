@@ -10,6 +10,7 @@ import { formatMarkdown, formatTable, type Row, round, type Target, target } fro
 import { startS3 } from './s3.js';
 import { baseline, fingerprint, productBackup, productRestore } from './scenarios.js';
 import { EventRecorder, removeBenchResources } from './stack.js';
+import { runUserGroup, sidecarImage, type UserGroupResult } from './user-view.js';
 
 /**
  * `npm run bench`: makes the data sets in Docker volumes, then measures the baselines and the sidecar on the
@@ -107,10 +108,20 @@ async function main(): Promise<void> {
       rows.push(...inc.rows);
       checks.push(...inc.checks);
     }
-    const targets = [...(only.length === 0 || only.some((o) => o !== 'incremental') ? evaluate(rows) : [])];
+    // The user's view (issue 19): the image in a Compose-like stack, timed through `docker exec`.
+    let user: UserGroupResult | undefined;
+    if (only.length === 0 || only.includes('user')) {
+      const sc = sidecarImage(ROOT, log);
+      user = await runUserGroup({ docker, runId, image, sidecarImage: sc, sizes, env, log });
+      rows.push(...user.rows);
+      checks.push(...user.checks);
+    }
+    const measuredSets = only.length === 0 || only.some((o) => (DATASETS as readonly string[]).includes(o));
+    const targets = [...(measuredSets ? evaluate(rows) : [])];
     targets.push(...(inc?.targets ?? []));
+    targets.push(...(user?.targets ?? []));
     const table = formatTable(rows, targets);
-    const figures = inc ? incFigures(inc) : [];
+    const figures = [...(inc ? incFigures(inc) : []), ...(user?.figures ?? [])];
     process.stdout.write(`\n${table}\n\n${[...checks, ...figures].join('\n')}\n`);
     await mkdir(outDir, { recursive: true });
     const file = join(outDir, `${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
@@ -131,6 +142,7 @@ async function main(): Promise<void> {
         memory: inc.memory,
         figures,
       },
+      user: user && { image: user.image, startup: user.startup, figures: user.figures },
       markdown: formatMarkdown(rows, targets),
     };
     await writeFile(file, `${JSON.stringify(result, null, 2)}\n`);

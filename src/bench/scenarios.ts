@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Dataset } from './datasets.js';
 import { dockerdCpuS, runSidecar, timeShell } from './measure.js';
+import { describeChildren, type MemoryPeaks } from './proc-memory.js';
 import { type Row, round, row } from './report.js';
 import type { EventRecorder } from './stack.js';
 
@@ -14,6 +15,12 @@ export interface BenchEnv {
   events: EventRecorder;
   s3Env: Record<string, string>;
   repeat: number;
+}
+
+/** The children's columns of a row (tar, zstd, …: every process of the pipeline but the main one). */
+export function childColumns(m: MemoryPeaks | undefined): Pick<Row, 'childRssMb' | 'childRss'> {
+  if (!m || m.childrenKb === 0) return {};
+  return { childRssMb: Math.round(m.childrenKb / 1024), childRss: describeChildren(m.byName) };
 }
 
 /** Single-quotes a string for bash. */
@@ -114,6 +121,7 @@ export async function baseline(env: BenchEnv, ds: Dataset, which: Baseline, byte
     cpuS: r.cpuS,
     dockerdCpuS: r.dockerdS,
     ratio: outBytes === undefined ? undefined : round(outBytes / bytes, 3),
+    ...childColumns(r.memory),
   });
 }
 
@@ -221,6 +229,7 @@ export async function productBackup(
         downtimeMs: r.down?.ms,
         pipelineMs: m.timings.readMs,
         peakRssMb: r.peakRssMb,
+        ...childColumns(r.memory),
         note: notes.join('; ') || undefined,
         steps: timeline(r.logs, r.startedAtMs),
       }),
@@ -266,6 +275,7 @@ export async function productRestore(
     downtimeMs: r.down?.ms,
     pipelineMs: res.downtimeMs,
     peakRssMb: r.peakRssMb,
+    ...childColumns(r.memory),
     verifyMs,
     emptyMs: total('restore', 'emptyMs'),
     extractMs: total('restore', 'extractMs'),

@@ -1,7 +1,5 @@
 import type { Command } from 'commander';
 import type { Manifest } from '../archive/manifest.js';
-import { createBackend } from '../storage/index.js';
-import { openContext, withRunLock } from './context.js';
 import { formatBytes, formatDuration } from './output.js';
 
 export function registerBackup(program: Command): void {
@@ -14,6 +12,9 @@ export function registerBackup(program: Command): void {
     .option('--json', 'print the manifest as JSON (a list of manifests for several jobs)')
     .option('--kind <kind>', 'manual or scheduled', 'manual')
     .action(async (opts: { json?: boolean; kind: string; job?: string }) => {
+      // The context (settings, Docker, logger) loads only when a verb runs: `--help` and usage errors stay cheap.
+      const { openContext, withRunLock } = await import('./context.js');
+      const { createBackend } = await import('../storage/index.js');
       const ctx = await openContext({ job: opts.job, scope: 'all', json: opts.json });
       // Each verb loads its own pipeline: start-up reads only the modules this command runs.
       const { runBackup } = await import('../backup/run.js');

@@ -1,13 +1,11 @@
 import type { Command } from 'commander';
-import { jobOf, listSnapshots } from '../archive/catalog.js';
-import { type Job, LABEL_JOB_PREFIX, type Settings } from '../config/jobs.js';
+import type { Job, Settings } from '../config/jobs.js';
 import type { Logger } from '../observe/logger.js';
 import type { PruneResult } from '../prune/run.js';
 import type { StoreSweepResult } from '../prune/sweep.js';
 import { DECISION_HEADERS, type Decision, decisionRows, describeDecisions } from '../retention/policy.js';
 import type { Backend } from '../storage/backend.js';
-import { createBackend } from '../storage/index.js';
-import { openContext, type RunContext, withRunLock } from './context.js';
+import type { RunContext } from './context.js';
 import { formatBytes, table, terminalWidth } from './output.js';
 
 export function registerPrune(program: Command): void {
@@ -21,6 +19,7 @@ export function registerPrune(program: Command): void {
     .option('--json', 'print the decisions as JSON')
     .action(async (opts: { dryRun?: boolean; json?: boolean; job?: string }) => {
       // Pruning reads and deletes storage only: Docker is not needed (nor recovered) here.
+      const { openContext, withRunLock } = await import('./context.js');
       const ctx = await openContext({ needsDocker: false, job: opts.job, scope: 'all', json: opts.json });
       const jobs =
         opts.job && ctx.job ? [ctx.job] : [...ctx.settings.jobs, ...(await labelJobs(ctx.settings, ctx.log))];
@@ -39,6 +38,7 @@ type JobResult = { job: string; location: string; result: PruneResult };
 
 /** Each job's retention applied to that job's own snapshots, at its own target. */
 async function pruneJobs(ctx: RunContext, jobs: Job[], dryRun: boolean): Promise<JobResult[]> {
+  const { createBackend } = await import('../storage/index.js');
   const results: JobResult[] = [];
   for (const job of jobs) {
     const own = jobs.length === 1 && job.config.target === ctx.config.target;
@@ -106,6 +106,9 @@ function storeText(s: StoreSweepResult, dryRun: boolean): string {
  * `label-…` in the manifest) are pruned here with the top-level retention, as `serve` does after each run.
  */
 async function labelJobs(settings: Settings, log: Logger): Promise<Job[]> {
+  const { createBackend } = await import('../storage/index.js');
+  const { jobOf, listSnapshots } = await import('../archive/catalog.js');
+  const { LABEL_JOB_PREFIX } = await import('../config/jobs.js');
   const backend = createBackend(settings.config.target);
   try {
     const configured = new Set(settings.jobs.map((j) => j.name));

@@ -1,8 +1,7 @@
 import type { Command } from 'commander';
-import { listSnapshots } from '../archive/catalog.js';
 import { SidecarError } from '../common/errors.js';
 import type { RestorePlan, RestoreResult } from '../restore/types.js';
-import { openContext, type RunContext, withRunLock } from './context.js';
+import type { RunContext } from './context.js';
 import { formatBytes, formatDuration, table, terminalWidth } from './output.js';
 import { ask, isInteractive } from './prompt.js';
 import { SNAPSHOT_HEADERS, snapshotRows } from './snapshots.js';
@@ -35,6 +34,7 @@ export function describePlan(plan: RestorePlan): string {
 }
 
 async function pickSnapshot(ctx: RunContext): Promise<string> {
+  const { listSnapshots } = await import('../archive/catalog.js');
   const entries = (await listSnapshots(ctx.backend)).filter((s) => s.status === 'ok');
   if (entries.length === 0)
     throw new SidecarError('SNAPSHOT_NOT_FOUND', `no complete snapshot at ${ctx.backend.location}`);
@@ -82,6 +82,8 @@ export function registerRestore(program: Command): void {
           'e.g. `docker exec sidecar restore latest --yes`, or `docker exec -it sidecar restore` to pick interactively',
         );
       }
+      // The context (settings, Docker, logger) loads only when a verb runs: `--help` and usage errors stay cheap.
+      const { openContext, withRunLock } = await import('./context.js');
       const ctx = await openContext({ job: flags.job, json: flags.json });
       try {
         const snapshot = snapshotArg ?? (interactive ? await pickSnapshot(ctx) : 'latest');
@@ -116,6 +118,7 @@ export function registerRestore(program: Command): void {
 
 /** `restore --file`: one Moodle file from the store, into the live dataroot (or --to), nothing stopped. */
 async function restoreFile(snapshot: string, flags: RestoreFlags): Promise<void> {
+  const { openContext, withRunLock } = await import('./context.js');
   const ctx = await openContext({ job: flags.job, json: flags.json });
   try {
     const { restoreOneFile } = await import('../restore/one-file.js');

@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { openContext } from './context.js';
 
 export function registerServe(program: Command): void {
   program
@@ -8,6 +7,7 @@ export function registerServe(program: Command): void {
       'run the scheduled jobs (BACKUP_CRON_EXPRESSION, YAML jobs, schedule labels) and serve /healthz and /metrics until stopped',
     )
     .action(async () => {
+      const { openContext } = await import('./context.js');
       // openContext resumes whatever an interrupted run left stopped before anything else happens.
       const ctx = await openContext({ scope: 'all' });
       const { BackendPool } = await import('../schedule/runner.js');

@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
-import { entriesOfJob, jobOf, listSnapshots, type SnapshotEntry } from '../archive/catalog.js';
-import { openContext } from './context.js';
+import type { SnapshotEntry } from '../archive/catalog.js';
 import { formatBytes, formatDuration, table, terminalWidth } from './output.js';
 
 export function snapshotRows(entries: SnapshotEntry[]): string[][] {
@@ -24,6 +23,8 @@ export function registerSnapshots(program: Command): void {
     .option('--json', 'machine-readable output')
     .option('--job <name>', 'only this job’s snapshots (at its target)')
     .action(async (opts: { json?: boolean; job?: string }) => {
+      const { entriesOfJob, jobOf, listSnapshots } = await import('../archive/catalog.js');
+      const { openContext } = await import('./context.js');
       const ctx = await openContext({ needsDocker: false, job: opts.job, json: opts.json });
       try {
         const entries = entriesOfJob(await listSnapshots(ctx.backend), opts.job);

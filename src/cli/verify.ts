@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import { SidecarError } from '../common/errors.js';
 import type { VerifyReport } from '../verify/types.js';
-import { openContext } from './context.js';
 import { table, terminalWidth } from './output.js';
 
 interface VerifyFlags {
@@ -39,6 +38,7 @@ export function registerVerify(program: Command): void {
       if (flags.all && snapshotArg) {
         throw new SidecarError('USAGE', 'give a snapshot or --all, not both');
       }
+      const { openContext } = await import('./context.js');
       const ctx = await openContext({ needsDocker: Boolean(flags.deep), job: flags.job, json: flags.json });
       try {
         const { runVerify } = await import('../verify/run.js');

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { z } from 'zod';
 import { SidecarError } from '../common/errors.js';
+import { loadAgeForKeys } from './age-keys.js';
 import { type EnvConfig, readEnv, type Tree } from './env.js';
 import { DEFAULT_JOB, type ParseJob, resolveJobs, type Settings } from './jobs.js';
 import { configSchema, KNOWN_KEYS } from './schema.js';
@@ -51,6 +52,7 @@ export async function loadSettings(
     problems.push(file.error);
   } else {
     const { jobs: rawJobs, ...input } = merge(file.data, fromEnv);
+    await loadAgeForKeys([input, rawJobs]);
     const result = configSchema.safeParse(input);
     if (!result.success) {
       problems.push(...result.error.issues.flatMap((issue) => describeIssue(issue, input, fromEnv)));

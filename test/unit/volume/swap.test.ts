@@ -7,6 +7,7 @@ import {
   rm,
   stat,
   statfs,
+  symlink,
   utimes,
   writeFile,
 } from 'node:fs/promises';
@@ -215,5 +216,35 @@ describe('staged restore swap (volume/swap.ts) on a real directory', () => {
       expect(await tree(dir)).toEqual(NEW_TREE);
       expect((await state.read())?.volumes).toEqual({ v: 'restored' });
     }
+  });
+});
+
+describe('removeTree (volume/swap.ts): several `find -delete` at once', () => {
+  it('deletes every level, a directory too large to split and top-level files, never through a symlink', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'mbs-rmtree-'));
+    made.push(root);
+    const outside = join(root, 'outside');
+    await mkdir(outside);
+    await writeFile(join(outside, 'keep.txt'), 'kept');
+    const doomed = join(root, 'doomed');
+    // Moodle's filedir shape (ab/cd/<file>), more subtrees than deleters, files at every level.
+    for (let i = 0; i < 40; i++) {
+      const d = join(doomed, 'filedir', i.toString(16).padStart(2, '0'), 'cd');
+      await mkdir(d, { recursive: true });
+      await writeFile(join(d, `f${i}`), String(i));
+    }
+    await writeFile(join(doomed, 'top.txt'), 'top');
+    await writeFile(join(doomed, 'filedir', 'level2.txt'), '2');
+    // More entries than one `find` is handed by name: deleted whole.
+    await mkdir(join(doomed, 'flat'));
+    for (let i = 0; i < 1100; i++) await writeFile(join(doomed, 'flat', `f${i}`), '');
+    // Symlinks to a directory outside, at the top and two levels down: the links go, the target stays.
+    await symlink(outside, join(doomed, 'link'));
+    await symlink(outside, join(doomed, 'filedir', 'link2'));
+    await removeTree(doomed);
+    expect(await readdir(root)).toEqual(['outside']);
+    expect(await readFile(join(outside, 'keep.txt'), 'utf8')).toBe('kept');
+    // A missing tree is fine.
+    await removeTree(doomed);
   });
 });
