@@ -6,6 +6,7 @@ import type { Config } from '../config/types.js';
 import type { SelfInfo } from '../docker/self.js';
 import type { MoodleFacts } from '../moodle/facts.js';
 import type { Logger } from '../observe/logger.js';
+import type { VolumeTotal } from '../observe/progress.js';
 import type { Stack, VolumeTarget } from '../stack/discover.js';
 import type { Hook } from '../stack/hooks.js';
 import type { QuiescePlan } from '../stack/plan.js';
@@ -62,6 +63,8 @@ export interface BackupRun {
   hooks: { pre: Hook[]; post: Hook[] };
   /** Raw sizes of the previous snapshot's volumes, for the progress totals (terminal only). */
   previous: Record<string, number>;
+  /** The dump's expected raw size, for its progress line (terminal only, online mode). */
+  dumpTotal?: VolumeTotal;
   volumes: ManifestVolume[];
   database: ManifestDatabase | null;
   timings: BackupTimings;

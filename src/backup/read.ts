@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { AGE_EXTENSION } from '../archive/encryption.js';
-import { ProgressBoard } from '../observe/progress.js';
+import { dumpLabel, ProgressBoard } from '../observe/progress.js';
 import { progressTotals } from '../observe/size-scan.js';
 import { quiesce } from '../stack/quiesce.js';
 import { volumeDir } from '../volume/mount-dir.js';
@@ -23,6 +23,9 @@ export async function dumpDatabase(run: BackupRun): Promise<boolean> {
   const { docker, config, log, signal } = run.ctx;
   if (!run.mp.dump) return false;
   if (run.spool) await makeSpoolDir(run.spoolDir);
+  // A phase of its own on the terminal: the volumes' totals are scanned after it, outside maintenance mode.
+  const label = dumpLabel(run.mp.dump.db.container.service);
+  const progress = run.dumpTotal ? new ProgressBoard({ [label]: run.dumpTotal }).item(label) : undefined;
   run.database = await dumpStep(
     docker,
     run.mp.dump,
@@ -32,6 +35,7 @@ export async function dumpDatabase(run: BackupRun): Promise<boolean> {
     (file) => sinkFor(run, file),
     log,
     signal,
+    progress,
   );
   return true;
 }
