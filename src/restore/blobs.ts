@@ -116,6 +116,8 @@ export interface PlaceInput {
   /** The volume's current data, when it is still there beside `into`: blobs found there are reused. */
   live: string | null;
   signal?: AbortSignal;
+  /** Called with a blob's size once it is in place (the terminal's progress line). */
+  onPlaced?: (bytes: number) => void;
 }
 
 export interface PlaceResult {
@@ -147,6 +149,7 @@ export async function placeBlobs(i: PlaceInput): Promise<PlaceResult> {
     const b = i.set.at(n);
     if (i.live && (await reuse(join(i.live, b.path), join(i.into, b.path), b))) {
       result.reused++;
+      i.onPlaced?.(b.size);
       return;
     }
     const packId = i.store.index.lookup(i.set.hash(n))?.packId as string;
@@ -181,6 +184,7 @@ export async function placeBlobs(i: PlaceInput): Promise<PlaceResult> {
           await settle(to, b, m, !last);
           result.fetched++;
           result.fetchedBytes += b.size;
+          i.onPlaced?.(b.size);
         }
       });
     } finally {

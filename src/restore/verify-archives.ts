@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import type { TarStats } from '../archive/tar-guard.js';
 import { verifyVolume } from '../archive/verify.js';
 import { verifyDump } from '../database/load.js';
+import { dumpLabel, manifestTotals, ProgressBoard } from '../observe/progress.js';
 import type { RestoreTarget } from './plan.js';
 import type { RestoreOptions } from './types.js';
 
@@ -20,6 +21,7 @@ export async function verifyArchives(
   const { backend, config, log } = o;
   const spoolTo = (file: string) => (spoolDir ? join(spoolDir, file) : undefined);
   const verified: Record<string, TarStats> = {};
+  const board = verifyBoard(t, skip);
   for (const v of t.selected) {
     if (skip.has(v.name)) continue;
     const t0 = Date.now();
@@ -27,6 +29,7 @@ export async function verifyArchives(
       spoolTo: spoolTo(v.file),
       signal: o.signal,
       encryption: config.encryption,
+      progress: board?.volume(v.name),
     });
     log.info(
       { step: 'verify', volume: v.name, ...verified[v.name], ms: Date.now() - t0 },
@@ -39,8 +42,17 @@ export async function verifyArchives(
       spoolTo: spoolTo(t.db.file),
       signal: o.signal,
       encryption: config.encryption,
+      progress: board?.item(dumpLabel(t.db.service)),
     });
     log.info({ step: 'verify', file: t.db.file, ...r, ms: Date.now() - t0 }, `verified ${t.db.file}`);
   }
   return verified;
+}
+
+/** The pass's progress on a terminal: every archive it reads, with the raw sizes the manifest recorded. */
+function verifyBoard(t: RestoreTarget, skip: Set<string>): ProgressBoard | undefined {
+  if (!ProgressBoard.enabled()) return undefined;
+  const totals = manifestTotals(t.selected.filter((v) => !skip.has(v.name)));
+  if (t.db) totals[dumpLabel(t.db.service)] = { bytes: t.db.rawBytes, estimated: false };
+  return new ProgressBoard(totals);
 }
