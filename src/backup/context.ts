@@ -83,6 +83,8 @@ export interface BlobVolume {
   beforeMs: number;
   /** What this run added to the store for this volume: blobs, their bytes, the packs' stored bytes. */
   added: { blobs: number; bytes: number; packBytes: number };
+  /** Called with a blob's size as it is stored (the terminal's progress line: backup/blob-progress.ts). */
+  onStored?: (bytes: number) => void;
   /** Set by storeInside: the blob list, spooled locally until the commit step puts it. */
   list?: { file: string; path: string; blobs: ManifestBlobs };
 }

@@ -4,6 +4,7 @@ import { dumpLabel, ProgressBoard } from '../observe/progress.js';
 import { progressTotals } from '../observe/size-scan.js';
 import { quiesce } from '../stack/quiesce.js';
 import { volumeDir } from '../volume/mount-dir.js';
+import { StoreProgress } from './blob-progress.js';
 import { storeInside } from './blobs.js';
 import type { BackupRun } from './context.js';
 import { dumpStep } from './dump-step.js';
@@ -107,7 +108,13 @@ export async function readVolumes(
     const bv = run.store?.volumes.get(v.name);
     const store = run.store;
     if (!store || !bv) continue;
-    const p = chain.then(() => storeInside(run, store, bv));
+    const p = chain.then(async () => {
+      // Nothing stopped (online mode): every new blob is stored here, and counting them first costs no downtime.
+      const lines = run.plan.actions.length === 0 ? await StoreProgress.start(store, [bv]) : undefined;
+      const args = await storeInside(run, store, bv);
+      lines?.finish();
+      return args;
+    });
     p.catch(() => undefined); // awaited in the loop below
     inside.set(v.name, p);
     chain = p.catch(() => undefined);
