@@ -143,7 +143,7 @@ async function blobsResult(
   const t0 = Date.now();
   try {
     const detail = await store.check(m, v, o.readData === true);
-    o.log.info({ step: 'verify', snapshot: m.id, volume: v.name, level: 'blobs', ms: ms(t0) }, detail);
+    o.log.info({ step: 'verify', snapshot: m.id, volume: v.name, check: 'blobs', ms: ms(t0) }, detail);
     return { snapshot: m.id, volume: v.name, level: 'blobs', ok: true, detail, ms: ms(t0) };
   } catch (err) {
     if (o.signal?.aborted) throw err;
