@@ -1,4 +1,4 @@
-import { blobsLabel, type Progress, ProgressBoard, type VolumeTotal } from '../observe/progress.js';
+import { blobsLabel, ProgressBoard, type VolumeTotal } from '../observe/progress.js';
 import { listBlobs } from '../store/listing.js';
 import type { BlobSession, BlobVolume } from './context.js';
 
@@ -34,12 +34,10 @@ export async function newBlobTotal(
 
 /**
  * The terminal's lines for a phase that stores new blobs (before the stop; online mode, inside the read):
- * one per volume, fed by the volume's `onStored` hook that backup/blobs.ts calls for each blob it stores.
- * A volume's line is finished when the next volume's starts, or by `finish`.
+ * one per volume, fed by the volume's `progress` hook that backup/blobs.ts calls for each blob it stores
+ * and once at the end of the volume's phase. `finish` removes the hooks.
  */
 export class StoreProgress {
-  private current: Progress | undefined;
-
   private constructor(
     private readonly board: ProgressBoard,
     private readonly volumes: BlobVolume[],
@@ -58,19 +56,23 @@ export class StoreProgress {
 
   private hook(bv: BlobVolume): void {
     const line = this.board.item(blobsLabel(bv.v.short));
-    bv.onStored = (bytes) => {
-      if (this.current !== line) {
-        this.current?.finish();
-        this.current = line;
-      }
-      line.advance(bytes);
+    let stored = 0;
+    bv.progress = {
+      stored: (bytes) => {
+        stored++;
+        line.advance(bytes);
+      },
+      done: () => {
+        // Nothing new: the store's log line says so; a line of zeros would only add noise.
+        if (stored > 0) line.finish();
+        // One phase per hook: the window's few late blobs (stop mode) draw nothing.
+        bv.progress = undefined;
+      },
     };
   }
 
-  /** The last line of the volume being stored; the hooks are removed (later phases draw nothing). */
+  /** Removes the hooks a phase that failed midway left (a finished phase removed its own). */
   finish(): void {
-    this.current?.finish();
-    this.current = undefined;
-    for (const bv of this.volumes) bv.onStored = undefined;
+    for (const bv of this.volumes) bv.progress = undefined;
   }
 }

@@ -106,10 +106,11 @@ export async function storeBefore(run: BackupRun, s: BlobSession): Promise<void>
     const added = await counted(s, bv, () =>
       s.writer.addAll(bv.dir, plainBlobs(bv.dir, signal), async (l, r) => {
         listed++;
-        if (r.status === 'added') bv.onStored?.(l.size);
+        if (r.status === 'added') bv.progress?.stored(l.size);
       }),
     );
     bv.beforeMs = Date.now() - t0;
+    bv.progress?.done();
     log.info(
       { step: 'store', phase: 'before-stop', volume: bv.v.short, listed, ...added, ms: bv.beforeMs },
       `${bv.v.short}: ${listed} blob(s) listed, ${added.blobs} new stored before the stop`,
@@ -167,7 +168,7 @@ export async function storeInside(run: BackupRun, s: BlobSession, bv: BlobVolume
         plainBlobs(bv.dir, signal, () => odd++),
         async (l, r) => {
           if (r.status === 'vanished') return; // deleted while listed (online mode): not in this snapshot
-          if (r.status === 'added') bv.onStored?.(l.size);
+          if (r.status === 'added') bv.progress?.stored(l.size);
           if (r.status === 'mismatch') {
             mismatches.push({ path: l.path, claimed: r.claimed, actual: r.actual });
             log.warn(
@@ -182,6 +183,7 @@ export async function storeInside(run: BackupRun, s: BlobSession, bv: BlobVolume
     );
     await paths.finish();
     const summary = await list.finish();
+    bv.progress?.done();
     bv.list = {
       file,
       path,

@@ -83,10 +83,16 @@ export interface BlobVolume {
   beforeMs: number;
   /** What this run added to the store for this volume: blobs, their bytes, the packs' stored bytes. */
   added: { blobs: number; bytes: number; packBytes: number };
-  /** Called with a blob's size as it is stored (the terminal's progress line: backup/blob-progress.ts). */
-  onStored?: (bytes: number) => void;
+  /** The terminal's progress line of a phase that stores blobs (backup/blob-progress.ts). */
+  progress?: BlobVolumeProgress;
   /** Set by storeInside: the blob list, spooled locally until the commit step puts it. */
   list?: { file: string; path: string; blobs: ManifestBlobs };
+}
+
+/** What backup/blobs.ts tells the progress line: each blob it stores, and the end of the phase (before its log line). */
+export interface BlobVolumeProgress {
+  stored(bytes: number): void;
+  done(): void;
 }
 
 /** The store's part of one backup: one pack writer (so packs fill across volumes) and the volumes it serves. */

@@ -285,26 +285,21 @@ async function volumeIo(
   const set = a.blobs?.sets.get(v.name);
   if (!a.blobs || !set) return { target, dir, extract: tarball };
   const line = board?.item(blobsLabel(v.name));
-  const extract = withBlobs(tarball, {
-    backend,
-    store: a.blobs,
-    set,
-    dir,
-    scratch: config.spoolDir,
-    put: (tar) => putVolumeTar(docker, target, a.image, tar),
-    volume: v.name,
-    log,
-    signal: o.signal,
-    onPlaced: line ? (bytes) => line.advance(bytes) : undefined,
-  });
   return {
     target,
     dir,
-    extract: async (to) => {
-      const stats = await extract(to);
-      line?.finish();
-      return stats;
-    },
+    extract: withBlobs(tarball, {
+      backend,
+      store: a.blobs,
+      set,
+      dir,
+      scratch: config.spoolDir,
+      put: (tar) => putVolumeTar(docker, target, a.image, tar),
+      volume: v.name,
+      log,
+      signal: o.signal,
+      progress: line && { placed: (bytes) => line.advance(bytes), done: () => line.finish() },
+    }),
   };
 }
 
