@@ -1,28 +1,28 @@
 import { blobsLabel, ProgressBoard, type VolumeTotal } from '../observe/progress.js';
-import { listBlobs } from '../store/listing.js';
+import { type ListedBlob, listBlobs } from '../store/listing.js';
 import type { BlobSession, BlobVolume } from './context.js';
 
-/** How long the count of new blobs may take per volume: it runs in maintenance mode, for a display only. */
-const COUNT_LIMIT_MS = 3000;
+/** A count still running after this long is given up: the phase is likely over before it would help. */
+const COUNT_LIMIT_MS = 60_000;
 
 /**
  * What the store lacks of a dataroot, counted from a listing (names and sizes; no file is read): the
- * progress total of the phase that stores them. Undefined bytes past the time limit: the line then says
- * "~" and grows with what it sees.
+ * progress total of the phase that stores them. `isNew` decides per blob. Undefined bytes when given up
+ * (time limit, abort, an error): the line then keeps saying "~".
  */
 export async function newBlobTotal(
   dir: string,
-  has: (sha1: string) => boolean,
-  limitMs = COUNT_LIMIT_MS,
+  isNew: (sha1: string) => boolean,
+  opts: { limitMs?: number; signal?: AbortSignal } = {},
 ): Promise<VolumeTotal> {
-  const end = Date.now() + limitMs;
+  const end = Date.now() + (opts.limitMs ?? COUNT_LIMIT_MS);
   let files = 0;
   let bytes = 0;
   try {
     for await (const l of listBlobs(dir)) {
-      if (Date.now() > end) return { estimated: true };
+      if (opts.signal?.aborted || Date.now() > end) return { estimated: true };
       // As backup/blobs.ts stores them: plain files only (a hard-linked one stays in the tarball).
-      if (l.kind !== 'blob' || l.nlink !== 1 || has(l.sha1)) continue;
+      if (l.kind !== 'blob' || l.nlink !== 1 || !isNew(l.sha1)) continue;
       files++;
       bytes += l.size;
     }
@@ -35,32 +35,45 @@ export async function newBlobTotal(
 /**
  * The terminal's lines for a phase that stores new blobs (before the stop; online mode, inside the read):
  * one per volume, fed by the volume's `progress` hook that backup/blobs.ts calls for each blob it stores
- * and once at the end of the volume's phase. `finish` removes the hooks.
+ * and once at the end of the volume's phase. The total is counted alongside the phase (a second listing),
+ * so the display adds no wait in maintenance mode: "~" until the count is in. A blob the phase stores
+ * before the count reaches it is remembered until the count ends, so it is still counted as new.
  */
 export class StoreProgress {
+  private readonly stop = new AbortController();
+
   private constructor(
     private readonly board: ProgressBoard,
     private readonly volumes: BlobVolume[],
   ) {}
 
-  /** Counts what each volume will store and hooks its line; undefined off a terminal. */
-  static async start(s: BlobSession, volumes: BlobVolume[]): Promise<StoreProgress | undefined> {
+  /** Hooks each volume's line and starts counting; undefined off a terminal. */
+  static start(s: BlobSession, volumes: BlobVolume[]): StoreProgress | undefined {
     if (!ProgressBoard.enabled() || volumes.length === 0) return undefined;
-    const totals: Record<string, VolumeTotal> = {};
-    for (const bv of volumes)
-      totals[blobsLabel(bv.v.short)] = await newBlobTotal(bv.dir, (sha1) => s.writer.has(sha1));
-    const p = new StoreProgress(new ProgressBoard(totals), volumes);
-    for (const bv of volumes) p.hook(bv);
+    const board = new ProgressBoard(
+      Object.fromEntries(volumes.map((bv) => [blobsLabel(bv.v.short), { estimated: true }])),
+    );
+    const p = new StoreProgress(board, volumes);
+    for (const bv of volumes) p.hook(s, bv);
     return p;
   }
 
-  private hook(bv: BlobVolume): void {
-    const line = this.board.item(blobsLabel(bv.v.short));
+  private hook(s: BlobSession, bv: BlobVolume): void {
+    const label = blobsLabel(bv.v.short);
+    const line = this.board.item(label);
     let stored = 0;
+    let storedWhileCounting: Set<string> | undefined = new Set();
+    void newBlobTotal(bv.dir, (sha1) => !s.writer.has(sha1) || Boolean(storedWhileCounting?.has(sha1)), {
+      signal: this.stop.signal,
+    }).then((total) => {
+      storedWhileCounting = undefined;
+      if (total.bytes !== undefined) this.board.setTotal(label, total);
+    });
     bv.progress = {
-      stored: (bytes) => {
+      stored: (blob: ListedBlob) => {
         stored++;
-        line.advance(bytes);
+        storedWhileCounting?.add(blob.sha1);
+        line.advance(blob.size);
       },
       done: () => {
         // Nothing new: the store's log line says so; a line of zeros would only add noise.
@@ -71,8 +84,9 @@ export class StoreProgress {
     };
   }
 
-  /** Removes the hooks a phase that failed midway left (a finished phase removed its own). */
+  /** Stops the counts still running and removes the hooks a phase that failed midway left. */
   finish(): void {
+    this.stop.abort();
     for (const bv of this.volumes) bv.progress = undefined;
   }
 }

@@ -106,7 +106,7 @@ export async function storeBefore(run: BackupRun, s: BlobSession): Promise<void>
     const added = await counted(s, bv, () =>
       s.writer.addAll(bv.dir, plainBlobs(bv.dir, signal), async (l, r) => {
         listed++;
-        if (r.status === 'added') bv.progress?.stored(l.size);
+        if (r.status === 'added') bv.progress?.stored(l);
       }),
     );
     bv.beforeMs = Date.now() - t0;
@@ -168,7 +168,7 @@ export async function storeInside(run: BackupRun, s: BlobSession, bv: BlobVolume
         plainBlobs(bv.dir, signal, () => odd++),
         async (l, r) => {
           if (r.status === 'vanished') return; // deleted while listed (online mode): not in this snapshot
-          if (r.status === 'added') bv.progress?.stored(l.size);
+          if (r.status === 'added') bv.progress?.stored(l);
           if (r.status === 'mismatch') {
             mismatches.push({ path: l.path, claimed: r.claimed, actual: r.actual });
             log.warn(

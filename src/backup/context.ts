@@ -13,6 +13,7 @@ import type { QuiescePlan } from '../stack/plan.js';
 import type { StateStore } from '../stack/state.js';
 import type { Backend } from '../storage/backend.js';
 import type { StoreEncoding } from '../store/encoding.js';
+import type { ListedBlob } from '../store/listing.js';
 import type { PackWriter } from '../store/pack-writer.js';
 import type { MoodlePlan } from './moodle-plan.js';
 import type { SiteFallback } from './stop-instead.js';
@@ -91,7 +92,7 @@ export interface BlobVolume {
 
 /** What backup/blobs.ts tells the progress line: each blob it stores, and the end of the phase (before its log line). */
 export interface BlobVolumeProgress {
-  stored(bytes: number): void;
+  stored(blob: ListedBlob): void;
   done(): void;
 }
 

@@ -108,12 +108,10 @@ export async function readVolumes(
     const bv = run.store?.volumes.get(v.name);
     const store = run.store;
     if (!store || !bv) continue;
-    const p = chain.then(async () => {
-      // Nothing stopped (online mode): every new blob is stored here, and counting them first costs no downtime.
-      const lines = run.plan.actions.length === 0 ? await StoreProgress.start(store, [bv]) : undefined;
-      const args = await storeInside(run, store, bv);
-      lines?.finish();
-      return args;
+    const p = chain.then(() => {
+      // Nothing stopped (online mode): every new blob is stored here, with its line.
+      const lines = run.plan.actions.length === 0 ? StoreProgress.start(store, [bv]) : undefined;
+      return storeInside(run, store, bv).finally(() => lines?.finish());
     });
     p.catch(() => undefined); // awaited in the loop below
     inside.set(v.name, p);

@@ -27,9 +27,8 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
     // Moodle's blobs never change: those new to the store are stored while the site still runs.
     run.store = await openStore(run, dirs);
     if (run.store && run.plan.actions.length > 0) {
-      const lines = await StoreProgress.start(run.store, [...run.store.volumes.values()]);
-      await storeBefore(run, run.store);
-      lines?.finish();
+      const lines = StoreProgress.start(run.store, [...run.store.volumes.values()]);
+      await storeBefore(run, run.store).finally(() => lines?.finish());
       // Those packs used the age streams opened ahead; open the window's again (archives, lists, a pack each).
       await run.encryption?.prepare(run.mp.tarVolumes.length + 3 * run.store.volumes.size);
     }

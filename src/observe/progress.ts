@@ -47,13 +47,15 @@ export function manifestTotals(
  */
 export class ProgressBoard {
   private readonly done = new Map<string, number>();
+  private readonly totals: Record<string, VolumeTotal>;
   private readonly t0: number;
 
   constructor(
-    private readonly totals: Record<string, VolumeTotal>,
+    totals: Record<string, VolumeTotal>,
     private readonly status: StatusLine = stderrStatus(),
     private readonly now: () => number = Date.now,
   ) {
+    this.totals = { ...totals };
     this.t0 = now();
   }
 
@@ -63,7 +65,7 @@ export class ProgressBoard {
 
   /** The pass-through for one volume's raw tar bytes (its regular files are counted from the headers). */
   volume(name: string): Progress {
-    return new Progress(name, this.totals[name] ?? { estimated: true }, this, true);
+    return new Progress(name, this, true);
   }
 
   /**
@@ -71,7 +73,17 @@ export class ProgressBoard {
    * finish): the blobs a phase of the store places or stores.
    */
   item(name: string): Progress {
-    return new Progress(name, this.totals[name] ?? { estimated: true }, this, false);
+    return new Progress(name, this, false);
+  }
+
+  /** An item's expected size; unknown until a count finishes (backup/blob-progress.ts counts alongside). */
+  totalOf(name: string): VolumeTotal {
+    return this.totals[name] ?? { estimated: true };
+  }
+
+  /** A total learnt while the phase runs: the next line of that item uses it. */
+  setTotal(name: string, total: VolumeTotal): void {
+    this.totals[name] = total;
   }
 
   /** Called by an item's Progress; `final` keeps the line and settles the item's total to what it was. */
@@ -114,7 +126,6 @@ export class Progress extends Transform {
 
   constructor(
     readonly name: string,
-    private readonly total: VolumeTotal,
     private readonly board: ProgressBoard,
     tar: boolean,
   ) {
@@ -165,8 +176,9 @@ export class Progress extends Transform {
 
   describe(now: number, final: boolean): string {
     const secs = (now - (this.t0 ?? now)) / 1000;
-    const total = final ? this.bytes : Math.max(this.total.bytes ?? this.bytes, this.bytes);
-    const estimated = !final && (this.total.estimated || this.total.bytes === undefined);
+    const expected = this.board.totalOf(this.name);
+    const total = final ? this.bytes : Math.max(expected.bytes ?? this.bytes, this.bytes);
+    const estimated = !final && (expected.estimated || expected.bytes === undefined);
     // No speed from a first chunk alone (it would be a guess); a finished item's is what it took.
     const speed = final || secs >= 0.1;
     const rate = this.bytes / Math.max(secs, 0.001);
@@ -182,8 +194,9 @@ export class Progress extends Transform {
 
   /** "/~1234" of a size scan's count, "/1234" of a blob list's. */
   private filesOf(final: boolean): string {
-    if (final || !this.total.files) return '';
-    return `/${this.total.estimated ? '~' : ''}${this.total.files}`;
+    const expected = this.board.totalOf(this.name);
+    if (final || !expected.files) return '';
+    return `/${expected.estimated ? '~' : ''}${expected.files}`;
   }
 
   private tick(): void {

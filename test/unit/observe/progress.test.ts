@@ -31,7 +31,11 @@ describe('ProgressBoard', () => {
     const label = dumpLabel('mariadb');
     const board = new ProgressBoard({ [label]: { bytes: 4 << 20, estimated: true } }, s.status);
     const sql = Buffer.from('INSERT INTO t VALUES (1);\n'.repeat(100_000)); // ~2.5 MiB, less than estimated
-    await pipeline(Readable.from([sql.subarray(0, 1 << 20), sql.subarray(1 << 20)]), board.item(label), sink());
+    await pipeline(
+      Readable.from([sql.subarray(0, 1 << 20), sql.subarray(1 << 20)]),
+      board.item(label),
+      sink(),
+    );
     const lines = s.lines();
     expect(lines[0]).toMatch(/^mariadb\.sql ~\d+% 1\.0M\/~4\.0M/);
     const last = lines.at(-1) as string;
@@ -42,7 +46,7 @@ describe('ProgressBoard', () => {
     }
   });
 
-  it("a volume's blobs with exact totals: \"n/N files\" without \"~\"; the phase's part reaches 100%", () => {
+  it('a volume\'s blobs with exact totals: "n/N files" without "~"; the phase\'s part reaches 100%', () => {
     const s = screen();
     const volumes = [
       { name: 'moodle_data', rawBytes: 3000 },
@@ -60,6 +64,23 @@ describe('ProgressBoard', () => {
     expect(lines[0]).toMatch(/^moodledata_data blobs 25% 1000B\/3.9K 1\/4 files .*│ all 5% 1000B\/17K/);
     expect(lines.at(-1)).toMatch(/^moodledata_data blobs 100% 3\.9K\/3\.9K 4 files \S+\/s │ all 23% /);
     for (const l of lines) expect(l).not.toContain('~');
+  });
+
+  it('a total learnt midway (a count running alongside) replaces the "~" from the next line on', async () => {
+    const s = screen();
+    const board = new ProgressBoard({ x: { estimated: true } }, s.status);
+    const p = board.item('x');
+    p.advance(100);
+    board.setTotal('x', { bytes: 400, files: 4, estimated: false });
+    await new Promise((r) => setTimeout(r, 300)); // the next redraw
+    p.advance(100);
+    p.advance(100);
+    p.advance(100);
+    p.finish();
+    const lines = s.lines();
+    expect(lines[0]).toBe('x ~99% 100B/~100B 1 files');
+    expect(lines[1]).toMatch(/^x 50% 200B\/400B 2\/4 files \S+\/s ETA \d+s$/);
+    expect(lines.at(-1)).toMatch(/^x 100% 400B\/400B 4 files \S+\/s$/);
   });
 
   it('cuts a line to the terminal width rather than letting it wrap', () => {
