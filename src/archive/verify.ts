@@ -70,6 +70,8 @@ export async function verifyVolume(
     encryption?: EncryptionConfig;
     /** Watches the raw tar bytes (the terminal's progress line). */
     progress?: NodeJS.ReadWriteStream;
+    /** Watches the stored bytes as they are spooled (the terminal's progress line). */
+    download?: NodeJS.ReadWriteStream;
   } = {},
 ): Promise<TarStats> {
   const key = `${manifest.id}/${v.file}`;
@@ -100,11 +102,12 @@ export async function verifyVolume(
     if (opts.spoolTo) {
       // Download once (hashing on the way), then check the local copy: the restore applies exactly these bytes.
       const spoolTo = opts.spoolTo;
-      await pipeline(source, tap, createWriteStream(spoolTo, { mode: 0o600 }), signal).catch(
-        (err: unknown) => {
-          throw spoolError(err, spoolTo);
-        },
-      );
+      await pipeline(
+        [source, tap, ...optional(opts.download), createWriteStream(spoolTo, { mode: 0o600 })],
+        signal,
+      ).catch((err: unknown) => {
+        throw spoolError(err, spoolTo);
+      });
       if (tap.digest() !== v.sha256) throw shaMismatch(v, manifest, tap.digest());
       await pipeline(
         [

@@ -58,6 +58,8 @@ export async function verifyDump(
     encryption?: EncryptionConfig;
     /** Watches the raw dump (the terminal's progress line). */
     progress?: NodeJS.ReadWriteStream;
+    /** Watches the stored bytes as they are spooled (the terminal's progress line). */
+    download?: NodeJS.ReadWriteStream;
   } = {},
 ): Promise<{ tables: number; rows: number }> {
   // Before any byte is read: an encrypted snapshot without a key is refused here.
@@ -83,7 +85,10 @@ export async function verifyDump(
   const watch = optional(opts.progress);
   try {
     if (opts.spoolTo) {
-      await pipeline(source, tap, createWriteStream(opts.spoolTo, { mode: 0o600 }), signal);
+      await pipeline(
+        [source, tap, ...optional(opts.download), createWriteStream(opts.spoolTo, { mode: 0o600 })],
+        signal,
+      );
       await pipeline(
         [
           createReadStream(opts.spoolTo),

@@ -16,6 +16,11 @@ export function dumpLabel(service: string): string {
   return `${service}.sql`;
 }
 
+/** The progress line's label for an archive's download into the spool (remote targets): its stored bytes. */
+export function downloadLabel(item: string): string {
+  return `${item} download`;
+}
+
 /** The progress line's label for a volume's blobs (the incremental store's part of it). */
 export function blobsLabel(volume: string): string {
   return `${volume} blobs`;

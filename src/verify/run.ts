@@ -7,7 +7,7 @@ import type { TarStats } from '../archive/tar-guard.js';
 import { verifyVolume } from '../archive/verify.js';
 import { SidecarError } from '../common/errors.js';
 import type { Logger } from '../observe/logger.js';
-import { dumpLabel, ProgressBoard, type VolumeTotal } from '../observe/progress.js';
+import { downloadLabel, dumpLabel, ProgressBoard, type VolumeTotal } from '../observe/progress.js';
 import { isLocalBackend } from '../storage/backend.js';
 import { StoreVerifier } from './blobs.js';
 import { DRILL_PREFIX, drill, drillHelperImage, rand } from './drill.js';
@@ -56,7 +56,7 @@ async function verifyOne(o: VerifyOptions, store: StoreVerifier, m: Manifest): P
   const spoolDir = join(o.config.spoolDir, `verify-${m.id}-${rand()}`);
   if (spool) await mkdir(spoolDir, { recursive: true, mode: 0o700 });
   let helperImage: string | undefined;
-  const board = o.deep ? deepBoard(m) : undefined;
+  const board = o.deep ? deepBoard(m, spool) : undefined;
   try {
     for (const v of m.volumes) {
       const spoolFile = spool ? join(spoolDir, v.file) : undefined;
@@ -68,6 +68,7 @@ async function verifyOne(o: VerifyOptions, store: StoreVerifier, m: Manifest): P
           signal: o.signal,
           encryption: o.config.encryption,
           progress: board?.volume(v.name),
+          download: spoolFile ? board?.item(downloadLabel(v.name)) : undefined,
         });
       } catch (err) {
         if (o.signal?.aborted) throw err;
@@ -119,13 +120,16 @@ function drillLabel(name: string): string {
 
 /**
  * `--deep` on a terminal: each archive is read twice, checked and then restored into a scratch volume (a
- * dump: loaded into a scratch server), with the raw sizes the manifest recorded.
+ * dump: loaded into a scratch server), with the raw sizes the manifest recorded; a remote volume archive is
+ * downloaded into the spool first (its stored size).
  */
-function deepBoard(m: Manifest): ProgressBoard | undefined {
+function deepBoard(m: Manifest, spool: boolean): ProgressBoard | undefined {
   if (!ProgressBoard.enabled()) return undefined;
   const totals: Record<string, VolumeTotal> = {};
   const items = m.volumes.map((v) => ({ name: v.name, bytes: v.rawBytes }));
   if (m.database) items.push({ name: dumpLabel(m.database.service), bytes: m.database.rawBytes });
+  for (const v of m.volumes)
+    if (spool) totals[downloadLabel(v.name)] = { bytes: v.storedBytes, estimated: false };
   for (const { name, bytes } of items) {
     totals[name] = { bytes, estimated: false };
     totals[drillLabel(name)] = { bytes, estimated: false };

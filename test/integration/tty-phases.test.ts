@@ -7,6 +7,7 @@ import { cliEnv, type TempDirs, tempDirs } from '../harness/config.js';
 import { execOk } from '../harness/docker.js';
 import { DATAROOT } from '../harness/moodle.js';
 import { runInTerminal, terminalLines } from '../harness/pty.js';
+import { createTestBucket, s3Env, s3Host } from '../harness/s3.js';
 import { createMoodleStack, type MoodleStack } from '../harness/stack.js';
 
 /** The file volumes of an online snapshot (the database's volume is its dump). */
@@ -144,5 +145,32 @@ describe('progress of every phase on a terminal (online mode, incremental store)
     expect(lineAbove(lines, 'loaded mariadb.sql.zst into moodle-backup-drill'), r.stdout).toMatch(
       new RegExp(`^${DUMP} drill 100% .* │ all 100% `),
     );
+  }, 300_000);
+
+  it("restore from a remote target: each archive's download into the spool, then its check, reach 100%", async () => {
+    const bucket = await createTestBucket('tty');
+    const remote = s3Env(stack, dirs, bucket, s3Host(), {
+      TERM: 'xterm',
+      NO_COLOR: '1',
+      BACKUP_MODE: 'online',
+    });
+    const b = await runCli(['backup'], remote, { timeoutMs: 110_000 });
+    expect(b.code, b.stderr).toBe(0);
+    const r = await runInTerminal(['restore', 'latest', '--yes', '--no-safety-snapshot'], remote, {
+      timeoutMs: 300_000,
+    });
+    expect(r.code, r.stdout).toBe(0);
+    const lines = terminalLines(r.stdout);
+    expect(noJson(lines), r.stdout).toEqual([]);
+    for (const item of [...FILE_VOLUMES, DUMP]) {
+      const file = item === DUMP ? 'mariadb.sql.zst' : item;
+      const verified = lines.findIndex((l) => l.includes(`INFO: verified ${file}`));
+      expect(lines[verified - 1], r.stdout).toMatch(new RegExp(`^${item} 100% `));
+      // The download came first: the stored bytes, exact from the manifest.
+      const download = lines.findIndex((l) => l.startsWith(`${item} download 100% `));
+      expect(download, r.stdout).toBeGreaterThan(-1);
+      expect(download).toBeLessThan(verified);
+    }
+    for (const l of lines.filter((x) => / \d+% /.test(x))) expect(l).not.toContain('~');
   }, 300_000);
 });
