@@ -182,8 +182,10 @@ export class Progress extends Transform {
   describe(now: number, final: boolean): string {
     const secs = (now - (this.t0 ?? now)) / 1000;
     const expected = this.board.totalOf(this.name);
-    const total = final ? this.bytes : Math.max(expected.bytes ?? this.bytes, this.bytes);
-    const estimated = !final && (expected.estimated || expected.bytes === undefined);
+    // No total at all (a count not in yet, a scan that failed): bytes, files and speed only, no made-up percent.
+    let total: number | undefined = this.bytes;
+    if (!final) total = expected.bytes === undefined ? undefined : Math.max(expected.bytes, this.bytes);
+    const estimated = !final && expected.estimated;
     // No speed from a first chunk alone (it would be a guess); a finished item's is what it took.
     const speed = final || secs >= 0.1;
     const rate = this.bytes / Math.max(secs, 0.001);
@@ -219,19 +221,24 @@ export class Progress extends Transform {
  */
 function figures(
   done: number,
-  total: number,
+  total: number | undefined,
   estimated: boolean,
   rate: number,
   speed: boolean,
   files = '',
 ): string {
   const tilde = estimated ? '~' : '';
-  const pct = total > 0 ? Math.floor((done / total) * 100) : 100;
-  const shown = estimated || done < total ? Math.min(pct, 99) : pct;
-  const parts = [`${tilde}${shown}%`, `${short(done)}/${tilde}${short(total)}`];
+  const parts: string[] = [];
+  if (total === undefined) parts.push(short(done));
+  else {
+    const pct = total > 0 ? Math.floor((done / total) * 100) : 100;
+    const shown = estimated || done < total ? Math.min(pct, 99) : pct;
+    parts.push(`${tilde}${shown}%`, `${short(done)}/${tilde}${short(total)}`);
+  }
   if (files) parts.push(files);
   if (speed) parts.push(`${short(rate)}/s`);
-  if (done < total && rate > 0) parts.push(`ETA ${tilde}${seconds((total - done) / rate)}`);
+  if (total !== undefined && done < total && rate > 0)
+    parts.push(`ETA ${tilde}${seconds((total - done) / rate)}`);
   return parts.join(' ');
 }
 
