@@ -40,8 +40,8 @@ export async function newBlobTotal(
  * The terminal's lines for a phase that stores new blobs (before the stop; online mode, inside the read):
  * one per volume, fed by the volume's `progress` hook that backup/blobs.ts calls for each blob it stores
  * and once at the end of the volume's phase. The total is counted alongside the phase (a second listing),
- * so the display adds no wait in maintenance mode: "~" until the count is in. A blob the phase stores
- * before the count reaches it is remembered until the count ends, so it is still counted as new.
+ * so the display adds no wait in maintenance mode: no percent until the count is in. A blob the phase
+ * stores before the count reaches it is remembered until the count ends, so it is still counted as new.
  */
 export class StoreProgress {
   private readonly stop = new AbortController();
@@ -67,9 +67,10 @@ export class StoreProgress {
     const line = this.board.item(label);
     let stored = 0;
     let storedWhileCounting: Set<string> | undefined = new Set();
-    void newBlobTotal(bv.dir, (sha1) => !s.writer.has(sha1) || Boolean(storedWhileCounting?.has(sha1)), {
-      signal: this.stop.signal,
-    }).then((total) => {
+    // The store's index, not the writer's own view: a blob the writer has taken up but not stored yet is new.
+    const isNew = (sha1: string) =>
+      !s.index.has(Buffer.from(sha1, 'hex')) || Boolean(storedWhileCounting?.has(sha1));
+    void newBlobTotal(bv.dir, isNew, { signal: this.stop.signal }).then((total) => {
       storedWhileCounting = undefined;
       if (total.bytes !== undefined) this.board.setTotal(label, total);
     });

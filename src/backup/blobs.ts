@@ -91,7 +91,7 @@ export async function openStore(
     background: true,
     signal,
   });
-  return { writer, encoding, volumes, spoolDir };
+  return { writer, encoding, volumes, spoolDir, index };
 }
 
 /**

@@ -12,6 +12,7 @@ import type { Hook } from '../stack/hooks.js';
 import type { QuiescePlan } from '../stack/plan.js';
 import type { StateStore } from '../stack/state.js';
 import type { Backend } from '../storage/backend.js';
+import type { BlobIndex } from '../store/blob-index.js';
 import type { StoreEncoding } from '../store/encoding.js';
 import type { ListedBlob } from '../store/listing.js';
 import type { PackWriter } from '../store/pack-writer.js';
@@ -103,4 +104,6 @@ export interface BlobSession {
   volumes: Map<string, BlobVolume>;
   /** Where packs are built before they are stored. */
   spoolDir: string;
+  /** The store's index (the writer adds each pack it stores): what the store held, for the progress count. */
+  index: BlobIndex;
 }

@@ -185,7 +185,8 @@ export class Progress extends Transform {
     // No total at all (a count not in yet, a scan that failed): bytes, files and speed only, no made-up percent.
     let total: number | undefined = this.bytes;
     if (!final) total = expected.bytes === undefined ? undefined : Math.max(expected.bytes, this.bytes);
-    const estimated = !final && expected.estimated;
+    // An exact total that the work has passed (a count that missed some) is an estimate from then on.
+    const estimated = !final && (expected.estimated || this.bytes > (expected.bytes ?? 0));
     // No speed from a first chunk alone (it would be a guess); a finished item's is what it took.
     const speed = final || secs >= 0.1;
     const rate = this.bytes / Math.max(secs, 0.001);
@@ -202,7 +203,8 @@ export class Progress extends Transform {
   /** "/~1234" of a size scan's count, "/1234" of a blob list's. */
   private filesOf(final: boolean): string {
     const expected = this.board.totalOf(this.name);
-    if (final || !expected.files) return '';
+    const files = this.reported ?? this.counter?.files ?? 0;
+    if (final || !expected.files || files > expected.files) return '';
     return `/${expected.estimated ? '~' : ''}${expected.files}`;
   }
 

@@ -84,6 +84,17 @@ describe('ProgressBoard', () => {
     expect(lines.at(-1)).toMatch(/^x 100% 400B\/400B 4 files \S+\/s$/);
   });
 
+  it('an exact total the work has passed (a count that missed some) turns into an estimate', () => {
+    const s = screen();
+    const board = new ProgressBoard({ x: { bytes: 100, files: 1, estimated: false } }, s.status);
+    const p = board.item('x');
+    p.advance(150, 2);
+    p.finish();
+    const lines = s.lines();
+    expect(lines[0]).toBe('x ~99% 150B/~150B 2 files');
+    expect(lines.at(-1)).toMatch(/^x 100% 150B\/150B 2 files \S+\/s$/);
+  });
+
   it('cuts a line to the terminal width rather than letting it wrap', () => {
     const s = screen(40);
     const board = new ProgressBoard(
