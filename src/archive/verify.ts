@@ -64,7 +64,15 @@ export async function verifyVolume(
   backend: Backend,
   manifest: Manifest,
   v: ManifestVolume,
-  opts: { spoolTo?: string; signal?: AbortSignal; encryption?: EncryptionConfig } = {},
+  opts: {
+    spoolTo?: string;
+    signal?: AbortSignal;
+    encryption?: EncryptionConfig;
+    /** Watches the raw tar bytes (the terminal's progress line). */
+    progress?: NodeJS.ReadWriteStream;
+    /** Watches the stored bytes as they are spooled (the terminal's progress line). */
+    download?: NodeJS.ReadWriteStream;
+  } = {},
 ): Promise<TarStats> {
   const key = `${manifest.id}/${v.file}`;
   // Throws at once, before any byte is read, when the snapshot is encrypted and no key is configured.
@@ -89,22 +97,33 @@ export async function verifyVolume(
   const source: Readable = await backend.get(key);
   const codec = getCodec(manifest.codec);
   const signal = opts.signal ? { signal: opts.signal } : {};
+  const watch = optional(opts.progress);
   try {
     if (opts.spoolTo) {
       // Download once (hashing on the way), then check the local copy: the restore applies exactly these bytes.
       const spoolTo = opts.spoolTo;
-      await pipeline(source, tap, createWriteStream(spoolTo, { mode: 0o600 }), signal).catch(
-        (err: unknown) => {
-          throw spoolError(err, spoolTo);
-        },
-      );
+      await pipeline(
+        [source, tap, ...optional(opts.download), createWriteStream(spoolTo, { mode: 0o600 })],
+        signal,
+      ).catch((err: unknown) => {
+        throw spoolError(err, spoolTo);
+      });
       if (tap.digest() !== v.sha256) throw shaMismatch(v, manifest, tap.digest());
       await pipeline(
-        [createReadStream(opts.spoolTo), ...optional(decrypt()), codec.decompress(), tarSink(guard)],
+        [
+          createReadStream(opts.spoolTo),
+          ...optional(decrypt()),
+          codec.decompress(),
+          ...watch,
+          tarSink(guard),
+        ],
         signal,
       );
     } else {
-      await pipeline([source, tap, ...optional(decrypt()), codec.decompress(), tarSink(guard)], signal);
+      await pipeline(
+        [source, tap, ...optional(decrypt()), codec.decompress(), ...watch, tarSink(guard)],
+        signal,
+      );
     }
   } catch (err) {
     source.destroy();

@@ -91,7 +91,7 @@ export async function openStore(
     background: true,
     signal,
   });
-  return { writer, encoding, volumes, spoolDir };
+  return { writer, encoding, volumes, spoolDir, index };
 }
 
 /**
@@ -104,11 +104,13 @@ export async function storeBefore(run: BackupRun, s: BlobSession): Promise<void>
     const t0 = Date.now();
     let listed = 0;
     const added = await counted(s, bv, () =>
-      s.writer.addAll(bv.dir, plainBlobs(bv.dir, signal), async () => {
+      s.writer.addAll(bv.dir, plainBlobs(bv.dir, signal), async (l, r) => {
         listed++;
+        if (r.status === 'added') bv.progress?.stored(l);
       }),
     );
     bv.beforeMs = Date.now() - t0;
+    bv.progress?.done();
     log.info(
       { step: 'store', phase: 'before-stop', volume: bv.v.short, listed, ...added, ms: bv.beforeMs },
       `${bv.v.short}: ${listed} blob(s) listed, ${added.blobs} new stored before the stop`,
@@ -166,6 +168,7 @@ export async function storeInside(run: BackupRun, s: BlobSession, bv: BlobVolume
         plainBlobs(bv.dir, signal, () => odd++),
         async (l, r) => {
           if (r.status === 'vanished') return; // deleted while listed (online mode): not in this snapshot
+          if (r.status === 'added') bv.progress?.stored(l);
           if (r.status === 'mismatch') {
             mismatches.push({ path: l.path, claimed: r.claimed, actual: r.actual });
             log.warn(
@@ -180,6 +183,7 @@ export async function storeInside(run: BackupRun, s: BlobSession, bv: BlobVolume
     );
     await paths.finish();
     const summary = await list.finish();
+    bv.progress?.done();
     bv.list = {
       file,
       path,

@@ -6,12 +6,15 @@ import type { Config } from '../config/types.js';
 import type { SelfInfo } from '../docker/self.js';
 import type { MoodleFacts } from '../moodle/facts.js';
 import type { Logger } from '../observe/logger.js';
+import type { VolumeTotal } from '../observe/progress.js';
 import type { Stack, VolumeTarget } from '../stack/discover.js';
 import type { Hook } from '../stack/hooks.js';
 import type { QuiescePlan } from '../stack/plan.js';
 import type { StateStore } from '../stack/state.js';
 import type { Backend } from '../storage/backend.js';
+import type { BlobIndex } from '../store/blob-index.js';
 import type { StoreEncoding } from '../store/encoding.js';
+import type { ListedBlob } from '../store/listing.js';
 import type { PackWriter } from '../store/pack-writer.js';
 import type { MoodlePlan } from './moodle-plan.js';
 import type { SiteFallback } from './stop-instead.js';
@@ -62,6 +65,8 @@ export interface BackupRun {
   hooks: { pre: Hook[]; post: Hook[] };
   /** Raw sizes of the previous snapshot's volumes, for the progress totals (terminal only). */
   previous: Record<string, number>;
+  /** The dump's expected raw size, for its progress line (terminal only, online mode). */
+  dumpTotal?: VolumeTotal;
   volumes: ManifestVolume[];
   database: ManifestDatabase | null;
   timings: BackupTimings;
@@ -80,8 +85,16 @@ export interface BlobVolume {
   beforeMs: number;
   /** What this run added to the store for this volume: blobs, their bytes, the packs' stored bytes. */
   added: { blobs: number; bytes: number; packBytes: number };
+  /** The terminal's progress line of a phase that stores blobs (backup/blob-progress.ts). */
+  progress?: BlobVolumeProgress;
   /** Set by storeInside: the blob list, spooled locally until the commit step puts it. */
   list?: { file: string; path: string; blobs: ManifestBlobs };
+}
+
+/** What backup/blobs.ts tells the progress line: each blob it stores, and the end of the phase (before its log line). */
+export interface BlobVolumeProgress {
+  stored(blob: ListedBlob): void;
+  done(): void;
 }
 
 /** The store's part of one backup: one pack writer (so packs fill across volumes) and the volumes it serves. */
@@ -91,4 +104,6 @@ export interface BlobSession {
   volumes: Map<string, BlobVolume>;
   /** Where packs are built before they are stored. */
   spoolDir: string;
+  /** The store's index (the writer adds each pack it stores): what the store held, for the progress count. */
+  index: BlobIndex;
 }

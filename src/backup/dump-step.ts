@@ -21,10 +21,12 @@ export async function dumpStep(
   sinkFor: (file: string) => DumpSink,
   log: Logger,
   signal?: AbortSignal,
+  /** Watches the raw dump (the terminal's progress line). */
+  progress?: NodeJS.ReadWriteStream,
 ): Promise<ManifestDatabase> {
   const file = dumpFileName(dump.db.container.service, codec, encryption !== null);
   const encode = encryption ? [codec.compress(level), encryption.stage()] : [codec.compress(level)];
-  const r = await dumpDatabase(docker, dump.db, encode, sinkFor(file), signal);
+  const r = await dumpDatabase(docker, dump.db, encode, sinkFor(file), signal, progress);
   log.info(
     {
       step: 'dump',

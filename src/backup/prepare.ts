@@ -13,6 +13,7 @@ import { planQuiesce } from '../stack/plan.js';
 import { ownedByMe, StateStore } from '../stack/state.js';
 import { assertVolume, pickHelperImage } from '../volume/archive-api.js';
 import type { BackupContext, BackupRun } from './context.js';
+import { dumpTotal } from './dump-total.js';
 import { planMoodle } from './moodle-plan.js';
 import { previousRawSizes, useSpool } from './steps.js';
 
@@ -82,7 +83,11 @@ export async function prepareRun(ctx: BackupContext): Promise<BackupRun> {
   // The age headers (a passphrase's scrypt, ~1.3–2.5 s each) are made now, not inside the downtime.
   await run.encryption?.prepare(run.mp.tarVolumes.length + (run.mp.dump ? 1 : 0));
   // Sizes of the previous snapshot give the progress line its totals (terminal only).
-  if (ProgressBoard.enabled()) run.previous = await previousRawSizes(backend);
+  if (ProgressBoard.enabled()) {
+    const previous = await previousRawSizes(backend);
+    run.previous = previous.volumes;
+    if (run.mp.dump) run.dumpTotal = await dumpTotal(docker, run.mp.dump, previous.dump);
+  }
   return run;
 }
 

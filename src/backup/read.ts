@@ -1,14 +1,19 @@
 import { join } from 'node:path';
 import { AGE_EXTENSION } from '../archive/encryption.js';
-import { ProgressBoard } from '../observe/progress.js';
+import { dumpLabel, ProgressBoard } from '../observe/progress.js';
 import { progressTotals } from '../observe/size-scan.js';
 import { quiesce } from '../stack/quiesce.js';
+import { BLOB_AREAS } from '../store/layout.js';
 import { volumeDir } from '../volume/mount-dir.js';
+import { StoreProgress } from './blob-progress.js';
 import { storeInside } from './blobs.js';
 import type { BackupRun } from './context.js';
 import { dumpStep } from './dump-step.js';
 import { backendSink, makeSpoolDir, type Sink, spoolSink } from './steps.js';
 import { manifestVolume, streamVolume } from './stream.js';
+
+/** A blob's path in a dataroot (`filedir/ab/cd/<sha1>`, trashdir likewise), as the store takes them. */
+const BLOB_PATH = new RegExp(`^(${BLOB_AREAS.join('|')})/[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{40}$`);
 
 /** Where an archive goes: its spool file (remote targets), or straight to the backend. */
 function sinkFor(run: BackupRun, file: string): Sink {
@@ -23,6 +28,9 @@ export async function dumpDatabase(run: BackupRun): Promise<boolean> {
   const { docker, config, log, signal } = run.ctx;
   if (!run.mp.dump) return false;
   if (run.spool) await makeSpoolDir(run.spoolDir);
+  // A phase of its own on the terminal: the volumes' totals are scanned after it, outside maintenance mode.
+  const label = dumpLabel(run.mp.dump.db.container.service);
+  const progress = run.dumpTotal ? new ProgressBoard({ [label]: run.dumpTotal }).item(label) : undefined;
   run.database = await dumpStep(
     docker,
     run.mp.dump,
@@ -32,6 +40,7 @@ export async function dumpDatabase(run: BackupRun): Promise<boolean> {
     (file) => sinkFor(run, file),
     log,
     signal,
+    progress,
   );
   return true;
 }
@@ -53,6 +62,8 @@ export async function prepareReads(
         await progressTotals(
           run.mp.tarVolumes.map((v) => ({ short: v.short, dir: dirs.get(v.name) })),
           run.previous,
+          // The blobs of an incremental volume go to the store, not into its tarball.
+          config.incremental === 'off' ? undefined : (path) => BLOB_PATH.test(path),
         ),
       )
     : undefined;
@@ -103,7 +114,11 @@ export async function readVolumes(
     const bv = run.store?.volumes.get(v.name);
     const store = run.store;
     if (!store || !bv) continue;
-    const p = chain.then(() => storeInside(run, store, bv));
+    const p = chain.then(() => {
+      // Nothing stopped (online mode): every new blob is stored here, with its line.
+      const lines = run.plan.actions.length === 0 ? StoreProgress.start(store, [bv]) : undefined;
+      return storeInside(run, store, bv).finally(() => lines?.finish());
+    });
     p.catch(() => undefined); // awaited in the loop below
     inside.set(v.name, p);
     chain = p.catch(() => undefined);

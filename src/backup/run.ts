@@ -1,6 +1,7 @@
 import { rm } from 'node:fs/promises';
 import type { Manifest } from '../archive/manifest.js';
 import { runHooks } from '../stack/hooks.js';
+import { StoreProgress } from './blob-progress.js';
 import { openStore, storeBefore } from './blobs.js';
 import { commitManifest, uploadBlobLists, uploadSpooled } from './commit.js';
 import type { BackupContext, BackupRun } from './context.js';
@@ -26,7 +27,8 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
     // Moodle's blobs never change: those new to the store are stored while the site still runs.
     run.store = await openStore(run, dirs);
     if (run.store && run.plan.actions.length > 0) {
-      await storeBefore(run, run.store);
+      const lines = StoreProgress.start(run.store, [...run.store.volumes.values()]);
+      await storeBefore(run, run.store).finally(() => lines?.finish());
       // Those packs used the age streams opened ahead; open the window's again (archives, lists, a pack each).
       await run.encryption?.prepare(run.mp.tarVolumes.length + 3 * run.store.volumes.size);
     }

@@ -94,12 +94,17 @@ export function sum(vs: ManifestVolume[], k: 'storedBytes' | 'rawBytes'): number
   return vs.reduce((a, v) => a + v[k], 0);
 }
 
-export async function previousRawSizes(backend: Backend): Promise<Record<string, number>> {
+/** Raw sizes of the newest snapshot's volumes and dump, for the progress totals (terminal only). */
+export async function previousRawSizes(
+  backend: Backend,
+): Promise<{ volumes: Record<string, number>; dump?: number }> {
   try {
     const last = (await listSnapshots(backend)).find((e) => e.status === 'ok');
-    return Object.fromEntries((last?.manifest?.volumes ?? []).map((v) => [v.name, v.rawBytes]));
+    const volumes = Object.fromEntries((last?.manifest?.volumes ?? []).map((v) => [v.name, v.rawBytes]));
+    const dump = last?.manifest?.database?.rawBytes;
+    return dump === undefined ? { volumes } : { volumes, dump };
   } catch {
-    return {};
+    return { volumes: {} };
   }
 }
 

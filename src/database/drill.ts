@@ -21,6 +21,8 @@ export interface DumpDrillInput {
   signal?: AbortSignal;
   /** Name prefix of the scratch volume and container. */
   prefix: string;
+  /** Watches the raw dump as it is loaded (the terminal's progress line). */
+  progress?: NodeJS.ReadWriteStream;
 }
 
 /**
@@ -69,7 +71,7 @@ async function loadAndCheck(i: DumpDrillInput, c: { id: string; name: string }):
   const { docker, manifest: m, db } = i;
   const source = await i.backend.get(`${m.id}/${db.file}`);
   try {
-    await loadDump(docker, c, source, m, db, i.log, i.signal, i.encryption);
+    await loadDump(docker, c, source, m, db, i.log, i.signal, i.encryption, i.progress);
   } finally {
     source.destroy();
   }

@@ -49,6 +49,8 @@ export async function dumpDatabase(
   encode: NodeJS.ReadWriteStream[],
   sink: DumpSink,
   signal?: AbortSignal,
+  /** A pass-through that watches the raw dump bytes (the terminal's progress line). */
+  progress?: NodeJS.ReadWriteStream,
 ): Promise<DumpResult> {
   const t0 = Date.now();
   const engine: DatabaseEngine = db.engine;
@@ -67,7 +69,10 @@ export async function dumpDatabase(
   const tail = new TailKeeper();
   const tap = new HashTap();
   const out = new PassThrough();
-  const produce = pipeline([ex.output, raw, rows, tail, ...encode, tap, out], signal ? { signal } : {});
+  const produce = pipeline(
+    [ex.output, raw, ...(progress ? [progress] : []), rows, tail, ...encode, tap, out],
+    signal ? { signal } : {},
+  );
   const consume = sink(out).catch((err: unknown) => {
     out.destroy(err as Error);
     throw err;

@@ -36,6 +36,11 @@ export interface DatabaseEngine {
   datadir(docker: Docker, container: string): Promise<string>;
   /** The account the dump is taken as (a restore's fresh server must have it); null when not known. */
   dumpUser(docker: Docker, container: string): Promise<string | null>;
+  /**
+   * What the server says `databases` hold, in bytes: a rough size of their dump, for the progress line's
+   * total when no earlier snapshot gives one (an estimate, shown with "~").
+   */
+  dataBytes(docker: Docker, container: string, databases: string[]): Promise<number>;
   /** exec argv that writes one consistent dump of `databases` to stdout. */
   dumpCommand(databases: string[]): string[];
   /** The dump's last bytes end as a complete dump does. */

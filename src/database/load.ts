@@ -52,7 +52,15 @@ export async function verifyDump(
   backend: Backend,
   manifest: Manifest,
   db: ManifestDatabase,
-  opts: { spoolTo?: string; signal?: AbortSignal; encryption?: EncryptionConfig } = {},
+  opts: {
+    spoolTo?: string;
+    signal?: AbortSignal;
+    encryption?: EncryptionConfig;
+    /** Watches the raw dump (the terminal's progress line). */
+    progress?: NodeJS.ReadWriteStream;
+    /** Watches the stored bytes as they are spooled (the terminal's progress line). */
+    download?: NodeJS.ReadWriteStream;
+  } = {},
 ): Promise<{ tables: number; rows: number }> {
   // Before any byte is read: an encrypted snapshot without a key is refused here.
   const decrypt = () => optional(decryptStage(where(manifest, db), manifest.encryption, opts.encryption));
@@ -74,15 +82,29 @@ export async function verifyDump(
     },
   });
   const source = await backend.get(key);
+  const watch = optional(opts.progress);
   try {
     if (opts.spoolTo) {
-      await pipeline(source, tap, createWriteStream(opts.spoolTo, { mode: 0o600 }), signal);
       await pipeline(
-        [createReadStream(opts.spoolTo), ...decrypt(), getCodec(manifest.codec).decompress(), rows, sink],
+        [source, tap, ...optional(opts.download), createWriteStream(opts.spoolTo, { mode: 0o600 })],
+        signal,
+      );
+      await pipeline(
+        [
+          createReadStream(opts.spoolTo),
+          ...decrypt(),
+          getCodec(manifest.codec).decompress(),
+          ...watch,
+          rows,
+          sink,
+        ],
         signal,
       );
     } else {
-      await pipeline([source, tap, ...decrypt(), getCodec(manifest.codec).decompress(), rows, sink], signal);
+      await pipeline(
+        [source, tap, ...decrypt(), getCodec(manifest.codec).decompress(), ...watch, rows, sink],
+        signal,
+      );
     }
   } catch (err) {
     source.destroy();
@@ -161,11 +183,13 @@ export async function loadDump(
   log: Logger,
   signal?: AbortSignal,
   encryption?: EncryptionConfig,
+  /** Watches the raw dump as it is fed (the terminal's progress line). */
+  progress?: NodeJS.ReadWriteStream,
 ): Promise<void> {
   const t0 = Date.now();
   const engine = engineForDump(db.kind);
   await startFresh(docker, engine, c, log);
-  await streamDump(docker, engine, c, source, manifest, db, signal, encryption);
+  await streamDump(docker, engine, c, source, manifest, db, signal, encryption, progress);
   const diff = rowDifferences(db.tables, await engine.countRows(docker, c.id, Object.keys(db.tables)));
   if (diff.length > 0) {
     throw new SidecarError(
@@ -207,6 +231,7 @@ async function streamDump(
   db: ManifestDatabase,
   signal?: AbortSignal,
   encryption?: EncryptionConfig,
+  progress?: NodeJS.ReadWriteStream,
 ): Promise<void> {
   const decrypt = optional(decryptStage(where(manifest, db), manifest.encryption, encryption));
   const ex = await execStream(docker, c.id, engine.loadCommand(), { stdin: true });
@@ -215,7 +240,7 @@ async function streamDump(
   let settled: PromiseSettledResult<unknown>[];
   try {
     const feed = pipeline(
-      [source, tap, ...decrypt, getCodec(manifest.codec).decompress(), ex.socket],
+      [source, tap, ...decrypt, getCodec(manifest.codec).decompress(), ...optional(progress), ex.socket],
       signal ? { signal } : {},
     );
     settled = await Promise.allSettled([feed, finished(ex.output)]);

@@ -21,6 +21,17 @@ export const mariadbEngine: DatabaseEngine = {
   async dumpUser(): Promise<string | null> {
     return null;
   },
+  async dataBytes(docker: Docker, container: string, databases: string[]): Promise<number> {
+    // Table data without indexes (the dump holds no index pages); InnoDB's figure is itself approximate.
+    const lit = (d: string) => `'${d.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+    const out = await querySql(
+      docker,
+      container,
+      `SELECT COALESCE(SUM(data_length), 0) FROM information_schema.tables WHERE table_schema IN (${databases.map(lit).join(',')})`,
+      15_000,
+    );
+    return Number(out.trim()) || 0;
+  },
   dumpCommand(databases: string[]): string[] {
     return [
       'sh',

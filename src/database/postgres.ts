@@ -38,6 +38,17 @@ export const postgresEngine: DatabaseEngine = {
   async dumpUser(docker: Docker, container: string): Promise<string | null> {
     return (await pgQuery(docker, container, MAINTENANCE_DB, 'SELECT current_user')).trim() || null;
   },
+  async dataBytes(docker: Docker, container: string, databases: string[]): Promise<number> {
+    // Indexes and free space included: errs high, and the line says "~" until the dump ends.
+    const out = await pgQuery(
+      docker,
+      container,
+      MAINTENANCE_DB,
+      `SELECT COALESCE(SUM(pg_database_size(datname)), 0) FROM pg_database WHERE datname IN (${databases.map(pgLiteral).join(',')})`,
+      15_000,
+    );
+    return Number(out.trim()) || 0;
+  },
   dumpCommand(databases: string[]): string[] {
     // One pg_dump per database, in series, into one stream; the shell stops at the first that fails.
     return [

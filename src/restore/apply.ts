@@ -4,7 +4,7 @@ import type { ManifestDatabase, ManifestVolume } from '../archive/manifest.js';
 import type { TarStats } from '../archive/tar-guard.js';
 import { isSidecarError, SidecarError } from '../common/errors.js';
 import { afterStart, type StartReport } from '../moodle/after-start.js';
-import { manifestTotals, ProgressBoard } from '../observe/progress.js';
+import { blobsLabel, dumpLabel, manifestTotals, ProgressBoard } from '../observe/progress.js';
 import type { ServiceContainer } from '../stack/discover.js';
 import { stopOrder } from '../stack/plan.js';
 import { quiesce } from '../stack/quiesce.js';
@@ -69,7 +69,7 @@ export async function apply(
     safetySnapshot: a.safety,
   });
   // One progress board for the whole restore: volumes unpacked ahead draw their lines before the stop.
-  const board = ProgressBoard.enabled() ? new ProgressBoard(manifestTotals(a.selected)) : undefined;
+  const board = applyBoard(a, db);
   const staged = await stageAhead(o, a, progress, board).catch(async (err: unknown) => {
     // Nothing was stopped and no volume changed: there is nothing for a later start to settle. A wrong key
     // keeps its own code (DECRYPTION_FAILED, its message says nothing changed), as the verify pass gives it.
@@ -114,6 +114,14 @@ export async function apply(
   return { downtimeMs, report };
 }
 
+/** What the restore writes, on a terminal: each volume's tarball and blobs, and the dump it loads. */
+function applyBoard(a: ApplyInput, db: ManifestDatabase | null): ProgressBoard | undefined {
+  if (!ProgressBoard.enabled()) return undefined;
+  const totals = manifestTotals(a.selected, { blobs: true });
+  if (db) totals[dumpLabel(db.service)] = { bytes: db.rawBytes, estimated: false };
+  return new ProgressBoard(totals);
+}
+
 /** A restore always stops (never pauses): the files must not be open while they are replaced. */
 function stopAll(
   o: RestoreOptions,
@@ -156,6 +164,7 @@ async function restoreAll(
         image: a.image,
         spoolDir: a.spoolDir,
         mark: (st) => progress.mark(db.volume.name, st),
+        progress: board?.item(dumpLabel(db.service)),
       }),
     );
   }
@@ -178,7 +187,7 @@ async function stageAhead(
       if (!a.ahead.has(v.name)) continue;
       o.signal?.throwIfAborted();
       const t0 = Date.now();
-      const io = await volumeIo(o, a, v, board?.volume(v.name));
+      const io = await volumeIo(o, a, v, board);
       if (!io.dir) continue;
       await progress.mark(v.name, 'staging');
       staged.set(
@@ -213,7 +222,7 @@ async function restoreVolume(
   staged: Staged | undefined,
 ): Promise<SwapRecord | undefined> {
   const { docker, log } = o;
-  const { target, dir, extract } = await volumeIo(o, a, v, board?.volume(v.name));
+  const { target, dir, extract } = await volumeIo(o, a, v, board);
   const r = await restoreFileVolume({
     docker,
     volume: target,
@@ -233,12 +242,15 @@ async function restoreVolume(
   return r.deleteOldLater;
 }
 
-/** Where a volume goes (created when missing), its directory if this process can write it, and its extract. */
+/**
+ * Where a volume goes (created when missing), its directory if this process can write it, and its extract
+ * (its tarball and blobs each with a line on the terminal's board).
+ */
 async function volumeIo(
   o: RestoreOptions,
   a: ApplyInput,
   v: ManifestVolume,
-  watch: NodeJS.ReadWriteStream | undefined,
+  board: ProgressBoard | undefined,
 ): Promise<{
   target: string;
   dir: string | null;
@@ -267,27 +279,27 @@ async function volumeIo(
       o.signal,
       config.encryption,
       to,
-      watch,
+      board?.volume(v.name),
       verified,
     );
   const set = a.blobs?.sets.get(v.name);
+  if (!a.blobs || !set) return { target, dir, extract: tarball };
+  const line = board?.item(blobsLabel(v.name));
   return {
     target,
     dir,
-    extract:
-      a.blobs && set
-        ? withBlobs(tarball, {
-            backend,
-            store: a.blobs,
-            set,
-            dir,
-            scratch: config.spoolDir,
-            put: (tar) => putVolumeTar(docker, target, a.image, tar),
-            volume: v.name,
-            log,
-            signal: o.signal,
-          })
-        : tarball,
+    extract: withBlobs(tarball, {
+      backend,
+      store: a.blobs,
+      set,
+      dir,
+      scratch: config.spoolDir,
+      put: (tar) => putVolumeTar(docker, target, a.image, tar),
+      volume: v.name,
+      log,
+      signal: o.signal,
+      progress: line && { placed: (bytes) => line.advance(bytes), done: () => line.finish() },
+    }),
   };
 }
 

@@ -115,6 +115,8 @@ export interface PlaceInput {
   /** The volume's current data, when it is still there beside `into`: blobs found there are reused. */
   live: string | null;
   signal?: AbortSignal;
+  /** The terminal's progress line: each blob's size once it is in place, and the end of the placing. */
+  progress?: { placed(bytes: number): void; done(): void };
 }
 
 export interface PlaceResult {
@@ -146,6 +148,7 @@ export async function placeBlobs(i: PlaceInput): Promise<PlaceResult> {
     const b = i.set.at(n);
     if (i.live && (await reuse(join(i.live, b.path), join(i.into, b.path), b))) {
       result.reused++;
+      i.progress?.placed(b.size);
       return;
     }
     const packId = i.store.index.lookup(i.set.hash(n))?.packId as string;
@@ -184,6 +187,7 @@ export async function placeBlobs(i: PlaceInput): Promise<PlaceResult> {
           await settle(to, b, m, !last);
           result.fetched++;
           result.fetchedBytes += b.size;
+          i.progress?.placed(b.size);
         }
       });
     } finally {
@@ -192,6 +196,7 @@ export async function placeBlobs(i: PlaceInput): Promise<PlaceResult> {
     result.packs++;
   });
   await dirs.restore();
+  i.progress?.done();
   return result;
 }
 

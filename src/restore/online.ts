@@ -90,6 +90,8 @@ export interface RestoreDatabaseInput {
   spoolDir: string | undefined;
   /** Records the volume's progress in the state file. */
   mark(state: 'emptied' | 'restored'): Promise<void>;
+  /** Watches the raw dump as it is loaded (the terminal's progress line). */
+  progress?: NodeJS.ReadWriteStream;
 }
 
 /**
@@ -114,6 +116,7 @@ export async function restoreDatabase(docker: Docker, i: RestoreDatabaseInput): 
     i.log,
     i.signal,
     i.config.encryption,
+    i.progress,
   );
   await i.mark('restored');
   return target;

@@ -15,6 +15,8 @@ export interface DumpVerifyDeps {
     log: VerifyOptions['log'],
   ): VerifyResult;
   drillPrefix: string;
+  /** The terminal's progress lines: the archive check's, and the drill's load. */
+  progress?: { check?: NodeJS.ReadWriteStream; drill?: NodeJS.ReadWriteStream };
 }
 
 function ms(t0: number): number {
@@ -33,7 +35,11 @@ export async function verifyDumpResult(
   const v = { name: db.volume.name } as ManifestVolume;
   let archive: VerifyResult;
   try {
-    const r = await verifyDump(o.backend, m, db, { signal: o.signal, encryption: o.config.encryption });
+    const r = await verifyDump(o.backend, m, db, {
+      signal: o.signal,
+      encryption: o.config.encryption,
+      progress: deps.progress?.check,
+    });
     const detail = `sha256 ok, ${db.file}: ${r.tables} tables, ${r.rows} rows as in the manifest`;
     o.log.info({ step: 'verify', snapshot: m.id, file: db.file, ms: ms(t0) }, `verified ${db.file}`);
     archive = { snapshot: m.id, volume: v.name, level: 'archive', ok: true, detail, ms: ms(t0) };
@@ -50,6 +56,7 @@ export async function verifyDumpResult(
       db,
       encryption: o.config.encryption,
       prefix: deps.drillPrefix,
+      progress: deps.progress?.drill,
     });
     if (tables === 0 || bad.length > 0) {
       throw new SidecarError(

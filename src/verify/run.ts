@@ -7,7 +7,7 @@ import type { TarStats } from '../archive/tar-guard.js';
 import { verifyVolume } from '../archive/verify.js';
 import { SidecarError } from '../common/errors.js';
 import type { Logger } from '../observe/logger.js';
-import { manifestTotals, ProgressBoard } from '../observe/progress.js';
+import { downloadLabel, dumpLabel, ProgressBoard, type VolumeTotal } from '../observe/progress.js';
 import { isLocalBackend } from '../storage/backend.js';
 import { StoreVerifier } from './blobs.js';
 import { DRILL_PREFIX, drill, drillHelperImage, rand } from './drill.js';
@@ -56,7 +56,7 @@ async function verifyOne(o: VerifyOptions, store: StoreVerifier, m: Manifest): P
   const spoolDir = join(o.config.spoolDir, `verify-${m.id}-${rand()}`);
   if (spool) await mkdir(spoolDir, { recursive: true, mode: 0o700 });
   let helperImage: string | undefined;
-  const board = o.deep && ProgressBoard.enabled() ? new ProgressBoard(manifestTotals(m.volumes)) : undefined;
+  const board = o.deep ? deepBoard(m, spool) : undefined;
   try {
     for (const v of m.volumes) {
       const spoolFile = spool ? join(spoolDir, v.file) : undefined;
@@ -67,6 +67,8 @@ async function verifyOne(o: VerifyOptions, store: StoreVerifier, m: Manifest): P
           spoolTo: spoolFile,
           signal: o.signal,
           encryption: o.config.encryption,
+          progress: board?.volume(v.name),
+          download: spoolFile ? board?.item(downloadLabel(v.name)) : undefined,
         });
       } catch (err) {
         if (o.signal?.aborted) throw err;
@@ -86,8 +88,8 @@ async function verifyOne(o: VerifyOptions, store: StoreVerifier, m: Manifest): P
       try {
         helperImage ??= await drillHelperImage(o, m);
         const source = spoolFile ? createReadStream(spoolFile) : await o.backend.get(`${m.id}/${v.file}`);
-        const d = await drill(o, m, v, stats, helperImage, source, board?.volume(v.name)).finally(() =>
-          source.destroy(),
+        const d = await drill(o, m, v, stats, helperImage, source, board?.volume(drillLabel(v.name))).finally(
+          () => source.destroy(),
         );
         out.push({ snapshot: m.id, volume: v.name, level: 'drill', ok: true, detail: d, ms: ms(t1) });
         o.log.info({ step: 'drill', snapshot: m.id, volume: v.name, ms: ms(t1) }, `drill ${v.name}: ${d}`);
@@ -98,12 +100,41 @@ async function verifyOne(o: VerifyOptions, store: StoreVerifier, m: Manifest): P
         if (spoolFile) await rm(spoolFile, { force: true });
       }
     }
-    if (m.database)
-      out.push(...(await verifyDumpResult(o, m, m.database, { failure, drillPrefix: DRILL_PREFIX })));
+    if (m.database) {
+      const label = dumpLabel(m.database.service);
+      const progress = board && { check: board.item(label), drill: board.item(drillLabel(label)) };
+      out.push(
+        ...(await verifyDumpResult(o, m, m.database, { failure, drillPrefix: DRILL_PREFIX, progress })),
+      );
+    }
   } finally {
     if (spool) await rm(spoolDir, { recursive: true, force: true });
   }
   return out;
+}
+
+/** The drill's line for an archive (the archive check's line carries its plain name). */
+function drillLabel(name: string): string {
+  return `${name} drill`;
+}
+
+/**
+ * `--deep` on a terminal: each archive is read twice, checked and then restored into a scratch volume (a
+ * dump: loaded into a scratch server), with the raw sizes the manifest recorded; a remote volume archive is
+ * downloaded into the spool first (its stored size).
+ */
+function deepBoard(m: Manifest, spool: boolean): ProgressBoard | undefined {
+  if (!ProgressBoard.enabled()) return undefined;
+  const totals: Record<string, VolumeTotal> = {};
+  const items = m.volumes.map((v) => ({ name: v.name, bytes: v.rawBytes }));
+  if (m.database) items.push({ name: dumpLabel(m.database.service), bytes: m.database.rawBytes });
+  for (const v of m.volumes)
+    if (spool) totals[downloadLabel(v.name)] = { bytes: v.storedBytes, estimated: false };
+  for (const { name, bytes } of items) {
+    totals[name] = { bytes, estimated: false };
+    totals[drillLabel(name)] = { bytes, estimated: false };
+  }
+  return new ProgressBoard(totals);
 }
 
 /** An incremental volume's blobs: list and closure, and with --read-data every blob's content. */
@@ -116,7 +147,7 @@ async function blobsResult(
   const t0 = Date.now();
   try {
     const detail = await store.check(m, v, o.readData === true);
-    o.log.info({ step: 'verify', snapshot: m.id, volume: v.name, level: 'blobs', ms: ms(t0) }, detail);
+    o.log.info({ step: 'verify', snapshot: m.id, volume: v.name, check: 'blobs', ms: ms(t0) }, detail);
     return { snapshot: m.id, volume: v.name, level: 'blobs', ok: true, detail, ms: ms(t0) };
   } catch (err) {
     if (o.signal?.aborted) throw err;
