@@ -3,8 +3,9 @@
 # registry: the base is the offline test image mbs-test/node (scripts/provision.sh makes it), and npm reaches
 # its registry through a TLS-intercepting proxy, so the host's CA bundle goes into the build.
 #
-# Cached: the image carries the label moodle-backup.recipe=<hash of Dockerfile, package*.json, tsconfig*.json,
-# src/** and the base image id>; when an image with that label exists, nothing is built.
+# Cached: the image carries the label mbs-build.recipe=<hash of Dockerfile, package*.json, tsconfig*.json,
+# src/** and the base image id>; when an image with that label exists, nothing is built. Not under
+# moodle-backup.*: the sidecar checks those labels on every container of a project, its own included.
 #
 # Environment: IMAGE (default moodle-backup-sidecar:dev), BASE_IMAGE (default: the node image provision.sh
 # recorded for this checkout in .tmp/test-images, else mbs-test/node:latest, which other worktrees move),
@@ -17,7 +18,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 IMAGE="${IMAGE:-moodle-backup-sidecar:dev}"
 recorded_node="$(sed -n 's/^node=//p' "$ROOT/$TEST_IMAGES_FILE" 2>/dev/null || true)"
 BASE_IMAGE="${BASE_IMAGE:-${recorded_node:-mbs-test/node:latest}}"
-RECIPE_LABEL=moodle-backup.recipe
+RECIPE_LABEL=mbs-build.recipe
 
 log() { printf 'build-image: %s\n' "$*" >&2; }
 die() { printf 'build-image: ERROR: %s\n' "$*" >&2; exit 1; }
