@@ -3,6 +3,7 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { storeDecrypter } from '../archive/encryption.js';
 import type { ManifestBlobs } from '../archive/manifest.js';
+import { SidecarError } from '../common/errors.js';
 import { spoolError } from '../storage/spool-error.js';
 import { BlobListWriter } from '../store/blob-list.js';
 import type { StoreEncoding } from '../store/encoding.js';
@@ -238,7 +239,16 @@ async function* plainBlobs(dir: string, signal?: AbortSignal, odd?: () => void):
 /** Packs and blob lists are built in the spool: a full or read-only disk there is the spool's, named as such. */
 function spoolFull(err: unknown, dir: string): unknown {
   const code = (err as NodeJS.ErrnoException)?.code ?? '';
-  return ['ENOSPC', 'EDQUOT', 'EROFS'].includes(code) ? spoolError(err, dir) : err;
+  if (['ENOSPC', 'EDQUOT', 'EROFS'].includes(code)) return spoolError(err, dir);
+  if (err instanceof SidecarError || (err as Error)?.name === 'AbortError') return err;
+  // The compressor writes a pack's spool file itself: its disk full is a message, not an errno.
+  const message = (err as Error)?.message ?? String(err);
+  const full = /No space left on device|Disk quota exceeded|Read-only file system/.exec(message);
+  if (full) return spoolError(Object.assign(new Error(message), { code: 'ENOSPC' }), dir);
+  // A tool of the store's pipelines failed (tar, zstd, openssl killed or broken): the run failed to store.
+  return new SidecarError('STORAGE_FAILED', `storing the dataroot's files failed: ${message}`, undefined, {
+    cause: err,
+  });
 }
 
 async function isDir(path: string): Promise<boolean> {

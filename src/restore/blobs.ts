@@ -134,7 +134,8 @@ export interface PlaceResult {
  */
 export async function placeBlobs(i: PlaceInput): Promise<PlaceResult> {
   const result: PlaceResult = { reused: 0, fetched: 0, fetchedBytes: 0, packs: 0 };
-  const byPack = new Map<string, Map<string, number[]>>();
+  // Per pack, the set's indices only (a million blobs: 8 bytes each, not a string and an array each).
+  const byPack = new Map<string, number[]>();
   const dirs = new DirTimes();
   await dirs.remember(i.into); // the packs unpack in a directory of their own there
   // Every directory's time first (nothing placed yet), then the files, many at once: one await after the
@@ -152,14 +153,19 @@ export async function placeBlobs(i: PlaceInput): Promise<PlaceResult> {
       return;
     }
     const packId = i.store.index.lookup(i.set.hash(n))?.packId as string;
-    const wanted = byPack.get(packId) ?? new Map<string, number[]>();
-    byPack.set(packId, wanted);
-    wanted.set(b.sha1, [...(wanted.get(b.sha1) ?? []), n]);
+    const indices = byPack.get(packId) ?? [];
+    byPack.set(packId, indices);
+    indices.push(n);
   });
   // Two packs at a time: one unpacks (tar and the decompressor) while the other's files are put in place.
   const packs = [...byPack];
   await inParallel(packs.length, 2, async (p) => {
-    const [packId, wanted] = packs[p] as (typeof packs)[number];
+    const [packId, indices] = packs[p] as (typeof packs)[number];
+    const wanted = new Map<string, number[]>(); // one pack's blobs: a few thousand
+    for (const n of indices) {
+      const sha1 = i.set.sha1(n);
+      wanted.set(sha1, [...(wanted.get(sha1) ?? []), n]);
+    }
     i.signal?.throwIfAborted();
     const pack = i.store.index.pack(packId) as PackRecord;
     const tmp = await mkdtemp(join(i.into, '.mbs-pack-'));

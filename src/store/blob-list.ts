@@ -69,14 +69,23 @@ export class BlobListWriter {
   private bytes = 0;
 
   constructor(path: string, enc: StoreEncoding) {
+    const compress = enc.codec.compress(enc.level);
+    // A compressor that dies (killed, disk full) ends the pipeline as a bare "Premature close" elsewhere:
+    // its own error, which names the tool and its status, is the one to report.
+    let toolError: Error | undefined;
+    compress.on('error', (err: Error) => {
+      toolError ??= err;
+    });
     const stages = [
       this.text,
-      enc.codec.compress(enc.level),
+      compress,
       ...(enc.encrypt ? [enc.encrypt()] : []),
       this.tap,
       createWriteStream(path, { mode: 0o600 }),
     ] as const;
-    this.done = pipeline(stages as unknown as [Readable, ...Writable[]]);
+    this.done = pipeline(stages as unknown as [Readable, ...Writable[]]).catch((err: Error) => {
+      throw toolError ?? err;
+    });
     this.done.catch(() => undefined); // surfaced by finish()
     this.batch.push(`${BLOB_LIST_HEADER}\n`);
   }
