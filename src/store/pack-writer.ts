@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { constants, createReadStream, createWriteStream, readFile } from 'node:fs';
-import { mkdir, open, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, open, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -88,6 +88,13 @@ interface SpooledPack {
   readonly path: string;
   finish(): Promise<{ id: string; storedSize: number }>;
   discard(): Promise<void>;
+}
+
+async function exists(path: string): Promise<boolean> {
+  return lstat(path).then(
+    () => true,
+    (err: NodeJS.ErrnoException) => err.code !== 'ENOENT',
+  );
 }
 
 let openssl: boolean | undefined;
@@ -206,9 +213,11 @@ export class PackWriter {
       this.grouped.add(blob.sha1);
       bytes += entryBytes(blob.size);
     };
+    let seen = 0;
     try {
       for await (const blob of blobs) {
         this.o.signal?.throwIfAborted();
+        seen++;
         if (!this.grouped.has(blob.sha1) && this.has(blob.sha1)) {
           await emit(blob, { status: 'known', sha1: blob.sha1 });
           continue;
@@ -216,7 +225,9 @@ export class PackWriter {
         add(blob);
         if (bytes >= (this.o.groupSize ?? DEFAULT_GROUP_SIZE) || group.length >= GROUP_FILES) await flush();
       }
-      for (let i = 0; (group.length > 0 || twice.length > 0) && i < 3; i++) await flush();
+      // Each round settles at least one copy of every content still waiting: bounded by the files seen.
+      for (let i = 0; (group.length > 0 || twice.length > 0) && i <= seen; i++) await flush();
+      if (group.length > 0 || twice.length > 0) throw new Error('blobs left unsettled after the last group');
       await chain;
     } finally {
       this.grouped.clear();
@@ -273,8 +284,11 @@ export class PackWriter {
       for (const b of group) {
         const m = members.get(b.path);
         members.delete(b.path);
-        if (!m) vanished.push(b);
-        else if (m.type !== '-' || m.size !== b.size || hashes.get(b.path) !== b.sha1) surprise = true;
+        // Not archived: gone, or there but unreadable (tar skips both): only the first is "vanished".
+        if (!m) {
+          if (await exists(join(root, b.path))) surprise = true;
+          else vanished.push(b);
+        } else if (m.type !== '-' || m.size !== b.size || hashes.get(b.path) !== b.sha1) surprise = true;
         else {
           entries.push({ sha1: Buffer.from(b.sha1, 'hex'), offset: (m.block + 1) * BLOCK, size: m.size });
           readBytes += m.size;
@@ -310,6 +324,13 @@ export class PackWriter {
     }
   }
 
+  /** A file tar left out: vanished when it is gone; still there, it could not be read, and that fails the run. */
+  private async skipped(root: string, blob: ListedBlob, f: TarFeed, emit: Emit): Promise<void> {
+    if (await exists(join(root, blob.path)))
+      throw new Error(`${blob.path} could not be read: ${f.warnings().trim() || 'tar left it out'}`);
+    await emit(blob, { status: 'vanished', sha1: blob.sha1 });
+  }
+
   /** The listed blobs through one tar stream that this process splits and hashes (see TarFeed). */
   private async relay(
     root: string,
@@ -327,9 +348,9 @@ export class PackWriter {
       for await (const chunk of f.child.stdout as AsyncIterable<Buffer>) {
         for (const file of split.push(chunk)) {
           let blob = queued.shift();
-          // Not in tar's stream: deleted before tar reached it (it said so on stderr).
+          // Not in tar's stream: deleted before tar reached it, or unreadable (tar said so on stderr).
           while (blob && blob.path !== file.path) {
-            await emit(blob, { status: 'vanished', sha1: blob.sha1 });
+            await this.skipped(root, blob, f, emit);
             blob = queued.shift();
           }
           wake?.();
@@ -357,7 +378,7 @@ export class PackWriter {
       }
       await f.exit;
       if (!split.done) throw new Error('tar output ended before the end of the archive');
-      for (const blob of queued.splice(0)) await emit(blob, { status: 'vanished', sha1: blob.sha1 });
+      for (const blob of queued.splice(0)) await this.skipped(root, blob, f, emit);
     };
     try {
       for await (const blob of blobs) {

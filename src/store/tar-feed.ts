@@ -155,6 +155,11 @@ export class TarFeed {
     this.child.stdin?.on('error', () => undefined); // tar gone: its exit says why
   }
 
+  /** What tar said on stderr (a file it could not read or that vanished). */
+  warnings(): string {
+    return this.stderr();
+  }
+
   /** Names one more file; resolves once tar's input took it (back-pressure). */
   async name(path: string): Promise<void> {
     const stdin = this.child.stdin as Writable;
