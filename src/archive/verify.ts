@@ -55,6 +55,17 @@ function tarSink(guard: TarGuard): Writable {
   return ex as unknown as Writable;
 }
 
+/** How a stored archive (or dump) is read to be checked: where the checked bytes go, and who watches. */
+export interface StoredReadOptions {
+  spoolTo?: string;
+  signal?: AbortSignal;
+  encryption?: EncryptionConfig;
+  /** Watches the raw bytes (the terminal's progress line). */
+  progress?: NodeJS.ReadWriteStream;
+  /** Watches the stored bytes as they are spooled (the terminal's progress line). */
+  download?: NodeJS.ReadWriteStream;
+}
+
 /**
  * Reads one stored archive once: size against the manifest, sha256 of the stored bytes, decompression,
  * and every tar entry through the guard. With `spoolTo`, the verified stored bytes are also written to that
@@ -64,15 +75,7 @@ export async function verifyVolume(
   backend: Backend,
   manifest: Manifest,
   v: ManifestVolume,
-  opts: {
-    spoolTo?: string;
-    signal?: AbortSignal;
-    encryption?: EncryptionConfig;
-    /** Watches the raw tar bytes (the terminal's progress line). */
-    progress?: NodeJS.ReadWriteStream;
-    /** Watches the stored bytes as they are spooled (the terminal's progress line). */
-    download?: NodeJS.ReadWriteStream;
-  } = {},
+  opts: StoredReadOptions = {},
 ): Promise<TarStats> {
   const key = `${manifest.id}/${v.file}`;
   // Throws at once, before any byte is read, when the snapshot is encrypted and no key is configured.

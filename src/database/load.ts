@@ -7,6 +7,7 @@ import { getCodec } from '../archive/codec.js';
 import { assertDecryptable, decryptStage } from '../archive/encryption.js';
 import type { Manifest, ManifestDatabase } from '../archive/manifest.js';
 import { HashTap } from '../archive/tap.js';
+import type { StoredReadOptions } from '../archive/verify.js';
 import { SidecarError, throwFirstCause } from '../common/errors.js';
 import type { EncryptionConfig } from '../config/types.js';
 import { dockerStatus } from '../docker/client.js';
@@ -52,15 +53,7 @@ export async function verifyDump(
   backend: Backend,
   manifest: Manifest,
   db: ManifestDatabase,
-  opts: {
-    spoolTo?: string;
-    signal?: AbortSignal;
-    encryption?: EncryptionConfig;
-    /** Watches the raw dump (the terminal's progress line). */
-    progress?: NodeJS.ReadWriteStream;
-    /** Watches the stored bytes as they are spooled (the terminal's progress line). */
-    download?: NodeJS.ReadWriteStream;
-  } = {},
+  opts: StoredReadOptions = {},
 ): Promise<{ tables: number; rows: number }> {
   // Before any byte is read: an encrypted snapshot without a key is refused here.
   const decrypt = () => optional(decryptStage(where(manifest, db), manifest.encryption, opts.encryption));
