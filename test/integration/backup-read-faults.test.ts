@@ -43,7 +43,12 @@ describe('a process of the read pipeline dying mid-read', () => {
   for (const victim of ['tar', 'zstd'] as const) {
     it(`${victim} killed: exit 6 STORAGE_FAILED naming ${victim}, stack running, no snapshot`, async () => {
       const target = join(dirs.root, `killed-${victim}`);
-      const env = cliEnv(stack.project, dirs, { BACKUP_ARCHIVE: target, BACKUP_COMPRESSION: 'zstd' });
+      // Whole archives: the store's own zstd processes (blob list, packs) would run beside tar's.
+      const env = cliEnv(stack.project, dirs, {
+        BACKUP_ARCHIVE: target,
+        BACKUP_COMPRESSION: 'zstd',
+        BACKUP_INCREMENTAL: 'off',
+      });
       const run = startCli(['backup'], env, 180_000);
       const cli = run.child.pid as number;
       const isTar = (p: Proc) => p.argv[0] === 'tar' && p.argv.includes('--totals');
@@ -67,4 +72,33 @@ describe('a process of the read pipeline dying mid-read', () => {
       expect(JSON.parse(list.stdout)).toEqual([]);
     });
   }
+
+  it("the incremental store's tar killed while packing the new files: exit 6 STORAGE_FAILED naming tar, stack running, no snapshot", async () => {
+    const target = join(dirs.root, 'killed-store-tar');
+    const env = cliEnv(stack.project, dirs, { BACKUP_ARCHIVE: target, BACKUP_COMPRESSION: 'zstd' });
+    const run = startCli(['backup'], env, 180_000);
+    const cli = run.child.pid as number;
+    // Before the stop, the first run packs every file: tar (-R: it lists where each member starts) into zstd.
+    const tar = await waitForChild(
+      cli,
+      'tar -R of the store',
+      (p) => p.argv[0] === 'tar' && p.argv.includes('-R'),
+      120_000,
+    );
+    const zstd = await waitForChild(cli, 'zstd -T0', (p) => p.argv[0] === 'zstd' && p.argv.includes('-T0'));
+    process.kill(zstd.pid, 'SIGSTOP');
+    stopped.push(zstd.pid);
+    process.kill(tar.pid, 'SIGKILL');
+    process.kill(zstd.pid, 'SIGCONT');
+    const r = await run.exited;
+    expect(r.code, r.stderr).toBe(6);
+    const error = r.stderr.split('\n').find((l) => l.startsWith('error ['));
+    expect(error).toMatch(
+      /^error \[STORAGE_FAILED\]: storing the dataroot's files failed: .*tar exited with SIGKILL/,
+    );
+    expect(await stack.states()).toEqual(RUNNING);
+    const list = await runCli(['snapshots', '--json'], { ...env });
+    expect(list.code, list.stderr).toBe(0);
+    expect(JSON.parse(list.stdout)).toEqual([]);
+  });
 });
