@@ -129,8 +129,9 @@ export interface PlaceResult {
 /**
  * Puts a snapshot's blobs into `into`: a file the live dataroot holds under the same path with the same size
  * is hard-linked (Moodle never rewrites a blob, so same name and size is the same content); every other blob
- * comes from its pack, each checked against its SHA-1 as it is written. Owner, mode and mtime are the
- * snapshot's. Only the snapshot's blobs are written, not the rest of a pack.
+ * is unpacked from its pack by tar and put in place only once the pack's sha256 matched its id (each blob's
+ * SHA-1 was checked when it was stored). Owner, mode and mtime are the snapshot's. Only the snapshot's blobs
+ * are written, not the rest of a pack.
  */
 export async function placeBlobs(i: PlaceInput): Promise<PlaceResult> {
   const result: PlaceResult = { reused: 0, fetched: 0, fetchedBytes: 0, packs: 0 };
