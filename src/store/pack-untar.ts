@@ -30,10 +30,6 @@ const DECOMPRESS: Record<string, string[] | null> = {
   none: null,
 };
 
-export function canUntar(codec: string): boolean {
-  return codec in DECOMPRESS;
-}
-
 function modeBits(rwx: string): number {
   let m = 0;
   const bit = (i: number, set: string) => (set.includes(rwx[i] as string) ? 1 : 0);

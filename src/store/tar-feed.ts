@@ -17,7 +17,7 @@ export interface FedFile {
 }
 
 /** tar's numeric field: octal text, or base-256 (GNU) when the first byte has its top bit set. */
-export function tarNumber(h: Buffer, off: number, width: number): number {
+function tarNumber(h: Buffer, off: number, width: number): number {
   if ((h[off] ?? 0) & 0x80) {
     let v = 0;
     for (let i = 1; i < width; i++) v = v * 256 + (h[off + i] ?? 0);
