@@ -44,7 +44,7 @@ export async function extractPack(o: ExtractOptions): Promise<ExtractResult> {
   const result: ExtractResult = { blobs: 0, bytes: 0 };
   const tap = new HashTap();
   const tar = new PassThrough({ highWaterMark: 1 << 20 });
-  const decrypt = o.pack.encrypted ? [decryptStage(o)] : [];
+  const decrypt = o.pack.encrypted ? [packDecrypter(o.encoding, o.pack.id)] : [];
   const fetch = pipeline(
     [await o.backend.get(packKey(o.pack.id)), tap, ...decrypt, getCodec(o.pack.codec).decompress(), tar],
     o.signal ? { signal: o.signal } : {},
@@ -77,7 +77,7 @@ export async function extractPack(o: ExtractOptions): Promise<ExtractResult> {
 }
 
 /** A codec or tar failure means the pack's bytes are wrong; storage and key errors keep their own codes. */
-function asIntegrity(err: unknown, packId: string): unknown {
+export function asIntegrity(err: unknown, packId: string): unknown {
   if (err instanceof SidecarError) return err;
   return new SidecarError(
     'INTEGRITY_FAILED',
@@ -101,15 +101,16 @@ async function copyBlob(from: string, to: string, e: PackEntry, o: ExtractOption
   }
 }
 
-function decryptStage(o: ExtractOptions) {
-  if (!o.encoding.decrypt) {
+/** The age stage of an encrypted pack; DECRYPTION_FAILED at once when no key is configured. */
+export function packDecrypter(encoding: StoreEncoding, packId: string) {
+  if (!encoding.decrypt) {
     throw new SidecarError(
       'DECRYPTION_FAILED',
-      `pack ${o.pack.id} is encrypted and no age identity or passphrase is configured`,
+      `pack ${packId} is encrypted and no age identity or passphrase is configured`,
       'set BACKUP_AGE_IDENTITY (or BACKUP_AGE_PASSPHRASE) to the key the backups were made with',
     );
   }
-  return o.encoding.decrypt();
+  return encoding.decrypt();
 }
 
 async function writeBlob(

@@ -10,6 +10,7 @@ import type { Backend } from '../storage/backend.js';
 import type { StoreEncoding } from './encoding.js';
 import type { PackRecord } from './index-file.js';
 import { blobPath, packKey } from './layout.js';
+import { asIntegrity, packDecrypter } from './pack-reader.js';
 
 /** A member as `tar -xvv --full-time --numeric-owner` lists it (on stdout), times in UTC. */
 export interface UntarredMember {
@@ -117,7 +118,7 @@ export async function untarPack(o: {
   tarDone.catch(stop);
   zDone.catch(stop);
   const tap = new HashTap();
-  const decrypt = o.pack.encrypted ? [decryptStage(o.encoding, o.pack.id)] : [];
+  const decrypt = o.pack.encrypted ? [packDecrypter(o.encoding, o.pack.id)] : [];
   const fed = pipeline(
     [await o.backend.get(packKey(o.pack.id)), tap, ...decrypt, input as unknown as Writable],
     o.signal ? { signal: o.signal } : {},
@@ -131,13 +132,7 @@ export async function untarPack(o: {
     fedErr;
   if (cause) {
     stop();
-    if (cause instanceof SidecarError) throw cause;
-    throw new SidecarError(
-      'INTEGRITY_FAILED',
-      `pack ${o.pack.id} does not unpack: ${cause.message}`,
-      'the stored pack was changed or damaged; run `verify --read-data`',
-      { cause },
-    );
+    throw asIntegrity(cause, o.pack.id);
   }
   if (tap.digest() !== o.pack.id) {
     throw new SidecarError(
@@ -147,15 +142,4 @@ export async function untarPack(o: {
     );
   }
   return members;
-}
-
-function decryptStage(enc: StoreEncoding, id: string) {
-  if (!enc.decrypt) {
-    throw new SidecarError(
-      'DECRYPTION_FAILED',
-      `pack ${id} is encrypted and no age identity or passphrase is configured`,
-      'set BACKUP_AGE_IDENTITY (or BACKUP_AGE_PASSPHRASE) to the key the backups were made with',
-    );
-  }
-  return enc.decrypt();
 }
