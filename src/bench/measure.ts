@@ -1,4 +1,4 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { type MemoryPeaks, MemorySampler, ProcTree } from './proc-memory.js';
 
@@ -61,22 +61,16 @@ export function dockerdCpuS(): number {
   }
 }
 
-function run(
-  cmd: string,
-  args: string[],
+/** A child's output (stdout, stderr and, when piped, fd 3) and exit; `sample` runs every 50 ms meanwhile. */
+export function collectSampled(
+  child: ChildProcess,
   timeoutMs: number,
-  withFd3 = false,
-  env?: NodeJS.ProcessEnv,
-): Promise<RunResult> {
+  sample: () => void,
+): Promise<{ code: number | null; stdout: string; stderr: string; fd3: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, {
-      env: env ?? process.env,
-      stdio: withFd3 ? ['ignore', 'pipe', 'pipe', 'pipe'] : ['ignore', 'pipe', 'pipe'],
-    });
     let stdout = '';
     let stderr = '';
     let fd3 = '';
-    let peakRssKb = 0;
     child.stdout?.on('data', (d: Buffer) => {
       stdout += d.toString();
     });
@@ -86,33 +80,40 @@ function run(
     (child.stdio[3] as NodeJS.ReadableStream | undefined)?.on('data', (d: Buffer) => {
       fd3 += d.toString();
     });
-    // VmHWM is the kernel's own high-water mark of the process's resident set; sampling it often enough
-    // means the last reading before exit is the peak.
-    let cpuTicks = 0;
-    const memory = new MemorySampler((pid) => pid === child.pid);
-    const tree = child.pid ? new ProcTree(child.pid) : undefined;
-    const sample = () => {
-      peakRssKb = Math.max(peakRssKb, vmHwmKb(child.pid));
-      cpuTicks = Math.max(cpuTicks, procCpuTicks(child.pid));
-      if (tree) memory.sample(tree.scan());
-    };
     const sampler = setInterval(sample, 50);
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     child.on('error', reject);
     child.on('close', (code) => {
       clearInterval(sampler);
       clearTimeout(timer);
-      resolve({
-        code,
-        stdout,
-        stderr,
-        fd3,
-        peakRssKb,
-        cpuS: cpuTicks / TICKS_PER_S,
-        memory: memory.result(),
-      });
+      resolve({ code, stdout, stderr, fd3 });
     });
   });
+}
+
+async function run(
+  cmd: string,
+  args: string[],
+  timeoutMs: number,
+  withFd3 = false,
+  env?: NodeJS.ProcessEnv,
+): Promise<RunResult> {
+  const child = spawn(cmd, args, {
+    env: env ?? process.env,
+    stdio: withFd3 ? ['ignore', 'pipe', 'pipe', 'pipe'] : ['ignore', 'pipe', 'pipe'],
+  });
+  // VmHWM is the kernel's own high-water mark of the process's resident set; sampling it often enough
+  // means the last reading before exit is the peak.
+  let peakRssKb = 0;
+  let cpuTicks = 0;
+  const memory = new MemorySampler((pid) => pid === child.pid);
+  const tree = child.pid ? new ProcTree(child.pid) : undefined;
+  const r = await collectSampled(child, timeoutMs, () => {
+    peakRssKb = Math.max(peakRssKb, vmHwmKb(child.pid));
+    cpuTicks = Math.max(cpuTicks, procCpuTicks(child.pid));
+    if (tree) memory.sample(tree.scan());
+  });
+  return { ...r, peakRssKb, cpuS: cpuTicks / TICKS_PER_S, memory: memory.result() };
 }
 
 function vmHwmKb(pid: number | undefined): number {

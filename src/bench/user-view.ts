@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type Docker from 'dockerode';
 import { createDataset, type Dataset, type Sizes } from './datasets.js';
 import { median } from './inc-runs.js';
-import { dockerdCpuS, timeShell } from './measure.js';
+import { collectSampled, dockerdCpuS, timeShell } from './measure.js';
 import {
   containerCpuS,
   containerPidsFile,
@@ -164,25 +164,8 @@ async function execTimed(
   const d0 = dockerdCpuS();
   const startedAtMs = Date.now();
   const t0 = performance.now();
-  const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = spawn('docker', ['exec', sc.name, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    const timer = setInterval(sample, 50);
-    const kill = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearInterval(timer);
-      clearTimeout(kill);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  const child = spawn('docker', ['exec', sc.name, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const r = await collectSampled(child, timeoutMs, sample);
   const ms = performance.now() - t0;
   if (r.code !== 0)
     throw new Error(`docker exec ${sc.name} ${args.join(' ')} failed (${r.code}):\n${r.stderr.slice(-3000)}`);
