@@ -1,4 +1,5 @@
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 
 export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
@@ -22,7 +23,10 @@ export function runCli(
 }
 
 /** A child's output and exit, killed after `timeoutMs` (default 120 s) so no test waits forever. */
-export function collectRun(child: ChildProcessWithoutNullStreams, timeoutMs = 120_000): Promise<CliResult> {
+export function collectRun(
+  child: ChildProcess & { stdout: Readable; stderr: Readable },
+  timeoutMs = 120_000,
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     let stdout = '';
     let stderr = '';

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { generateIdentity, identityToRecipient } from 'age-encryption';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { collectRun } from '../../harness/cli.js';
 
 /**
  * Start-up cost (issue 19): `--help` loads commander and a few small modules, not the settings, Docker or
@@ -39,21 +40,12 @@ afterAll(async () => {
 /** Runs node with the recording hook; returns its exit code, output and the ES modules it loaded. */
 async function traced(args: string[], env: NodeJS.ProcessEnv = {}) {
   await rm(join(dir, 'loaded.txt'), { force: true });
-  const r = await new Promise<{ code: number | null; out: string }>((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', join(dir, 'register.mjs'), ...args], {
-      env: { PATH: process.env.PATH, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, out }));
+  const child = spawn(process.execPath, ['--import', join(dir, 'register.mjs'), ...args], {
+    env: { PATH: process.env.PATH, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
+  const { code, stdout, stderr } = await collectRun(child);
+  const r = { code, out: stdout + stderr };
   const loaded = (await readFile(join(dir, 'loaded.txt'), 'utf8')).split('\n').filter(Boolean);
   return { ...r, loaded };
 }
