@@ -5,7 +5,7 @@ import { storeDecrypter } from '../archive/encryption.js';
 import type { ManifestBlobs } from '../archive/manifest.js';
 import { SidecarError } from '../common/errors.js';
 import { spoolError } from '../storage/spool-error.js';
-import { BlobListWriter } from '../store/blob-list.js';
+import { type BlobListSummary, BlobListWriter } from '../store/blob-list.js';
 import type { StoreEncoding } from '../store/encoding.js';
 import { IndexCache } from '../store/index-cache.js';
 import { BLOB_AREAS } from '../store/layout.js';
@@ -13,6 +13,7 @@ import { type ListedBlob, listBlobs } from '../store/listing.js';
 import { PackWriter } from '../store/pack-writer.js';
 import { loadIndex } from '../store/store-io.js';
 import { blobExcludeArgs } from '../volume/exclude-tar-args.js';
+import { leafOf, PreListing, relist, scanWindow, windowTarArgs } from './blob-window.js';
 import type { BackupRun, BlobSession, BlobVolume } from './context.js';
 import { LineFile } from './line-file.js';
 import { makeSpoolDir } from './steps.js';
@@ -104,12 +105,24 @@ export async function storeBefore(run: BackupRun, s: BlobSession): Promise<void>
   for (const bv of [...s.volumes.values()]) {
     const t0 = Date.now();
     let listed = 0;
-    const added = await counted(s, bv, () =>
-      s.writer.addAll(bv.dir, plainBlobs(bv.dir, signal), async (l, r) => {
-        listed++;
-        if (r.status === 'added') bv.progress?.stored(l);
-      }),
-    );
+    // What this listing saw is kept, so the window lists again only the directories that changed since.
+    const pre = new PreListing(join(run.spoolDir, `${bv.v.short}.listed`));
+    const added = await counted(s, bv, async () => {
+      try {
+        await pre.stamp(bv.dir);
+        await s.writer.addAll(bv.dir, pre.blobs(bv.dir, signal), async (l, r) => {
+          listed++;
+          if (r.status === 'added') bv.progress?.stored(l);
+          if (r.status === 'mismatch') warnMismatch(run, bv, l, r);
+          await pre.record(l, r);
+        });
+        await pre.finish();
+      } catch (err) {
+        pre.abort();
+        throw err;
+      }
+    });
+    bv.pre = pre;
     bv.beforeMs = Date.now() - t0;
     bv.progress?.done();
     log.info(
@@ -147,16 +160,135 @@ async function counted(
 }
 
 /**
- * Inside the window (stack stopped or paused; online mode: live): lists the volume's blobs again, stores the
- * ones that appeared since, and writes the snapshot's blob list. Returns the GNU tar options that leave
- * exactly those files out of the volume's tarball: a pattern by shape, or, when some file shaped like a blob
- * is not a plain one (a symlink, a file hard-linked elsewhere: both stay in the tarball), the list of paths.
+ * Inside the window (stack stopped or paused; online mode: live): stores the blobs that appeared since the
+ * listing before the stop, and writes the snapshot's blob list. Returns the GNU tar options that leave
+ * exactly the listed files (and, after a listing before the stop, the leaf directories) out of the volume's
+ * tarball. Without that listing, or when a file shaped like a blob is not a plain one (a symlink, a file
+ * hard-linked elsewhere: both stay in the tarball), every file is listed again (storeAll).
  */
 export async function storeInside(run: BackupRun, s: BlobSession, bv: BlobVolume): Promise<string[]> {
-  const { log, signal } = run.ctx;
   const t0 = Date.now();
+  let odd = bv.pre?.odd;
+  if (bv.pre && !odd) {
+    const done = await storeChanged(run, s, bv, bv.pre, t0);
+    if ('args' in done) return done.args;
+    odd = done.odd;
+  }
+  if (odd)
+    run.ctx.log.info(
+      { step: 'store', volume: bv.v.short, path: odd },
+      `${bv.v.short}: ${odd} is shaped like a blob but is not a plain file (it stays in the tarball): listing every file again inside the window`,
+    );
+  return storeAll(run, s, bv, t0);
+}
+
+function listFile(run: BackupRun, bv: BlobVolume): { file: string; path: string } {
   const file = `${bv.v.short}.blobs${LIST_EXTENSION[run.codec.name]}${run.encryption ? '.age' : ''}`;
-  const path = join(run.spoolDir, file);
+  return { file, path: join(run.spoolDir, file) };
+}
+
+/**
+ * The window after a listing before the stop: only the leaf directories that changed since are listed
+ * (backup/blob-window.ts); the blob list is the first listing's lines for the rest, the new ones, and every
+ * leaf directory, which the tarball then leaves out. When a changed directory holds a blob-shaped file that
+ * is not a plain one, its path: the caller lists everything the old way.
+ */
+async function storeChanged(
+  run: BackupRun,
+  s: BlobSession,
+  bv: BlobVolume,
+  pre: PreListing,
+  t0: number,
+): Promise<{ args: string[] } | { odd: string }> {
+  const scan = await scanWindow(bv.dir, pre);
+  const found = await relist(bv.dir, scan.changed, pre.mixed);
+  if ('odd' in found) return found;
+  const relisted = found.blobs;
+  const { file, path } = listFile(run, bv);
+  const list = new BlobListWriter(path, s.encoding);
+  const mismatches = pre.mismatches.filter((m) => !scan.stale.has(leafOf(m.path)));
+  try {
+    const keep = scan.stale.size > 0 ? (leaf: string) => !scan.stale.has(leaf) : undefined;
+    for await (const chunk of pre.replay(keep)) await list.addLines(chunk.text, chunk.count, chunk.bytes);
+    if (!keep) await list.addLines('', pre.count, pre.bytes); // replayed whole: its counts as they were
+    const added = await counted(s, bv, () =>
+      s.writer.addAll(bv.dir, fromArray(relisted), async (l, r) => {
+        if (r.status === 'vanished') return;
+        if (r.status === 'added') bv.progress?.stored(l);
+        if (r.status === 'mismatch') {
+          mismatches.push({ path: l.path, claimed: r.claimed, actual: r.actual });
+          warnMismatch(run, bv, l, r);
+        }
+        await list.add({ ...l, sha1: r.sha1 });
+      }),
+    );
+    for (const d of scan.dirs) await list.addDir(d);
+    const summary = await list.finish();
+    bv.progress?.done();
+    finishList(bv, { file, path }, summary, mismatches, t0);
+    run.ctx.log.info(
+      {
+        step: 'store',
+        phase: 'inside',
+        volume: bv.v.short,
+        listed: summary.count,
+        changedDirs: scan.changed.length,
+        relisted: relisted.length,
+        added: added.blobs,
+        addedBytes: added.bytes,
+        ms: Date.now() - t0,
+      },
+      `${bv.v.short}: ${summary.count} blob(s), ${scan.changed.length} changed director(ies) listed again, ${added.blobs} stored inside the window`,
+    );
+    const excludeFile = join(run.spoolDir, `${bv.v.short}.blob-dirs`);
+    return { args: await windowTarArgs(scan, pre.mixed, excludeFile, BLOB_TAR_ARGS) };
+  } catch (err) {
+    list.abort();
+    throw spoolFull(err, run.spoolDir);
+  }
+}
+
+/** The list's manifest entry, once it is written. */
+function finishList(
+  bv: BlobVolume,
+  at: { file: string; path: string },
+  summary: BlobListSummary,
+  mismatches: ManifestBlobs['mismatches'],
+  t0: number,
+): void {
+  bv.list = {
+    ...at,
+    blobs: {
+      file: at.file,
+      sha256: summary.sha256,
+      storedBytes: summary.storedBytes,
+      count: summary.count,
+      bytes: summary.bytes,
+      added: bv.added.blobs,
+      addedBytes: bv.added.bytes,
+      packBytes: bv.added.packBytes,
+      mismatches,
+      beforeMs: bv.beforeMs,
+      insideMs: Date.now() - t0,
+    },
+  };
+}
+
+function warnMismatch(run: BackupRun, bv: BlobVolume, l: ListedBlob, r: { actual: string }): void {
+  run.ctx.log.warn(
+    { step: 'store', volume: bv.v.short, path: l.path, actual: r.actual },
+    `${bv.v.short}: ${l.path} does not hold the content its name claims (SHA-1 ${r.actual}): Moodle's copy is corrupt; saved as it is`,
+  );
+}
+
+async function* fromArray<T>(items: T[]): AsyncGenerator<T> {
+  yield* items;
+}
+
+/** The window without a usable first listing (online mode, or an odd file): every file listed again. */
+async function storeAll(run: BackupRun, s: BlobSession, bv: BlobVolume, t0: number): Promise<string[]> {
+  const { log, signal } = run.ctx;
+  const { file, path } = listFile(run, bv);
   const list = new BlobListWriter(path, s.encoding);
   const excludeFile = join(run.spoolDir, `${bv.v.short}.blob-paths`);
   const paths = new LineFile(excludeFile);
@@ -172,10 +304,7 @@ export async function storeInside(run: BackupRun, s: BlobSession, bv: BlobVolume
           if (r.status === 'added') bv.progress?.stored(l);
           if (r.status === 'mismatch') {
             mismatches.push({ path: l.path, claimed: r.claimed, actual: r.actual });
-            log.warn(
-              { step: 'store', volume: bv.v.short, path: l.path, actual: r.actual },
-              `${bv.v.short}: ${l.path} does not hold the content its name claims (SHA-1 ${r.actual}): Moodle's copy is corrupt; saved as it is`,
-            );
+            warnMismatch(run, bv, l, r);
           }
           await list.add({ ...l, sha1: r.sha1 });
           await paths.add(`./${l.path}\n`);
@@ -185,23 +314,7 @@ export async function storeInside(run: BackupRun, s: BlobSession, bv: BlobVolume
     await paths.finish();
     const summary = await list.finish();
     bv.progress?.done();
-    bv.list = {
-      file,
-      path,
-      blobs: {
-        file,
-        sha256: summary.sha256,
-        storedBytes: summary.storedBytes,
-        count: summary.count,
-        bytes: summary.bytes,
-        added: bv.added.blobs,
-        addedBytes: bv.added.bytes,
-        packBytes: bv.added.packBytes,
-        mismatches,
-        beforeMs: bv.beforeMs,
-        insideMs: Date.now() - t0,
-      },
-    };
+    finishList(bv, { file, path }, summary, mismatches, t0);
     log.info(
       {
         step: 'store',

@@ -16,6 +16,7 @@ import type { BlobIndex } from '../store/blob-index.js';
 import type { StoreEncoding } from '../store/encoding.js';
 import type { ListedBlob } from '../store/listing.js';
 import type { PackWriter } from '../store/pack-writer.js';
+import type { PreListing } from './blob-window.js';
 import type { MoodlePlan } from './moodle-plan.js';
 import type { SiteFallback } from './stop-instead.js';
 
@@ -87,6 +88,8 @@ export interface BlobVolume {
   added: { blobs: number; bytes: number; packBytes: number };
   /** The terminal's progress line of a phase that stores blobs (backup/blob-progress.ts). */
   progress?: BlobVolumeProgress;
+  /** Set by storeBefore: what its listing saw, for the window to list only what changed since. */
+  pre?: PreListing;
   /** Set by storeInside: the blob list, spooled locally until the commit step puts it. */
   list?: { file: string; path: string; blobs: ManifestBlobs };
 }

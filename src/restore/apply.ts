@@ -292,6 +292,7 @@ async function volumeIo(
       backend,
       store: a.blobs,
       set,
+      dirs: a.blobs.dirs.get(v.name),
       dir,
       scratch: config.spoolDir,
       put: (tar) => putVolumeTar(docker, target, a.image, tar),

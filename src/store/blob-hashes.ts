@@ -1,10 +1,12 @@
 import type { Readable } from 'node:stream';
 import { SidecarError } from '../common/errors.js';
-import { BLOB_LIST_HEADER, decodeList, type ListSource } from './blob-list.js';
+import { BLOB_LIST_HEADER, BLOB_LIST_HEADERS, decodeList, type ListSource } from './blob-list.js';
 
 const NL = 10;
 const TAB = 9;
-const HEADER = Buffer.from(BLOB_LIST_HEADER, 'ascii');
+const DASH = 45;
+const HEADERS = BLOB_LIST_HEADERS.map((h) => Buffer.from(h, 'ascii'));
+const CURRENT = Buffer.from(BLOB_LIST_HEADER, 'ascii');
 
 function nibble(c: number): number {
   if (c >= 48 && c <= 57) return c - 48;
@@ -27,13 +29,17 @@ export async function readBlobHashes(
   const hash = new Uint8Array(20);
   let count = 0;
   let header = false;
+  let dirs = false;
   let carry = Buffer.alloc(0);
   const line = (buf: Buffer, start: number, end: number) => {
     if (!header) {
-      if (!buf.subarray(start, end).equals(HEADER)) throw bad('not a blob list');
+      const first = buf.subarray(start, end);
+      if (!HEADERS.some((h) => first.equals(h))) throw bad('not a blob list');
       header = true;
+      dirs = first.equals(CURRENT);
       return;
     }
+    if (dirs && buf[start] === DASH && buf[start + 1] === TAB) return; // a directory line (format 2)
     if (end - start < 42 || buf[start + 40] !== TAB) throw bad(`malformed blob list line ${count + 1}`);
     for (let k = 0; k < 20; k++) {
       const hi = nibble(buf[start + 2 * k] ?? 0);

@@ -22,11 +22,55 @@ export interface BlobEntry {
   path: string;
 }
 
-/** First line of a blob list; the format is text so a by-hand restore needs only zstd/age and awk. */
-export const BLOB_LIST_HEADER = 'mbs-blobs 1';
+/**
+ * A directory of the dataroot's blob areas two levels down (`filedir/ab/cd`), with its owner, mode and time:
+ * format 2 lists them, after the blobs, and the tarball leaves them out (a stop window then costs one stat
+ * per directory instead of tar's walk of every one; docs/design.md).
+ */
+export interface DirEntry {
+  path: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  mtimeMs: number;
+}
+
+/** First line of a blob list; the format is text so a by-hand restore needs only zstd/age and a shell. */
+export const BLOB_LIST_HEADER = 'mbs-blobs 2';
+/** Format 1 (no directory lines) still reads. */
+export const BLOB_LIST_HEADERS = ['mbs-blobs 1', BLOB_LIST_HEADER] as const;
+/** A directory line's first two fields (where a blob line has its sha1 and size). */
+export const DIR_LINE_PREFIX = '-\t-\t';
+
+const attrs = (e: { mode: number; uid: number; gid: number; mtimeMs: number }) =>
+  `${(e.mode & 0o7777).toString(8)}\t${e.uid}\t${e.gid}\t${Math.trunc(e.mtimeMs)}`;
 
 export function formatBlobLine(b: BlobEntry): string {
-  return `${b.sha1}\t${b.size}\t${(b.mode & 0o7777).toString(8)}\t${b.uid}\t${b.gid}\t${Math.trunc(b.mtimeMs)}\t${b.path}\n`;
+  return `${b.sha1}\t${b.size}\t${attrs(b)}\t${b.path}\n`;
+}
+
+export function formatDirLine(d: DirEntry): string {
+  return `${DIR_LINE_PREFIX}${attrs(d)}\t${d.path}\n`;
+}
+
+export function parseDirLine(line: string, where: string): DirEntry {
+  const f = line.split('\t');
+  const [, , mode, uid, gid, mtime, path = ''] = f;
+  const n = (s: string | undefined, radix = 10) =>
+    s !== undefined && /^\d+$/.test(s) ? parseInt(s, radix) : NaN;
+  const d = { path, mode: n(mode, 8), uid: n(uid), gid: n(gid), mtimeMs: n(mtime) };
+  if (
+    f.length !== 7 ||
+    [d.mode, d.uid, d.gid, d.mtimeMs].some((x) => !Number.isSafeInteger(x)) ||
+    !/^(filedir|trashdir)\/[^/]+\/[^/]+$/.test(path) ||
+    path.split('/').some((part) => part === '.' || part === '..')
+  ) {
+    throw new SidecarError(
+      'INTEGRITY_FAILED',
+      `${where}: malformed directory line ${JSON.stringify(line.slice(0, 120))}`,
+    );
+  }
+  return d;
 }
 
 export function parseBlobLine(line: string, where: string): BlobEntry {
@@ -97,6 +141,20 @@ export class BlobListWriter {
     if (this.batch.length >= 512) await this.flush();
   }
 
+  /** Blob lines already formatted (whole lines), counted by the caller. */
+  async addLines(text: string, count: number, bytes: number): Promise<void> {
+    this.batch.push(text);
+    this.count += count;
+    this.bytes += bytes;
+    await this.flush();
+  }
+
+  /** A directory line: after every blob line, so a by-hand restore sets its time last. */
+  async addDir(d: DirEntry): Promise<void> {
+    this.batch.push(formatDirLine(d));
+    if (this.batch.length >= 512) await this.flush();
+  }
+
   async finish(): Promise<BlobListSummary> {
     await this.flush();
     this.text.end();
@@ -126,6 +184,8 @@ export interface ListSource {
   codec: StoreEncoding['codec']['name'];
   decrypt?: () => NodeJS.ReadWriteStream;
   where: string;
+  /** Each directory line (format 2); without it they are checked and skipped. */
+  onDir?: (d: DirEntry) => void;
 }
 
 /**
@@ -150,6 +210,7 @@ export async function* readBlobList(source: Readable, o: ListSource): AsyncGener
   const { tap, text, feed } = decodeList(source, o, 1 << 20);
   let rest = '';
   let first = true;
+  let dirs = false;
   try {
     for await (const chunk of text) {
       const lines = (rest + (chunk as Buffer).toString('utf8')).split('\n');
@@ -157,15 +218,20 @@ export async function* readBlobList(source: Readable, o: ListSource): AsyncGener
       for (const line of lines) {
         if (first) {
           first = false;
-          if (line !== BLOB_LIST_HEADER) {
+          if (!(BLOB_LIST_HEADERS as readonly string[]).includes(line)) {
             throw new SidecarError(
               'INTEGRITY_FAILED',
               `${o.where}: not a blob list (first line ${JSON.stringify(line.slice(0, 40))})`,
             );
           }
+          dirs = line === BLOB_LIST_HEADER;
           continue;
         }
-        yield parseBlobLine(line, o.where);
+        if (!dirs || !line.startsWith(DIR_LINE_PREFIX)) yield parseBlobLine(line, o.where);
+        else {
+          const d = parseDirLine(line, o.where);
+          o.onDir?.(d);
+        }
       }
     }
     await feed;

@@ -5,7 +5,7 @@ import type { EncryptionConfig } from '../config/types.js';
 import type { Backend } from '../storage/backend.js';
 import { readBlobHashes } from './blob-hashes.js';
 import type { BlobIndex } from './blob-index.js';
-import { type BlobEntry, readBlobList } from './blob-list.js';
+import { type BlobEntry, type DirEntry, readBlobList } from './blob-list.js';
 import { PACKS_PREFIX } from './layout.js';
 
 /**
@@ -18,6 +18,7 @@ export async function* snapshotBlobs(
   manifest: Manifest,
   v: ManifestVolume,
   encryption: EncryptionConfig | undefined,
+  onDir?: (d: DirEntry) => void,
 ): AsyncGenerator<BlobEntry> {
   const opened = await openList(backend, manifest, v, encryption);
   if (!opened) return;
@@ -28,6 +29,7 @@ export async function* snapshotBlobs(
     codec: manifest.codec,
     decrypt,
     where,
+    onDir,
   })) {
     count++;
     yield b;

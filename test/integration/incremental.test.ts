@@ -9,6 +9,7 @@ import type { Config } from '../../src/config/types.js';
 import { silentLogger } from '../../src/observe/logger.js';
 import { runRestore } from '../../src/restore/run.js';
 import { createBackend } from '../../src/storage/index.js';
+import { composeLabels } from '../harness/compose.js';
 import { type TempDirs, tempDirs, testConfig } from '../harness/config.js';
 import { docker, execOk, IMAGES, TEST_LABEL, uniqueName } from '../harness/docker.js';
 import { fingerprintVolume, type VolumeFingerprint } from '../harness/fingerprint.js';
@@ -19,6 +20,7 @@ import { createMoodleStack, type MoodleStack } from '../harness/stack.js';
 const DATAROOT = '/bitnami/moodledata';
 const sha1 = (s: string) => createHash('sha1').update(s).digest('hex');
 const at = (area: string, h: string) => `${area}/${h.slice(0, 2)}/${h.slice(2, 4)}/${h}`;
+const dirOf = (path: string) => path.slice(0, path.lastIndexOf('/'));
 
 /** Runs a shell script in the Moodle container, in the dataroot, as Moodle's user would leave files. */
 async function inDataroot(stack: MoodleStack, script: string): Promise<string> {
@@ -136,6 +138,83 @@ describe('incremental backups (the blob store)', () => {
     }
   });
 
+  it('files added, deleted and written half-way while the stack stops are in the snapshot; a blob-shaped symlink is kept too', {
+    timeout: 300_000,
+  }, async () => {
+    const backend = createBackend(config.target);
+    const restore = async (id: string) =>
+      runRestore({
+        docker: docker(),
+        config,
+        backend,
+        log: silentLogger(),
+        snapshot: id,
+        safetySnapshot: false,
+      });
+    // The seed's hard link to a blob (another path shares it, so it is not a plain blob) would make every
+    // window list all files again: gone here, and the symlink below covers that way.
+    await inDataroot(stack, 'find trashdir -maxdepth 1 -type f -links +1 -delete');
+    await runBackup({ docker: docker(), config, backend, log: silentLogger() }); // the store holds the rest
+    const pool = (
+      await inDataroot(stack, "find filedir -type f -name '????????????????????????????????????????' | sort")
+    )
+      .trim()
+      .split('\n');
+    const gone = pool[0] as string;
+    const stays = pool[1] as string;
+    const lateText = `written while stopping ${Date.now()}`;
+    const lateHash = sha1(lateText);
+    // A service that, as the sidecar stops it, adds a file in a new directory, deletes one and leaves a
+    // Moodle temp file: all after the listing before the stop, so only the window's own look can see them.
+    const onStop = [
+      `mkdir -p /data/${dirOf(at('filedir', lateHash))}`,
+      // Written to a temp file and renamed into place, as Moodle's file API does (never rewritten in place).
+      `printf %s '${lateText}' > /data/${at('filedir', lateHash)}.new`,
+      `mv /data/${at('filedir', lateHash)}.new /data/${at('filedir', lateHash)}`,
+      `rm -f /data/${gone}`,
+      `printf partial > /data/${stays}.tmp`,
+    ].join(' && ');
+    const cron = await docker().createContainer({
+      name: `${stack.project}-cron-1`,
+      Image: IMAGES.busybox,
+      Cmd: ['sh', '-c', `trap "${onStop}; exit 0" TERM; sleep 600 & wait`],
+      Labels: { ...composeLabels(stack.project, 'cron'), [TEST_LABEL]: inject('runId') },
+      HostConfig: { Binds: [`${stack.volumes.moodledata_data}:/data`], NetworkMode: stack.network },
+    });
+    try {
+      await cron.start();
+      const logs = capturingLogger();
+      const m = await runBackup({ docker: docker(), config, backend, log: logs.log });
+      const inside = logs.lines().find((l) => l.step === 'store' && l.phase === 'inside');
+      // The window looked only at the directories that changed: the new one, and the two touched.
+      expect(inside?.changedDirs, JSON.stringify(inside)).toBeGreaterThanOrEqual(2);
+      expect(inside?.changedDirs, JSON.stringify(inside)).toBeLessThanOrEqual(3);
+      const fp = await moodledata();
+      const paths = new Set(fp.entries.map((e) => e.path));
+      expect(paths.has(at('filedir', lateHash))).toBe(true);
+      expect(paths.has(gone)).toBe(false);
+      expect(paths.has(`${stays}.tmp`)).toBe(true);
+      expect(blobsOf(m).added).toBe(1);
+
+      // A blob-shaped symlink (not Moodle's, but possible): every file is listed again, the old way.
+      const link = at('filedir', sha1('a symlink'));
+      await inDataroot(stack, `mkdir -p $(dirname ${link}) && ln -s ../../../${stays} ${link}`);
+      const logs2 = capturingLogger();
+      const m2 = await runBackup({ docker: docker(), config, backend, log: logs2.log });
+      expect(logs2.lines().some((l) => /listing every file again/.test(String(l.msg)))).toBe(true);
+      const fp2 = await moodledata();
+
+      // Each comes back exactly: the blobs, the temp file, the symlink, every directory's owner, mode and time.
+      await inDataroot(stack, `rm -rf filedir/${lateHash.slice(0, 2)} ${stays} ${link}`);
+      await restore(m.id);
+      expect(diffMinusExcludes(fp, await moodledata()), `restore of ${m.id}`).toEqual([]);
+      await restore(m2.id);
+      expect(diffMinusExcludes(fp2, await moodledata()), `restore of ${m2.id}`).toEqual([]);
+    } finally {
+      await cron.remove({ force: true });
+    }
+  });
+
   it('restore --file: one deleted Moodle file back, by path or content hash, with nothing stopped', async () => {
     const backend = createBackend(config.target);
     const text = 'a file a teacher deleted by mistake';
@@ -197,8 +276,10 @@ describe('incremental backups (the blob store)', () => {
       // Every pack into a pool, then each listed blob to its place with its owner, mode and time.
       'mkdir /tmp/pool && for p in /target/store/packs/*/*; do zstd -dc "$p" | tar -x -C /tmp/pool; done',
       `zstd -dc "$snap/${v?.blobs?.file}" | tail -n +2 | while IFS=$'\\t' read -r sha size mode uid gid mtime path; do`,
+      // A directory line (`-` for sha1 and size, after every file) makes the directory; a blob line copies.
+      '  if [ "$sha" = - ]; then mkdir -p "$path"',
       // biome-ignore lint/suspicious/noTemplateCurlyInString: bash parameter expansion, not a template
-      '  mkdir -p "$(dirname "$path")" && cp "/tmp/pool/filedir/${sha:0:2}/${sha:2:2}/$sha" "$path"',
+      '  else mkdir -p "$(dirname "$path")" && cp "/tmp/pool/filedir/${sha:0:2}/${sha:2:2}/$sha" "$path"; fi',
       '  chown "$uid:$gid" "$path"; chmod "$mode" "$path"; touch -d "@$((mtime / 1000))" "$path"',
       'done',
       // The tarball last: it holds everything else, and gives the directories their owners, modes and times.

@@ -1,0 +1,186 @@
+import { createReadStream } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import type { ManifestBlobs } from '../archive/manifest.js';
+import { type DirEntry, formatBlobLine } from '../store/blob-list.js';
+import { BLOB_AREAS } from '../store/layout.js';
+import { type Listed, type ListedBlob, listBlobs, listLeafDirs, scanAreaDirs } from '../store/listing.js';
+import type { AddResult } from '../store/pack-writer.js';
+import { LineFile } from './line-file.js';
+
+/**
+ * A dataroot's blob areas change in place only by adding, removing or renaming files, and each of those moves
+ * the ctime of the directory they are in. So the stop window need not list every file again: it stats the
+ * directories (one call each, ≤ 2 × 65,536 of them) and lists only those that changed since the listing
+ * before the stop. A file rewritten in place (Moodle never does) or chmod'ed in that gap keeps what the first
+ * listing saw. Measured on 37,000 files in 27,000 directories: 0.06 s against 0.30 s for find over every
+ * file, and tar's walk of the leaf directories (0.23 s) is gone too (docs/design.md).
+ */
+
+/** A change this long before the first listing began is looked at again: coarse file-system clocks. */
+const SINCE_MARGIN_MS = 2000;
+
+/** The leaf directory of a path at depth three (`filedir/ab/cd/x` → `filedir/ab/cd`). */
+export const leafOf = (path: string) => path.slice(0, path.lastIndexOf('/'));
+
+/** What the listing before the stop saw, kept in the spool, for the window to reuse what did not change. */
+export class PreListing {
+  readonly sinceMs: number;
+  /** Each leaf directory's ctime when the first listing began. */
+  stamps = new Map<string, number>();
+  /** Leaf directories that hold something else than blobs (`<sha1>.tmp` while Moodle writes): tar walks them. */
+  readonly mixed = new Set<string>();
+  /** A file shaped like a blob that is not a plain one: the window lists everything again, the old way. */
+  odd: string | undefined;
+  readonly mismatches: ManifestBlobs['mismatches'] = [];
+  count = 0;
+  bytes = 0;
+  private readonly lines: LineFile;
+
+  constructor(
+    readonly file: string,
+    marginMs = SINCE_MARGIN_MS,
+  ) {
+    this.sinceMs = Date.now() - marginMs;
+    this.lines = new LineFile(file);
+  }
+
+  /** Before the listing: every leaf directory's ctime. */
+  async stamp(root: string): Promise<void> {
+    for await (const d of scanAreaDirs(root)) if (d.depth === 2) this.stamps.set(d.path, d.ctimeMs);
+  }
+
+  /** The listing's plain blobs; anything else at their depth is noted. */
+  async *blobs(root: string, signal?: AbortSignal): AsyncGenerator<ListedBlob> {
+    for await (const l of listBlobs(root, BLOB_AREAS, { allNames: true })) {
+      signal?.throwIfAborted();
+      const kind = sort(l);
+      if (kind === 'blob') yield l as ListedBlob;
+      else if (kind === 'mixed') this.mixed.add(leafOf(l.path));
+      else this.odd ??= l.path;
+    }
+  }
+
+  /** One stored (or known) blob: its line as the blob list will have it. */
+  async record(l: ListedBlob, r: AddResult): Promise<void> {
+    if (r.status === 'vanished') return; // its directory changed: the window lists it again
+    if (r.status === 'mismatch') this.mismatches.push({ path: l.path, claimed: r.claimed, actual: r.actual });
+    this.count++;
+    this.bytes += l.size;
+    await this.lines.add(formatBlobLine({ ...l, sha1: r.sha1 }));
+  }
+
+  finish(): Promise<void> {
+    return this.lines.finish();
+  }
+
+  abort(): void {
+    this.lines.abort();
+  }
+
+  /**
+   * The lines of the blobs whose directory `keep` accepts, in chunks, with their count and bytes; all of
+   * them without parsing a line when nothing changed.
+   */
+  async *replay(
+    keep?: (leaf: string) => boolean,
+  ): AsyncGenerator<{ text: string; count: number; bytes: number }> {
+    if (!keep) {
+      for await (const chunk of createReadStream(this.file, { encoding: 'utf8', highWaterMark: 1 << 20 }))
+        yield { text: chunk as string, count: 0, bytes: 0 };
+      return;
+    }
+    let batch: string[] = [];
+    let count = 0;
+    let bytes = 0;
+    for await (const line of createInterface({ input: createReadStream(this.file, { encoding: 'utf8' }) })) {
+      const path = line.slice(line.lastIndexOf('\t') + 1);
+      if (!keep(leafOf(path))) continue;
+      batch.push(`${line}\n`);
+      count++;
+      bytes += Number(line.slice(41, line.indexOf('\t', 41)));
+      if (batch.length >= 1024) {
+        yield { text: batch.join(''), count, bytes };
+        batch = [];
+        count = 0;
+        bytes = 0;
+      }
+    }
+    if (batch.length > 0) yield { text: batch.join(''), count, bytes };
+  }
+}
+
+type Kind = 'blob' | 'mixed' | 'odd';
+
+/** A blob; a name that is not one (its directory goes to tar); a blob-shaped file that is not plain. */
+function sort(l: Listed): Kind {
+  if (l.kind === 'blob') return l.nlink === 1 ? 'blob' : 'odd';
+  return l.reason === 'not a blob name' ? 'mixed' : 'odd';
+}
+
+/** What the window found: the directories to list again, the ones gone, and every leaf directory now. */
+export interface WindowScan {
+  changed: string[];
+  /** Leaf directories that changed or are gone: their lines of the first listing are dropped. */
+  stale: Set<string>;
+  dirs: DirEntry[];
+  /** Something at depth two that is not a directory: the tarball keeps it, so leaf directories are named. */
+  strays: boolean;
+}
+
+export async function scanWindow(root: string, pre: PreListing): Promise<WindowScan> {
+  const changed: string[] = [];
+  const dirs: DirEntry[] = [];
+  const seen = new Set<string>();
+  let strays = false;
+  for await (const d of scanAreaDirs(root)) {
+    if (d.depth !== 2) continue;
+    if (d.type !== 'd') {
+      strays = true;
+      continue;
+    }
+    seen.add(d.path);
+    dirs.push({ path: d.path, mode: d.mode, uid: d.uid, gid: d.gid, mtimeMs: d.mtimeMs });
+    if (pre.stamps.get(d.path) !== d.ctimeMs || d.ctimeMs >= pre.sinceMs) changed.push(d.path);
+  }
+  const stale = new Set(changed);
+  for (const leaf of pre.stamps.keys()) if (!seen.has(leaf)) stale.add(leaf);
+  pre.stamps = new Map(); // not needed any more
+  return { changed, stale, dirs, strays };
+}
+
+/** The changed directories' plain blobs, or the path of a blob-shaped file there that is not a plain one. */
+export async function relist(
+  root: string,
+  changed: string[],
+  mixed: Set<string>,
+): Promise<{ blobs: ListedBlob[] } | { odd: string }> {
+  const out: ListedBlob[] = [];
+  for (const leaf of changed) mixed.delete(leaf); // seen again below
+  for await (const l of listLeafDirs(root, changed)) {
+    const kind = sort(l);
+    if (kind === 'odd') return { odd: l.path };
+    if (kind === 'mixed') mixed.add(leafOf(l.path));
+    else out.push(l as ListedBlob);
+  }
+  return { blobs: out };
+}
+
+/**
+ * GNU tar options for the tarball when the blob list names the leaf directories: none of them is walked
+ * (a pattern), or, when some hold other files, exactly the ones that hold only blobs are left out and the
+ * others are walked with the blobs left out by their shape.
+ */
+export async function windowTarArgs(
+  scan: WindowScan,
+  mixed: Set<string>,
+  excludeFile: string,
+  blobShapeArgs: string[],
+): Promise<string[]> {
+  const present = new Set(scan.dirs.map((d) => d.path));
+  if (![...mixed].some((m) => present.has(m)) && !scan.strays)
+    return ['--anchored', '--no-wildcards-match-slash', ...BLOB_AREAS.map((a) => `--exclude=./${a}/*/*`)];
+  const clean = scan.dirs.filter((d) => !mixed.has(d.path)).map((d) => `./${d.path}\n`);
+  await writeFile(excludeFile, clean.join(''), { mode: 0o600 });
+  return ['--anchored', '--no-wildcards', `--exclude-from=${excludeFile}`, '--wildcards', ...blobShapeArgs];
+}

@@ -1,0 +1,96 @@
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PreListing, relist, scanWindow, windowTarArgs } from '../../../src/backup/blob-window.js';
+import { BLOB_TAR_ARGS } from '../../../src/backup/blobs.js';
+
+const sha1 = (s: string) => createHash('sha1').update(s).digest('hex');
+const leaf = (h: string) => `filedir/${h.slice(0, 2)}/${h.slice(2, 4)}`;
+
+/** Writes a blob (content `s`, under its SHA-1) into the dataroot; returns its path. */
+async function put(root: string, s: string): Promise<string> {
+  const h = sha1(s);
+  await mkdir(join(root, leaf(h)), { recursive: true });
+  await writeFile(join(root, leaf(h), h), s);
+  return `${leaf(h)}/${h}`;
+}
+
+describe('the stop window lists only the leaf directories that changed', () => {
+  let root: string;
+  let spool: string;
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'window-'));
+    spool = await mkdtemp(join(tmpdir(), 'window-spool-'));
+  });
+  afterAll(async () => {
+    await rm(root, { recursive: true, force: true });
+    await rm(spool, { recursive: true, force: true });
+  });
+
+  it('drops changed and vanished directories, lists the changed ones again, and tar walks only the mixed one', async () => {
+    const touched = await put(root, 'one');
+    const mixed = await put(root, 'two');
+    await put(root, 'three');
+    await writeFile(join(root, `${mixed}.tmp`), 'half'); // Moodle writing a file: not a blob
+    await sleep(50); // the directories' ctimes are now before the listing (no margin in this test)
+    const pre = new PreListing(join(spool, 'listed'), 0);
+    await pre.stamp(root);
+    for await (const l of pre.blobs(root)) await pre.record(l, { status: 'known', sha1: l.sha1 });
+    await pre.finish();
+    expect(pre.count).toBe(3); // the mixed directory's blob too
+    expect([...pre.mixed]).toEqual([leaf(sha1('two'))]);
+
+    // Between the first listing and the window: a file added beside one, a directory gone, a new one.
+    await sleep(20);
+    await writeFile(join(root, leaf(sha1('one')), sha1('four')), 'four'); // wrong dir, same shape: a blob
+    await rm(join(root, leaf(sha1('three'))), { recursive: true });
+    const fresh = await put(root, 'five');
+
+    const scan = await scanWindow(root, pre);
+    expect(scan.changed.sort()).toEqual([leaf(sha1('one')), leaf(sha1('five'))].sort());
+    expect(scan.stale).toEqual(new Set([leaf(sha1('one')), leaf(sha1('five')), leaf(sha1('three'))]));
+    expect(scan.dirs.map((d) => d.path).sort()).toEqual(
+      [leaf(sha1('one')), leaf(sha1('two')), leaf(sha1('five'))].sort(),
+    );
+    const found = await relist(root, scan.changed, pre.mixed);
+    if (!('blobs' in found)) throw new Error(`odd: ${found.odd}`);
+    expect(found.blobs.map((b) => b.path).sort()).toEqual(
+      [touched, `${leaf(sha1('one'))}/${sha1('four')}`, fresh].sort(),
+    );
+    // The first listing's lines of the unchanged directories only: not the changed one, not the gone one.
+    let text = '';
+    for await (const c of pre.replay((l) => !scan.stale.has(l))) text += c.text;
+    expect(
+      text
+        .trim()
+        .split('\n')
+        .map((l) => l.split('\t').at(-1)),
+    ).toEqual([mixed]);
+
+    // tar: the clean leaf directories left out whole; the mixed one walked, its blob left out by shape.
+    const args = await windowTarArgs(scan, pre.mixed, join(spool, 'dirs'), BLOB_TAR_ARGS);
+    const members = execFileSync('sh', ['-c', 'tar -c "$@" . | tar -t', 'tar', ...args], { cwd: root })
+      .toString()
+      .trim()
+      .split('\n')
+      .sort();
+    const tops = [sha1('one'), sha1('two'), sha1('three'), sha1('five')].map((h) => `./filedir/${h.slice(0, 2)}/`);
+    const want = new Set(['./', './filedir/', ...tops, `./${leaf(sha1('two'))}/`, `./${mixed}.tmp`]);
+    expect(members).toEqual([...want].sort());
+  });
+
+  it('a blob-shaped symlink in a changed directory sends the window back to listing everything', async () => {
+    const p = await put(root, 'six');
+    const pre = new PreListing(join(spool, 'listed2'), 0);
+    await pre.stamp(root);
+    await sleep(20);
+    execFileSync('ln', ['-s', p.split('/').at(-1) as string, join(root, leaf(sha1('six')), sha1('seven'))]);
+    const scan = await scanWindow(root, pre);
+    const found = await relist(root, scan.changed, pre.mixed);
+    expect(found).toEqual({ odd: `${leaf(sha1('six'))}/${sha1('seven')}` });
+  });
+});
