@@ -78,7 +78,9 @@ describe('the stop window lists only the leaf directories that changed', () => {
       .trim()
       .split('\n')
       .sort();
-    const tops = [sha1('one'), sha1('two'), sha1('three'), sha1('five')].map((h) => `./filedir/${h.slice(0, 2)}/`);
+    const tops = [sha1('one'), sha1('two'), sha1('three'), sha1('five')].map(
+      (h) => `./filedir/${h.slice(0, 2)}/`,
+    );
     const want = new Set(['./', './filedir/', ...tops, `./${leaf(sha1('two'))}/`, `./${mixed}.tmp`]);
     expect(members).toEqual([...want].sort());
   });
