@@ -7,6 +7,7 @@ import { BLOB_AREAS } from '../store/layout.js';
 import { type Listed, type ListedBlob, listBlobs, listLeafDirs, scanAreaDirs } from '../store/listing.js';
 import type { AddResult } from '../store/pack-writer.js';
 import { LineFile } from './line-file.js';
+import type { PreviousListing } from './listing-cache.js';
 
 /**
  * A dataroot's blob areas change in place only by adding, removing or renaming files, and each of those moves
@@ -18,7 +19,7 @@ import { LineFile } from './line-file.js';
  */
 
 /** A change this long before the first listing began is looked at again: coarse file-system clocks. */
-const SINCE_MARGIN_MS = 2000;
+export const SINCE_MARGIN_MS = 2000;
 
 /** The leaf directory of a path at depth three (`filedir/ab/cd/x` → `filedir/ab/cd`). */
 export const leafOf = (path: string) => path.slice(0, path.lastIndexOf('/'));
@@ -35,6 +36,9 @@ export class PreListing {
   readonly mismatches: ManifestBlobs['mismatches'] = [];
   count = 0;
   bytes = 0;
+  /** since(): how many lines came from the previous snapshot's listing, and how many directories were listed again. */
+  reused: number | undefined;
+  changedDirs = 0;
   private readonly lines: LineFile;
 
   constructor(
@@ -53,6 +57,46 @@ export class PreListing {
   /** The listing's plain blobs; anything else at their depth is noted. */
   async *blobs(root: string, signal?: AbortSignal): AsyncGenerator<ListedBlob> {
     for await (const l of listBlobs(root, BLOB_AREAS, { allNames: true })) {
+      signal?.throwIfAborted();
+      const kind = sort(l);
+      if (kind === 'blob') yield l as ListedBlob;
+      else if (kind === 'mixed') this.mixed.add(leafOf(l.path));
+      else this.odd ??= l.path;
+    }
+  }
+
+  /**
+   * Instead of every file: the previous snapshot's lines for the leaf directories whose ctime has not moved
+   * since its stop window (their blobs are all stored), written as this listing's own; the plain blobs of the
+   * others, listed again, are yielded (the store takes those it lacks).
+   */
+  async *since(root: string, prev: PreviousListing, signal?: AbortSignal): AsyncGenerator<ListedBlob> {
+    for await (const d of scanAreaDirs(root))
+      if (d.depth === 2 && d.type === 'd') this.stamps.set(d.path, d.ctimeMs);
+    const changed: string[] = [];
+    for (const [leaf, ctime] of this.stamps)
+      if (prev.stamps.get(leaf) !== ctime || ctime >= prev.sinceMs) changed.push(leaf);
+    const stale = new Set(changed);
+    for (const leaf of prev.stamps.keys()) if (!this.stamps.has(leaf)) stale.add(leaf);
+    for (const m of prev.mixed) if (!stale.has(m)) this.mixed.add(m);
+    prev.stamps.clear(); // not needed any more
+    this.reused = 0;
+    for await (const line of createInterface({
+      input: createReadStream(prev.linesFile, { encoding: 'utf8' }),
+    })) {
+      const path = line.slice(line.lastIndexOf('\t') + 1);
+      if (stale.has(leafOf(path))) continue;
+      signal?.throwIfAborted();
+      const sha1 = line.slice(0, 40);
+      const name = path.slice(path.lastIndexOf('/') + 1);
+      if (sha1 !== name) this.mismatches.push({ path, claimed: name, actual: sha1 });
+      this.count++;
+      this.bytes += Number(line.slice(41, line.indexOf('\t', 41)));
+      this.reused++;
+      await this.lines.add(`${line}\n`);
+    }
+    this.changedDirs = changed.length;
+    for await (const l of listLeafDirs(root, changed)) {
       signal?.throwIfAborted();
       const kind = sort(l);
       if (kind === 'blob') yield l as ListedBlob;
@@ -124,14 +168,18 @@ export interface WindowScan {
   /** Leaf directories that changed or are gone: their lines of the first listing are dropped. */
   stale: Set<string>;
   dirs: DirEntry[];
+  /** Each leaf directory's ctime now, and when this scan began (less the margin): the next run's baseline. */
+  stamps: Map<string, number>;
+  sinceMs: number;
   /** Something at depth two that is not a directory: the tarball keeps it, so leaf directories are named. */
   strays: boolean;
 }
 
 export async function scanWindow(root: string, pre: PreListing): Promise<WindowScan> {
+  const sinceMs = Date.now() - SINCE_MARGIN_MS;
   const changed: string[] = [];
   const dirs: DirEntry[] = [];
-  const seen = new Set<string>();
+  const seen = new Map<string, number>();
   let strays = false;
   for await (const d of scanAreaDirs(root)) {
     if (d.depth !== 2) continue;
@@ -139,14 +187,14 @@ export async function scanWindow(root: string, pre: PreListing): Promise<WindowS
       strays = true;
       continue;
     }
-    seen.add(d.path);
+    seen.set(d.path, d.ctimeMs);
     dirs.push({ path: d.path, mode: d.mode, uid: d.uid, gid: d.gid, mtimeMs: d.mtimeMs });
     if (pre.stamps.get(d.path) !== d.ctimeMs || d.ctimeMs >= pre.sinceMs) changed.push(d.path);
   }
   const stale = new Set(changed);
   for (const leaf of pre.stamps.keys()) if (!seen.has(leaf)) stale.add(leaf);
   pre.stamps = new Map(); // not needed any more
-  return { changed, stale, dirs, strays };
+  return { changed, stale, dirs, strays, stamps: seen, sinceMs };
 }
 
 /** The changed directories' plain blobs, or the path of a blob-shaped file there that is not a plain one. */

@@ -5,7 +5,7 @@ import { storeDecrypter } from '../archive/encryption.js';
 import type { ManifestBlobs } from '../archive/manifest.js';
 import { SidecarError } from '../common/errors.js';
 import { spoolError } from '../storage/spool-error.js';
-import { type BlobListSummary, BlobListWriter } from '../store/blob-list.js';
+import { type BlobListSummary, BlobListWriter, formatBlobLine } from '../store/blob-list.js';
 import type { StoreEncoding } from '../store/encoding.js';
 import { IndexCache } from '../store/index-cache.js';
 import { BLOB_AREAS } from '../store/layout.js';
@@ -16,6 +16,7 @@ import { blobExcludeArgs } from '../volume/exclude-tar-args.js';
 import { leafOf, PreListing, relist, scanWindow, windowTarArgs } from './blob-window.js';
 import type { BackupRun, BlobSession, BlobVolume } from './context.js';
 import { LineFile } from './line-file.js';
+import { ListingDraft, listingDir, loadListing } from './listing-cache.js';
 import { makeSpoolDir } from './steps.js';
 
 /** A blob list is text, not a tar: its name ends in the compressor's own extension. */
@@ -93,7 +94,14 @@ export async function openStore(
     background: true,
     signal,
   });
-  return { writer, encoding, volumes, spoolDir, index };
+  return {
+    writer,
+    encoding,
+    volumes,
+    spoolDir,
+    index,
+    listings: listingDir(config.stateDir, backend.location),
+  };
 }
 
 /**
@@ -104,14 +112,15 @@ export async function storeBefore(run: BackupRun, s: BlobSession): Promise<void>
   const { log, signal } = run.ctx;
   for (const bv of [...s.volumes.values()]) {
     const t0 = Date.now();
-    let listed = 0;
+    // The last snapshot's listing, when it is still stored: only the directories changed since are listed.
+    const prev = await loadListing(s.listings, bv.v.short, run.ctx.backend);
     // What this listing saw is kept, so the window lists again only the directories that changed since.
     const pre = new PreListing(join(run.spoolDir, `${bv.v.short}.listed`));
     const added = await counted(s, bv, async () => {
       try {
-        await pre.stamp(bv.dir);
-        await s.writer.addAll(bv.dir, pre.blobs(bv.dir, signal), async (l, r) => {
-          listed++;
+        if (!prev) await pre.stamp(bv.dir);
+        const blobs = prev ? pre.since(bv.dir, prev, signal) : pre.blobs(bv.dir, signal);
+        await s.writer.addAll(bv.dir, blobs, async (l, r) => {
           if (r.status === 'added') bv.progress?.stored(l);
           if (r.status === 'mismatch') warnMismatch(run, bv, l, r);
           await pre.record(l, r);
@@ -125,11 +134,43 @@ export async function storeBefore(run: BackupRun, s: BlobSession): Promise<void>
     bv.pre = pre;
     bv.beforeMs = Date.now() - t0;
     bv.progress?.done();
+    const since = prev ? { previous: prev.snapshot, changedDirs: pre.changedDirs, reused: pre.reused } : {};
     log.info(
-      { step: 'store', phase: 'before-stop', volume: bv.v.short, listed, ...added, ms: bv.beforeMs },
-      `${bv.v.short}: ${listed} blob(s) listed, ${added.blobs} new stored before the stop`,
+      {
+        step: 'store',
+        phase: 'before-stop',
+        volume: bv.v.short,
+        listed: pre.count,
+        ...since,
+        ...added,
+        ms: bv.beforeMs,
+      },
+      prev
+        ? `${bv.v.short}: ${pre.count} blob(s), ${pre.changedDirs} director(ies) changed since ${prev.snapshot} listed again, ${added.blobs} new stored before the stop`
+        : `${bv.v.short}: ${pre.count} blob(s) listed, ${added.blobs} new stored before the stop`,
     );
   }
+}
+
+/** After the commit: each volume's listing becomes the next backup's starting point (a failure only costs time). */
+export async function saveListings(run: BackupRun, snapshot: string): Promise<void> {
+  for (const bv of run.store?.volumes.values() ?? []) {
+    const next = bv.next;
+    if (!next) continue;
+    bv.next = undefined;
+    await next.draft.install(snapshot, next.sinceMs, next.stamps, next.mixed).catch((err: unknown) => {
+      run.ctx.log.warn(
+        { step: 'store', volume: bv.v.short, err },
+        `${bv.v.short}: could not keep this snapshot's listing in the state directory (the next backup lists every file): ${(err as Error).message}`,
+      );
+      return next.draft.discard();
+    });
+  }
+}
+
+/** The run failed: the drafts go, the previous listings stay. */
+export async function discardListings(run: BackupRun): Promise<void> {
+  for (const bv of run.store?.volumes.values() ?? []) await bv.next?.draft.discard().catch(() => undefined);
 }
 
 /** Runs `fn`, cuts the open pack, and adds what the writer stored meanwhile to the volume's counts. */
@@ -206,10 +247,15 @@ async function storeChanged(
   const relisted = found.blobs;
   const { file, path } = listFile(run, bv);
   const list = new BlobListWriter(path, s.encoding);
+  // The final lines are also the next backup's starting point, kept once this snapshot is committed.
+  const draft = await ListingDraft.open(s.listings, bv.v.short);
   const mismatches = pre.mismatches.filter((m) => !scan.stale.has(leafOf(m.path)));
   try {
     const keep = scan.stale.size > 0 ? (leaf: string) => !scan.stale.has(leaf) : undefined;
-    for await (const chunk of pre.replay(keep)) await list.addLines(chunk.text, chunk.count, chunk.bytes);
+    for await (const chunk of pre.replay(keep)) {
+      await list.addLines(chunk.text, chunk.count, chunk.bytes);
+      await draft.add(chunk.text);
+    }
     if (!keep) await list.addLines('', pre.count, pre.bytes); // replayed whole: its counts as they were
     const added = await counted(s, bv, () =>
       s.writer.addAll(bv.dir, fromArray(relisted), async (l, r) => {
@@ -219,7 +265,9 @@ async function storeChanged(
           mismatches.push({ path: l.path, claimed: r.claimed, actual: r.actual });
           warnMismatch(run, bv, l, r);
         }
-        await list.add({ ...l, sha1: r.sha1 });
+        const entry = { ...l, sha1: r.sha1 };
+        await list.add(entry);
+        await draft.add(formatBlobLine(entry));
       }),
     );
     for (const d of scan.dirs) await list.addDir(d);
@@ -241,9 +289,12 @@ async function storeChanged(
       `${bv.v.short}: ${summary.count} blob(s), ${scan.changed.length} changed director(ies) listed again, ${added.blobs} stored inside the window`,
     );
     const excludeFile = join(run.spoolDir, `${bv.v.short}.blob-dirs`);
-    return { args: await windowTarArgs(scan, pre.mixed, excludeFile, BLOB_TAR_ARGS) };
+    const args = await windowTarArgs(scan, pre.mixed, excludeFile, BLOB_TAR_ARGS);
+    bv.next = { draft, sinceMs: scan.sinceMs, stamps: scan.stamps, mixed: pre.mixed };
+    return { args };
   } catch (err) {
     list.abort();
+    await draft.discard();
     throw spoolFull(err, run.spoolDir);
   }
 }

@@ -17,6 +17,7 @@ import type { StoreEncoding } from '../store/encoding.js';
 import type { ListedBlob } from '../store/listing.js';
 import type { PackWriter } from '../store/pack-writer.js';
 import type { PreListing } from './blob-window.js';
+import type { ListingDraft } from './listing-cache.js';
 import type { MoodlePlan } from './moodle-plan.js';
 import type { SiteFallback } from './stop-instead.js';
 
@@ -90,6 +91,8 @@ export interface BlobVolume {
   progress?: BlobVolumeProgress;
   /** Set by storeBefore: what its listing saw, for the window to list only what changed since. */
   pre?: PreListing;
+  /** Set by storeInside: this snapshot's listing, kept for the next backup once the snapshot is committed. */
+  next?: { draft: ListingDraft; sinceMs: number; stamps: Map<string, number>; mixed: Set<string> };
   /** Set by storeInside: the blob list, spooled locally until the commit step puts it. */
   list?: { file: string; path: string; blobs: ManifestBlobs };
 }
@@ -109,4 +112,6 @@ export interface BlobSession {
   spoolDir: string;
   /** The store's index (the writer adds each pack it stores): what the store held, for the progress count. */
   index: BlobIndex;
+  /** Where the last snapshot's listings are kept (state directory, per target). */
+  listings: string;
 }

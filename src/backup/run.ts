@@ -2,7 +2,7 @@ import { rm } from 'node:fs/promises';
 import type { Manifest } from '../archive/manifest.js';
 import { runHooks } from '../stack/hooks.js';
 import { StoreProgress } from './blob-progress.js';
-import { openStore, storeBefore } from './blobs.js';
+import { discardListings, openStore, saveListings, storeBefore } from './blobs.js';
 import { commitManifest, uploadBlobLists, uploadSpooled } from './commit.js';
 import type { BackupContext, BackupRun } from './context.js';
 import { prepareRun } from './prepare.js';
@@ -39,9 +39,12 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
     );
     await uploadSpooled(run);
     await uploadBlobLists(run);
-    return await commitManifest(run);
+    const manifest = await commitManifest(run);
+    await saveListings(run, manifest.id);
+    return manifest;
   } catch (err) {
     await run.store?.writer.abort();
+    await discardListings(run);
     await discardPartial(ctx.backend, run.id, ctx.log);
     // An abort surfaces from the streams as a bare AbortError: report why the run stopped.
     throw ctx.signal?.aborted ? ctx.signal.reason : err;

@@ -1,9 +1,11 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { generateIdentity, identityToRecipient } from 'age-encryption';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Manifest, ManifestBlobs } from '../../src/archive/manifest.js';
+import { SINCE_MARGIN_MS } from '../../src/backup/blob-window.js';
 import { runBackup } from '../../src/backup/run.js';
 import type { Config } from '../../src/config/types.js';
 import { silentLogger } from '../../src/observe/logger.js';
@@ -154,7 +156,9 @@ describe('incremental backups (the blob store)', () => {
     // The seed's hard link to a blob (another path shares it, so it is not a plain blob) would make every
     // window list all files again: gone here, and the symlink below covers that way.
     await inDataroot(stack, 'find trashdir -maxdepth 1 -type f -links +1 -delete');
-    await runBackup({ docker: docker(), config, backend, log: silentLogger() }); // the store holds the rest
+    // Directories changed this close to a listing are listed again anyway (coarse clocks): the seed is older.
+    await sleep(SINCE_MARGIN_MS + 100);
+    const m0 = await runBackup({ docker: docker(), config, backend, log: silentLogger() }); // stores the rest
     const pool = (
       await inDataroot(stack, "find filedir -type f -name '????????????????????????????????????????' | sort")
     )
@@ -162,6 +166,9 @@ describe('incremental backups (the blob store)', () => {
       .split('\n');
     const gone = pool[0] as string;
     const stays = pool[1] as string;
+    // Between two backups: a file added, one deleted. The next backup starts from m0's listing and lists
+    // again only the directories whose ctime moved since m0's stop window.
+    await inDataroot(stack, `${addBlob('added between two backups')} && rm ${pool[2]}`);
     const lateText = `written while stopping ${Date.now()}`;
     const lateHash = sha1(lateText);
     // A service that, as the sidecar stops it, adds a file in a new directory, deletes one and leaves a
@@ -185,16 +192,22 @@ describe('incremental backups (the blob store)', () => {
       await cron.start();
       const logs = capturingLogger();
       const m = await runBackup({ docker: docker(), config, backend, log: logs.log });
+      const before = logs.lines().find((l) => l.step === 'store' && l.phase === 'before-stop');
+      expect(before?.previous, JSON.stringify(before)).toBe(m0.id);
+      expect(before?.changedDirs, JSON.stringify(before)).toBeGreaterThanOrEqual(2);
+      expect(before?.changedDirs, JSON.stringify(before)).toBeLessThanOrEqual(3);
       const inside = logs.lines().find((l) => l.step === 'store' && l.phase === 'inside');
-      // The window looked only at the directories that changed: the new one, and the two touched.
+      // The window looked only at the directories that changed: up to three touched while stopping, and the
+      // two changed just before the listing began (within the clocks' margin, so looked at again).
       expect(inside?.changedDirs, JSON.stringify(inside)).toBeGreaterThanOrEqual(2);
-      expect(inside?.changedDirs, JSON.stringify(inside)).toBeLessThanOrEqual(3);
+      expect(inside?.changedDirs, JSON.stringify(inside)).toBeLessThanOrEqual(5);
       const fp = await moodledata();
       const paths = new Set(fp.entries.map((e) => e.path));
       expect(paths.has(at('filedir', lateHash))).toBe(true);
       expect(paths.has(gone)).toBe(false);
       expect(paths.has(`${stays}.tmp`)).toBe(true);
-      expect(blobsOf(m).added).toBe(1);
+      expect(paths.has(pool[2] as string)).toBe(false);
+      expect(blobsOf(m).added).toBe(2); // the one added between the backups, the one added while stopping
 
       // A blob-shaped symlink (not Moodle's, but possible): every file is listed again, the old way.
       const link = at('filedir', sha1('a symlink'));

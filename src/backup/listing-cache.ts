@@ -1,0 +1,125 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import type { Backend } from '../storage/backend.js';
+import { LineFile } from './line-file.js';
+
+/**
+ * The last committed snapshot's blob lines and its leaf directories' ctimes, on the state volume, so the next
+ * backup lists again only the directories that changed since that snapshot's stop window (instead of every
+ * file: 200,000 files took find ~1.5 s and this process as much again). Used only while that snapshot is still
+ * at the target (its blobs are then all stored); any doubt, and the backup lists everything.
+ */
+export interface PreviousListing {
+  snapshot: string;
+  /** That window's scan began here, less a margin: a directory changed at or after it is listed again. */
+  sinceMs: number;
+  stamps: Map<string, number>;
+  /** Leaf directories that held something else than blobs then. */
+  mixed: string[];
+  /** Its blob lines, as its blob list has them. */
+  linesFile: string;
+}
+
+interface Pointer {
+  version: 1;
+  snapshot: string;
+  sinceMs: number;
+  mixed: string[];
+  lines: string;
+  stamps: string;
+}
+
+/** Where one target's listings are kept: a directory per target (the location's hash), a file set per volume. */
+export function listingDir(stateDir: string, location: string): string {
+  const key = createHash('sha256').update(location).digest('hex').slice(0, 16);
+  return join(stateDir, 'listings', key);
+}
+
+/** The previous listing of `volume`, or undefined (none, unreadable, or its snapshot no longer stored). */
+export async function loadListing(
+  dir: string,
+  volume: string,
+  backend: Backend,
+): Promise<PreviousListing | undefined> {
+  try {
+    const p = JSON.parse(await readFile(join(dir, `${volume}.json`), 'utf8')) as Pointer;
+    if (p.version !== 1 || !(await backend.stat(`${p.snapshot}/manifest.json`))) return undefined;
+    const stamps = new Map<string, number>();
+    for await (const line of createInterface({ input: createReadStream(join(dir, p.stamps), 'utf8') })) {
+      const tab = line.indexOf('\t');
+      stamps.set(line.slice(tab + 1), Number(line.slice(0, tab)));
+    }
+    return {
+      snapshot: p.snapshot,
+      sinceMs: p.sinceMs,
+      stamps,
+      mixed: p.mixed,
+      linesFile: join(dir, p.lines),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** This run's listing, written beside the blob list; it replaces the previous one only once the snapshot is committed. */
+export class ListingDraft {
+  private readonly tag = randomBytes(6).toString('hex');
+  private readonly lines: LineFile;
+  private readonly linesName: string;
+
+  private constructor(
+    private readonly dir: string,
+    private readonly volume: string,
+  ) {
+    this.linesName = `${volume}.${this.tag}.lines`;
+    this.lines = new LineFile(join(dir, this.linesName));
+  }
+
+  static async open(dir: string, volume: string): Promise<ListingDraft> {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    return new ListingDraft(dir, volume);
+  }
+
+  add(text: string): Promise<void> {
+    return this.lines.add(text);
+  }
+
+  /** After the commit: the lines, the window's ctimes and the mixed directories become the volume's listing. */
+  async install(
+    snapshot: string,
+    sinceMs: number,
+    stamps: Map<string, number>,
+    mixed: Iterable<string>,
+  ): Promise<void> {
+    await this.lines.finish();
+    const stampsName = `${this.volume}.${this.tag}.stamps`;
+    const text: string[] = [];
+    for (const [path, ctime] of stamps) text.push(`${ctime}\t${path}\n`);
+    await writeFile(join(this.dir, stampsName), text.join(''), { mode: 0o600 });
+    const pointer: Pointer = {
+      version: 1,
+      snapshot,
+      sinceMs,
+      mixed: [...mixed],
+      lines: this.linesName,
+      stamps: stampsName,
+    };
+    const tmp = join(this.dir, `.${this.tag}.tmp`);
+    await writeFile(tmp, JSON.stringify(pointer), { mode: 0o600 });
+    await rename(tmp, join(this.dir, `${this.volume}.json`));
+    // The files of earlier listings of this volume (and of runs that died before this point) go.
+    for (const name of await readdir(this.dir)) {
+      if (name.startsWith(`${this.volume}.`) && name !== `${this.volume}.json` && !name.includes(this.tag))
+        await rm(join(this.dir, name), { force: true });
+    }
+  }
+
+  /** The run failed: the previous listing stays. */
+  async discard(): Promise<void> {
+    this.lines.abort();
+    await rm(join(this.dir, this.linesName), { force: true });
+  }
+}
