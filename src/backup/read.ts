@@ -151,7 +151,7 @@ async function readEach(
     const reused = await reuseArchive(run, v, file, fingerprint, excludes);
     if (reused) {
       run.volumes.push(reused);
-      board?.volume(v.short).finishLine(reused.rawBytes);
+      board?.settle(v.short, reused.rawBytes);
       continue;
     }
     const encryption = run.encryption;
