@@ -138,7 +138,10 @@ export class LocalBackend implements Backend {
     to: string,
     opts: PutOptions & { contentLength: number },
   ): Promise<{ size: number }> {
-    return this.putFile(to, join(this.root, ...this.segments(from)), opts);
+    const source = join(this.root, ...this.segments(from));
+    if (!(await this.stat(from)))
+      throw new SidecarError('STORAGE_NOT_FOUND', `no object ${from} in ${this.location}`);
+    return this.putFile(to, source, opts);
   }
 
   async get(key: string): Promise<Readable> {
