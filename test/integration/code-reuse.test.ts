@@ -14,7 +14,7 @@ import { runRestore } from '../../src/restore/run.js';
 import { createBackend, type RetryingBackend } from '../../src/storage/index.js';
 import { type TempDirs, tempDirs, testConfig } from '../harness/config.js';
 import { docker, execOk } from '../harness/docker.js';
-import { fingerprintVolume } from '../harness/fingerprint.js';
+import { fingerprintVolume, type VolumeFingerprint } from '../harness/fingerprint.js';
 import { KEEP_LAST_2 } from '../harness/retention.js';
 import { createTestBucket, testS3Target } from '../harness/s3.js';
 import { createMoodleStack, type MoodleStack } from '../harness/stack.js';
@@ -68,6 +68,24 @@ describe('unchanged volumes reuse the previous archive', () => {
     const m = await runBackup({ docker: docker(), config, backend, log: rec.log });
     return { m, messages: rec.messages, backend };
   };
+  /** The code volume damaged, then restored from `snapshot` alone: byte for byte what it was at `at`. */
+  const restoresTo = async (
+    config: Config,
+    snapshot: { m: Manifest; backend: RetryingBackend },
+    at: VolumeFingerprint,
+  ) => {
+    await execOk(stack.containers.moodle, ['sh', '-c', 'echo vandal > /bitnami/moodle/version.php']);
+    await runRestore({
+      docker: docker(),
+      config,
+      backend: snapshot.backend,
+      log: silentLogger(),
+      snapshot: snapshot.m.id,
+      volumes: [CODE],
+      safetySnapshot: false,
+    });
+    expect((await fingerprintVolume(stack.volumes[CODE])).digest).toBe(at.digest);
+  };
   const local = (sub: string, over: Partial<Config> = {}) =>
     testConfig(stack.project, dirs, { target: { type: 'local', path: join(dirs.root, sub) }, ...over });
 
@@ -94,17 +112,7 @@ describe('unchanged volumes reuse the previous archive', () => {
     const pruned = await prune(second.backend, { ...KEEP_LAST_2, keepLast: 1 }, { log: silentLogger() });
     expect(pruned.deleted).toContain(first.m.id);
     await expect(stat(path(first.m, a))).rejects.toMatchObject({ code: 'ENOENT' });
-    await execOk(stack.containers.moodle, ['sh', '-c', 'echo vandal > /bitnami/moodle/version.php']);
-    await runRestore({
-      docker: docker(),
-      config,
-      backend: second.backend,
-      log: silentLogger(),
-      snapshot: second.m.id,
-      volumes: [CODE],
-      safetySnapshot: false,
-    });
-    expect((await fingerprintVolume(stack.volumes[CODE])).digest).toBe(atBackup.digest);
+    await restoresTo(config, second, atBackup);
   });
 
   it('reads a volume again after one file is touched, and when reuse is off', async () => {
@@ -149,18 +157,8 @@ describe('unchanged volumes reuse the previous archive', () => {
       `${CODE}: unchanged since ${first.m.id}, archive reused (copied after the window)`,
     );
     expect((await second.backend.stat(`${second.m.id}/${b.file}`))?.size).toBe(a.storedBytes);
-    await execOk(stack.containers.moodle, ['sh', '-c', 'echo vandal > /bitnami/moodle/version.php']);
     // The first snapshot's copy is gone: the second's is an object of its own.
     await second.backend.delete(`${first.m.id}/${a.file}`);
-    await runRestore({
-      docker: docker(),
-      config,
-      backend: second.backend,
-      log: silentLogger(),
-      snapshot: second.m.id,
-      volumes: [CODE],
-      safetySnapshot: false,
-    });
-    expect((await fingerprintVolume(stack.volumes[CODE])).digest).toBe(atBackup.digest);
+    await restoresTo(config, second, atBackup);
   });
 });
