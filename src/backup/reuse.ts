@@ -1,6 +1,9 @@
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { listSnapshots } from '../archive/catalog.js';
 import { archiveFingerprint } from '../archive/fingerprint.js';
 import type { ManifestVolume } from '../archive/manifest.js';
+import { HashTap } from '../archive/tap.js';
 import type { VolumeExcludes } from '../moodle/excludes.js';
 import type { VolumeTarget } from '../stack/discover.js';
 import { copyObject, isLocalBackend } from '../storage/backend.js';
@@ -45,10 +48,32 @@ export async function findReusable(run: BackupRun, dirs: Map<string, string | nu
     const entry = snapshots.find((e) => e.manifest?.volumes.some((m) => m.dockerName === v.name));
     const volume = entry?.manifest?.volumes.find((m) => m.dockerName === v.name);
     if (!entry || !volume?.fingerprint || volume.blobs) continue;
-    const stored = entry.objects.find((o) => o.key === `${entry.id}/${volume.file}`);
-    if (stored?.size === volume.storedBytes) state.candidates.set(v.name, { snapshot: entry.id, volume });
+    const key = `${entry.id}/${volume.file}`;
+    const stored = entry.objects.find((o) => o.key === key);
+    if (stored?.size !== volume.storedBytes || !(await intact(run, key, volume))) continue;
+    state.candidates.set(v.name, { snapshot: entry.id, volume });
   }
   return state;
+}
+
+/**
+ * A local archive is read once, before the stop (~0.13 s for 84 MB): a damaged one is compressed afresh
+ * rather than linked into one more snapshot. An S3 object is taken at its size: the server checks what it
+ * stores, and reading it back would cost the download the copy saves.
+ */
+async function intact(run: BackupRun, key: string, volume: ManifestVolume): Promise<boolean> {
+  const { backend, log } = run.ctx;
+  if (!isLocalBackend(backend)) return true;
+  const tap = new HashTap();
+  try {
+    await pipeline(await backend.get(key), tap, new Writable({ write: (_c, _e, cb) => cb() }));
+  } catch (err) {
+    log.warn({ step: 'plan', err }, `${key} could not be read: not reused`);
+    return false;
+  }
+  if (tap.digest() === volume.sha256) return true;
+  log.warn({ step: 'plan', snapshot: key }, `${key} does not match its manifest's sha256: not reused`);
+  return false;
 }
 
 /**

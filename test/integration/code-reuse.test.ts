@@ -17,6 +17,7 @@ import { docker, execOk } from '../harness/docker.js';
 import { fingerprintVolume, type VolumeFingerprint } from '../harness/fingerprint.js';
 import { KEEP_LAST_2 } from '../harness/retention.js';
 import { createTestBucket, testS3Target } from '../harness/s3.js';
+import { flipByte } from '../harness/snapshot-tamper.js';
 import { createMoodleStack, type MoodleStack } from '../harness/stack.js';
 
 const CODE = 'moodle_data';
@@ -131,6 +132,19 @@ describe('unchanged volumes reuse the previous archive', () => {
     expect(volume(off.m, CODE).fingerprint).toBeUndefined();
     const ino = async (m: Manifest) => (await stat(join(dirs.root, 'b', m.id, volume(m, CODE).file))).ino;
     expect(await ino(touched.m)).not.toBe(await ino(first.m));
+  });
+
+  it('compresses afresh when the earlier local archive no longer matches its sha256', async () => {
+    const first = await backup(local('d'));
+    const a = volume(first.m, CODE);
+    await flipByte(join(dirs.root, 'd', first.m.id, a.file));
+    const second = await backup(local('d'));
+    expect(volume(second.m, CODE).reusedFrom).toBeUndefined();
+    expect(second.messages).toContain(
+      `${first.m.id}/${a.file} does not match its manifest's sha256: not reused`,
+    );
+    // The fresh archive is what the manifest says (the damaged one is left to verify to report).
+    expect(volume(second.m, CODE).sha256).toBe(a.sha256);
   });
 
   it('reuses an encrypted archive for the same recipients only', async () => {
