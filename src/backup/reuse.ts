@@ -68,11 +68,11 @@ async function intact(run: BackupRun, key: string, volume: ManifestVolume): Prom
   try {
     await pipeline(await backend.get(key), tap, new Writable({ write: (_c, _e, cb) => cb() }));
   } catch (err) {
-    log.warn({ step: 'plan', err }, `${key} could not be read: not reused`);
+    log.warn({ step: 'plan', archive: key, err }, `${key} could not be read: not reused`);
     return false;
   }
   if (tap.digest() === volume.sha256) return true;
-  log.warn({ step: 'plan', snapshot: key }, `${key} does not match its manifest's sha256: not reused`);
+  log.warn({ step: 'plan', archive: key }, `${key} does not match its manifest's sha256: not reused`);
   return false;
 }
 
@@ -133,21 +133,24 @@ export async function reuseArchive(
       return null;
     }
   }
-  const how = run.spool ? 'copied after the window' : isLocalBackend(backend) ? 'linked' : 'copied';
+  const how = `${isLocalBackend(backend) ? 'linked' : 'copied'}${run.spool ? ' after the window' : ''}`;
   log.info(
     { step: 'read', volume: v.short, reusedFrom: c.snapshot, storedBytes: c.volume.storedBytes },
     `${v.short}: unchanged since ${c.snapshot}, archive reused (${how})`,
   );
+  // The earlier read's figures: the bytes are the same.
   const was = c.volume;
-  const same = {
-    ...was,
+  const read = {
+    rawBytes: was.rawBytes,
+    storedBytes: was.storedBytes,
+    sha256: was.sha256,
     excludedEntries: was.excludedEntries ?? 0,
     excludedBytes: was.excludedBytes ?? 0,
     ms: 0,
     via: 'mount' as const,
     viaNode: false,
   };
-  return { ...manifestVolume(v, file, same, excludes), fingerprint, reusedFrom: c.snapshot };
+  return { ...manifestVolume(v, file, read, excludes), fingerprint, reusedFrom: c.snapshot };
 }
 
 /** Spooled runs, after the stack is back: the reused archives' copies, in place of their uploads. */
