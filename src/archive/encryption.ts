@@ -34,6 +34,11 @@ export type ManifestEncryption = z.infer<typeof encryptionSchema>;
 export interface EncryptionPlan {
   manifest: ManifestEncryption;
   /**
+   * The public keys archives are encrypted to, for telling whether an earlier archive is readable with the
+   * same identities (backup/reuse.ts); null with a passphrase, which has no public part to compare.
+   */
+  recipients: readonly string[] | null;
+  /**
    * Opens `count` archives ahead: file key, recipient stanzas, header and payload key, all of which do not
    * depend on the data. A passphrase's scrypt costs ~1.3–2.5 s per archive here, so a backup does this before
    * it stops the stack instead of inside the downtime.
@@ -68,6 +73,7 @@ export async function encryptionPlan(cfg: EncryptionConfig | undefined): Promise
         recipientTypes: ['scrypt'],
         recipients: 1,
       },
+      recipients: null,
       ...encrypting(async (s) => {
         const e = new (await loadAge()).Encrypter();
         e.setPassphrase(passphrase);
@@ -88,6 +94,7 @@ export async function encryptionPlan(cfg: EncryptionConfig | undefined): Promise
       recipientTypes: [...new Set(recipients.map(recipientType))],
       recipients: recipients.length,
     },
+    recipients,
     ...encrypting(async (s) => {
       const e = new (await loadAge()).Encrypter();
       for (const r of recipients) e.addRecipient(r);

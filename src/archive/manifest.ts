@@ -31,6 +31,17 @@ const volumeSchema = z.object({
   /** Tar entries and file bytes those rules left out. */
   excludedEntries: z.number().int().nonnegative().optional(),
   excludedBytes: z.number().int().nonnegative().optional(),
+  /**
+   * sha256 over the volume's metadata listing at the read (path, type, size, mode, owner, mtime, ctime,
+   * inode of every entry) and how the archive was made (excludes, codec, level, recipients): a later backup
+   * whose fingerprint is equal reuses this archive (backup/reuse.ts). Absent: never reused.
+   */
+  fingerprint: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/)
+    .optional(),
+  /** The snapshot whose archive this one is a copy of (nothing in the volume had changed since). */
+  reusedFrom: z.string().min(1).optional(),
   /** The volume's Moodle blobs (filedir/, trashdir/), kept in the store instead of the tarball. */
   blobs: z
     .object({

@@ -10,6 +10,7 @@ import {
 } from '../archive/manifest.js';
 import { TOOL } from '../common/version.js';
 import type { BackupRun } from './context.js';
+import { copyReused } from './reuse.js';
 import { describeServices, describeSite, putFile, sum } from './steps.js';
 
 /** Remote targets: the spooled archives go up after the stack is back, so the upload adds no downtime. */
@@ -19,6 +20,7 @@ export async function uploadSpooled(run: BackupRun): Promise<void> {
   const tu = Date.now();
   for (const v of [...run.volumes, ...(run.database ? [run.database] : [])]) {
     signal?.throwIfAborted();
+    if (await copyReused(run, v)) continue;
     await putFile(backend, `${run.id}/${v.file}`, join(run.spoolDir, v.file), v.storedBytes, run.state);
     await rm(join(run.spoolDir, v.file), { force: true });
   }

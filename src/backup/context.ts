@@ -78,6 +78,21 @@ export interface BackupRun {
   maintenanceUsed: boolean;
   /** The blob store's part of this run (backup/blobs.ts); undefined when no volume uses it. */
   store?: BlobSession;
+  /** Earlier archives this run may reuse (backup/reuse.ts); undefined before the reads are prepared. */
+  reuse?: ReuseState;
+}
+
+/** An earlier archive of one volume that a run may reuse. */
+export interface ReuseCandidate {
+  snapshot: string;
+  volume: ManifestVolume;
+}
+
+export interface ReuseState {
+  /** By Docker volume name: the newest snapshot's archive of it, present with its recorded size. */
+  candidates: Map<string, ReuseCandidate>;
+  /** Spooled runs: archive file → the key it is copied from, once the stack is back (in place of an upload). */
+  copies: Map<string, string>;
 }
 
 /** One volume whose Moodle blobs go to the store: its directory (the mount read path) and what it stored. */

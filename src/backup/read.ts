@@ -9,6 +9,7 @@ import { StoreProgress } from './blob-progress.js';
 import { storeInside } from './blobs.js';
 import type { BackupRun } from './context.js';
 import { dumpStep } from './dump-step.js';
+import { fingerprintNow, reuseArchive } from './reuse.js';
 import { backendSink, makeSpoolDir, type Sink, spoolSink } from './steps.js';
 import { manifestVolume, streamVolume } from './stream.js';
 
@@ -145,6 +146,14 @@ async function readEach(
     const bv = run.store?.volumes.get(v.name);
     const blobArgs = await inside.get(v.name);
     const file = `${v.short}${run.codec.extension}${run.encryption ? AGE_EXTENSION : ''}`;
+    // Listed now, inside the window, so a change made right before the stop is seen.
+    const fingerprint = await fingerprintNow(run, v, dirs.get(v.name), excludes);
+    const reused = await reuseArchive(run, v, file, fingerprint, excludes);
+    if (reused) {
+      run.volumes.push(reused);
+      board?.settle(v.short, reused.rawBytes);
+      continue;
+    }
     const encryption = run.encryption;
     const r = await streamVolume(
       docker,
@@ -164,7 +173,11 @@ async function readEach(
       blobArgs,
     );
     const blobs = blobArgs ? bv?.list?.blobs : undefined;
-    run.volumes.push({ ...manifestVolume(v, file, r, excludes), ...(blobs ? { blobs } : {}) });
+    run.volumes.push({
+      ...manifestVolume(v, file, r, excludes),
+      ...(blobs ? { blobs } : {}),
+      ...(fingerprint ? { fingerprint } : {}),
+    });
     log.info(
       {
         step: 'read',

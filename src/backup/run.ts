@@ -7,6 +7,7 @@ import { commitManifest, uploadBlobLists, uploadSpooled } from './commit.js';
 import type { BackupContext, BackupRun } from './context.js';
 import { prepareRun } from './prepare.js';
 import { dumpDatabase, prepareReads, readVolumes, whileQuiesced } from './read.js';
+import { findReusable } from './reuse.js';
 import { discardPartial } from './steps.js';
 import { maintenanceOrStop } from './stop-instead.js';
 
@@ -26,6 +27,8 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
     const { dirs, board } = await prepareReads(run);
     // Moodle's blobs never change: those new to the store are stored while the site still runs.
     run.store = await openStore(run, dirs);
+    // Which earlier archives may stand in for an unchanged volume (checked again inside the window).
+    run.reuse = await findReusable(run, dirs);
     if (run.store && run.plan.actions.length > 0) {
       const lines = StoreProgress.start(run.store, [...run.store.volumes.values()]);
       await storeBefore(run, run.store).finally(() => lines?.finish());

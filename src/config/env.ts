@@ -82,6 +82,7 @@ const VARS: Record<string, VarSpec> = {
   BACKUP_SPOOL_DIR: { paths: ['spoolDir'], parse: text },
   BACKUP_READ_PATH: { paths: ['readPath'], parse: same('auto', 'docker', 'mount') },
   BACKUP_INCREMENTAL: { paths: ['incremental'], parse: same('auto', 'off') },
+  BACKUP_REUSE_ARCHIVES: { paths: ['reuseArchives'], parse: same('auto', 'off') },
   BACKUP_STATE_DIR: { paths: ['stateDir'], parse: text },
   BACKUP_HELPER_IMAGE: { paths: ['helperImage'], parse: text },
   BACKUP_CRON_EXPRESSION: { paths: ['schedule'], parse: text },

@@ -97,6 +97,12 @@ export interface Config {
    * (store/, docs/format.md); off: every volume is a full archive in each snapshot.
    */
   incremental: 'auto' | 'off';
+  /**
+   * auto: a file volume whose metadata listing is unchanged since the newest snapshot reuses that snapshot's
+   * archive (a hard link, an S3 server-side copy) instead of compressing it again; off: always read.
+   * Undefined = auto.
+   */
+  reuseArchives?: 'auto' | 'off';
   /** Persistent directory for the state file (what was stopped) and the run lock. */
   stateDir: string;
   /** Image for helper containers that mount volumes; default: the sidecar's own image. */

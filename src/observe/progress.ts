@@ -91,6 +91,11 @@ export class ProgressBoard {
     this.totals[name] = total;
   }
 
+  /** An item whose work was not needed (an unchanged volume's archive reused): done, without a line. */
+  settle(name: string, bytes: number): void {
+    this.done.set(name, bytes);
+  }
+
   /** Called by an item's Progress; `final` keeps the line and settles the item's total to what it was. */
   draw(p: Progress, final: boolean): void {
     if (final) this.done.set(p.name, p.bytes);

@@ -55,6 +55,12 @@ export interface Backend {
     path: string,
     opts: PutOptions & { contentLength: number },
   ): Promise<{ size: number }>;
+  /**
+   * Stores a copy of the object `from` (of exactly `contentLength` bytes) under `to` without passing its
+   * bytes through this process when the backend can (local: a hard link; S3: CopyObject). Atomic like put.
+   * Optional: copyObject() falls back to get and put.
+   */
+  copy?(from: string, to: string, opts: PutOptions & { contentLength: number }): Promise<{ size: number }>;
   /** Streams the object. Rejects with SidecarError STORAGE_NOT_FOUND when it does not exist. */
   get(key: string): Promise<Readable>;
   /** Size and time of the object, or null when it does not exist. */
@@ -68,4 +74,15 @@ export interface Backend {
 /** A local-directory target is disk already: nothing is spooled in front of it. */
 export function isLocalBackend(backend: Pick<Backend, 'location'>): boolean {
   return backend.location.startsWith('local:');
+}
+
+/** A server-side copy where the backend has one, else the bytes through this process (get, then put). */
+export async function copyObject(
+  backend: Backend,
+  from: string,
+  to: string,
+  opts: PutOptions & { contentLength: number },
+): Promise<{ size: number }> {
+  if (backend.copy) return backend.copy(from, to, opts);
+  return backend.put(to, await backend.get(from), opts);
 }

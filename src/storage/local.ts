@@ -132,6 +132,18 @@ export class LocalBackend implements Backend {
     }
   }
 
+  /** A hard link under the new key (a copy across file systems: putFile's fallback); both names are plain files. */
+  async copy(
+    from: string,
+    to: string,
+    opts: PutOptions & { contentLength: number },
+  ): Promise<{ size: number }> {
+    const source = join(this.root, ...this.segments(from));
+    if (!(await this.stat(from)))
+      throw new SidecarError('STORAGE_NOT_FOUND', `no object ${from} in ${this.location}`);
+    return this.putFile(to, source, opts);
+  }
+
   async get(key: string): Promise<Readable> {
     const path = join(this.root, ...this.segments(key));
     // Open first so a missing object rejects here instead of erroring later on the stream.

@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { setTimeout as sleepMs } from 'node:timers/promises';
 import { describeError, isSidecarError } from '../common/errors.js';
-import type { Backend, ObjectInfo, PutOptions } from './backend.js';
+import { type Backend, copyObject, type ObjectInfo, type PutOptions } from './backend.js';
 
 /** Where retries are reported, e.g. `(msg, fields) => logger.warn(fields, msg)`. */
 export type RetryLog = (msg: string, fields: Record<string, unknown>) => void;
@@ -164,6 +164,8 @@ export function withRetry(backend: Backend, options: RetryOptions): RetryingBack
             retry('put', key, () => (backend.putFile as NonNullable<Backend['putFile']>)(key, path, opts)),
         }
       : {}),
+    // A copy is one request (or a put from a fresh get each try): safe to repeat.
+    copy: (from, to, opts) => retry('copy', to, () => copyObject(backend, from, to, opts)),
     get: (key) => retry('get', key, () => backend.get(key)),
     stat: (key): Promise<ObjectInfo | null> => retry('stat', key, () => backend.stat(key)),
     list: (prefix) => retry('list', prefix, () => backend.list(prefix)),

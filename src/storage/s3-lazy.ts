@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import type { S3Target } from '../config/types.js';
 import type { Backend, ObjectInfo, PutOptions } from './backend.js';
 
-type Loaded = Required<Pick<Backend, 'putFile'>> & Backend & { close(): Promise<void> };
+type Loaded = Required<Pick<Backend, 'putFile' | 'copy'>> & Backend & { close(): Promise<void> };
 
 /**
  * The S3 backend, loaded on first use: the AWS SDK costs ~20 MB of resident memory at import, which a run
@@ -31,6 +31,13 @@ export class LazyS3Backend implements Backend {
     opts: PutOptions & { contentLength: number },
   ): Promise<{ size: number }> {
     return (await this.load()).putFile(key, path, opts);
+  }
+  async copy(
+    from: string,
+    to: string,
+    opts: PutOptions & { contentLength: number },
+  ): Promise<{ size: number }> {
+    return (await this.load()).copy(from, to, opts);
   }
   async get(key: string): Promise<Readable> {
     return (await this.load()).get(key);

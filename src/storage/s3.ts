@@ -15,6 +15,7 @@ import type { Backend, MultipartRecord, ObjectInfo, PutOptions } from './backend
 import { ByteCounter } from './length-check.js';
 import { virtualHostHint } from './s3-addressing.js';
 import { s3ClientConfig } from './s3-config.js';
+import { COPY_OBJECT_MAX, copyInBucket } from './s3-copy.js';
 import { FileUploadError, signRangeBodies, uploadFile } from './s3-file-upload.js';
 import { abortUpload, MultipartTracker } from './s3-multipart.js';
 
@@ -155,6 +156,21 @@ export class S3Backend implements Backend {
     } finally {
       unwatch();
     }
+  }
+
+  /** CopyObject up to 5 GiB; a larger object goes through this process (get, then a multipart put). */
+  async copy(
+    from: string,
+    to: string,
+    opts: PutOptions & { contentLength: number },
+  ): Promise<{ size: number }> {
+    if (opts.contentLength > COPY_OBJECT_MAX) return this.put(to, await this.get(from), opts);
+    try {
+      await copyInBucket(this.client, this.bucket, this.objectKey(from), this.objectKey(to));
+    } catch (err) {
+      throw this.wrap('copy', from, err);
+    }
+    return { size: opts.contentLength };
   }
 
   async get(key: string): Promise<Readable> {

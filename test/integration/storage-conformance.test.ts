@@ -7,7 +7,7 @@ import { crc32 } from 'node:zlib';
 import { ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { isSidecarError, SidecarError } from '../../src/common/errors.js';
-import type { Backend } from '../../src/storage/backend.js';
+import { type Backend, copyObject } from '../../src/storage/backend.js';
 import { LocalBackend } from '../../src/storage/local.js';
 import { S3Backend } from '../../src/storage/s3.js';
 import { createTestBucket, testS3Client, testS3Target } from '../harness/s3.js';
@@ -191,6 +191,39 @@ function conformance(name: string, makeBackend: () => Promise<Fixture>) {
       await expectCode(b.put('snap/manifest', failingSource(6 * MiB)), 'STORAGE_FAILED');
       expect(sha256(await readAll(await b.get('snap/manifest')))).toBe(sha256(old));
       expect((await b.list('')).map((o) => [o.key, o.size])).toEqual([['snap/manifest', old.length]]);
+    });
+
+    it('copies an object (server-side where it can) that outlives its source; a missing source is STORAGE_NOT_FOUND', async () => {
+      const data = randomBytes(6 * MiB + 7);
+      const odd = 'sym+bols/ñandú a%20b.tar';
+      await b.put('s1/code.tar.zst', streamOf(data));
+      expect(
+        await copyObject(b, 's1/code.tar.zst', 's2/code.tar.zst', { contentLength: data.length }),
+      ).toEqual({
+        size: data.length,
+      });
+      await copyObject(b, 's2/code.tar.zst', odd, { contentLength: data.length });
+      // A backend without copy (a wrapper that lacks it): the bytes go through get and put.
+      const { copy: _copy, ...plain } = b;
+      const noCopy: Backend = {
+        ...plain,
+        location: b.location,
+        put: (k, body, o) => b.put(k, body, o),
+        get: (k) => b.get(k),
+      };
+      await copyObject(noCopy, 's2/code.tar.zst', 's4/code.tar.zst', { contentLength: data.length });
+      await b.delete('s1/code.tar.zst');
+      for (const k of ['s2/code.tar.zst', odd, 's4/code.tar.zst']) {
+        expect((await b.stat(k))?.size).toBe(data.length);
+        expect(sha256(await readAll(await b.get(k)))).toBe(sha256(data));
+      }
+      await expectCode(
+        copyObject(b, 's1/code.tar.zst', 's3/x', { contentLength: data.length }),
+        'STORAGE_NOT_FOUND',
+      );
+      expect((await b.list('')).map((o) => o.key)).toEqual(
+        [odd, 's2/code.tar.zst', 's4/code.tar.zst'].sort(),
+      );
     });
 
     it('stores keys with spaces and non-ASCII characters', async () => {
