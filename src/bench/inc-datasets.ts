@@ -75,7 +75,12 @@ export async function createIncDataset(
     image,
     ['mariadb_data', 'moodledata_data'],
     [
-      { service: 'mariadb', mounts: { mariadb_data: '/bitnami/mariadb' } },
+      // Like MariaDB, which writes its logs and control files at every shutdown: the volume changes each run.
+      {
+        service: 'mariadb',
+        mounts: { mariadb_data: '/bitnami/mariadb' },
+        onStop: 'date >> /bitnami/mariadb/shutdown.log',
+      },
       { service: 'moodle', mounts: { moodledata_data: '/bitnami/moodledata' }, dependsOn: 'mariadb' },
     ],
   );

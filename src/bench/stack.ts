@@ -9,6 +9,8 @@ export interface BenchService {
   /** Short volume names and where the service mounts them. */
   mounts: Record<string, string>;
   dependsOn?: string;
+  /** A shell command run as it stops (a database server writes its files at shutdown). */
+  onStop?: string;
 }
 
 export interface BenchStack {
@@ -50,7 +52,7 @@ export async function createBenchStack(
     await docker.createContainer({
       name: `${project}-${s.service}-1`,
       Image: image,
-      Entrypoint: ['sh', '-c', 'trap "exit 0" TERM; sleep 100000 & wait'],
+      Entrypoint: ['sh', '-c', `trap "${s.onStop ? `${s.onStop}; ` : ''}exit 0" TERM; sleep 100000 & wait`],
       Cmd: [],
       Labels: {
         'com.docker.compose.project': project,

@@ -108,6 +108,8 @@ export async function startSidecar(
       // Whole-volume archives, as every row compared with tar | zstd (the mix's dataroot has a filedir/, which
       // `auto` would put in the blob store: that is the incremental group's measurement).
       'BACKUP_INCREMENTAL=off',
+      // Each round reads every volume: an unchanged code volume's archive would be linked, not compressed.
+      'BACKUP_REUSE_ARCHIVES=off',
     ],
     Labels: {
       'com.docker.compose.project': project,
