@@ -2,11 +2,11 @@ import { createReadStream } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import type { ManifestBlobs } from '../archive/manifest.js';
+import { LineFile } from '../common/line-file.js';
 import { type DirEntry, formatBlobLine } from '../store/blob-list.js';
 import { BLOB_AREAS } from '../store/layout.js';
 import { type Listed, type ListedBlob, listBlobs, listLeafDirs, scanAreaDirs } from '../store/listing.js';
 import type { AddResult } from '../store/pack-writer.js';
-import { LineFile } from './line-file.js';
 import type { PreviousListing } from './listing-cache.js';
 
 /**

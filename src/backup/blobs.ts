@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { storeDecrypter } from '../archive/encryption.js';
 import type { ManifestBlobs } from '../archive/manifest.js';
 import { SidecarError } from '../common/errors.js';
+import { LineFile } from '../common/line-file.js';
 import { spoolError } from '../storage/spool-error.js';
 import { type BlobListSummary, BlobListWriter, formatBlobLine } from '../store/blob-list.js';
 import type { StoreEncoding } from '../store/encoding.js';
@@ -15,7 +16,6 @@ import { loadIndex } from '../store/store-io.js';
 import { blobExcludeArgs } from '../volume/exclude-tar-args.js';
 import { leafOf, PreListing, relist, scanWindow, windowTarArgs } from './blob-window.js';
 import type { BackupRun, BlobSession, BlobVolume } from './context.js';
-import { LineFile } from './line-file.js';
 import { ListingDraft, listingDir, loadListing } from './listing-cache.js';
 import { makeSpoolDir } from './steps.js';
 

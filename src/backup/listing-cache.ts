@@ -3,8 +3,8 @@ import { createReadStream } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { LineFile } from '../common/line-file.js';
 import type { Backend } from '../storage/backend.js';
-import { LineFile } from './line-file.js';
 
 /**
  * The last committed snapshot's blob lines and its leaf directories' ctimes, on the state volume, so the next

@@ -6,6 +6,7 @@ export class LineFile {
   private readonly out: WriteStream;
   private readonly closed: Promise<unknown>;
   private batch: string[] = [];
+  private pending = 0;
 
   constructor(path: string) {
     this.out = createWriteStream(path, { mode: 0o600 });
@@ -13,9 +14,11 @@ export class LineFile {
     this.closed.catch(() => undefined);
   }
 
-  async add(line: string): Promise<void> {
-    this.batch.push(line);
-    if (this.batch.length >= 1024) await this.flush();
+  /** A line, or many at once (a chunk of text): written once 1,024 of them or 1 MB are waiting. */
+  async add(text: string): Promise<void> {
+    this.batch.push(text);
+    this.pending += text.length;
+    if (this.batch.length >= 1024 || this.pending >= 1 << 20) await this.flush();
   }
 
   async finish(): Promise<void> {
@@ -32,6 +35,8 @@ export class LineFile {
     if (this.batch.length === 0) return;
     const chunk = this.batch.join('');
     this.batch = [];
-    if (!this.out.write(chunk)) await Promise.race([once(this.out, 'drain'), once(this.out, 'error')]);
+    this.pending = 0;
+    // events.once rejects on 'error' too (a second once('error') would stay registered after each drain).
+    if (!this.out.write(chunk)) await once(this.out, 'drain');
   }
 }
