@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -59,9 +60,22 @@ export async function untarPack(o: {
   sha1s: Iterable<string>;
   dir: string;
   signal?: AbortSignal;
+  /**
+   * Into `dir` at their own places (`filedir/ab/cd/<sha1>`), not flat: for a staging directory, which is
+   * discarded whole when the pack turns out damaged. The member list then goes to `listDir`.
+   */
+  inPlace?: { listDir: string };
 }): Promise<Map<string, UntarredMember>> {
-  const list = join(o.dir, '.members');
+  const list = join(o.inPlace?.listDir ?? o.dir, `.members-${randomBytes(6).toString('hex')}`);
   await writeFile(list, [...o.sha1s].map((h) => `${blobPath(h)}\0`).join(''), { mode: 0o600 });
+  try {
+    return await untar(o, list);
+  } finally {
+    await rm(list, { force: true });
+  }
+}
+
+async function untar(o: Parameters<typeof untarPack>[0], list: string): Promise<Map<string, UntarredMember>> {
   const decompress = DECOMPRESS[o.pack.codec];
   const owner = process.getuid?.() === 0;
   const tar = spawn(
@@ -77,7 +91,7 @@ export async function untarPack(o: {
       ...(owner ? ['--same-owner'] : ['--no-same-owner']),
       '--no-recursion',
       // Flat, as <sha1>: a directory per blob (Moodle's ab/cd/) cost a mkdir and an rmdir a file.
-      '--transform=s,^filedir/[^/]*/[^/]*/,,',
+      ...(o.inPlace ? [] : ['--transform=s,^filedir/[^/]*/[^/]*/,,']),
       '--null',
       '--verbatim-files-from',
       '-T',

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { generateIdentity, identityToRecipient } from 'age-encryption';
@@ -226,6 +226,62 @@ describe('incremental backups (the blob store)', () => {
     } finally {
       await cron.remove({ force: true });
     }
+  });
+
+  it('a staged restore that meets a damaged pack fails and leaves the live dataroot and the stack as they were', {
+    timeout: 300_000,
+  }, async () => {
+    const backend = createBackend(config.target);
+    const m = await runBackup({ docker: docker(), config, backend, log: silentLogger() });
+    // One file gone from the live dataroot: the restore must fetch it from its pack.
+    const victim = (
+      await inDataroot(
+        stack,
+        "find filedir -type f -name '????????????????????????????????????????' | sort | head -n 1",
+      )
+    ).trim();
+    await inDataroot(stack, `rm ${victim}`);
+    const before = await moodledata();
+    const packsDir = join((config.target as { path: string }).path, 'store', 'packs');
+    const packs: string[] = [];
+    for (const sub of await readdir(packsDir))
+      for (const f of await readdir(join(packsDir, sub))) packs.push(join(packsDir, sub, f));
+    const saved = new Map<string, Buffer>();
+    for (const p of packs) {
+      const bytes = await readFile(p);
+      saved.set(p, Buffer.from(bytes));
+      const mid = Math.floor(bytes.length / 2); // past the header: the pack decodes, its sha256 does not match
+      bytes.writeUInt8(bytes.readUInt8(mid) ^ 0xff, mid);
+      await writeFile(p, bytes);
+    }
+    try {
+      const err = await runRestore({
+        docker: docker(),
+        config,
+        backend,
+        log: silentLogger(),
+        snapshot: m.id,
+        safetySnapshot: false,
+      }).then(
+        () => undefined,
+        (e: unknown) => e as { code?: string },
+      );
+      expect(err?.code).toMatch(/INTEGRITY_FAILED|RESTORE_FAILED/);
+      expect(diffMinusExcludes(before, await moodledata())).toEqual([]);
+      expect(await stack.states()).toEqual({ mariadb: 'running', moodle: 'running' });
+    } finally {
+      for (const [p, bytes] of saved) await writeFile(p, bytes);
+    }
+    // With the packs whole again the same restore brings the file back.
+    await runRestore({
+      docker: docker(),
+      config,
+      backend,
+      log: silentLogger(),
+      snapshot: m.id,
+      safetySnapshot: false,
+    });
+    expect((await moodledata()).entries.some((e) => e.path === victim)).toBe(true);
   });
 
   it('restore --file: one deleted Moodle file back, by path or content hash, with nothing stopped', async () => {
