@@ -46,6 +46,16 @@ describe('incremental backups (the blob store)', () => {
   let dirs: TempDirs;
   let config: Config;
   const moodledata = () => fingerprintVolume(stack.volumes.moodledata_data);
+  /** Restores snapshot `id` with no safety snapshot, as the tests below compare the result themselves. */
+  const restoreSnapshot = (id: string) =>
+    runRestore({
+      docker: docker(),
+      config,
+      backend: createBackend(config.target),
+      log: silentLogger(),
+      snapshot: id,
+      safetySnapshot: false,
+    });
 
   beforeAll(async () => {
     stack = await createMoodleStack({ seed: { files: 60, blobKb: 16, bigMb: 1 } });
@@ -144,15 +154,6 @@ describe('incremental backups (the blob store)', () => {
     timeout: 300_000,
   }, async () => {
     const backend = createBackend(config.target);
-    const restore = async (id: string) =>
-      runRestore({
-        docker: docker(),
-        config,
-        backend,
-        log: silentLogger(),
-        snapshot: id,
-        safetySnapshot: false,
-      });
     // The seed's hard link to a blob (another path shares it, so it is not a plain blob) would make every
     // window list all files again: gone here, and the symlink below covers that way.
     await inDataroot(stack, 'find trashdir -maxdepth 1 -type f -links +1 -delete');
@@ -219,9 +220,9 @@ describe('incremental backups (the blob store)', () => {
 
       // Each comes back exactly: the blobs, the temp file, the symlink, every directory's owner, mode and time.
       await inDataroot(stack, `rm -rf filedir/${lateHash.slice(0, 2)} ${stays} ${link}`);
-      await restore(m.id);
+      await restoreSnapshot(m.id);
       expect(diffMinusExcludes(fp, await moodledata()), `restore of ${m.id}`).toEqual([]);
-      await restore(m2.id);
+      await restoreSnapshot(m2.id);
       expect(diffMinusExcludes(fp2, await moodledata()), `restore of ${m2.id}`).toEqual([]);
     } finally {
       await cron.remove({ force: true });
@@ -255,14 +256,7 @@ describe('incremental backups (the blob store)', () => {
       await writeFile(p, bytes);
     }
     try {
-      const err = await runRestore({
-        docker: docker(),
-        config,
-        backend,
-        log: silentLogger(),
-        snapshot: m.id,
-        safetySnapshot: false,
-      }).then(
+      const err = await restoreSnapshot(m.id).then(
         () => undefined,
         (e: unknown) => e as { code?: string },
       );
@@ -273,14 +267,7 @@ describe('incremental backups (the blob store)', () => {
       for (const [p, bytes] of saved) await writeFile(p, bytes);
     }
     // With the packs whole again the same restore brings the file back.
-    await runRestore({
-      docker: docker(),
-      config,
-      backend,
-      log: silentLogger(),
-      snapshot: m.id,
-      safetySnapshot: false,
-    });
+    await restoreSnapshot(m.id);
     expect((await moodledata()).entries.some((e) => e.path === victim)).toBe(true);
   });
 
