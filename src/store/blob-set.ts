@@ -2,6 +2,8 @@ import type { BlobEntry } from './blob-list.js';
 import { type BlobArea, blobPath } from './layout.js';
 
 const AREAS: readonly BlobArea[] = ['filedir', 'trashdir'];
+/** Entries allocated up front at most (~800 MB of columns): a damaged count cannot ask for more. */
+const PRESIZE_MAX = 1 << 24;
 
 /**
  * A snapshot's blob set in memory, in columns: 20 bytes of hash and ~30 bytes of attributes a blob, so a
@@ -18,6 +20,15 @@ export class BlobSet {
   private gids = new Uint32Array(0);
   private areas = new Uint8Array(0);
   private readonly odd = new Map<number, string>();
+
+  /**
+   * `capacity`: the count the manifest gives, so a million entries are allocated once, not grown by doubling
+   * (the old and the new columns together were half as much again). A manifest is not trusted that far: beyond
+   * PRESIZE_MAX the set grows as it fills.
+   */
+  constructor(capacity = 0) {
+    if (capacity > 0) this.grow(Math.min(capacity, PRESIZE_MAX));
+  }
 
   get length(): number {
     return this.n;
