@@ -23,18 +23,18 @@ import { collect, exited } from '../common/processes.js';
 import type { EncryptionConfig } from '../config/types.js';
 import type { Logger } from '../observe/logger.js';
 import type { Backend } from '../storage/backend.js';
-import type { BlobIndex } from '../store/blob-index.js';
 import type { BlobEntry } from '../store/blob-list.js';
+import { locateBlobs, locateProblems } from '../store/blob-locate.js';
 import { BlobSet } from '../store/blob-set.js';
 import type { StoreEncoding } from '../store/encoding.js';
 import type { PackRecord } from '../store/index-file.js';
 import { type UntarredMember, untarPack } from '../store/pack-untar.js';
-import { blobProblem, snapshotBlobs, storedPacks } from '../store/snapshot-blobs.js';
-import { loadIndex } from '../store/store-io.js';
+import { snapshotBlobs, storedPacks } from '../store/snapshot-blobs.js';
 
-/** What a restore of incremental volumes works from: the store's index and each volume's blob set. */
+/** What a restore of incremental volumes works from: each volume's blob set, located in `packs`. */
 export interface RestoreBlobs {
-  index: BlobIndex;
+  /** The packs the sets' pack numbers refer to. */
+  packs: PackRecord[];
   encoding: StoreEncoding;
   sets: Map<string, BlobSet>;
 }
@@ -70,40 +70,26 @@ export async function verifyBlobs(
     codec: getCodec(manifest.codec),
     decrypt: storeDecrypter(encryption, 'store'),
   };
-  const index = await loadIndex(backend, encoding);
   const stored = await storedPacks(backend);
   const sets = new Map<string, BlobSet>();
-  for (const v of withBlobs) {
-    const set = await readBlobSet(backend, manifest, v, encryption);
-    const problems = closureProblems(set, index, stored);
+  for (const v of withBlobs) sets.set(v.name, await readBlobSet(backend, manifest, v, encryption));
+  // The sets hold where each blob is: the store's whole index is never in memory beside them.
+  const packs = await locateBlobs(backend, encoding, [...sets.values()], stored);
+  for (const [name, set] of sets) {
+    const problems = locateProblems(set, packs, stored);
     if (problems.length > 0) {
       throw new SidecarError(
         'INTEGRITY_FAILED',
-        `snapshot ${manifest.id}, volume ${v.name}: ${problems.length} blob(s) cannot be restored (${problems.slice(0, 3).join('; ')}); nothing was changed`,
+        `snapshot ${manifest.id}, volume ${name}: ${problems.length} blob(s) cannot be restored (${problems.slice(0, 3).join('; ')}); nothing was changed`,
         'run `verify` to see every damaged snapshot; restore another snapshot',
       );
     }
-    sets.set(v.name, set);
     log.info(
-      { step: 'verify', volume: v.name, blobs: set.length, ms: Date.now() - t0 },
-      `verified ${v.name}'s blob list: ${set.length} blob(s), all in the store`,
+      { step: 'verify', volume: name, blobs: set.length, ms: Date.now() - t0 },
+      `verified ${name}'s blob list: ${set.length} blob(s), all in the store`,
     );
   }
-  return { index, encoding, sets };
-}
-
-/** Why blobs of a set cannot be restored: not indexed, or their pack missing or of the wrong size. */
-export function closureProblems(
-  set: BlobSet,
-  index: BlobIndex,
-  stored: Map<string, { size: number }>,
-): string[] {
-  const problems: string[] = [];
-  for (let i = 0; i < set.length && problems.length < 100; i++) {
-    const problem = blobProblem(set.hash(i), index, stored);
-    if (problem) problems.push(problem);
-  }
-  return problems;
+  return { packs, encoding, sets };
 }
 
 export interface PlaceInput {
@@ -135,8 +121,8 @@ export interface PlaceResult {
  */
 export async function placeBlobs(i: PlaceInput): Promise<PlaceResult> {
   const result: PlaceResult = { reused: 0, fetched: 0, fetchedBytes: 0, packs: 0 };
-  // Per pack, the set's indices only (a million blobs: 8 bytes each, not a string and an array each).
-  const byPack = new Map<string, number[]>();
+  // Per pack number, the set's indices only (a million blobs: 8 bytes each, not a string and an array each).
+  const byPack = new Map<number, number[]>();
   const dirs = new DirTimes(i.into);
   await dirs.remember(''); // the packs unpack in a directory of their own there
   // Every directory's time first (nothing placed yet), then the files, many at once: one await after the
@@ -153,22 +139,23 @@ export async function placeBlobs(i: PlaceInput): Promise<PlaceResult> {
       i.progress?.placed(b.size);
       return;
     }
-    const packId = i.store.index.lookup(i.set.hash(n))?.packId as string;
-    const indices = byPack.get(packId) ?? [];
-    byPack.set(packId, indices);
+    const p = i.set.packOf(n);
+    const indices = byPack.get(p) ?? [];
+    byPack.set(p, indices);
     indices.push(n);
   });
   // Two packs at a time: one unpacks (tar and the decompressor) while the other's files are put in place.
   const packs = [...byPack];
   await inParallel(packs.length, 2, async (p) => {
-    const [packId, indices] = packs[p] as (typeof packs)[number];
+    const [number, indices] = packs[p] as (typeof packs)[number];
     const wanted = new Map<string, number[]>(); // one pack's blobs: a few thousand
     for (const n of indices) {
       const sha1 = i.set.sha1(n);
       wanted.set(sha1, [...(wanted.get(sha1) ?? []), n]);
     }
     i.signal?.throwIfAborted();
-    const pack = i.store.index.pack(packId) as PackRecord;
+    const pack = i.store.packs[number] as PackRecord;
+    const packId = pack.id;
     const tmp = await mkdtemp(join(i.into, '.mbs-pack-'));
     try {
       const members = await untarPack({

@@ -1,4 +1,5 @@
 import type { BlobEntry } from './blob-list.js';
+import { compareHash, HASH_BYTES, hashOrder } from './entry-table.js';
 import { type BlobArea, blobPath } from './layout.js';
 
 const AREAS: readonly BlobArea[] = ['filedir', 'trashdir'];
@@ -19,6 +20,8 @@ export class BlobSet {
   private uids = new Uint32Array(0);
   private gids = new Uint32Array(0);
   private areas = new Uint8Array(0);
+  /** Pack number + 1 of each blob once located (store/blob-locate.ts), 0 before. */
+  private packs = new Uint32Array(0);
   private readonly odd = new Map<number, string>();
 
   /**
@@ -70,6 +73,39 @@ export class BlobSet {
     };
   }
 
+  /** The located pack's number (in the caller's pack list), or -1. */
+  packOf(i: number): number {
+    return (this.packs[i] ?? 0) - 1;
+  }
+
+  setPack(i: number, pack: number): void {
+    this.packs[i] = pack + 1;
+  }
+
+  /** The entries in hash order, as a permutation (4 bytes an entry), for find(). */
+  hashOrder(): Uint32Array {
+    return hashOrder(this.hashes, this.n);
+  }
+
+  /**
+   * Calls `each` with every entry whose hash is the 20 bytes of `src` at `at` (a content may be at two paths),
+   * by binary search in `order` (from hashOrder()).
+   */
+  find(order: Uint32Array, src: Uint8Array, at: number, each: (i: number) => void): void {
+    let lo = 0;
+    let hi = this.n;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (compareHash(this.hashes, (order[mid] ?? 0) * HASH_BYTES, src, at) < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let k = lo; k < this.n; k++) {
+      const i = order[k] ?? 0;
+      if (compareHash(this.hashes, i * HASH_BYTES, src, at) !== 0) return;
+      each(i);
+    }
+  }
+
   private grow(cap: number): void {
     const hashes = Buffer.alloc(cap * 20);
     this.hashes.copy(hashes);
@@ -88,5 +124,6 @@ export class BlobSet {
     this.uids = copy(this.uids, (c) => new Uint32Array(c));
     this.gids = copy(this.gids, (c) => new Uint32Array(c));
     this.areas = copy(this.areas, (c) => new Uint8Array(c));
+    this.packs = copy(this.packs, (c) => new Uint32Array(c));
   }
 }

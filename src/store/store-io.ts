@@ -131,21 +131,27 @@ export async function readIndexFile(
 /** Bytes of index files loadIndex's readers hold at once, at most (one file more when a file is larger). */
 const READ_BUDGET = 8 * 1024 * 1024;
 
+export interface IndexReadOptions {
+  concurrency?: number;
+  cache?: IndexCache;
+  unreadable?: (id: string) => void;
+}
+
 /**
- * Builds the in-memory index from every index file of the store. Files are read a few at a time and their
- * entries appended; one sort at the end. Keys under store/index/ that are not index ids are ignored.
+ * Calls `onPacks` with the decoded packs of every index file of the store. Files are read a few at a time, each
+ * into its reader's buffer (the packs view it: use them before returning). Keys under store/index/ that are
+ * not index ids are ignored. With a cache: `unreadable` for a file it cannot decrypt.
  */
-export async function loadIndex(
+export async function forEachIndexFile(
   backend: Backend,
   enc: StoreEncoding,
-  o: { concurrency?: number; cache?: IndexCache; unreadable?: (id: string) => void } = {},
-): Promise<BlobIndex> {
+  onPacks: (packs: DecodedPack[]) => void,
+  o: IndexReadOptions & { listed?: (files: { size: number }[]) => void } = {},
+): Promise<void> {
   const listed = (await backend.list(INDEX_PREFIX)).filter((x) => idOfKey(x.key) !== null);
+  o.listed?.(listed);
   await o.cache?.retain(new Set(listed.map((x) => x.key.slice(INDEX_PREFIX.length))));
-  const index = new BlobIndex();
-  // An index file takes at least 36 bytes a blob: its size bounds the count, so the table is sized once.
-  index.reserve(listed.reduce((n, x) => n + Math.floor(x.size / BLOB_RECORD_BYTES), 0));
-  // A few readers at once (remote latency), each appending a file before it reads the next into its buffer;
+  // A few readers at once (remote latency), each handing a file on before it reads the next into its buffer;
   // no more than READ_BUDGET bytes of files held at once (a backup's index files reach ~2.4 MB each).
   const largest = listed.reduce((m, x) => Math.max(m, x.size), 0);
   const readers = Math.max(1, Math.min(o.concurrency ?? 8, Math.floor(READ_BUDGET / Math.max(1, largest))));
@@ -155,11 +161,25 @@ export async function loadIndex(
     for (let x = listed[next++]; x !== undefined; x = listed[next++]) {
       const id = x.key.slice(INDEX_PREFIX.length);
       const packs = await readIndexFile(backend, enc, id, scratch, o.cache, x.size);
-      if (packs) index.append(packs);
+      if (packs) onPacks(packs);
       else o.unreadable?.(id);
     }
   };
   await Promise.all(Array.from({ length: Math.min(readers, listed.length) }, reader));
+}
+
+/** Builds the in-memory index from every index file of the store: entries appended, one sort at the end. */
+export async function loadIndex(
+  backend: Backend,
+  enc: StoreEncoding,
+  o: IndexReadOptions = {},
+): Promise<BlobIndex> {
+  const index = new BlobIndex();
+  await forEachIndexFile(backend, enc, (packs) => index.append(packs), {
+    ...o,
+    // An index file takes at least 36 bytes a blob: its size bounds the count, so the table is sized once.
+    listed: (files) => index.reserve(files.reduce((n, x) => n + Math.floor(x.size / BLOB_RECORD_BYTES), 0)),
+  });
   index.seal();
   return index;
 }
