@@ -94,6 +94,21 @@ export class BlobIndex {
     }
   }
 
+  /**
+   * The blob's position among the indexed hashes (0 … size - 1), or -1: lets a caller keep one bit a blob
+   * (verify's "found good") instead of a set of hashes.
+   */
+  slot(sha1: Uint8Array): number {
+    this.fold();
+    return this.main.find(sha1);
+  }
+
+  /** The hash at a slot (a view). */
+  hashAt(slot: number): Uint8Array {
+    this.fold();
+    return this.main.hashAt(slot);
+  }
+
   /** Every indexed blob with its pack, in hash order (for sweep and verify). */
   *entries(): Generator<{ sha1: Uint8Array; packId: string; offset: number; size: number }> {
     this.fold();
