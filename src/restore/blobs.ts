@@ -24,7 +24,7 @@ import type { EncryptionConfig } from '../config/types.js';
 import type { Logger } from '../observe/logger.js';
 import type { Backend } from '../storage/backend.js';
 import type { BlobEntry } from '../store/blob-list.js';
-import { locateBlobs, locateProblems } from '../store/blob-locate.js';
+import { locatableSet, locateBlobs, locateProblems } from '../store/blob-locate.js';
 import { BlobSet } from '../store/blob-set.js';
 import type { StoreEncoding } from '../store/encoding.js';
 import type { PackRecord } from '../store/index-file.js';
@@ -74,9 +74,14 @@ export async function verifyBlobs(
   const sets = new Map<string, BlobSet>();
   for (const v of withBlobs) sets.set(v.name, await readBlobSet(backend, manifest, v, encryption));
   // The sets hold where each blob is: the store's whole index is never in memory beside them.
-  const packs = await locateBlobs(backend, encoding, [...sets.values()], stored);
+  const { packs } = await locateBlobs(backend, encoding, [...sets.values()].map(locatableSet), stored);
   for (const [name, set] of sets) {
-    const problems = locateProblems(set, packs, stored);
+    const problems = locateProblems(
+      set.length,
+      { packOf: (i) => set.packOf(i), hex: (i) => set.sha1(i) },
+      packs,
+      stored,
+    );
     if (problems.length > 0) {
       throw new SidecarError(
         'INTEGRITY_FAILED',

@@ -5,23 +5,37 @@ import { BLOB_RECORD_BYTES, type PackRecord } from './index-file.js';
 import { forEachIndexFile } from './store-io.js';
 
 /**
- * Where the blobs of a restore are, without the store's whole index in memory: each index file is read in
- * turn and each record looked up in the snapshot's sets (sorted views of their hashes), which keep the pack
- * number of every blob found. A million blobs cost 8 bytes more each in the set instead of the 36 of an
- * index entry beside it. A blob in two packs is located in one stored with its recorded size when there is one.
- * Returns the packs the numbers refer to.
+ * Blobs to locate: `find` calls `each` with the position of every one whose hash is the 20 bytes of `src`
+ * at `at`; each position keeps a pack number (-1: none yet).
+ */
+export interface Locatable {
+  find(src: Uint8Array, at: number, each: (i: number) => void): void;
+  packOf(i: number): number;
+  setPack(i: number, pack: number): void;
+}
+
+/**
+ * Where blobs are, without the store's whole index in memory: each index file is read in turn and each record
+ * looked up in the callers' sorted hashes, which keep a pack number a blob (a restore's sets: 4 bytes a blob
+ * instead of the 36 of an index entry beside them; prune's mark). A blob in two packs is located in one
+ * stored with its recorded size when there is one, else in the first read. Returns the packs the numbers
+ * refer to and, by index file id, the ids of the packs each names.
  */
 export async function locateBlobs(
   backend: Backend,
   enc: StoreEncoding,
-  sets: readonly BlobSet[],
+  targets: readonly Locatable[],
   stored: Map<string, { size: number }>,
-): Promise<PackRecord[]> {
-  const orders = sets.map((s) => s.hashOrder());
+): Promise<{ packs: PackRecord[]; indexFiles: Map<string, string[]> }> {
   const packs: PackRecord[] = [];
   const good: boolean[] = [];
   const numbers = new Map<string, number>();
-  await forEachIndexFile(backend, enc, (decoded) => {
+  const indexFiles = new Map<string, string[]>();
+  await forEachIndexFile(backend, enc, (decoded, id) => {
+    indexFiles.set(
+      id,
+      decoded.map((d) => d.pack.id),
+    );
     for (const { pack, records } of decoded) {
       let p = numbers.get(pack.id);
       if (p === undefined) {
@@ -31,31 +45,45 @@ export async function locateBlobs(
         good.push(stored.get(pack.id)?.size === pack.storedSize);
       }
       const here = p;
-      for (let o = 0; o + BLOB_RECORD_BYTES <= records.length; o += BLOB_RECORD_BYTES) {
-        sets.forEach((set, k) => {
-          set.find(orders[k] as Uint32Array, records, o, (i) => {
-            const was = set.packOf(i);
-            if (was < 0 || (!good[was] && good[here])) set.setPack(i, here);
-          });
-        });
+      for (const t of targets) {
+        const place = (i: number) => {
+          const was = t.packOf(i);
+          if (was < 0 || (!good[was] && good[here])) t.setPack(i, here);
+        };
+        for (let o = 0; o + BLOB_RECORD_BYTES <= records.length; o += BLOB_RECORD_BYTES)
+          t.find(records, o, place);
       }
     }
   });
-  return packs;
+  return { packs, indexFiles };
 }
 
-/** Why blobs of a located set cannot be restored (at most `max`): not indexed, or their pack missing or of the wrong size. */
+/** A restore's set as blobs to locate (its hash order built once). */
+export function locatableSet(set: BlobSet): Locatable {
+  const order = set.hashOrder();
+  return {
+    find: (src, at, each) => set.find(order, src, at, each),
+    packOf: (i) => set.packOf(i),
+    setPack: (i, p) => set.setPack(i, p),
+  };
+}
+
+/**
+ * Why located blobs cannot be restored (at most `max`): not indexed, or their pack missing or of the wrong
+ * size. `count` blobs, `hex(i)` naming each.
+ */
 export function locateProblems(
-  set: BlobSet,
+  count: number,
+  t: Pick<Locatable, 'packOf'> & { hex(i: number): string },
   packs: readonly PackRecord[],
   stored: Map<string, { size: number }>,
   max = 100,
 ): string[] {
   const problems: string[] = [];
-  for (let i = 0; i < set.length && problems.length < max; i++) {
-    const p = packs[set.packOf(i)];
+  for (let i = 0; i < count && problems.length < max; i++) {
+    const p = packs[t.packOf(i)];
     if (!p) {
-      problems.push(`blob ${set.sha1(i)} is in no pack`);
+      problems.push(`blob ${t.hex(i)} is in no pack`);
       continue;
     }
     const size = stored.get(p.id)?.size;

@@ -145,7 +145,7 @@ export interface IndexReadOptions {
 export async function forEachIndexFile(
   backend: Backend,
   enc: StoreEncoding,
-  onPacks: (packs: DecodedPack[]) => void,
+  onPacks: (packs: DecodedPack[], id: string) => void,
   o: IndexReadOptions & { listed?: (files: { size: number }[]) => void } = {},
 ): Promise<void> {
   const listed = (await backend.list(INDEX_PREFIX)).filter((x) => idOfKey(x.key) !== null);
@@ -161,7 +161,7 @@ export async function forEachIndexFile(
     for (let x = listed[next++]; x !== undefined; x = listed[next++]) {
       const id = x.key.slice(INDEX_PREFIX.length);
       const packs = await readIndexFile(backend, enc, id, scratch, o.cache, x.size);
-      if (packs) onPacks(packs);
+      if (packs) onPacks(packs, id);
       else o.unreadable?.(id);
     }
   };
