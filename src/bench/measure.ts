@@ -141,7 +141,7 @@ export interface CliRun {
 }
 
 /** Node flags of the image's command wrappers (Dockerfile): the bench measures the sidecar as it ships. */
-export const SIDECAR_NODE_FLAGS = ['--max-semi-space-size=2'];
+export const SIDECAR_NODE_FLAGS = ['--max-semi-space-size=2', '--max-old-space-size=512'];
 
 /** Runs the built sidecar CLI as its own process (as `docker exec sidecar backup` would). */
 export async function runSidecar(
