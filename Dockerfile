@@ -67,7 +67,10 @@ RUN set -eu; \
     mkdir -p /archive /var/lib/moodle-backup
 
 WORKDIR /app
-ENV NODE_ENV=production
+# MALLOC_ARENA_MAX=2: glibc gives each thread that allocates (libuv's file-system pool: a restore's million
+# lstat/link calls) an arena of its own, and each keeps what was freed in it. Two arenas: a restore reusing
+# 1M blobs 151 → 138 MB peak RSS (docs/design.md, Memory).
+ENV NODE_ENV=production MALLOC_ARENA_MAX=2
 COPY --from=prod-deps /app/node_modules ./node_modules
 COPY package.json ./
 COPY --from=build /app/dist ./dist
