@@ -6,6 +6,7 @@ import { measureDowntime, measureS3, type S3Figures } from './inc-extra.js';
 import { type MemoryFigure, measureIndexMemory } from './inc-memory.js';
 import { downtimeTarget, incRows, incTargets, peakRss, secondRunBytes } from './inc-report.js';
 import { measureIncremental, measureSmoke } from './incremental.js';
+import { type E2eFigure, measureMemoryE2e } from './memory-e2e.js';
 import type { Row, Target } from './report.js';
 import { target } from './report.js';
 import type { BenchEnv } from './scenarios.js';
@@ -20,6 +21,8 @@ export interface IncGroupResult {
   checks: string[];
   s3: S3Figures[];
   memory: MemoryFigure[];
+  /** The real CLI's peak RSS per command at BENCH_INC_E2E_BLOBS blobs. */
+  memoryE2e: E2eFigure[];
 }
 
 interface GroupCtx {
@@ -101,7 +104,16 @@ async function smokeSet(g: GroupCtx, r: IncGroupResult): Promise<void> {
 
 export async function runIncrementalGroup(g: GroupCtx): Promise<IncGroupResult> {
   const sizes = incSizesFromEnv();
-  const r: IncGroupResult = { sizes, datasets: [], rows: [], targets: [], checks: [], s3: [], memory: [] };
+  const r: IncGroupResult = {
+    sizes,
+    datasets: [],
+    rows: [],
+    targets: [],
+    checks: [],
+    s3: [],
+    memory: [],
+    memoryE2e: [],
+  };
   if (sizes.sets.includes('smoke')) await smokeSet(g, r);
   if (sizes.sets.includes('main')) await blobSet(g, r, 'main');
   if (sizes.sets.includes('many')) await blobSet(g, r, 'many');
@@ -110,8 +122,17 @@ export async function runIncrementalGroup(g: GroupCtx): Promise<IncGroupResult> 
     const blobs = Math.round(Number(process.env.BENCH_INC_INDEX_BLOBS ?? 1_000_000));
     g.log(`memory: index of ${blobs} blobs`);
     r.memory = await measureIndexMemory(g.env.work, blobs);
+    const e2e = Math.round(Number(process.env.BENCH_INC_E2E_BLOBS ?? blobs));
+    r.memoryE2e = await measureMemoryE2e(g, e2e);
+    for (const f of r.memoryE2e)
+      r.targets.push(target(`${f.command}, ${e2e} blobs: peak RSS (MB)`, f.peakRssMb, '<=', 150, e2eNote(f)));
+    await removeBenchResources(g.docker, g.runId);
   }
   return r;
+}
+
+function e2eNote(f: E2eFigure): string {
+  return `node's VmHWM; children ${f.childRssMb} MB${f.children ? ` (${f.children})` : ''}; ${(f.ms / 1000).toFixed(1)} s`;
 }
 
 /** Lines for the end of the printed table: S3 requests and the 1M-blob memory figures. */
@@ -129,5 +150,7 @@ export function incFigures(r: IncGroupResult): string[] {
     lines.push(
       `index memory, ${m.blobs} blobs, ${m.mode}: peak RSS ${m.peakRssMb} MB (+${m.peakRssMb - rest} over rest), heap used ${m.heapUsedMb} MB, index tables ${m.indexMb} MB`,
     );
+  for (const f of r.memoryE2e)
+    lines.push(`end to end, ${f.command}: peak RSS ${f.peakRssMb} MB; ${e2eNote(f)}`);
   return lines;
 }

@@ -141,7 +141,10 @@ export interface CliRun {
 }
 
 /** Node flags of the image's command wrappers (Dockerfile): the bench measures the sidecar as it ships. */
-export const SIDECAR_NODE_FLAGS = ['--max-semi-space-size=2'];
+export const SIDECAR_NODE_FLAGS = ['--max-semi-space-size=2', '--max-old-space-size=512'];
+
+/** Environment the image sets for every process (Dockerfile `ENV`) that bears on memory; a caller's value wins. */
+export const SIDECAR_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2' };
 
 /** Runs the built sidecar CLI as its own process (as `docker exec sidecar backup` would). */
 export async function runSidecar(
@@ -152,7 +155,10 @@ export async function runSidecar(
 ): Promise<CliRun> {
   const startedAtMs = Date.now();
   const t0 = performance.now();
-  const r = await run(process.execPath, [...SIDECAR_NODE_FLAGS, cli, ...args], timeoutMs, false, env);
+  const r = await run(process.execPath, [...SIDECAR_NODE_FLAGS, cli, ...args], timeoutMs, false, {
+    ...SIDECAR_ENV,
+    ...env,
+  });
   const ms = performance.now() - t0;
   if (r.code !== 0)
     throw new Error(`sidecar ${args.join(' ')} failed (${r.code}):\n${r.stderr.slice(-3000)}`);

@@ -140,6 +140,7 @@ async function main(): Promise<void> {
         datasets: inc.datasets,
         s3: inc.s3,
         memory: inc.memory,
+        memoryE2e: inc.memoryE2e,
         figures,
       },
       user: user && { image: user.image, startup: user.startup, figures: user.figures },

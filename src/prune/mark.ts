@@ -33,6 +33,15 @@ export async function markKept(
     };
   }
   const live = new HashSet20();
+  // Kept snapshots share most blobs: the union is about the largest list, so the set is sized once for it.
+  live.reserve(
+    Math.max(
+      0,
+      ...kept.flatMap((e) =>
+        (e.status === 'ok' ? (e.manifest?.volumes ?? []) : []).map((v) => v.blobs?.count ?? 0),
+      ),
+    ),
+  );
   let snapshots = 0;
   let lists = 0;
   const t0 = Date.now();

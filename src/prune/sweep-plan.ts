@@ -1,10 +1,10 @@
 import type { Backend } from '../storage/backend.js';
-import type { BlobIndex } from '../store/blob-index.js';
+import { type Locatable, locateBlobs, locateProblems } from '../store/blob-locate.js';
 import type { StoreEncoding } from '../store/encoding.js';
+import { HASH_BYTES } from '../store/entry-table.js';
 import type { HashSet20 } from '../store/hash-set.js';
-import { type PackRecord, recordsOf } from '../store/index-file.js';
-import { INDEX_PREFIX, idOfKey } from '../store/layout.js';
-import { blobProblem, storedPacks } from '../store/snapshot-blobs.js';
+import { BLOB_RECORD_BYTES, type PackRecord, readU64 } from '../store/index-file.js';
+import { storedPacks } from '../store/snapshot-blobs.js';
 import { readIndexFile } from '../store/store-io.js';
 import { planSweep, type RepackCandidate } from '../store/sweep.js';
 
@@ -30,31 +30,39 @@ export interface StoreSweepPlan {
 export type PlanOutcome = { ok: true; plan: StoreSweepPlan } | { ok: false; reason: string };
 
 /**
- * The sweep's plan from the loaded index, the packs stored and the mark. First the closure: every live blob
- * must be indexed in a stored pack of the recorded size, else something is already wrong (a lost index
- * file would make its packs look like garbage) and nothing is planned. Then each index file is read again,
- * one at a time, and planSweep (store/sweep.ts) judges its packs one by one, so only one pack's blob names
- * are ever strings at once.
+ * The sweep's plan from the packs stored and the mark. First every index file is read once and each live
+ * blob located (a pack number beside each marked hash: 4 bytes a blob, not the store's whole index of 36):
+ * every live blob must be indexed in a stored pack of the recorded size, else something is already wrong (a
+ * lost index file would make its packs look like garbage) and nothing is planned. Then each index file is
+ * read again, one at a time, and planSweep (store/sweep.ts) judges its packs one by one, naming blobs by
+ * their records' offsets: only a repacked pack's live blobs become strings.
  */
 export async function planStoreSweep(
   backend: Backend,
   encoding: StoreEncoding,
-  index: BlobIndex,
   live: HashSet20,
   o: { now: Date; graceMs: number; repackBelow?: number },
 ): Promise<PlanOutcome> {
   const stored = await storedPacks(backend);
-  const problems: string[] = [];
-  for (const h of live.hashes()) {
-    const p = blobProblem(h, index, stored);
-    if (p) problems.push(p);
-    if (problems.length >= 3) break;
-  }
+  const holders = new Int32Array(live.length).fill(-1);
+  const marked: Locatable = {
+    find: (src, at, each) => {
+      const i = live.position(src, at);
+      if (i >= 0) each(i);
+    },
+    packOf: (i) => holders[i] ?? -1,
+    setPack: (i, p) => {
+      holders[i] = p;
+    },
+  };
+  const { packs, indexFiles } = await locateBlobs(backend, encoding, [marked], stored);
+  const hex = (i: number) => Buffer.from(live.hashAt(i)).toString('hex');
+  const problems = locateProblems(live.length, { packOf: marked.packOf, hex }, packs, stored, 3);
   if (problems.length > 0) {
     return { ok: false, reason: `kept snapshots need blobs the store cannot give: ${problems.join('; ')}` };
   }
   const plan: StoreSweepPlan = {
-    indexFiles: new Map(),
+    indexFiles,
     dead: [],
     repack: [],
     orphans: [],
@@ -62,28 +70,31 @@ export async function planStoreSweep(
     repackDeferred: 0,
   };
   const judged = new Set<string>();
-  const holder = (sha1: string) => index.lookup(Buffer.from(sha1, 'hex'))?.packId;
-  const isLive = (sha1: string) => live.hasHex(sha1);
-  const ids = (await backend.list(INDEX_PREFIX)).flatMap((obj) => idOfKey(obj.key) ?? []);
-  for (const indexId of ids) {
-    const packs = await readIndexFile(backend, encoding, indexId);
-    plan.indexFiles.set(
-      indexId,
-      packs.map((p) => p.pack.id),
-    );
-    for (const { pack, records } of packs) {
+  const scratch = { buf: Buffer.alloc(0) };
+  for (const indexId of indexFiles.keys()) {
+    const decoded = await readIndexFile(backend, encoding, indexId, scratch);
+    for (const { pack, records } of decoded) {
       if (judged.has(pack.id)) continue;
       judged.add(pack.id);
-      const blobs = [...recordsOf(records)].map((b) => ({
-        sha1: Buffer.from(b.sha1).toString('hex'),
-        size: b.size,
-      }));
-      const one = planSweep([{ id: pack.id, storedSize: pack.storedSize, blobs }], isLive, holder, {
-        repackBelow: o.repackBelow,
-      });
+      // A blob is named by its record's offset: live when marked and located in this very pack.
+      const holder = (at: number) => {
+        const i = live.position(records, at);
+        return i < 0 ? undefined : packs[holders[i] ?? -1]?.id;
+      };
+      function* blobs() {
+        for (let at = 0; at + BLOB_RECORD_BYTES <= records.length; at += BLOB_RECORD_BYTES)
+          yield { sha1: at, size: readU64(records, at + HASH_BYTES + 8) };
+      }
+      const one = planSweep(
+        [{ id: pack.id, storedSize: pack.storedSize, blobs: blobs() }],
+        (at) => holder(at) !== undefined,
+        holder,
+        { repackBelow: o.repackBelow },
+      );
       if (one.dead.length > 0) plan.dead.push({ id: pack.id, storedSize: pack.storedSize });
       for (const r of one.repack) {
-        if (plan.repack.length < REPACK_MAX) plan.repack.push({ ...r, pack });
+        const names = r.live.map((at) => records.toString('hex', at, at + HASH_BYTES));
+        if (plan.repack.length < REPACK_MAX) plan.repack.push({ ...r, live: names, pack });
         else plan.repackDeferred++;
       }
     }

@@ -7,7 +7,6 @@ import type { Logger } from '../observe/logger.js';
 import type { Backend } from '../storage/backend.js';
 import type { StoreEncoding } from '../store/encoding.js';
 import { INDEX_PREFIX, PACKS_PREFIX, packKey } from '../store/layout.js';
-import { loadIndex } from '../store/store-io.js';
 import { markKept } from './mark.js';
 import { repack } from './repack.js';
 import { dropIndexEntries } from './sweep-delete.js';
@@ -90,8 +89,7 @@ export async function sweepStore(
   };
   let outcome: Awaited<ReturnType<typeof planStoreSweep>>;
   try {
-    const index = await loadIndex(backend, encoding);
-    outcome = await planStoreSweep(backend, encoding, index, mark.live, {
+    outcome = await planStoreSweep(backend, encoding, mark.live, {
       now: o.now,
       graceMs: o.graceMs,
       repackBelow: cfg.repackBelow,

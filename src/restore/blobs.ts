@@ -1,19 +1,9 @@
 import { spawn } from 'node:child_process';
-import {
-  chmod,
-  chown,
-  copyFile,
-  link,
-  lstat,
-  mkdir,
-  mkdtemp,
-  rename,
-  rm,
-  utimes,
-  writeFile,
-} from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { chmod, chown, copyFile, link, lstat, mkdir, mkdtemp, rename, rm, utimes } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { getCodec } from '../archive/codec.js';
 import { storeDecrypter } from '../archive/encryption.js';
 import type { Manifest, ManifestVolume } from '../archive/manifest.js';
@@ -23,20 +13,20 @@ import { collect, exited } from '../common/processes.js';
 import type { EncryptionConfig } from '../config/types.js';
 import type { Logger } from '../observe/logger.js';
 import type { Backend } from '../storage/backend.js';
-import type { BlobIndex } from '../store/blob-index.js';
 import type { BlobEntry, DirEntry } from '../store/blob-list.js';
+import { locatableSet, locateBlobs, locateProblems } from '../store/blob-locate.js';
 import { BlobSet } from '../store/blob-set.js';
 import type { StoreEncoding } from '../store/encoding.js';
 import type { PackRecord } from '../store/index-file.js';
 import { blobPath } from '../store/layout.js';
 import { type UntarredMember, untarPack } from '../store/pack-untar.js';
-import { blobProblem, snapshotBlobs, storedPacks } from '../store/snapshot-blobs.js';
-import { loadIndex } from '../store/store-io.js';
+import { snapshotBlobs, storedPacks } from '../store/snapshot-blobs.js';
 import { linkLive } from './link-live.js';
 
-/** What a restore of incremental volumes works from: the store's index and each volume's blob set. */
+/** What a restore of incremental volumes works from: each volume's blob set, located in `packs`. */
 export interface RestoreBlobs {
-  index: BlobIndex;
+  /** The packs the sets' pack numbers refer to. */
+  packs: PackRecord[];
   encoding: StoreEncoding;
   sets: Map<string, BlobSet>;
   /** Each volume's leaf directories, when its blob list names them (format 2; else the tarball has them). */
@@ -51,7 +41,7 @@ export async function readBlobSet(
   encryption: EncryptionConfig | undefined,
   dirs?: DirEntry[],
 ): Promise<BlobSet> {
-  const set = new BlobSet();
+  const set = new BlobSet(v.blobs?.count);
   const onDir = dirs && ((d: DirEntry) => void dirs.push(d));
   for await (const b of snapshotBlobs(backend, manifest, v, encryption, onDir)) set.add(b);
   return set;
@@ -76,43 +66,36 @@ export async function verifyBlobs(
     codec: getCodec(manifest.codec),
     decrypt: storeDecrypter(encryption, 'store'),
   };
-  const index = await loadIndex(backend, encoding);
   const stored = await storedPacks(backend);
   const sets = new Map<string, BlobSet>();
-  const dirsOf = new Map<string, DirEntry[]>();
+  const dirs = new Map<string, DirEntry[]>();
   for (const v of withBlobs) {
-    const dirs: DirEntry[] = [];
-    const set = await readBlobSet(backend, manifest, v, encryption, dirs);
-    dirsOf.set(v.name, dirs);
-    const problems = closureProblems(set, index, stored);
+    const leaves: DirEntry[] = [];
+    sets.set(v.name, await readBlobSet(backend, manifest, v, encryption, leaves));
+    dirs.set(v.name, leaves);
+  }
+  // The sets hold where each blob is: the store's whole index is never in memory beside them.
+  const { packs } = await locateBlobs(backend, encoding, [...sets.values()].map(locatableSet), stored);
+  for (const [name, set] of sets) {
+    const problems = locateProblems(
+      set.length,
+      { packOf: (i) => set.packOf(i), hex: (i) => set.sha1(i) },
+      packs,
+      stored,
+    );
     if (problems.length > 0) {
       throw new SidecarError(
         'INTEGRITY_FAILED',
-        `snapshot ${manifest.id}, volume ${v.name}: ${problems.length} blob(s) cannot be restored (${problems.slice(0, 3).join('; ')}); nothing was changed`,
+        `snapshot ${manifest.id}, volume ${name}: ${problems.length} blob(s) cannot be restored (${problems.slice(0, 3).join('; ')}); nothing was changed`,
         'run `verify` to see every damaged snapshot; restore another snapshot',
       );
     }
-    sets.set(v.name, set);
     log.info(
-      { step: 'verify', volume: v.name, blobs: set.length, ms: Date.now() - t0 },
-      `verified ${v.name}'s blob list: ${set.length} blob(s), all in the store`,
+      { step: 'verify', volume: name, blobs: set.length, ms: Date.now() - t0 },
+      `verified ${name}'s blob list: ${set.length} blob(s), all in the store`,
     );
   }
-  return { index, encoding, sets, dirs: dirsOf };
-}
-
-/** Why blobs of a set cannot be restored: not indexed, or their pack missing or of the wrong size. */
-export function closureProblems(
-  set: BlobSet,
-  index: BlobIndex,
-  stored: Map<string, { size: number }>,
-): string[] {
-  const problems: string[] = [];
-  for (let i = 0; i < set.length && problems.length < 100; i++) {
-    const problem = blobProblem(set.hash(i), index, stored);
-    if (problem) problems.push(problem);
-  }
-  return problems;
+  return { packs, encoding, sets, dirs };
 }
 
 export interface PlaceInput {
@@ -148,16 +131,15 @@ export interface PlaceResult {
  */
 export async function placeBlobs(i: PlaceInput): Promise<PlaceResult> {
   const result: PlaceResult = { reused: 0, fetched: 0, fetchedBytes: 0, packs: 0 };
-  // Per pack, the set's indices only (a million blobs: 8 bytes each, not a string and an array each).
-  const byPack = new Map<string, number[]>();
-  const dirs = new DirTimes();
-  await dirs.remember(i.into); // the packs unpack in a directory of their own there
+  // The blobs to fetch, one byte each; grouped by pack afterwards in one typed array (JS arrays of a
+  // million indices were ~12 MB of heap).
+  const toFetch = new Uint8Array(i.set.length);
+  const dirs = new DirTimes(i.into);
+  await dirs.remember(''); // the packs unpack in a directory of their own there
   const leaves = i.dirs ?? [];
   // The leaf directories are the list's, not the tarball's: made first (their parents' times kept), their
   // own owners, modes and times set once every file is in.
-  await inParallel(leaves.length, PARALLEL, (n) =>
-    dirs.remember(dirname(join(i.into, (leaves[n] as DirEntry).path))),
-  );
+  await inParallel(leaves.length, PARALLEL, (n) => dirs.remember(dirname((leaves[n] as DirEntry).path)));
   await inParallel(leaves.length, PARALLEL, async (n) => {
     await mkdir(join(i.into, (leaves[n] as DirEntry).path), { recursive: true });
   });
@@ -167,7 +149,7 @@ export async function placeBlobs(i: PlaceInput): Promise<PlaceResult> {
   if (leaves.length === 0)
     await inParallel(i.set.length, PARALLEL, async (n) => {
       i.signal?.throwIfAborted();
-      await dirs.remember(dirname(join(i.into, i.set.at(n).path)));
+      await dirs.remember(dirname(i.set.at(n).path));
     });
   // The live dataroot's files, linked by GNU cp in bulk; their attributes set only where they differ.
   const linked = i.live ? await linkLive(i.set, i.live, i.into) : undefined;
@@ -190,28 +172,29 @@ export async function placeBlobs(i: PlaceInput): Promise<PlaceResult> {
       i.progress?.placed(b.size);
       return;
     }
-    const packId = i.store.index.lookup(i.set.hash(n))?.packId as string;
-    const indices = byPack.get(packId) ?? [];
-    byPack.set(packId, indices);
-    indices.push(n);
+    toFetch[n] = 1;
   });
+  const { numbers, starts, order } = byPack(i.set, toFetch, i.store.packs.length);
   // Two packs at a time: one unpacks (tar and the decompressor) while the other's files are put in place.
-  const packs = [...byPack];
-  await inParallel(packs.length, 2, async (p) => {
-    const [packId, indices] = packs[p] as (typeof packs)[number];
-    const wanted = new Map<string, number[]>(); // one pack's blobs: a few thousand
-    for (const n of indices) {
+  await inParallel(numbers.length, 2, async (p) => {
+    const number = numbers[p] as number;
+    // One pack's blobs (a few thousand): the first index of each content, the rest only for a content twice.
+    const wanted = new Map<string, number>();
+    const twins = new Map<string, number[]>();
+    for (const n of order.subarray(starts[number], starts[number + 1])) {
       const sha1 = i.set.sha1(n);
-      wanted.set(sha1, [...(wanted.get(sha1) ?? []), n]);
+      const first = wanted.get(sha1);
+      if (first === undefined) wanted.set(sha1, n);
+      else twins.set(sha1, [...(twins.get(sha1) ?? [first]), n]);
     }
     i.signal?.throwIfAborted();
-    const pack = i.store.index.pack(packId) as PackRecord;
+    const pack = i.store.packs[number] as PackRecord;
+    const packId = pack.id;
     // Into a staging directory, a pack whose blobs all go to their own place (one path each, in filedir/)
     // is unpacked there by tar directly: no rename a file (~50 µs each on this disk). A damaged pack then
     // fails the restore and the staging directory goes whole.
     const inPlace =
-      i.staged &&
-      [...wanted].every(([sha1, ns]) => ns.length === 1 && i.set.at(ns[0] as number).path === blobPath(sha1));
+      i.staged && twins.size === 0 && [...wanted].every(([sha1, n]) => i.set.at(n).path === blobPath(sha1));
     if (inPlace) {
       const members = await untarPack({
         backend: i.backend,
@@ -224,10 +207,10 @@ export async function placeBlobs(i: PlaceInput): Promise<PlaceResult> {
       });
       const blobs = [...wanted];
       await inParallel(blobs.length, PARALLEL, async (j) => {
-        const [sha1, ns] = blobs[j] as (typeof blobs)[number];
+        const [sha1, n] = blobs[j] as (typeof blobs)[number];
         const m = members.get(sha1);
         if (!m) throw new SidecarError('INTEGRITY_FAILED', `pack ${packId} does not hold blob ${sha1}`);
-        const b = i.set.at(ns[0] as number);
+        const b = i.set.at(n);
         await settle(join(i.into, b.path), b, m, false);
         result.fetched++;
         result.fetchedBytes += b.size;
@@ -249,7 +232,8 @@ export async function placeBlobs(i: PlaceInput): Promise<PlaceResult> {
       // The pack's sha256 matched its id: every blob in it is the one stored (its SHA-1 checked then).
       const blobs = [...wanted];
       await inParallel(blobs.length, PARALLEL, async (j) => {
-        const [sha1, ns] = blobs[j] as (typeof blobs)[number];
+        const [sha1, first] = blobs[j] as (typeof blobs)[number];
+        const ns = twins.get(sha1) ?? [first];
         const m = members.get(sha1);
         if (!m) throw new SidecarError('INTEGRITY_FAILED', `pack ${packId} does not hold blob ${sha1}`);
         const from = join(tmp, sha1);
@@ -275,6 +259,32 @@ export async function placeBlobs(i: PlaceInput): Promise<PlaceResult> {
   );
   i.progress?.done();
   return result;
+}
+
+/**
+ * The marked entries of a located set grouped by pack (a counting sort): pack `p`'s are
+ * `order[starts[p] … starts[p + 1]]`; `numbers` lists the packs that have any.
+ */
+function byPack(set: BlobSet, marked: Uint8Array, packs: number) {
+  const starts = new Uint32Array(packs + 1);
+  for (let n = 0; n < set.length; n++) {
+    if (!marked[n]) continue;
+    const p = set.packOf(n);
+    if (p < 0) throw new SidecarError('INTEGRITY_FAILED', `blob ${set.sha1(n)} is in no pack`);
+    starts[p + 1] = (starts[p + 1] ?? 0) + 1;
+  }
+  for (let p = 1; p <= packs; p++) starts[p] = (starts[p] ?? 0) + (starts[p - 1] ?? 0);
+  const order = new Uint32Array(starts[packs] ?? 0);
+  const fill = starts.slice(0, packs);
+  for (let n = 0; n < set.length; n++) {
+    if (!marked[n]) continue;
+    const p = set.packOf(n);
+    order[fill[p] ?? 0] = n;
+    fill[p] = (fill[p] ?? 0) + 1;
+  }
+  const numbers: number[] = [];
+  for (let p = 0; p < packs; p++) if ((starts[p + 1] ?? 0) > (starts[p] ?? 0)) numbers.push(p);
+  return { numbers, starts, order };
 }
 
 /** Runs `op` (which creates `to`), making `to`'s directory first only when it is missing (the usual case
@@ -314,22 +324,39 @@ async function inParallel(count: number, limit: number, fn: (n: number) => Promi
 
 /**
  * The directories' times as the tarball left them: adding files changes a directory's mtime, and a restore
- * gives back the snapshot's (Moodle does not care; a user comparing trees does).
+ * gives back the snapshot's (Moodle does not care; a user comparing trees does). Kept compactly: a million
+ * blobs sit in ~65,000 directories, and a Map of absolute paths to pairs of Dates held ~30 MB of heap.
  */
 class DirTimes {
-  private readonly times = new Map<string, { atime: Date; mtime: Date } | null>();
+  /** Directory relative to the root → its slot in `times`, or -1 when it was not there. */
+  private readonly slots = new Map<string, number>();
+  /** atime and mtime (ms) of each slot. */
+  private times = new Float64Array(0);
+  private n = 0;
 
-  async remember(dir: string): Promise<void> {
-    if (this.times.has(dir)) return;
-    const st = await lstat(dir).catch(() => null);
-    this.times.set(dir, st ? { atime: st.atime, mtime: st.mtime } : null);
+  constructor(private readonly root: string) {}
+
+  async remember(rel: string): Promise<void> {
+    if (this.slots.has(rel)) return;
+    this.slots.set(rel, -1); // claimed before the await: a parallel caller does not lstat it again
+    const st = await lstat(join(this.root, rel)).catch(() => null);
+    if (!st) return;
+    if (2 * this.n + 2 > this.times.length) {
+      const grown = new Float64Array(Math.max(1024, 2 * this.times.length));
+      grown.set(this.times);
+      this.times = grown;
+    }
+    this.times[2 * this.n] = st.atimeMs;
+    this.times[2 * this.n + 1] = st.mtimeMs;
+    this.slots.set(rel, this.n++);
   }
 
   async restore(): Promise<void> {
-    const all = [...this.times].filter((e): e is [string, { atime: Date; mtime: Date }] => e[1] !== null);
-    await inParallel(all.length, PARALLEL, async (n) => {
-      const [dir, t] = all[n] as (typeof all)[number];
-      await utimes(dir, t.atime, t.mtime);
+    const all = [...this.slots].filter((e) => e[1] >= 0);
+    await inParallel(all.length, PARALLEL, async (k) => {
+      const [rel, slot] = all[k] as (typeof all)[number];
+      const [atime = 0, mtime = 0] = this.times.subarray(2 * slot, 2 * slot + 2);
+      await utimes(join(this.root, rel), atime / 1000, mtime / 1000);
     });
   }
 }
@@ -395,10 +422,22 @@ export async function putBlobsThroughDocker(i: DockerPutInput): Promise<PlaceRes
   const list = `${tmp}.files`;
   try {
     const placed = await placeBlobs({ ...i, into: tmp, live: null });
-    // The leaf directories first (their owners and modes), then the files.
-    const lines = (i.dirs ?? []).map((d) => `./${d.path}\n`);
-    for (let n = 0; n < i.set.length; n++) lines.push(`./${i.set.at(n).path}\n`);
-    await writeFile(list, lines.join(''), { mode: 0o600 });
+    // Streamed in batches: a million paths as one array and one string were ~140 MB of heap.
+    const set = i.set;
+    await pipeline(
+      Readable.from(
+        (function* () {
+          // The leaf directories first (their owners and modes), then the files.
+          for (const d of i.dirs ?? []) yield `./${d.path}\n`;
+          for (let n = 0; n < set.length; n += 1024) {
+            let chunk = '';
+            for (let k = n; k < Math.min(set.length, n + 1024); k++) chunk += `./${set.at(k).path}\n`;
+            yield chunk;
+          }
+        })(),
+      ),
+      createWriteStream(list, { mode: 0o600 }),
+    );
     const tar = spawn(
       'tar',
       ['-C', tmp, '-c', '--numeric-owner', '--format=gnu', '--no-recursion', '-T', list, '-f', '-'],

@@ -8,29 +8,37 @@ export interface BlobLocation {
   size: number;
 }
 
-/** New entries collect in a small sorted table merged into the big one at this size: each merge is one pass. */
+/** New entries collect in a small sorted table, set aside as a run of its own at this size. */
 const DELTA_MAX = 16_384;
+/**
+ * Runs are merged while they stay this small (2.4 MB each). A first backup of a million blobs added them to
+ * the big table, which grew by copies: its old and new arrays together (~65 MB at 1M) were the peak.
+ */
+const RUN_MAX = 65_536;
 
 /**
- * Which pack holds which blob, for every pack of the store. Two sorted tables: the big one, and a small one
- * that takes each stored pack's entries (cheap to merge into) and is folded into the big one when it grows.
+ * Which pack holds which blob, for every pack of the store. Sorted tables: the big one (the index files
+ * loaded), runs of the packs stored since (each at most RUN_MAX entries, so the index grows without copying
+ * the big one), and a small one that takes each stored pack's entries (cheap to merge into).
  * The packs themselves are numbered in an array of records (a few thousand, not a million).
  */
 export class BlobIndex {
   private readonly main = new EntryTable();
-  private readonly delta = new EntryTable();
+  private delta = new EntryTable();
+  /** Sorted tables of the packs added this run (addPack), oldest first; none holds a hash another holds. */
+  private readonly runs: EntryTable[] = [];
   private readonly packs: PackRecord[] = [];
   private readonly packNumbers = new Map<string, number>();
   private unsorted = false;
 
   /** Number of distinct blobs indexed. */
   get size(): number {
-    return this.main.length + this.delta.length;
+    return this.main.length + this.runs.reduce((n, r) => n + r.length, 0) + this.delta.length;
   }
 
   /** Bytes the entry tables hold (capacity included). */
   get byteSize(): number {
-    return this.main.byteSize + this.delta.byteSize;
+    return this.main.byteSize + this.runs.reduce((n, r) => n + r.byteSize, 0) + this.delta.byteSize;
   }
 
   get packCount(): number {
@@ -44,16 +52,19 @@ export class BlobIndex {
 
   has(sha1: Uint8Array): boolean {
     this.seal();
-    return this.main.find(sha1) >= 0 || this.delta.find(sha1) >= 0;
+    return (
+      this.main.find(sha1) >= 0 || this.runs.some((r) => r.find(sha1) >= 0) || this.delta.find(sha1) >= 0
+    );
   }
 
   lookup(sha1: Uint8Array): BlobLocation | undefined {
     this.seal();
-    let i = this.main.find(sha1);
-    let e = i >= 0 ? this.main.at(i) : undefined;
-    if (!e) {
-      i = this.delta.find(sha1);
-      e = i >= 0 ? this.delta.at(i) : undefined;
+    // Oldest first: a blob indexed twice is where it was first.
+    let e: ReturnType<EntryTable['at']> | undefined;
+    for (let k = -1; k <= this.runs.length && !e; k++) {
+      const t = k < 0 ? this.main : (this.runs[k] ?? this.delta);
+      const i = t.find(sha1);
+      if (i >= 0) e = t.at(i);
     }
     if (!e) return undefined;
     const p = this.packs[e.pack];
@@ -68,10 +79,11 @@ export class BlobIndex {
     this.seal();
     const n = this.number(pack);
     const batch = new EntryTable();
-    for (const b of blobs) batch.push(b.sha1, n, b.offset, b.size);
+    // Only new hashes: no two tables hold the same one (size counts each once).
+    for (const b of blobs) if (!this.has(b.sha1)) batch.push(b.sha1, n, b.offset, b.size);
     batch.sort();
     this.delta.mergeFrom(batch);
-    if (this.delta.length >= DELTA_MAX) this.fold();
+    if (this.delta.length >= DELTA_MAX) this.setAside();
   }
 
   /**
@@ -92,6 +104,21 @@ export class BlobIndex {
       }
       this.unsorted = true;
     }
+  }
+
+  /**
+   * The blob's position among the indexed hashes (0 … size - 1), or -1: lets a caller keep one bit a blob
+   * (verify's "found good") instead of a set of hashes.
+   */
+  slot(sha1: Uint8Array): number {
+    this.fold();
+    return this.main.find(sha1);
+  }
+
+  /** The hash at a slot (a view). */
+  hashAt(slot: number): Uint8Array {
+    this.fold();
+    return this.main.hashAt(slot);
   }
 
   /** Every indexed blob with its pack, in hash order (for sweep and verify). */
@@ -115,10 +142,23 @@ export class BlobIndex {
     this.unsorted = false;
   }
 
+  /** The full delta becomes a run; the newest runs are merged while the result stays within RUN_MAX. */
+  private setAside(): void {
+    this.runs.push(this.delta);
+    this.delta = new EntryTable();
+    for (let n = this.runs.length; n >= 2; n = this.runs.length) {
+      const [a, b] = this.runs.slice(-2) as [EntryTable, EntryTable];
+      if (a.length + b.length > RUN_MAX) break;
+      a.mergeFrom(b);
+      this.runs.pop();
+    }
+  }
+
+  /** Everything into the big table (entries() and slots need one order). */
   private fold(): void {
     this.seal();
-    if (this.delta.length === 0) return;
-    this.main.mergeFrom(this.delta);
+    for (const t of [...this.runs, this.delta]) this.main.mergeFrom(t);
+    this.runs.length = 0;
     this.delta.clear();
   }
 

@@ -116,36 +116,7 @@ export class EntryTable {
    * nothing lands on the JS heap (a comparator sort copies the array into it).
    */
   sort(): void {
-    const n = this.length;
-    const h = this.hashes;
-    const bucketOf = (i: number) => ((h[i * HASH_BYTES] ?? 0) << 8) | (h[i * HASH_BYTES + 1] ?? 0);
-    const starts = new Uint32Array(65537);
-    for (let i = 0; i < n; i++) starts[bucketOf(i) + 1] = (starts[bucketOf(i) + 1] ?? 0) + 1;
-    for (let b = 1; b <= 65536; b++) starts[b] = (starts[b] ?? 0) + (starts[b - 1] ?? 0);
-    const perm = new Uint32Array(n);
-    const fill = starts.slice(0, 65536);
-    for (let i = 0; i < n; i++) {
-      const b = bucketOf(i);
-      perm[fill[b] ?? 0] = i;
-      fill[b] = (fill[b] ?? 0) + 1;
-    }
-    // Stable within a bucket (equal hashes keep push order), so the first pushed survives dropDuplicates.
-    const before = (a: number, b: number) => (compareHash(h, a * HASH_BYTES, h, b * HASH_BYTES) || a - b) < 0;
-    for (let b = 0; b < 65536; b++) {
-      const lo = starts[b] ?? 0;
-      const hi = starts[b + 1] ?? 0;
-      // A bucket that big means hashes ground to share a prefix: an n log n sort, on that bucket only.
-      if (hi - lo > 64) {
-        perm.subarray(lo, hi).sort((a, b) => (before(a, b) ? -1 : 1));
-        continue;
-      }
-      for (let i = lo + 1; i < hi; i++) {
-        const v = perm[i] ?? 0;
-        let j = i - 1;
-        for (; j >= lo && before(v, perm[j] ?? 0); j--) perm[j + 1] = perm[j] ?? 0;
-        perm[j + 1] = v;
-      }
-    }
+    const perm = hashOrder(this.hashes, this.length);
     this.applyPermutation(perm);
     this.dropDuplicates();
   }
@@ -230,6 +201,43 @@ export class EntryTable {
   clear(): void {
     this.length = 0;
   }
+}
+
+/**
+ * The order of `n` 20-byte hashes in `h` as a permutation (perm[i] = the i-th smallest; equal hashes keep
+ * their order): a counting sort on the first two hash bytes (SHA-1s spread evenly: ~15 entries a bucket at a
+ * million), each bucket finished by insertion sort. Only the permutation (4 bytes an entry) is allocated,
+ * nothing on the JS heap (a comparator sort of the whole array copies it there).
+ */
+export function hashOrder(h: Uint8Array, n: number): Uint32Array {
+  const bucketOf = (i: number) => ((h[i * HASH_BYTES] ?? 0) << 8) | (h[i * HASH_BYTES + 1] ?? 0);
+  const starts = new Uint32Array(65537);
+  for (let i = 0; i < n; i++) starts[bucketOf(i) + 1] = (starts[bucketOf(i) + 1] ?? 0) + 1;
+  for (let b = 1; b <= 65536; b++) starts[b] = (starts[b] ?? 0) + (starts[b - 1] ?? 0);
+  const perm = new Uint32Array(n);
+  const fill = starts.slice(0, 65536);
+  for (let i = 0; i < n; i++) {
+    const b = bucketOf(i);
+    perm[fill[b] ?? 0] = i;
+    fill[b] = (fill[b] ?? 0) + 1;
+  }
+  const before = (a: number, b: number) => (compareHash(h, a * HASH_BYTES, h, b * HASH_BYTES) || a - b) < 0;
+  for (let b = 0; b < 65536; b++) {
+    const lo = starts[b] ?? 0;
+    const hi = starts[b + 1] ?? 0;
+    // A bucket that big means hashes ground to share a prefix: an n log n sort, on that bucket only.
+    if (hi - lo > 64) {
+      perm.subarray(lo, hi).sort((a, b) => (before(a, b) ? -1 : 1));
+      continue;
+    }
+    for (let i = lo + 1; i < hi; i++) {
+      const v = perm[i] ?? 0;
+      let j = i - 1;
+      for (; j >= lo && before(v, perm[j] ?? 0); j--) perm[j + 1] = perm[j] ?? 0;
+      perm[j + 1] = v;
+    }
+  }
+  return perm;
 }
 
 export function compareHash(a: Uint8Array, ao: number, b: Uint8Array, bo: number): number {

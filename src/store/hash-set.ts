@@ -2,6 +2,8 @@ import { compareHash, HASH_BYTES } from './entry-table.js';
 
 /** New hashes collect unsorted up to this many, then are sorted and merged in (one pass each time). */
 const PENDING_MAX = 262_144;
+/** Hashes reserved up front at most (320 MB). */
+const RESERVE_MAX = 1 << 24;
 
 /**
  * A set of SHA-1s as one sorted buffer of raw 20-byte hashes: 20 bytes a blob (a million blobs: 20 MB),
@@ -20,18 +22,18 @@ export class HashSet20 {
     return this.n;
   }
 
-  /** Bytes held (what the set costs in memory). */
+  /** Bytes held (what the set costs in memory, spare room included). */
   get byteSize(): number {
     return this.sorted.byteLength + this.pending.byteLength;
   }
 
   add(hash: Uint8Array): void {
     if (hash.length !== HASH_BYTES) throw new Error(`hash of ${hash.length} bytes, expected ${HASH_BYTES}`);
+    // Sealed before the lookup: seal() merges without looking for duplicates, so nothing pending may
+    // already be in the sorted part.
+    if (this.p >= PENDING_MAX) this.seal();
     if (this.find(hash) >= 0) return;
-    if (this.p * HASH_BYTES === this.pending.length) {
-      if (this.p >= PENDING_MAX) this.seal();
-      this.growPending();
-    }
+    if (this.p * HASH_BYTES === this.pending.length) this.growPending();
     this.pending.set(hash, this.p * HASH_BYTES);
     this.p++;
   }
@@ -49,45 +51,74 @@ export class HashSet20 {
     return this.has(Buffer.from(sha1, 'hex'));
   }
 
+  /** The position (0 … length - 1, in hash order) of the 20 bytes of `src` at `at`, or -1. */
+  position(src: Uint8Array, at = 0): number {
+    this.seal();
+    return this.find(src, at);
+  }
+
+  /** The hash at a position (a view). */
+  hashAt(i: number): Uint8Array {
+    this.seal();
+    return this.sorted.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES);
+  }
+
   /** Every hash in order (views into the set: copy one to keep it). */
   *hashes(): Generator<Uint8Array> {
     this.seal();
     for (let i = 0; i < this.n; i++) yield this.sorted.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES);
   }
 
-  /** Sorts what is pending and merges it into the sorted buffer (duplicates dropped). */
+  /**
+   * Room for `n` hashes in all, allocated now (prune's mark: the largest kept list's count). Beyond
+   * RESERVE_MAX the set grows as it fills: a count from a manifest is not trusted that far.
+   */
+  reserve(n: number): void {
+    this.growSorted(Math.min(n, RESERVE_MAX));
+  }
+
+  /**
+   * Sorts what is pending and merges it into the sorted buffer, in place from the back into its spare room
+   * (pending hashes are never already in it: add() dropped those), so a merge holds no second copy of the set.
+   */
   seal(): void {
     if (this.p === 0) return;
     const fresh = sortUnique(this.pending.subarray(0, this.p * HASH_BYTES));
-    const out = new Uint8Array(this.sorted.length + fresh.length);
-    let i = 0;
-    let j = 0;
-    let w = 0;
+    const f = fresh.length / HASH_BYTES;
+    if ((this.n + f) * HASH_BYTES > this.sorted.length)
+      this.growSorted(Math.max(this.n + f, Math.ceil((this.sorted.length / HASH_BYTES) * 1.25)));
     const a = this.sorted;
-    while (i < this.sorted.length || j < fresh.length) {
-      const takeA = j >= fresh.length || (i < this.sorted.length && compareHash(a, i, fresh, j) <= 0);
-      const src = takeA ? a : fresh;
-      const at = takeA ? i : j;
-      if (w === 0 || compareHash(out, w - HASH_BYTES, src, at) !== 0) {
-        out.set(src.subarray(at, at + HASH_BYTES), w);
-        w += HASH_BYTES;
+    let i = (this.n - 1) * HASH_BYTES;
+    let j = (f - 1) * HASH_BYTES;
+    let w = (this.n + f - 1) * HASH_BYTES;
+    while (j >= 0) {
+      if (i >= 0 && compareHash(a, i, fresh, j) > 0) {
+        a.copyWithin(w, i, i + HASH_BYTES);
+        i -= HASH_BYTES;
+      } else {
+        a.set(fresh.subarray(j, j + HASH_BYTES), w);
+        j -= HASH_BYTES;
       }
-      if (takeA) i += HASH_BYTES;
-      else j += HASH_BYTES;
+      w -= HASH_BYTES;
     }
-    // A copy when duplicates were dropped, so the set holds no unused tail.
-    this.sorted = w === out.length ? out : out.slice(0, w);
-    this.n = w / HASH_BYTES;
+    this.n += f;
     this.p = 0;
     this.pending = new Uint8Array(0);
   }
 
-  private find(hash: Uint8Array): number {
+  private growSorted(capacity: number): void {
+    if (capacity * HASH_BYTES <= this.sorted.length) return;
+    const next = new Uint8Array(capacity * HASH_BYTES);
+    next.set(this.sorted.subarray(0, this.n * HASH_BYTES));
+    this.sorted = next;
+  }
+
+  private find(hash: Uint8Array, at = 0): number {
     let lo = 0;
     let hi = this.n - 1;
     while (lo <= hi) {
       const mid = (lo + hi) >>> 1;
-      const c = compareHash(this.sorted, mid * HASH_BYTES, hash, 0);
+      const c = compareHash(this.sorted, mid * HASH_BYTES, hash, at);
       if (c === 0) return mid;
       if (c < 0) lo = mid + 1;
       else hi = mid - 1;

@@ -1,7 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { idOfKey, indexKey } from './layout.js';
+
+/** A reader's reusable buffer (loading a million blobs' index must not leave a copy of each file to collect). */
+export interface Scratch {
+  buf: Buffer;
+}
 
 /**
  * Plain copies of the store's index files on the sidecar's state volume. With age recipients only (the
@@ -12,8 +17,24 @@ import { idOfKey, indexKey } from './layout.js';
 export class IndexCache {
   constructor(readonly dir: string) {}
 
-  async get(id: string): Promise<Buffer | null> {
-    return readFile(join(this.dir, id)).catch(() => null);
+  /** The plain copy, or null; with `scratch`, read into that buffer (grown to fit) and valid until its next use. */
+  async get(id: string, scratch?: Scratch): Promise<Buffer | null> {
+    if (!scratch) return readFile(join(this.dir, id)).catch(() => null);
+    const fh = await open(join(this.dir, id), 'r').catch(() => null);
+    if (!fh) return null;
+    try {
+      const size = (await fh.stat()).size;
+      if (scratch.buf.length < size) scratch.buf = Buffer.allocUnsafe(size);
+      let n = 0;
+      while (n < size) {
+        const { bytesRead } = await fh.read(scratch.buf, n, size - n, n);
+        if (bytesRead === 0) break;
+        n += bytesRead;
+      }
+      return scratch.buf.subarray(0, n);
+    } finally {
+      await fh.close();
+    }
   }
 
   async put(id: string, plain: Buffer): Promise<void> {

@@ -7,7 +7,7 @@ import type { Backend } from '../storage/backend.js';
 import type { RetryingBackend } from '../storage/retry.js';
 import { BlobIndex } from './blob-index.js';
 import { AGE_MAGIC, type StoreEncoding } from './encoding.js';
-import type { IndexCache } from './index-cache.js';
+import type { IndexCache, Scratch } from './index-cache.js';
 import {
   BLOB_RECORD_BYTES,
   type DecodedPack,
@@ -34,17 +34,21 @@ export async function putBuffer(backend: Backend, key: string, data: Buffer): Pr
   else await backend.put(key, Readable.from([data]), opts);
 }
 
-/** A reader's reusable buffer: loading a million blobs' index must not leave ~36 MB of copies to collect. */
-interface Scratch {
-  buf: Buffer;
-}
-
-async function collect(stream: Readable, scratch: Scratch = { buf: Buffer.alloc(0) }): Promise<Buffer> {
+/**
+ * The stream's bytes in `scratch` (grown when too small, to `size` when the caller knows it: a buffer grown by
+ * doubling held up to twice each file, times the readers: ~40 MB of a million blobs' load).
+ */
+async function collect(
+  stream: Readable,
+  scratch: Scratch = { buf: Buffer.alloc(0) },
+  size = 0,
+): Promise<Buffer> {
+  if (scratch.buf.length < size) scratch.buf = Buffer.allocUnsafe(size);
   let n = 0;
   for await (const c of stream) {
     const chunk = c as Buffer;
     if (n + chunk.length > scratch.buf.length) {
-      const grown = Buffer.allocUnsafe(Math.max(64 * 1024, 2 * (n + chunk.length)));
+      const grown = Buffer.allocUnsafe(Math.max(64 * 1024, Math.ceil(1.25 * (n + chunk.length))));
       scratch.buf.copy(grown, 0, 0, n);
       scratch.buf = grown;
     }
@@ -94,6 +98,7 @@ export async function readIndexFile(
   id: string,
   scratch: Scratch | undefined,
   cache: IndexCache | undefined,
+  size?: number,
 ): Promise<DecodedPack[] | null>;
 export async function readIndexFile(
   backend: Backend,
@@ -101,10 +106,11 @@ export async function readIndexFile(
   id: string,
   scratch?: Scratch,
   cache?: IndexCache,
+  size?: number,
 ): Promise<DecodedPack[] | null> {
-  const cached = await cache?.get(id);
+  const cached = await cache?.get(id, scratch);
   if (cached) return decodeIndex(cached, id);
-  const stored = await collect(await backend.get(indexKey(id)), scratch);
+  const stored = await collect(await backend.get(indexKey(id)), scratch, size);
   const encrypted = stored.subarray(0, AGE_MAGIC.length).equals(AGE_MAGIC);
   // A backup with recipients only cannot read it: its blobs count as unknown (stored again).
   if (encrypted && !enc.decrypt && cache) return null;
@@ -122,33 +128,58 @@ export async function readIndexFile(
   return packs;
 }
 
+/** Bytes of index files loadIndex's readers hold at once, at most (one file more when a file is larger). */
+const READ_BUDGET = 8 * 1024 * 1024;
+
+export interface IndexReadOptions {
+  concurrency?: number;
+  cache?: IndexCache;
+  unreadable?: (id: string) => void;
+}
+
 /**
- * Builds the in-memory index from every index file of the store. Files are read a few at a time and their
- * entries appended; one sort at the end. Keys under store/index/ that are not index ids are ignored.
+ * Calls `onPacks` with the decoded packs of every index file of the store. Files are read a few at a time, each
+ * into its reader's buffer (the packs view it: use them before returning). Keys under store/index/ that are
+ * not index ids are ignored. With a cache: `unreadable` for a file it cannot decrypt.
  */
-export async function loadIndex(
+export async function forEachIndexFile(
   backend: Backend,
   enc: StoreEncoding,
-  o: { concurrency?: number; cache?: IndexCache; unreadable?: (id: string) => void } = {},
-): Promise<BlobIndex> {
-  const concurrency = o.concurrency ?? 8;
+  onPacks: (packs: DecodedPack[], id: string) => void,
+  o: IndexReadOptions & { listed?: (files: { size: number }[]) => void } = {},
+): Promise<void> {
   const listed = (await backend.list(INDEX_PREFIX)).filter((x) => idOfKey(x.key) !== null);
-  const ids = listed.map((x) => x.key.slice(INDEX_PREFIX.length));
-  await o.cache?.retain(new Set(ids));
-  const index = new BlobIndex();
-  // An index file takes at least 36 bytes a blob: its size bounds the count, so the table is sized once.
-  index.reserve(listed.reduce((n, x) => n + Math.floor(x.size / BLOB_RECORD_BYTES), 0));
-  // A few readers at once (remote latency), each appending a file before it reads the next into its buffer.
+  o.listed?.(listed);
+  await o.cache?.retain(new Set(listed.map((x) => x.key.slice(INDEX_PREFIX.length))));
+  // A few readers at once (remote latency), each handing a file on before it reads the next into its buffer;
+  // no more than READ_BUDGET bytes of files held at once (a backup's index files reach ~2.4 MB each).
+  const largest = listed.reduce((m, x) => Math.max(m, x.size), 0);
+  const readers = Math.max(1, Math.min(o.concurrency ?? 8, Math.floor(READ_BUDGET / Math.max(1, largest))));
   let next = 0;
   const reader = async () => {
     const scratch: Scratch = { buf: Buffer.alloc(0) };
-    for (let id = ids[next++]; id !== undefined; id = ids[next++]) {
-      const packs = await readIndexFile(backend, enc, id, scratch, o.cache);
-      if (packs) index.append(packs);
+    for (let x = listed[next++]; x !== undefined; x = listed[next++]) {
+      const id = x.key.slice(INDEX_PREFIX.length);
+      const packs = await readIndexFile(backend, enc, id, scratch, o.cache, x.size);
+      if (packs) onPacks(packs, id);
       else o.unreadable?.(id);
     }
   };
-  await Promise.all(Array.from({ length: Math.min(concurrency, ids.length) }, reader));
+  await Promise.all(Array.from({ length: Math.min(readers, listed.length) }, reader));
+}
+
+/** Builds the in-memory index from every index file of the store: entries appended, one sort at the end. */
+export async function loadIndex(
+  backend: Backend,
+  enc: StoreEncoding,
+  o: IndexReadOptions = {},
+): Promise<BlobIndex> {
+  const index = new BlobIndex();
+  await forEachIndexFile(backend, enc, (packs) => index.append(packs), {
+    ...o,
+    // An index file takes at least 36 bytes a blob: its size bounds the count, so the table is sized once.
+    listed: (files) => index.reserve(files.reduce((n, x) => n + Math.floor(x.size / BLOB_RECORD_BYTES), 0)),
+  });
   index.seal();
   return index;
 }

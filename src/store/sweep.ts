@@ -5,10 +5,12 @@
  * points to; its other copy is dead weight.
  */
 
-export interface PackContents {
+/** A pack's blobs; `H` names a blob (a hex SHA-1, or prune's offset of its record in an index file). */
+export interface PackContents<H = string> {
   id: string;
   storedSize: number;
-  blobs: readonly { sha1: string; size: number }[];
+  /** Iterated once (prune passes a generator: a pack of 16,000 blobs makes no array of objects). */
+  blobs: Iterable<{ sha1: H; size: number }>;
 }
 
 export interface SweepOptions {
@@ -19,36 +21,36 @@ export interface SweepOptions {
   repackBelow?: number;
 }
 
-export interface RepackCandidate {
+export interface RepackCandidate<H = string> {
   id: string;
-  live: string[];
+  live: H[];
   liveBytes: number;
   deadBytes: number;
 }
 
-export interface SweepPlan {
+export interface SweepPlan<H = string> {
   /** Packs with no live blob: delete them (after their index files no longer name them). */
   dead: string[];
   /** Packs mostly dead: rewrite `live`, then delete. */
-  repack: RepackCandidate[];
+  repack: RepackCandidate<H>[];
   /** Packs kept as they are. */
   keep: string[];
   /** Stored bytes the dead packs free (repacks free more, once done). */
   freedBytes: number;
 }
 
-export function planSweep(
-  packs: readonly PackContents[],
-  isLive: (sha1: string) => boolean,
-  holder: (sha1: string) => string | undefined,
+export function planSweep<H = string>(
+  packs: readonly PackContents<H>[],
+  isLive: (sha1: H) => boolean,
+  holder: (sha1: H) => string | undefined,
   opts: SweepOptions = {},
-): SweepPlan {
+): SweepPlan<H> {
   const threshold = opts.repackBelow ?? 0.5;
   if (!(threshold >= 0 && threshold <= 1))
     throw new RangeError(`repackBelow must be within 0..1, got ${threshold}`);
-  const plan: SweepPlan = { dead: [], repack: [], keep: [], freedBytes: 0 };
+  const plan: SweepPlan<H> = { dead: [], repack: [], keep: [], freedBytes: 0 };
   for (const p of packs) {
-    const live: string[] = [];
+    const live: H[] = [];
     let liveBytes = 0;
     let deadBytes = 0;
     for (const b of p.blobs) {

@@ -50,4 +50,34 @@ describe('HashSet20', () => {
     h.writeUInt32BE(1_000_001, 16);
     expect(set.has(createHash('sha1').update(h).digest())).toBe(false);
   });
+
+  it('a hash added again just as a full pending batch is merged is kept once', () => {
+    const set = new HashSet20();
+    const batch = 262_144; // the pending batch's size: the next add merges it first
+    const h = Buffer.alloc(20);
+    for (let i = 0; i < batch; i++) {
+      h.writeUInt32BE(i, 16);
+      set.add(createHash('sha1').update(h).digest());
+    }
+    h.writeUInt32BE(7, 16);
+    set.add(createHash('sha1').update(h).digest()); // pending, then merged by this very add
+    set.add(createHash('sha1').update(h).digest());
+    expect(set.length).toBe(batch);
+  });
+
+  it('reserved room is filled in place and positions follow hash order', () => {
+    const set = new HashSet20();
+    set.reserve(1000);
+    const all = Array.from({ length: 1500 }, () => randomBytes(20));
+    for (const h of all) set.add(h);
+    for (const h of all.slice(0, 300)) set.add(h);
+    const sorted = all.map(hex).sort();
+    expect(set.length).toBe(1500);
+    expect([...set.hashes()].map(hex)).toEqual(sorted);
+    const at = sorted.indexOf(hex(all[42] as Buffer));
+    const buf = Buffer.concat([Buffer.alloc(3), all[42] as Buffer]);
+    expect(set.position(buf, 3)).toBe(at);
+    expect(hex(set.hashAt(at))).toBe(hex(all[42] as Buffer));
+    expect(set.position(randomBytes(20))).toBe(-1);
+  });
 });

@@ -111,6 +111,36 @@ describe('BlobIndex', () => {
   });
 });
 
+describe('BlobIndex runs', () => {
+  it('packs added past several runs: each hash once, where it was first, entries in order, no big table grown', () => {
+    const idx = new BlobIndex();
+    const seen = new Map<string, { packId: string; offset: number; size: number }>();
+    const all: Buffer[] = [];
+    // 160 packs of 1,000: more than two runs' worth, every 10th blob a copy of an earlier pack's.
+    for (let p = 0; p < 160; p++) {
+      const blobs = Array.from({ length: 1000 }, (_, i) => {
+        const sha1 =
+          i % 10 === 0 && all.length > 0 ? (all[(p * 7919 + i) % all.length] as Buffer) : randomBytes(20);
+        return { sha1, offset: 512 * (i + 1), size: p };
+      });
+      idx.addPack(pack(`p${p}`), blobs);
+      for (const b of blobs) {
+        const k = hex(b.sha1);
+        if (!seen.has(k)) {
+          seen.set(k, { packId: pack(`p${p}`).id, offset: b.offset, size: b.size });
+          all.push(b.sha1);
+        }
+      }
+    }
+    expect(idx.size).toBe(seen.size);
+    // Runs of at most 65,536 entries: nothing near twice the table's size was held.
+    expect(idx.byteSize).toBeLessThan(seen.size * 36 * 1.5);
+    for (const h of all.filter((_, i) => i % 37 === 0)) expect(idx.lookup(h)).toEqual(seen.get(hex(h)));
+    const listed = [...idx.entries()].map((e) => hex(e.sha1));
+    expect(listed).toEqual([...seen.keys()].sort());
+  });
+});
+
 describe('index file', () => {
   const packs = [
     {

@@ -12,7 +12,7 @@ function packs(spec: Record<string, Record<string, number>>): PackContents[] {
 
 /** The index's answer: the first pack listed that holds the blob. */
 function holderIn(ps: PackContents[]) {
-  return (sha1: string) => ps.find((p) => p.blobs.some((b) => b.sha1 === sha1))?.id;
+  return (sha1: string) => ps.find((p) => [...p.blobs].some((b) => b.sha1 === sha1))?.id;
 }
 
 describe('planSweep', () => {

@@ -1,0 +1,28 @@
+import { createHash } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import type { BlobEntry } from '../../../src/store/blob-list.js';
+import { BlobSet } from '../../../src/store/blob-set.js';
+import { blobPath } from '../../../src/store/layout.js';
+
+describe('BlobSet', () => {
+  it('gives back every entry as added: sizes past 32 bits, more owners than its palette holds, odd paths', () => {
+    const entries: BlobEntry[] = [];
+    for (let i = 0; i < 70_000; i++) {
+      const sha1 = createHash('sha1').update(`b${i}`).digest('hex');
+      entries.push({
+        sha1,
+        size: i % 1000 === 0 ? 5_000_000_000 + i : i,
+        mode: 0o640 | (i % 2 ? 0o2000 : 0),
+        uid: i, // 70,000 distinct owners: the last few thousand past the 16-bit palette
+        gid: i % 3,
+        mtimeMs: 1_700_000_000_123 + i,
+        path: i % 500 === 0 ? `filedir/00/00/${sha1}` : blobPath(sha1, i % 7 === 0 ? 'trashdir' : 'filedir'),
+      });
+    }
+    const set = new BlobSet(10); // smaller than the count: grows as it fills
+    for (const e of entries) set.add(e);
+    expect(set.length).toBe(entries.length);
+    for (let i = 0; i < entries.length; i += 997) expect(set.at(i)).toEqual(entries[i]);
+    expect(set.at(entries.length - 1)).toEqual(entries.at(-1));
+  });
+});
