@@ -159,7 +159,9 @@ export async function placeBlobs(i: PlaceInput): Promise<PlaceResult> {
       if (linked.reused[n]) await attributes(join(i.into, i.set.at(n).path), i.set.at(n));
     });
     result.reused += linked.count;
-    i.progress?.placed(linked.bytes);
+    // The progress line counts files: one call each (only on a terminal).
+    if (i.progress)
+      for (let n = 0; n < i.set.length; n++) if (linked.reused[n]) i.progress.placed(i.set.at(n).size);
   }
   await inParallel(i.set.length, PARALLEL, async (n) => {
     i.signal?.throwIfAborted();

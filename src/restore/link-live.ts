@@ -11,7 +11,6 @@ import { BLOB_AREAS } from '../store/layout.js';
 export interface LiveLinks {
   reused: Uint8Array;
   count: number;
-  bytes: number;
   /** Reused, but the live file's owner, mode or time is not the snapshot's. */
   differ: number[];
 }
@@ -28,7 +27,7 @@ const HEX40_GLOB = '[0-9a-f]'.repeat(40);
  * meanwhile (the site still runs beside the staging directory) is simply not reused: it is fetched.
  */
 export async function linkLive(set: BlobSet, live: string, into: string): Promise<LiveLinks> {
-  const out: LiveLinks = { reused: new Uint8Array(set.length), count: 0, bytes: 0, differ: [] };
+  const out: LiveLinks = { reused: new Uint8Array(set.length), count: 0, differ: [] };
   const areas: string[] = [];
   for (const a of BLOB_AREAS)
     if ((await lstat(join(live, a)).catch(() => null))?.isDirectory()) areas.push(a);
@@ -36,7 +35,6 @@ export async function linkLive(set: BlobSet, live: string, into: string): Promis
   const table = new HashTable(set);
   const listFile = join(into, `.mbs-links-${randomBytes(6).toString('hex')}`);
   const list = new LineFile(listFile);
-  const linked: number[] = [];
   try {
     const find = spawn(
       'find',
@@ -53,20 +51,20 @@ export async function linkLive(set: BlobSet, live: string, into: string): Promis
       for (const r of records) {
         const n = match(set, table, r);
         if (n < 0) continue;
-        linked.push(n);
+        out.reused[n] = 1; // unless cp fails on it
+        out.count++;
         await list.add(`${set.at(n).path}\0`);
       }
     }
     await findDone;
     await list.finish();
-    const failed = await cpLinks(live, into, listFile);
-    for (const n of linked) {
-      const b = set.at(n);
-      if (failed.has(b.path)) continue;
-      out.reused[n] = 1;
-      out.count++;
-      out.bytes += b.size;
-    }
+    // The few cp could not link (gone meanwhile): not reused after all, fetched instead.
+    for (const path of await cpLinks(live, into, listFile))
+      for (const n of table.lookup(path.slice(-40)))
+        if (out.reused[n] && set.at(n).path === path) {
+          out.reused[n] = 0;
+          out.count--;
+        }
     return out;
   } finally {
     list.abort();

@@ -98,11 +98,12 @@ describe('failed backups leave the stack running and the target clean', () => {
     async ({ env: extra, spool }) => {
       const port = await freePort();
       // An S3 target at 127.0.0.1:<port>, where nothing listens.
-      // Whole-volume archives, spooled or streamed: an incremental run fails earlier still, listing the store
-      // before anything stops.
+      // Whole-volume archives, spooled or streamed, each read: an incremental run, or one that may reuse an
+      // unchanged volume's archive, fails earlier still, listing the target before anything stops.
       const env = s3Env(stack, dirs, bucket, `127.0.0.1:${port}`, {
         AWS_S3_PATH: `p${port}`,
         BACKUP_INCREMENTAL: 'off',
+        BACKUP_REUSE_ARCHIVES: 'off',
         ...extra,
       });
       const since = Date.now();
