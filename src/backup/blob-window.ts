@@ -81,6 +81,19 @@ export class PreListing {
     for (const m of prev.mixed) if (!stale.has(m)) this.mixed.add(m);
     prev.stamps.clear(); // not needed any more
     this.reused = 0;
+    if (stale.size === 0 && prev.totals) {
+      // Nothing changed since: its lines are this listing's, copied whole without a string a line.
+      for await (const chunk of createReadStream(prev.linesFile, {
+        encoding: 'utf8',
+        highWaterMark: 1 << 20,
+      }))
+        await this.lines.add(chunk as string);
+      this.count += prev.totals.count;
+      this.bytes += prev.totals.bytes;
+      this.reused = prev.totals.count;
+      this.mismatches.push(...prev.totals.mismatches);
+      return;
+    }
     for await (const line of createInterface({
       input: createReadStream(prev.linesFile, { encoding: 'utf8' }),
     })) {

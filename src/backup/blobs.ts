@@ -158,13 +158,15 @@ export async function saveListings(run: BackupRun, snapshot: string): Promise<vo
     const next = bv.next;
     if (!next) continue;
     bv.next = undefined;
-    await next.draft.install(snapshot, next.sinceMs, next.stamps, next.mixed).catch((err: unknown) => {
-      run.ctx.log.warn(
-        { step: 'store', volume: bv.v.short, err },
-        `${bv.v.short}: could not keep this snapshot's listing in the state directory (the next backup lists every file): ${(err as Error).message}`,
-      );
-      return next.draft.discard();
-    });
+    await next.draft
+      .install(snapshot, next.sinceMs, next.stamps, next.mixed, next.totals)
+      .catch((err: unknown) => {
+        run.ctx.log.warn(
+          { step: 'store', volume: bv.v.short, err },
+          `${bv.v.short}: could not keep this snapshot's listing in the state directory (the next backup lists every file): ${(err as Error).message}`,
+        );
+        return next.draft.discard();
+      });
   }
 }
 
@@ -290,7 +292,8 @@ async function storeChanged(
     );
     const excludeFile = join(run.spoolDir, `${bv.v.short}.blob-dirs`);
     const args = await windowTarArgs(scan, pre.mixed, excludeFile, BLOB_TAR_ARGS);
-    bv.next = { draft, sinceMs: scan.sinceMs, stamps: scan.stamps, mixed: pre.mixed };
+    const totals = { count: summary.count, bytes: summary.bytes, mismatches };
+    bv.next = { draft, sinceMs: scan.sinceMs, stamps: scan.stamps, mixed: pre.mixed, totals };
     return { args };
   } catch (err) {
     list.abort();

@@ -107,7 +107,13 @@ export interface BlobVolume {
   /** Set by storeBefore: what its listing saw, for the window to list only what changed since. */
   pre?: PreListing;
   /** Set by storeInside: this snapshot's listing, kept for the next backup once the snapshot is committed. */
-  next?: { draft: ListingDraft; sinceMs: number; stamps: Map<string, number>; mixed: Set<string> };
+  next?: {
+    draft: ListingDraft;
+    sinceMs: number;
+    stamps: Map<string, number>;
+    mixed: Set<string>;
+    totals: { count: number; bytes: number; mismatches: ManifestBlobs['mismatches'] };
+  };
   /** Set by storeInside: the blob list, spooled locally until the commit step puts it. */
   list?: { file: string; path: string; blobs: ManifestBlobs };
 }

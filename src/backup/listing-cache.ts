@@ -3,6 +3,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import type { ManifestBlobs } from '../archive/manifest.js';
 import { LineFile } from '../common/line-file.js';
 import type { Backend } from '../storage/backend.js';
 
@@ -21,6 +22,8 @@ export interface PreviousListing {
   mixed: string[];
   /** Its blob lines, as its blob list has them. */
   linesFile: string;
+  /** The lines' count, bytes and mismatches (a line whose sha1 is not its name): copied whole when nothing changed. */
+  totals?: { count: number; bytes: number; mismatches: ManifestBlobs['mismatches'] };
 }
 
 interface Pointer {
@@ -30,6 +33,7 @@ interface Pointer {
   mixed: string[];
   lines: string;
   stamps: string;
+  totals?: PreviousListing['totals'];
 }
 
 /** Where one target's listings are kept: a directory per target (the location's hash), a file set per volume. */
@@ -58,6 +62,7 @@ export async function loadListing(
       stamps,
       mixed: p.mixed,
       linesFile: join(dir, p.lines),
+      totals: p.totals,
     };
   } catch {
     return undefined;
@@ -93,6 +98,7 @@ export class ListingDraft {
     sinceMs: number,
     stamps: Map<string, number>,
     mixed: Iterable<string>,
+    totals: NonNullable<PreviousListing['totals']>,
   ): Promise<void> {
     await this.lines.finish();
     const stampsName = `${this.volume}.${this.tag}.stamps`;
@@ -106,6 +112,7 @@ export class ListingDraft {
       mixed: [...mixed],
       lines: this.linesName,
       stamps: stampsName,
+      totals,
     };
     const tmp = join(this.dir, `.${this.tag}.tmp`);
     await writeFile(tmp, JSON.stringify(pointer), { mode: 0o600 });

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -83,6 +83,38 @@ describe('the stop window lists only the leaf directories that changed', () => {
     );
     const want = new Set(['./', './filedir/', ...tops, `./${leaf(sha1('two'))}/`, `./${mixed}.tmp`]);
     expect(members).toEqual([...want].sort());
+  });
+
+  it('a backup after one that changed nothing copies its lines whole, with its counts', async () => {
+    const here = await mkdtemp(join(tmpdir(), 'window-since-'));
+    try {
+      await put(here, 'alpha');
+      await put(here, 'beta');
+      await sleep(50);
+      const first = new PreListing(join(spool, 'first'), 0);
+      await first.stamp(here);
+      for await (const l of first.blobs(here)) await first.record(l, { status: 'known', sha1: l.sha1 });
+      await first.finish();
+      const prev = {
+        snapshot: 's1',
+        sinceMs: first.sinceMs,
+        stamps: new Map(first.stamps),
+        mixed: [],
+        linesFile: join(spool, 'first'),
+        totals: { count: first.count, bytes: first.bytes, mismatches: [] },
+      };
+      const next = new PreListing(join(spool, 'second'), 0);
+      const relisted: string[] = [];
+      for await (const l of next.since(here, prev)) relisted.push(l.path);
+      await next.finish();
+      expect(relisted).toEqual([]);
+      expect(next).toMatchObject({ count: 2, bytes: 9, reused: 2, changedDirs: 0 });
+      expect(await readFile(join(spool, 'second'), 'utf8')).toBe(
+        await readFile(join(spool, 'first'), 'utf8'),
+      );
+    } finally {
+      await rm(here, { recursive: true, force: true });
+    }
   });
 
   it('a blob-shaped symlink in a changed directory sends the window back to listing everything', async () => {

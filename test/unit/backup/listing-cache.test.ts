@@ -28,9 +28,10 @@ describe('the last snapshot listing kept on the state volume', () => {
     // Not installed yet (the run has not committed): nothing to start from.
     expect(await loadListing(dir, 'moodledata_data', backend)).toBeUndefined();
     await commit('s1');
-    await draft.install('s1', 1234, new Map([['filedir/ab/cd', 99]]), ['filedir/ab/cd']);
+    const totals = { count: 1, bytes: 5, mismatches: [] };
+    await draft.install('s1', 1234, new Map([['filedir/ab/cd', 99]]), ['filedir/ab/cd'], totals);
     const got = await loadListing(dir, 'moodledata_data', backend);
-    expect(got).toMatchObject({ snapshot: 's1', sinceMs: 1234, mixed: ['filedir/ab/cd'] });
+    expect(got).toMatchObject({ snapshot: 's1', sinceMs: 1234, mixed: ['filedir/ab/cd'], totals });
     expect(got?.stamps).toEqual(new Map([['filedir/ab/cd', 99]]));
 
     // A failed run's draft goes and the installed listing stays; the next install replaces its files.
@@ -40,7 +41,7 @@ describe('the last snapshot listing kept on the state volume', () => {
     expect((await loadListing(dir, 'moodledata_data', backend))?.snapshot).toBe('s1');
     const next = await ListingDraft.open(dir, 'moodledata_data');
     await commit('s2');
-    await next.install('s2', 5678, new Map(), []);
+    await next.install('s2', 5678, new Map(), [], totals);
     expect((await loadListing(dir, 'moodledata_data', backend))?.snapshot).toBe('s2');
     expect((await readdir(dir)).length).toBe(3); // the pointer, the lines, the stamps
 
