@@ -113,7 +113,8 @@ export async function storeBefore(run: BackupRun, s: BlobSession): Promise<void>
   for (const bv of [...s.volumes.values()]) {
     const t0 = Date.now();
     // The last snapshot's listing, when it is still stored: only the directories changed since are listed.
-    const prev = await loadListing(s.listings, bv.v.short, run.ctx.backend);
+    // Keyed by the Docker volume's own name: another site's volume of the same compose name is not this one.
+    const prev = await loadListing(s.listings, bv.v.name, run.ctx.backend);
     // What this listing saw is kept, so the window lists again only the directories that changed since.
     const pre = new PreListing(join(run.spoolDir, `${bv.v.short}.listed`));
     const added = await counted(s, bv, async () => {
@@ -250,7 +251,7 @@ async function storeChanged(
   const { file, path } = listFile(run, bv);
   const list = new BlobListWriter(path, s.encoding);
   // The final lines are also the next backup's starting point, kept once this snapshot is committed.
-  const draft = await ListingDraft.open(s.listings, bv.v.short);
+  const draft = await ListingDraft.open(s.listings, bv.v.name);
   const mismatches = pre.mismatches.filter((m) => !scan.stale.has(leafOf(m.path)));
   try {
     const keep = scan.stale.size > 0 ? (leaf: string) => !scan.stale.has(leaf) : undefined;
