@@ -35,8 +35,9 @@ export async function linkLive(set: BlobSet, live: string, into: string): Promis
   const table = new HashTable(set);
   const listFile = join(into, `.mbs-links-${randomBytes(6).toString('hex')}`);
   const list = new LineFile(listFile);
+  let find: ReturnType<typeof spawn> | undefined;
   try {
-    const find = spawn(
+    find = spawn(
       'find',
       [...areas, '-mindepth', '3', '-maxdepth', '3', '-type', 'f', '-name', HEX40_GLOB, '-printf', FORMAT],
       { cwd: live, stdio: ['ignore', 'pipe', 'pipe'] },
@@ -67,6 +68,7 @@ export async function linkLive(set: BlobSet, live: string, into: string): Promis
         }
     return out;
   } finally {
+    if (find && find.exitCode === null && find.signalCode === null) find.kill('SIGKILL'); // stopped early
     list.abort();
     await rm(listFile, { force: true });
   }
