@@ -51,18 +51,12 @@ export class PreListing {
 
   /** Before the listing: every leaf directory's ctime. */
   async stamp(root: string): Promise<void> {
-    for await (const d of scanAreaDirs(root)) if (d.depth === 2) this.stamps.set(d.path, d.ctimeMs);
+    this.stamps = await leafStamps(root);
   }
 
   /** The listing's plain blobs; anything else at their depth is noted. */
-  async *blobs(root: string, signal?: AbortSignal): AsyncGenerator<ListedBlob> {
-    for await (const l of listBlobs(root, BLOB_AREAS, { allNames: true })) {
-      signal?.throwIfAborted();
-      const kind = sort(l);
-      if (kind === 'blob') yield l as ListedBlob;
-      else if (kind === 'mixed') this.mixed.add(leafOf(l.path));
-      else this.odd ??= l.path;
-    }
+  blobs(root: string, signal?: AbortSignal): AsyncGenerator<ListedBlob> {
+    return this.plain(listBlobs(root, BLOB_AREAS, { allNames: true }), signal);
   }
 
   /**
@@ -71,51 +65,29 @@ export class PreListing {
    * others, listed again, are yielded (the store takes those it lacks).
    */
   async *since(root: string, prev: PreviousListing, signal?: AbortSignal): AsyncGenerator<ListedBlob> {
-    for await (const d of scanAreaDirs(root))
-      if (d.depth === 2 && d.type === 'd') this.stamps.set(d.path, d.ctimeMs);
-    const changed: string[] = [];
-    for (const [leaf, ctime] of this.stamps)
-      if (prev.stamps.get(leaf) !== ctime || ctime >= prev.sinceMs) changed.push(leaf);
-    const stale = new Set(changed);
-    for (const leaf of prev.stamps.keys()) if (!this.stamps.has(leaf)) stale.add(leaf);
+    await this.stamp(root);
+    const { changed, stale } = changedLeaves(this.stamps, prev.stamps, prev.sinceMs);
     for (const m of prev.mixed) if (!stale.has(m)) this.mixed.add(m);
     prev.stamps.clear(); // not needed any more
+    // Nothing changed since: its lines are this listing's, copied whole (its counts kept beside them).
+    const whole = stale.size === 0 && prev.totals;
     this.reused = 0;
-    if (stale.size === 0 && prev.totals) {
-      // Nothing changed since: its lines are this listing's, copied whole without a string a line.
-      for await (const chunk of createReadStream(prev.linesFile, {
-        encoding: 'utf8',
-        highWaterMark: 1 << 20,
-      }))
-        await this.lines.add(chunk as string);
-      this.count += prev.totals.count;
-      this.bytes += prev.totals.bytes;
-      this.reused = prev.totals.count;
-      this.mismatches.push(...prev.totals.mismatches);
-      return;
-    }
-    for await (const line of createInterface({
-      input: createReadStream(prev.linesFile, { encoding: 'utf8' }),
-    })) {
-      const path = line.slice(line.lastIndexOf('\t') + 1);
-      if (stale.has(leafOf(path))) continue;
+    for await (const chunk of keptLines(prev.linesFile, whole ? undefined : (leaf) => !stale.has(leaf))) {
       signal?.throwIfAborted();
-      const sha1 = line.slice(0, 40);
-      const name = path.slice(path.lastIndexOf('/') + 1);
-      if (sha1 !== name) this.mismatches.push({ path, claimed: name, actual: sha1 });
-      this.count++;
-      this.bytes += Number(line.slice(41, line.indexOf('\t', 41)));
-      this.reused++;
-      await this.lines.add(`${line}\n`);
+      await this.lines.add(chunk.text);
+      this.count += chunk.count;
+      this.bytes += chunk.bytes;
+      this.reused += chunk.count;
+      this.mismatches.push(...chunk.mismatches);
+    }
+    if (whole) {
+      this.count += whole.count;
+      this.bytes += whole.bytes;
+      this.reused = whole.count;
+      this.mismatches.push(...whole.mismatches);
     }
     this.changedDirs = changed.length;
-    for await (const l of listLeafDirs(root, changed)) {
-      signal?.throwIfAborted();
-      const kind = sort(l);
-      if (kind === 'blob') yield l as ListedBlob;
-      else if (kind === 'mixed') this.mixed.add(leafOf(l.path));
-      else this.odd ??= l.path;
-    }
+    yield* this.plain(listLeafDirs(root, changed), signal);
   }
 
   /** One stored (or known) blob: its line as the blob list will have it. */
@@ -137,34 +109,83 @@ export class PreListing {
 
   /**
    * The lines of the blobs whose directory `keep` accepts, in chunks, with their count and bytes; all of
-   * them without parsing a line when nothing changed.
+   * them without parsing a line when nothing changed (then counted 0: the caller has the totals).
    */
-  async *replay(
-    keep?: (leaf: string) => boolean,
-  ): AsyncGenerator<{ text: string; count: number; bytes: number }> {
-    if (!keep) {
-      for await (const chunk of createReadStream(this.file, { encoding: 'utf8', highWaterMark: 1 << 20 }))
-        yield { text: chunk as string, count: 0, bytes: 0 };
-      return;
-    }
-    let batch: string[] = [];
-    let count = 0;
-    let bytes = 0;
-    for await (const line of createInterface({ input: createReadStream(this.file, { encoding: 'utf8' }) })) {
-      const path = line.slice(line.lastIndexOf('\t') + 1);
-      if (!keep(leafOf(path))) continue;
-      batch.push(`${line}\n`);
-      count++;
-      bytes += Number(line.slice(41, line.indexOf('\t', 41)));
-      if (batch.length >= 1024) {
-        yield { text: batch.join(''), count, bytes };
-        batch = [];
-        count = 0;
-        bytes = 0;
-      }
-    }
-    if (batch.length > 0) yield { text: batch.join(''), count, bytes };
+  replay(keep?: (leaf: string) => boolean): AsyncGenerator<LineChunk> {
+    return keptLines(this.file, keep);
   }
+
+  /** The plain blobs of `source`; a name that is not a blob's marks its directory mixed, anything else odd. */
+  private async *plain(source: AsyncIterable<Listed>, signal?: AbortSignal): AsyncGenerator<ListedBlob> {
+    for await (const l of source) {
+      signal?.throwIfAborted();
+      const kind = sort(l);
+      if (kind === 'blob') yield l as ListedBlob;
+      else if (kind === 'mixed') this.mixed.add(leafOf(l.path));
+      else this.odd ??= l.path;
+    }
+  }
+}
+
+/** A chunk of blob lines (whole lines), with the count, bytes and mismatches of those it parsed. */
+interface LineChunk {
+  text: string;
+  count: number;
+  bytes: number;
+  mismatches: ManifestBlobs['mismatches'];
+}
+
+/**
+ * A file of blob lines, in chunks: without `keep`, copied whole (no string a line, nothing counted); with
+ * it, only the lines of the leaf directories it accepts, each parsed for its size and whether its content
+ * is its name.
+ */
+async function* keptLines(file: string, keep?: (leaf: string) => boolean): AsyncGenerator<LineChunk> {
+  if (!keep) {
+    for await (const chunk of createReadStream(file, { encoding: 'utf8', highWaterMark: 1 << 20 }))
+      yield { text: chunk as string, count: 0, bytes: 0, mismatches: [] };
+    return;
+  }
+  let out: LineChunk & { lines: string[] } = { text: '', count: 0, bytes: 0, mismatches: [], lines: [] };
+  for await (const line of createInterface({ input: createReadStream(file, { encoding: 'utf8' }) })) {
+    const path = line.slice(line.lastIndexOf('\t') + 1);
+    if (!keep(leafOf(path))) continue;
+    const sha1 = line.slice(0, 40);
+    const name = path.slice(path.lastIndexOf('/') + 1);
+    if (sha1 !== name) out.mismatches.push({ path, claimed: name, actual: sha1 });
+    out.lines.push(`${line}\n`);
+    out.count++;
+    out.bytes += Number(line.slice(41, line.indexOf('\t', 41)));
+    if (out.lines.length >= 1024) {
+      yield { ...out, text: out.lines.join('') };
+      out = { text: '', count: 0, bytes: 0, mismatches: [], lines: [] };
+    }
+  }
+  if (out.lines.length > 0) yield { ...out, text: out.lines.join('') };
+}
+
+/** Every leaf directory's ctime (`filedir/ab/cd` → ms): one stat each. */
+async function leafStamps(root: string): Promise<Map<string, number>> {
+  const stamps = new Map<string, number>();
+  for await (const d of scanAreaDirs(root))
+    if (d.depth === 2 && d.type === 'd') stamps.set(d.path, d.ctimeMs);
+  return stamps;
+}
+
+/**
+ * The leaf directories to list again, comparing ctimes now with those taken before: changed (or new), or
+ * within the margin of that first look; `stale` adds those gone.
+ */
+function changedLeaves(
+  now: Map<string, number>,
+  before: Map<string, number>,
+  sinceMs: number,
+): { changed: string[]; stale: Set<string> } {
+  const changed: string[] = [];
+  for (const [leaf, ctime] of now) if (before.get(leaf) !== ctime || ctime >= sinceMs) changed.push(leaf);
+  const stale = new Set(changed);
+  for (const leaf of before.keys()) if (!now.has(leaf)) stale.add(leaf);
+  return { changed, stale };
 }
 
 type Kind = 'blob' | 'mixed' | 'odd';
@@ -190,9 +211,8 @@ export interface WindowScan {
 
 export async function scanWindow(root: string, pre: PreListing): Promise<WindowScan> {
   const sinceMs = Date.now() - SINCE_MARGIN_MS;
-  const changed: string[] = [];
   const dirs: DirEntry[] = [];
-  const seen = new Map<string, number>();
+  const stamps = new Map<string, number>();
   let strays = false;
   for await (const d of scanAreaDirs(root)) {
     if (d.depth !== 2) continue;
@@ -200,14 +220,12 @@ export async function scanWindow(root: string, pre: PreListing): Promise<WindowS
       strays = true;
       continue;
     }
-    seen.set(d.path, d.ctimeMs);
+    stamps.set(d.path, d.ctimeMs);
     dirs.push({ path: d.path, mode: d.mode, uid: d.uid, gid: d.gid, mtimeMs: d.mtimeMs });
-    if (pre.stamps.get(d.path) !== d.ctimeMs || d.ctimeMs >= pre.sinceMs) changed.push(d.path);
   }
-  const stale = new Set(changed);
-  for (const leaf of pre.stamps.keys()) if (!seen.has(leaf)) stale.add(leaf);
+  const { changed, stale } = changedLeaves(stamps, pre.stamps, pre.sinceMs);
   pre.stamps = new Map(); // not needed any more
-  return { changed, stale, dirs, strays, stamps: seen, sinceMs };
+  return { changed, stale, dirs, strays, stamps, sinceMs };
 }
 
 /** The changed directories' plain blobs, or the path of a blob-shaped file there that is not a plain one. */
