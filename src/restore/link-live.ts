@@ -1,11 +1,11 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { lstat, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LineFile } from '../common/line-file.js';
 import { exited, stderrLines } from '../common/processes.js';
 import type { BlobSet } from '../store/blob-set.js';
-import { BLOB_AREAS } from '../store/layout.js';
+import { type ListedBlob, listBlobs } from '../store/listing.js';
 
 /** What linkLive did: which of the set's blobs are in place, and those whose attributes still differ. */
 export interface LiveLinks {
@@ -15,49 +15,27 @@ export interface LiveLinks {
   differ: number[];
 }
 
-/** Size, mode, owner, mtime, path of the live blob areas' files at a blob's depth. */
-const FORMAT = '%s %m %U %G %T@ %p\\0';
-const HEX40_GLOB = '[0-9a-f]'.repeat(40);
-
 /**
  * Hard-links into `into` every file of the live dataroot that the snapshot holds at the same path with the
  * same size (Moodle never rewrites a blob: same name and size is the same content). One find lists the live
- * blob areas and GNU cp links the matches, thousands a process: doing it here a file at a time (lstat, link,
- * attributes, ~100 µs each on 2 cores) took 20 s for 200,000 files (bench, 200,000-file set). A file deleted
+ * blob areas (store/listing.ts) and GNU cp links the matches, thousands a process: doing it here a file at a
+ * time (lstat, link, attributes, ~100 µs each on 2 cores) took 20 s for 200,000 files. A file deleted
  * meanwhile (the site still runs beside the staging directory) is simply not reused: it is fetched.
  */
 export async function linkLive(set: BlobSet, live: string, into: string): Promise<LiveLinks> {
   const out: LiveLinks = { reused: new Uint8Array(set.length), count: 0, differ: [] };
-  const areas: string[] = [];
-  for (const a of BLOB_AREAS)
-    if ((await lstat(join(live, a)).catch(() => null))?.isDirectory()) areas.push(a);
-  if (areas.length === 0 || set.length === 0) return out;
+  if (set.length === 0) return out;
   const table = new HashTable(set);
   const listFile = join(into, `.mbs-links-${randomBytes(6).toString('hex')}`);
   const list = new LineFile(listFile);
-  let find: ReturnType<typeof spawn> | undefined;
   try {
-    find = spawn(
-      'find',
-      [...areas, '-mindepth', '3', '-maxdepth', '3', '-type', 'f', '-name', HEX40_GLOB, '-printf', FORMAT],
-      { cwd: live, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    const findErr = stderrLines(find, (l) => /No such file or directory/.test(l));
-    const findDone = exited(find, 'find', findErr, (code) => code === 0 || code === 1);
-    findDone.catch(() => undefined);
-    let rest = '';
-    for await (const chunk of find.stdout as AsyncIterable<Buffer>) {
-      const records = (rest + chunk.toString('utf8')).split('\0');
-      rest = records.pop() ?? '';
-      for (const r of records) {
-        const n = match(set, table, r);
-        if (n < 0) continue;
-        out.reused[n] = 1; // unless cp fails on it
-        out.count++;
-        await list.add(`${set.at(n).path}\0`);
-      }
+    for await (const l of listBlobs(live)) {
+      const n = l.kind === 'blob' ? match(set, table, l) : -1;
+      if (n < 0) continue;
+      out.reused[n] = 1; // unless cp fails on it
+      out.count++;
+      await list.add(`${l.path}\0`);
     }
-    await findDone;
     await list.finish();
     // The few cp could not link (gone meanwhile): not reused after all, fetched instead.
     for (const path of await cpLinks(live, into, listFile))
@@ -68,24 +46,17 @@ export async function linkLive(set: BlobSet, live: string, into: string): Promis
         }
     return out;
   } finally {
-    if (find && find.exitCode === null && find.signalCode === null) find.kill('SIGKILL'); // stopped early
     list.abort();
     await rm(listFile, { force: true });
   }
 
-  /** The set's index of the blob a find record names, when the sizes agree; -1 otherwise. */
-  function match(s: BlobSet, t: HashTable, r: string): number {
-    let at = 0;
-    for (let k = 0; k < 5; k++) at = r.indexOf(' ', at) + 1;
-    const f = r.slice(0, at - 1).split(' ');
-    const path = r.slice(at);
-    for (const n of t.lookup(path.slice(-40))) {
+  /** The set's index of the live file at the same path, when the sizes agree; -1 otherwise. */
+  function match(s: BlobSet, t: HashTable, l: ListedBlob): number {
+    for (const n of t.lookup(l.sha1)) {
       const b = s.at(n);
-      if (b.path !== path) continue;
-      if (b.size !== Number(f[0])) return -1;
-      const mode = Number.parseInt(f[1] ?? '', 8);
-      const mtimeMs = Math.floor(Number(f[4]) * 1000);
-      if (mode !== b.mode || Number(f[2]) !== b.uid || Number(f[3]) !== b.gid || mtimeMs !== b.mtimeMs)
+      if (b.path !== l.path) continue;
+      if (b.size !== l.size) return -1;
+      if ((l.mode & 0o7777) !== b.mode || l.uid !== b.uid || l.gid !== b.gid || l.mtimeMs !== b.mtimeMs)
         out.differ.push(n);
       return n;
     }
