@@ -1,9 +1,9 @@
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { constants, createReadStream, createWriteStream, readFile } from 'node:fs';
+import { constants, createWriteStream, readFile } from 'node:fs';
 import { lstat, mkdir, open, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type Readable, Writable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { HashTap } from '../archive/tap.js';
 import type { Backend } from '../storage/backend.js';
@@ -14,7 +14,7 @@ import type { IndexedBlob, IndexedPack, PackRecord } from './index-file.js';
 import { blobPath, packKey } from './layout.js';
 import type { ListedBlob } from './listing.js';
 import { PackSink } from './pack-sink.js';
-import { putSpooled, writeIndexFile } from './store-io.js';
+import { putSpooled, sha256OfFile, writeIndexFile } from './store-io.js';
 import { TarFeed, TarSplitter } from './tar-feed.js';
 import type { TarFile } from './tar-header.js';
 import { BLOCK, entryBytes } from './tar-header.js';
@@ -80,6 +80,11 @@ const IN_FLIGHT = 2;
 const INDEX_BATCH_BLOBS = 65_536;
 /** Files in one group at most: bounds the listed entries held while tar packs them. */
 const GROUP_FILES = 16_384;
+/**
+ * Groups packed at once. One at a time left both cores idle while each group's processes started and its
+ * compressor drained (18 groups of 1.1 GB: 3.1 s alone, 2.4–2.6 s two at a time; docs/design.md).
+ */
+const GROUPS_AT_ONCE = 2;
 
 type Emit = (blob: ListedBlob, r: AddResult) => Promise<void>;
 
@@ -144,6 +149,8 @@ export class PackWriter {
   /** Packs stored whose index file is not written yet. */
   private unindexed: IndexedPack[] = [];
   private unindexedBlobs = 0;
+  /** The last group relayed (packGroup's fallback), which the next one waits for. */
+  private relaying: Promise<void> = Promise.resolve();
 
   constructor(private readonly o: PackWriterOptions) {
     this.packSize = o.packSize ?? DEFAULT_PACK_SIZE;
@@ -193,19 +200,30 @@ export class PackWriter {
     }
     let group: ListedBlob[] = [];
     let bytes = 0;
-    // The same content twice in one group (filedir/ and trashdir/): settled once its group is stored.
+    // The same content twice (filedir/ and trashdir/) while its first copy's group is packed: settled after.
     let twice: ListedBlob[] = [];
-    const flush = async () => {
-      const g = group;
-      group = [];
-      bytes = 0;
-      if (g.length > 0) await this.packGroup(root, g, compressor, emit);
+    const packing: Promise<void>[] = [];
+    // Waits until fewer than `room` groups are being packed, then settles the twins whose group is done.
+    const settle = async (room: number) => {
+      while (packing.length >= room && packing.length > 0) await packing.shift();
       const again = twice;
       twice = [];
       for (const blob of again) {
-        if (this.has(blob.sha1)) await emit(blob, { status: 'known', sha1: blob.sha1 });
+        if (this.grouped.has(blob.sha1)) twice.push(blob);
+        else if (this.has(blob.sha1)) await emit(blob, { status: 'known', sha1: blob.sha1 });
         else add(blob); // its twin vanished: read this one
       }
+    };
+    const flush = async (room: number) => {
+      const g = group;
+      group = [];
+      bytes = 0;
+      if (g.length > 0) {
+        const job = this.packGroup(root, g, compressor, emit);
+        job.catch(() => undefined); // awaited by settle
+        packing.push(job);
+      }
+      await settle(room);
     };
     const add = (blob: ListedBlob) => {
       if (this.grouped.has(blob.sha1)) return void twice.push(blob);
@@ -223,13 +241,17 @@ export class PackWriter {
           continue;
         }
         add(blob);
-        if (bytes >= (this.o.groupSize ?? DEFAULT_GROUP_SIZE) || group.length >= GROUP_FILES) await flush();
+        if (bytes >= (this.o.groupSize ?? DEFAULT_GROUP_SIZE) || group.length >= GROUP_FILES)
+          await flush(GROUPS_AT_ONCE);
       }
       // Each round settles at least one copy of every content still waiting: bounded by the files seen.
-      for (let i = 0; (group.length > 0 || twice.length > 0) && i <= seen; i++) await flush();
+      for (let i = 0; (group.length > 0 || twice.length > 0 || packing.length > 0) && i <= seen + 1; i++)
+        await flush(1);
       if (group.length > 0 || twice.length > 0) throw new Error('blobs left unsettled after the last group');
       await chain;
     } finally {
+      // On an error the other group still packing is let finish: no tar or compressor outlives this call.
+      await Promise.allSettled(packing);
       this.grouped.clear();
     }
   }
@@ -262,7 +284,8 @@ export class PackWriter {
         );
         [hashes] = await Promise.all([hashFiles(root, list), written]);
       } else {
-        // The compressor writes the spool file itself; the pack's sha256 is read back from the page cache.
+        // The compressor writes the spool file itself; the pack's sha256 is read back from the page cache
+        // when it is stored, in the background (see sink below).
         const fh = await open(path, 'wx', 0o600);
         try {
           tp = tarPack(root, list, compressor, fh.fd);
@@ -270,11 +293,6 @@ export class PackWriter {
         } finally {
           await fh.close();
         }
-        await pipeline(
-          createReadStream(path, { highWaterMark: 1 << 20 }),
-          tap,
-          new Writable({ write: (_c, _e, cb) => cb() }),
-        );
       }
       const members = new Map(tp.members.map((m) => [m.name, m]));
       const entries: IndexedBlob[] = [];
@@ -297,14 +315,20 @@ export class PackWriter {
       if (surprise || members.size > 0) {
         await rm(path, { force: true });
         for (const b of group) this.grouped.delete(b.sha1);
-        await this.relay(root, group, emit);
-        await this.cut();
+        // The relay writes into the writer's one open pack: another group's relay waits its turn.
+        const turn = this.relaying.then(async () => {
+          await this.relay(root, group, emit);
+          await this.cut();
+        });
+        this.relaying = turn.catch(() => undefined);
+        await turn;
         return;
       }
       if (entries.length > 0) {
         const sink: SpooledPack = {
           path,
-          finish: async () => ({ id: tap.digest(), storedSize: tap.bytes }),
+          finish: async () =>
+            encrypt ? { id: tap.digest(), storedSize: tap.bytes } : sha256OfFile(path, this.o.signal),
           discard: () => rm(path, { force: true }),
         };
         await this.handOff(sink, entries, new Set(group.map((b) => b.sha1)));

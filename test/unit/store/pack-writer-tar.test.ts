@@ -139,6 +139,49 @@ describe('PackWriter.addAll through GNU tar', () => {
     await expect(run(root2, from(items2))).rejects.toThrow(/no longer a regular file/);
     expect(target).toHaveLength(40);
   });
+
+  it('two groups packed at once: twins in trashdir/ settle once, corrupt files in both groups relay in turn', async () => {
+    const root = join(dir, 'data');
+    const contents = Array.from({ length: 120 }, (_, i) => randomBytes(2000 + ((i * 131) % 3000)));
+    const names = contents.map((c) => blob(root, c));
+    // A twin of every 10th content in trashdir/, and a corrupt file early and late (two groups' relays).
+    for (let i = 0; i < contents.length; i += 10) blob(root, must(contents[i]), 'trashdir');
+    const badA = blob(root, Buffer.from('corrupt A'), 'filedir', '0a'.repeat(20));
+    const badB = blob(root, Buffer.from('corrupt B'), 'filedir', 'fb'.repeat(20));
+    // Each twin right after its first copy, so it comes while that copy's group is still being packed;
+    // the corrupt files sort into different groups.
+    const all = await listed(root);
+    const twins = all.filter((l) => l.path.startsWith('trashdir/'));
+    const items = all
+      .filter((l) => !l.path.startsWith('trashdir/'))
+      .flatMap((l) => [l, ...twins.filter((t) => t.sha1 === l.sha1)]);
+    expect(items).toHaveLength(all.length);
+    const { results, reloaded, backend } = await run(root, from(items), 16 * 1024);
+    expect(results.size).toBe(items.length);
+    for (const l of items) {
+      const r = must(results.get(l.path));
+      if (l.sha1 === badA || l.sha1 === badB) expect(r.status).toBe('mismatch');
+      else expect(['added', 'known']).toContain(r.status);
+    }
+    const real = (s: string) => createHash('sha1').update(s).digest('hex');
+    expect(reloaded.size).toBe(contents.length + 2);
+    for (const h of [...names, real('corrupt A'), real('corrupt B')]) {
+      const at = must(reloaded.lookup(Buffer.from(h, 'hex')));
+      const out = join(dir, 'out', h);
+      await extractPack({
+        backend,
+        encoding,
+        pack: must(reloaded.pack(at.packId)),
+        dir: out,
+        placeAt: (x) => (x === h ? ['f'] : []),
+      });
+      expect(
+        createHash('sha1')
+          .update(readFileSync(join(out, 'f')))
+          .digest('hex'),
+      ).toBe(h);
+    }
+  });
 });
 
 describe('untarPack', () => {
