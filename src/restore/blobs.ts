@@ -9,6 +9,7 @@ import { storeDecrypter } from '../archive/encryption.js';
 import type { Manifest, ManifestVolume } from '../archive/manifest.js';
 import type { TarStats } from '../archive/tar-guard.js';
 import { SidecarError, throwFirstCause } from '../common/errors.js';
+import { fileTime } from '../common/file-time.js';
 import { collect, exited } from '../common/processes.js';
 import type { EncryptionConfig } from '../config/types.js';
 import type { Logger } from '../observe/logger.js';
@@ -19,7 +20,7 @@ import { BlobSet } from '../store/blob-set.js';
 import type { StoreEncoding } from '../store/encoding.js';
 import type { PackRecord } from '../store/index-file.js';
 import { blobPath } from '../store/layout.js';
-import { type UntarredMember, untarPack } from '../store/pack-untar.js';
+import { PLACEABLE, type UntarredMember, untarPack } from '../store/pack-untar.js';
 import { snapshotBlobs, storedPacks } from '../store/snapshot-blobs.js';
 import { linkLive } from './link-live.js';
 
@@ -192,12 +193,10 @@ export async function placeBlobs(i: PlaceInput): Promise<PlaceResult> {
     i.signal?.throwIfAborted();
     const pack = i.store.packs[number] as PackRecord;
     const packId = pack.id;
-    // Into a staging directory, a pack whose blobs all go to their own place (one path each, in filedir/)
-    // is unpacked there by tar directly: no rename a file (~50 µs each on this disk). A damaged pack then
-    // fails the restore and the staging directory goes whole.
-    const inPlace =
-      i.staged && twins.size === 0 && [...wanted].every(([sha1, n]) => i.set.at(n).path === blobPath(sha1));
-    if (inPlace) {
+    // Into a staging directory the pack is unpacked by tar at the blobs' places directly: no rename a file
+    // (~50 µs each on this disk). A damaged pack then fails the restore and the staging directory goes whole.
+    const plan = i.staged ? inPlacePlan(i.set, wanted, twins) : null;
+    if (plan) {
       const members = await untarPack({
         backend: i.backend,
         encoding: i.store.encoding,
@@ -205,18 +204,25 @@ export async function placeBlobs(i: PlaceInput): Promise<PlaceResult> {
         sha1s: wanted.keys(),
         dir: i.into,
         signal: i.signal,
-        inPlace: { listDir: i.into },
+        inPlace: { listDir: i.into, placeAs: plan.placeAs },
       });
       const blobs = [...wanted];
       await inParallel(blobs.length, PARALLEL, async (j) => {
-        const [sha1, n] = blobs[j] as (typeof blobs)[number];
+        const [sha1, first] = blobs[j] as (typeof blobs)[number];
         const m = members.get(sha1);
         if (!m) throw new SidecarError('INTEGRITY_FAILED', `pack ${packId} does not hold blob ${sha1}`);
-        const b = i.set.at(n);
-        await settle(join(i.into, b.path), b, m, false);
-        result.fetched++;
-        result.fetchedBytes += b.size;
-        i.progress?.placed(b.size);
+        const primary = plan.primary.get(sha1) ?? first;
+        const from = join(i.into, i.set.at(primary).path);
+        // The same content at other paths too (filedir/ and trashdir/): copies, each with its own attributes.
+        for (const n of [primary, ...(twins.get(sha1) ?? []).filter((k) => k !== primary)]) {
+          const b = i.set.at(n);
+          const to = join(i.into, b.path);
+          if (n !== primary) await inDir(to, () => copyFile(from, to));
+          await settle(to, b, m, n !== primary);
+          result.fetched++;
+          result.fetchedBytes += b.size;
+          i.progress?.placed(b.size);
+        }
       });
       result.packs++;
       return;
@@ -261,6 +267,32 @@ export async function placeBlobs(i: PlaceInput): Promise<PlaceResult> {
   );
   i.progress?.done();
   return result;
+}
+
+/** Blobs of one pack placed elsewhere than their own place at most (a `--transform` each, matched per member). */
+const PLACE_AS_MAX = 64;
+
+/**
+ * Where a pack's contents go when it unpacks in place: each to its own place (`filedir/ab/cd/<sha1>`) when
+ * the snapshot has it there, else to its first path, told to tar (`placeAs`; `primary` names that entry).
+ * Null when such a path is not one tar can be told, or there are too many: the pack then unpacks flat.
+ */
+function inPlacePlan(set: BlobSet, wanted: Map<string, number>, twins: Map<string, number[]>) {
+  const placeAs = new Map<string, string>();
+  const primary = new Map<string, number>();
+  for (const [sha1, first] of wanted) {
+    const own = blobPath(sha1);
+    const ns = twins.get(sha1) ?? [first];
+    const at = ns.find((n) => set.at(n).path === own);
+    if (at !== undefined) {
+      if (at !== first) primary.set(sha1, at);
+      continue;
+    }
+    const path = set.at(first).path;
+    if (!PLACEABLE.test(path) || placeAs.size >= PLACE_AS_MAX) return null;
+    placeAs.set(sha1, path);
+  }
+  return { placeAs, primary };
 }
 
 /**
@@ -389,21 +421,23 @@ async function reuse(from: string, to: string, b: BlobEntry): Promise<boolean> {
   return true;
 }
 
+/** Owners are set only as root; asked once (a system call each time: 260,000 in a 200,000-file restore). */
+const AS_ROOT = process.getuid?.() === 0;
+
 /**
  * A fetched blob's owner, mode and time are the snapshot's: tar gave it the pack's (those of the file when it
  * was first stored, in whole seconds), so only what differs is set; a copy got none of them.
  */
 async function settle(path: string, b: BlobEntry, m: UntarredMember, copied: boolean): Promise<void> {
-  const root = process.getuid?.() === 0;
-  if (copied || m.mode !== (b.mode & 0o7777) || (root && (m.uid !== b.uid || m.gid !== b.gid)))
+  if (copied || m.mode !== (b.mode & 0o7777) || (AS_ROOT && (m.uid !== b.uid || m.gid !== b.gid)))
     return attributes(path, b);
-  if (copied || m.mtimeS * 1000 !== b.mtimeMs) await utimes(path, b.mtimeMs / 1000, b.mtimeMs / 1000);
+  if (copied || m.mtimeS * 1000 !== b.mtimeMs) await utimes(path, fileTime(b.mtimeMs), fileTime(b.mtimeMs));
 }
 
 async function attributes(path: string, b: Omit<BlobEntry, 'sha1' | 'size'>): Promise<void> {
-  if (process.getuid?.() === 0) await chown(path, b.uid, b.gid);
+  if (AS_ROOT) await chown(path, b.uid, b.gid);
   await chmod(path, b.mode);
-  await utimes(path, b.mtimeMs / 1000, b.mtimeMs / 1000);
+  await utimes(path, fileTime(b.mtimeMs), fileTime(b.mtimeMs));
 }
 
 export interface DockerPutInput extends Omit<PlaceInput, 'into' | 'live'> {

@@ -4,6 +4,7 @@ import { resolveSnapshot } from '../archive/catalog.js';
 import { getCodec } from '../archive/codec.js';
 import { storeDecrypter } from '../archive/encryption.js';
 import { SidecarError } from '../common/errors.js';
+import { fileTime } from '../common/file-time.js';
 import { findSelf } from '../docker/self.js';
 import { discoverStack } from '../stack/discover.js';
 import type { BlobEntry } from '../store/blob-list.js';
@@ -73,7 +74,7 @@ export async function restoreOneFile(o: OneFileOptions): Promise<OneFileResult> 
     });
     const path = join(into, entry.path);
     if (process.getuid?.() === 0) await chown(path, entry.uid, entry.gid);
-    await utimes(path, entry.mtimeMs / 1000, entry.mtimeMs / 1000);
+    await utimes(path, fileTime(entry.mtimeMs), fileTime(entry.mtimeMs));
     o.log.info({ step: 'restore', snapshot: manifest.id, path: entry.path, into }, `restored ${entry.path}`);
     return {
       snapshot: manifest.id,

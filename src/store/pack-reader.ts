@@ -6,6 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { getCodec } from '../archive/codec.js';
 import { HashTap } from '../archive/tap.js';
 import { SidecarError } from '../common/errors.js';
+import { fileTime } from '../common/file-time.js';
 import type { Backend } from '../storage/backend.js';
 import type { StoreEncoding } from './encoding.js';
 import type { PackRecord } from './index-file.js';
@@ -93,7 +94,7 @@ async function copyBlob(from: string, to: string, e: PackEntry, o: ExtractOption
   try {
     await copyFile(from, tmp);
     if (o.owner) await chown(tmp, e.uid, e.gid);
-    await utimes(tmp, e.mtimeMs / 1000, e.mtimeMs / 1000);
+    await utimes(tmp, fileTime(e.mtimeMs), fileTime(e.mtimeMs));
     await rename(tmp, to);
   } catch (err) {
     await rm(tmp, { force: true });
@@ -139,7 +140,7 @@ async function writeBlob(
     await fh.chmod(e.mode & 0o7777);
     if (o.owner) await fh.chown(e.uid, e.gid);
     await fh.close();
-    await utimes(tmp, e.mtimeMs / 1000, e.mtimeMs / 1000);
+    await utimes(tmp, fileTime(e.mtimeMs), fileTime(e.mtimeMs));
     await rename(tmp, path);
   } catch (err) {
     await fh.close().catch(() => undefined);

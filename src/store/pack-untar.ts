@@ -62,9 +62,10 @@ export async function untarPack(o: {
   signal?: AbortSignal;
   /**
    * Into `dir` at their own places (`filedir/ab/cd/<sha1>`), not flat: for a staging directory, which is
-   * discarded whole when the pack turns out damaged. The member list then goes to `listDir`.
+   * discarded whole when the pack turns out damaged. The member list then goes to `listDir`. `placeAs`
+   * names another place (relative to `dir`) for some blobs: one in trashdir/ only, a corrupt file's name.
    */
-  inPlace?: { listDir: string };
+  inPlace?: { listDir: string; placeAs?: ReadonlyMap<string, string> };
 }): Promise<Map<string, UntarredMember>> {
   const list = join(o.inPlace?.listDir ?? o.dir, `.members-${randomBytes(6).toString('hex')}`);
   await writeFile(list, [...o.sha1s].map((h) => `${blobPath(h)}\0`).join(''), { mode: 0o600 });
@@ -73,6 +74,20 @@ export async function untarPack(o: {
   } finally {
     await rm(list, { force: true });
   }
+}
+
+/** A place tar can be told in a sed expression: a blob-shaped path, nothing sed or tar would read as syntax. */
+export const PLACEABLE = /^(filedir|trashdir)\/[0-9a-f]{2}\/[0-9a-f]{2}\/[0-9a-f]{40}$/;
+
+/** One `--transform` per blob placed elsewhere than its own place (tar matches members by their stored names). */
+function placeAsArgs(placeAs: ReadonlyMap<string, string> | undefined): string[] {
+  const args: string[] = [];
+  for (const [sha1, path] of placeAs ?? []) {
+    if (!/^[0-9a-f]{40}$/.test(sha1) || !PLACEABLE.test(path))
+      throw new Error(`cannot place ${sha1} at ${path}`);
+    args.push(`--transform=s,^${blobPath(sha1)}$,${path},`);
+  }
+  return args;
 }
 
 async function untar(o: Parameters<typeof untarPack>[0], list: string): Promise<Map<string, UntarredMember>> {
@@ -91,7 +106,7 @@ async function untar(o: Parameters<typeof untarPack>[0], list: string): Promise<
       ...(owner ? ['--same-owner'] : ['--no-same-owner']),
       '--no-recursion',
       // Flat, as <sha1>: a directory per blob (Moodle's ab/cd/) cost a mkdir and an rmdir a file.
-      ...(o.inPlace ? [] : ['--transform=s,^filedir/[^/]*/[^/]*/,,']),
+      ...(o.inPlace ? placeAsArgs(o.inPlace.placeAs) : ['--transform=s,^filedir/[^/]*/[^/]*/,,']),
       '--null',
       '--verbatim-files-from',
       '-T',

@@ -1,0 +1,68 @@
+import { createHash } from 'node:crypto';
+import { chmodSync, lstatSync, mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { silentLogger } from '../../../src/observe/logger.js';
+import { placeBlobs, verifyBlobs } from '../../../src/restore/blobs.js';
+import { LocalBackend } from '../../../src/storage/local.js';
+import { treeHashes } from '../../harness/dataroot.js';
+import { Dataroot, snapshotDataroot } from '../../harness/store-target.js';
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'mbs-inplace-'));
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+const sha1 = (s: string) => createHash('sha1').update(s).digest('hex');
+const at = (area: string, h: string) => `${area}/${h.slice(0, 2)}/${h.slice(2, 4)}/${h}`;
+
+function put(root: string, rel: string, content: string, mode: number, mtimeMs: number): void {
+  mkdirSync(join(root, rel, '..'), { recursive: true });
+  writeFileSync(join(root, rel), content);
+  chmodSync(join(root, rel), mode);
+  utimesSync(join(root, rel), mtimeMs / 1000, mtimeMs / 1000);
+}
+
+describe('placeBlobs into a staging directory (packs unpacked in place)', () => {
+  it('puts trashdir-only blobs, twins and a corrupt file at their snapshot paths with their modes and times', async () => {
+    const root = join(dir, 'data');
+    const d = new Dataroot(root);
+    await d.add(40, 3000);
+    const t = 1_733_000_000_123;
+    // Only in trashdir/, in filedir/ and trashdir/ with other modes and times, under a name not its hash.
+    put(root, at('trashdir', sha1('trash only')), 'trash only', 0o600, t);
+    put(root, at('filedir', sha1('twice')), 'twice', 0o640, t + 1_000);
+    put(root, at('trashdir', sha1('twice')), 'twice', 0o604, t + 2_345);
+    put(root, at('filedir', 'c0'.repeat(20)), 'corrupt', 0o644, t + 7);
+    const backend = new LocalBackend(join(dir, 'target'));
+    const s = await snapshotDataroot(backend, d, new Date(t), {
+      packSize: 16 * 1024,
+      spool: join(dir, 'spool'),
+    });
+    const store = await verifyBlobs(backend, s.manifest, s.manifest.volumes, undefined, silentLogger());
+    const set = store?.sets.get('moodledata_data');
+    if (!store || !set) throw new Error('no blobs');
+    const into = join(dir, 'staging');
+    mkdirSync(into);
+    const r = await placeBlobs({ backend, store, set, into, live: null, staged: true });
+    expect(r.fetched).toBe(set.length);
+    const want = await treeHashes(root);
+    expect(await treeHashes(into)).toEqual(want);
+    for (const rel of want.keys()) {
+      const a = lstatSync(join(root, rel));
+      const b = lstatSync(join(into, rel));
+      expect([b.mode, b.uid, b.gid, Math.trunc(b.mtimeMs), b.nlink], rel).toEqual([
+        a.mode,
+        a.uid,
+        a.gid,
+        Math.trunc(a.mtimeMs),
+        1,
+      ]);
+    }
+    // Nothing left at a place the snapshot does not have (tar was told where each one goes).
+    expect(() => lstatSync(join(into, at('filedir', sha1('trash only'))))).toThrow();
+    expect(() => lstatSync(join(into, at('filedir', sha1('corrupt'))))).toThrow();
+  });
+});
