@@ -22,6 +22,7 @@ import type { PackRecord } from '../store/index-file.js';
 import { blobPath } from '../store/layout.js';
 import { PLACEABLE, type UntarredMember, untarPack } from '../store/pack-untar.js';
 import { snapshotBlobs, storedPacks } from '../store/snapshot-blobs.js';
+import { makeLeafDirs } from './leaf-dirs.js';
 import { linkLive } from './link-live.js';
 
 /** What a restore of incremental volumes works from: each volume's blob set, located in `packs`. */
@@ -138,12 +139,9 @@ export async function placeBlobs(i: PlaceInput): Promise<PlaceResult> {
   const dirs = new DirTimes(i.into);
   await dirs.remember(''); // the packs unpack in a directory of their own there
   const leaves = i.dirs ?? [];
-  // The leaf directories are the list's, not the tarball's: made first (their parents' times kept), their
-  // own owners, modes and times set once every file is in.
+  // The leaf directories are the list's, not the tarball's: made as blobs land in them (and the empty ones
+  // at the end), their owners, modes and times set once every file is in; their parents' times kept.
   await inParallel(leaves.length, PARALLEL, (n) => dirs.remember(dirname((leaves[n] as DirEntry).path)));
-  await inParallel(leaves.length, PARALLEL, async (n) => {
-    await mkdir(join(i.into, (leaves[n] as DirEntry).path), { recursive: true });
-  });
   // Without directory lines (format 1) the tarball gave the leaf directories their times: kept as they are.
   // Every directory's time first (nothing placed yet), then the files, many at once: one await after the
   // other cost ~0.45 ms a blob (20,000 reused blobs: 9 s of a restore), the file system's latency, not work.
@@ -261,15 +259,16 @@ export async function placeBlobs(i: PlaceInput): Promise<PlaceResult> {
     }
     result.packs++;
   });
+  await makeLeafDirs(i.into, leaves, i.signal);
   await dirs.restore();
-  await inParallel(leaves.length, PARALLEL, (n) =>
-    attributes(join(i.into, (leaves[n] as DirEntry).path), leaves[n] as DirEntry),
-  );
   i.progress?.done();
   return result;
 }
 
-/** Blobs of one pack placed elsewhere than their own place at most (a `--transform` each, matched per member). */
+/**
+ * Blobs of one pack placed elsewhere than their own place or its trashdir/ twin at most: a corrupt file's
+ * name, a `--transform` each, which tar matches against every member.
+ */
 const PLACE_AS_MAX = 64;
 
 /**
@@ -280,6 +279,7 @@ const PLACE_AS_MAX = 64;
 function inPlacePlan(set: BlobSet, wanted: Map<string, number>, twins: Map<string, number[]>) {
   const placeAs = new Map<string, string>();
   const primary = new Map<string, number>();
+  let others = 0;
   for (const [sha1, first] of wanted) {
     const own = blobPath(sha1);
     const ns = twins.get(sha1) ?? [first];
@@ -289,7 +289,8 @@ function inPlacePlan(set: BlobSet, wanted: Map<string, number>, twins: Map<strin
       continue;
     }
     const path = set.at(first).path;
-    if (!PLACEABLE.test(path) || placeAs.size >= PLACE_AS_MAX) return null;
+    if (!PLACEABLE.test(path)) return null;
+    if (path !== blobPath(sha1, 'trashdir') && ++others > PLACE_AS_MAX) return null;
     placeAs.set(sha1, path);
   }
   return { placeAs, primary };
