@@ -72,7 +72,12 @@ export async function openStore(
   const t0 = Date.now();
   const cache = storeCache(config.stateDir, backend.location);
   let unreadable = 0;
-  const index = await loadIndex(backend, encoding, { cache, unreadable: () => unreadable++ });
+  // Only whether a blob is stored matters here, never where: the hashes alone.
+  const index = await loadIndex(backend, encoding, {
+    cache,
+    unreadable: () => unreadable++,
+    hashesOnly: true,
+  });
   if (unreadable > 0) {
     log.warn(
       { step: 'store', unreadable },

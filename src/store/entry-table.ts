@@ -21,16 +21,20 @@ export class EntryTable {
   private packs: Uint32Array;
   private blocks: Uint32Array;
   private sizes: Float64Array;
+  /** Hashes only (20 bytes an entry): a backup asks only whether a blob is stored, never where. */
+  readonly hashesOnly: boolean;
 
-  constructor(capacity = 0) {
+  constructor(capacity = 0, hashesOnly = false) {
+    this.hashesOnly = hashesOnly;
+    const columns = hashesOnly ? 0 : capacity;
     this.hashes = new Uint8Array(capacity * HASH_BYTES);
-    this.packs = new Uint32Array(capacity);
-    this.blocks = new Uint32Array(capacity);
-    this.sizes = new Float64Array(capacity);
+    this.packs = new Uint32Array(columns);
+    this.blocks = new Uint32Array(columns);
+    this.sizes = new Float64Array(columns);
   }
 
   get capacity(): number {
-    return this.packs.length;
+    return this.hashes.length / HASH_BYTES;
   }
 
   /** Bytes held by the arrays (what the table costs in memory). */
@@ -43,6 +47,7 @@ export class EntryTable {
   }
 
   at(i: number): Entry {
+    if (this.hashesOnly) throw new Error('this blob table keeps no locations (hashes only)');
     return {
       sha1: this.hashAt(i),
       pack: this.packs[i] ?? 0,
@@ -59,9 +64,7 @@ export class EntryTable {
     if (this.length === this.capacity) this.reserve(Math.max(16, Math.ceil(this.capacity * 1.5)));
     const i = this.length++;
     this.hashes.set(sha1, i * HASH_BYTES);
-    this.packs[i] = pack;
-    this.blocks[i] = offset / BLOCK;
-    this.sizes[i] = size;
+    this.setColumns(i, pack, offset / BLOCK, size);
   }
 
   /** Like push, with the hash read from `src` at `at` (no view allocated: loading pushes millions). */
@@ -71,8 +74,13 @@ export class EntryTable {
     const i = this.length++;
     const d = i * HASH_BYTES;
     for (let k = 0; k < HASH_BYTES; k++) this.hashes[d + k] = src[at + k] ?? 0;
+    this.setColumns(i, pack, offset / BLOCK, size);
+  }
+
+  private setColumns(i: number, pack: number, block: number, size: number): void {
+    if (this.hashesOnly) return;
     this.packs[i] = pack;
-    this.blocks[i] = offset / BLOCK;
+    this.blocks[i] = block;
     this.sizes[i] = size;
   }
 
@@ -82,13 +90,14 @@ export class EntryTable {
     const n = this.length;
     const hashes = new Uint8Array(capacity * HASH_BYTES);
     hashes.set(this.hashes.subarray(0, n * HASH_BYTES));
+    this.hashes = hashes;
+    if (this.hashesOnly) return;
     const packs = new Uint32Array(capacity);
     packs.set(this.packs.subarray(0, n));
     const blocks = new Uint32Array(capacity);
     blocks.set(this.blocks.subarray(0, n));
     const sizes = new Float64Array(capacity);
     sizes.set(this.sizes.subarray(0, n));
-    this.hashes = hashes;
     this.packs = packs;
     this.blocks = blocks;
     this.sizes = sizes;
@@ -136,9 +145,7 @@ export class EntryTable {
         perm[i] = i;
         if (from === start) {
           this.hashes.set(tmpHash, i * HASH_BYTES);
-          this.packs[i] = tp;
-          this.blocks[i] = tb;
-          this.sizes[i] = ts;
+          this.setColumns(i, tp, tb, ts);
           break;
         }
         this.copy(from, i);
@@ -160,9 +167,7 @@ export class EntryTable {
 
   private copy(from: number, to: number): void {
     this.hashes.copyWithin(to * HASH_BYTES, from * HASH_BYTES, (from + 1) * HASH_BYTES);
-    this.packs[to] = this.packs[from] ?? 0;
-    this.blocks[to] = this.blocks[from] ?? 0;
-    this.sizes[to] = this.sizes[from] ?? 0;
+    this.setColumns(to, this.packs[from] ?? 0, this.blocks[from] ?? 0, this.sizes[from] ?? 0);
   }
 
   /**
@@ -170,10 +175,11 @@ export class EntryTable {
    * spare capacity), so a merge costs one pass and no second copy of this table. Entries already here win.
    */
   mergeFrom(other: EntryTable): void {
-    const fresh = new EntryTable(other.length);
+    const fresh = new EntryTable(other.length, this.hashesOnly);
     for (let j = 0; j < other.length; j++) {
-      const e = other.at(j);
-      if (this.find(e.sha1) < 0) fresh.push(e.sha1, e.pack, e.offset, e.size);
+      const h = other.hashAt(j);
+      if (this.find(h) < 0)
+        fresh.push(h, other.packs[j] ?? 0, (other.blocks[j] ?? 0) * BLOCK, other.sizes[j] ?? 0);
     }
     if (fresh.length === 0) return;
     // Grow only when the merge does not fit: growing by 25% on every merge (one per stored pack) made the
@@ -189,9 +195,7 @@ export class EntryTable {
         this.copy(i--, w--);
       } else {
         this.hashes.set(fresh.hashAt(j), w * HASH_BYTES);
-        this.packs[w] = fresh.packs[j] ?? 0;
-        this.blocks[w] = fresh.blocks[j] ?? 0;
-        this.sizes[w] = fresh.sizes[j] ?? 0;
+        this.setColumns(w, fresh.packs[j] ?? 0, fresh.blocks[j] ?? 0, fresh.sizes[j] ?? 0);
         w--;
         j--;
       }

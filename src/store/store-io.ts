@@ -199,9 +199,9 @@ export async function forEachIndexFile(
 export async function loadIndex(
   backend: Backend,
   enc: StoreEncoding,
-  o: IndexReadOptions = {},
+  o: IndexReadOptions & { hashesOnly?: boolean } = {},
 ): Promise<BlobIndex> {
-  const index = new BlobIndex();
+  const index = new BlobIndex({ hashesOnly: o.hashesOnly });
   await forEachIndexFile(backend, enc, (packs) => index.append(packs), {
     ...o,
     // An index file takes at least 36 bytes a blob: its size bounds the count, so the table is sized once.

@@ -141,6 +141,37 @@ describe('BlobIndex runs', () => {
   });
 });
 
+describe('BlobIndex, hashes only (a backup)', () => {
+  it('answers has() as the full index does, at 20 bytes a blob, and refuses to say where', () => {
+    const full = new BlobIndex();
+    const only = new BlobIndex({ hashesOnly: true });
+    const all: Buffer[] = [];
+    const bulk = Array.from({ length: 10 }, (_, p) => ({
+      pack: pack(`b${p}`),
+      blobs: Array.from({ length: 1000 }, (_, i) => ({ sha1: randomBytes(20), offset: i * 512, size: i })),
+    }));
+    for (const idx of [full, only]) idx.append(decodeIndex(encodeIndex(bulk), 'bulk'));
+    for (const b of bulk) all.push(...b.blobs.map((x) => x.sha1));
+    // Past several runs, every 10th blob one already indexed.
+    for (let p = 0; p < 90; p++) {
+      const blobs = Array.from({ length: 1000 }, (_, i) => ({
+        sha1: i % 10 === 0 ? (all[(p * 7919 + i) % all.length] as Buffer) : randomBytes(20),
+        offset: 512 * (i + 1),
+        size: p,
+      }));
+      for (const idx of [full, only]) idx.addPack(pack(`p${p}`), blobs);
+      all.push(...blobs.filter((_, i) => i % 10 !== 0).map((b) => b.sha1));
+    }
+    expect(only.size).toBe(full.size);
+    expect(only.size).toBe(all.length);
+    for (const h of all.filter((_, i) => i % 13 === 0)) expect(only.has(h)).toBe(true);
+    for (let k = 0; k < 200; k++) expect(only.has(randomBytes(20))).toBe(false);
+    expect(only.byteSize).toBeLessThan(only.size * 20 * 1.5);
+    expect(only.byteSize).toBeLessThan(full.byteSize * 0.6);
+    expect(() => only.lookup(all[0] as Buffer)).toThrow(/hashes only/);
+  });
+});
+
 describe('index file', () => {
   const packs = [
     {
