@@ -1,10 +1,10 @@
 import { createReadStream } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { createInterface } from 'node:readline';
 import type { ManifestBlobs } from '../archive/manifest.js';
 import { LineFile } from '../common/line-file.js';
-import { type DirEntry, formatBlobLine } from '../store/blob-list.js';
+import { formatBlobLine } from '../store/blob-list.js';
 import { BLOB_AREAS } from '../store/layout.js';
+import { type LeafSet, LeafTable, leafSlotIn } from '../store/leaf-table.js';
 import { type Listed, type ListedBlob, listBlobs, listLeafDirs, scanAreaDirs } from '../store/listing.js';
 import type { AddResult } from '../store/pack-writer.js';
 import type { PreviousListing } from './listing-cache.js';
@@ -28,7 +28,7 @@ export const leafOf = (path: string) => path.slice(0, path.lastIndexOf('/'));
 export class PreListing {
   readonly sinceMs: number;
   /** Each leaf directory's ctime when the first listing began. */
-  stamps = new Map<string, number>();
+  stamps = new LeafTable();
   /** Leaf directories that hold something else than blobs (`<sha1>.tmp` while Moodle writes): tar walks them. */
   readonly mixed = new Set<string>();
   /** A file shaped like a blob that is not a plain one: the window lists everything again, the old way. */
@@ -66,13 +66,13 @@ export class PreListing {
    */
   async *since(root: string, prev: PreviousListing, signal?: AbortSignal): AsyncGenerator<ListedBlob> {
     await this.stamp(root);
-    const { changed, stale } = changedLeaves(this.stamps, prev.stamps, prev.sinceMs);
+    const { changed, stale } = this.stamps.changedSince(prev.stamps, prev.sinceMs);
     for (const m of prev.mixed) if (!stale.has(m)) this.mixed.add(m);
-    prev.stamps.clear(); // not needed any more
+    prev.stamps = new LeafTable(); // not needed any more
     // Nothing changed since: its lines are this listing's, copied whole (its counts kept beside them).
     const whole = stale.size === 0 && prev.totals;
     this.reused = 0;
-    for await (const chunk of keptLines(prev.linesFile, whole ? undefined : (leaf) => !stale.has(leaf))) {
+    for await (const chunk of keptLines(prev.linesFile, whole ? undefined : stale)) {
       signal?.throwIfAborted();
       await this.lines.add(chunk.text);
       this.count += chunk.count;
@@ -86,7 +86,7 @@ export class PreListing {
       this.reused = whole.count;
       this.mismatches.push(...whole.mismatches);
     }
-    this.changedDirs = changed.length;
+    this.changedDirs = changed.size;
     yield* this.plain(listLeafDirs(root, changed), signal);
   }
 
@@ -108,11 +108,11 @@ export class PreListing {
   }
 
   /**
-   * The lines of the blobs whose directory `keep` accepts, in chunks, with their count and bytes; all of
-   * them without parsing a line when nothing changed (then counted 0: the caller has the totals).
+   * The lines of the blobs whose directory is not in `drop`, in chunks, with their count and bytes; all of
+   * them without parsing a line when nothing is dropped (then counted 0: the caller has the totals).
    */
-  replay(keep?: (leaf: string) => boolean): AsyncGenerator<LineChunk> {
-    return keptLines(this.file, keep);
+  replay(drop?: LeafSet): AsyncGenerator<LineChunk> {
+    return keptLines(this.file, drop);
   }
 
   /** The plain blobs of `source`; a name that is not a blob's marks its directory mixed, anything else odd. */
@@ -129,63 +129,86 @@ export class PreListing {
 
 /** A chunk of blob lines (whole lines), with the count, bytes and mismatches of those it parsed. */
 interface LineChunk {
-  text: string;
+  text: Buffer;
   count: number;
   bytes: number;
   mismatches: ManifestBlobs['mismatches'];
 }
 
+const NL = 10;
+const TAB = 9;
+const SLASH = 47;
+/** Bytes of kept lines a chunk holds at most (one line more). */
+const CHUNK = 1 << 20;
+
 /**
- * A file of blob lines, in chunks: without `keep`, copied whole (no string a line, nothing counted); with
- * it, only the lines of the leaf directories it accepts, each parsed for its size and whether its content
- * is its name.
+ * A file of blob lines, in chunks: without `drop`, copied whole (nothing parsed or counted); with it, only
+ * the lines whose leaf directory it does not hold, each parsed for its size and whether its content is its
+ * name. Read and copied as bytes: a string a line for a million lines was garbage V8 kept in the RSS.
  */
-async function* keptLines(file: string, keep?: (leaf: string) => boolean): AsyncGenerator<LineChunk> {
-  if (!keep) {
-    for await (const chunk of createReadStream(file, { encoding: 'utf8', highWaterMark: 1 << 20 }))
-      yield { text: chunk as string, count: 0, bytes: 0, mismatches: [] };
+async function* keptLines(file: string, drop?: LeafSet): AsyncGenerator<LineChunk> {
+  const input = createReadStream(file, { highWaterMark: CHUNK });
+  if (!drop) {
+    for await (const chunk of input) yield { text: chunk as Buffer, count: 0, bytes: 0, mismatches: [] };
     return;
   }
-  let out: LineChunk & { lines: string[] } = { text: '', count: 0, bytes: 0, mismatches: [], lines: [] };
-  for await (const line of createInterface({ input: createReadStream(file, { encoding: 'utf8' }) })) {
-    const path = line.slice(line.lastIndexOf('\t') + 1);
-    if (!keep(leafOf(path))) continue;
-    const sha1 = line.slice(0, 40);
-    const name = path.slice(path.lastIndexOf('/') + 1);
-    if (sha1 !== name) out.mismatches.push({ path, claimed: name, actual: sha1 });
-    out.lines.push(`${line}\n`);
-    out.count++;
-    out.bytes += Number(line.slice(41, line.indexOf('\t', 41)));
-    if (out.lines.length >= 1024) {
-      yield { ...out, text: out.lines.join('') };
-      out = { text: '', count: 0, bytes: 0, mismatches: [], lines: [] };
+  let out = {
+    text: Buffer.allocUnsafe(CHUNK),
+    used: 0,
+    count: 0,
+    bytes: 0,
+    mismatches: [] as LineChunk['mismatches'],
+  };
+  const take = () => {
+    const done = { ...out, text: out.text.subarray(0, out.used) };
+    out = { text: Buffer.allocUnsafe(CHUNK), used: 0, count: 0, bytes: 0, mismatches: [] };
+    return done;
+  };
+  let carry = Buffer.alloc(0);
+  for await (const chunk of input) {
+    const buf = carry.length > 0 ? Buffer.concat([carry, chunk as Buffer]) : (chunk as Buffer);
+    let start = 0;
+    for (let nl = buf.indexOf(NL, start); nl >= 0; nl = buf.indexOf(NL, start)) {
+      const line = { start, end: nl };
+      start = nl + 1;
+      const tab = buf.lastIndexOf(TAB, line.end);
+      const slash = buf.lastIndexOf(SLASH, line.end);
+      if (tab < line.start || slash < tab) throw new Error(`${file}: malformed line`);
+      const leaf = leafSlotIn(buf, tab + 1, slash);
+      if (drop.hasSlot(leaf, () => buf.toString('utf8', tab + 1, slash))) continue;
+      const length = line.end + 1 - line.start;
+      if (out.used + length > out.text.length) yield take();
+      if (length > out.text.length) out.text = Buffer.allocUnsafe(length);
+      const nameLength = line.end - slash - 1;
+      if (nameLength !== 40 || buf.compare(buf, line.start, line.start + 40, slash + 1, line.end) !== 0) {
+        const path = buf.toString('utf8', tab + 1, line.end);
+        const claimed = path.slice(path.lastIndexOf('/') + 1);
+        out.mismatches.push({ path, claimed, actual: buf.toString('latin1', line.start, line.start + 40) });
+      }
+      out.bytes += digits(buf, line.start + 41);
+      out.count++;
+      buf.copy(out.text, out.used, line.start, line.end + 1);
+      out.used += length;
     }
+    carry = Buffer.from(buf.subarray(start));
   }
-  if (out.lines.length > 0) yield { ...out, text: out.lines.join('') };
+  if (carry.length > 0) throw new Error(`${file}: its last line is cut short`);
+  if (out.used > 0) yield take();
+}
+
+/** The decimal number at `at` (a blob line's size), up to the next tab. */
+function digits(buf: Buffer, at: number): number {
+  let n = 0;
+  for (let i = at; i < buf.length && buf[i] !== TAB; i++) n = n * 10 + ((buf[i] ?? 48) - 48);
+  return n;
 }
 
 /** Every leaf directory's ctime (`filedir/ab/cd` → ms): one stat each. */
-async function leafStamps(root: string): Promise<Map<string, number>> {
-  const stamps = new Map<string, number>();
+async function leafStamps(root: string): Promise<LeafTable> {
+  const stamps = new LeafTable();
   for await (const d of scanAreaDirs(root))
     if (d.depth === 2 && d.type === 'd') stamps.set(d.path, d.ctimeMs);
   return stamps;
-}
-
-/**
- * The leaf directories to list again, comparing ctimes now with those taken before: changed (or new), or
- * within the margin of that first look; `stale` adds those gone.
- */
-function changedLeaves(
-  now: Map<string, number>,
-  before: Map<string, number>,
-  sinceMs: number,
-): { changed: string[]; stale: Set<string> } {
-  const changed: string[] = [];
-  for (const [leaf, ctime] of now) if (before.get(leaf) !== ctime || ctime >= sinceMs) changed.push(leaf);
-  const stale = new Set(changed);
-  for (const leaf of before.keys()) if (!now.has(leaf)) stale.add(leaf);
-  return { changed, stale };
 }
 
 type Kind = 'blob' | 'mixed' | 'odd';
@@ -198,12 +221,14 @@ function sort(l: Listed): Kind {
 
 /** What the window found: the directories to list again, the ones gone, and every leaf directory now. */
 export interface WindowScan {
-  changed: string[];
+  changed: LeafSet;
   /** Leaf directories that changed or are gone: their lines of the first listing are dropped. */
-  stale: Set<string>;
-  dirs: DirEntry[];
-  /** Each leaf directory's ctime now, and when this scan began (less the margin): the next run's baseline. */
-  stamps: Map<string, number>;
+  stale: LeafSet;
+  /**
+   * Every leaf directory now, with its owner, mode and time (the blob list's directory lines) and its ctime;
+   * with when this scan began (less the margin): the next run's baseline.
+   */
+  stamps: LeafTable;
   sinceMs: number;
   /** Something at depth two that is not a directory: the tarball keeps it, so leaf directories are named. */
   strays: boolean;
@@ -211,8 +236,7 @@ export interface WindowScan {
 
 export async function scanWindow(root: string, pre: PreListing): Promise<WindowScan> {
   const sinceMs = Date.now() - SINCE_MARGIN_MS;
-  const dirs: DirEntry[] = [];
-  const stamps = new Map<string, number>();
+  const stamps = new LeafTable();
   let strays = false;
   for await (const d of scanAreaDirs(root)) {
     if (d.depth !== 2) continue;
@@ -220,18 +244,17 @@ export async function scanWindow(root: string, pre: PreListing): Promise<WindowS
       strays = true;
       continue;
     }
-    stamps.set(d.path, d.ctimeMs);
-    dirs.push({ path: d.path, mode: d.mode, uid: d.uid, gid: d.gid, mtimeMs: d.mtimeMs });
+    stamps.set(d.path, d.ctimeMs, { mode: d.mode, uid: d.uid, gid: d.gid, mtimeMs: d.mtimeMs });
   }
-  const { changed, stale } = changedLeaves(stamps, pre.stamps, pre.sinceMs);
-  pre.stamps = new Map(); // not needed any more
-  return { changed, stale, dirs, strays, stamps, sinceMs };
+  const { changed, stale } = stamps.changedSince(pre.stamps, pre.sinceMs);
+  pre.stamps = new LeafTable(); // not needed any more
+  return { changed, stale, strays, stamps, sinceMs };
 }
 
 /** The changed directories' plain blobs, or the path of a blob-shaped file there that is not a plain one. */
 export async function relist(
   root: string,
-  changed: string[],
+  changed: LeafSet,
   mixed: Set<string>,
 ): Promise<{ blobs: ListedBlob[] } | { odd: string }> {
   const out: ListedBlob[] = [];
@@ -256,10 +279,10 @@ export async function windowTarArgs(
   excludeFile: string,
   blobShapeArgs: string[],
 ): Promise<string[]> {
-  const present = new Set(scan.dirs.map((d) => d.path));
-  if (![...mixed].some((m) => present.has(m)) && !scan.strays)
+  if (![...mixed].some((m) => scan.stamps.has(m)) && !scan.strays)
     return ['--anchored', '--no-wildcards-match-slash', ...BLOB_AREAS.map((a) => `--exclude=./${a}/*/*`)];
-  const clean = scan.dirs.filter((d) => !mixed.has(d.path)).map((d) => `./${d.path}\n`);
+  const clean: string[] = [];
+  for (const path of scan.stamps.keys()) if (!mixed.has(path)) clean.push(`./${path}\n`);
   await writeFile(excludeFile, clean.join(''), { mode: 0o600 });
   return ['--anchored', '--no-wildcards', `--exclude-from=${excludeFile}`, '--wildcards', ...blobShapeArgs];
 }

@@ -259,12 +259,12 @@ async function storeChanged(
   const draft = await ListingDraft.open(s.listings, bv.v.name);
   const mismatches = pre.mismatches.filter((m) => !scan.stale.has(leafOf(m.path)));
   try {
-    const keep = scan.stale.size > 0 ? (leaf: string) => !scan.stale.has(leaf) : undefined;
-    for await (const chunk of pre.replay(keep)) {
+    const drop = scan.stale.size > 0 ? scan.stale : undefined;
+    for await (const chunk of pre.replay(drop)) {
       await list.addLines(chunk.text, chunk.count, chunk.bytes);
       await draft.add(chunk.text);
     }
-    if (!keep) await list.addLines('', pre.count, pre.bytes); // replayed whole: its counts as they were
+    if (!drop) await list.addLines('', pre.count, pre.bytes); // replayed whole: its counts as they were
     const added = await counted(s, bv, () =>
       s.writer.addAll(bv.dir, fromArray(relisted), async (l, r) => {
         if (r.status === 'vanished') return;
@@ -278,7 +278,7 @@ async function storeChanged(
         await draft.add(formatBlobLine(entry));
       }),
     );
-    for (const d of scan.dirs) await list.addDir(d);
+    for (const [path, , a] of scan.stamps.entries()) if (a) await list.addDir({ path, ...a });
     const summary = await list.finish();
     bv.progress?.done();
     finishList(bv, { file, path }, summary, mismatches, t0);
@@ -288,13 +288,13 @@ async function storeChanged(
         phase: 'inside',
         volume: bv.v.short,
         listed: summary.count,
-        changedDirs: scan.changed.length,
+        changedDirs: scan.changed.size,
         relisted: relisted.length,
         added: added.blobs,
         addedBytes: added.bytes,
         ms: Date.now() - t0,
       },
-      `${bv.v.short}: ${summary.count} blob(s), ${scan.changed.length} changed director(ies) listed again, ${added.blobs} stored inside the window`,
+      `${bv.v.short}: ${summary.count} blob(s), ${scan.changed.size} changed director(ies) listed again, ${added.blobs} stored inside the window`,
     );
     const excludeFile = join(run.spoolDir, `${bv.v.short}.blob-dirs`);
     const args = await windowTarArgs(scan, pre.mixed, excludeFile, BLOB_TAR_ARGS);

@@ -14,6 +14,7 @@ import type { StateStore } from '../stack/state.js';
 import type { Backend } from '../storage/backend.js';
 import type { BlobIndex } from '../store/blob-index.js';
 import type { StoreEncoding } from '../store/encoding.js';
+import type { LeafTable } from '../store/leaf-table.js';
 import type { ListedBlob } from '../store/listing.js';
 import type { PackWriter } from '../store/pack-writer.js';
 import type { PreListing } from './blob-window.js';
@@ -110,7 +111,7 @@ export interface BlobVolume {
   next?: {
     draft: ListingDraft;
     sinceMs: number;
-    stamps: Map<string, number>;
+    stamps: LeafTable;
     mixed: Set<string>;
     totals: { count: number; bytes: number; mismatches: ManifestBlobs['mismatches'] };
   };

@@ -6,6 +6,7 @@ import { createInterface } from 'node:readline';
 import type { ManifestBlobs } from '../archive/manifest.js';
 import { LineFile } from '../common/line-file.js';
 import type { Backend } from '../storage/backend.js';
+import { LeafTable } from '../store/leaf-table.js';
 
 /**
  * The last committed snapshot's blob lines and its leaf directories' ctimes, on the state volume, so the next
@@ -17,7 +18,7 @@ export interface PreviousListing {
   snapshot: string;
   /** That window's scan began here, less a margin: a directory changed at or after it is listed again. */
   sinceMs: number;
-  stamps: Map<string, number>;
+  stamps: LeafTable;
   /** Leaf directories that held something else than blobs then. */
   mixed: string[];
   /** Its blob lines, as its blob list has them. */
@@ -51,7 +52,7 @@ export async function loadListing(
   try {
     const p = JSON.parse(await readFile(join(dir, `${volume}.json`), 'utf8')) as Pointer;
     if (p.version !== 1 || !(await backend.stat(`${p.snapshot}/manifest.json`))) return undefined;
-    const stamps = new Map<string, number>();
+    const stamps = new LeafTable();
     for await (const line of createInterface({ input: createReadStream(join(dir, p.stamps), 'utf8') })) {
       const tab = line.indexOf('\t');
       stamps.set(line.slice(tab + 1), Number(line.slice(0, tab)));
@@ -88,7 +89,7 @@ export class ListingDraft {
     return new ListingDraft(dir, volume);
   }
 
-  add(text: string): Promise<void> {
+  add(text: string | Buffer): Promise<void> {
     return this.lines.add(text);
   }
 
@@ -96,7 +97,7 @@ export class ListingDraft {
   async install(
     snapshot: string,
     sinceMs: number,
-    stamps: Map<string, number>,
+    stamps: Iterable<[string, number]>,
     mixed: Iterable<string>,
     totals: NonNullable<PreviousListing['totals']>,
   ): Promise<void> {

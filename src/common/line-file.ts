@@ -1,11 +1,18 @@
 import { once } from 'node:events';
 import { createWriteStream, type WriteStream } from 'node:fs';
 
+/** Text and bytes as one chunk to write: strings joined; one piece alone as it is, without a copy. */
+export function joinChunks(batch: readonly (string | Buffer)[]): string | Buffer {
+  if (batch.length === 1) return batch[0] as string | Buffer;
+  if (batch.every((c) => typeof c === 'string')) return batch.join('');
+  return Buffer.concat(batch.map((c) => (typeof c === 'string' ? Buffer.from(c) : c)));
+}
+
 /** A local text file written line by line with back-pressure, in batches (a million lines are ~60 MB). */
 export class LineFile {
   private readonly out: WriteStream;
   private readonly closed: Promise<unknown>;
-  private batch: string[] = [];
+  private batch: (string | Buffer)[] = [];
   private pending = 0;
 
   constructor(path: string) {
@@ -14,8 +21,8 @@ export class LineFile {
     this.closed.catch(() => undefined);
   }
 
-  /** A line, or many at once (a chunk of text): written once 1,024 of them or 1 MB are waiting. */
-  async add(text: string): Promise<void> {
+  /** A line, or many at once (a chunk of text or its bytes): written once 1,024 of them or 1 MB are waiting. */
+  async add(text: string | Buffer): Promise<void> {
     this.batch.push(text);
     this.pending += text.length;
     if (this.batch.length >= 1024 || this.pending >= 1 << 20) await this.flush();
@@ -33,7 +40,7 @@ export class LineFile {
 
   private async flush(): Promise<void> {
     if (this.batch.length === 0) return;
-    const chunk = this.batch.join('');
+    const chunk = joinChunks(this.batch);
     this.batch = [];
     this.pending = 0;
     // events.once rejects on 'error' too (a second once('error') would stay registered after each drain).

@@ -5,6 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import { getCodec } from '../archive/codec.js';
 import { HashTap } from '../archive/tap.js';
 import { SidecarError } from '../common/errors.js';
+import { joinChunks } from '../common/line-file.js';
 import type { StoreEncoding } from './encoding.js';
 import { isSha1Hex } from './layout.js';
 
@@ -108,7 +109,7 @@ export class BlobListWriter {
   private readonly text = new PassThrough();
   private readonly tap = new HashTap();
   private readonly done: Promise<void>;
-  private batch: string[] = [];
+  private batch: (string | Buffer)[] = [];
   private count = 0;
   private bytes = 0;
 
@@ -141,8 +142,8 @@ export class BlobListWriter {
     if (this.batch.length >= 512) await this.flush();
   }
 
-  /** Blob lines already formatted (whole lines), counted by the caller. */
-  async addLines(text: string, count: number, bytes: number): Promise<void> {
+  /** Blob lines already formatted (whole lines, as text or bytes), counted by the caller. */
+  async addLines(text: string | Buffer, count: number, bytes: number): Promise<void> {
     this.batch.push(text);
     this.count += count;
     this.bytes += bytes;
@@ -169,7 +170,7 @@ export class BlobListWriter {
 
   private async flush(): Promise<void> {
     if (this.batch.length === 0) return;
-    const chunk = this.batch.join('');
+    const chunk = joinChunks(this.batch);
     this.batch = [];
     if (!this.text.write(chunk)) await Promise.race([once(this.text, 'drain'), this.done]);
   }

@@ -60,9 +60,10 @@ export async function* listBlobs(
  * Every entry of the given leaf directories (`filedir/ab/cd`, relative to `root`), whatever its name: the
  * directories that changed since a first listing. The list goes to find on its standard input.
  */
-export async function* listLeafDirs(root: string, leaves: readonly string[]): AsyncGenerator<Listed> {
-  if (leaves.length === 0) return;
-  const input = leaves.map((l) => `${l}\0`).join('');
+export async function* listLeafDirs(root: string, leaves: Iterable<string>): AsyncGenerator<Listed> {
+  let input = '';
+  for (const l of leaves) input += `${l}\0`;
+  if (input === '') return;
   yield* records(
     root,
     ['-files0-from', '-', '-mindepth', '1', '-maxdepth', '1', '-printf', FORMAT],

@@ -7,6 +7,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PreListing, relist, scanWindow, windowTarArgs } from '../../../src/backup/blob-window.js';
 import { BLOB_TAR_ARGS } from '../../../src/backup/blobs.js';
+import { formatBlobLine } from '../../../src/store/blob-list.js';
+import { LeafSet, LeafTable } from '../../../src/store/leaf-table.js';
 
 const sha1 = (s: string) => createHash('sha1').update(s).digest('hex');
 const leaf = (h: string) => `filedir/${h.slice(0, 2)}/${h.slice(2, 4)}`;
@@ -51,9 +53,11 @@ describe('the stop window lists only the leaf directories that changed', () => {
     const fresh = await put(root, 'five');
 
     const scan = await scanWindow(root, pre);
-    expect(scan.changed.sort()).toEqual([leaf(sha1('one')), leaf(sha1('five'))].sort());
-    expect(scan.stale).toEqual(new Set([leaf(sha1('one')), leaf(sha1('five')), leaf(sha1('three'))]));
-    expect(scan.dirs.map((d) => d.path).sort()).toEqual(
+    expect([...scan.changed].sort()).toEqual([leaf(sha1('one')), leaf(sha1('five'))].sort());
+    expect(new Set(scan.stale)).toEqual(
+      new Set([leaf(sha1('one')), leaf(sha1('five')), leaf(sha1('three'))]),
+    );
+    expect([...scan.stamps.keys()].sort()).toEqual(
       [leaf(sha1('one')), leaf(sha1('two')), leaf(sha1('five'))].sort(),
     );
     const found = await relist(root, scan.changed, pre.mixed);
@@ -63,7 +67,7 @@ describe('the stop window lists only the leaf directories that changed', () => {
     );
     // The first listing's lines of the unchanged directories only: not the changed one, not the gone one.
     let text = '';
-    for await (const c of pre.replay((l) => !scan.stale.has(l))) text += c.text;
+    for await (const c of pre.replay(scan.stale)) text += c.text.toString();
     expect(
       text
         .trim()
@@ -98,7 +102,7 @@ describe('the stop window lists only the leaf directories that changed', () => {
       const prev = {
         snapshot: 's1',
         sinceMs: first.sinceMs,
-        stamps: new Map(first.stamps),
+        stamps: LeafTable.from(first.stamps),
         mixed: [],
         linesFile: join(spool, 'first'),
         totals: { count: first.count, bytes: first.bytes, mismatches: [] },
@@ -126,5 +130,66 @@ describe('the stop window lists only the leaf directories that changed', () => {
     const scan = await scanWindow(root, pre);
     const found = await relist(root, scan.changed, pre.mixed);
     expect(found).toEqual({ odd: `${leaf(sha1('six'))}/${sha1('seven')}` });
+  });
+});
+
+describe('replaying the first listing', () => {
+  it('drops the lines of the given directories across chunk boundaries, with counts, bytes and mismatches as parsed', async () => {
+    const spool = await mkdtemp(join(tmpdir(), 'window-replay-'));
+    try {
+      const pre = new PreListing(join(spool, 'listed'), 0);
+      const lines: { line: string; leaf: string; size: number; mismatch?: string }[] = [];
+      // ~1.6 MB of lines: more than one chunk. Every 1000th blob's content is not its name.
+      for (let i = 0; i < 15_000; i++) {
+        const name = sha1(`r${i}`);
+        const leafDir = i % 4999 === 7 ? 'filedir/odd/dir' : leaf(name);
+        const path = `${leafDir}/${name}`;
+        const l = {
+          kind: 'blob' as const,
+          area: 'filedir' as const,
+          path,
+          sha1: name,
+          size: i * 3,
+          mode: 0o640,
+          uid: 1,
+          gid: 2,
+          mtimeMs: 1000 + i,
+          nlink: 1,
+        };
+        const actual = i % 1000 === 0 ? sha1(`other${i}`) : name;
+        await pre.record(
+          l,
+          actual === name
+            ? { status: 'known', sha1: name }
+            : { status: 'mismatch', sha1: actual, claimed: name, actual, stored: true },
+        );
+        lines.push({
+          line: formatBlobLine({ ...l, sha1: actual }),
+          leaf: leafDir,
+          size: l.size,
+          ...(actual !== name ? { mismatch: actual } : {}),
+        });
+      }
+      await pre.finish();
+      const drop = new LeafSet();
+      for (const x of lines.filter((_, i) => i % 3 === 0)) drop.add(x.leaf);
+      drop.add('filedir/odd/dir');
+      const kept = lines.filter((x) => !drop.has(x.leaf));
+      const chunks = [];
+      for await (const c of pre.replay(drop)) chunks.push(c);
+      expect(chunks.length).toBeGreaterThan(0);
+      expect(Buffer.concat(chunks.map((c) => c.text)).toString()).toBe(kept.map((x) => x.line).join(''));
+      expect(chunks.reduce((n, c) => n + c.count, 0)).toBe(kept.length);
+      expect(chunks.reduce((n, c) => n + c.bytes, 0)).toBe(kept.reduce((n, x) => n + x.size, 0));
+      const mismatches = chunks.flatMap((c) => c.mismatches);
+      expect(mismatches.map((m) => m.actual)).toEqual(kept.filter((x) => x.mismatch).map((x) => x.mismatch));
+      expect(mismatches.every((m) => m.path.endsWith(`/${m.claimed}`) && m.claimed !== m.actual)).toBe(true);
+      // Nothing dropped: the file whole.
+      let whole = '';
+      for await (const c of pre.replay()) whole += c.text.toString();
+      expect(whole).toBe(lines.map((x) => x.line).join(''));
+    } finally {
+      await rm(spool, { recursive: true, force: true });
+    }
   });
 });
