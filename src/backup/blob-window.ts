@@ -1,5 +1,6 @@
 import { createReadStream } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { copyFile, writeFile } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
 import type { ManifestBlobs } from '../archive/manifest.js';
 import { LineFile } from '../common/line-file.js';
 import { formatBlobLine } from '../store/blob-list.js';
@@ -39,14 +40,19 @@ export class PreListing {
   /** since(): how many lines came from the previous snapshot's listing, and how many directories were listed again. */
   reused: number | undefined;
   changedDirs = 0;
-  private readonly lines: LineFile;
+  /** Opened by the first line (since() may first copy the previous listing's lines in). */
+  private out: LineFile | undefined;
 
   constructor(
     readonly file: string,
     marginMs = SINCE_MARGIN_MS,
   ) {
     this.sinceMs = Date.now() - marginMs;
-    this.lines = new LineFile(file);
+  }
+
+  private get lines(): LineFile {
+    this.out ??= new LineFile(this.file);
+    return this.out;
   }
 
   /** Before the listing: every leaf directory's ctime. */
@@ -69,16 +75,22 @@ export class PreListing {
     const { changed, stale } = this.stamps.changedSince(prev.stamps, prev.sinceMs);
     for (const m of prev.mixed) if (!stale.has(m)) this.mixed.add(m);
     prev.stamps = new LeafTable(); // not needed any more
-    // Nothing changed since: its lines are this listing's, copied whole (its counts kept beside them).
+    // Nothing changed since: its lines are this listing's, copied whole by the kernel (its counts kept beside
+    // them); a million lines through this process were ~90 MB of buffers for the garbage collector.
     const whole = stale.size === 0 && prev.totals;
     this.reused = 0;
-    for await (const chunk of keptLines(prev.linesFile, whole ? undefined : stale)) {
-      signal?.throwIfAborted();
-      await this.lines.add(chunk.text);
-      this.count += chunk.count;
-      this.bytes += chunk.bytes;
-      this.reused += chunk.count;
-      this.mismatches.push(...chunk.mismatches);
+    if (whole) {
+      await copyFile(prev.linesFile, this.file);
+      this.out = new LineFile(this.file, { append: true });
+    } else {
+      for await (const chunk of keptLines(prev.linesFile, stale)) {
+        signal?.throwIfAborted();
+        await this.lines.add(chunk.text);
+        this.count += chunk.count;
+        this.bytes += chunk.bytes;
+        this.reused += chunk.count;
+        this.mismatches.push(...chunk.mismatches);
+      }
     }
     if (whole) {
       this.count += whole.count;
@@ -99,12 +111,13 @@ export class PreListing {
     await this.lines.add(formatBlobLine({ ...l, sha1: r.sha1 }));
   }
 
+  /** Even with no line, the file exists afterwards (replay reads it). */
   finish(): Promise<void> {
     return this.lines.finish();
   }
 
   abort(): void {
-    this.lines.abort();
+    this.out?.abort();
   }
 
   /**
@@ -256,16 +269,32 @@ export async function relist(
   root: string,
   changed: LeafSet,
   mixed: Set<string>,
-): Promise<{ blobs: ListedBlob[] } | { odd: string }> {
-  const out: ListedBlob[] = [];
-  for (const leaf of changed) mixed.delete(leaf); // seen again below
-  for await (const l of listLeafDirs(root, changed)) {
-    const kind = sort(l);
-    if (kind === 'odd') return { odd: l.path };
-    if (kind === 'mixed') mixed.add(leafOf(l.path));
-    else out.push(l as ListedBlob);
+  spool: string,
+): Promise<{ blobs: () => AsyncGenerator<ListedBlob>; count: number } | { odd: string }> {
+  // Spooled, one JSON line a blob, until every one is known to be plain: a tenth of a million relisted blobs
+  // held as objects (with the find output their strings were sliced from) were ~30 MB of heap.
+  const out = new LineFile(spool);
+  let count = 0;
+  try {
+    for (const leaf of changed) mixed.delete(leaf); // seen again below
+    for await (const l of listLeafDirs(root, changed)) {
+      const kind = sort(l);
+      if (kind === 'odd') return { odd: l.path };
+      if (kind === 'mixed') mixed.add(leafOf(l.path));
+      else {
+        count++;
+        await out.add(`${JSON.stringify(l)}\n`);
+      }
+    }
+    await out.finish();
+  } finally {
+    out.abort();
   }
-  return { blobs: out };
+  const blobs = async function* (): AsyncGenerator<ListedBlob> {
+    for await (const line of createInterface({ input: createReadStream(spool, { encoding: 'utf8' }) }))
+      if (line !== '') yield JSON.parse(line) as ListedBlob;
+  };
+  return { blobs, count };
 }
 
 /**

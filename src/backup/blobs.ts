@@ -250,23 +250,24 @@ async function storeChanged(
   t0: number,
 ): Promise<{ args: string[] } | { odd: string }> {
   const scan = await scanWindow(bv.dir, pre);
-  const found = await relist(bv.dir, scan.changed, pre.mixed);
+  const found = await relist(bv.dir, scan.changed, pre.mixed, join(run.spoolDir, `${bv.v.short}.relisted`));
   if ('odd' in found) return found;
-  const relisted = found.blobs;
+  const relisted = found.count;
   const { file, path } = listFile(run, bv);
   const list = new BlobListWriter(path, s.encoding);
-  // The final lines are also the next backup's starting point, kept once this snapshot is committed.
-  const draft = await ListingDraft.open(s.listings, bv.v.name);
+  const drop = scan.stale.size > 0 ? scan.stale : undefined;
+  // The final lines are also the next backup's starting point, kept once this snapshot is committed; the
+  // first listing's whole, when nothing is dropped, copied by the kernel.
+  const draft = await ListingDraft.open(s.listings, bv.v.name, drop ? undefined : pre.file);
   const mismatches = pre.mismatches.filter((m) => !scan.stale.has(leafOf(m.path)));
   try {
-    const drop = scan.stale.size > 0 ? scan.stale : undefined;
     for await (const chunk of pre.replay(drop)) {
       await list.addLines(chunk.text, chunk.count, chunk.bytes);
-      await draft.add(chunk.text);
+      if (drop) await draft.add(chunk.text);
     }
     if (!drop) await list.addLines('', pre.count, pre.bytes); // replayed whole: its counts as they were
     const added = await counted(s, bv, () =>
-      s.writer.addAll(bv.dir, fromArray(relisted), async (l, r) => {
+      s.writer.addAll(bv.dir, found.blobs(), async (l, r) => {
         if (r.status === 'vanished') return;
         if (r.status === 'added') bv.progress?.stored(l);
         if (r.status === 'mismatch') {
@@ -289,7 +290,7 @@ async function storeChanged(
         volume: bv.v.short,
         listed: summary.count,
         changedDirs: scan.changed.size,
-        relisted: relisted.length,
+        relisted,
         added: added.blobs,
         addedBytes: added.bytes,
         ms: Date.now() - t0,
@@ -339,10 +340,6 @@ function warnMismatch(run: BackupRun, bv: BlobVolume, l: ListedBlob, r: { actual
     { step: 'store', volume: bv.v.short, path: l.path, actual: r.actual },
     `${bv.v.short}: ${l.path} does not hold the content its name claims (SHA-1 ${r.actual}): Moodle's copy is corrupt; saved as it is`,
   );
-}
-
-async function* fromArray<T>(items: T[]): AsyncGenerator<T> {
-  yield* items;
 }
 
 /** The window without a usable first listing (online mode, or an odd file): every file listed again. */

@@ -15,8 +15,9 @@ export class LineFile {
   private batch: (string | Buffer)[] = [];
   private pending = 0;
 
-  constructor(path: string) {
-    this.out = createWriteStream(path, { mode: 0o600 });
+  /** `append`: after what the file holds (a copy made first), instead of emptying it. */
+  constructor(path: string, o: { append?: boolean } = {}) {
+    this.out = createWriteStream(path, { mode: 0o600, flags: o.append ? 'a' : 'w' });
     this.closed = once(this.out, 'close');
     this.closed.catch(() => undefined);
   }

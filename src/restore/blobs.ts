@@ -20,6 +20,7 @@ import { BlobSet } from '../store/blob-set.js';
 import type { StoreEncoding } from '../store/encoding.js';
 import type { PackRecord } from '../store/index-file.js';
 import { blobPath } from '../store/layout.js';
+import { LeafTable } from '../store/leaf-table.js';
 import { PLACEABLE, type UntarredMember, untarPack } from '../store/pack-untar.js';
 import { snapshotBlobs, storedPacks } from '../store/snapshot-blobs.js';
 import { makeLeafDirs } from './leaf-dirs.js';
@@ -31,8 +32,11 @@ export interface RestoreBlobs {
   packs: PackRecord[];
   encoding: StoreEncoding;
   sets: Map<string, BlobSet>;
-  /** Each volume's leaf directories, when its blob list names them (format 2; else the tarball has them). */
-  dirs: Map<string, DirEntry[]>;
+  /**
+   * Each volume's leaf directories with their owners, modes and times, when its blob list names them
+   * (format 2; else the tarball has them). A typed table, not 65,536 objects and their path strings.
+   */
+  dirs: Map<string, LeafTable>;
 }
 
 /** Reads one snapshot volume's blob list (its sha256 and count checked) into a compact set; `dirs` gets its directories. */
@@ -41,10 +45,11 @@ export async function readBlobSet(
   manifest: Manifest,
   v: ManifestVolume,
   encryption: EncryptionConfig | undefined,
-  dirs?: DirEntry[],
+  dirs?: LeafTable,
 ): Promise<BlobSet> {
   const set = new BlobSet(v.blobs?.count);
-  const onDir = dirs && ((d: DirEntry) => void dirs.push(d));
+  // The table's ctimes are not used here: 0.
+  const onDir = dirs && ((d: DirEntry) => dirs.set(d.path, 0, d));
   for await (const b of snapshotBlobs(backend, manifest, v, encryption, onDir)) set.add(b);
   return set;
 }
@@ -70,9 +75,9 @@ export async function verifyBlobs(
   };
   const stored = await storedPacks(backend);
   const sets = new Map<string, BlobSet>();
-  const dirs = new Map<string, DirEntry[]>();
+  const dirs = new Map<string, LeafTable>();
   for (const v of withBlobs) {
-    const leaves: DirEntry[] = [];
+    const leaves = new LeafTable();
     sets.set(v.name, await readBlobSet(backend, manifest, v, encryption, leaves));
     dirs.set(v.name, leaves);
   }
@@ -105,7 +110,7 @@ export interface PlaceInput {
   store: RestoreBlobs;
   set: BlobSet;
   /** The leaf directories the blob list names (format 2), made with their owners, modes and times. */
-  dirs?: DirEntry[];
+  dirs?: LeafTable;
   /** The directory being filled (the staging directory, or the emptied volume). */
   into: string;
   /** `into` is a staging directory, discarded whole if anything fails: packs may unpack straight into it. */
@@ -138,14 +143,14 @@ export async function placeBlobs(i: PlaceInput): Promise<PlaceResult> {
   const toFetch = new Uint8Array(i.set.length);
   const dirs = new DirTimes(i.into);
   await dirs.remember(''); // the packs unpack in a directory of their own there
-  const leaves = i.dirs ?? [];
+  const leaves = i.dirs ?? new LeafTable();
   // The leaf directories are the list's, not the tarball's: made as blobs land in them (and the empty ones
   // at the end), their owners, modes and times set once every file is in; their parents' times kept.
-  await inParallel(leaves.length, PARALLEL, (n) => dirs.remember(dirname((leaves[n] as DirEntry).path)));
+  await eachInParallel(leaves.keys(), PARALLEL, (path) => dirs.remember(dirname(path)));
   // Without directory lines (format 1) the tarball gave the leaf directories their times: kept as they are.
   // Every directory's time first (nothing placed yet), then the files, many at once: one await after the
   // other cost ~0.45 ms a blob (20,000 reused blobs: 9 s of a restore), the file system's latency, not work.
-  if (leaves.length === 0)
+  if (leaves.size === 0)
     await inParallel(i.set.length, PARALLEL, async (n) => {
       i.signal?.throwIfAborted();
       await dirs.remember(dirname(i.set.at(n).path));
@@ -357,6 +362,28 @@ async function inParallel(count: number, limit: number, fn: (n: number) => Promi
   if (err) throw err.reason;
 }
 
+/** fn(item) for each of `items` (read once, no array of them made), at most `limit` at a time, as inParallel. */
+async function eachInParallel<T>(
+  items: Iterator<T>,
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let failed = false;
+  const worker = async () => {
+    for (let next = items.next(); !failed && !next.done; next = items.next()) {
+      try {
+        await fn(next.value);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    }
+  };
+  const settled = await Promise.allSettled(Array.from({ length: limit }, worker));
+  const err = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (err) throw err.reason;
+}
+
 /**
  * The directories' times as the tarball left them: adding files changes a directory's mtime, and a restore
  * gives back the snapshot's (Moodle does not care; a user comparing trees does). Kept compactly: a million
@@ -465,7 +492,7 @@ export async function putBlobsThroughDocker(i: DockerPutInput): Promise<PlaceRes
       Readable.from(
         (function* () {
           // The leaf directories first (their owners and modes), then the files.
-          for (const d of i.dirs ?? []) yield `./${d.path}\n`;
+          for (const path of i.dirs?.keys() ?? []) yield `./${path}\n`;
           for (let n = 0; n < set.length; n += 1024) {
             let chunk = '';
             for (let k = n; k < Math.min(set.length, n + 1024); k++) chunk += `./${set.at(k).path}\n`;

@@ -3,7 +3,7 @@ import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { throwFirstCause } from '../common/errors.js';
 import { collect, exited } from '../common/processes.js';
-import type { DirEntry } from '../store/blob-list.js';
+import type { LeafTable } from '../store/leaf-table.js';
 import { dirEntry, END_OF_ARCHIVE } from '../store/tar-header.js';
 
 /** Directory entries per chunk written to tar. */
@@ -15,12 +15,8 @@ const BATCH = 256;
  * directories took ~3.3 s as a mkdir each before and a chown, chmod and utimes each after, through this
  * process's thread pool (docs/design.md). Call it once every blob is in: tar sets each time last.
  */
-export async function makeLeafDirs(
-  into: string,
-  leaves: readonly DirEntry[],
-  signal?: AbortSignal,
-): Promise<void> {
-  if (leaves.length === 0) return;
+export async function makeLeafDirs(into: string, leaves: LeafTable, signal?: AbortSignal): Promise<void> {
+  if (leaves.size === 0) return;
   // As root tar keeps the entries' owners (its default then); -p: the modes as listed, not the umask's.
   const tar = spawn('tar', ['-x', '-C', into, '--numeric-owner', '-p', '-f', '-'], {
     stdio: ['pipe', 'ignore', 'pipe'],
@@ -29,12 +25,15 @@ export async function makeLeafDirs(
   const done = exited(tar, 'tar', stderr);
   const entries = Readable.from(
     (function* () {
-      for (let n = 0; n < leaves.length; n += BATCH)
-        yield Buffer.concat(
-          leaves
-            .slice(n, n + BATCH)
-            .map((d) => dirEntry({ name: d.path, mode: d.mode, uid: d.uid, gid: d.gid, mtimeMs: d.mtimeMs })),
-        );
+      let batch: Buffer[] = [];
+      for (const [name, , a] of leaves.entries()) {
+        if (!a) continue; // a table of the blob list's directory lines has every one's attributes
+        batch.push(dirEntry({ name, mode: a.mode, uid: a.uid, gid: a.gid, mtimeMs: a.mtimeMs }));
+        if (batch.length < BATCH) continue;
+        yield Buffer.concat(batch);
+        batch = [];
+      }
+      if (batch.length > 0) yield Buffer.concat(batch);
       yield END_OF_ARCHIVE;
     })(),
   );

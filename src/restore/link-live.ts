@@ -25,12 +25,18 @@ export interface LiveLinks {
 export async function linkLive(set: BlobSet, live: string, into: string): Promise<LiveLinks> {
   const out: LiveLinks = { reused: new Uint8Array(set.length), count: 0, differ: [] };
   if (set.length === 0) return out;
-  const table = new HashTable(set);
+  // The set's hash order: a binary search a file (4 bytes a blob; an open-addressing table took 8).
+  const order = set.hashOrder();
+  const want = Buffer.alloc(20);
+  /** Calls `each` with the set's entries of this SHA-1 (a content may be at two paths). */
+  const lookup = (sha1: string, each: (n: number) => void) => {
+    if (want.write(sha1, 'hex') === 20) set.find(order, want, 0, each);
+  };
   const listFile = join(into, `.mbs-links-${randomBytes(6).toString('hex')}`);
   const list = new LineFile(listFile);
   try {
     for await (const l of listBlobs(live)) {
-      const n = l.kind === 'blob' ? match(set, table, l) : -1;
+      const n = l.kind === 'blob' ? match(l) : -1;
       if (n < 0) continue;
       out.reused[n] = 1; // unless cp fails on it
       out.count++;
@@ -38,12 +44,15 @@ export async function linkLive(set: BlobSet, live: string, into: string): Promis
     }
     await list.finish();
     // The few cp could not link (gone meanwhile): not reused after all, fetched instead.
-    for (const path of await cpLinks(live, into, listFile))
-      for (const n of table.lookup(path.slice(-40)))
-        if (out.reused[n] && set.at(n).path === path) {
+    for (const path of await cpLinks(live, into, listFile)) {
+      const sha1 = path.slice(-40);
+      lookup(sha1, (n) => {
+        if (out.reused[n] && set.isAt(n, path, sha1)) {
           out.reused[n] = 0;
           out.count--;
         }
+      });
+    }
     return out;
   } finally {
     list.abort();
@@ -51,16 +60,18 @@ export async function linkLive(set: BlobSet, live: string, into: string): Promis
   }
 
   /** The set's index of the live file at the same path, when the sizes agree; -1 otherwise. */
-  function match(s: BlobSet, t: HashTable, l: ListedBlob): number {
-    for (const n of t.lookup(l.sha1)) {
-      const b = s.at(n);
-      if (b.path !== l.path) continue;
-      if (b.size !== l.size) return -1;
-      if ((l.mode & 0o7777) !== b.mode || l.uid !== b.uid || l.gid !== b.gid || l.mtimeMs !== b.mtimeMs)
-        out.differ.push(n);
-      return n;
-    }
-    return -1;
+  function match(l: ListedBlob): number {
+    let found = -1;
+    lookup(l.sha1, (n) => {
+      if (found !== -1 || !set.isAt(n, l.path, l.sha1)) return;
+      if (set.sizeOf(n) !== l.size) {
+        found = -2;
+        return;
+      }
+      if (!set.sameAttrs(n, l)) out.differ.push(n);
+      found = n;
+    });
+    return found;
   }
 }
 
@@ -85,34 +96,4 @@ async function cpLinks(live: string, into: string, listFile: string): Promise<Se
   // 123: some cp run failed, for the files named on stderr (anything else fails the restore).
   await exited(child, 'cp -l', err, (code) => code === 0 || code === 123);
   return failed;
-}
-
-/**
- * An open-addressing table from a blob's SHA-1 to its indices in the set (both areas, when a content is in
- * filedir/ and trashdir/): 4 bytes a slot, twice the set's size, no string or object a blob.
- */
-class HashTable {
-  private readonly slots: Int32Array;
-  private readonly mask: number;
-
-  constructor(private readonly set: BlobSet) {
-    let size = 1024;
-    while (size < set.length * 2) size *= 2;
-    this.slots = new Int32Array(size).fill(-1);
-    this.mask = size - 1;
-    for (let n = 0; n < set.length; n++) {
-      let at = set.hash(n).readUInt32BE(0) & this.mask;
-      while (this.slots[at] !== -1) at = (at + 1) & this.mask;
-      this.slots[at] = n;
-    }
-  }
-
-  *lookup(sha1: string): Generator<number> {
-    const want = Buffer.from(sha1, 'hex');
-    if (want.length !== 20) return;
-    for (let at = want.readUInt32BE(0) & this.mask; this.slots[at] !== -1; at = (at + 1) & this.mask) {
-      const n = this.slots[at] as number;
-      if (this.set.hash(n).equals(want)) yield n;
-    }
-  }
 }

@@ -84,6 +84,28 @@ export class BlobSet {
     };
   }
 
+  sizeOf(i: number): number {
+    return this.bigSizes.get(i) ?? (this.sizes[i] as number);
+  }
+
+  /** Whether entry `i`, whose hash is `sha1`'s, lies at `path`: no entry object made, unlike at(). */
+  isAt(i: number, path: string, sha1: string): boolean {
+    const odd = this.odd.get(i);
+    return odd !== undefined ? odd === path : path === blobPath(sha1, AREAS[this.areas[i] as number]);
+  }
+
+  /** Whether entry `i`'s mode (permission bits), owner and time are these. */
+  sameAttrs(i: number, a: { mode: number; uid: number; gid: number; mtimeMs: number }): boolean {
+    const o = this.owners[i] as number;
+    const owner = (o === OWNERS_MAX ? this.oddOwners.get(i) : this.ownerPairs[o]) ?? [0, 0];
+    return (
+      (a.mode & 0o7777) === this.modes[i] &&
+      a.uid === owner[0] &&
+      a.gid === owner[1] &&
+      a.mtimeMs === this.mtimes[i]
+    );
+  }
+
   private owner(i: number, uid: number, gid: number): number {
     const key = `${uid}:${gid}`;
     let o = this.ownerIndex.get(key);
@@ -105,7 +127,10 @@ export class BlobSet {
     this.packs[i] = pack + 1;
   }
 
-  /** The entries in hash order, as a permutation (4 bytes an entry), for find(). */
+  /**
+   * The entries in hash order, as a permutation (4 bytes an entry), for find(). Made anew each call (a
+   * fraction of a second at a million) and not kept: the fetching that follows has no use for it.
+   */
   hashOrder(): Uint32Array {
     return hashOrder(this.hashes, this.n);
   }

@@ -9,6 +9,7 @@ import { PreListing, relist, scanWindow, windowTarArgs } from '../../../src/back
 import { BLOB_TAR_ARGS } from '../../../src/backup/blobs.js';
 import { formatBlobLine } from '../../../src/store/blob-list.js';
 import { LeafSet, LeafTable } from '../../../src/store/leaf-table.js';
+import type { ListedBlob } from '../../../src/store/listing.js';
 
 const sha1 = (s: string) => createHash('sha1').update(s).digest('hex');
 const leaf = (h: string) => `filedir/${h.slice(0, 2)}/${h.slice(2, 4)}`;
@@ -60,9 +61,18 @@ describe('the stop window lists only the leaf directories that changed', () => {
     expect([...scan.stamps.keys()].sort()).toEqual(
       [leaf(sha1('one')), leaf(sha1('two')), leaf(sha1('five'))].sort(),
     );
-    const found = await relist(root, scan.changed, pre.mixed);
+    const found = await relist(root, scan.changed, pre.mixed, join(spool, 'relisted'));
     if (!('blobs' in found)) throw new Error(`odd: ${found.odd}`);
-    expect(found.blobs.map((b) => b.path).sort()).toEqual(
+    const relisted: ListedBlob[] = [];
+    for await (const b of found.blobs()) relisted.push(b);
+    expect(found.count).toBe(3);
+    expect(relisted.find((b) => b.path === touched)).toMatchObject({
+      kind: 'blob',
+      sha1: sha1('one'),
+      size: 3,
+      nlink: 1,
+    });
+    expect(relisted.map((b) => b.path).sort()).toEqual(
       [touched, `${leaf(sha1('one'))}/${sha1('four')}`, fresh].sort(),
     );
     // The first listing's lines of the unchanged directories only: not the changed one, not the gone one.
@@ -128,7 +138,7 @@ describe('the stop window lists only the leaf directories that changed', () => {
     await sleep(20);
     execFileSync('ln', ['-s', p.split('/').at(-1) as string, join(root, leaf(sha1('six')), sha1('seven'))]);
     const scan = await scanWindow(root, pre);
-    const found = await relist(root, scan.changed, pre.mixed);
+    const found = await relist(root, scan.changed, pre.mixed, join(spool, 'relisted2'));
     expect(found).toEqual({ odd: `${leaf(sha1('six'))}/${sha1('seven')}` });
   });
 });

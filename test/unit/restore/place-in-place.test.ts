@@ -15,6 +15,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../../src/observe/logger.js';
 import { placeBlobs, verifyBlobs } from '../../../src/restore/blobs.js';
 import { LocalBackend } from '../../../src/storage/local.js';
+import { LeafTable } from '../../../src/store/leaf-table.js';
 import { treeHashes } from '../../harness/dataroot.js';
 import { Dataroot, snapshotDataroot } from '../../harness/store-target.js';
 
@@ -74,7 +75,9 @@ describe('placeBlobs into a staging directory (packs unpacked in place)', () => 
       });
     const into = join(dir, 'staging');
     mkdirSync(into);
-    const r = await placeBlobs({ backend, store, set, dirs: leaves, into, live: null, staged: true });
+    const table = new LeafTable();
+    for (const l of leaves) table.set(l.path, 0, l);
+    const r = await placeBlobs({ backend, store, set, dirs: table, into, live: null, staged: true });
     expect(r.fetched).toBe(set.length);
     const want = await treeHashes(root);
     expect(await treeHashes(into)).toEqual(want);
