@@ -99,6 +99,20 @@ export class BlobIndex {
     if (this.delta.length >= DELTA_MAX) this.setAside();
   }
 
+  /** addPack for a pack whose blobs are index-file records (index-file.ts): no object a blob. */
+  addRecords(pack: PackRecord, records: Buffer): void {
+    this.seal();
+    const n = this.number(pack);
+    const batch = this.table();
+    for (let o = 0; o + BLOB_RECORD_BYTES <= records.length; o += BLOB_RECORD_BYTES) {
+      if (this.has(records.subarray(o, o + HASH_BYTES))) continue;
+      batch.pushFrom(records, o, n, readU64(records, o + HASH_BYTES), readU64(records, o + HASH_BYTES + 8));
+    }
+    batch.sort();
+    this.delta.mergeFrom(batch);
+    if (this.delta.length >= DELTA_MAX) this.setAside();
+  }
+
   /**
    * Adds packs read from index files: their records (index-file.ts) are appended unsorted to the big table
    * and sorted once, on the next lookup, instead of a merge per pack.

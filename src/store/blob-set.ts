@@ -6,31 +6,42 @@ const AREAS: readonly BlobArea[] = ['filedir', 'trashdir'];
 /** Entries allocated up front at most (~700 MB of columns): a damaged count cannot ask for more. */
 const PRESIZE_MAX = 1 << 24;
 
-/** A size that does not fit 32 bits is kept in `bigSizes`; an owner past the palette's room in `oddOwners`. */
+/** A size that does not fit 32 bits is kept in `bigSizes`; a class past the palette's room in `oddClasses`. */
 const BIG = 0xffff_ffff;
-const OWNERS_MAX = 0xffff;
+const CLASSES_MAX = 0xffff;
+/** Pack numbers + 1 fit 16 bits until a store has 65,535 packs (~4 TB of them): then the column widens. */
+const PACKS_16 = 0xffff;
+
+/** What most blobs of a dataroot share: their area, mode and owner (a few combinations, not a million). */
+interface BlobClass {
+  area: number;
+  mode: number;
+  uid: number;
+  gid: number;
+}
 
 /**
- * A snapshot's blob set in memory, in columns: 20 bytes of hash and 21 of attributes a blob (41 bytes: a
- * million blobs take ~41 MB rather than the ~250 MB of as many objects). Sizes are 32-bit (a larger one aside),
- * owners an index into the few (uid, gid) pairs a dataroot has. A path is kept as a string only when it is not
- * the blob's own place (`<area>/ab/cd/<sha1>`): a corrupted file, or one in the wrong directory.
+ * A snapshot's blob set in memory, in columns: 20 bytes of hash and 16 of attributes a blob (36 bytes: a
+ * million blobs take ~36 MB rather than the ~250 MB of as many objects). Sizes are 32-bit (a larger one aside),
+ * area, mode and owner an index into the few combinations a dataroot has, pack numbers 16-bit while they fit.
+ * A path is kept as a string only when it is not the blob's own place (`<area>/ab/cd/<sha1>`): a corrupted
+ * file, or one in the wrong directory.
  */
 export class BlobSet {
   private n = 0;
   private hashes = Buffer.alloc(0);
   private sizes = new Uint32Array(0);
   private mtimes = new Float64Array(0);
-  private modes = new Uint16Array(0);
-  /** Index into `ownerPairs` (uid, gid), OWNERS_MAX when the pair is in `oddOwners`. */
-  private owners = new Uint16Array(0);
-  private readonly ownerPairs: [number, number][] = [];
-  private readonly ownerIndex = new Map<string, number>();
-  private readonly oddOwners = new Map<number, [number, number]>();
+  /** Index into `classList`, CLASSES_MAX when the entry's class is in `oddClasses`. */
+  private classes = new Uint16Array(0);
+  private readonly classList: BlobClass[] = [];
+  private readonly classIndex = new Map<string, number>();
+  private readonly oddClasses = new Map<number, BlobClass>();
+  /** The last class added and its index: consecutive blobs mostly share one (no key string made for them). */
+  private last: { c: BlobClass; k: number } | undefined;
   private readonly bigSizes = new Map<number, number>();
-  private areas = new Uint8Array(0);
   /** Pack number + 1 of each blob once located (store/blob-locate.ts), 0 before. */
-  private packs = new Uint32Array(0);
+  private packs: Uint16Array | Uint32Array = new Uint16Array(0);
   private readonly odd = new Map<number, string>();
 
   /**
@@ -53,10 +64,8 @@ export class BlobSet {
     this.sizes[i] = b.size < BIG ? b.size : BIG;
     if (b.size >= BIG) this.bigSizes.set(i, b.size);
     this.mtimes[i] = b.mtimeMs;
-    this.modes[i] = b.mode & 0o7777;
-    this.owners[i] = this.owner(i, b.uid, b.gid);
     const area = b.path.startsWith('trashdir/') ? 1 : 0;
-    this.areas[i] = area;
+    this.classes[i] = this.classOf(i, { area, mode: b.mode & 0o7777, uid: b.uid, gid: b.gid });
     if (b.path !== blobPath(b.sha1, AREAS[area])) this.odd.set(i, b.path);
   }
 
@@ -71,16 +80,15 @@ export class BlobSet {
 
   at(i: number): BlobEntry {
     const sha1 = this.sha1(i);
-    const o = this.owners[i] as number;
-    const owner = (o === OWNERS_MAX ? this.oddOwners.get(i) : this.ownerPairs[o]) ?? [0, 0];
+    const c = this.class(i);
     return {
       sha1,
-      size: this.bigSizes.get(i) ?? (this.sizes[i] as number),
-      mode: this.modes[i] as number,
-      uid: owner[0],
-      gid: owner[1],
+      size: this.sizeOf(i),
+      mode: c.mode,
+      uid: c.uid,
+      gid: c.gid,
       mtimeMs: this.mtimes[i] as number,
-      path: this.odd.get(i) ?? blobPath(sha1, AREAS[this.areas[i] as number]),
+      path: this.odd.get(i) ?? blobPath(sha1, AREAS[c.area]),
     };
   }
 
@@ -91,31 +99,40 @@ export class BlobSet {
   /** Whether entry `i`, whose hash is `sha1`'s, lies at `path`: no entry object made, unlike at(). */
   isAt(i: number, path: string, sha1: string): boolean {
     const odd = this.odd.get(i);
-    return odd !== undefined ? odd === path : path === blobPath(sha1, AREAS[this.areas[i] as number]);
+    return odd !== undefined ? odd === path : path === blobPath(sha1, AREAS[this.class(i).area]);
   }
 
   /** Whether entry `i`'s mode (permission bits), owner and time are these. */
   sameAttrs(i: number, a: { mode: number; uid: number; gid: number; mtimeMs: number }): boolean {
-    const o = this.owners[i] as number;
-    const owner = (o === OWNERS_MAX ? this.oddOwners.get(i) : this.ownerPairs[o]) ?? [0, 0];
+    const c = this.class(i);
+    return (a.mode & 0o7777) === c.mode && a.uid === c.uid && a.gid === c.gid && a.mtimeMs === this.mtimes[i];
+  }
+
+  private class(i: number): BlobClass {
+    const k = this.classes[i] as number;
     return (
-      (a.mode & 0o7777) === this.modes[i] &&
-      a.uid === owner[0] &&
-      a.gid === owner[1] &&
-      a.mtimeMs === this.mtimes[i]
+      (k === CLASSES_MAX ? this.oddClasses.get(i) : this.classList[k]) ?? { area: 0, mode: 0, uid: 0, gid: 0 }
     );
   }
 
-  private owner(i: number, uid: number, gid: number): number {
-    const key = `${uid}:${gid}`;
-    let o = this.ownerIndex.get(key);
-    if (o === undefined && this.ownerPairs.length < OWNERS_MAX) {
-      o = this.ownerPairs.push([uid, gid]) - 1;
-      this.ownerIndex.set(key, o);
+  private classOf(i: number, c: BlobClass): number {
+    const l = this.last;
+    if (l && l.c.area === c.area && l.c.mode === c.mode && l.c.uid === c.uid && l.c.gid === c.gid) {
+      if (l.k === CLASSES_MAX) this.oddClasses.set(i, l.c);
+      return l.k;
     }
-    if (o !== undefined) return o;
-    this.oddOwners.set(i, [uid, gid]);
-    return OWNERS_MAX;
+    const key = `${c.area}:${c.mode}:${c.uid}:${c.gid}`;
+    let k = this.classIndex.get(key);
+    if (k === undefined && this.classList.length < CLASSES_MAX) {
+      k = this.classList.push(c) - 1;
+      this.classIndex.set(key, k);
+    }
+    if (k === undefined) {
+      k = CLASSES_MAX;
+      this.oddClasses.set(i, c);
+    }
+    this.last = { c, k };
+    return k;
   }
 
   /** The located pack's number (in the caller's pack list), or -1. */
@@ -124,6 +141,7 @@ export class BlobSet {
   }
 
   setPack(i: number, pack: number): void {
+    if (pack + 1 > PACKS_16 && this.packs instanceof Uint16Array) this.packs = Uint32Array.from(this.packs);
     this.packs[i] = pack + 1;
   }
 
@@ -168,9 +186,9 @@ export class BlobSet {
     };
     this.sizes = copy(this.sizes, (c) => new Uint32Array(c));
     this.mtimes = copy(this.mtimes, (c) => new Float64Array(c));
-    this.modes = copy(this.modes, (c) => new Uint16Array(c));
-    this.owners = copy(this.owners, (c) => new Uint16Array(c));
-    this.areas = copy(this.areas, (c) => new Uint8Array(c));
-    this.packs = copy(this.packs, (c) => new Uint32Array(c));
+    this.classes = copy(this.classes, (c) => new Uint16Array(c));
+    this.packs = copy(this.packs, (c) =>
+      this.packs instanceof Uint16Array ? new Uint16Array(c) : new Uint32Array(c),
+    );
   }
 }

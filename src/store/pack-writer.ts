@@ -10,7 +10,7 @@ import type { Backend } from '../storage/backend.js';
 import type { BlobIndex } from './blob-index.js';
 import type { StoreEncoding } from './encoding.js';
 import type { IndexCache } from './index-cache.js';
-import type { IndexedBlob, IndexedPack, PackRecord } from './index-file.js';
+import { BLOB_RECORD_BYTES, type DecodedPack, type PackRecord, RecordsBuilder } from './index-file.js';
 import { blobPath, packKey } from './layout.js';
 import type { ListedBlob } from './listing.js';
 import { PackSink } from './pack-sink.js';
@@ -138,7 +138,7 @@ export class PackWriter {
   readonly stats: WriterStats = { packs: 0, blobs: 0, readBytes: 0, storedBytes: 0 };
   private readonly packSize: number;
   private sink: PackSink | undefined;
-  private entries: IndexedBlob[] = [];
+  private entries = new RecordsBuilder();
   /** Hashes in the open pack (not yet in the index); a pack holds a few hundred, not a million. */
   private pending = new Set<string>();
   /** Hashes of the group tar is packing (addAll). */
@@ -147,7 +147,7 @@ export class PackWriter {
   private readonly storing: Set<string>[] = [];
   private inflight: Promise<void>[] = [];
   /** Packs stored whose index file is not written yet. */
-  private unindexed: IndexedPack[] = [];
+  private unindexed: DecodedPack[] = [];
   private unindexedBlobs = 0;
   /** The last group relayed (packGroup's fallback), which the next one waits for. */
   private relaying: Promise<void> = Promise.resolve();
@@ -295,7 +295,7 @@ export class PackWriter {
         }
       }
       const members = new Map(tp.members.map((m) => [m.name, m]));
-      const entries: IndexedBlob[] = [];
+      const entries = new RecordsBuilder();
       const vanished: ListedBlob[] = [];
       let readBytes = 0;
       let surprise = members.size !== tp.members.length;
@@ -308,7 +308,7 @@ export class PackWriter {
           else vanished.push(b);
         } else if (m.type !== '-' || m.size !== b.size || hashes.get(b.path) !== b.sha1) surprise = true;
         else {
-          entries.push({ sha1: Buffer.from(b.sha1, 'hex'), offset: (m.block + 1) * BLOCK, size: m.size });
+          entries.push(b.sha1, (m.block + 1) * BLOCK, m.size);
           readBytes += m.size;
         }
       }
@@ -331,7 +331,7 @@ export class PackWriter {
             encrypt ? { id: tap.digest(), storedSize: tap.bytes } : sha256OfFile(path, this.o.signal),
           discard: () => rm(path, { force: true }),
         };
-        await this.handOff(sink, entries, new Set(group.map((b) => b.sha1)));
+        await this.handOff(sink, entries.records(), new Set(group.map((b) => b.sha1)));
       } else await rm(path, { force: true });
       this.stats.blobs += entries.length;
       this.stats.readBytes += readBytes;
@@ -508,7 +508,7 @@ export class PackWriter {
   private async dropOpen(): Promise<void> {
     await this.sink?.discard();
     this.sink = undefined;
-    this.entries = [];
+    this.entries = new RecordsBuilder();
     this.pending = new Set();
   }
 
@@ -573,7 +573,7 @@ export class PackWriter {
   }
 
   private record(sha1: string, offset: number, size: number): void {
-    this.entries.push({ sha1: Buffer.from(sha1, 'hex'), offset, size });
+    this.entries.push(sha1, offset, size);
     this.pending.add(sha1);
     this.stats.blobs++;
   }
@@ -589,13 +589,13 @@ export class PackWriter {
     const entries = this.entries;
     const pending = this.pending;
     this.sink = undefined;
-    this.entries = [];
+    this.entries = new RecordsBuilder();
     this.pending = new Set();
-    await this.handOff(sink, entries, pending);
+    await this.handOff(sink, entries.records(), pending);
   }
 
   /** A finished pack's store, in the background (see cut). `pending`: its hashes until it is indexed. */
-  private async handOff(sink: SpooledPack, entries: IndexedBlob[], pending: Set<string>): Promise<void> {
+  private async handOff(sink: SpooledPack, entries: Buffer, pending: Set<string>): Promise<void> {
     this.storing.push(pending);
     const job = this.storePack(sink, entries).finally(() => {
       this.storing.splice(this.storing.indexOf(pending), 1);
@@ -614,7 +614,7 @@ export class PackWriter {
   }
 
   /** Stores one finished pack; its blobs become known to the in-memory index, its index file comes later. */
-  private async storePack(sink: SpooledPack, entries: IndexedBlob[]): Promise<void> {
+  private async storePack(sink: SpooledPack, entries: Buffer): Promise<void> {
     try {
       const { id, storedSize } = await sink.finish();
       await putSpooled(this.o.backend, packKey(id), sink.path, storedSize);
@@ -624,9 +624,9 @@ export class PackWriter {
         codec: this.o.encoding.codec.name,
         encrypted: !!this.o.encoding.encrypt,
       };
-      this.o.index.addPack(pack, entries);
-      this.unindexed.push({ pack, blobs: entries });
-      this.unindexedBlobs += entries.length;
+      this.o.index.addRecords(pack, entries);
+      this.unindexed.push({ pack, records: entries });
+      this.unindexedBlobs += entries.length / BLOB_RECORD_BYTES;
       this.stats.packs++;
       this.stats.storedBytes += storedSize;
     } catch (err) {

@@ -100,7 +100,7 @@ async function through(data: Buffer, stage: NodeJS.ReadWriteStream): Promise<Buf
 export async function writeIndexFile(
   backend: Backend,
   enc: StoreEncoding,
-  packs: IndexedPack[],
+  packs: (IndexedPack | DecodedPack)[],
   cache?: IndexCache,
 ): Promise<string> {
   const plain = encodeIndex(packs);

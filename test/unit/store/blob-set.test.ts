@@ -26,3 +26,19 @@ describe('BlobSet', () => {
     expect(set.at(entries.length - 1)).toEqual(entries.at(-1));
   });
 });
+
+describe('BlobSet pack numbers', () => {
+  it('keeps pack numbers past 16 bits, the ones set before kept as they were', () => {
+    const set = new BlobSet(4);
+    for (let i = 0; i < 5; i++) {
+      const sha1 = createHash('sha1').update(`p${i}`).digest('hex');
+      set.add({ sha1, size: i, mode: 0o640, uid: 1, gid: 1, mtimeMs: 1, path: blobPath(sha1) });
+    }
+    expect(set.packOf(0)).toBe(-1);
+    set.setPack(0, 0);
+    set.setPack(1, 65_533);
+    set.setPack(2, 70_000); // widens the column
+    set.setPack(3, 4_000_000);
+    expect([0, 1, 2, 3, 4].map((i) => set.packOf(i))).toEqual([0, 65_533, 70_000, 4_000_000, -1]);
+  });
+});

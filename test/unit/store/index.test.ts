@@ -6,7 +6,13 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BlobIndex } from '../../../src/store/blob-index.js';
 import { EntryTable } from '../../../src/store/entry-table.js';
-import { decodeIndex, encodeIndex, type PackRecord, recordsOf } from '../../../src/store/index-file.js';
+import {
+  decodeIndex,
+  encodeIndex,
+  type PackRecord,
+  RecordsBuilder,
+  recordsOf,
+} from '../../../src/store/index-file.js';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const pack = (id: string): PackRecord => ({
@@ -169,6 +175,25 @@ describe('BlobIndex, hashes only (a backup)', () => {
     expect(only.byteSize).toBeLessThan(only.size * 20 * 1.5);
     expect(only.byteSize).toBeLessThan(full.byteSize * 0.6);
     expect(() => only.lookup(all[0] as Buffer)).toThrow(/hashes only/);
+  });
+});
+
+describe('index records built one at a time', () => {
+  it('encode as the same index file as objects do, offsets past 4 GiB included', () => {
+    const blobs = Array.from({ length: 300 }, (_, i) => ({
+      sha1: randomBytes(20),
+      offset: i === 7 ? 6 * 2 ** 32 + 512 : i * 512,
+      size: i === 9 ? 5 * 2 ** 32 + 3 : i,
+    }));
+    const b = new RecordsBuilder();
+    for (const x of blobs) b.push(hex(x.sha1), x.offset, x.size);
+    expect(b.length).toBe(300);
+    const fromRecords = encodeIndex([{ pack: pack('r'), records: b.records() }]);
+    expect(fromRecords.equals(encodeIndex([{ pack: pack('r'), blobs }]))).toBe(true);
+    const idx = new BlobIndex();
+    idx.addRecords(pack('r'), b.records());
+    for (const x of blobs)
+      expect(idx.lookup(x.sha1)).toEqual({ packId: pack('r').id, offset: x.offset, size: x.size });
   });
 });
 
