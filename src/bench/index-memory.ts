@@ -52,7 +52,12 @@ async function main(): Promise<void> {
   if (mode === 'gen') return gen(dir, n);
   let indexMb = 0;
   if (mode === 'backup' || mode === 'restore') {
-    const index = await loadIndex(new LocalBackend(dir), { codec: getCodec('zstd') });
+    // A backup loads the hashes alone (backup/blobs.ts); a restore's check looks up where each blob is.
+    const index = await loadIndex(
+      new LocalBackend(dir),
+      { codec: getCodec('zstd') },
+      { hashesOnly: mode === 'backup' },
+    );
     indexMb = index.byteSize / 1048576;
     let found = 0;
     if (mode === 'backup') {
