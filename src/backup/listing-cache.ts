@@ -92,7 +92,11 @@ export class ListingDraft {
   static async open(dir: string, volume: string, from?: string): Promise<ListingDraft> {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const draft = new ListingDraft(dir, volume, from !== undefined);
-    if (from !== undefined) await copyFile(from, join(dir, draft.linesName));
+    if (from !== undefined)
+      await copyFile(from, join(dir, draft.linesName)).catch((err: unknown) => {
+        draft.lines.abort();
+        throw err;
+      });
     return draft;
   }
 
