@@ -23,7 +23,7 @@ import { blobPath } from '../store/layout.js';
 import { LeafTable } from '../store/leaf-table.js';
 import { PLACEABLE, type UntarredMember, untarPack } from '../store/pack-untar.js';
 import { snapshotBlobs, storedPacks } from '../store/snapshot-blobs.js';
-import { makeLeafDirs } from './leaf-dirs.js';
+import { createLeafDirs, makeLeafDirs } from './leaf-dirs.js';
 import { linkLive } from './link-live.js';
 
 /** What a restore of incremental volumes works from: each volume's blob set, located in `packs`. */
@@ -144,9 +144,10 @@ export async function placeBlobs(i: PlaceInput): Promise<PlaceResult> {
   const dirs = new DirTimes(i.into);
   await dirs.remember(''); // the packs unpack in a directory of their own there
   const leaves = i.dirs ?? new LeafTable();
-  // The leaf directories are the list's, not the tarball's: made as blobs land in them (and the empty ones
-  // at the end), their owners, modes and times set once every file is in; their parents' times kept.
+  // The leaf directories are the list's, not the tarball's: made first (their parents' times kept), their
+  // owners, modes and times set once every file is in.
   await eachInParallel(leaves.keys(), PARALLEL, (path) => dirs.remember(dirname(path)));
+  await createLeafDirs(i.into, leaves, i.signal);
   // Without directory lines (format 1) the tarball gave the leaf directories their times: kept as they are.
   // Every directory's time first (nothing placed yet), then the files, many at once: one await after the
   // other cost ~0.45 ms a blob (20,000 reused blobs: 9 s of a restore), the file system's latency, not work.
