@@ -151,6 +151,8 @@ export class PackWriter {
   private unindexedBlobs = 0;
   /** The last group relayed (packGroup's fallback), which the next one waits for. */
   private relaying: Promise<void> = Promise.resolve();
+  /** Hashes of groups being relayed: not in `grouped` (the relay stores them), still not settled. */
+  private readonly relayed = new Set<string>();
 
   constructor(private readonly o: PackWriterOptions) {
     this.packSize = o.packSize ?? DEFAULT_PACK_SIZE;
@@ -203,13 +205,14 @@ export class PackWriter {
     // The same content twice (filedir/ and trashdir/) while its first copy's group is packed: settled after.
     let twice: ListedBlob[] = [];
     const packing: Promise<void>[] = [];
+    const unsettled = (sha1: string) => this.grouped.has(sha1) || this.relayed.has(sha1);
     // Waits until fewer than `room` groups are being packed, then settles the twins whose group is done.
     const settle = async (room: number) => {
       while (packing.length >= room && packing.length > 0) await packing.shift();
       const again = twice;
       twice = [];
       for (const blob of again) {
-        if (this.grouped.has(blob.sha1)) twice.push(blob);
+        if (unsettled(blob.sha1)) twice.push(blob);
         else if (this.has(blob.sha1)) await emit(blob, { status: 'known', sha1: blob.sha1 });
         else add(blob); // its twin vanished: read this one
       }
@@ -226,7 +229,7 @@ export class PackWriter {
       await settle(room);
     };
     const add = (blob: ListedBlob) => {
-      if (this.grouped.has(blob.sha1)) return void twice.push(blob);
+      if (unsettled(blob.sha1)) return void twice.push(blob);
       group.push(blob);
       this.grouped.add(blob.sha1);
       bytes += entryBytes(blob.size);
@@ -236,7 +239,7 @@ export class PackWriter {
       for await (const blob of blobs) {
         this.o.signal?.throwIfAborted();
         seen++;
-        if (!this.grouped.has(blob.sha1) && this.has(blob.sha1)) {
+        if (!unsettled(blob.sha1) && this.has(blob.sha1)) {
           await emit(blob, { status: 'known', sha1: blob.sha1 });
           continue;
         }
@@ -253,6 +256,7 @@ export class PackWriter {
       // On an error the other group still packing is let finish: no tar or compressor outlives this call.
       await Promise.allSettled(packing);
       this.grouped.clear();
+      this.relayed.clear();
     }
   }
 
@@ -314,14 +318,22 @@ export class PackWriter {
       }
       if (surprise || members.size > 0) {
         await rm(path, { force: true });
-        for (const b of group) this.grouped.delete(b.sha1);
+        // The relay stores them (its has() must not see them as grouped); their twins still wait.
+        for (const b of group) {
+          this.grouped.delete(b.sha1);
+          this.relayed.add(b.sha1);
+        }
         // The relay writes into the writer's one open pack: another group's relay waits its turn.
         const turn = this.relaying.then(async () => {
           await this.relay(root, group, emit);
           await this.cut();
         });
         this.relaying = turn.catch(() => undefined);
-        await turn;
+        try {
+          await turn;
+        } finally {
+          for (const b of group) this.relayed.delete(b.sha1);
+        }
         return;
       }
       if (entries.length > 0) {
