@@ -3,7 +3,7 @@ import { AGE_EXTENSION } from '../archive/encryption.js';
 import { dumpLabel, ProgressBoard } from '../observe/progress.js';
 import { progressTotals } from '../observe/size-scan.js';
 import { quiesce } from '../stack/quiesce.js';
-import { BLOB_AREAS } from '../store/layout.js';
+import { isBlobPath } from '../store/layout.js';
 import { volumeDir } from '../volume/mount-dir.js';
 import { StoreProgress } from './blob-progress.js';
 import { storeInside } from './blobs.js';
@@ -12,9 +12,6 @@ import { dumpStep } from './dump-step.js';
 import { fingerprintNow, reuseArchive } from './reuse.js';
 import { backendSink, makeSpoolDir, type Sink, spoolSink } from './steps.js';
 import { manifestVolume, streamVolume } from './stream.js';
-
-/** A blob's path in a dataroot (`filedir/ab/cd/<sha1>`, trashdir likewise), as the store takes them. */
-const BLOB_PATH = new RegExp(`^(${BLOB_AREAS.join('|')})/[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{40}$`);
 
 /** Where an archive goes: its spool file (remote targets), or straight to the backend. */
 function sinkFor(run: BackupRun, file: string): Sink {
@@ -64,7 +61,7 @@ export async function prepareReads(
           run.mp.tarVolumes.map((v) => ({ short: v.short, dir: dirs.get(v.name) })),
           run.previous,
           // The blobs of an incremental volume go to the store, not into its tarball.
-          config.incremental === 'off' ? undefined : (path) => BLOB_PATH.test(path),
+          config.incremental === 'off' ? undefined : isBlobPath,
         ),
       )
     : undefined;

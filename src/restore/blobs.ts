@@ -19,9 +19,9 @@ import { locatableSet, locateBlobs, locateProblems } from '../store/blob-locate.
 import { BlobSet } from '../store/blob-set.js';
 import type { StoreEncoding } from '../store/encoding.js';
 import type { PackRecord } from '../store/index-file.js';
-import { blobPath } from '../store/layout.js';
+import { blobPath, isBlobPath } from '../store/layout.js';
 import { LeafTable } from '../store/leaf-table.js';
-import { PLACEABLE, type UntarredMember, untarPack } from '../store/pack-untar.js';
+import { type UntarredMember, untarPack } from '../store/pack-untar.js';
 import { snapshotBlobs, storedPacks } from '../store/snapshot-blobs.js';
 import { createLeafDirs, makeLeafDirs } from './leaf-dirs.js';
 import { linkLive } from './link-live.js';
@@ -295,7 +295,7 @@ function inPlacePlan(set: BlobSet, wanted: Map<string, number>, twins: Map<strin
       continue;
     }
     const path = set.at(first).path;
-    if (!PLACEABLE.test(path)) return null;
+    if (!isBlobPath(path)) return null;
     if (path !== blobPath(sha1, 'trashdir') && ++others > PLACE_AS_MAX) return null;
     placeAs.set(sha1, path);
   }
@@ -344,26 +344,17 @@ async function inDir<T>(to: string, op: () => Promise<T>): Promise<T> {
 const PARALLEL = 16;
 
 /** fn(0) … fn(count - 1), at most `limit` at a time; the first failure stops the rest and is thrown. */
-async function inParallel(count: number, limit: number, fn: (n: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  let failed = false;
-  const worker = async () => {
-    while (!failed && next < count) {
-      const n = next++;
-      try {
-        await fn(n);
-      } catch (err) {
-        failed = true;
-        throw err;
-      }
-    }
-  };
-  const settled = await Promise.allSettled(Array.from({ length: Math.min(limit, count) }, worker));
-  const err = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (err) throw err.reason;
+function inParallel(count: number, limit: number, fn: (n: number) => Promise<void>): Promise<void> {
+  return eachInParallel(
+    (function* () {
+      for (let n = 0; n < count; n++) yield n;
+    })(),
+    Math.min(limit, count),
+    fn,
+  );
 }
 
-/** fn(item) for each of `items` (read once, no array of them made), at most `limit` at a time, as inParallel. */
+/** fn(item) for each of `items` (read once, no array of them made), at most `limit` at a time; the first failure stops the rest and is thrown. */
 async function eachInParallel<T>(
   items: Iterator<T>,
   limit: number,

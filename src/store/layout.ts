@@ -41,3 +41,13 @@ export function blobPath(sha1: string, area: BlobArea = 'filedir'): string {
 /** The two content-addressed directories of a Moodle dataroot. */
 export type BlobArea = 'filedir' | 'trashdir';
 export const BLOB_AREAS: readonly BlobArea[] = ['filedir', 'trashdir'];
+
+const BLOB_PATH = new RegExp(`^(${BLOB_AREAS.join('|')})/[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{40}$`);
+
+/**
+ * Whether a path is a blob's own kind of place (`filedir/ab/cd/<sha1>`, trashdir likewise): what the store
+ * takes from a dataroot, and a name tar can be told in a sed expression (nothing in it is syntax).
+ */
+export function isBlobPath(path: string): boolean {
+  return BLOB_PATH.test(path);
+}

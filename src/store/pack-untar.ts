@@ -10,7 +10,7 @@ import { exited, firstCause, stderrLines, stopper } from '../common/processes.js
 import type { Backend } from '../storage/backend.js';
 import type { StoreEncoding } from './encoding.js';
 import type { PackRecord } from './index-file.js';
-import { blobPath, packKey } from './layout.js';
+import { blobPath, isBlobPath, isSha1Hex, packKey } from './layout.js';
 import { asIntegrity, packDecrypter } from './pack-reader.js';
 
 /** A member as `tar -xvv --full-time --numeric-owner` lists it (on stdout), times in UTC. */
@@ -76,9 +76,6 @@ export async function untarPack(o: {
   }
 }
 
-/** A place tar can be told in a sed expression: a blob-shaped path, nothing sed or tar would read as syntax. */
-export const PLACEABLE = /^(filedir|trashdir)\/[0-9a-f]{2}\/[0-9a-f]{2}\/[0-9a-f]{40}$/;
-
 /** Names per alternation: one argument stays far below the kernel's 128 KiB bound on a single one. */
 const ALTERNATION = 1000;
 
@@ -91,8 +88,7 @@ function placeAsArgs(placeAs: ReadonlyMap<string, string> | undefined): string[]
   const args: string[] = [];
   const trash: string[] = [];
   for (const [sha1, path] of placeAs ?? []) {
-    if (!/^[0-9a-f]{40}$/.test(sha1) || !PLACEABLE.test(path))
-      throw new Error(`cannot place ${sha1} at ${path}`);
+    if (!isSha1Hex(sha1) || !isBlobPath(path)) throw new Error(`cannot place ${sha1} at ${path}`);
     if (path === blobPath(sha1, 'trashdir')) trash.push(path.slice('trashdir/'.length));
     else args.push(`--transform=s,^${blobPath(sha1)}$,${path},`);
   }
