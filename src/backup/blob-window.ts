@@ -6,7 +6,7 @@ import { LineFile } from '../common/line-file.js';
 import { formatBlobLine } from '../store/blob-list.js';
 import { BLOB_AREAS } from '../store/layout.js';
 import { type LeafSet, LeafTable, leafSlotIn } from '../store/leaf-table.js';
-import { type Listed, type ListedBlob, listBlobs, listLeafDirs, scanAreaDirs } from '../store/listing.js';
+import { type Listed, type ListedBlob, listBlobs, listLeafDirs, scanLeaves } from '../store/listing.js';
 import type { AddResult } from '../store/pack-writer.js';
 import type { PreviousListing } from './listing-cache.js';
 
@@ -57,7 +57,7 @@ export class PreListing {
 
   /** Before the listing: every leaf directory's ctime. */
   async stamp(root: string): Promise<void> {
-    this.stamps = await leafStamps(root);
+    this.stamps = (await scanLeaves(root)).stamps;
   }
 
   /** The listing's plain blobs; anything else at their depth is noted. */
@@ -216,14 +216,6 @@ function digits(buf: Buffer, at: number): number {
   return n;
 }
 
-/** Every leaf directory's ctime (`filedir/ab/cd` → ms): one stat each. */
-async function leafStamps(root: string): Promise<LeafTable> {
-  const stamps = new LeafTable();
-  for await (const d of scanAreaDirs(root))
-    if (d.depth === 2 && d.type === 'd') stamps.set(d.path, d.ctimeMs);
-  return stamps;
-}
-
 type Kind = 'blob' | 'mixed' | 'odd';
 
 /** A blob; a name that is not one (its directory goes to tar); a blob-shaped file that is not plain. */
@@ -249,16 +241,7 @@ export interface WindowScan {
 
 export async function scanWindow(root: string, pre: PreListing): Promise<WindowScan> {
   const sinceMs = Date.now() - SINCE_MARGIN_MS;
-  const stamps = new LeafTable();
-  let strays = false;
-  for await (const d of scanAreaDirs(root)) {
-    if (d.depth !== 2) continue;
-    if (d.type !== 'd') {
-      strays = true;
-      continue;
-    }
-    stamps.set(d.path, d.ctimeMs, { mode: d.mode, uid: d.uid, gid: d.gid, mtimeMs: d.mtimeMs });
-  }
+  const { stamps, strays } = await scanLeaves(root, { attrs: true });
   const { changed, stale } = stamps.changedSince(pre.stamps, pre.sinceMs);
   pre.stamps = new LeafTable(); // not needed any more
   return { changed, stale, strays, stamps, sinceMs };

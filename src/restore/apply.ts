@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { ManifestDatabase, ManifestVolume } from '../archive/manifest.js';
 import type { TarStats } from '../archive/tar-guard.js';
 import { isSidecarError, SidecarError } from '../common/errors.js';
+import { inParallel } from '../common/parallel.js';
 import { afterStart, type StartReport } from '../moodle/after-start.js';
 import { blobsLabel, dumpLabel, manifestTotals, ProgressBoard } from '../observe/progress.js';
 import type { ServiceContainer } from '../stack/discover.js';
@@ -34,6 +35,9 @@ export interface ApplyInput extends RestoreTarget {
   /** The store's index and the blob sets of incremental volumes, read and checked with the archives. */
   blobs?: RestoreBlobs;
 }
+
+/** Volumes unpacked ahead at once (stageAhead). */
+const STAGE_AT_ONCE = 2;
 
 /** What the volume steps leave for after the restart. */
 interface Leftovers {
@@ -172,7 +176,9 @@ async function restoreAll(
 
 /**
  * The volumes in `a.ahead`, unpacked into their staging directories while the stack still runs: nothing in use
- * is touched (run.ts says which volumes qualify). A failure discards every staging copy made so far.
+ * is touched (run.ts says which volumes qualify). Two at a time: the database volume's unpack (mostly zstd and
+ * tar) overlaps the dataroot's (mostly file-system calls); one after the other they added up (0.5 s + 4 s on
+ * the bench's 1 GB set). A failure lets the other finish, then discards every staging copy made.
  */
 async function stageAhead(
   o: RestoreOptions,
@@ -182,13 +188,14 @@ async function stageAhead(
 ): Promise<Map<string, Staged>> {
   const staged = new Map<string, Staged>();
   const record = (name: string) => (rec: SwapRecord | undefined) => progress.swap(name, rec);
+  const volumes = a.selected.filter((v) => a.ahead.has(v.name));
   try {
-    for (const v of a.selected) {
-      if (!a.ahead.has(v.name)) continue;
+    await inParallel(volumes.length, STAGE_AT_ONCE, async (n) => {
+      const v = volumes[n] as ManifestVolume;
       o.signal?.throwIfAborted();
       const t0 = Date.now();
       const io = await volumeIo(o, a, v, board);
-      if (!io.dir) continue;
+      if (!io.dir) return;
       await progress.mark(v.name, 'staging');
       staged.set(
         v.name,
@@ -204,7 +211,7 @@ async function stageAhead(
         },
         `unpacked ${v.name} beside its current data (stack still running)`,
       );
-    }
+    });
   } catch (err) {
     for (const [name, s] of staged) await discardStaged(s, record(name));
     throw err;

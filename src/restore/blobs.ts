@@ -10,6 +10,7 @@ import type { Manifest, ManifestVolume } from '../archive/manifest.js';
 import type { TarStats } from '../archive/tar-guard.js';
 import { SidecarError, throwFirstCause } from '../common/errors.js';
 import { fileTime } from '../common/file-time.js';
+import { eachInParallel, inParallel } from '../common/parallel.js';
 import { collect, exited } from '../common/processes.js';
 import type { EncryptionConfig } from '../config/types.js';
 import type { Logger } from '../observe/logger.js';
@@ -342,39 +343,6 @@ async function inDir<T>(to: string, op: () => Promise<T>): Promise<T> {
 
 /** File-system calls in flight at once while blobs are placed (libuv runs 4 at a time; more queue). */
 const PARALLEL = 16;
-
-/** fn(0) … fn(count - 1), at most `limit` at a time; the first failure stops the rest and is thrown. */
-function inParallel(count: number, limit: number, fn: (n: number) => Promise<void>): Promise<void> {
-  return eachInParallel(
-    (function* () {
-      for (let n = 0; n < count; n++) yield n;
-    })(),
-    Math.min(limit, count),
-    fn,
-  );
-}
-
-/** fn(item) for each of `items` (read once, no array of them made), at most `limit` at a time; the first failure stops the rest and is thrown. */
-async function eachInParallel<T>(
-  items: Iterator<T>,
-  limit: number,
-  fn: (item: T) => Promise<void>,
-): Promise<void> {
-  let failed = false;
-  const worker = async () => {
-    for (let next = items.next(); !failed && !next.done; next = items.next()) {
-      try {
-        await fn(next.value);
-      } catch (err) {
-        failed = true;
-        throw err;
-      }
-    }
-  };
-  const settled = await Promise.allSettled(Array.from({ length: limit }, worker));
-  const err = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (err) throw err.reason;
-}
 
 /**
  * The directories' times as the tarball left them: adding files changes a directory's mtime, and a restore

@@ -2,6 +2,7 @@ import type Docker from 'dockerode';
 import type { TarStats } from '../archive/tar-guard.js';
 import type { Logger } from '../observe/logger.js';
 import { emptyDir, finishDir } from '../volume/dir-untar.js';
+import { flushFileSystem } from '../volume/flush.js';
 import { emptyVolume, runInVolume } from '../volume/restore-volume.js';
 import {
   dirTimes,
@@ -127,8 +128,9 @@ export async function stagedRestore(i: StagedInput): Promise<{ deleteOldLater: S
 }
 
 /**
- * Unpacks the archive into STAGING inside the volume; the old data are not touched. A failed extract (the
- * sha256, the decompression, the guard, a full disk) removes the staging copy and leaves the volume as it was.
+ * Unpacks the archive into STAGING inside the volume and writes it to disk; the old data are not touched. A
+ * failed extract (the sha256, the decompression, the guard, a full disk) or flush removes the staging copy and
+ * leaves the volume as it was.
  * The swap record's `datadir` also counts what the archive turned out to hold.
  */
 export async function stage(i: StagedInput): Promise<Staged> {
@@ -144,6 +146,8 @@ export async function stage(i: StagedInput): Promise<Staged> {
   let seen: TarStats | undefined;
   try {
     seen = await i.extract(staging);
+    // On disk before anything is swapped or deleted, and before the stop (volume/flush.ts says why).
+    await flushFileSystem(staging);
   } catch (err) {
     await discardStaged({ rec, stats: undefined }, i.record);
     throw err;

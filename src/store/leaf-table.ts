@@ -151,6 +151,11 @@ export class LeafTable implements Iterable<[string, number]> {
       this.odd.set(path, attrs ? { ctimeMs, attrs } : { ctimeMs });
       return;
     }
+    this.setSlot(s, ctimeMs, attrs);
+  }
+
+  /** set() by the slot of a leaf directory shaped as Moodle names them (see leafSlotIn). */
+  setSlot(s: number, ctimeMs: number, attrs?: LeafAttrs): void {
     this.ctimes ??= new Float64Array(SLOTS).fill(Number.NaN);
     if (Number.isNaN(this.ctimes[s] as number)) this.n++;
     this.ctimes[s] = ctimeMs;

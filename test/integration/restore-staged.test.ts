@@ -7,14 +7,20 @@ import type { SidecarError } from '../../src/common/errors.js';
 import { silentLogger } from '../../src/observe/logger.js';
 import { runRestore } from '../../src/restore/run.js';
 import { createBackend } from '../../src/storage/index.js';
+import { STAGING } from '../../src/volume/swap.js';
 import { type TempDirs, tempDirs, testConfig } from '../harness/config.js';
 import { docker, execOk } from '../harness/docker.js';
 import { lifecycle, projectEvents } from '../harness/events.js';
-import { diffFingerprints, fingerprintVolume, type VolumeFingerprint } from '../harness/fingerprint.js';
+import {
+  diffFingerprints,
+  fingerprintDb,
+  fingerprintVolume,
+  type VolumeFingerprint,
+} from '../harness/fingerprint.js';
 import { readState } from '../harness/live.js';
 import { diffMinusExcludes } from '../harness/moodle.js';
 import { makeTar, zstd } from '../harness/snapshot-tamper.js';
-import { createMoodleStack, type MoodleStack } from '../harness/stack.js';
+import { createMoodleStack, DB, type MoodleStack } from '../harness/stack.js';
 
 /**
  * The mount write path unpacks into a staging directory inside the volume and swaps it in only once the
@@ -124,6 +130,40 @@ describe('staged restore (mount path): a failing extract leaves the old data', (
     expect(lifecycle(await projectEvents(stack.project, t0))).toEqual([]);
     expect(await stack.states()).toEqual({ mariadb: 'running', moodle: 'running' });
     expect(diffFingerprints(before, await fingerprintVolume(stack.volumes[volume]))).toEqual([]);
+    expect(await readState(dirs)).toBeNull();
+  });
+
+  it('every volume staged ahead, two at a time: one damaged archive discards the copies of the others too, stops nothing, and the database keeps its rows', async () => {
+    const damaged = await readFile(join(dirs.root, 'pristine'));
+    damaged[damaged.length >> 1] = (damaged[damaged.length >> 1] ?? 0) ^ 0xff;
+    await writeFile(archive(snap), damaged);
+    const before = await fingerprintVolume(stack.volumes[volume]);
+    const code = await fingerprintVolume(stack.volumes.moodle_data);
+    const db = await fingerprintDb(stack.sql, DB.name);
+    const config = testConfig(stack.project, dirs);
+    const t0 = Date.now();
+    const err = await runRestore({
+      docker: docker(),
+      config,
+      backend: createBackend(config.target),
+      log: silentLogger(),
+      snapshot: snap.id,
+      safetySnapshot: false,
+    }).then(
+      () => null,
+      (e: SidecarError) => e,
+    );
+    expect(err?.code).toBe('RESTORE_FAILED');
+    for (const v of ['mariadb_data', 'moodle_data', volume])
+      expect(err?.message).toContain(`${v}: untouched`);
+    expect(lifecycle(await projectEvents(stack.project, t0))).toEqual([]);
+    expect(await stack.states()).toEqual({ mariadb: 'running', moodle: 'running' });
+    expect(diffFingerprints(before, await fingerprintVolume(stack.volumes[volume]))).toEqual([]);
+    expect(diffFingerprints(code, await fingerprintVolume(stack.volumes.moodle_data))).toEqual([]);
+    expect(await fingerprintDb(stack.sql, DB.name)).toEqual(db);
+    // No staging copy left in the database volume either (its other files are MariaDB's, changing as it runs).
+    const top = await execOk(stack.containers.mariadb, ['ls', '-A', '/bitnami/mariadb']);
+    expect(top.split('\n')).not.toContain(STAGING);
     expect(await readState(dirs)).toBeNull();
   });
 
