@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { storeDecrypter } from '../archive/encryption.js';
@@ -10,6 +11,7 @@ import { type BlobListSummary, BlobListWriter, formatBlobLine } from '../store/b
 import type { StoreEncoding } from '../store/encoding.js';
 import { IndexCache } from '../store/index-cache.js';
 import { BLOB_AREAS } from '../store/layout.js';
+import type { LeafTable } from '../store/leaf-table.js';
 import { type ListedBlob, listBlobs } from '../store/listing.js';
 import { PackWriter } from '../store/pack-writer.js';
 import { loadIndex } from '../store/store-io.js';
@@ -238,9 +240,11 @@ function listFile(run: BackupRun, bv: BlobVolume): { file: string; path: string 
 
 /**
  * The window after a listing before the stop: only the leaf directories that changed since are listed
- * (backup/blob-window.ts); the blob list is the first listing's lines for the rest, the new ones, and every
- * leaf directory, which the tarball then leaves out. When a changed directory holds a blob-shaped file that
- * is not a plain one, its path: the caller lists everything the old way.
+ * (backup/blob-window.ts), and the new blobs there stored. The snapshot's lines (the first listing's for the
+ * rest, and the new ones) go to the listing draft; the blob list itself is written from them once the stack
+ * runs again (writeBlobLists): compressing 37,000 lines and 28,000 directory lines took CPU from the
+ * database's read in the window. When a changed directory holds a blob-shaped file that is not a plain one,
+ * its path: the caller lists everything the old way.
  */
 async function storeChanged(
   run: BackupRun,
@@ -253,19 +257,19 @@ async function storeChanged(
   const found = await relist(bv.dir, scan.changed, pre.mixed, join(run.spoolDir, `${bv.v.short}.relisted`));
   if ('odd' in found) return found;
   const relisted = found.count;
-  const { file, path } = listFile(run, bv);
-  const list = new BlobListWriter(path, s.encoding);
   const drop = scan.stale.size > 0 ? scan.stale : undefined;
   // The final lines are also the next backup's starting point, kept once this snapshot is committed; the
   // first listing's whole, when nothing is dropped, copied by the kernel.
   const draft = await ListingDraft.open(s.listings, bv.v.name, drop ? undefined : pre.file);
   const mismatches = pre.mismatches.filter((m) => !scan.stale.has(leafOf(m.path)));
+  const totals = { count: drop ? 0 : pre.count, bytes: drop ? 0 : pre.bytes, mismatches };
   try {
-    for await (const chunk of pre.replay(drop)) {
-      await list.addLines(chunk.text, chunk.count, chunk.bytes);
-      if (drop) await draft.add(chunk.text);
-    }
-    if (!drop) await list.addLines('', pre.count, pre.bytes); // replayed whole: its counts as they were
+    if (drop)
+      for await (const chunk of pre.replay(drop)) {
+        await draft.add(chunk.text);
+        totals.count += chunk.count;
+        totals.bytes += chunk.bytes;
+      }
     const added = await counted(s, bv, () =>
       s.writer.addAll(bv.dir, found.blobs(), async (l, r) => {
         if (r.status === 'vanished') return;
@@ -274,37 +278,74 @@ async function storeChanged(
           mismatches.push({ path: l.path, claimed: r.claimed, actual: r.actual });
           warnMismatch(run, bv, l, r);
         }
-        const entry = { ...l, sha1: r.sha1 };
-        await list.add(entry);
-        await draft.add(formatBlobLine(entry));
+        totals.count++;
+        totals.bytes += l.size;
+        await draft.add(formatBlobLine({ ...l, sha1: r.sha1 }));
       }),
     );
-    for (const [path, , a] of scan.stamps.entries()) if (a) await list.addDir({ path, ...a });
-    const summary = await list.finish();
+    await draft.seal();
     bv.progress?.done();
-    finishList(bv, { file, path }, summary, mismatches, t0);
+    const insideMs = Date.now() - t0;
     run.ctx.log.info(
       {
         step: 'store',
         phase: 'inside',
         volume: bv.v.short,
-        listed: summary.count,
+        listed: totals.count,
         changedDirs: scan.changed.size,
         relisted,
         added: added.blobs,
         addedBytes: added.bytes,
-        ms: Date.now() - t0,
+        ms: insideMs,
       },
-      `${bv.v.short}: ${summary.count} blob(s), ${scan.changed.size} changed director(ies) listed again, ${added.blobs} stored inside the window`,
+      `${bv.v.short}: ${totals.count} blob(s), ${scan.changed.size} changed director(ies) listed again, ${added.blobs} stored inside the window`,
     );
     const excludeFile = join(run.spoolDir, `${bv.v.short}.blob-dirs`);
     const args = await windowTarArgs(scan, pre.mixed, excludeFile, BLOB_TAR_ARGS);
-    const totals = { count: summary.count, bytes: summary.bytes, mismatches };
     bv.next = { draft, sinceMs: scan.sinceMs, stamps: scan.stamps, mixed: pre.mixed, totals };
+    bv.listLater = () => writeListFrom(run, s, bv, { draft, stamps: scan.stamps, totals, insideMs });
     return { args };
   } catch (err) {
-    list.abort();
     await draft.discard();
+    throw spoolFull(err, run.spoolDir);
+  }
+}
+
+/**
+ * After the window: each blob list that storeChanged left for then, written from its listing draft's lines
+ * and the window's directory stamps, and named in the volume's manifest entry.
+ */
+export async function writeBlobLists(run: BackupRun): Promise<void> {
+  for (const bv of run.store?.volumes.values() ?? []) {
+    const later = bv.listLater;
+    bv.listLater = undefined;
+    if (later) await later();
+    if (bv.list && bv.entry) bv.entry.blobs = bv.list.blobs;
+  }
+}
+
+async function writeListFrom(
+  run: BackupRun,
+  s: BlobSession,
+  bv: BlobVolume,
+  w: {
+    draft: ListingDraft;
+    stamps: LeafTable;
+    totals: { count: number; bytes: number; mismatches: ManifestBlobs['mismatches'] };
+    insideMs: number;
+  },
+): Promise<void> {
+  const { file, path } = listFile(run, bv);
+  const list = new BlobListWriter(path, s.encoding);
+  try {
+    for await (const chunk of createReadStream(w.draft.linesPath, { highWaterMark: 1 << 20 }))
+      await list.addLines(chunk as Buffer, 0, 0);
+    await list.addLines('', w.totals.count, w.totals.bytes); // the lines' counts, taken as they were written
+    for (const [dir, , a] of w.stamps.entries()) if (a) await list.addDir({ path: dir, ...a });
+    const summary = await list.finish();
+    finishList(bv, { file, path }, summary, w.totals.mismatches, w.insideMs);
+  } catch (err) {
+    list.abort();
     throw spoolFull(err, run.spoolDir);
   }
 }
@@ -315,7 +356,7 @@ function finishList(
   at: { file: string; path: string },
   summary: BlobListSummary,
   mismatches: ManifestBlobs['mismatches'],
-  t0: number,
+  insideMs: number,
 ): void {
   bv.list = {
     ...at,
@@ -330,7 +371,7 @@ function finishList(
       packBytes: bv.added.packBytes,
       mismatches,
       beforeMs: bv.beforeMs,
-      insideMs: Date.now() - t0,
+      insideMs,
     },
   };
 }
@@ -371,7 +412,7 @@ async function storeAll(run: BackupRun, s: BlobSession, bv: BlobVolume, t0: numb
     await paths.finish();
     const summary = await list.finish();
     bv.progress?.done();
-    finishList(bv, { file, path }, summary, mismatches, t0);
+    finishList(bv, { file, path }, summary, mismatches, Date.now() - t0);
     log.info(
       {
         step: 'store',

@@ -117,6 +117,10 @@ export interface BlobVolume {
   };
   /** Set by storeInside: the blob list, spooled locally until the commit step puts it. */
   list?: { file: string; path: string; blobs: ManifestBlobs };
+  /** Set by storeInside when the list is written after the window (writeBlobLists). */
+  listLater?: () => Promise<void>;
+  /** The volume's manifest entry, once its tarball is read: writeBlobLists names the list there. */
+  entry?: ManifestVolume;
 }
 
 /** What backup/blobs.ts tells the progress line: each blob it stores, and the end of the phase (before its log line). */

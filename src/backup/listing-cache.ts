@@ -75,6 +75,7 @@ export class ListingDraft {
   private readonly tag = randomBytes(6).toString('hex');
   private readonly lines: LineFile;
   private readonly linesName: string;
+  private sealed: Promise<void> | undefined;
 
   private constructor(
     private readonly dir: string,
@@ -104,6 +105,17 @@ export class ListingDraft {
     return this.lines.add(text);
   }
 
+  /** The lines written so far (complete on disk once seal() resolved). */
+  get linesPath(): string {
+    return join(this.dir, this.linesName);
+  }
+
+  /** No more lines: they are written out and the file closed (install() needs nothing more). */
+  seal(): Promise<void> {
+    this.sealed ??= this.lines.finish();
+    return this.sealed;
+  }
+
   /** After the commit: the lines, the window's ctimes and the mixed directories become the volume's listing. */
   async install(
     snapshot: string,
@@ -112,7 +124,7 @@ export class ListingDraft {
     mixed: Iterable<string>,
     totals: NonNullable<PreviousListing['totals']>,
   ): Promise<void> {
-    await this.lines.finish();
+    await this.seal();
     const stampsName = `${this.volume}.${this.tag}.stamps`;
     const text: string[] = [];
     for (const [path, ctime] of stamps) text.push(`${ctime}\t${path}\n`);

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { AGE_EXTENSION } from '../archive/encryption.js';
+import type { ManifestVolume } from '../archive/manifest.js';
 import { dumpLabel, ProgressBoard } from '../observe/progress.js';
 import { progressTotals } from '../observe/size-scan.js';
 import { quiesce } from '../stack/quiesce.js';
@@ -169,12 +170,13 @@ async function readEach(
       (message) => log.warn({ step: 'read', volume: v.short }, message),
       blobArgs,
     );
-    const blobs = blobArgs ? bv?.list?.blobs : undefined;
-    run.volumes.push({
+    const entry: ManifestVolume = {
       ...manifestVolume(v, file, r, excludes),
-      ...(blobs ? { blobs } : {}),
       ...(fingerprint ? { fingerprint } : {}),
-    });
+    };
+    run.volumes.push(entry);
+    // Its blob list, written once the stack runs again (writeBlobLists), is named there.
+    if (blobArgs && bv) bv.entry = entry;
     log.info(
       {
         step: 'read',
