@@ -1,10 +1,10 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Listed, listBlobs, parseRecord } from '../../../src/store/listing.js';
+import { type Listed, listBlobs, parseRecord, scanLeaves } from '../../../src/store/listing.js';
 import { fileHeader } from '../../../src/store/tar-header.js';
 
 const sha1 = (s: string) => createHash('sha1').update(s).digest('hex');
@@ -89,6 +89,60 @@ describe('listBlobs', () => {
     const seen: Listed[] = [];
     for await (const e of listBlobs(empty)) seen.push(e);
     expect(seen).toEqual([]);
+    await rm(empty, { recursive: true });
+  });
+});
+
+describe('scanLeaves', () => {
+  let root: string;
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'store-scan-'));
+  });
+  afterAll(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('reads every leaf directory with its ctime, owner, mode and mtime; odd names and stray files apart', async () => {
+    await mkdir(join(root, 'filedir/ab/cd'), { recursive: true });
+    await chmod(join(root, 'filedir/ab/cd'), 0o750);
+    await utimes(join(root, 'filedir/ab/cd'), 1_700_000_000.25, 1_700_000_000.25);
+    await mkdir(join(root, 'trashdir/12/34'), { recursive: true });
+    // 999,999 ns into a ms: still that ms (as a double, x.123999999 s rounds up to .124).
+    execFileSync('touch', ['-m', '-d', '@1700000000.123999999', join(root, 'trashdir/12/34')]);
+    await mkdir(join(root, 'filedir/ab/Not hex'), { recursive: true }); // not Moodle's, kept by its name
+    await writeFile(join(root, 'filedir/ab/stray.txt'), "a file at a leaf directory's depth");
+    await writeFile(join(root, 'filedir/top.txt'), 'one level up: not a leaf');
+
+    const scan = await scanLeaves(root, { attrs: true });
+    expect(scan.strays).toBe(true);
+    expect(new Set(scan.stamps.keys())).toEqual(
+      new Set(['filedir/ab/cd', 'trashdir/12/34', 'filedir/ab/Not hex']),
+    );
+    // Whole ms, rounded down from the nanoseconds (a double's rounding would sometimes round up).
+    const ms = (ns: bigint) => Number(ns / 1_000_000n);
+    for (const [path, ctimeMs, attrs] of scan.stamps.entries()) {
+      const st = await stat(join(root, path), { bigint: true });
+      expect(ctimeMs).toBe(ms(st.ctimeNs));
+      const [mode, uid, gid] = [st.mode & 0o7777n, st.uid, st.gid].map(Number);
+      expect(attrs).toEqual({ mode, uid, gid, mtimeMs: ms(st.mtimeNs) });
+    }
+    expect(scan.stamps.entries().next().value?.[2]).toMatchObject({
+      mode: 0o750,
+      mtimeMs: 1_700_000_000_250,
+    });
+
+    expect([...scan.stamps.entries()].find(([p]) => p === 'trashdir/12/34')?.[2]?.mtimeMs).toBe(
+      1_700_000_000_123,
+    );
+    const bare = await scanLeaves(root);
+    expect(bare.stamps.get('filedir/ab/cd')).toBe(scan.stamps.get('filedir/ab/cd'));
+    expect([...bare.stamps.entries()][0]?.[2]).toBeUndefined();
+  });
+
+  it('a dataroot without blob areas has no leaf directories and no strays', async () => {
+    const empty = await mkdtemp(join(tmpdir(), 'store-scan-empty-'));
+    expect(await scanLeaves(empty)).toMatchObject({ strays: false });
+    expect((await scanLeaves(empty)).stamps.size).toBe(0);
     await rm(empty, { recursive: true });
   });
 });
