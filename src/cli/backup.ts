@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type { Manifest } from '../archive/manifest.js';
+import { peakRssMb } from '../observe/peak-rss.js';
 import { formatBytes, formatDuration } from './output.js';
 
 export function registerBackup(program: Command): void {
@@ -44,10 +45,7 @@ export function registerBackup(program: Command): void {
           }
           return done;
         });
-        ctx.log.info(
-          { step: 'done', peakRssMb: Math.round(process.resourceUsage().maxRSS / 1024) },
-          'backup done',
-        );
+        ctx.log.info({ step: 'done', peakRssMb: peakRssMb() }, 'backup done');
         if (opts.json) {
           const out = manifests.length === 1 ? manifests[0] : manifests;
           process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
