@@ -48,17 +48,32 @@ export function leafSlot(path: string): number {
   );
 }
 
-/** The slot of the leaf in `buf[start, end)` (a path's bytes up to its last '/'), or -1. */
+const AREA_BYTES = BLOB_AREAS.map((a) => Buffer.from(a, 'latin1'));
+
+/**
+ * The slot of the leaf in `buf[start, end)` (a path's bytes up to its last '/'), or -1. Read in place, with
+ * no closure or string a call: the window's scan calls it for every leaf directory.
+ */
 export function leafSlotIn(buf: Uint8Array, start: number, end: number): number {
-  return slotOf(
-    (i) => (i < end ? (buf[i] ?? 0) : 0),
-    start,
-    end,
-    (a) => {
-      for (let k = 0; k < a.length; k++) if (buf[start + k] !== a.charCodeAt(k)) return false;
-      return true;
-    },
-  );
+  for (let a = 0; a < AREA_BYTES.length; a++) {
+    const area = AREA_BYTES[a] as Buffer;
+    if (end - start !== area.length + 6) continue;
+    let k = 0;
+    while (k < area.length && buf[start + k] === area[k]) k++;
+    if (k < area.length) continue;
+    const at = start + area.length;
+    if (buf[at] !== SLASH || buf[at + 3] !== SLASH) return -1;
+    const ab = hexByteIn(buf, at + 1);
+    const cd = hexByteIn(buf, at + 4);
+    return ab < 0 || cd < 0 ? -1 : a * 65536 + ab * 256 + cd;
+  }
+  return -1;
+}
+
+function hexByteIn(buf: Uint8Array, at: number): number {
+  const hi = nibble(buf[at] ?? 0);
+  const lo = nibble(buf[at + 1] ?? 0);
+  return hi < 0 || lo < 0 ? -1 : (hi << 4) | lo;
 }
 
 const hex2 = (n: number) => n.toString(16).padStart(2, '0');
@@ -156,20 +171,29 @@ export class LeafTable implements Iterable<[string, number]> {
 
   /** set() by the slot of a leaf directory shaped as Moodle names them (see leafSlotIn). */
   setSlot(s: number, ctimeMs: number, attrs?: LeafAttrs): void {
-    this.ctimes ??= new Float64Array(SLOTS).fill(Number.NaN);
-    if (Number.isNaN(this.ctimes[s] as number)) this.n++;
-    this.ctimes[s] = ctimeMs;
-    if (!attrs) return;
+    if (attrs) this.setSlotWith(s, ctimeMs, attrs.mode, attrs.uid, attrs.gid, attrs.mtimeMs);
+    else this.stamp(s, ctimeMs);
+  }
+
+  /** setSlot() with the attributes as numbers: no object a directory. */
+  setSlotWith(s: number, ctimeMs: number, mode: number, uid: number, gid: number, mtimeMs: number): void {
+    this.stamp(s, ctimeMs);
     this.attrs ??= {
       modes: new Uint16Array(SLOTS),
       uids: new Uint32Array(SLOTS),
       gids: new Uint32Array(SLOTS),
       mtimes: new Float64Array(SLOTS),
     };
-    this.attrs.modes[s] = attrs.mode;
-    this.attrs.uids[s] = attrs.uid;
-    this.attrs.gids[s] = attrs.gid;
-    this.attrs.mtimes[s] = attrs.mtimeMs;
+    this.attrs.modes[s] = mode;
+    this.attrs.uids[s] = uid;
+    this.attrs.gids[s] = gid;
+    this.attrs.mtimes[s] = mtimeMs;
+  }
+
+  private stamp(s: number, ctimeMs: number): void {
+    this.ctimes ??= new Float64Array(SLOTS).fill(Number.NaN);
+    if (Number.isNaN(this.ctimes[s] as number)) this.n++;
+    this.ctimes[s] = ctimeMs;
   }
 
   /** The ctime of a leaf directory, or undefined when it is not in the table. */

@@ -89,6 +89,7 @@ export interface LeafScan {
 
 const LEAF_FORMAT = '%y %m %U %G %T@ %C@ %p\\0';
 const SPACE = 32;
+const DOT = 46;
 
 /**
  * The blob areas' leaf directories with their ctimes and, with `attrs`, their owners, modes and mtimes: what
@@ -123,9 +124,14 @@ export async function scanLeaves(
         scan.strays = true;
         continue;
       }
-      const a = o.attrs ? { mode, uid, gid, mtimeMs } : undefined;
-      if (slot >= 0) stamps.setSlot(slot, ctimeMs, a);
-      else stamps.set(buf.toString('utf8', f.at, end), ctimeMs, a);
+      if (slot >= 0 && o.attrs) stamps.setSlotWith(slot, ctimeMs, mode, uid, gid, mtimeMs);
+      else if (slot >= 0) stamps.setSlot(slot, ctimeMs);
+      else
+        stamps.set(
+          buf.toString('utf8', f.at, end),
+          ctimeMs,
+          o.attrs ? { mode, uid, gid, mtimeMs } : undefined,
+        );
     }
   }
   return scan;
@@ -150,16 +156,29 @@ class FieldCursor {
   }
 
   /**
-   * find's `%T@`/`%C@` (seconds and a fraction of up to 10 digits) in whole ms, rounded down from the
-   * decimal digits themselves (as a double, x.123999999 s would round up to the next ms).
+   * find's `%T@`/`%C@` (seconds and a fraction of up to 10 digits) in whole ms, rounded down from the digits
+   * themselves (as a double, x.123999999 s would round up to the next ms), read in place.
    */
   timeMs(): number {
-    const sp = this.buf.indexOf(SPACE, this.at);
-    const text = this.buf.toString('latin1', this.at, sp);
+    const b = this.buf;
+    const start = this.at;
+    let at = start;
+    let sec = 0;
+    for (let c = b[at] ?? SPACE; c >= 48 && c <= 57; c = b[++at] ?? SPACE) sec = sec * 10 + c - 48;
+    let ms = 0;
+    let digits = 0;
+    if (b[at] === DOT)
+      for (let c = b[++at] ?? SPACE; c >= 48 && c <= 57; c = b[++at] ?? SPACE)
+        if (digits < 3) {
+          ms = ms * 10 + c - 48;
+          digits++;
+        }
+    for (; digits < 3; digits++) ms *= 10;
+    const sp = b.indexOf(SPACE, at);
     this.at = sp + 1;
-    const m = /^(\d+)(?:\.(\d*))?$/.exec(text);
-    if (!m) return Math.floor(Number(text) * 1000); // before 1970: a negative time
-    return Number(m[1]) * 1000 + Number(((m[2] ?? '') + '000').slice(0, 3));
+    // Anything else (a time before 1970 is negative): as a number.
+    if (at !== sp || at === start) return Math.floor(Number(b.toString('latin1', start, sp)) * 1000);
+    return sec * 1000 + ms;
   }
 }
 
