@@ -53,6 +53,30 @@ describe('staged restore (mount path): a failing extract leaves the old data', (
     await dirs?.remove();
   });
 
+  /** The snapshot's archive of the dataroot with one byte flipped: the unpack's checks must catch it. */
+  async function damageSnapshot(): Promise<void> {
+    const damaged = await readFile(join(dirs.root, 'pristine'));
+    damaged[damaged.length >> 1] = (damaged[damaged.length >> 1] ?? 0) ^ 0xff;
+    await writeFile(archive(snap), damaged);
+  }
+
+  /** A restore of the snapshot without a confirmation or safety snapshot (all volumes unless given); its error. */
+  function unconfirmedRestore(volumes?: string[]): Promise<SidecarError | null> {
+    const config = testConfig(stack.project, dirs);
+    return runRestore({
+      docker: docker(),
+      config,
+      backend: createBackend(config.target),
+      log: silentLogger(),
+      snapshot: snap.id,
+      ...(volumes ? { volumes } : {}),
+      safetySnapshot: false,
+    }).then(
+      () => null,
+      (e: SidecarError) => e,
+    );
+  }
+
   async function restoreReplacing(stored: () => Promise<void>): Promise<SidecarError> {
     await copyFile(join(dirs.root, 'pristine'), archive(snap));
     // What the volume holds now, changed since the snapshot: this is what must survive.
@@ -102,29 +126,15 @@ describe('staged restore (mount path): a failing extract leaves the old data', (
   });
 
   it('without a confirmation or safety snapshot the archive is checked while it is unpacked, before anything stops: a damaged one stops nothing and leaves the old bytes', async () => {
-    const damaged = await readFile(join(dirs.root, 'pristine'));
-    damaged[damaged.length >> 1] = (damaged[damaged.length >> 1] ?? 0) ^ 0xff;
-    await writeFile(archive(snap), damaged);
+    await damageSnapshot();
     await execOk(stack.containers.moodle, [
       'sh',
       '-c',
       `echo now-${Date.now()} > /bitnami/moodledata/marker`,
     ]);
     const before = await fingerprintVolume(stack.volumes[volume]);
-    const config = testConfig(stack.project, dirs);
     const t0 = Date.now();
-    const err = await runRestore({
-      docker: docker(),
-      config,
-      backend: createBackend(config.target),
-      log: silentLogger(),
-      snapshot: snap.id,
-      volumes: [volume],
-      safetySnapshot: false,
-    }).then(
-      () => null,
-      (e: SidecarError) => e,
-    );
+    const err = await unconfirmedRestore([volume]);
     expect(err?.code).toBe('RESTORE_FAILED');
     expect(err?.message).toContain(`${volume}: untouched`);
     expect(lifecycle(await projectEvents(stack.project, t0))).toEqual([]);
@@ -134,25 +144,12 @@ describe('staged restore (mount path): a failing extract leaves the old data', (
   });
 
   it('every volume staged ahead, two at a time: one damaged archive discards the copies of the others too, stops nothing, and the database keeps its rows', async () => {
-    const damaged = await readFile(join(dirs.root, 'pristine'));
-    damaged[damaged.length >> 1] = (damaged[damaged.length >> 1] ?? 0) ^ 0xff;
-    await writeFile(archive(snap), damaged);
+    await damageSnapshot();
     const before = await fingerprintVolume(stack.volumes[volume]);
     const code = await fingerprintVolume(stack.volumes.moodle_data);
     const db = await fingerprintDb(stack.sql, DB.name);
-    const config = testConfig(stack.project, dirs);
     const t0 = Date.now();
-    const err = await runRestore({
-      docker: docker(),
-      config,
-      backend: createBackend(config.target),
-      log: silentLogger(),
-      snapshot: snap.id,
-      safetySnapshot: false,
-    }).then(
-      () => null,
-      (e: SidecarError) => e,
-    );
+    const err = await unconfirmedRestore();
     expect(err?.code).toBe('RESTORE_FAILED');
     for (const v of ['mariadb_data', 'moodle_data', volume])
       expect(err?.message).toContain(`${v}: untouched`);
