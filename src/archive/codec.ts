@@ -1,7 +1,7 @@
-import { spawnSync } from 'node:child_process';
 import { type Duplex, PassThrough } from 'node:stream';
 import zlib from 'node:zlib';
 import { SidecarError } from '../common/errors.js';
+import { onPath } from '../common/on-path.js';
 import type { Codec } from '../config/types.js';
 import { ParallelGzip } from './gzip-parallel.js';
 import { spawnFilter } from './spawn-filter.js';
@@ -19,10 +19,8 @@ export interface CodecImpl {
   command?(level?: number): { cmd: string; args: string[] } | null;
 }
 
-let zstdBinary: boolean | undefined;
 function hasZstdBinary(): boolean {
-  zstdBinary ??= spawnSync('zstd', ['--version'], { stdio: 'ignore' }).status === 0;
-  return zstdBinary;
+  return onPath('zstd');
 }
 
 // Node >= 22.15 ships zstd in zlib; typed loosely because @types/node 20 does not know it.

@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { constants, createWriteStream, readFile } from 'node:fs';
 import { lstat, mkdir, open, rm, writeFile } from 'node:fs/promises';
@@ -6,6 +5,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { HashTap } from '../archive/tap.js';
+import { onPath } from '../common/on-path.js';
 import type { Backend } from '../storage/backend.js';
 import type { BlobIndex } from './blob-index.js';
 import type { StoreEncoding } from './encoding.js';
@@ -102,10 +102,8 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
-let openssl: boolean | undefined;
 function hasOpenssl(): boolean {
-  openssl ??= spawnSync('openssl', ['version'], { stdio: 'ignore' }).status === 0;
-  return openssl;
+  return onPath('openssl');
 }
 
 /** Names given to tar and not yet read back: bounds memory whatever the number of new files. */
