@@ -7,7 +7,7 @@ import type { ManifestBlobs } from '../archive/manifest.js';
 import { SidecarError } from '../common/errors.js';
 import { LineFile } from '../common/line-file.js';
 import { spoolError } from '../storage/spool-error.js';
-import { type BlobListSummary, BlobListWriter, formatBlobLine } from '../store/blob-list.js';
+import { type BlobListSummary, BlobListWriter, formatBlobLine, formatDirLine } from '../store/blob-list.js';
 import type { StoreEncoding } from '../store/encoding.js';
 import { IndexCache } from '../store/index-cache.js';
 import { BLOB_AREAS } from '../store/layout.js';
@@ -341,7 +341,16 @@ async function writeListFrom(
     for await (const chunk of createReadStream(w.draft.linesPath, { highWaterMark: 1 << 20 }))
       await list.addLines(chunk as Buffer, 0, 0);
     await list.addLines('', w.totals.count, w.totals.bytes); // the lines' counts, taken as they were written
-    for (const [dir, , a] of w.stamps.entries()) if (a) await list.addDir({ path: dir, ...a });
+    // A directory line after every blob line (a by-hand restore sets their times last), in batches.
+    let dirLines: string[] = [];
+    for (const e of w.stamps.each()) {
+      if (!e.hasAttrs) continue;
+      dirLines.push(formatDirLine(e));
+      if (dirLines.length < 1024) continue;
+      await list.addLines(dirLines.join(''), 0, 0);
+      dirLines = [];
+    }
+    if (dirLines.length > 0) await list.addLines(dirLines.join(''), 0, 0);
     const summary = await list.finish();
     finishList(bv, { file, path }, summary, w.totals.mismatches, w.insideMs);
   } catch (err) {

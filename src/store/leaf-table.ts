@@ -135,6 +135,14 @@ export interface LeafAttrs {
   mtimeMs: number;
 }
 
+/** A leaf directory as LeafTable.each() yields it. */
+export interface LeafEntry extends LeafAttrs {
+  path: string;
+  ctimeMs: number;
+  /** Whether the attributes were set (else they are stale). */
+  hasAttrs: boolean;
+}
+
 /**
  * Leaf directories with their ctimes (ms) and, when given, their attributes: a slot's ctime is NaN when the
  * directory is not in the table. Iterates as a Map of path → ctime would, in slot order (odd names last).
@@ -243,6 +251,36 @@ export class LeafTable implements Iterable<[string, number]> {
     return (function* (t: LeafTable) {
       for (const [path] of t.entries()) yield path;
     })(this);
+  }
+
+  /**
+   * Every leaf directory as entries() gives them, but in one object refilled for each (copy what you keep):
+   * an array and an attributes object a directory were most of a 2nd backup's garbage at 200,000 blobs.
+   */
+  *each(): Generator<Readonly<LeafEntry>> {
+    const e: LeafEntry = { path: '', ctimeMs: 0, hasAttrs: false, mode: 0, uid: 0, gid: 0, mtimeMs: 0 };
+    const a = this.attrs;
+    for (let s = 0; s < SLOTS && this.ctimes; s++) {
+      const c = this.ctimes[s] as number;
+      if (Number.isNaN(c)) continue;
+      e.path = slotPath(s);
+      e.ctimeMs = c;
+      e.hasAttrs = a !== undefined;
+      if (a) {
+        e.mode = a.modes[s] as number;
+        e.uid = a.uids[s] as number;
+        e.gid = a.gids[s] as number;
+        e.mtimeMs = a.mtimes[s] as number;
+      }
+      yield e;
+    }
+    for (const [path, { ctimeMs, attrs }] of this.odd) {
+      e.path = path;
+      e.ctimeMs = ctimeMs;
+      e.hasAttrs = attrs !== undefined;
+      if (attrs) Object.assign(e, attrs);
+      yield e;
+    }
   }
 
   /** Every leaf directory with its ctime and attributes (undefined when none were set). */

@@ -1,10 +1,11 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ListingDraft, listingDir, loadListing } from '../../../src/backup/listing-cache.js';
+import { ListingDraft, listingDir, loadListing, parseStamps } from '../../../src/backup/listing-cache.js';
 import { LocalBackend } from '../../../src/storage/local.js';
+import { LeafTable } from '../../../src/store/leaf-table.js';
 
 describe('the last snapshot listing kept on the state volume', () => {
   let root: string;
@@ -29,10 +30,16 @@ describe('the last snapshot listing kept on the state volume', () => {
     expect(await loadListing(dir, 'moodledata_data', backend)).toBeUndefined();
     await commit('s1');
     const totals = { count: 1, bytes: 5, mismatches: [] };
-    await draft.install('s1', 1234, new Map([['filedir/ab/cd', 99]]), ['filedir/ab/cd'], totals);
+    // Moodle's names and an odd one (kept by its name).
+    const stamps = LeafTable.from([
+      ['filedir/ab/cd', 99],
+      ['trashdir/00/ff', 1_796_580_784_609],
+      ['filedir/ab/Odd name', 7],
+    ]);
+    await draft.install('s1', 1234, stamps, ['filedir/ab/cd'], totals);
     const got = await loadListing(dir, 'moodledata_data', backend);
     expect(got).toMatchObject({ snapshot: 's1', sinceMs: 1234, mixed: ['filedir/ab/cd'], totals });
-    expect(new Map(got?.stamps)).toEqual(new Map([['filedir/ab/cd', 99]]));
+    expect(new Map(got?.stamps)).toEqual(new Map(stamps));
 
     // A failed run's draft goes and the installed listing stays; the next install replaces its files.
     const failed = await ListingDraft.open(dir, 'moodledata_data');
@@ -41,12 +48,30 @@ describe('the last snapshot listing kept on the state volume', () => {
     expect((await loadListing(dir, 'moodledata_data', backend))?.snapshot).toBe('s1');
     const next = await ListingDraft.open(dir, 'moodledata_data');
     await commit('s2');
-    await next.install('s2', 5678, new Map(), [], totals);
+    await next.install('s2', 5678, new LeafTable(), [], totals);
     expect((await loadListing(dir, 'moodledata_data', backend))?.snapshot).toBe('s2');
     expect((await readdir(dir)).length).toBe(3); // the pointer, the lines, the stamps
 
     // Its snapshot deleted (prune, or by hand): its blobs may be gone, so it is not used.
     await backend.delete('s2/manifest.json');
     expect(await loadListing(dir, 'moodledata_data', backend)).toBeUndefined();
+  });
+
+  it('a damaged stamps file is not used (the backup then lists every file)', async () => {
+    const draft = await ListingDraft.open(dir, 'moodledata_data');
+    await commit('s3');
+    await draft.install('s3', 1, LeafTable.from([['filedir/ab/cd', 5]]), [], {
+      count: 0,
+      bytes: 0,
+      mismatches: [],
+    });
+    expect((await loadListing(dir, 'moodledata_data', backend))?.stamps.get('filedir/ab/cd')).toBe(5);
+    const stampsFile = (await readdir(dir)).find((n) => n.endsWith('.stamps')) as string;
+    for (const text of ['5\tfiledir/ab/cd', '5x\tfiledir/ab/cd\n', 'filedir/ab/cd\n']) {
+      await writeFile(join(dir, stampsFile), text);
+      expect(await loadListing(dir, 'moodledata_data', backend)).toBeUndefined();
+    }
+    expect(() => parseStamps(Buffer.from('12\tfiledir/ab/cd\n-1\tfiledir/ab/ce\n'))).toThrow(/malformed/);
+    expect(parseStamps(Buffer.from('')).size).toBe(0);
   });
 });
