@@ -22,7 +22,7 @@ describe('a process of the read pipeline dying mid-read', () => {
 
   beforeAll(async () => {
     [stack, dirs] = await Promise.all([
-      createMoodleStack({ seed: { files: 20, bigMb: 24, users: 50, logs: 100 } }),
+      createMoodleStack({ seed: { files: 20, bigMb: 48, users: 50, logs: 100 } }),
       tempDirs('rf'),
     ]);
   });
@@ -85,6 +85,10 @@ describe('a process of the read pipeline dying mid-read', () => {
       (p) => p.argv[0] === 'tar' && p.argv.includes('-R'),
       120_000,
     );
+    // Frozen the moment it is seen: it packs the 48 MB group in ~0.1 s, and looking for zstd next took
+    // long enough, once, for tar to finish first (kill ESRCH).
+    process.kill(tar.pid, 'SIGSTOP');
+    stopped.push(tar.pid);
     const zstd = await waitForChild(cli, 'zstd -T0', (p) => p.argv[0] === 'zstd' && p.argv.includes('-T0'));
     process.kill(zstd.pid, 'SIGSTOP');
     stopped.push(zstd.pid);
