@@ -1,4 +1,7 @@
+import { execFileSync } from 'node:child_process';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../harness/cli.js';
 import { cliEnv, type TempDirs, tempDirs } from '../harness/config.js';
@@ -18,11 +21,14 @@ const RUNNING = { mariadb: 'running', moodle: 'running' };
 describe('a process of the read pipeline dying mid-read', () => {
   let stack: MoodleStack;
   let dirs: TempDirs;
+  /** Processes left stopped by a test that failed midway; one is taken off once it runs on or is killed. */
   const stopped: number[] = [];
+  // Its pid may be reused once it has exited: afterAll must not signal it.
+  const released = (pid: number) => stopped.splice(stopped.indexOf(pid), 1);
 
   beforeAll(async () => {
     [stack, dirs] = await Promise.all([
-      createMoodleStack({ seed: { files: 20, bigMb: 48, users: 50, logs: 100 } }),
+      createMoodleStack({ seed: { files: 20, bigMb: 24, users: 50, logs: 100 } }),
       tempDirs('rf'),
     ]);
   });
@@ -62,6 +68,7 @@ describe('a process of the read pipeline dying mid-read', () => {
       } else {
         process.kill(zstd.pid, 'SIGKILL');
       }
+      released(zstd.pid);
       const r = await run.exited;
       expect(r.code, r.stderr).toBe(6);
       const error = r.stderr.split('\n').find((l) => l.startsWith('error ['));
@@ -76,24 +83,24 @@ describe('a process of the read pipeline dying mid-read', () => {
   it("the incremental store's tar killed while packing the new files: exit 6 STORAGE_FAILED naming tar, stack running, no snapshot", async () => {
     const target = join(dirs.root, 'killed-store-tar');
     const env = cliEnv(stack.project, dirs, { BACKUP_ARCHIVE: target, BACKUP_COMPRESSION: 'zstd' });
-    const run = startCli(['backup'], env, 180_000);
-    const cli = run.child.pid as number;
     // Before the stop, the first run packs every file: tar (-R: it lists where each member starts) into zstd.
-    const tar = await waitForChild(
-      cli,
-      'tar -R of the store',
-      (p) => p.argv[0] === 'tar' && p.argv.includes('-R'),
-      120_000,
+    // That tar lives ~0.1 s; polling for it lost the race under CI load (kill ESRCH once, never seen once).
+    // So a tar earlier on the CLI's PATH stops itself (SIGSTOP) before it becomes the real tar when it is
+    // the store's, and the kill lands on it whatever the timing; every other tar runs as it is.
+    const shim = join(dirs.root, 'shim');
+    const pidFile = join(shim, 'store-tar.pid');
+    const realTar = execFileSync('sh', ['-c', 'command -v tar'], { encoding: 'utf8' }).trim();
+    await mkdir(shim, { recursive: true });
+    await writeFile(
+      join(shim, 'tar'),
+      `#!/bin/sh\ncase " $* " in *" -R "*) echo $$ > ${pidFile}; kill -STOP $$ ;; esac\nexec ${realTar} "$@"\n`,
+      { mode: 0o755 },
     );
-    // Frozen the moment it is seen: it packs the 48 MB group in ~0.1 s, and looking for zstd next took
-    // long enough, once, for tar to finish first (kill ESRCH).
-    process.kill(tar.pid, 'SIGSTOP');
-    stopped.push(tar.pid);
-    const zstd = await waitForChild(cli, 'zstd -T0', (p) => p.argv[0] === 'zstd' && p.argv.includes('-T0'));
-    process.kill(zstd.pid, 'SIGSTOP');
-    stopped.push(zstd.pid);
-    process.kill(tar.pid, 'SIGKILL');
-    process.kill(zstd.pid, 'SIGCONT');
+    const run = startCli(['backup'], { ...env, PATH: `${shim}:${env.PATH ?? ''}` }, 180_000);
+    const tar = await stoppedPid(pidFile, 120_000);
+    stopped.push(tar);
+    process.kill(tar, 'SIGKILL');
+    released(tar);
     const r = await run.exited;
     expect(r.code, r.stderr).toBe(6);
     const error = r.stderr.split('\n').find((l) => l.startsWith('error ['));
@@ -106,3 +113,16 @@ describe('a process of the read pipeline dying mid-read', () => {
     expect(JSON.parse(list.stdout)).toEqual([]);
   });
 });
+
+/** The pid written to `file` once that process has stopped itself (state T in /proc). */
+async function stoppedPid(file: string, timeoutMs: number): Promise<number> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    const pid = Number((await readFile(file, 'utf8').catch(() => '')).trim());
+    const stat = pid > 0 ? await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '') : '';
+    // The state is the field after the command's closing parenthesis.
+    if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('T')) return pid;
+    await sleep(20);
+  }
+  throw new Error(`no stopped process in ${file} within ${timeoutMs} ms`);
+}
