@@ -285,21 +285,11 @@ export class LeafTable implements Iterable<[string, number]> {
 
   /** Every leaf directory with its ctime and attributes (undefined when none were set). */
   *entries(): Generator<[string, number, LeafAttrs | undefined]> {
-    for (let s = 0; s < SLOTS && this.ctimes; s++) {
-      const c = this.ctimes[s] as number;
-      if (Number.isNaN(c)) continue;
-      const a = this.attrs;
+    for (const e of this.each())
       yield [
-        slotPath(s),
-        c,
-        a && {
-          mode: a.modes[s] as number,
-          uid: a.uids[s] as number,
-          gid: a.gids[s] as number,
-          mtimeMs: a.mtimes[s] as number,
-        },
+        e.path,
+        e.ctimeMs,
+        e.hasAttrs ? { mode: e.mode, uid: e.uid, gid: e.gid, mtimeMs: e.mtimeMs } : undefined,
       ];
-    }
-    for (const [path, { ctimeMs, attrs }] of this.odd) yield [path, ctimeMs, attrs];
   }
 }
