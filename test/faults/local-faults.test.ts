@@ -1,12 +1,13 @@
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { join, relative, sep } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect } from 'vitest';
-import { type CliResult, runCli } from '../harness/cli.js';
+import { type CliResult, logLines, runCli } from '../harness/cli.js';
 import { cliEnv, type TempDirs, tempDirs } from '../harness/config.js';
-import { docker } from '../harness/docker.js';
+import { docker, execOk } from '../harness/docker.js';
 import { lifecycle, projectEvents } from '../harness/events.js';
 import { killLive, readState, startCli } from '../harness/live.js';
 import { createTestBucket, s3Env, s3Host } from '../harness/s3.js';
@@ -83,6 +84,47 @@ describe('local faults', () => {
       await noSnapshot(target);
       expect(await readdir(target, { recursive: true })).toEqual([]);
       expect(existsSync(join(dirs.state, 'state.json'))).toBe(false);
+    },
+  );
+
+  figures.it(
+    'target fills after the new blobs were stored (a 24 MB file outside filedir/): exit 6, no snapshot, only whole indexed packs left, which the next run reuses',
+    async () => {
+      const target = await tmpfs('fills-target', 'size=16m,mode=0700');
+      const extra = '/bitnami/moodledata/repository/course-24mb.mbz';
+      await execOk(stack.containers.moodle, ['sh', '-c', `head -c 25165824 /dev/urandom >${extra}`]);
+      try {
+        const env = cliEnv(stack.project, dirs, { BACKUP_ARCHIVE: target });
+        const r = await runCli(['backup'], env, { timeoutMs: 120_000 });
+        expect(r.code, r.stderr).toBe(6);
+        expect(errorLine(r)).toMatch(/^error \[STORAGE_FAILED\]: .*(ENOSPC|no space)/i);
+        expect(await stack.states()).toEqual(RUNNING);
+        await noSnapshot(target);
+        // Packs stored before the tarball hit the full disk stay, with the index naming them (the next run
+        // need not read their blobs again). Each file is whole: named by the sha256 of its bytes. Nothing else.
+        const left = (await readdir(target, { recursive: true, withFileTypes: true })).filter((e) =>
+          e.isFile(),
+        );
+        const kinds = left.map((e) => relative(target, e.parentPath).split(sep).slice(0, 2).join('/'));
+        expect(kinds).toContain('store/packs');
+        expect(kinds).toContain('store/index');
+        expect(kinds.filter((k) => k !== 'store/packs' && k !== 'store/index')).toEqual([]);
+        for (const e of left) {
+          const bytes = await readFile(join(e.parentPath, e.name));
+          expect(createHash('sha256').update(bytes).digest('hex')).toBe(e.name);
+        }
+
+        execFileSync('mount', ['-o', 'remount,size=96m', target]);
+        const again = await runCli(['backup'], env, { timeoutMs: 120_000 });
+        expect(again.code, again.stderr).toBe(0);
+        const before = logLines(again.stderr).find((l) => l.step === 'store' && l.phase === 'before-stop');
+        expect(before?.listed).toBeGreaterThan(0);
+        expect(before?.blobs).toBe(0);
+        const verified = await runCli(['verify', '--read-data'], env, { timeoutMs: 120_000 });
+        expect(verified.code, verified.stderr).toBe(0);
+      } finally {
+        await execOk(stack.containers.moodle, ['rm', '-f', extra]);
+      }
     },
   );
 

@@ -17,10 +17,12 @@ for i in $(seq 1 "$FILES"); do
   cp "$tmp" "filedir/${h:0:2}/${h:2:2}/$h"
 done
 rm -f "$tmp"
+# Chosen before the large file exists: a hard-linked file stays in the tarball, so which one it is must not
+# depend on the random names (the large one, 1 run in 21, changed what the store holds).
+first=$(find filedir -type f | sort | sed -n 1p)  # not head: SIGPIPE under pipefail
 # One larger file (a course backup .mbz) in the file pool.
 head -c $((BIG_MB * 1024 * 1024)) /dev/urandom >big.tmp
 h=$(sha1sum big.tmp | cut -c1-40); mkdir -p "filedir/${h:0:2}/${h:2:2}"; mv big.tmp "filedir/${h:0:2}/${h:2:2}/$h"
-first=$(find filedir -type f | sort | sed -n 1p)  # not head: SIGPIPE under pipefail
 # trashdir keeps a hard link to a pool file, as Moodle's file deletion does via rename/link.
 ln "$first" "trashdir/$(basename "$first")"
 echo '$CFG->cachestores = [];' >muc/config.php
