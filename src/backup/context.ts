@@ -81,6 +81,18 @@ export interface BackupRun {
   store?: BlobSession;
   /** Earlier archives this run may reuse (backup/reuse.ts); undefined before the reads are prepared. */
   reuse?: ReuseState;
+  /** Archives the compressor wrote itself, hashed and published once the reads are done (finishArchives). */
+  unfinished: { entry: ManifestVolume; later: LaterArchive }[];
+  /** Those archives being finished: started as the window closes, awaited after it. */
+  finishing?: Promise<void>;
+}
+
+/** An archive the compressor wrote itself (backup/stream.ts `direct`), not yet hashed nor published. */
+export interface LaterArchive {
+  /** Hashes it (read back from the page cache) and publishes it under its key. */
+  finish(): Promise<{ storedBytes: number; sha256: string }>;
+  /** Removes it (the run failed). */
+  discard(): Promise<void>;
 }
 
 /** An earlier archive of one volume that a run may reuse. */

@@ -68,6 +68,7 @@ export async function prepareRun(ctx: BackupContext): Promise<BackupRun> {
     hooks: collectHooks(stack),
     previous: {},
     volumes: [],
+    unfinished: [],
     database: null,
     timings: { quiesceMs: 0, readMs: 0, downtimeMs: 0, uploadMs: 0, maintenanceMs: 0 },
     maintenanceSince: 0,

@@ -11,8 +11,8 @@ import { storeInside } from './blobs.js';
 import type { BackupRun } from './context.js';
 import { dumpStep } from './dump-step.js';
 import { fingerprintNow, reuseArchive } from './reuse.js';
-import { backendSink, makeSpoolDir, type Sink, spoolSink } from './steps.js';
-import { manifestVolume, streamVolume } from './stream.js';
+import { backendSink, makeSpoolDir, type Sink, spoolFile, spoolSink } from './steps.js';
+import { type ArchiveDest, manifestVolume, streamVolume } from './stream.js';
 
 /** Where an archive goes: its spool file (remote targets), or straight to the backend. */
 function sinkFor(run: BackupRun, file: string): Sink {
@@ -20,6 +20,15 @@ function sinkFor(run: BackupRun, file: string): Sink {
   return run.spool
     ? spoolSink(join(run.spoolDir, file))
     : backendSink(backend, `${run.id}/${file}`, run.state);
+}
+
+/** sinkFor, and the file a compressor may write itself when the archive lands in a local file. */
+function destFor(run: BackupRun, file: string): ArchiveDest {
+  const { backend } = run.ctx;
+  const sink = sinkFor(run, file);
+  if (run.spool) return { sink, file: () => spoolFile(join(run.spoolDir, file)) };
+  const create = backend.createFile?.bind(backend);
+  return create ? { sink, file: () => create(`${run.id}/${file}`) } : { sink };
 }
 
 /** Online mode: the database dump, while maintenance mode is on (turned off by the caller right after). */
@@ -122,12 +131,45 @@ export async function readVolumes(
     inside.set(v.name, p);
     chain = p.catch(() => undefined);
   }
+  let read = false;
   try {
     await readEach(run, dirs, board, inside);
+    read = true;
   } finally {
     await Promise.allSettled(inside.values()); // nothing of the store runs on after a failed read
+    // Hashing and syncing the archives the compressor wrote need not keep the stack down: that runs beside
+    // the resume (awaited by finishArchives). After a failed read the files are removed instead.
+    const unfinished = run.unfinished.splice(0);
+    run.finishing = read ? finishEach(run, unfinished) : discardEach(unfinished);
+    run.finishing.catch(() => undefined);
   }
   run.timings.readMs = Date.now() - tr;
+}
+
+/** After the window: each archive the compressor wrote is hashed and published; its entry gets both. */
+export async function finishArchives(run: BackupRun): Promise<void> {
+  await run.finishing;
+}
+
+async function finishEach(run: BackupRun, unfinished: BackupRun['unfinished']): Promise<void> {
+  const results = await Promise.allSettled(
+    unfinished.map(async ({ entry, later }) => {
+      const t0 = Date.now();
+      const { storedBytes, sha256 } = await later.finish();
+      entry.storedBytes = storedBytes;
+      entry.sha256 = sha256;
+      run.ctx.log.info(
+        { step: 'stored', volume: entry.name, file: entry.file, storedBytes, ms: Date.now() - t0 },
+        `${entry.name}: ${entry.file} hashed and written to disk`,
+      );
+    }),
+  );
+  const failed = results.find((r) => r.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
+async function discardEach(unfinished: BackupRun['unfinished']): Promise<void> {
+  await Promise.allSettled(unfinished.map(({ later }) => later.discard()));
 }
 
 async function readEach(
@@ -162,7 +204,7 @@ async function readEach(
         level: config.compressionLevel,
         after: () => (encryption ? [encryption.stage()] : []),
       },
-      sinkFor(run, file),
+      destFor(run, file),
       signal,
       board?.volume(v.short),
       excludes,
@@ -175,6 +217,7 @@ async function readEach(
       ...(fingerprint ? { fingerprint } : {}),
     };
     run.volumes.push(entry);
+    if (r.later) run.unfinished.push({ entry, later: r.later });
     // Its blob list, written once the stack runs again (writeBlobLists), is named there.
     if (blobArgs && bv) bv.entry = entry;
     log.info(
@@ -182,10 +225,12 @@ async function readEach(
         step: 'read',
         volume: v.short,
         rawBytes: r.rawBytes,
-        storedBytes: r.storedBytes,
+        // Written by the compressor itself: its size is known once finished (the commit's log has it).
+        ...(r.later ? {} : { storedBytes: r.storedBytes }),
         ms: r.ms,
         readPath: r.via,
         rawViaNode: r.viaNode,
+        ...(r.later ? { direct: true } : {}),
       },
       `read ${v.short}`,
     );

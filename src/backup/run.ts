@@ -6,7 +6,7 @@ import { discardListings, openStore, saveListings, storeBefore, writeBlobLists }
 import { commitManifest, uploadBlobLists, uploadSpooled } from './commit.js';
 import type { BackupContext, BackupRun } from './context.js';
 import { prepareRun } from './prepare.js';
-import { dumpDatabase, prepareReads, readVolumes, whileQuiesced } from './read.js';
+import { dumpDatabase, finishArchives, prepareReads, readVolumes, whileQuiesced } from './read.js';
 import { findReusable } from './reuse.js';
 import { discardPartial } from './steps.js';
 import { maintenanceOrStop } from './stop-instead.js';
@@ -40,6 +40,7 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
       () => readVolumes(run, dirs, board),
       () => maintenanceOff(run),
     );
+    await finishArchives(run);
     await writeBlobLists(run);
     await uploadSpooled(run);
     await uploadBlobLists(run);
@@ -47,6 +48,7 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
     await saveListings(run, manifest.id);
     return manifest;
   } catch (err) {
+    await run.finishing?.catch(() => undefined); // published archives are then removed with the rest
     await run.store?.writer.abort();
     await discardListings(run);
     await discardPartial(ctx.backend, run.id, ctx.log);

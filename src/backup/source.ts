@@ -7,7 +7,12 @@ import type { Progress } from '../observe/progress.js';
 import { withExcludes } from '../volume/archive-api.js';
 import { countExcluded } from '../volume/dir-excluded.js';
 import { readDirTar } from '../volume/dir-tar.js';
-import { readDirTarCompressed } from '../volume/dir-tar-compressed.js';
+import {
+  type CompressedDirTarOptions,
+  type CompressorCommand,
+  readDirTarCompressed,
+  writeDirTarCompressed,
+} from '../volume/dir-tar-compressed.js';
 import { tarExcludeArgs } from '../volume/exclude-tar-args.js';
 
 /**
@@ -42,17 +47,38 @@ export function compressedDirSource(dir: string, o: SourceOptions): CompressedSo
   const command = o.codec.command?.(o.level);
   if (!command) return null;
   const progress = o.progress;
-  const tar = readDirTarCompressed(dir, command, {
-    tarArgs: [...tarExcludeArgs(o.exclude), ...(o.tarArgs ?? [])],
-    onWarning: o.onWarning,
-    onRawBytes: progress ? (n) => progress.reportTotal(n) : undefined,
-    onFile: progress ? () => progress.reportFile() : undefined,
-  });
+  const tar = readDirTarCompressed(dir, command, tarOptions(o));
   if (progress) tar.stream.once('end', () => progress.finishLine(tar.rawBytes()));
   // Counted while tar reads (stack stopped or paused: the tree does not change); a failure fails the backup.
   const counting = countExcluded(dir, o.exclude);
   counting.catch(() => undefined); // awaited by excluded(); not an unhandled rejection meanwhile
   return { stages: [tar.stream], rawBytes: tar.rawBytes, excluded: () => counting };
+}
+
+/** compressedDirSource's processes with the compressor writing the open file `fd` itself (no stream). */
+export function compressedDirFile(
+  dir: string,
+  command: CompressorCommand,
+  fd: number,
+  o: SourceOptions,
+): { done: Promise<void>; stop(): void; rawBytes(): number; excluded(): Promise<ExcludeStats> } {
+  const progress = o.progress;
+  const tar = writeDirTarCompressed(dir, command, fd, tarOptions(o));
+  const done = progress ? tar.done.then(() => progress.finishLine(tar.rawBytes())) : tar.done;
+  const counting = countExcluded(dir, o.exclude);
+  counting.catch(() => undefined); // awaited by excluded()
+  return { done, stop: tar.stop, rawBytes: tar.rawBytes, excluded: () => counting };
+}
+
+/** GNU tar's options and progress hooks for the compressed mount paths. */
+function tarOptions(o: SourceOptions): CompressedDirTarOptions {
+  const progress = o.progress;
+  return {
+    tarArgs: [...tarExcludeArgs(o.exclude), ...(o.tarArgs ?? [])],
+    onWarning: o.onWarning,
+    onRawBytes: progress ? (n) => progress.reportTotal(n) : undefined,
+    onFile: progress ? () => progress.reportFile() : undefined,
+  };
 }
 
 /** Any tar stream, compressed in Node; `dir` reads it with GNU tar, else `tar` is Docker's archive. */

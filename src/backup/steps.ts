@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, open, rm } from 'node:fs/promises';
 import type { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { listSnapshots } from '../archive/catalog.js';
@@ -8,7 +8,7 @@ import type { Config } from '../config/types.js';
 import type { Logger } from '../observe/logger.js';
 import type { Stack } from '../stack/discover.js';
 import type { QuiescePlan } from '../stack/plan.js';
-import { type Backend, isLocalBackend, type UploadLedger } from '../storage/backend.js';
+import { type Backend, isLocalBackend, type UploadLedger, type WritableFile } from '../storage/backend.js';
 import type { RetryingBackend } from '../storage/retry.js';
 import { spoolError } from '../storage/spool-error.js';
 import type { BackupRun } from './context.js';
@@ -22,6 +22,37 @@ export function spoolSink(path: string): Sink {
     pipeline(s, createWriteStream(path, { mode: 0o600 })).catch((err: unknown) => {
       throw spoolError(err, path);
     });
+}
+
+/** A spool file for the compressor to write itself (backup/stream.ts `direct`); uploaded after the window. */
+export async function spoolFile(path: string): Promise<WritableFile> {
+  const fh = await open(path, 'wx', 0o600).catch((err: unknown) => {
+    throw spoolError(err, path);
+  });
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    await fh.close();
+  };
+  return {
+    fd: fh.fd,
+    path,
+    flushSoFar: async () => undefined, // the upload reads it back; nothing needs it on disk
+    commit: async () => {
+      try {
+        const { size } = await fh.stat();
+        await close();
+        return { size };
+      } catch (err) {
+        throw spoolError(err, path);
+      }
+    },
+    discard: async () => {
+      await close().catch(() => undefined);
+      await rm(path, { force: true });
+    },
+  };
 }
 
 /** The run's spool directory, private to the sidecar; an I/O error there names the spool (STORAGE_FAILED). */

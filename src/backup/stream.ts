@@ -1,5 +1,6 @@
 import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type Docker from 'dockerode';
 import type { CodecImpl } from '../archive/codec.js';
 import type { ManifestVolume } from '../archive/manifest.js';
@@ -8,9 +9,23 @@ import { throwFirstCause } from '../common/errors.js';
 import type { VolumeExcludes } from '../moodle/excludes.js';
 import type { Progress } from '../observe/progress.js';
 import type { VolumeTarget } from '../stack/discover.js';
+import type { WritableFile } from '../storage/backend.js';
+import { sha256OfFile } from '../store/store-io.js';
 import { readVolumeTar, withHelper } from '../volume/archive-api.js';
-import { type CompressedSource, compressedDirSource, dirNodeSource, nodeSource } from './source.js';
+import type { CompressorCommand } from '../volume/dir-tar-compressed.js';
+import type { LaterArchive } from './context.js';
+import {
+  type CompressedSource,
+  compressedDirFile,
+  compressedDirSource,
+  dirNodeSource,
+  nodeSource,
+  type SourceOptions,
+} from './source.js';
 import type { Sink } from './steps.js';
+
+/** How often the direct path pushes what the compressor wrote to disk. */
+const FLUSH_EVERY_MS = 500;
 
 export interface StreamResult {
   rawBytes: number;
@@ -23,6 +38,17 @@ export interface StreamResult {
   via: 'mount' | 'docker';
   /** Whether the raw tar bytes went through Node (false: GNU tar piped straight into the compressor). */
   viaNode: boolean;
+  /**
+   * Only when the compressor wrote the file itself (`direct`): hashed and published after the window. Until
+   * then `storedBytes` is 0 and `sha256` empty.
+   */
+  later?: LaterArchive;
+}
+
+/** Where a volume's archive goes: a stream consumer, and a file the compressor can write itself if any. */
+export interface ArchiveDest {
+  sink: Sink;
+  file?: () => Promise<WritableFile>;
 }
 
 /** How a volume's tar is encoded: the codec, then what follows it (the age stage when encrypting). */
@@ -40,14 +66,16 @@ export interface Encoding {
  *     Node never touches the raw bytes;
  *  2. GNU tar on the directory through Node's codec (the codec has no binary: gzip, none);
  *  3. Docker's getArchive through a helper container (`docker` read path), through Node's codec.
- * All produce the same entry names; the snapshot format is the same.
+ * All produce the same entry names; the snapshot format is the same. Path 1 without encryption and with a
+ * file destination (a local target, the spool) goes further: zstd writes the file itself (`direct`), and its
+ * hash and sync come after the window (`finish`): 100 MB of database, 250 → 130 ms (docs/design.md).
  */
 export async function streamVolume(
   docker: Docker,
   v: VolumeTarget,
   image: string,
   encoding: Encoding,
-  sink: Sink,
+  dest: ArchiveDest,
   signal?: AbortSignal,
   progress?: Progress,
   excludes?: VolumeExcludes,
@@ -69,7 +97,7 @@ export async function streamVolume(
     const tap = new HashTap();
     const out = new PassThrough();
     const produce = pipeline([...source.stages, ...encoding.after(), tap, out], signal ? { signal } : {});
-    const consume = sink(out).catch((err: unknown) => {
+    const consume = dest.sink(out).catch((err: unknown) => {
       out.destroy(err as Error);
       throw err;
     });
@@ -87,12 +115,85 @@ export async function streamVolume(
     };
   };
   if (dir) {
+    const command = encoding.codec.command?.(encoding.level);
+    if (command && dest.file && encoding.after().length === 0)
+      return streamToFile(dir, command, opts, await dest.file(), t0, signal);
     const direct = compressedDirSource(dir, opts);
     return direct ? run(direct, 'mount', false) : run(dirNodeSource(dir, opts), 'mount', true);
   }
   return withHelper(docker, { volume: v.name, image, readOnly: true }, async (helper) =>
     run(nodeSource(await readVolumeTar(helper), opts), 'docker', true),
   );
+}
+
+/** The direct path: tar → zstd → the file, Node only waiting (see streamVolume). */
+async function streamToFile(
+  dir: string,
+  command: CompressorCommand,
+  opts: SourceOptions,
+  file: WritableFile,
+  t0: number,
+  signal?: AbortSignal,
+): Promise<StreamResult> {
+  try {
+    const source = compressedDirFile(dir, command, file.fd, opts);
+    const abort = () => source.stop();
+    signal?.addEventListener('abort', abort, { once: true });
+    try {
+      await flushWhile(file, source.done);
+      signal?.throwIfAborted();
+    } finally {
+      signal?.removeEventListener('abort', abort);
+    }
+    const excluded = await source.excluded();
+    return {
+      rawBytes: source.rawBytes(),
+      storedBytes: 0,
+      sha256: '',
+      ms: Date.now() - t0,
+      excludedEntries: excluded.entries,
+      excludedBytes: excluded.bytes,
+      via: 'mount',
+      viaNode: false,
+      later: {
+        finish: async () => {
+          try {
+            const { id, storedSize } = await sha256OfFile(file.path, signal);
+            await file.commit();
+            return { storedBytes: storedSize, sha256: id };
+          } catch (err) {
+            await file.discard();
+            throw err;
+          }
+        },
+        discard: () => file.discard(),
+      },
+    };
+  } catch (err) {
+    await file.discard();
+    throw err;
+  }
+}
+
+/**
+ * Until `done`: what the compressor wrote is pushed to disk every FLUSH_EVERY_MS, so the sync at the commit
+ * has little left (a 1 GB archive's whole writeback at the end cost ~3 s of 10, see storage/writeback.ts).
+ */
+async function flushWhile(file: WritableFile, done: Promise<void>): Promise<void> {
+  // The pause between flushes is cut short when the processes end: a timer left running would hold the
+  // process open after the last command (measured: up to FLUSH_EVERY_MS at exit).
+  const stop = new AbortController();
+  const ended = done.finally(() => stop.abort());
+  ended.catch(() => undefined);
+  let flushing: Promise<void> = Promise.resolve();
+  while (!stop.signal.aborted) {
+    await sleep(FLUSH_EVERY_MS, undefined, { signal: stop.signal }).catch(() => undefined);
+    if (stop.signal.aborted) break;
+    await flushing;
+    flushing = file.flushSoFar().catch(() => undefined); // a real I/O error surfaces at the commit's sync
+  }
+  await flushing;
+  await ended;
 }
 
 export function manifestVolume(

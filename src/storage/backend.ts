@@ -41,6 +41,23 @@ export interface PutOptions {
  * Keys use '/' as separator and never start with '/'. `put` is atomic: an object becomes visible under
  * its key only once all its bytes are stored; a failed put leaves nothing visible (and no orphaned upload).
  */
+/**
+ * A file that another process writes in place (a compressor's stdout), then published under its key. Only a
+ * backend whose objects are local files has it (Backend.createFile).
+ */
+export interface WritableFile {
+  /** Open for writing at offset 0. */
+  readonly fd: number;
+  /** Where it is until commit(), to read back what was written. */
+  readonly path: string;
+  /** Pushes what was written so far to disk (the writer still runs): the final sync then has little left. */
+  flushSoFar(): Promise<void>;
+  /** Makes it durable and visible under its key, atomically like put; closes it. Resolves with its size. */
+  commit(): Promise<{ size: number }>;
+  /** Closes and removes it; nothing becomes visible. */
+  discard(): Promise<void>;
+}
+
 export interface Backend {
   /** Human-readable location for logs, e.g. `local:/archive` or `s3://bucket/prefix`. Never contains secrets. */
   readonly location: string;
@@ -61,6 +78,11 @@ export interface Backend {
    * Optional: copyObject() falls back to get and put.
    */
   copy?(from: string, to: string, opts: PutOptions & { contentLength: number }): Promise<{ size: number }>;
+  /**
+   * A file for another process to write that becomes the object `key` on commit (see WritableFile). Optional:
+   * only a local directory has it; elsewhere the bytes go through put.
+   */
+  createFile?(key: string): Promise<WritableFile>;
   /** Streams the object. Rejects with SidecarError STORAGE_NOT_FOUND when it does not exist. */
   get(key: string): Promise<Readable>;
   /** Size and time of the object, or null when it does not exist. */

@@ -4,7 +4,14 @@ import { LocalBackend } from './local.js';
 import { type RetryingBackend, type RetryLog, type RetryOptions, withRetry } from './retry.js';
 import { LazyS3Backend } from './s3-lazy.js';
 
-export type { Backend, MultipartRecord, ObjectInfo, PutOptions, UploadLedger } from './backend.js';
+export type {
+  Backend,
+  MultipartRecord,
+  ObjectInfo,
+  PutOptions,
+  UploadLedger,
+  WritableFile,
+} from './backend.js';
 export { LocalBackend } from './local.js';
 export { isTransient, type RetryingBackend, type RetryLog, type RetryOptions, withRetry } from './retry.js';
 

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Dirent } from 'node:fs';
 import { constants } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import {
   chmod,
   copyFile,
@@ -19,7 +20,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { SidecarError } from '../common/errors.js';
 import type { LocalTarget } from '../config/types.js';
-import type { Backend, ObjectInfo, PutOptions } from './backend.js';
+import type { Backend, ObjectInfo, PutOptions, WritableFile } from './backend.js';
 import { ByteCounter } from './length-check.js';
 import { WritebackTap } from './writeback.js';
 
@@ -130,6 +131,62 @@ export class LocalBackend implements Backend {
       await this.pruneEmptyDirs(segments.slice(0, -1));
       throw this.wrap('put', key, err);
     }
+  }
+
+  /**
+   * A temp file beside the key for another process to write (the direct read path's compressor); commit()
+   * publishes it as put() does: synced, renamed, its directory synced.
+   */
+  async createFile(key: string): Promise<WritableFile> {
+    const segments = this.segments(key);
+    const dirSegments = segments.slice(0, -1);
+    const dir = join(this.root, ...dirSegments);
+    const final = join(this.root, ...segments);
+    const tmp = join(dir, `${TMP_PREFIX}${randomBytes(8).toString('hex')}`);
+    let fh: FileHandle;
+    try {
+      fh = await this.openTemp(dirSegments, tmp);
+    } catch (err) {
+      await this.pruneEmptyDirs(dirSegments);
+      throw this.wrap('put', key, err);
+    }
+    let closed = false;
+    const close = async () => {
+      if (closed) return;
+      closed = true;
+      await fh.close();
+    };
+    const discard = async () => {
+      await close().catch(() => undefined);
+      await unlink(tmp).catch(() => undefined);
+      await this.pruneEmptyDirs(dirSegments).catch(() => undefined);
+    };
+    try {
+      // open() applied the umask; the mode must not depend on it.
+      await fh.chmod(FILE_MODE);
+    } catch (err) {
+      await discard();
+      throw this.wrap('put', key, err);
+    }
+    return {
+      fd: fh.fd,
+      path: tmp,
+      flushSoFar: () => fh.datasync(),
+      commit: async () => {
+        try {
+          const { size } = await fh.stat();
+          await fh.sync();
+          await close();
+          await rename(tmp, final);
+          await syncDir(dir);
+          return { size };
+        } catch (err) {
+          await discard();
+          throw this.wrap('put', key, err);
+        }
+      },
+      discard,
+    };
   }
 
   /** A hard link under the new key (a copy across file systems: putFile's fallback); both names are plain files. */

@@ -164,6 +164,10 @@ export function withRetry(backend: Backend, options: RetryOptions): RetryingBack
             retry('put', key, () => (backend.putFile as NonNullable<Backend['putFile']>)(key, path, opts)),
         }
       : {}),
+    // A local file written by another process: nothing to retry.
+    ...(backend.createFile
+      ? { createFile: (key: string) => (backend.createFile as NonNullable<Backend['createFile']>)(key) }
+      : {}),
     // A copy is one request (or a put from a fresh get each try): safe to repeat.
     copy: (from, to, opts) => retry('copy', to, () => copyObject(backend, from, to, opts)),
     get: (key) => retry('get', key, () => backend.get(key)),

@@ -53,7 +53,36 @@ export function readDirTarCompressed(
   compressor: CompressorCommand,
   opts: CompressedDirTarOptions = {},
 ): CompressedDirTar {
-  const z = spawn(compressor.cmd, compressor.args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  const pair = startPair(dir, compressor, 'pipe', opts);
+  const out = endsAfter(pair.done, pair.stop);
+  pair.stdout?.pipe(out);
+  return { stream: out, rawBytes: pair.rawBytes };
+}
+
+/**
+ * Like readDirTarCompressed, with the compressor writing straight into the open file `fd` (its stdout): the
+ * compressed bytes pass through no process but the compressor (no pipe into Node, no copy, no JS stream).
+ * `done` settles once both have exited; on a failure the file holds a partial archive the caller discards.
+ * `stop` kills both (an abort).
+ */
+export function writeDirTarCompressed(
+  dir: string,
+  compressor: CompressorCommand,
+  fd: number,
+  opts: CompressedDirTarOptions = {},
+): { done: Promise<void>; rawBytes(): number; stop(): void } {
+  const pair = startPair(dir, compressor, fd, opts);
+  return { done: pair.done, rawBytes: pair.rawBytes, stop: pair.stop };
+}
+
+/** tar piped into the compressor, whose stdout is a pipe to this process or a file descriptor. */
+function startPair(
+  dir: string,
+  compressor: CompressorCommand,
+  stdout: 'pipe' | number,
+  opts: CompressedDirTarOptions,
+) {
+  const z = spawn(compressor.cmd, compressor.args, { stdio: ['pipe', stdout, 'pipe'] });
   const tar = spawnTar(dir, z, opts);
   z.stdin?.destroy();
 
@@ -84,17 +113,11 @@ export function readDirTarCompressed(
   const zDone = exited(z, compressor.cmd, zErr).then(() => undefined);
   tarDone.catch(stop);
   zDone.catch(stop);
-  const both = Promise.allSettled([tarDone, zDone]).then(([t, c]) => {
+  const done = Promise.allSettled([tarDone, zDone]).then(([t, c]) => {
     const err = firstCause(t, c, killed(tar), killed(z));
     if (err) throw readError(dir, err.message);
   });
-
-  const out = endsAfter(both, stop);
-  z.stdout?.pipe(out);
-  return {
-    stream: out,
-    rawBytes: () => totals ?? 0,
-  };
+  return { done, stop, stdout: z.stdout, rawBytes: () => totals ?? 0 };
 }
 
 /**

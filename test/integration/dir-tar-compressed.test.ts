@@ -1,17 +1,18 @@
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { link, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { link, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { getCodec } from '../../src/archive/codec.js';
+import { type CodecImpl, getCodec } from '../../src/archive/codec.js';
 import { type StreamResult, streamVolume } from '../../src/backup/stream.js';
 import { MOODLE_DATAROOT_EXCLUDES } from '../../src/moodle/excludes.js';
 import type { VolumeTarget } from '../../src/stack/discover.js';
+import { LocalBackend } from '../../src/storage/local.js';
 import { tarReadOptions } from '../../src/volume/dir-tar.js';
 import { readDirTarCompressed } from '../../src/volume/dir-tar-compressed.js';
 import { docker } from '../harness/docker.js';
@@ -65,7 +66,7 @@ async function backup(
     VOLUME,
     'unused',
     { codec: getCodec(codec), after: () => [] },
-    sink,
+    { sink },
     undefined,
     undefined,
     { rules, source: 'config' },
@@ -257,5 +258,87 @@ describe('mount read path, tar piped into zstd', () => {
       expect(err).toMatchObject({ code: 'STORAGE_FAILED' });
       expect(String((err as Error).message)).toMatch(/zstd exited with SIGKILL/);
     });
+  });
+});
+
+describe("mount read path, zstd writing the local target's file itself", () => {
+  /** Backs `dir` up into a LocalBackend at a fresh root through the direct path. */
+  async function direct(dir: string, codec: CodecImpl = getCodec('zstd')) {
+    const target = await mkdtemp(join(root, 'target-'));
+    const backend = new LocalBackend(target);
+    const r = await streamVolume(
+      docker(),
+      VOLUME,
+      'unused',
+      { codec, after: () => [] },
+      {
+        sink: async () => {
+          throw new Error('the stream sink was used');
+        },
+        file: () => backend.createFile('snap/data.tar.zst'),
+      },
+      undefined,
+      undefined,
+      { rules: ['cache/'], source: 'config' },
+      dir,
+    );
+    return { r, target, backend };
+  }
+
+  it('the same tar as GNU tar writes; published only by finish, with the sha256 and size of its bytes', async () => {
+    const dir = join(root, 'direct');
+    await moodleTree(dir);
+    const { r, target, backend } = await direct(dir);
+    expect(r.viaNode).toBe(false);
+    if (!r.later) throw new Error('the direct path was not taken');
+    // Read, not yet published: the temp file is not an object.
+    expect(await backend.list('')).toEqual([]);
+    const done = await r.later.finish();
+    const stored = await readFile(join(target, 'snap/data.tar.zst'));
+    expect(done).toEqual({ storedBytes: stored.length, sha256: sha(stored) });
+    const tar = untar(stored, 'zstd');
+    const plain = execFileSync('tar', [...tarReadOptions(dir), '--exclude=./cache/*', '-f', '-', '.'], {
+      maxBuffer: 64 << 20,
+    });
+    expect(r.rawBytes).toBe(tar.length);
+    expect(await listing(tar)).toEqual(await listing(plain));
+    expect(r.excludedEntries).toBe(4);
+    expect(await readdir(join(target, 'snap'))).toEqual(['data.tar.zst']);
+  });
+
+  it('a compressor that fails: STORAGE_FAILED naming it, nothing published, no temp file left', async () => {
+    const dir = join(root, 'direct-fail');
+    await moodleTree(dir);
+    const failing: CodecImpl = {
+      ...getCodec('zstd'),
+      command: () => ({ cmd: 'sh', args: ['-c', 'head -c 1000 >/dev/null; echo broken >&2; exit 3'] }),
+    };
+    const target = await mkdtemp(join(root, 'target-'));
+    const backend = new LocalBackend(target);
+    const err = await streamVolume(
+      docker(),
+      VOLUME,
+      'unused',
+      { codec: failing, after: () => [] },
+      { sink: async () => undefined, file: () => backend.createFile('snap/data.tar.zst') },
+      undefined,
+      undefined,
+      { rules: [], source: 'config' },
+      dir,
+    ).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(err).toMatchObject({ code: 'STORAGE_FAILED' });
+    expect(String((err as Error).message)).toMatch(/sh exited with 3: broken/);
+    expect(await readdir(target, { recursive: true })).toEqual([]);
+  });
+
+  it('discard after a later failure: nothing published, no temp file left', async () => {
+    const dir = join(root, 'direct-discard');
+    await moodleTree(dir);
+    const { r, target } = await direct(dir);
+    await r.later?.discard();
+    expect(await readdir(target, { recursive: true })).toEqual([]);
   });
 });
