@@ -83,6 +83,11 @@ export interface Backend {
    * only a local directory has it; elsewhere the bytes go through put.
    */
   createFile?(key: string): Promise<WritableFile>;
+  /**
+   * Where the object `key` is as a local file, for a reader that does better opening it itself (a
+   * decompressor reading a pack). Optional: only a local directory has it. The file may not exist.
+   */
+  localPath?(key: string): string;
   /** Streams the object. Rejects with SidecarError STORAGE_NOT_FOUND when it does not exist. */
   get(key: string): Promise<Readable>;
   /** Size and time of the object, or null when it does not exist. */

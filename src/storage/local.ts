@@ -201,6 +201,10 @@ export class LocalBackend implements Backend {
     return this.putFile(to, source, opts);
   }
 
+  localPath(key: string): string {
+    return join(this.root, ...this.segments(key));
+  }
+
   async get(key: string): Promise<Readable> {
     const path = join(this.root, ...this.segments(key));
     // Open first so a missing object rejects here instead of erroring later on the stream.

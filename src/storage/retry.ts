@@ -164,7 +164,10 @@ export function withRetry(backend: Backend, options: RetryOptions): RetryingBack
             retry('put', key, () => (backend.putFile as NonNullable<Backend['putFile']>)(key, path, opts)),
         }
       : {}),
-    // A local file written by another process: nothing to retry.
+    // Local files: nothing to retry.
+    ...(backend.localPath
+      ? { localPath: (key: string) => (backend.localPath as NonNullable<Backend['localPath']>)(key) }
+      : {}),
     ...(backend.createFile
       ? { createFile: (key: string) => (backend.createFile as NonNullable<Backend['createFile']>)(key) }
       : {}),

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { type FileHandle, open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { SidecarError } from '../common/errors.js';
@@ -26,20 +26,31 @@ export async function sha256OfFile(
   path: string,
   signal?: AbortSignal,
 ): Promise<{ id: string; storedSize: number }> {
-  const hash = createHash('sha256');
-  const buf = Buffer.allocUnsafe(1 << 20);
   const fh = await open(path, 'r');
-  let storedSize = 0;
   try {
-    for (;;) {
-      signal?.throwIfAborted();
-      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
-      if (bytesRead === 0) break;
-      hash.update(buf.subarray(0, bytesRead));
-      storedSize += bytesRead;
-    }
+    return await sha256OfHandle(fh, signal);
   } finally {
     await fh.close();
+  }
+}
+
+/**
+ * The same of an open file, read at explicit offsets: the file position, which a child process given the
+ * same descriptor shares, is left alone.
+ */
+export async function sha256OfHandle(
+  fh: FileHandle,
+  signal?: AbortSignal,
+): Promise<{ id: string; storedSize: number }> {
+  const hash = createHash('sha256');
+  const buf = Buffer.allocUnsafe(1 << 20);
+  let storedSize = 0;
+  for (;;) {
+    signal?.throwIfAborted();
+    const { bytesRead } = await fh.read(buf, 0, buf.length, storedSize);
+    if (bytesRead === 0) break;
+    hash.update(buf.subarray(0, bytesRead));
+    storedSize += bytesRead;
   }
   return { id: hash.digest('hex'), storedSize };
 }
