@@ -203,6 +203,7 @@ async function readEach(
         codec: run.codec,
         level: config.compressionLevel,
         after: () => (encryption ? [encryption.stage()] : []),
+        plain: !encryption,
       },
       destFor(run, file),
       signal,
@@ -225,7 +226,7 @@ async function readEach(
         step: 'read',
         volume: v.short,
         rawBytes: r.rawBytes,
-        // Written by the compressor itself: its size is known once finished (the commit's log has it).
+        // Written by the compressor itself: its size is known once finished (the 'stored' line has it).
         ...(r.later ? {} : { storedBytes: r.storedBytes }),
         ms: r.ms,
         readPath: r.via,

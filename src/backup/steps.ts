@@ -10,7 +10,7 @@ import type { Stack } from '../stack/discover.js';
 import type { QuiescePlan } from '../stack/plan.js';
 import { type Backend, isLocalBackend, type UploadLedger, type WritableFile } from '../storage/backend.js';
 import type { RetryingBackend } from '../storage/retry.js';
-import { spoolError } from '../storage/spool-error.js';
+import { spoolError, spoolWriteFailed } from '../storage/spool-error.js';
 import type { BackupRun } from './context.js';
 
 /** Small steps of the backup pipeline (backup/run.ts), kept apart so that file reads as the pipeline. */
@@ -52,6 +52,7 @@ export async function spoolFile(path: string): Promise<WritableFile> {
       await close().catch(() => undefined);
       await rm(path, { force: true });
     },
+    writeFailed: (detail) => spoolWriteFailed(path, detail),
   };
 }
 

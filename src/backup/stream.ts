@@ -1,17 +1,18 @@
 import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type Docker from 'dockerode';
 import type { CodecImpl } from '../archive/codec.js';
 import type { ManifestVolume } from '../archive/manifest.js';
 import { HashTap } from '../archive/tap.js';
 import { throwFirstCause } from '../common/errors.js';
+import { everyWhile } from '../common/every-while.js';
 import type { VolumeExcludes } from '../moodle/excludes.js';
 import type { Progress } from '../observe/progress.js';
 import type { VolumeTarget } from '../stack/discover.js';
 import type { WritableFile } from '../storage/backend.js';
 import { sha256OfFile } from '../store/store-io.js';
 import { readVolumeTar, withHelper } from '../volume/archive-api.js';
+import { readError } from '../volume/dir-tar.js';
 import type { CompressorCommand } from '../volume/dir-tar-compressed.js';
 import type { LaterArchive } from './context.js';
 import {
@@ -57,6 +58,11 @@ export interface Encoding {
   level?: number;
   /** Made once per volume; the sha256 tap hashes what comes out of the last of them. */
   after: () => NodeJS.ReadWriteStream[];
+  /**
+   * `after` makes no stage (no age): the compressor's output may go straight to a file. A flag, not a call
+   * of `after`: each age stage it makes uses up one of the openings prepared ahead (a passphrase's scrypt).
+   */
+  plain: boolean;
 }
 
 /**
@@ -68,7 +74,7 @@ export interface Encoding {
  *  3. Docker's getArchive through a helper container (`docker` read path), through Node's codec.
  * All produce the same entry names; the snapshot format is the same. Path 1 without encryption and with a
  * file destination (a local target, the spool) goes further: zstd writes the file itself (`direct`), and its
- * hash and sync come after the window (`finish`): 100 MB of database, 250 → 130 ms (docs/design.md).
+ * hash and sync come after the window (`later`): 100 MB of database, 250 → 130 ms (docs/design.md).
  */
 export async function streamVolume(
   docker: Docker,
@@ -116,7 +122,7 @@ export async function streamVolume(
   };
   if (dir) {
     const command = encoding.codec.command?.(encoding.level);
-    if (command && dest.file && encoding.after().length === 0)
+    if (command && dest.file && encoding.plain)
       return streamToFile(dir, command, opts, await dest.file(), t0, signal);
     const direct = compressedDirSource(dir, opts);
     return direct ? run(direct, 'mount', false) : run(dirNodeSource(dir, opts), 'mount', true);
@@ -140,7 +146,9 @@ async function streamToFile(
     const abort = () => source.stop();
     signal?.addEventListener('abort', abort, { once: true });
     try {
-      await flushWhile(file, source.done);
+      // What zstd wrote goes to disk as it goes, so the commit's sync has little left (a 1 GB archive's
+      // whole writeback at the end cost ~3 s of 10, see storage/writeback.ts).
+      await everyWhile(source.done, FLUSH_EVERY_MS, () => file.flushSoFar());
       signal?.throwIfAborted();
     } finally {
       signal?.removeEventListener('abort', abort);
@@ -171,30 +179,17 @@ async function streamToFile(
     };
   } catch (err) {
     await file.discard();
-    throw err;
+    // The compressor could not write the file (a full or read-only disk): the destination is named, not the
+    // volume being read.
+    const message = String((err as Error)?.message);
+    if (!WRITE_FAILED.test(message)) throw err;
+    const prefix = readError(dir, '').message;
+    throw file.writeFailed(message.startsWith(prefix) ? message.slice(prefix.length) : message);
   }
 }
 
-/**
- * Until `done`: what the compressor wrote is pushed to disk every FLUSH_EVERY_MS, so the sync at the commit
- * has little left (a 1 GB archive's whole writeback at the end cost ~3 s of 10, see storage/writeback.ts).
- */
-async function flushWhile(file: WritableFile, done: Promise<void>): Promise<void> {
-  // The pause between flushes is cut short when the processes end: a timer left running would hold the
-  // process open after the last command (measured: up to FLUSH_EVERY_MS at exit).
-  const stop = new AbortController();
-  const ended = done.finally(() => stop.abort());
-  ended.catch(() => undefined);
-  let flushing: Promise<void> = Promise.resolve();
-  while (!stop.signal.aborted) {
-    await sleep(FLUSH_EVERY_MS, undefined, { signal: stop.signal }).catch(() => undefined);
-    if (stop.signal.aborted) break;
-    await flushing;
-    flushing = file.flushSoFar().catch(() => undefined); // a real I/O error surfaces at the commit's sync
-  }
-  await flushing;
-  await ended;
-}
+/** How zstd reports a failed write of its output ("Write error : cannot write block : No space left on device"). */
+const WRITE_FAILED = /write error|no space left|disk quota|read-only file system|file too large/i;
 
 export function manifestVolume(
   v: VolumeTarget,

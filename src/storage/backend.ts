@@ -56,6 +56,8 @@ export interface WritableFile {
   commit(): Promise<{ size: number }>;
   /** Closes and removes it; nothing becomes visible. */
   discard(): Promise<void>;
+  /** The error to report when the writing process could not write it (`detail`: what the process said). */
+  writeFailed(detail: string): Error;
 }
 
 export interface Backend {

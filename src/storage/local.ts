@@ -186,6 +186,12 @@ export class LocalBackend implements Backend {
         }
       },
       discard,
+      writeFailed: (detail) =>
+        new SidecarError(
+          'STORAGE_FAILED',
+          `put ${key} in ${this.location} failed: ${detail}`,
+          'check that the archive directory is writable by the sidecar and has free space',
+        ),
     };
   }
 

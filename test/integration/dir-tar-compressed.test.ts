@@ -65,7 +65,7 @@ async function backup(
     docker(),
     VOLUME,
     'unused',
-    { codec: getCodec(codec), after: () => [] },
+    { codec: getCodec(codec), after: () => [], plain: true },
     { sink },
     undefined,
     undefined,
@@ -270,7 +270,7 @@ describe("mount read path, zstd writing the local target's file itself", () => {
       docker(),
       VOLUME,
       'unused',
-      { codec, after: () => [] },
+      { codec, after: () => [], plain: true },
       {
         sink: async () => {
           throw new Error('the stream sink was used');
@@ -319,7 +319,7 @@ describe("mount read path, zstd writing the local target's file itself", () => {
       docker(),
       VOLUME,
       'unused',
-      { codec: failing, after: () => [] },
+      { codec: failing, after: () => [], plain: true },
       { sink: async () => undefined, file: () => backend.createFile('snap/data.tar.zst') },
       undefined,
       undefined,
