@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import { copyFile, writeFile } from 'node:fs/promises';
+import { copyFile, statfs, writeFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import type { ManifestBlobs } from '../archive/manifest.js';
 import { LineFile } from '../common/line-file.js';
@@ -19,8 +19,37 @@ import type { PreviousListing } from './listing-cache.js';
  * file, and tar's walk of the leaf directories (0.23 s) is gone too (docs/design.md).
  */
 
-/** A change this long before the first listing began is looked at again: coarse file-system clocks. */
+/**
+ * A change this long before a listing began is looked at again (git's "racy" entries): a directory changed
+ * within one clock tick of being read may show the ctime it had when read. For a file system whose times
+ * come from a server's clock (NFS, SMB, FUSE, a VM's share), which may be coarse or skewed, 2 s.
+ */
 export const SINCE_MARGIN_MS = 2000;
+
+/**
+ * On a file system of this kernel the times come from its own clock, a coarse one (a tick: 1–10 ms, behind
+ * Date.now() by less than that): 50 ms covers it with room. 2 s there re-listed, inside the stop window,
+ * every directory that got a file in the 2 s before the backup began (1,970 directories: 537 ms).
+ */
+export const LOCAL_SINCE_MARGIN_MS = 50;
+
+/** statfs(2) f_type of file systems whose times this kernel sets from its own clock (linux/magic.h). */
+const LOCAL_FS = new Set([
+  0xef53, // ext2/3/4
+  0x58465342, // xfs
+  0x9123683e, // btrfs
+  0x01021994, // tmpfs
+  0x794c7630, // overlayfs
+  0x2fc12fc1, // zfs
+  0xf2f52010, // f2fs
+  0xca451a4e, // bcachefs
+]);
+
+/** The margin for the file system holding `dir`: small on a local one, SINCE_MARGIN_MS otherwise or unknown. */
+export async function sinceMarginFor(dir: string): Promise<number> {
+  const fs = await statfs(dir).catch(() => null);
+  return fs && LOCAL_FS.has(Number(fs.type)) ? LOCAL_SINCE_MARGIN_MS : SINCE_MARGIN_MS;
+}
 
 /** The leaf directory of a path at depth three (`filedir/ab/cd/x` → `filedir/ab/cd`). */
 export const leafOf = (path: string) => path.slice(0, path.lastIndexOf('/'));
@@ -45,7 +74,8 @@ export class PreListing {
 
   constructor(
     readonly file: string,
-    marginMs = SINCE_MARGIN_MS,
+    /** sinceMarginFor the dataroot: also the window's, for the next backup's baseline. */
+    readonly marginMs = SINCE_MARGIN_MS,
   ) {
     this.sinceMs = Date.now() - marginMs;
   }
@@ -240,7 +270,7 @@ export interface WindowScan {
 }
 
 export async function scanWindow(root: string, pre: PreListing): Promise<WindowScan> {
-  const sinceMs = Date.now() - SINCE_MARGIN_MS;
+  const sinceMs = Date.now() - pre.marginMs;
   const { stamps, strays } = await scanLeaves(root, { attrs: true });
   const { changed, stale } = stamps.changedSince(pre.stamps, pre.sinceMs);
   pre.stamps = new LeafTable(); // not needed any more

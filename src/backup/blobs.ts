@@ -16,7 +16,7 @@ import { type ListedBlob, listBlobs } from '../store/listing.js';
 import { PackWriter } from '../store/pack-writer.js';
 import { loadIndex } from '../store/store-io.js';
 import { blobExcludeArgs } from '../volume/exclude-tar-args.js';
-import { leafOf, PreListing, relist, scanWindow, windowTarArgs } from './blob-window.js';
+import { leafOf, PreListing, relist, scanWindow, sinceMarginFor, windowTarArgs } from './blob-window.js';
 import type { BackupRun, BlobSession, BlobVolume } from './context.js';
 import { ListingDraft, listingDir, loadListing } from './listing-cache.js';
 import { makeSpoolDir } from './steps.js';
@@ -123,7 +123,7 @@ export async function storeBefore(run: BackupRun, s: BlobSession): Promise<void>
     // Keyed by the Docker volume's own name: another site's volume of the same compose name is not this one.
     const prev = await loadListing(s.listings, bv.v.name, run.ctx.backend);
     // What this listing saw is kept, so the window lists again only the directories that changed since.
-    const pre = new PreListing(join(run.spoolDir, `${bv.v.short}.listed`));
+    const pre = new PreListing(join(run.spoolDir, `${bv.v.short}.listed`), await sinceMarginFor(bv.dir));
     const added = await counted(s, bv, async () => {
       try {
         if (!prev) await pre.stamp(bv.dir);

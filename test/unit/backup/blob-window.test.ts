@@ -5,7 +5,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PreListing, relist, scanWindow, windowTarArgs } from '../../../src/backup/blob-window.js';
+import {
+  LOCAL_SINCE_MARGIN_MS,
+  leafOf,
+  PreListing,
+  relist,
+  SINCE_MARGIN_MS,
+  scanWindow,
+  sinceMarginFor,
+  windowTarArgs,
+} from '../../../src/backup/blob-window.js';
 import { BLOB_TAR_ARGS } from '../../../src/backup/blobs.js';
 import { formatBlobLine } from '../../../src/store/blob-list.js';
 import { LeafSet, LeafTable } from '../../../src/store/leaf-table.js';
@@ -97,6 +106,34 @@ describe('the stop window lists only the leaf directories that changed', () => {
     );
     const want = new Set(['./', './filedir/', ...tops, `./${leaf(sha1('two'))}/`, `./${mixed}.tmp`]);
     expect(members).toEqual([...want].sort());
+  });
+
+  it('racy directories: one changed within the margin before the listing is listed again, an older one is not', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'window-racy-'));
+    try {
+      const old = await put(dir, 'changed well before');
+      await sleep(LOCAL_SINCE_MARGIN_MS * 4);
+      const recent = await put(dir, 'changed just before');
+      const pre = new PreListing(join(spool, 'racy'), LOCAL_SINCE_MARGIN_MS);
+      await pre.stamp(dir);
+      for await (const l of pre.blobs(dir)) await pre.record(l, { status: 'known', sha1: l.sha1 });
+      await pre.finish();
+      // Nothing changed since the listing: only the directory changed inside the margin is looked at again,
+      // as a change in the same clock tick as its reading would not show in its ctime.
+      const scan = await scanWindow(dir, pre);
+      expect([...scan.changed]).toEqual([leafOf(recent)]);
+      expect([...scan.changed]).not.toContain(leafOf(old));
+      expect(scan.sinceMs).toBeGreaterThan(Date.now() - LOCAL_SINCE_MARGIN_MS - 1000);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("the margin: small on this kernel's own file systems, 2 s on any other or when statfs cannot tell", async () => {
+    expect(await sinceMarginFor(root)).toBe(LOCAL_SINCE_MARGIN_MS); // the test machines' tmp: ext4 or tmpfs
+    expect(await sinceMarginFor(join(root, 'no', 'such', 'dir'))).toBe(SINCE_MARGIN_MS);
+    // /proc is not a file system whose times are its files' own: the safe margin.
+    expect(await sinceMarginFor('/proc')).toBe(SINCE_MARGIN_MS);
   });
 
   it('a backup after one that changed nothing copies its lines whole, with its counts', async () => {
