@@ -22,6 +22,7 @@ import { finishScript } from './steps.js';
 
 /** How often a staged copy being unpacked is flushed to disk. */
 const FLUSH_EVERY_MS = 1000;
+
 /**
  * One file volume's restore, with the stack stopped. With the volume's directory (the `mount` write path):
  * staged beside the old data and swapped in (stagedRestore; `staged`: the unpacking was done before the stop,

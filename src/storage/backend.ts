@@ -35,13 +35,6 @@ export interface PutOptions {
 }
 
 /**
- * The one storage abstraction (after restic's): every backend passes the same conformance suite in
- * test/integration/storage-conformance.test.ts. Retry, throttling and logging wrap a Backend; they do not live in it.
- *
- * Keys use '/' as separator and never start with '/'. `put` is atomic: an object becomes visible under
- * its key only once all its bytes are stored; a failed put leaves nothing visible (and no orphaned upload).
- */
-/**
  * A file that another process writes in place (a compressor's stdout), then published under its key. Only a
  * backend whose objects are local files has it (Backend.createFile).
  */
@@ -60,6 +53,13 @@ export interface WritableFile {
   writeFailed(detail: string): Error;
 }
 
+/**
+ * The one storage abstraction (after restic's): every backend passes the same conformance suite in
+ * test/integration/storage-conformance.test.ts. Retry, throttling and logging wrap a Backend; they do not live in it.
+ *
+ * Keys use '/' as separator and never start with '/'. `put` is atomic: an object becomes visible under
+ * its key only once all its bytes are stored; a failed put leaves nothing visible (and no orphaned upload).
+ */
 export interface Backend {
   /** Human-readable location for logs, e.g. `local:/archive` or `s3://bucket/prefix`. Never contains secrets. */
   readonly location: string;

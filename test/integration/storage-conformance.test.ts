@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -324,6 +325,30 @@ describe('LocalBackend only', () => {
     await b.delete('t/u/v');
     expect(await tree(root)).toEqual(['.tmp-crashed', 's', 's/1', 's/1/.tmp-0123']);
     expect((await stat(root)).isDirectory()).toBe(true);
+  });
+
+  it('createFile: a file another process writes, invisible until commit, published 0600 and whole; discard leaves nothing', async () => {
+    const root = await localDir();
+    const b = new LocalBackend(root);
+    const data = randomBytes(3 * MiB + 7);
+    const f = await b.createFile('snap/one/archive.tar.zst');
+    // Written by a child process through the descriptor, as zstd writes it.
+    execFileSync('cat', { input: data, stdio: ['pipe', f.fd, 'pipe'] });
+    await f.flushSoFar();
+    expect(await b.list('')).toEqual([]);
+    expect(await b.stat('snap/one/archive.tar.zst')).toBeNull();
+    expect(await f.commit()).toEqual({ size: data.length });
+    expect((await readAll(await b.get('snap/one/archive.tar.zst'))).equals(data)).toBe(true);
+    expect((await stat(join(root, 'snap/one/archive.tar.zst'))).mode & 0o777).toBe(0o600);
+    expect(b.localPath('snap/one/archive.tar.zst')).toBe(join(root, 'snap/one/archive.tar.zst'));
+
+    const g = await b.createFile('snap/two/archive.tar.zst');
+    execFileSync('cat', { input: data.subarray(0, 1000), stdio: ['pipe', g.fd, 'pipe'] });
+    await g.discard();
+    expect(await tree(root)).toEqual(['snap', 'snap/one', 'snap/one/archive.tar.zst']);
+    expect(g.writeFailed('No space left on device')).toMatchObject({ code: 'STORAGE_FAILED' });
+    expect(g.writeFailed('No space left on device').message).toContain(root);
+    await expectCode(b.createFile('../outside'), 'STORAGE_FAILED');
   });
 
   it('rejects hostile keys on every operation and writes nothing outside the root', async () => {
