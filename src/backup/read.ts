@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { AGE_EXTENSION } from '../archive/encryption.js';
 import type { ManifestVolume } from '../archive/manifest.js';
+import { throwFirstCause } from '../common/errors.js';
 import { dumpLabel, ProgressBoard } from '../observe/progress.js';
 import { progressTotals } from '../observe/size-scan.js';
 import { quiesce } from '../stack/quiesce.js';
@@ -152,7 +153,7 @@ export async function finishArchives(run: BackupRun): Promise<void> {
 }
 
 async function finishEach(run: BackupRun, unfinished: BackupRun['unfinished']): Promise<void> {
-  const results = await Promise.allSettled(
+  const settled = await Promise.allSettled(
     unfinished.map(async ({ entry, later }) => {
       const t0 = Date.now();
       const { storedBytes, sha256 } = await later.finish();
@@ -164,8 +165,7 @@ async function finishEach(run: BackupRun, unfinished: BackupRun['unfinished']): 
       );
     }),
   );
-  const failed = results.find((r) => r.status === 'rejected');
-  if (failed) throw failed.reason;
+  throwFirstCause(settled);
 }
 
 async function discardEach(unfinished: BackupRun['unfinished']): Promise<void> {

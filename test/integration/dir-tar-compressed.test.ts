@@ -262,9 +262,9 @@ describe('mount read path, tar piped into zstd', () => {
 });
 
 describe("mount read path, zstd writing the local target's file itself", () => {
-  /** Backs `dir` up into a LocalBackend at a fresh root through the direct path. */
-  async function direct(dir: string, codec: CodecImpl = getCodec('zstd')) {
-    const target = await mkdtemp(join(root, 'target-'));
+  /** Backs `dir` up into a LocalBackend at `target` (a fresh root by default) through the direct path. */
+  async function direct(dir: string, codec: CodecImpl = getCodec('zstd'), target?: string) {
+    target ??= await mkdtemp(join(root, 'target-'));
     const backend = new LocalBackend(target);
     const r = await streamVolume(
       docker(),
@@ -314,18 +314,7 @@ describe("mount read path, zstd writing the local target's file itself", () => {
       command: () => ({ cmd: 'sh', args: ['-c', 'head -c 1000 >/dev/null; echo broken >&2; exit 3'] }),
     };
     const target = await mkdtemp(join(root, 'target-'));
-    const backend = new LocalBackend(target);
-    const err = await streamVolume(
-      docker(),
-      VOLUME,
-      'unused',
-      { codec: failing, after: () => [], plain: true },
-      { sink: async () => undefined, file: () => backend.createFile('snap/data.tar.zst') },
-      undefined,
-      undefined,
-      { rules: [], source: 'config' },
-      dir,
-    ).then(
+    const err = await direct(dir, failing, target).then(
       () => null,
       (e: unknown) => e,
     );
