@@ -84,6 +84,21 @@ describe('ProgressBoard', () => {
     expect(lines.at(-1)).toMatch(/^x 100% 400B\/400B 4 files \S+\/s$/);
   });
 
+  it('no ETA until 2% of the total is done: a rate from the first bytes is start-up, not a forecast', async () => {
+    const s = screen();
+    const board = new ProgressBoard({ x: { bytes: 100_000, files: 100, estimated: false } }, s.status);
+    const p = board.item('x');
+    p.advance(1000);
+    await new Promise((r) => setTimeout(r, 300)); // the next redraw, with a speed
+    p.advance(900);
+    await new Promise((r) => setTimeout(r, 300));
+    p.advance(200);
+    p.finish();
+    const lines = s.lines();
+    expect(lines[1]).toMatch(/^x 1% 1\.9K\/98K 2\/100 files \S+\/s$/);
+    expect(lines[2]).toMatch(/^x 2% 2\.1K\/98K 3\/100 files \S+\/s ETA \d+s$/);
+  });
+
   it('an exact total the work has passed (a count that missed some) turns into an estimate', () => {
     const s = screen();
     const board = new ProgressBoard({ x: { bytes: 100, files: 1, estimated: false } }, s.status);
