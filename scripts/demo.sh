@@ -4,7 +4,8 @@
 #   2. builds the sidecar image (scripts/build-image.sh, cached by a hash of its inputs),
 #   3. starts a small Moodle-like stack with the sidecar beside it (scripts/demo/compose.yml),
 #   4. puts a course into the database and a file into the dataroot, backs up, lists the snapshot,
-#   5. damages the site (drops the table, deletes the file), restores the snapshot and shows both back.
+#   5. deletes the file and puts it back alone (`restore latest --path`, nothing stopped),
+#   6. damages the site (drops the table, deletes the file), restores the snapshot and shows both back.
 # The stack is left running to look at; `npm run demo -- down` (or `bash scripts/demo.sh down`) removes it
 # with its volumes. Exit status 0 only when the restored data equal what was backed up.
 #
@@ -82,6 +83,14 @@ say "backup: docker exec <sidecar> backup"
 sidecar backup
 say "the snapshot: docker exec <sidecar> snapshots"
 sidecar snapshots
+
+say "a file deleted by mistake, put back alone: docker exec <sidecar> restore latest --path <file> (nothing stops)"
+file="$(docker exec "$(container moodle)" sh -c 'cd /bitnami/moodledata && find filedir -type f | head -n 1')"
+docker exec "$(container moodle)" rm "/bitnami/moodledata/$file"
+echo "file:     $(material)"
+sidecar restore latest --path "$file"
+echo "file:     $(material)"
+[ "$(material)" = "$want_material" ] || die "restore --path did not put $file back"
 
 say "damaging the site: dropping the course table, deleting the course file"
 sql 'DROP TABLE mdl_course'

@@ -9,6 +9,8 @@ import { SNAPSHOT_HEADERS, snapshotRows } from './snapshots.js';
 interface RestoreFlags {
   volume?: string[];
   file?: string;
+  /** The same as --file: the word restic and the issue use. */
+  path?: string;
   to?: string;
   yes?: boolean;
   dryRun?: boolean;
@@ -65,9 +67,17 @@ export function registerRestore(program: Command): void {
       '--file <path|sha1>',
       'only this Moodle file (filedir/ab/cd/<sha1>, or its content hash), put back without stopping anything',
     )
+    .option('--path <path|sha1>', 'the same as --file')
     .option('--to <dir>', 'with --file: write it under this directory instead of the live dataroot')
     .action(async (snapshotArg: string | undefined, flags: RestoreFlags) => {
-      if (flags.file) return restoreFile(snapshotArg ?? 'latest', flags);
+      if (flags.path !== undefined && flags.file !== undefined && flags.path !== flags.file)
+        throw new SidecarError(
+          'USAGE',
+          `--path ${flags.path} and --file ${flags.file} name two files`,
+          'restore one file per run: give one of them',
+        );
+      const file = flags.file ?? flags.path;
+      if (file) return restoreFile(snapshotArg ?? 'latest', { ...flags, file });
       if (flags.to)
         throw new SidecarError(
           'USAGE',

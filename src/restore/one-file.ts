@@ -43,7 +43,16 @@ export async function restoreOneFile(o: OneFileOptions): Promise<OneFileResult> 
   const manifest = await resolveSnapshot(o.backend, o.snapshot, o.job);
   const wanted = o.file.replace(/^\.?\//, '');
   const byHash = isSha1Hex(wanted);
-  for (const v of manifest.volumes.filter((x) => x.blobs)) {
+  const incremental = manifest.volumes.filter((x) => x.blobs);
+  if (incremental.length === 0) {
+    const whole = manifest.volumes.map((x) => x.name).join(', ') || 'none';
+    throw new SidecarError(
+      'SNAPSHOT_NOT_FOUND',
+      `snapshot ${manifest.id} keeps no Moodle files in the store: its volumes (${whole}) were saved whole, so one file cannot be taken out of it`,
+      `restore the dataroot's volume instead (\`restore ${manifest.id} --volume <name>\`); backups keep files one by one when the sidecar mounts the volume at /backup/<name>`,
+    );
+  }
+  for (const v of incremental) {
     let found: BlobEntry | undefined;
     for await (const b of snapshotBlobs(o.backend, manifest, v, o.config.encryption)) {
       if (!found && (byHash ? b.sha1 === wanted : b.path === wanted)) found = b;

@@ -66,6 +66,10 @@ describe('npm run demo (scripts/demo.sh)', () => {
       expect(run.code, tail).toBe(0);
       // What the newcomer reads: the snapshot listed, the damage, the data back, how to remove the stack.
       expect(run.out).toMatch(/==> the snapshot[^\n]*\n(?:.*\n)*?\d{8}T\d{6}Z-[0-9a-f]{4}.*\bok\b/);
+      // One file put back alone: gone, then back (the demo checks its bytes and fails otherwise).
+      expect(run.out).toMatch(
+        /==> a file deleted by mistake[^\n]*\nfile: +\n(?:.*\n)*?file: +Course material: how to back up a Moodle site\.\n/,
+      );
       expect(run.out).toMatch(/==> damaging the site[^\n]*\ncourses: +\nfile: +\n/);
       expect(run.out).toMatch(
         /==> after the restore[^\n]*\ncourses: +1 Welcome to Moodle\|2 Backups for beginners\|3 Restoring a site\n/,

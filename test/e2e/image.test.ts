@@ -351,6 +351,26 @@ describe('sidecar image (docker exec commands, schedule, S3, health, signals)', 
     );
   }, 300_000);
 
+  it('`restore <id> --path` of a snapshot saved whole says so and how to restore instead, changing nothing', async () => {
+    // This sidecar reads the volumes through Docker's archive API (no /backup/<name> mounts): the dataroot
+    // is saved whole, not file by file. (The demo puts a file back with --path where it is mounted.)
+    const file = (
+      await execIn(stack.containers.moodle, [
+        'sh',
+        '-c',
+        'cd /bitnami/moodledata && find filedir -type f | sort | head -n 1',
+      ])
+    ).stdout.trim();
+    expect(file).toMatch(/^filedir\/[0-9a-f]{2}\/[0-9a-f]{2}\/[0-9a-f]{40}$/);
+    const newest = (await snapshots()).find((s) => s.status === 'ok');
+    const before = await stack.states();
+    const r = await sidecarExecLocked(['restore', newest?.id as string, '--path', file]);
+    expect(r.exitCode).toBe(6);
+    expect(r.stderr).toContain('were saved whole');
+    expect(r.stderr).toContain(`restore ${newest?.id} --volume <name>`);
+    expect(await stack.states()).toEqual(before);
+  }, 300_000);
+
   it('leaves no anonymous volumes behind (helpers are made from the image, which declares VOLUMEs)', async () => {
     const now = await danglingAnonymousVolumes();
     const leaked = [...now].filter((v) => !anonymousBefore.has(v));
