@@ -9,6 +9,11 @@ export const FORMAT = 'moodle-backup-sidecar/1';
  * them rather than restore the tarball alone, so they get their own format identifier.
  */
 export const FORMAT_STORE = 'moodle-backup-sidecar/2';
+/**
+ * Snapshots with a blob list that names a shared base (volume.blobs.base): a tool that knows only
+ * FORMAT_STORE would read the list's first line as damage, so it must refuse them instead.
+ */
+export const FORMAT_SHARED_LISTS = 'moodle-backup-sidecar/3';
 export const MANIFEST_NAME = 'manifest.json';
 
 const volumeSchema = z.object({
@@ -63,6 +68,18 @@ const volumeSchema = z.object({
       /** Phase times: blobs stored before the stack stopped, and listed/stored inside the window. */
       beforeMs: z.number().nonnegative(),
       insideMs: z.number().nonnegative(),
+      /**
+       * The shared list (store/lists/) that `file` is the difference from: its sha256 (its key), stored size
+       * and blob lines; `added`: this run wrote it. Absent: `file` is the whole list (format 2).
+       */
+      base: z
+        .object({
+          sha256: z.string().regex(/^[0-9a-f]{64}$/),
+          storedBytes: z.number().int().nonnegative(),
+          count: z.number().int().nonnegative(),
+          added: z.boolean(),
+        })
+        .optional(),
     })
     .optional(),
 });
@@ -113,7 +130,7 @@ const serviceSchema = z.object({
 
 export const manifestSchema = z
   .object({
-    format: z.enum([FORMAT, FORMAT_STORE]),
+    format: z.enum([FORMAT, FORMAT_STORE, FORMAT_SHARED_LISTS]),
     id: z.string().min(1),
     kind: z.enum(['manual', 'scheduled', 'pre-restore']),
     status: z.literal('ok'),

@@ -1,23 +1,25 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { storeDecrypter } from '../archive/encryption.js';
 import type { ManifestBlobs } from '../archive/manifest.js';
 import { SidecarError } from '../common/errors.js';
 import { LineFile } from '../common/line-file.js';
 import { spoolError } from '../storage/spool-error.js';
-import { type BlobListSummary, BlobListWriter, formatBlobLine, formatDirLine } from '../store/blob-list.js';
+import { formatBlobLine, formatDirLine } from '../store/blob-list.js';
 import type { StoreEncoding } from '../store/encoding.js';
 import { IndexCache } from '../store/index-cache.js';
 import { BLOB_AREAS } from '../store/layout.js';
 import type { LeafTable } from '../store/leaf-table.js';
 import { type ListedBlob, listBlobs } from '../store/listing.js';
 import { PackWriter } from '../store/pack-writer.js';
+import { type SnapshotListResult, writeSnapshotList } from '../store/snapshot-list.js';
 import { loadIndex } from '../store/store-io.js';
 import { blobExcludeArgs } from '../volume/exclude-tar-args.js';
 import { leafOf, PreListing, relist, scanWindow, sinceMarginFor, windowTarArgs } from './blob-window.js';
 import type { BackupRun, BlobSession, BlobVolume } from './context.js';
+import { keepBase, loadKeptBase, newBaseLinesPath } from './list-base-cache.js';
 import { ListingDraft, listingDir, loadListing } from './listing-cache.js';
 import { makeSpoolDir } from './steps.js';
 
@@ -163,6 +165,16 @@ export async function storeBefore(run: BackupRun, s: BlobSession): Promise<void>
 /** After the commit: each volume's listing becomes the next backup's starting point (a failure only costs time). */
 export async function saveListings(run: BackupRun, snapshot: string): Promise<void> {
   for (const bv of run.store?.volumes.values() ?? []) {
+    const base = bv.list?.blobs.base;
+    const linesPath = bv.list?.newBase?.linesPath;
+    if (base && linesPath && run.store)
+      await keepBase(run.store.listings, bv.v.name, base, linesPath).catch((err: unknown) => {
+        run.ctx.log.warn(
+          { step: 'store', volume: bv.v.short, err },
+          `${bv.v.short}: could not keep this snapshot's blob list in the state directory (the next backup writes it whole): ${(err as Error).message}`,
+        );
+        return rm(linesPath, { force: true });
+      });
     const next = bv.next;
     if (!next) continue;
     bv.next = undefined;
@@ -180,7 +192,10 @@ export async function saveListings(run: BackupRun, snapshot: string): Promise<vo
 
 /** The run failed: the drafts go, the previous listings stay. */
 export async function discardListings(run: BackupRun): Promise<void> {
-  for (const bv of run.store?.volumes.values() ?? []) await bv.next?.draft.discard().catch(() => undefined);
+  for (const bv of run.store?.volumes.values() ?? []) {
+    await bv.next?.draft.discard().catch(() => undefined);
+    if (bv.list?.newBase) await rm(bv.list.newBase.linesPath, { force: true });
+  }
 }
 
 /** Runs `fn`, cuts the open pack, and adds what the writer stored meanwhile to the volume's counts. */
@@ -335,26 +350,59 @@ async function writeListFrom(
     insideMs: number;
   },
 ): Promise<void> {
-  const { file, path } = listFile(run, bv);
-  const list = new BlobListWriter(path, s.encoding);
-  try {
-    for await (const chunk of createReadStream(w.draft.linesPath, { highWaterMark: 1 << 20 }))
-      await list.addLines(chunk as Buffer, 0, 0);
-    await list.addLines('', w.totals.count, w.totals.bytes); // the lines' counts, taken as they were written
-    // A directory line after every blob line (a by-hand restore sets their times last), in batches.
+  const { linesPath } = w.draft;
+  const { stamps } = w;
+  // The blob lines, then a directory line after every one of them (a by-hand restore sets their times last).
+  async function* text(): AsyncGenerator<Buffer | string> {
+    yield* createReadStream(linesPath, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>;
     let dirLines: string[] = [];
-    for (const e of w.stamps.each()) {
+    for (const e of stamps.each()) {
       if (!e.hasAttrs) continue;
       dirLines.push(formatDirLine(e));
       if (dirLines.length < 1024) continue;
-      await list.addLines(dirLines.join(''), 0, 0);
+      yield dirLines.join('');
       dirLines = [];
     }
-    if (dirLines.length > 0) await list.addLines(dirLines.join(''), 0, 0);
-    const summary = await list.finish();
-    finishList(bv, { file, path }, summary, w.totals.mismatches, w.insideMs);
+    if (dirLines.length > 0) yield dirLines.join('');
+  }
+  await writeList(run, s, bv, { text, ...w.totals, insideMs: w.insideMs });
+}
+
+/**
+ * The snapshot's blob list from its whole text: the difference from the shared base the last snapshot used,
+ * or a new base (store/snapshot-list.ts); named in the volume's manifest entry by writeBlobLists.
+ */
+async function writeList(
+  run: BackupRun,
+  s: BlobSession,
+  bv: BlobVolume,
+  w: {
+    text: () => AsyncIterable<Buffer | string>;
+    count: number;
+    bytes: number;
+    mismatches: ManifestBlobs['mismatches'];
+    insideMs: number;
+  },
+): Promise<void> {
+  const { file, path } = listFile(run, bv);
+  const volume = bv.v.name;
+  const baseLinesPath = await newBaseLinesPath(s.listings, volume);
+  try {
+    const r = await writeSnapshotList({
+      backend: run.ctx.backend,
+      encoding: s.encoding,
+      text: w.text,
+      count: w.count,
+      bytes: w.bytes,
+      path,
+      basePath: join(run.spoolDir, `${bv.v.short}.base`),
+      baseLinesPath,
+      previous: await loadKeptBase(s.listings, volume),
+    });
+    if (!r.newBase) await rm(baseLinesPath, { force: true });
+    finishList(bv, { file, path }, r, w.mismatches, w.insideMs);
   } catch (err) {
-    list.abort();
+    await rm(baseLinesPath, { force: true });
     throw spoolFull(err, run.spoolDir);
   }
 }
@@ -363,24 +411,26 @@ async function writeListFrom(
 function finishList(
   bv: BlobVolume,
   at: { file: string; path: string },
-  summary: BlobListSummary,
+  r: SnapshotListResult,
   mismatches: ManifestBlobs['mismatches'],
   insideMs: number,
 ): void {
   bv.list = {
     ...at,
+    ...(r.newBase ? { newBase: r.newBase } : {}),
     blobs: {
       file: at.file,
-      sha256: summary.sha256,
-      storedBytes: summary.storedBytes,
-      count: summary.count,
-      bytes: summary.bytes,
+      sha256: r.summary.sha256,
+      storedBytes: r.summary.storedBytes,
+      count: r.summary.count,
+      bytes: r.summary.bytes,
       added: bv.added.blobs,
       addedBytes: bv.added.bytes,
       packBytes: bv.added.packBytes,
       mismatches,
       beforeMs: bv.beforeMs,
       insideMs,
+      base: r.base,
     },
   };
 }
@@ -395,11 +445,13 @@ function warnMismatch(run: BackupRun, bv: BlobVolume, l: ListedBlob, r: { actual
 /** The window without a usable first listing (online mode, or an odd file): every file listed again. */
 async function storeAll(run: BackupRun, s: BlobSession, bv: BlobVolume, t0: number): Promise<string[]> {
   const { log, signal } = run.ctx;
-  const { file, path } = listFile(run, bv);
-  const list = new BlobListWriter(path, s.encoding);
+  // The list's lines, plain: the list itself is written once the stack runs again (writeBlobLists).
+  const linesPath = join(run.spoolDir, `${bv.v.short}.all-lines`);
+  const lines = new LineFile(linesPath);
   const excludeFile = join(run.spoolDir, `${bv.v.short}.blob-paths`);
   const paths = new LineFile(excludeFile);
   const mismatches: ManifestBlobs['mismatches'] = [];
+  const totals = { count: 0, bytes: 0 };
   let odd = 0;
   try {
     const added = await counted(s, bv, () =>
@@ -413,32 +465,41 @@ async function storeAll(run: BackupRun, s: BlobSession, bv: BlobVolume, t0: numb
             mismatches.push({ path: l.path, claimed: r.claimed, actual: r.actual });
             warnMismatch(run, bv, l, r);
           }
-          await list.add({ ...l, sha1: r.sha1 });
+          await lines.add(formatBlobLine({ ...l, sha1: r.sha1 }));
+          totals.count++;
+          totals.bytes += l.size;
           await paths.add(`./${l.path}\n`);
         },
       ),
     );
     await paths.finish();
-    const summary = await list.finish();
+    await lines.finish();
     bv.progress?.done();
-    finishList(bv, { file, path }, summary, mismatches, Date.now() - t0);
+    const insideMs = Date.now() - t0;
+    bv.listLater = () =>
+      writeList(run, s, bv, {
+        text: () => createReadStream(linesPath, { highWaterMark: 1 << 20 }),
+        ...totals,
+        mismatches,
+        insideMs,
+      });
     log.info(
       {
         step: 'store',
         phase: 'inside',
         volume: bv.v.short,
-        listed: summary.count,
+        listed: totals.count,
         added: added.blobs,
         addedBytes: added.bytes,
         keptInTarball: odd,
-        ms: Date.now() - t0,
+        ms: insideMs,
       },
-      `${bv.v.short}: ${summary.count} blob(s), ${added.blobs} stored inside the window`,
+      `${bv.v.short}: ${totals.count} blob(s), ${added.blobs} stored inside the window`,
     );
     // Exact paths cost tar a hash table of every path: only when the shape alone would leave out too much.
     return odd === 0 ? BLOB_TAR_ARGS : ['--anchored', '--no-wildcards', `--exclude-from=${excludeFile}`];
   } catch (err) {
-    list.abort();
+    lines.abort();
     paths.abort();
     throw spoolFull(err, run.spoolDir);
   }

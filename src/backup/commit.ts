@@ -3,12 +3,14 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import {
   FORMAT,
+  FORMAT_SHARED_LISTS,
   FORMAT_STORE,
   MANIFEST_NAME,
   type Manifest,
   serializeManifest,
 } from '../archive/manifest.js';
 import { TOOL } from '../common/version.js';
+import { listKey } from '../store/layout.js';
 import type { BackupRun } from './context.js';
 import { copyReused } from './reuse.js';
 import { describeServices, describeSite, putFile, sum } from './steps.js';
@@ -38,6 +40,12 @@ export async function uploadBlobLists(run: BackupRun): Promise<void> {
     const bv = v.blobs && run.store?.volumes.get(v.dockerName);
     if (!bv?.list) continue;
     signal?.throwIfAborted();
+    // A new shared base first: a list never names a base that is not stored.
+    const base = bv.list.blobs.base;
+    if (base && bv.list.newBase) {
+      await putFile(backend, listKey(base.sha256), bv.list.newBase.path, base.storedBytes, run.state);
+      await rm(bv.list.newBase.path, { force: true });
+    }
     await putFile(backend, `${run.id}/${bv.list.file}`, bv.list.path, bv.list.blobs.storedBytes, run.state);
     await rm(bv.list.path, { force: true });
   }
@@ -47,7 +55,11 @@ export async function uploadBlobLists(run: BackupRun): Promise<void> {
 export async function commitManifest(run: BackupRun): Promise<Manifest> {
   const { ctx, plan, mp } = run;
   const manifest: Manifest = {
-    format: run.volumes.some((v) => v.blobs) ? FORMAT_STORE : FORMAT,
+    format: run.volumes.some((v) => v.blobs?.base)
+      ? FORMAT_SHARED_LISTS
+      : run.volumes.some((v) => v.blobs)
+        ? FORMAT_STORE
+        : FORMAT,
     id: run.id,
     kind: ctx.kind ?? 'manual',
     status: 'ok',

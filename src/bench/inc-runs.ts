@@ -20,7 +20,14 @@ export interface IncManifest {
     name: string;
     rawBytes: number;
     storedBytes: number;
-    blobs?: { storedBytes: number; count: number; bytes: number; added: number; packBytes: number };
+    blobs?: {
+      storedBytes: number;
+      count: number;
+      bytes: number;
+      added: number;
+      packBytes: number;
+      base?: { storedBytes: number; added: boolean };
+    };
   }[];
 }
 
@@ -97,5 +104,7 @@ export function datarootOf(m: IncManifest | undefined): IncManifest['volumes'][n
 export function datarootNewBytes(m: IncManifest | undefined): number {
   const v = datarootOf(m);
   if (!v) return Number.NaN;
-  return v.storedBytes + (v.blobs ? v.blobs.storedBytes + v.blobs.packBytes : 0);
+  const b = v.blobs;
+  // A shared base list this run wrote counts as its bytes; one it only named does not.
+  return v.storedBytes + (b ? b.storedBytes + b.packBytes + (b.base?.added ? b.base.storedBytes : 0) : 0);
 }

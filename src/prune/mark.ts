@@ -6,7 +6,7 @@ import { HashSet20 } from '../store/hash-set.js';
 import { snapshotBlobHashes } from '../store/snapshot-blobs.js';
 
 export type Mark =
-  | { ok: true; live: HashSet20; snapshots: number; lists: number }
+  | { ok: true; live: HashSet20; snapshots: number; lists: number; bases: Set<string> }
   /** Some kept snapshot's blobs are unknown: the sweep must delete nothing. */
   | { ok: false; reason: string };
 
@@ -44,6 +44,8 @@ export async function markKept(
   );
   let snapshots = 0;
   let lists = 0;
+  // The shared lists (store/lists/) kept snapshots' lists name: the sweep keeps those.
+  const bases = new Set<string>();
   const t0 = Date.now();
   for (const e of kept) {
     const m = e.manifest;
@@ -51,6 +53,7 @@ export async function markKept(
     snapshots++;
     for (const v of m.volumes) {
       if (!v.blobs) continue;
+      if (v.blobs.base) bases.add(v.blobs.base.sha256);
       try {
         await snapshotBlobHashes(backend, m, v, encryption, (h) => live.add(h));
       } catch (err) {
@@ -67,5 +70,5 @@ export async function markKept(
     { step: 'sweep', phase: 'mark', snapshots, lists, blobs: live.length, ms: Date.now() - t0 },
     `mark: ${live.length} blob(s) referenced by ${lists} blob list(s) of ${snapshots} kept snapshot(s)`,
   );
-  return { ok: true, live, snapshots, lists };
+  return { ok: true, live, snapshots, lists, bases };
 }

@@ -6,7 +6,7 @@ import type { Config } from '../config/types.js';
 import type { Logger } from '../observe/logger.js';
 import type { Backend } from '../storage/backend.js';
 import type { StoreEncoding } from '../store/encoding.js';
-import { INDEX_PREFIX, PACKS_PREFIX, packKey } from '../store/layout.js';
+import { INDEX_PREFIX, idOfKey, LISTS_PREFIX, listKey, PACKS_PREFIX, packKey } from '../store/layout.js';
 import { markKept } from './mark.js';
 import { repack } from './repack.js';
 import { dropIndexEntries } from './sweep-delete.js';
@@ -33,6 +33,9 @@ export interface StoreSweepResult {
   orphanPacks: number;
   orphanBytes: number;
   indexFilesDeleted: number;
+  /** Shared blob lists no kept snapshot names, older than the grace period. */
+  deadLists: number;
+  deadListBytes: number;
 }
 
 const EMPTY: StoreSweepResult = {
@@ -44,6 +47,8 @@ const EMPTY: StoreSweepResult = {
   orphanPacks: 0,
   orphanBytes: 0,
   indexFilesDeleted: 0,
+  deadLists: 0,
+  deadListBytes: 0,
 };
 
 /**
@@ -99,8 +104,20 @@ export async function sweepStore(
   }
   if (!outcome.ok) return refuse(outcome.reason);
   const p = outcome.plan;
+  // Shared lists no kept snapshot names; a young one may be a running backup's, not yet in a manifest.
+  const deadLists = (await backend.list(LISTS_PREFIX)).filter((o2) => {
+    const id = idOfKey(o2.key);
+    return (
+      id !== null &&
+      o2.key === listKey(id) &&
+      !mark.bases.has(id) &&
+      o.now.getTime() - o2.modified.getTime() >= o.graceMs
+    );
+  });
   const result: StoreSweepResult = {
     ...EMPTY,
+    deadLists: deadLists.length,
+    deadListBytes: deadLists.reduce((n, x) => n + x.size, 0),
     deadPacks: p.dead.length,
     deadBytes: p.dead.reduce((n, d) => n + d.storedSize, 0),
     repackPacks: p.repack.length,
@@ -121,8 +138,10 @@ export async function sweepStore(
       orphanPacks: result.orphanPacks,
       orphanBytes: result.orphanBytes,
       youngOrphans: p.youngOrphans,
+      deadLists: result.deadLists,
+      deadListBytes: result.deadListBytes,
     },
-    `store: ${result.deadPacks} dead pack(s), ${result.repackPacks} to repack, ${result.orphanPacks} unindexed${o.dryRun ? ' (dry run)' : ''}`,
+    `store: ${result.deadPacks} dead pack(s), ${result.repackPacks} to repack, ${result.orphanPacks} unindexed, ${result.deadLists} unused shared list(s)${o.dryRun ? ' (dry run)' : ''}`,
   );
   if (o.dryRun) return result;
 
@@ -141,9 +160,13 @@ export async function sweepStore(
   for (const id of going) await deletePack(backend, id, 'pack', log);
   for (const orphan of p.orphans)
     if (!r.written.has(orphan.id)) await deletePack(backend, orphan.id, 'orphan', log);
+  for (const l of deadLists) {
+    log.debug({ step: 'sweep', phase: 'list', key: l.key }, `deleting shared list ${l.key}`);
+    await backend.delete(l.key);
+  }
   log.info(
     { step: 'sweep', phase: 'done', ...result },
-    `store swept: ${going.length} pack(s) and ${result.orphanPacks} unindexed pack(s) deleted`,
+    `store swept: ${going.length} pack(s), ${result.orphanPacks} unindexed pack(s) and ${result.deadLists} unused shared list(s) deleted`,
   );
   return result;
 }

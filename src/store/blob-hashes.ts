@@ -24,6 +24,8 @@ export async function readBlobHashes(
   source: Readable,
   o: ListSource,
   onHash: (sha1: Uint8Array) => void,
+  /** A blob line to leave out (neither hashed nor counted), by its bytes: a base's line a delta replaces. */
+  skip?: (buf: Buffer, start: number, end: number) => boolean,
 ): Promise<number> {
   const bad = (why: string) => new SidecarError('INTEGRITY_FAILED', `${o.where}: ${why}`);
   const hash = new Uint8Array(20);
@@ -41,6 +43,7 @@ export async function readBlobHashes(
     }
     if (dirs && buf[start] === DASH && buf[start + 1] === TAB) return; // a directory line (format 2)
     if (end - start < 42 || buf[start + 40] !== TAB) throw bad(`malformed blob list line ${count + 1}`);
+    if (skip?.(buf, start, end)) return;
     for (let k = 0; k < 20; k++) {
       const hi = nibble(buf[start + 2 * k] ?? 0);
       const lo = nibble(buf[start + 2 * k + 1] ?? 0);

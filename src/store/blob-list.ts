@@ -113,7 +113,8 @@ export class BlobListWriter {
   private count = 0;
   private bytes = 0;
 
-  constructor(path: string, enc: StoreEncoding) {
+  /** `header`: the first line(s), a delta list's included (store/list-delta.ts); default format 2's. */
+  constructor(path: string, enc: StoreEncoding, header = `${BLOB_LIST_HEADER}\n`) {
     const compress = enc.codec.compress(enc.level);
     // A compressor that dies (killed, disk full) ends the pipeline as a bare "Premature close" elsewhere:
     // its own error, which names the tool and its status, is the one to report.
@@ -132,7 +133,13 @@ export class BlobListWriter {
       throw toolError ?? err;
     });
     this.done.catch(() => undefined); // surfaced by finish()
-    this.batch.push(`${BLOB_LIST_HEADER}\n`);
+    this.batch.push(header);
+  }
+
+  /** One line as it is (a delta's), not counted. */
+  async addLine(line: string | Buffer): Promise<void> {
+    this.batch.push(line);
+    if (this.batch.length >= 512) await this.flush();
   }
 
   async add(b: BlobEntry): Promise<void> {

@@ -7,6 +7,8 @@
 export const STORE_PREFIX = 'store/';
 export const PACKS_PREFIX = `${STORE_PREFIX}packs/`;
 export const INDEX_PREFIX = `${STORE_PREFIX}index/`;
+/** Shared blob lists (bases): a snapshot's list names one and says what differs (docs/format.md). */
+export const LISTS_PREFIX = `${STORE_PREFIX}lists/`;
 
 const HEX40 = /^[0-9a-f]{40}$/;
 const HEX64 = /^[0-9a-f]{64}$/;
@@ -21,11 +23,16 @@ export function indexKey(indexId: string): string {
   return `${INDEX_PREFIX}${indexId}`;
 }
 
-/** The id in a pack or index key, or null when the key is not one the store wrote. */
+/** A shared blob list's key: the sha256 of its stored bytes, fanned out like packs. */
+export function listKey(listId: string): string {
+  return `${LISTS_PREFIX}${listId.slice(0, 2)}/${listId}`;
+}
+
+/** The id in a pack, index or list key, or null when the key is not one the store wrote. */
 export function idOfKey(key: string): string | null {
   const id = key.slice(key.lastIndexOf('/') + 1);
   if (!HEX64.test(id)) return null;
-  if (key === packKey(id) || key === indexKey(id)) return id;
+  if (key === packKey(id) || key === indexKey(id) || key === listKey(id)) return id;
   return null;
 }
 

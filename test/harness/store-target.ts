@@ -1,19 +1,29 @@
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { getCodec } from '../../src/archive/codec.js';
-import { FORMAT_STORE, type Manifest, newSnapshotId, serializeManifest } from '../../src/archive/manifest.js';
+import {
+  FORMAT_SHARED_LISTS,
+  FORMAT_STORE,
+  type Manifest,
+  type ManifestBlobs,
+  newSnapshotId,
+  serializeManifest,
+} from '../../src/archive/manifest.js';
+import { LineFile } from '../../src/common/line-file.js';
 import { silentLogger } from '../../src/observe/logger.js';
 import { placeBlobs, verifyBlobs } from '../../src/restore/blobs.js';
 import type { Backend } from '../../src/storage/backend.js';
-import { BlobListWriter } from '../../src/store/blob-list.js';
+import { type BlobListSummary, BlobListWriter, formatBlobLine } from '../../src/store/blob-list.js';
 import type { StoreEncoding } from '../../src/store/encoding.js';
-import { PACKS_PREFIX } from '../../src/store/layout.js';
+import { listKey, PACKS_PREFIX } from '../../src/store/layout.js';
 import { listBlobs } from '../../src/store/listing.js';
 import { PackWriter } from '../../src/store/pack-writer.js';
+import { type KeptBase, writeSnapshotList } from '../../src/store/snapshot-list.js';
 import { loadIndex } from '../../src/store/store-io.js';
 import { treeHashes } from './dataroot.js';
 
@@ -71,21 +81,58 @@ export async function snapshotDataroot(
   backend: Backend,
   d: Dataroot,
   createdAt: Date,
-  o: { packSize: number; spool: string },
+  o: {
+    packSize: number;
+    spool: string;
+    /** Lists as differences from a shared base (format 3), the base carried here from run to run. */
+    shared?: { base?: KeptBase };
+  },
 ): Promise<StoredSnapshot> {
   const id = newSnapshotId(createdAt);
   const index = await loadIndex(backend, ZSTD);
   const writer = new PackWriter({ backend, index, encoding: ZSTD, spoolDir: o.spool, packSize: o.packSize });
   await mkdir(o.spool, { recursive: true });
   const listPath = join(o.spool, `${id}.blobs`);
-  const list = new BlobListWriter(listPath, ZSTD);
+  const linesPath = join(o.spool, `${id}.lines`);
+  const lines = new LineFile(linesPath);
+  let count = 0;
+  let bytes = 0;
   for await (const l of listBlobs(d.root)) {
     if (l.kind !== 'blob') continue;
     const r = await writer.add(d.root, l);
-    await list.add({ ...l, sha1: r.sha1 });
+    await lines.add(formatBlobLine({ ...l, sha1: r.sha1 }));
+    count++;
+    bytes += l.size;
   }
   await writer.finish();
-  const s = await list.finish();
+  await lines.finish();
+  let s: BlobListSummary;
+  let base: ManifestBlobs['base'];
+  if (o.shared) {
+    const baseLines = join(o.spool, `${id}.base-lines`);
+    const r = await writeSnapshotList({
+      backend,
+      encoding: ZSTD,
+      text: () => createReadStream(linesPath),
+      count,
+      bytes,
+      path: listPath,
+      basePath: join(o.spool, `${id}.base`),
+      baseLinesPath: baseLines,
+      previous: o.shared.base,
+    });
+    if (r.newBase) {
+      await backend.put(listKey(r.base.sha256), Readable.from([await readFile(r.newBase.path)]));
+      o.shared.base = { ...r.base, linesPath: baseLines };
+    }
+    s = r.summary;
+    base = r.base;
+  } else {
+    const list = new BlobListWriter(listPath, ZSTD);
+    await list.addLines(await readFile(linesPath), count, bytes);
+    s = await list.finish();
+  }
+  await rm(linesPath);
   const listFile = 'moodledata_data.blobs.zst';
   await backend.put(`${id}/${listFile}`, Readable.from([await readFile(listPath)]));
   await rm(listPath);
@@ -96,7 +143,7 @@ export async function snapshotDataroot(
   const tarZst = execFileSync('zstd', ['-q', '-c'], { input: tar });
   await backend.put(`${id}/moodledata_data.tar.zst`, Readable.from([tarZst]));
   const manifest: Manifest = {
-    format: FORMAT_STORE,
+    format: base ? FORMAT_SHARED_LISTS : FORMAT_STORE,
     id,
     kind: 'scheduled',
     status: 'ok',
@@ -129,6 +176,7 @@ export async function snapshotDataroot(
           mismatches: [],
           beforeMs: 0,
           insideMs: 0,
+          ...(base ? { base } : {}),
         },
       },
     ],

@@ -84,14 +84,23 @@ describe('incremental backups (the blob store)', () => {
       );
     const s1 = await backup();
     const fp1 = await moodledata();
-    expect(s1.format, said()).toBe('moodle-backup-sidecar/2');
+    expect(s1.format, said()).toBe('moodle-backup-sidecar/3');
     const b1 = blobsOf(s1);
     expect(b1.count).toBeGreaterThanOrEqual(60);
     expect(b1.added).toBe(b1.count); // a first run stores every blob
+    // Its list is a new shared base (store/lists/) and an empty difference naming it.
+    expect(b1.base).toMatchObject({ count: b1.count, added: true });
+    const base = b1.base as NonNullable<typeof b1.base>;
+    expect((await backend.stat(`store/lists/${base.sha256.slice(0, 2)}/${base.sha256}`))?.size).toBe(
+      base.storedBytes,
+    );
 
     const s2 = await backup();
-    expect(s2.format, said()).toBe('moodle-backup-sidecar/2');
+    expect(s2.format, said()).toBe('moodle-backup-sidecar/3');
     expect(blobsOf(s2)).toMatchObject({ count: b1.count, added: 0, addedBytes: 0, packBytes: 0 });
+    // Nothing changed: the same base, no new one, and a list of a few bytes (the header and the base line).
+    expect(blobsOf(s2).base).toEqual({ ...base, added: false });
+    expect(blobsOf(s2).storedBytes).toBeLessThan(200);
 
     // Three new files, two deleted, one moved to trashdir as Moodle's file deletion does.
     const pool = (
@@ -113,8 +122,9 @@ describe('incremental backups (the blob store)', () => {
     );
     const s3 = await backup();
     const fp3 = await moodledata();
-    expect(s3.format, said()).toBe('moodle-backup-sidecar/2');
+    expect(s3.format, said()).toBe('moodle-backup-sidecar/3');
     expect(blobsOf(s3)).toMatchObject({ count: b1.count + 1, added: 3 });
+    expect(blobsOf(s3).base).toEqual({ ...base, added: false }); // the changes are the difference
 
     // A file whose content is not its name: Moodle's copy is corrupt. It is kept as it is, and reported.
     const claimed = sha1('what moodle wrote');
@@ -319,7 +329,16 @@ describe('incremental backups (the blob store)', () => {
 
   it('a snapshot restores by hand with tar, zstd and awk, as docs/format.md says', async () => {
     const backend = createBackend(config.target);
+    // A file added and one deleted since the last snapshot: this one's list is a difference from a base.
+    const first = (
+      await inDataroot(
+        stack,
+        "find filedir -type f -name '????????????????????????????????????????' | sort | head -n 1",
+      )
+    ).trim();
+    await inDataroot(stack, `${addBlob('restored by hand')} && rm ${first}`);
     const m = await runBackup({ docker: docker(), config, backend, log: silentLogger() });
+    expect(blobsOf(m).base?.added).toBe(false);
     const want = await moodledata();
     const target = (config.target as { path: string }).path;
     const volume = uniqueName('byhand');
@@ -331,7 +350,16 @@ describe('incremental backups (the blob store)', () => {
       'cd /restore',
       // Every pack into a pool, then each listed blob to its place with its owner, mode and time.
       'mkdir /tmp/pool && for p in /target/store/packs/*/*; do zstd -dc "$p" | tar -x -C /tmp/pool; done',
-      `zstd -dc "$snap/${v?.blobs?.file}" | tail -n +2 | while IFS=$'\\t' read -r sha size mode uid gid mtime path; do`,
+      // The list: whole (format 2), or the difference from a shared base that replaces its lines (format 3).
+      `zstd -dc "$snap/${v?.blobs?.file}" > /tmp/list`,
+      'if [ "$(head -n 1 /tmp/list)" = "mbs-blobs 3" ]; then',
+      '  base=$(sed -n 2p /tmp/list | cut -f 2)',
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: bash parameter expansion, not a template
+      '  zstd -dc "/target/store/lists/${base:0:2}/$base" | tail -n +2 > /tmp/base',
+      `  tail -n +3 /tmp/list | awk -F '\\t' 'NR == FNR { named[$NF] = 1; if ($1 != "gone") print; next } !($NF in named)' - /tmp/base > /tmp/lines`,
+      'else tail -n +2 /tmp/list > /tmp/lines; fi',
+      // Files first, then the directories (their times set last).
+      `{ awk -F '\\t' '$1 != "-"' /tmp/lines; awk -F '\\t' '$1 == "-"' /tmp/lines; } | while IFS=$'\\t' read -r sha size mode uid gid mtime path; do`,
       // A directory line (`-` for sha1 and size, after every file) makes the directory; a blob line copies.
       '  if [ "$sha" = - ]; then mkdir -p "$path"',
       // biome-ignore lint/suspicious/noTemplateCurlyInString: bash parameter expansion, not a template

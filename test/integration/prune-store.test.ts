@@ -26,6 +26,11 @@ import {
 const HOUR = 3_600_000;
 const KiB = 1024;
 
+/** The shared lists stored now (ids). */
+async function listIds(backend: Backend): Promise<string[]> {
+  return (await backend.list('store/lists/')).map((o) => o.key.slice(o.key.lastIndexOf('/') + 1)).sort();
+}
+
 /** Every index file names only stored packs, and every stored pack is indexed. */
 async function expectConsistent(backend: Backend): Promise<void> {
   const indexed = [...(await packContents(backend)).keys()].sort();
@@ -33,9 +38,11 @@ async function expectConsistent(backend: Backend): Promise<void> {
 }
 
 describe.each([
-  { name: 'local directory', s3: false },
-  { name: 'S3', s3: true },
-])('prune sweeps the blob store on a $name target', ({ s3 }) => {
+  { name: 'local directory', s3: false, shared: false },
+  { name: 'S3', s3: true, shared: false },
+  { name: 'local directory, lists as differences from a shared base,', s3: false, shared: true },
+  { name: 'S3, lists as differences from a shared base,', s3: true, shared: true },
+])('prune sweeps the blob store on a $name target', ({ s3, shared }) => {
   let dirs: TempDirs;
   let backend: Backend & { close?: () => void };
   const t0 = Date.now() - 10 * HOUR;
@@ -53,7 +60,7 @@ describe.each([
 
   it('frees exactly the packs no kept snapshot needs (and an old unindexed one); kept snapshots restore byte for byte', async () => {
     // 32 KiB packs of ~6 KiB blobs: each snapshot's new blobs fill a few packs of their own.
-    const o = { packSize: 32 * KiB, spool: join(dirs.spool, 'a') };
+    const o = { packSize: 32 * KiB, spool: join(dirs.spool, 'a'), ...(shared ? { shared: {} } : {}) };
     const d = new Dataroot(join(dirs.root, 'dataroot-a'));
     // Each snapshot's new blobs go to packs of their own: A's packs die with s1 and s2, B's stay (partly).
     const a = await d.add(12);
@@ -106,8 +113,25 @@ describe.each([
 
     // Nothing more to do.
     const again = await prune(backend, KEEP_LAST_2, opts);
-    expect(again.store).toMatchObject({ deadPacks: 0, orphanPacks: 0, repackPacks: 0 });
+    expect(again.store).toMatchObject({ deadPacks: 0, orphanPacks: 0, repackPacks: 0, deadLists: 0 });
     expect(await packIds(backend)).toEqual(needed);
+    if (!shared) return;
+
+    // The kept snapshots' lists name s1's base (the deleted blobs are "gone" lines there): it stays, and
+    // the mark above left those blobs out all the same. A new base, once no kept snapshot names the old
+    // one, takes its place.
+    const bases = (m: StoredSnapshot) => m.manifest.volumes.map((v) => v.blobs?.base?.sha256);
+    expect(bases(kept[0] as StoredSnapshot)).toEqual(bases(snaps[0] as StoredSnapshot));
+    expect(await listIds(backend)).toEqual(bases(snaps[0] as StoredSnapshot));
+    o.shared = {}; // the state's copy lost: the next run writes a new base
+    const s5 = await snapshotDataroot(backend, d, new Date(t0 + 4 * HOUR), o);
+    const s6 = await snapshotDataroot(backend, d, new Date(t0 + 5 * HOUR), o);
+    expect(bases(s6)).toEqual(bases(s5));
+    expect(bases(s5)).not.toEqual(bases(snaps[0] as StoredSnapshot));
+    const last = await prune(backend, KEEP_LAST_2, { ...opts, now: new Date(Date.now() + 50 * HOUR) });
+    expect(last.store).toMatchObject({ deadLists: 1 });
+    expect(await listIds(backend)).toEqual(bases(s5));
+    for (const x of [s5, s6]) expect(await restoreBlobs(backend, x, join(dirs.root, 'out'))).toEqual(x.files);
   });
 });
 

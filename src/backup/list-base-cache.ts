@@ -1,0 +1,61 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { KeptBase, ListBase } from '../store/snapshot-list.js';
+
+/**
+ * The text of the shared blob list the last snapshot's list is the difference from, per volume, in the state
+ * directory beside the listings (`bases/`): the next backup writes its list as the difference from it
+ * without reading it back from the target. Gone or unreadable, the next backup writes a new base.
+ */
+interface Pointer {
+  version: 1;
+  sha256: string;
+  storedBytes: number;
+  count: number;
+  lines: string;
+}
+
+function dirOf(listings: string): string {
+  return join(listings, 'bases');
+}
+
+export async function loadKeptBase(listings: string, volume: string): Promise<KeptBase | undefined> {
+  const dir = dirOf(listings);
+  try {
+    const p = JSON.parse(await readFile(join(dir, `${volume}.json`), 'utf8')) as Pointer;
+    if (p.version !== 1 || !/^[0-9a-f]{64}$/.test(p.sha256) || p.lines.includes('/')) return undefined;
+    return { sha256: p.sha256, storedBytes: p.storedBytes, count: p.count, linesPath: join(dir, p.lines) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Where a run writes the text of a new base: in the state directory already, kept only once committed. */
+export async function newBaseLinesPath(listings: string, volume: string): Promise<string> {
+  const dir = dirOf(listings);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  return join(dir, `${volume}.${randomBytes(6).toString('hex')}.lines`);
+}
+
+/** After the commit: the new base becomes the volume's kept base; older texts go. */
+export async function keepBase(
+  listings: string,
+  volume: string,
+  base: ListBase,
+  linesPath: string,
+): Promise<void> {
+  const dir = dirOf(listings);
+  const lines = linesPath.slice(linesPath.lastIndexOf('/') + 1);
+  const pointer: Pointer = { version: 1, ...base, lines };
+  const tmp = join(dir, `.${lines}.tmp`);
+  await writeFile(tmp, JSON.stringify(pointer), { mode: 0o600 });
+  await rename(tmp, join(dir, `${volume}.json`));
+  for (const name of await readdir(dir))
+    if (
+      name.startsWith(`${volume}.`) &&
+      /^[0-9a-f]{12}\.lines$/.test(name.slice(volume.length + 1)) &&
+      name !== lines
+    )
+      await rm(join(dir, name), { force: true });
+}
