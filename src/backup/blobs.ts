@@ -19,7 +19,7 @@ import { loadIndex } from '../store/store-io.js';
 import { blobExcludeArgs } from '../volume/exclude-tar-args.js';
 import { leafOf, PreListing, relist, scanWindow, sinceMarginFor, windowTarArgs } from './blob-window.js';
 import type { BackupRun, BlobSession, BlobVolume } from './context.js';
-import { keepBase, loadKeptBase, newBaseLinesPath } from './list-base-cache.js';
+import { keepBase, loadKeptBase, newBaseLinesPath, readableAs } from './list-base-cache.js';
 import { ListingDraft, listingDir, loadListing } from './listing-cache.js';
 import { makeSpoolDir } from './steps.js';
 
@@ -167,8 +167,10 @@ export async function saveListings(run: BackupRun, snapshot: string): Promise<vo
   for (const bv of run.store?.volumes.values() ?? []) {
     const base = bv.list?.blobs.base;
     const linesPath = bv.list?.newBase?.linesPath;
-    if (base && linesPath && run.store)
-      await keepBase(run.store.listings, bv.v.name, base, linesPath).catch((err: unknown) => {
+    const readable = listsReadableAs(run);
+    if (linesPath && (!base || readable === null)) await rm(linesPath, { force: true });
+    else if (base && linesPath && readable !== null && run.store)
+      await keepBase(run.store.listings, bv.v.name, base, linesPath, readable).catch((err: unknown) => {
         run.ctx.log.warn(
           { step: 'store', volume: bv.v.short, err },
           `${bv.v.short}: could not keep this snapshot's blob list in the state directory (the next backup writes it whole): ${(err as Error).message}`,
@@ -188,6 +190,11 @@ export async function saveListings(run: BackupRun, snapshot: string): Promise<vo
         return next.draft.discard();
       });
   }
+}
+
+/** Who reads this run's lists (list-base-cache.ts readableAs). */
+function listsReadableAs(run: BackupRun): string | null {
+  return readableAs(run.codec.name, run.encryption?.recipients ?? null, run.encryption !== null);
 }
 
 /** The run failed: the drafts go, the previous listings stay. */
@@ -397,7 +404,7 @@ async function writeList(
       path,
       basePath: join(run.spoolDir, `${bv.v.short}.base`),
       baseLinesPath,
-      previous: await loadKeptBase(s.listings, volume),
+      previous: await loadKeptBase(s.listings, volume, listsReadableAs(run)),
     });
     if (!r.newBase) await rm(baseLinesPath, { force: true });
     finishList(bv, { file, path }, r, w.mismatches, w.insideMs);

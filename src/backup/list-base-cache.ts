@@ -14,17 +14,40 @@ interface Pointer {
   storedBytes: number;
   count: number;
   lines: string;
+  /** What reads the base: its codec and the public keys it is encrypted to (see readableAs). */
+  readableAs: string;
+}
+
+/**
+ * Who can read a list this run writes: the codec and the recipients, sorted. A base is used only by a run
+ * whose lists read the same way, else a snapshot encrypted to new keys would name a base only the old key
+ * opens. null with a passphrase (no public part to compare): such runs always write a new base.
+ */
+export function readableAs(
+  codec: string,
+  recipients: readonly string[] | null,
+  encrypted: boolean,
+): string | null {
+  if (!encrypted) return JSON.stringify({ codec, recipients: [] });
+  if (!recipients) return null;
+  return JSON.stringify({ codec, recipients: [...recipients].sort() });
 }
 
 function dirOf(listings: string): string {
   return join(listings, 'bases');
 }
 
-export async function loadKeptBase(listings: string, volume: string): Promise<KeptBase | undefined> {
+export async function loadKeptBase(
+  listings: string,
+  volume: string,
+  readable: string | null,
+): Promise<KeptBase | undefined> {
+  if (readable === null) return undefined;
   const dir = dirOf(listings);
   try {
     const p = JSON.parse(await readFile(join(dir, `${volume}.json`), 'utf8')) as Pointer;
     if (p.version !== 1 || !/^[0-9a-f]{64}$/.test(p.sha256) || p.lines.includes('/')) return undefined;
+    if (p.readableAs !== readable) return undefined;
     return { sha256: p.sha256, storedBytes: p.storedBytes, count: p.count, linesPath: join(dir, p.lines) };
   } catch {
     return undefined;
@@ -44,10 +67,18 @@ export async function keepBase(
   volume: string,
   base: ListBase,
   linesPath: string,
+  readable: string,
 ): Promise<void> {
   const dir = dirOf(listings);
   const lines = linesPath.slice(linesPath.lastIndexOf('/') + 1);
-  const pointer: Pointer = { version: 1, ...base, lines };
+  const pointer: Pointer = {
+    version: 1,
+    sha256: base.sha256,
+    storedBytes: base.storedBytes,
+    count: base.count,
+    lines,
+    readableAs: readable,
+  };
   const tmp = join(dir, `.${lines}.tmp`);
   await writeFile(tmp, JSON.stringify(pointer), { mode: 0o600 });
   await rename(tmp, join(dir, `${volume}.json`));

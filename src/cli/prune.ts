@@ -95,7 +95,8 @@ function storeText(s: StoreSweepResult, dryRun: boolean): string {
   if (s.refused) return `store: nothing deleted (${s.refused})\n`;
   const verb = dryRun ? 'would delete' : 'deleted';
   const lines = [
-    `store: ${verb} ${s.deadPacks} dead pack(s) (${formatBytes(s.deadBytes)}), ${s.orphanPacks} unindexed pack(s) (${formatBytes(s.orphanBytes)}) and ${s.deadLists} unused shared list(s) (${formatBytes(s.deadListBytes)})`,
+    `store: ${verb} ${s.deadPacks} dead pack(s) (${formatBytes(s.deadBytes)}) and ${s.orphanPacks} unindexed pack(s) (${formatBytes(s.orphanBytes)})`,
+    `store: ${verb} ${s.deadLists} shared blob list(s) no kept snapshot names (${formatBytes(s.deadListBytes)})`,
     `store: ${dryRun ? 'would repack' : 'repacked'} ${s.repackPacks} mostly dead pack(s) (${formatBytes(s.repackBytes)})${dryRun ? '' : ` into ${s.newPacks} new one(s)`}`,
   ];
   return `${lines.join('\n')}\n`;

@@ -82,8 +82,12 @@ export function isDirLine(buf: Buffer, start: number): boolean {
 
 /** A growable sorted set of 64-bit values: filled, then sealed (sorted), then asked. */
 class Hashes {
-  private a = new BigUint64Array(1024);
+  private a: BigUint64Array;
   private n = 0;
+  /** `expected`: how many will come, so that a million lines do not pass through doubling copies. */
+  constructor(expected = 1024) {
+    this.a = new BigUint64Array(Math.max(16, expected));
+  }
   add(h: bigint): void {
     if (this.n === this.a.length) {
       const grown = new BigUint64Array(this.a.length * 2);
@@ -132,13 +136,16 @@ export async function diffLists(o: {
   current: () => AsyncIterable<Buffer | string>;
   limit: number;
   out: (line: Buffer) => Promise<void>;
+  /** About how many lines each list has (blobs and directories): the hash arrays are sized once. */
+  expected?: { base: number; current: number };
 }): Promise<DeltaResult | null> {
-  const baseLines = new Hashes();
-  await forEachLine(o.base(), (buf, s, e) => baseLines.add(hash64(buf, s, e)));
+  let baseLines: Hashes | undefined = new Hashes(o.expected?.base);
+  const added = (h: Hashes) => (buf: Buffer, s: number, e: number) => h.add(hash64(buf, s, e));
+  await forEachLine(o.base(), added(baseLines));
   baseLines.seal();
   let lines = 0;
   let blobs = 0;
-  const paths = new Hashes();
+  const paths = new Hashes(o.expected?.current);
   // Paths of the lines written: the base's lines at those paths are replaced.
   const changed = new Hashes();
   let over = false;
@@ -150,12 +157,13 @@ export async function diffLists(o: {
     if (over) return;
     const p = hash64(buf, pathStart(buf, s, e), e);
     paths.add(p);
-    if (baseLines.has(hash64(buf, s, e))) return;
+    if (baseLines?.has(hash64(buf, s, e))) return;
     changed.add(p);
     if (!isDirLine(buf, s)) blobs++;
     await write(Buffer.from(buf.subarray(s, e + 1)));
   });
   if (over) return null;
+  baseLines = undefined; // 8 bytes a line, not needed for the base's second pass
   paths.seal();
   changed.seal();
   await forEachLine(o.base(), async (buf, s, e) => {

@@ -7,6 +7,9 @@ import type { StoreEncoding } from './encoding.js';
 import { listKey } from './layout.js';
 import { BASE_PREFIX, DELTA_LIST_HEADER, diffLists } from './list-delta.js';
 
+/** Room for the directory lines beside the blob lines when the diff sizes its arrays. */
+const LEAF_LINES = 65_536;
+
 /** A shared base list, as a snapshot's manifest names it. */
 export interface ListBase {
   sha256: string;
@@ -65,6 +68,8 @@ export async function writeSnapshotList(o: {
         current: o.text,
         limit: deltaLimit(prev.count),
         out: (line) => w.addLine(line),
+        // Blob lines, and a directory line for each leaf directory (at most 65,536 an area in practice).
+        expected: { base: prev.count + LEAF_LINES, current: o.count + LEAF_LINES },
       });
       // Over the limit, or a count that does not add up (a hash collision): a new base, which is always right.
       if (r && r.blobs === o.count) {
