@@ -166,11 +166,12 @@ export async function storeBefore(run: BackupRun, s: BlobSession): Promise<void>
 export async function saveListings(run: BackupRun, snapshot: string): Promise<void> {
   for (const bv of run.store?.volumes.values() ?? []) {
     const base = bv.list?.blobs.base;
-    const linesPath = bv.list?.newBase?.linesPath;
+    const newBase = bv.list?.newBase;
+    const linesPath = newBase?.linesPath;
     const readable = listsReadableAs(run);
     if (linesPath && (!base || readable === null)) await rm(linesPath, { force: true });
-    else if (base && linesPath && readable !== null && run.store)
-      await keepBase(run.store.listings, bv.v.name, base, linesPath, readable).catch((err: unknown) => {
+    else if (base && newBase && linesPath && readable !== null && run.store)
+      await keepBase(run.store.listings, bv.v.name, base, newBase, readable).catch((err: unknown) => {
         run.ctx.log.warn(
           { step: 'store', volume: bv.v.short, err },
           `${bv.v.short}: could not keep this snapshot's blob list in the state directory (the next backup writes it whole): ${(err as Error).message}`,

@@ -131,7 +131,12 @@ export interface BlobVolume {
    * Set once the blob list is written (writeBlobLists): spooled locally until the commit step puts it, after
    * the new shared base it names, if it needs one (store/snapshot-list.ts).
    */
-  list?: { file: string; path: string; blobs: ManifestBlobs; newBase?: { path: string; linesPath: string } };
+  list?: {
+    file: string;
+    path: string;
+    blobs: ManifestBlobs;
+    newBase?: { path: string; linesPath: string; textSha256: string };
+  };
   /** Set by storeInside when the list is written after the window (writeBlobLists). */
   listLater?: () => Promise<void>;
   /** The volume's manifest entry, once its tarball is read: writeBlobLists names the list there. */

@@ -14,6 +14,8 @@ interface Pointer {
   storedBytes: number;
   count: number;
   lines: string;
+  /** The sha256 of the text in `lines`. */
+  textSha256: string;
   /** What reads the base: its codec and the public keys it is encrypted to (see readableAs). */
   readableAs: string;
 }
@@ -48,7 +50,14 @@ export async function loadKeptBase(
     const p = JSON.parse(await readFile(join(dir, `${volume}.json`), 'utf8')) as Pointer;
     if (p.version !== 1 || !/^[0-9a-f]{64}$/.test(p.sha256) || p.lines.includes('/')) return undefined;
     if (p.readableAs !== readable) return undefined;
-    return { sha256: p.sha256, storedBytes: p.storedBytes, count: p.count, linesPath: join(dir, p.lines) };
+    if (typeof p.textSha256 !== 'string') return undefined;
+    return {
+      sha256: p.sha256,
+      storedBytes: p.storedBytes,
+      count: p.count,
+      linesPath: join(dir, p.lines),
+      textSha256: p.textSha256,
+    };
   } catch {
     return undefined;
   }
@@ -66,17 +75,18 @@ export async function keepBase(
   listings: string,
   volume: string,
   base: ListBase,
-  linesPath: string,
+  text: { linesPath: string; textSha256: string },
   readable: string,
 ): Promise<void> {
   const dir = dirOf(listings);
-  const lines = linesPath.slice(linesPath.lastIndexOf('/') + 1);
+  const lines = text.linesPath.slice(text.linesPath.lastIndexOf('/') + 1);
   const pointer: Pointer = {
     version: 1,
     sha256: base.sha256,
     storedBytes: base.storedBytes,
     count: base.count,
     lines,
+    textSha256: text.textSha256,
     readableAs: readable,
   };
   const tmp = join(dir, `.${lines}.tmp`);

@@ -1,3 +1,4 @@
+import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { LineFile } from '../common/line-file.js';
@@ -21,6 +22,8 @@ export interface ListBase {
 /** The base the last snapshot used, with its text (no header) kept in the state directory. */
 export interface KeptBase extends ListBase {
   linesPath: string;
+  /** The sha256 of that text: a copy changed since (a damaged state volume) is not diffed against. */
+  textSha256: string;
 }
 
 export interface SnapshotListResult {
@@ -28,7 +31,7 @@ export interface SnapshotListResult {
   summary: BlobListSummary;
   base: ListBase & { added: boolean };
   /** A base this run wrote: stored before the manifest; its plain text becomes the next run's KeptBase. */
-  newBase?: { path: string; linesPath: string };
+  newBase?: { path: string; linesPath: string; textSha256: string };
   /** The lines of the delta (0 against a new base). */
   deltaLines: number;
 }
@@ -62,9 +65,16 @@ export async function writeSnapshotList(o: {
   const prev = o.previous;
   if (prev && (await o.backend.stat(listKey(prev.sha256)))?.size === prev.storedBytes) {
     const w = new BlobListWriter(o.path, o.encoding, header(prev));
+    // The kept text is checked as the diff first reads it: a line changed there would go unwritten.
+    const kept = createHash('sha256');
+    let reads = 0;
+    const base = () => {
+      const file = createReadStream(prev.linesPath, { highWaterMark: 1 << 20 });
+      return reads++ > 0 ? file : hashed(file, kept);
+    };
     try {
       const r = await diffLists({
-        base: () => createReadStream(prev.linesPath, { highWaterMark: 1 << 20 }),
+        base,
         current: o.text,
         limit: deltaLimit(prev.count),
         out: (line) => w.addLine(line),
@@ -72,7 +82,7 @@ export async function writeSnapshotList(o: {
         expected: { base: prev.count + LEAF_LINES, current: o.count + LEAF_LINES },
       });
       // Over the limit, or a count that does not add up (a hash collision): a new base, which is always right.
-      if (r && r.blobs === o.count) {
+      if (r && r.blobs === o.count && kept.digest('hex') === prev.textSha256) {
         const summary = { ...(await w.finish()), count: o.count, bytes: o.bytes };
         return { summary, base: { ...baseOf(prev), added: false }, deltaLines: r.lines };
       }
@@ -85,10 +95,12 @@ export async function writeSnapshotList(o: {
   }
   const bw = new BlobListWriter(o.basePath, o.encoding);
   const plain = new LineFile(o.baseLinesPath);
+  const text = createHash('sha256');
   try {
     for await (const chunk of o.text()) {
       await bw.addLines(chunk, 0, 0);
       await plain.add(chunk);
+      text.update(chunk);
     }
     await plain.finish();
   } catch (err) {
@@ -103,9 +115,16 @@ export async function writeSnapshotList(o: {
   return {
     summary,
     base: { ...base, added: true },
-    newBase: { path: o.basePath, linesPath: o.baseLinesPath },
+    newBase: { path: o.basePath, linesPath: o.baseLinesPath, textSha256: text.digest('hex') },
     deltaLines: 0,
   };
+}
+
+async function* hashed(source: AsyncIterable<Buffer>, hash: Hash): AsyncGenerator<Buffer> {
+  for await (const chunk of source) {
+    hash.update(chunk);
+    yield chunk;
+  }
 }
 
 function baseOf(b: ListBase): ListBase {

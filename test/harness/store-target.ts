@@ -123,7 +123,7 @@ export async function snapshotDataroot(
     });
     if (r.newBase) {
       await backend.put(listKey(r.base.sha256), Readable.from([await readFile(r.newBase.path)]));
-      o.shared.base = { ...r.base, linesPath: baseLines };
+      o.shared.base = { ...r.base, linesPath: baseLines, textSha256: r.newBase.textSha256 };
     }
     s = r.summary;
     base = r.base;

@@ -327,6 +327,35 @@ describe('incremental backups (the blob store)', () => {
     ).rejects.toMatchObject({ code: 'SNAPSHOT_NOT_FOUND' });
   });
 
+  it('a kept base whose text changed on the state volume is not diffed against: the next run writes a new base', async () => {
+    const backend = createBackend(config.target);
+    const m1 = await runBackup({ docker: docker(), config, backend, log: silentLogger() });
+    const kept = (await readdir(dirs.state, { recursive: true })).filter((f) => /bases\/.*\.lines$/.test(f));
+    expect(kept).toHaveLength(1);
+    const path = join(dirs.state, kept[0] as string);
+    // One line's mtime moved, as a damaged copy would have it: a difference against it would leave the
+    // real change to that line unwritten.
+    const text = await readFile(path, 'utf8');
+    await writeFile(
+      path,
+      text.replace(/\t(\d{13})\t/, (_m, t: string) => `\t${Number(t) + 1000}\t`),
+    );
+    const m2 = await runBackup({ docker: docker(), config, backend, log: silentLogger() });
+    expect(blobsOf(m1).base?.sha256).toBeDefined();
+    expect(blobsOf(m2).base).toMatchObject({ added: true, count: blobsOf(m1).count });
+    expect(blobsOf(m2).base?.sha256).not.toBe(blobsOf(m1).base?.sha256);
+    const want = await moodledata();
+    await runRestore({
+      docker: docker(),
+      config,
+      backend,
+      log: silentLogger(),
+      snapshot: m2.id,
+      safetySnapshot: false,
+    });
+    expect(diffMinusExcludes(want, await moodledata())).toEqual([]);
+  });
+
   it('a snapshot restores by hand with tar, zstd and awk, as docs/format.md says', async () => {
     const backend = createBackend(config.target);
     // A file added and one deleted since the last snapshot: this one's list is a difference from a base.

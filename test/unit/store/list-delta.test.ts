@@ -80,6 +80,23 @@ describe('diffLists', () => {
     expect(apply(base, out).sort()).toEqual([...current].sort());
   });
 
+  it('on 20,000 lines with a random tenth changed, base + delta is exactly the list', async () => {
+    let seed = 7;
+    const rand = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    const big = Array.from({ length: 20_000 }, (_, i) => blob(`file ${i}`));
+    const current = big
+      .map((l, i) => (rand() < 0.03 ? blob(`file ${i}`, { mtimeMs: 1_900_000_000_000 }) : l)) // touched
+      .filter(() => rand() > 0.05); // deleted
+    for (let i = 0; i < 1000; i++) current.push(blob(`new ${i}`));
+    const { r, out } = await diff(big, current, 10_000);
+    expect(apply(big, out).sort()).toEqual([...current].sort());
+    expect(r?.blobs).toBe(current.length);
+    expect(r?.lines).toBe(out.length);
+  });
+
   it('gives up (null) once the difference passes the limit', async () => {
     const many = Array.from({ length: 10 }, (_, i) => blob(`new ${i}`));
     expect((await diff(base, [...base, ...many], 10)).r).toEqual({ lines: 10, blobs: 14 });
