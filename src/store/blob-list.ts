@@ -244,19 +244,32 @@ export async function* readBlobList(source: Readable, o: ListSource): AsyncGener
     }
     await feed;
   } catch (err) {
-    if (err instanceof SidecarError) throw err;
-    throw new SidecarError(
-      'INTEGRITY_FAILED',
-      `${o.where}: the blob list does not decode: ${(err as Error).message}`,
-      undefined,
-      { cause: err },
-    );
+    throw listReadError(err, o.where);
   } finally {
     // A reader that stops early must not leave the download running.
     if (!text.readableEnded) text.destroy();
   }
-  if (rest !== '' || first)
-    throw new SidecarError('INTEGRITY_FAILED', `${o.where}: the blob list is truncated`);
+  checkListEnd(o, tap, rest !== '' || first);
+}
+
+/** A list's read failed: a SidecarError as it is, anything else (the codec's, age's) as INTEGRITY_FAILED. */
+export function listReadError(err: unknown, where: string): SidecarError {
+  if (err instanceof SidecarError) return err;
+  return new SidecarError(
+    'INTEGRITY_FAILED',
+    `${where}: the blob list does not decode: ${(err as Error).message}`,
+    undefined,
+    { cause: err },
+  );
+}
+
+/** Once a list was read to its end: whole, and its stored bytes the ones the manifest names. */
+export function checkListEnd(
+  o: Pick<ListSource, 'where' | 'sha256'>,
+  tap: HashTap,
+  truncated: boolean,
+): void {
+  if (truncated) throw new SidecarError('INTEGRITY_FAILED', `${o.where}: the blob list is truncated`);
   if (tap.digest() !== o.sha256) {
     throw new SidecarError(
       'INTEGRITY_FAILED',

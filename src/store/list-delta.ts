@@ -3,10 +3,12 @@ import type { Readable } from 'node:stream';
 import { SidecarError } from '../common/errors.js';
 import {
   type BlobEntry,
+  checkListEnd,
   DIR_LINE_PREFIX,
   type DirEntry,
   decodeList,
   type ListSource,
+  listReadError,
   parseBlobLine,
   parseDirLine,
 } from './blob-list.js';
@@ -249,19 +251,11 @@ export async function* readDeltaList(source: Readable, o: ListSource): AsyncGene
     }
     await feed;
   } catch (err) {
-    if (err instanceof SidecarError) throw err;
-    throw new SidecarError(
-      'INTEGRITY_FAILED',
-      `${o.where}: the blob list does not decode: ${(err as Error).message}`,
-      undefined,
-      { cause: err },
-    );
+    throw listReadError(err, o.where);
   } finally {
     if (!text.readableEnded) text.destroy();
   }
-  if (rest !== '' || n < 2) throw bad('the blob list is truncated');
-  if (tap.digest() !== o.sha256)
-    throw bad(`the blob list does not match its checksum (sha256 ${tap.digest()})`);
+  checkListEnd(o, tap, rest !== '' || n < 2);
 }
 
 const AREA: Record<string, number> = { filedir: 0, trashdir: 1 };
