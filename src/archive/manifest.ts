@@ -174,6 +174,20 @@ export type ManifestDatabase = z.infer<typeof databaseSchema>;
 export type ManifestSite = z.infer<typeof siteSchema>;
 export type ManifestBlobs = NonNullable<ManifestVolume['blobs']>;
 
+/**
+ * Bytes the snapshot's run wrote to the target: its archives and dump and, for a volume whose files went to
+ * the store, its blob list, the shared list it started (if any) and the packs it stored. Not what the
+ * snapshot references: packs and lists stored by earlier runs are not counted again.
+ */
+export function bytesWritten(m: Pick<Manifest, 'volumes' | 'database'>): number {
+  let n = m.database?.storedBytes ?? 0;
+  for (const v of m.volumes) {
+    const b = v.blobs;
+    n += v.storedBytes + (b ? b.storedBytes + b.packBytes + (b.base?.added ? b.base.storedBytes : 0) : 0);
+  }
+  return n;
+}
+
 export function serializeManifest(m: Manifest): string {
   return `${JSON.stringify(manifestSchema.parse(m), null, 2)}\n`;
 }

@@ -2,6 +2,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import {
+  bytesWritten,
   FORMAT,
   FORMAT_SHARED_LISTS,
   FORMAT_STORE,
@@ -13,7 +14,7 @@ import { TOOL } from '../common/version.js';
 import { listKey } from '../store/layout.js';
 import type { BackupRun } from './context.js';
 import { copyReused } from './reuse.js';
-import { describeServices, describeSite, putFile, sum } from './steps.js';
+import { describeServices, describeSite, putFile } from './steps.js';
 
 /** Remote targets: the spooled archives go up after the stack is back, so the upload adds no downtime. */
 export async function uploadSpooled(run: BackupRun): Promise<void> {
@@ -96,7 +97,7 @@ export async function commitManifest(run: BackupRun): Promise<Manifest> {
       snapshot: run.id,
       totalMs: manifest.timings.totalMs,
       downtimeMs: run.timings.downtimeMs,
-      storedBytes: sum(run.volumes, 'storedBytes') + (run.database?.storedBytes ?? 0),
+      storedBytes: bytesWritten(manifest),
     },
     `snapshot ${run.id} committed`,
   );

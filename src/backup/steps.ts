@@ -3,7 +3,7 @@ import { mkdir, open, rm } from 'node:fs/promises';
 import type { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { listSnapshots } from '../archive/catalog.js';
-import type { Manifest, ManifestSite, ManifestVolume } from '../archive/manifest.js';
+import type { Manifest, ManifestSite } from '../archive/manifest.js';
 import type { Config } from '../config/types.js';
 import type { Logger } from '../observe/logger.js';
 import type { Stack } from '../stack/discover.js';
@@ -120,10 +120,6 @@ export async function discardPartial(backend: Backend, id: string, log: Logger):
       "could not remove the failed run's partial objects; prune sweeps them",
     );
   }
-}
-
-export function sum(vs: ManifestVolume[], k: 'storedBytes' | 'rawBytes'): number {
-  return vs.reduce((a, v) => a + v[k], 0);
 }
 
 /** Raw sizes of the newest snapshot's volumes and dump, for the progress totals (terminal only). */

@@ -51,9 +51,11 @@ export function registerBackup(program: Command): void {
           process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
           return;
         }
+        // Loaded with the pipeline already: a value import here would load zod at every start.
+        const { bytesWritten } = await import('../archive/manifest.js');
         for (const manifest of manifests) {
-          const stored =
-            manifest.volumes.reduce((a, v) => a + v.storedBytes, 0) + (manifest.database?.storedBytes ?? 0);
+          // What this run wrote: packs and lists included (a 1st incremental run's packs are most of it).
+          const stored = bytesWritten(manifest);
           const dump = manifest.database ? ` + ${manifest.database.file}` : '';
           process.stdout.write(
             `snapshot ${manifest.id}${manifests.length > 1 ? ` (job ${manifest.job})` : ''}: ${manifest.volumes.length} volumes${dump}, ${formatBytes(stored)} stored, ` +
