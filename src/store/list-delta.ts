@@ -39,19 +39,31 @@ export async function forEachLine(
   source: AsyncIterable<Buffer | string>,
   fn: (buf: Buffer, start: number, end: number) => undefined | Promise<void>,
 ): Promise<void> {
-  let carry = Buffer.alloc(0);
+  // A line cut by a chunk's end is joined alone; the chunk itself is never copied (a copy of every 1 MB
+  // chunk, three passes over 26 MB of list, was ~30 MB more peak RSS at 200,000 blobs).
+  let carry: Buffer | undefined;
   for await (const c of source) {
-    const chunk = typeof c === 'string' ? Buffer.from(c) : c;
-    const buf = carry.length > 0 ? Buffer.concat([carry, chunk]) : chunk;
+    const buf = typeof c === 'string' ? Buffer.from(c) : c;
     let start = 0;
-    for (let nl = buf.indexOf(NL, start); nl >= 0; nl = buf.indexOf(NL, start)) {
+    let nl = buf.indexOf(NL, start);
+    if (carry && nl >= 0) {
+      // With its newline, as every range given to fn has one at `end`.
+      const line = Buffer.concat([carry, buf.subarray(0, nl + 1)]);
+      carry = undefined;
+      const waiting = fn(line, 0, line.length - 1);
+      if (waiting) await waiting;
+      start = nl + 1;
+      nl = buf.indexOf(NL, start);
+    }
+    for (; nl >= 0; nl = buf.indexOf(NL, start)) {
       const waiting = fn(buf, start, nl);
       if (waiting) await waiting;
       start = nl + 1;
     }
-    carry = Buffer.from(buf.subarray(start));
+    if (start < buf.length)
+      carry = carry ? Buffer.concat([carry, buf.subarray(start)]) : Buffer.from(buf.subarray(start));
   }
-  if (carry.length > 0) throw new Error('the list does not end with a newline');
+  if (carry) throw new Error('the list does not end with a newline');
 }
 
 /** The last hash64 made: its high and low 32 bits (two numbers, no BigInt a line). */
