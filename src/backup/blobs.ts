@@ -166,12 +166,18 @@ export async function storeBefore(run: BackupRun, s: BlobSession): Promise<void>
 export async function saveListings(run: BackupRun, snapshot: string): Promise<void> {
   for (const bv of run.store?.volumes.values() ?? []) {
     const base = bv.list?.blobs.base;
-    const newBase = bv.list?.newBase;
-    const linesPath = newBase?.linesPath;
+    const kept = bv.list?.newBase;
     const readable = listsReadableAs(run);
-    if (linesPath && (!base || readable === null)) await rm(linesPath, { force: true });
-    else if (base && newBase && linesPath && readable !== null && run.store)
-      await keepBase(run.store.listings, bv.v.name, base, newBase, readable).catch((err: unknown) => {
+    // A text is written only when its run's lists may be diffed against (readable not null).
+    const linesPath = kept?.linesPath;
+    if (base && kept && linesPath && readable !== null && run.store)
+      await keepBase(
+        run.store.listings,
+        bv.v.name,
+        base,
+        { linesPath, textSha256: kept.textSha256 },
+        readable,
+      ).catch((err: unknown) => {
         run.ctx.log.warn(
           { step: 'store', volume: bv.v.short, err },
           `${bv.v.short}: could not keep this snapshot's blob list in the state directory (the next backup writes it whole): ${(err as Error).message}`,
@@ -202,7 +208,8 @@ function listsReadableAs(run: BackupRun): string | null {
 export async function discardListings(run: BackupRun): Promise<void> {
   for (const bv of run.store?.volumes.values() ?? []) {
     await bv.next?.draft.discard().catch(() => undefined);
-    if (bv.list?.newBase) await rm(bv.list.newBase.linesPath, { force: true });
+    const linesPath = bv.list?.newBase?.linesPath;
+    if (linesPath) await rm(linesPath, { force: true });
   }
 }
 
@@ -394,7 +401,9 @@ async function writeList(
 ): Promise<void> {
   const { file, path } = listFile(run, bv);
   const volume = bv.v.name;
-  const baseLinesPath = await newBaseLinesPath(s.listings, volume);
+  const readable = listsReadableAs(run);
+  // A passphrase run's lists are never diffed against (readableAs): no text of its base is kept.
+  const baseLinesPath = readable === null ? undefined : await newBaseLinesPath(s.listings, volume);
   try {
     const r = await writeSnapshotList({
       backend: run.ctx.backend,
@@ -405,12 +414,12 @@ async function writeList(
       path,
       basePath: join(run.spoolDir, `${bv.v.short}.base`),
       baseLinesPath,
-      previous: await loadKeptBase(s.listings, volume, listsReadableAs(run)),
+      previous: await loadKeptBase(s.listings, volume, readable),
     });
-    if (!r.newBase) await rm(baseLinesPath, { force: true });
+    if (!r.newBase && baseLinesPath) await rm(baseLinesPath, { force: true });
     finishList(bv, { file, path }, r, w.mismatches, w.insideMs);
   } catch (err) {
-    await rm(baseLinesPath, { force: true });
+    if (baseLinesPath) await rm(baseLinesPath, { force: true });
     throw spoolFull(err, run.spoolDir);
   }
 }

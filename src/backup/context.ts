@@ -135,7 +135,7 @@ export interface BlobVolume {
     file: string;
     path: string;
     blobs: ManifestBlobs;
-    newBase?: { path: string; linesPath: string; textSha256: string };
+    newBase?: { path: string; linesPath?: string; textSha256: string };
   };
   /** Set by storeInside when the list is written after the window (writeBlobLists). */
   listLater?: () => Promise<void>;

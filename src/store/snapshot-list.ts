@@ -30,10 +30,11 @@ export interface SnapshotListResult {
   /** The snapshot's list file: its sha256 and size, and the snapshot's blob count and bytes. */
   summary: BlobListSummary;
   base: ListBase & { added: boolean };
-  /** A base this run wrote: stored before the manifest; its plain text becomes the next run's KeptBase. */
-  newBase?: { path: string; linesPath: string; textSha256: string };
-  /** The lines of the delta (0 against a new base). */
-  deltaLines: number;
+  /**
+   * A base this run wrote: stored before the manifest; its plain text (when `baseLinesPath` was given)
+   * becomes the next run's KeptBase.
+   */
+  newBase?: { path: string; linesPath?: string; textSha256: string };
 }
 
 /**
@@ -59,7 +60,8 @@ export async function writeSnapshotList(o: {
   bytes: number;
   path: string;
   basePath: string;
-  baseLinesPath: string;
+  /** Where the text of a new base is kept for the next run's diff; none (a passphrase run): not written. */
+  baseLinesPath?: string;
   previous?: KeptBase;
 }): Promise<SnapshotListResult> {
   const prev = o.previous;
@@ -84,7 +86,7 @@ export async function writeSnapshotList(o: {
       // Over the limit, or a count that does not add up (a hash collision): a new base, which is always right.
       if (r && r.blobs === o.count && kept.digest('hex') === prev.textSha256) {
         const summary = { ...(await w.finish()), count: o.count, bytes: o.bytes };
-        return { summary, base: { ...baseOf(prev), added: false }, deltaLines: r.lines };
+        return { summary, base: { ...baseOf(prev), added: false } };
       }
       w.abort();
     } catch (err) {
@@ -94,18 +96,18 @@ export async function writeSnapshotList(o: {
     await rm(o.path, { force: true });
   }
   const bw = new BlobListWriter(o.basePath, o.encoding);
-  const plain = new LineFile(o.baseLinesPath);
+  const plain = o.baseLinesPath === undefined ? undefined : new LineFile(o.baseLinesPath);
   const text = createHash('sha256');
   try {
     for await (const chunk of o.text()) {
       await bw.addLines(chunk, 0, 0);
-      await plain.add(chunk);
+      await plain?.add(chunk);
       text.update(chunk);
     }
-    await plain.finish();
+    await plain?.finish();
   } catch (err) {
     bw.abort();
-    plain.abort();
+    plain?.abort();
     throw err;
   }
   const b = await bw.finish();
@@ -116,7 +118,6 @@ export async function writeSnapshotList(o: {
     summary,
     base: { ...base, added: true },
     newBase: { path: o.basePath, linesPath: o.baseLinesPath, textSha256: text.digest('hex') },
-    deltaLines: 0,
   };
 }
 
