@@ -14,7 +14,7 @@ import { extractInto } from '../volume/extract.js';
 import { volumeDir } from '../volume/mount-dir.js';
 import { ensureVolume, putVolumeTar } from '../volume/restore-volume.js';
 import type { SwapRecord } from '../volume/swap.js';
-import { type RestoreBlobs, withBlobs } from './blobs.js';
+import { type BlobsExtract, type RestoreBlobs, withBlobs } from './blobs.js';
 import { discardStaged, restoreFileVolume, type Staged, stage } from './mount.js';
 import { restoreDatabase } from './online.js';
 import type { RestoreTarget } from './plan.js';
@@ -199,7 +199,13 @@ async function stageAhead(
       await progress.mark(v.name, 'staging');
       staged.set(
         v.name,
-        await stage({ dir: io.dir, extract: io.extract, stats: a.verified[v.name], record: record(v.name) }),
+        await stage({
+          dir: io.dir,
+          extract: io.extract,
+          ...(io.beforeSwap ? { beforeSwap: io.beforeSwap } : {}),
+          stats: a.verified[v.name],
+          record: record(v.name),
+        }),
       );
       o.log.info(
         {
@@ -229,13 +235,14 @@ async function restoreVolume(
   staged: Staged | undefined,
 ): Promise<SwapRecord | undefined> {
   const { docker, log } = o;
-  const { target, dir, extract } = await volumeIo(o, a, v, board);
+  const { target, dir, extract, beforeSwap } = await volumeIo(o, a, v, board);
   const r = await restoreFileVolume({
     docker,
     volume: target,
     image: a.image,
     dir,
     extract,
+    ...(beforeSwap ? { beforeSwap } : {}),
     stats: staged?.stats ?? a.verified[v.name],
     ...(staged ? { staged } : {}),
     progress,
@@ -262,6 +269,7 @@ async function volumeIo(
   target: string;
   dir: string | null;
   extract: (into: string | null) => Promise<TarStats | undefined>;
+  beforeSwap?: BlobsExtract['beforeSwap'];
 }> {
   const { docker, config, backend, log } = o;
   const target = a.plan.volumes.find((x) => x.name === v.name)?.dockerName as string;
@@ -295,7 +303,7 @@ async function volumeIo(
   return {
     target,
     dir,
-    extract: withBlobs(tarball, {
+    ...withBlobs(tarball, {
       backend,
       store: a.blobs,
       set,

@@ -1,6 +1,18 @@
 import { spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
-import { chmod, chown, copyFile, link, lstat, mkdir, mkdtemp, rename, rm, utimes } from 'node:fs/promises';
+import {
+  chmod,
+  chown,
+  copyFile,
+  link,
+  lstat,
+  mkdir,
+  mkdtemp,
+  rename,
+  rm,
+  rmdir,
+  utimes,
+} from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -8,6 +20,7 @@ import { getCodec } from '../archive/codec.js';
 import { storeDecrypter } from '../archive/encryption.js';
 import type { Manifest, ManifestVolume } from '../archive/manifest.js';
 import type { TarStats } from '../archive/tar-guard.js';
+import { leafOf } from '../backup/blob-window.js';
 import { SidecarError, throwFirstCause } from '../common/errors.js';
 import { fileTime } from '../common/file-time.js';
 import { eachInParallel, inParallel } from '../common/parallel.js';
@@ -20,12 +33,16 @@ import { locatableSet, locateBlobs, locateProblems } from '../store/blob-locate.
 import { BlobSet } from '../store/blob-set.js';
 import type { StoreEncoding } from '../store/encoding.js';
 import type { PackRecord } from '../store/index-file.js';
-import { blobPath, isBlobPath } from '../store/layout.js';
-import { LeafTable } from '../store/leaf-table.js';
+import { BLOB_AREAS, blobPath, isBlobPath } from '../store/layout.js';
+import { type LeafSet, LeafTable, leafSlot } from '../store/leaf-table.js';
+import { listBlobs, listLeafDirs } from '../store/listing.js';
 import { type UntarredMember, untarPack } from '../store/pack-untar.js';
 import { snapshotBlobs, storedPacks } from '../store/snapshot-blobs.js';
+import { flushFileSystem } from '../volume/flush.js';
+import type { LeafSwap } from '../volume/leaf-swap.js';
 import { createLeafDirs, makeLeafDirs } from './leaf-dirs.js';
-import { linkLive } from './link-live.js';
+import { type LeafPlan, leafStamps, leavesToSwap, planLeaves } from './leaf-plan.js';
+import { linkLive, matchLive } from './link-live.js';
 
 /** What a restore of incremental volumes works from: each volume's blob set, located in `packs`. */
 export interface RestoreBlobs {
@@ -118,6 +135,8 @@ export interface PlaceInput {
   staged?: boolean;
   /** The volume's current data, when it is still there beside `into`: blobs found there are reused. */
   live: string | null;
+  /** Only the blobs of these leaf directories (the window's second look at kept ones that changed). */
+  only?: LeafSet;
   signal?: AbortSignal;
   /** The terminal's progress line: each blob's size once it is in place, and the end of the placing. */
   progress?: { placed(bytes: number): void; done(): void };
@@ -137,14 +156,54 @@ export interface PlaceResult {
  * SHA-1 was checked when it was stored). Owner, mode and mtime are the snapshot's. Only the snapshot's blobs
  * are written, not the rest of a pack.
  */
-export async function placeBlobs(i: PlaceInput): Promise<PlaceResult> {
-  const result: PlaceResult = { reused: 0, fetched: 0, fetchedBytes: 0, packs: 0 };
+export async function placeBlobs(i: PlaceInput): Promise<PlaceResult & { plan?: LeafPlan }> {
+  const result: PlaceResult & { plan?: LeafPlan } = { reused: 0, fetched: 0, fetchedBytes: 0, packs: 0 };
   // The blobs to fetch, one byte each; grouped by pack afterwards in one typed array (JS arrays of a
   // million indices were ~12 MB of heap).
   const toFetch = new Uint8Array(i.set.length);
   const dirs = new DirTimes(i.into);
   await dirs.remember(''); // the packs unpack in a directory of their own there
-  const leaves = i.dirs ?? new LeafTable();
+  const all = i.dirs ?? new LeafTable();
+  // Beside the live dataroot, with the list's leaf directories (format 2): the ones it holds as the snapshot
+  // does may stay where they are (leaf-plan.ts). Their times are taken before their files are listed.
+  const base = i.live && i.staged && !i.only ? await leafStamps(i.live, i.into) : null;
+  const listing =
+    i.live && (i.only ? listLeafDirs(i.live, i.only) : listBlobs(i.live, BLOB_AREAS, { allNames: true }));
+  const matched = listing ? await matchLive(i.set, listing) : undefined;
+  const plan = base && matched ? await planLeaves(base, i.set, all, matched, i.into) : null;
+  if (plan) result.plan = plan;
+  // What is not placed here: the kept leaf directories' blobs (in place already), or, for the window's second
+  // look (`only`), those of every other leaf directory.
+  const skip = new Uint8Array(i.set.length);
+  let leaves = all;
+  if (plan || i.only) {
+    const only = i.only;
+    const out = (s: number, path: () => string) =>
+      plan ? s >= 0 && plan.keep[s] === 1 : !only?.hasSlot(s, path);
+    for (let n = 0; n < i.set.length; n++) {
+      if (!out(i.set.leafSlot(n), () => leafOf(i.set.at(n).path))) continue;
+      skip[n] = 1;
+      if (!plan) continue;
+      result.reused++;
+      i.progress?.placed(i.set.sizeOf(n));
+    }
+    leaves = new LeafTable();
+    for (const e of all.each())
+      if (!out(leafSlot(e.path), () => e.path))
+        leaves.set(
+          e.path,
+          e.ctimeMs,
+          e.hasAttrs ? { mode: e.mode, uid: e.uid, gid: e.gid, mtimeMs: e.mtimeMs } : undefined,
+        );
+  }
+  // Without directory lines the tarball made every leaf directory: a kept one's empty copy goes (its
+  // parent's times are kept), so that the swap leaves the live one where it is.
+  if (plan?.fromTarball) {
+    const gone: string[] = [];
+    for (const e of plan.leaves.each()) if (plan.keep[leafSlot(e.path)]) gone.push(e.path);
+    await eachInParallel(gone.values(), PARALLEL, (path) => dirs.remember(dirname(path)));
+    await eachInParallel(gone.values(), PARALLEL, (path) => rmdir(join(i.into, path)));
+  }
   // The leaf directories are the list's, not the tarball's: made first (their parents' times kept), their
   // owners, modes and times set once every file is in.
   await eachInParallel(leaves.keys(), PARALLEL, (path) => dirs.remember(dirname(path)));
@@ -152,26 +211,27 @@ export async function placeBlobs(i: PlaceInput): Promise<PlaceResult> {
   // Without directory lines (format 1) the tarball gave the leaf directories their times: kept as they are.
   // Every directory's time first (nothing placed yet), then the files, many at once: one await after the
   // other cost ~0.45 ms a blob (20,000 reused blobs: 9 s of a restore), the file system's latency, not work.
-  if (leaves.size === 0)
+  if (all.size === 0)
     await inParallel(i.set.length, PARALLEL, async (n) => {
       i.signal?.throwIfAborted();
       await dirs.remember(dirname(i.set.at(n).path));
     });
   // The live dataroot's files, linked by GNU cp in bulk; their attributes set only where they differ.
-  const linked = i.live ? await linkLive(i.set, i.live, i.into) : undefined;
-  if (linked) {
-    await inParallel(linked.differ.length, PARALLEL, async (k) => {
-      const n = linked.differ[k] as number;
-      if (linked.reused[n]) await attributes(join(i.into, i.set.at(n).path), i.set.at(n));
+  if (i.live && matched) {
+    const live = i.live;
+    await linkLive(i.set, matched, live, i.into, (n) => !skip[n]);
+    await inParallel(matched.differ.length, PARALLEL, async (k) => {
+      const n = matched.differ[k] as number;
+      if (matched.reused[n]) await attributes(join(i.into, i.set.at(n).path), i.set.at(n));
     });
-    result.reused += linked.count;
+    result.reused += matched.count;
     // The progress line counts files: one call each (only on a terminal).
     if (i.progress)
-      for (let n = 0; n < i.set.length; n++) if (linked.reused[n]) i.progress.placed(i.set.at(n).size);
+      for (let n = 0; n < i.set.length; n++) if (matched.reused[n]) i.progress.placed(i.set.at(n).size);
   }
   await inParallel(i.set.length, PARALLEL, async (n) => {
     i.signal?.throwIfAborted();
-    if (linked?.reused[n]) return;
+    if (skip[n] || matched?.reused[n]) return;
     const b = i.set.at(n);
     // A file not at its own place (a corrupt one's) is not among find's: looked at here.
     const own = b.path === blobPath(b.sha1, b.path.startsWith('trashdir/') ? 'trashdir' : 'filedir');
@@ -488,32 +548,75 @@ export interface WithBlobsInput extends Omit<DockerPutInput, 'put'> {
   log: Logger;
 }
 
+/** A volume's extract with its blobs, and what its swap needs to know (see StagedInput in mount.ts). */
+export interface BlobsExtract {
+  extract(into: string | null): Promise<TarStats | undefined>;
+  beforeSwap(): Promise<LeafSwap | undefined>;
+}
+
 /**
  * A volume's extract with its blobs: into a directory, the tarball first and then the blobs (reused from
- * the live data beside a staging directory, else fetched); through Docker, the blobs first.
+ * the live data beside a staging directory, else fetched); through Docker, the blobs first. Beside the live
+ * data, the leaf directories it holds as the snapshot does stay in place: `beforeSwap` (stack stopped) looks
+ * again at those and names what leaves the live blob areas.
  */
 export function withBlobs(
   tarball: (into: string | null) => Promise<TarStats | undefined>,
   i: WithBlobsInput,
-): (into: string | null) => Promise<TarStats | undefined> {
-  return async (to) => {
+): BlobsExtract {
+  let staged: { into: string; plan: LeafPlan } | undefined;
+  const extract = async (to: string | null) => {
     const t0 = Date.now();
+    staged = undefined;
     if (!to) {
       const placed = await putBlobsThroughDocker(i);
       i.log.info(
-        { step: 'restore', volume: i.volume, ...placed, ms: Date.now() - t0 },
+        { step: 'restore', volume: i.volume, ...counts(placed), ms: Date.now() - t0 },
         `${i.volume}: ${placed.fetched} blob(s) put through Docker`,
       );
       return tarball(to);
     }
     const stats = await tarball(to);
     // Staged: the live dataroot is still beside the staging directory, and its blobs are reused.
-    const staged = to !== i.dir;
-    const placed = await placeBlobs({ ...i, into: to, live: staged ? i.dir : null, staged });
+    const beside = to !== i.dir;
+    const placed = await placeBlobs({ ...i, into: to, live: beside ? i.dir : null, staged: beside });
+    if (placed.plan) staged = { into: to, plan: placed.plan };
+    const kept = placed.plan ? `, ${placed.plan.kept} leaf director(ies) left in place` : '';
     i.log.info(
-      { step: 'restore', volume: i.volume, ...placed, ms: Date.now() - t0 },
-      `${i.volume}: ${placed.reused} blob(s) reused, ${placed.fetched} fetched from ${placed.packs} pack(s)`,
+      {
+        step: 'restore',
+        volume: i.volume,
+        ...counts(placed),
+        keptLeaves: placed.plan?.kept,
+        ms: Date.now() - t0,
+      },
+      `${i.volume}: ${placed.reused} blob(s) reused${kept}, ${placed.fetched} fetched from ${placed.packs} pack(s)`,
     );
     return stats;
   };
+  const beforeSwap = async (): Promise<LeafSwap | undefined> => {
+    if (!staged || !i.dir) return undefined;
+    const t0 = Date.now();
+    const { into, plan } = staged;
+    const live = i.dir;
+    const swap = await leavesToSwap(plan, live, into, async (only) => {
+      const { progress: _, ...rest } = i;
+      await placeBlobs({ ...rest, dirs: plan.leaves, into, live, staged: true, only });
+      await flushFileSystem(into);
+    });
+    i.log.info(
+      { step: 'restore', volume: i.volume, out: swap.out.length, rebuilt: swap.rebuilt, ms: Date.now() - t0 },
+      `${i.volume}: ${swap.out.length} entr(ies) of its blob areas to swap out, ${swap.rebuilt} leaf director(ies) changed since the look before the stop`,
+    );
+    return { areas: swap.areas, out: swap.out };
+  };
+  return { extract, beforeSwap };
 }
+
+/** A placing's figures for the log. */
+const counts = (p: PlaceResult): PlaceResult => ({
+  reused: p.reused,
+  fetched: p.fetched,
+  fetchedBytes: p.fetchedBytes,
+  packs: p.packs,
+});

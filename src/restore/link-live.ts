@@ -5,73 +5,110 @@ import { join } from 'node:path';
 import { LineFile } from '../common/line-file.js';
 import { exited, stderrLines } from '../common/processes.js';
 import type { BlobSet } from '../store/blob-set.js';
-import { type ListedBlob, listBlobs } from '../store/listing.js';
+import { leafSlot, SLOTS } from '../store/leaf-table.js';
+import type { Listed, ListedBlob } from '../store/listing.js';
 
-/** What linkLive did: which of the set's blobs are in place, and those whose attributes still differ. */
+/** What the live dataroot holds of a snapshot's blobs (matchLive), then what linkLive linked of it. */
 export interface LiveLinks {
+  /** 1: the live file at the entry's path has its size (and, once linked, is in place). */
   reused: Uint8Array;
   count: number;
   /** Reused, but the live file's owner, mode or time is not the snapshot's. */
   differ: number[];
+  /** Per leaf directory slot (store/leaf-table.ts): every entry the live one holds, and those equal to the snapshot's (size and attributes). */
+  perLeaf: { all: Uint32Array; same: Uint32Array };
+  /** The set's hash order (BlobSet.hashOrder), kept for linkLive. */
+  order: Uint32Array;
 }
 
 /**
- * Hard-links into `into` every file of the live dataroot that the snapshot holds at the same path with the
- * same size (Moodle never rewrites a blob: same name and size is the same content). One find lists the live
- * blob areas (store/listing.ts) and GNU cp links the matches, thousands a process: doing it here a file at a
- * time (lstat, link, attributes, ~100 µs each on 2 cores) took 20 s for 200,000 files. A file deleted
- * meanwhile (the site still runs beside the staging directory) is simply not reused: it is fetched.
+ * Which of the set's blobs the live dataroot holds at the same path with the same size (Moodle never rewrites
+ * a blob: same name and size is the same content), from one find's listing (store/listing.ts, every name:
+ * what else a leaf directory holds counts in `perLeaf.all`). Nothing is linked yet.
  */
-export async function linkLive(set: BlobSet, live: string, into: string): Promise<LiveLinks> {
-  const out: LiveLinks = { reused: new Uint8Array(set.length), count: 0, differ: [] };
-  if (set.length === 0) return out;
+export async function matchLive(set: BlobSet, listing: AsyncIterable<Listed>): Promise<LiveLinks> {
   // The set's hash order: a binary search a file (4 bytes a blob; an open-addressing table took 8).
-  const order = set.hashOrder();
-  const want = Buffer.alloc(20);
-  /** Calls `each` with the set's entries of this SHA-1 (a content may be at two paths). */
-  const lookup = (sha1: string, each: (n: number) => void) => {
-    if (want.write(sha1, 'hex') === 20) set.find(order, want, 0, each);
+  const order = set.length > 0 ? set.hashOrder() : new Uint32Array(0);
+  const out: LiveLinks = {
+    reused: new Uint8Array(set.length),
+    count: 0,
+    differ: [],
+    perLeaf: { all: new Uint32Array(SLOTS), same: new Uint32Array(SLOTS) },
+    order,
   };
-  const listFile = join(into, `.mbs-links-${randomBytes(6).toString('hex')}`);
-  const list = new LineFile(listFile);
-  try {
-    for await (const l of listBlobs(live)) {
-      const n = l.kind === 'blob' ? match(l) : -1;
-      if (n < 0) continue;
-      out.reused[n] = 1; // unless cp fails on it
-      out.count++;
-      await list.add(`${l.path}\0`);
-    }
-    await list.finish();
-    // The few cp could not link (gone meanwhile): not reused after all, fetched instead.
-    for (const path of await cpLinks(live, into, listFile)) {
-      const sha1 = path.slice(-40);
-      lookup(sha1, (n) => {
-        if (out.reused[n] && set.isAt(n, path, sha1)) {
-          out.reused[n] = 0;
-          out.count--;
-        }
-      });
-    }
-    return out;
-  } finally {
-    list.abort();
-    await rm(listFile, { force: true });
+  const want = Buffer.alloc(20);
+  for await (const l of listing) {
+    const slot = leafSlot(l.path.slice(0, l.path.lastIndexOf('/')));
+    if (slot >= 0) out.perLeaf.all[slot] = (out.perLeaf.all[slot] as number) + 1;
+    const n = l.kind === 'blob' && set.length > 0 ? match(l) : -1;
+    if (n < 0) continue;
+    out.reused[n] = 1;
+    out.count++;
   }
+  return out;
 
   /** The set's index of the live file at the same path, when the sizes agree; -1 otherwise. */
   function match(l: ListedBlob): number {
     let found = -1;
-    lookup(l.sha1, (n) => {
+    if (want.write(l.sha1, 'hex') !== 20) return found;
+    set.find(order, want, 0, (n) => {
       if (found !== -1 || !set.isAt(n, l.path, l.sha1)) return;
       if (set.sizeOf(n) !== l.size) {
         found = -2;
         return;
       }
       if (!set.sameAttrs(n, l)) out.differ.push(n);
+      else {
+        const slot = set.leafSlot(n);
+        if (slot >= 0) out.perLeaf.same[slot] = (out.perLeaf.same[slot] as number) + 1;
+      }
       found = n;
     });
     return found;
+  }
+}
+
+/**
+ * Hard-links into `into` the matched files (`m.reused`) that `wanted` asks for, and takes the others out of
+ * `m` (they are in place already, or not wanted). GNU cp links them thousands a process: doing it here a file
+ * at a time (lstat, link, attributes, ~100 µs each on 2 cores) took 20 s for 200,000 files. A file deleted
+ * meanwhile (the site still runs beside the staging directory) is simply not reused: it is fetched.
+ */
+export async function linkLive(
+  set: BlobSet,
+  m: LiveLinks,
+  live: string,
+  into: string,
+  wanted: (n: number) => boolean,
+): Promise<void> {
+  const listFile = join(into, `.mbs-links-${randomBytes(6).toString('hex')}`);
+  const list = new LineFile(listFile);
+  const order = m.order;
+  const want = Buffer.alloc(20);
+  try {
+    for (let n = 0; n < set.length; n++) {
+      if (!m.reused[n]) continue;
+      if (wanted(n)) await list.add(`${set.at(n).path}\0`);
+      else {
+        m.reused[n] = 0;
+        m.count--;
+      }
+    }
+    await list.finish();
+    // The few cp could not link (gone meanwhile): not reused after all, fetched instead.
+    for (const path of await cpLinks(live, into, listFile)) {
+      const sha1 = path.slice(-40);
+      if (want.write(sha1, 'hex') !== 20) continue;
+      set.find(order, want, 0, (n) => {
+        if (m.reused[n] && set.isAt(n, path, sha1)) {
+          m.reused[n] = 0;
+          m.count--;
+        }
+      });
+    }
+  } finally {
+    list.abort();
+    await rm(listFile, { force: true });
   }
 }
 

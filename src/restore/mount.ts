@@ -4,6 +4,7 @@ import { everyWhile } from '../common/every-while.js';
 import type { Logger } from '../observe/logger.js';
 import { emptyDir, finishDir } from '../volume/dir-untar.js';
 import { flushFileSystem } from '../volume/flush.js';
+import type { LeafSwap } from '../volume/leaf-swap.js';
 import { emptyVolume, runInVolume } from '../volume/restore-volume.js';
 import {
   dirTimes,
@@ -36,6 +37,8 @@ export async function restoreFileVolume(i: {
   dir: string | null;
   /** extractInto for this volume's archive; into a directory, or through putArchive with null. */
   extract(into: string | null): Promise<TarStats | undefined>;
+  /** See StagedInput. */
+  beforeSwap?: StagedInput['beforeSwap'];
   stats: TarStats | undefined;
   staged?: Staged;
   progress: RestoreProgress;
@@ -65,7 +68,13 @@ export async function restoreFileVolume(i: {
   }
   if (i.dir) {
     await i.progress.mark(i.name, 'staging');
-    const r = await stagedRestore({ dir: i.dir, extract: i.extract, stats: i.stats, record });
+    const r = await stagedRestore({
+      dir: i.dir,
+      extract: i.extract,
+      ...(i.beforeSwap ? { beforeSwap: i.beforeSwap } : {}),
+      stats: i.stats,
+      record,
+    });
     await i.progress.restored(i.name, r.deleteOldLater !== undefined);
     return { ...r, ms: { extractMs: Date.now() - t0 } };
   }
@@ -114,11 +123,17 @@ export interface StagedInput {
   stats: TarStats | undefined;
   /** Records the swap's progress in the state file before each step (undefined: nothing left to settle). */
   record(rec: SwapRecord | undefined): Promise<void>;
+  /**
+   * Called with the stack stopped, right before the swap: the blob areas to swap leaf directory by leaf
+   * directory and what leaves them (restore/leaf-plan.ts), or undefined to move every entry whole.
+   */
+  beforeSwap?: () => Promise<LeafSwap | undefined>;
 }
 
-/** A volume unpacked whole into its staging directory, not swapped in yet. */
+/** A volume unpacked into its staging directory, not swapped in yet. */
 export interface Staged {
   rec: SwapRecord;
+  beforeSwap?: StagedInput['beforeSwap'];
   /** What the in-line guard saw while unpacking (or the verification, through putArchive). */
   stats: TarStats | undefined;
 }
@@ -162,7 +177,7 @@ export async function stage(i: StagedInput): Promise<Staged> {
   if (stats?.mariadbDatadir) rec.datadir = true;
   if (!rec.root && stats?.root) rec.root = stats.root;
   await i.record(rec);
-  return { rec, stats };
+  return { rec, stats, ...(i.beforeSwap ? { beforeSwap: i.beforeSwap } : {}) };
 }
 
 /** Removes a staging copy that will not be swapped in; the old data were never touched. */
@@ -185,13 +200,16 @@ async function swapStaged(
 ): Promise<{ deleteOldLater: SwapRecord | undefined }> {
   const rec = staged.rec;
   const step = (phase: SwapPhase) => record({ ...rec, phase });
-  let phase: SwapPhase = 'swap-out';
+  let phase: SwapPhase = 'staging';
   try {
+    const leaves = await staged.beforeSwap?.();
+    if (leaves) rec.leafAreas = leaves.areas;
+    phase = 'swap-out';
     await step(phase);
-    await swapOut(rec.dir);
+    await swapOut(rec.dir, leaves);
     phase = 'swap-in';
     await step(phase);
-    await swapIn(rec.dir);
+    await swapIn(rec.dir, rec.leafAreas);
     // A snapshot taken in maintenance mode must not bring the site back in maintenance mode.
     await finishDir(rec.dir, rec.root);
   } catch (err) {

@@ -1,6 +1,7 @@
 import type { BlobEntry } from './blob-list.js';
 import { compareHash, HASH_BYTES, hashOrder } from './entry-table.js';
 import { type BlobArea, blobPath } from './layout.js';
+import { leafSlot } from './leaf-table.js';
 
 const AREAS: readonly BlobArea[] = ['filedir', 'trashdir'];
 /** Entries allocated up front at most (~700 MB of columns): a damaged count cannot ask for more. */
@@ -100,6 +101,15 @@ export class BlobSet {
   isAt(i: number, path: string, sha1: string): boolean {
     const odd = this.odd.get(i);
     return odd !== undefined ? odd === path : path === blobPath(sha1, AREAS[this.class(i).area]);
+  }
+
+  /** The slot of entry `i`'s leaf directory (store/leaf-table.ts), or -1 when it is not one of Moodle's shape. */
+  leafSlot(i: number): number {
+    const odd = this.odd.get(i);
+    if (odd !== undefined) return leafSlot(odd.slice(0, odd.lastIndexOf('/')));
+    return (
+      this.class(i).area * 65536 + (this.hashes[i * 20] as number) * 256 + (this.hashes[i * 20 + 1] as number)
+    );
   }
 
   /** Whether entry `i`'s mode (permission bits), owner and time are these. */

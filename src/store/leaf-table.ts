@@ -8,7 +8,8 @@ import { BLOB_AREAS } from './layout.js';
  * directory. A name that is not two lower-case hex digits (not Moodle's) is kept in a Map beside them.
  */
 
-const SLOTS = BLOB_AREAS.length * 65536;
+/** Leaf directories a dataroot can have with Moodle's names: one slot each. */
+export const SLOTS = BLOB_AREAS.length * 65536;
 const SLASH = 47;
 
 function nibble(c: number): number {
@@ -241,6 +242,29 @@ export class LeafTable implements Iterable<[string, number]> {
 
   has(path: string): boolean {
     return this.get(path) !== undefined;
+  }
+
+  /** Whether the slot's directory is in the table. */
+  hasSlot(s: number): boolean {
+    return !Number.isNaN(this.ctimes?.[s] ?? Number.NaN);
+  }
+
+  /**
+   * Whether slot `s` is in both tables with the same owner, mode and time (both with attributes); `seconds`:
+   * the times compared in whole seconds (this table's from a tar header).
+   */
+  sameAttrsAt(s: number, other: LeafTable, seconds = false): boolean {
+    const a = this.attrs;
+    const b = other.attrs;
+    if (!a || !b || !this.hasSlot(s) || !other.hasSlot(s)) return false;
+    return (
+      (a.modes[s] as number) === (b.modes[s] as number) &&
+      a.uids[s] === b.uids[s] &&
+      a.gids[s] === b.gids[s] &&
+      (seconds
+        ? Math.floor((a.mtimes[s] as number) / 1000) === Math.floor((b.mtimes[s] as number) / 1000)
+        : a.mtimes[s] === b.mtimes[s])
+    );
   }
 
   *[Symbol.iterator](): Iterator<[string, number]> {

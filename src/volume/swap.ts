@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { TarStats } from '../archive/tar-guard.js';
 import { SidecarError } from '../common/errors.js';
 import { findDelete, finishDir } from './dir-untar.js';
+import { type LeafSwap, leavesBack, leavesIn, leavesOut } from './leaf-swap.js';
 
 /**
  * The `mount` write path's staged restore: the archive is unpacked into STAGING inside the volume (same file
@@ -30,6 +31,8 @@ export interface SwapRecord {
   root?: TarStats['root'];
   /** The mount point's times before the restore (seconds), given back when the old content stays. */
   before: { atime: number; mtime: number };
+  /** Blob areas swapped leaf directory by leaf directory (volume/leaf-swap.ts), not moved whole. */
+  leafAreas?: string[];
 }
 
 /**
@@ -65,18 +68,24 @@ export async function removeLeftovers(dir: string): Promise<void> {
   await removeTree(join(dir, OLD));
 }
 
-/** Step 1 of the swap: every top-level entry of the volume (except ours) into OLD. Re-runnable. */
-export async function swapOut(dir: string): Promise<void> {
+/**
+ * Step 1 of the swap: every top-level entry of the volume (except ours) into OLD; with `leaves`, the blob
+ * areas it names stay and only the entries it lists under them go. Re-runnable.
+ */
+export async function swapOut(dir: string, leaves?: LeafSwap): Promise<void> {
   const old = join(dir, OLD);
   await mkdir(old, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
     if (err.code !== 'EEXIST') throw err;
   });
-  await moveEntries(dir, old, (n) => n !== STAGING && n !== OLD);
+  const areas = leaves?.areas ?? [];
+  await moveEntries(dir, old, (n) => n !== STAGING && n !== OLD && !areas.includes(n));
+  if (leaves) await leavesOut(dir, old, leaves.out);
 }
 
-/** Step 2: every entry of STAGING up into the volume, then STAGING itself goes. Re-runnable. */
-export async function swapIn(dir: string): Promise<void> {
+/** Step 2: every entry of STAGING up into the volume (`leafAreas` merged into the live ones), then STAGING itself goes. Re-runnable. */
+export async function swapIn(dir: string, leafAreas?: readonly string[]): Promise<void> {
   const staging = join(dir, STAGING);
+  if (leafAreas) await leavesIn(dir, staging, leafAreas);
   await moveEntries(staging, dir, () => true);
   await rmdir(staging);
 }
@@ -112,7 +121,9 @@ export async function settleSwap(
   const staging = join(dir, STAGING);
   if (phase === 'staging' || phase === 'swap-out') {
     if (phase === 'swap-out' && (await exists(old))) {
-      await moveEntries(old, dir, () => true);
+      const areas = rec.leafAreas ?? [];
+      if (areas.length > 0) await leavesBack(dir, old, areas);
+      await moveEntries(old, dir, (n) => !areas.includes(n));
       await rmdir(old);
     }
     const finish = async () => {
@@ -122,7 +133,7 @@ export async function settleSwap(
     return { state: 'untouched', finish };
   }
   if (phase === 'swap-in') {
-    if (await exists(staging)) await swapIn(dir);
+    if (await exists(staging)) await swapIn(dir, rec.leafAreas);
     await finishDir(dir, rec.root);
   }
   return { state: 'restored', finish: () => removeOld(rec) };

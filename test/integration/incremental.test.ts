@@ -1,8 +1,11 @@
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { generateIdentity, identityToRecipient } from 'age-encryption';
+import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Manifest, ManifestBlobs } from '../../src/archive/manifest.js';
 import { SINCE_MARGIN_MS } from '../../src/backup/blob-window.js';
@@ -155,9 +158,77 @@ describe('incremental backups (the blob store)', () => {
       });
       expect(diffMinusExcludes(fp, await moodledata()), `restore of ${m.id}`).toEqual([]);
       const placed = capture.lines().find((l) => l.step === 'restore' && typeof l.reused === 'number');
-      // Blobs the dataroot still had were reused, not fetched again.
+      // Blobs the dataroot still had were reused, not fetched again: the leaf directories it holds as the
+      // snapshot does stayed where they were, the others were swapped one by one.
       expect(placed?.reused).toBeGreaterThan(0);
+      expect(placed?.keptLeaves).toBeGreaterThan(0);
+      const swapped = capture.lines().find((l) => l.step === 'restore' && typeof l.out === 'number');
+      expect(swapped?.rebuilt).toBe(0);
     }
+  });
+
+  it('a restore looks again, stack stopped, at the leaf directories Moodle changed after its first look', {
+    timeout: 300_000,
+  }, async () => {
+    const backend = createBackend(config.target);
+    const s = await runBackup({
+      docker: docker(),
+      config,
+      backend,
+      log: pino({ level: 'info' }, process.stderr),
+    });
+    const fp = await moodledata();
+    // Two leaf directories holding one plain file each (the seed's blob-shaped links stay in the tarball).
+    const plain = (
+      await inDataroot(
+        stack,
+        'for d in filedir/*/*; do [ "$(ls -A $d | wc -l)" = 1 ] && find $d -maxdepth 1 -type f -links 1; done | sort',
+      )
+    )
+      .trim()
+      .split('\n');
+    expect(plain.length).toBeGreaterThan(10);
+    const victim = plain[0] as string;
+    const neighbour = plain[plain.length - 1] as string;
+    const intruder = `${dirOf(neighbour)}/${sha1('added while the restore staged')}`;
+    // Right after the dataroot was staged beside the live one (stack still running), before the stop: one
+    // file deleted from a leaf directory the restore meant to keep, one added to another.
+    const chunks: string[] = [];
+    let changed = false;
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        const line = chunk.toString();
+        chunks.push(line);
+        if (!changed && line.includes('"step":"stage"') && line.includes('moodledata_data')) {
+          changed = true;
+          execFileSync('docker', [
+            'exec',
+            stack.containers.moodle,
+            'sh',
+            '-c',
+            `cd ${DATAROOT} && rm ${victim} && printf x > ${intruder}`,
+          ]);
+        }
+        cb();
+      },
+    });
+    await runRestore({
+      docker: docker(),
+      config,
+      backend,
+      log: pino({ level: 'info', base: undefined }, sink),
+      snapshot: s.id,
+      safetySnapshot: false,
+    });
+    expect(changed, 'the dataroot was staged while the stack ran').toBe(true);
+    expect(diffMinusExcludes(fp, await moodledata())).toEqual([]);
+    const lines = chunks
+      .join('')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const swapped = lines.find((l) => l.step === 'restore' && typeof l.out === 'number');
+    expect(swapped?.rebuilt).toBe(2);
   });
 
   it('files added, deleted and written half-way while the stack stops are in the snapshot; a blob-shaped symlink is kept too', {

@@ -3,9 +3,11 @@ import { chmod, lstat, mkdir, mkdtemp, rm, utimes, writeFile } from 'node:fs/pro
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { linkLive } from '../../../src/restore/link-live.js';
+import { linkLive, matchLive } from '../../../src/restore/link-live.js';
 import { BlobSet } from '../../../src/store/blob-set.js';
-import { blobPath } from '../../../src/store/layout.js';
+import { BLOB_AREAS, blobPath } from '../../../src/store/layout.js';
+import { leafSlot } from '../../../src/store/leaf-table.js';
+import { listBlobs } from '../../../src/store/listing.js';
 
 const sha1 = (s: string) => createHash('sha1').update(s).digest('hex');
 
@@ -55,12 +57,22 @@ describe('linkLive: the live dataroot files a restore can keep', () => {
     await put(resized.path, 'resized but longer');
     await put(chmodded.path, 'chmodded', 0o600);
     await put(`filedir/00/00/${'0'.repeat(40)}`, 'not in the snapshot');
-    const r = await linkLive(set, live, into);
+    await put(`${dirname(same.path)}/${sha1('same')}.tmp`, 'a temporary file beside it');
+    const r = await matchLive(set, listBlobs(live, BLOB_AREAS, { allNames: true }));
     expect([...r.reused]).toEqual([1, 1, 0, 0, 1]);
     expect(r.count).toBe(3);
     expect(r.differ).toEqual([4]);
+    // Per leaf directory: every entry it holds, and those equal to the snapshot's.
+    const leaf = (p: string) => leafSlot(dirname(p));
+    expect(r.perLeaf.all[leaf(same.path)]).toBe(2); // the blob and the .tmp file
+    expect(r.perLeaf.same[leaf(same.path)]).toBe(1);
+    expect(r.perLeaf.same[leaf(chmodded.path)]).toBe(0);
+    // Linked as asked: all but the trashdir twin, which is then no longer counted as reused.
+    await linkLive(set, r, live, into, (n) => n !== 1);
+    expect([...r.reused]).toEqual([1, 0, 0, 0, 1]);
+    expect(r.count).toBe(2);
+    await expect(lstat(join(into, sameTrash.path))).rejects.toThrow();
     expect((await lstat(join(into, same.path))).ino).toBe((await lstat(join(live, same.path))).ino);
-    expect((await lstat(join(into, sameTrash.path))).ino).toBe((await lstat(join(live, sameTrash.path))).ino);
     await expect(lstat(join(into, resized.path))).rejects.toThrow();
     await expect(lstat(join(into, missing.path))).rejects.toThrow();
     await expect(lstat(join(into, 'filedir/00'))).rejects.toThrow();

@@ -219,6 +219,109 @@ describe('staged restore swap (volume/swap.ts) on a real directory', () => {
   });
 });
 
+/** A dataroot whose blob area is swapped leaf directory by leaf directory (volume/leaf-swap.ts). */
+const LIVE_LEAVES = {
+  'config.php': 'old-config',
+  'filedir/': '',
+  'filedir/aa/': '',
+  'filedir/aa/bb/': '',
+  'filedir/aa/bb/kept': 'kept',
+  'filedir/aa/cc/': '',
+  'filedir/aa/cc/old': 'replaced',
+  'filedir/dd/': '',
+  'filedir/dd/ee/': '',
+  'filedir/dd/ee/gone': 'a level the snapshot lacks',
+  'filedir/stray': 'a file the snapshot lacks',
+};
+/** What STAGING holds: the other entries whole, of the area only the levels and the leaves that differ. */
+const STAGED_LEAVES = {
+  'config.php': 'new-config',
+  'filedir/': '',
+  'filedir/aa/': '',
+  'filedir/aa/cc/': '',
+  'filedir/aa/cc/new': 'new',
+  'filedir/ff/': '',
+  'filedir/ff/gg/': '',
+  'filedir/ff/gg/added': 'a new level',
+};
+const LEAF_SWAP = { areas: ['filedir'], out: ['filedir/aa/cc', 'filedir/dd', 'filedir/stray'] };
+const LEAVES_AFTER = {
+  'config.php': 'new-config',
+  'filedir/': '',
+  'filedir/aa/': '',
+  'filedir/aa/bb/': '',
+  'filedir/aa/bb/kept': 'kept',
+  'filedir/aa/cc/': '',
+  'filedir/aa/cc/new': 'new',
+  'filedir/ff/': '',
+  'filedir/ff/gg/': '',
+  'filedir/ff/gg/added': 'a new level',
+};
+
+describe('leaf by leaf swap of a blob area (volume/leaf-swap.ts)', () => {
+  async function leafStaged(): Promise<string> {
+    const dir = await mkdtemp(join(tmpdir(), 'mbst-leaves-'));
+    made.push(dir);
+    await write(dir, LIVE_LEAVES);
+    await utimes(dir, OLD_MTIME, OLD_MTIME);
+    const staging = await prepareStaging(dir);
+    await write(staging, STAGED_LEAVES);
+    await utimes(join(staging, 'filedir', 'aa'), 1_234_567_890, 1_234_567_890);
+    return dir;
+  }
+  const settleLeaves = async (dir: string, phase: SwapPhase) => {
+    const r = await settleSwap({
+      dir,
+      phase,
+      datadir: false,
+      root: ROOT,
+      before: { atime: OLD_MTIME, mtime: OLD_MTIME },
+      leafAreas: ['filedir'],
+    });
+    await r.finish();
+    return r.state;
+  };
+
+  it('swaps only the leaves named, keeps the rest in place (same inode), gives each level the staged attributes', async () => {
+    const dir = await leafStaged();
+    const keptIno = (await stat(join(dir, 'filedir/aa/bb/kept'))).ino;
+    await swapOut(dir, LEAF_SWAP);
+    await swapIn(dir, LEAF_SWAP.areas);
+    await removeOld({ dir, root: ROOT });
+    expect(await tree(dir)).toEqual(LEAVES_AFTER);
+    expect((await stat(join(dir, 'filedir/aa/bb/kept'))).ino).toBe(keptIno);
+    expect(await mtime(join(dir, 'filedir', 'aa'))).toBe(1_234_567_890);
+  });
+
+  it('settles a crash in every phase to exactly the old or exactly the new tree', async () => {
+    // Interrupted after the top level and one of the area's entries went out: rolled back.
+    let dir = await leafStaged();
+    await swapOut(dir, { ...LEAF_SWAP, out: LEAF_SWAP.out.slice(0, 1) });
+    expect(await settleLeaves(dir, 'swap-out')).toBe('untouched');
+    expect(await tree(dir)).toEqual(LIVE_LEAVES);
+
+    // Everything out: rolled back too.
+    dir = await leafStaged();
+    await swapOut(dir, LEAF_SWAP);
+    expect(await settleLeaves(dir, 'swap-out')).toBe('untouched');
+    expect(await tree(dir)).toEqual(LIVE_LEAVES);
+
+    // Interrupted after one staged leaf came in: rolled forward.
+    dir = await leafStaged();
+    await swapOut(dir, LEAF_SWAP);
+    await rename(join(dir, STAGING, 'filedir/aa/cc'), join(dir, 'filedir/aa/cc'));
+    expect(await settleLeaves(dir, 'swap-in')).toBe('restored');
+    expect(await tree(dir)).toEqual(LEAVES_AFTER);
+
+    // Interrupted after the area was done, before the other entries came in: rolled forward.
+    dir = await leafStaged();
+    await swapOut(dir, LEAF_SWAP);
+    await swapIn(dir, LEAF_SWAP.areas).catch(() => undefined);
+    expect(await settleLeaves(dir, 'swap-in')).toBe('restored');
+    expect(await tree(dir)).toEqual(LEAVES_AFTER);
+  });
+});
+
 describe('removeTree (volume/swap.ts): several `find -delete` at once', () => {
   it('deletes every level, a directory too large to split and top-level files, never through a symlink', async () => {
     const root = await mkdtemp(join(tmpdir(), 'mbs-rmtree-'));
