@@ -167,68 +167,75 @@ describe('incremental backups (the blob store)', () => {
     }
   });
 
-  it('a restore looks again, stack stopped, at the leaf directories Moodle changed after its first look', {
+  it('a restore keeps leaf directories in place and looks again, stack stopped, at those Moodle changed after its first look', {
     timeout: 300_000,
   }, async () => {
     const backend = createBackend(config.target);
-    const s = await runBackup({
-      docker: docker(),
-      config,
-      backend,
-      log: pino({ level: 'info' }, process.stderr),
-    });
-    const fp = await moodledata();
-    // Two leaf directories holding one plain file each (the seed's blob-shaped links stay in the tarball).
-    const plain = (
-      await inDataroot(
-        stack,
-        'for d in filedir/*/*; do [ "$(ls -A $d | wc -l)" = 1 ] && find $d -maxdepth 1 -type f -links 1; done | sort',
+    // First with the seed's hard link to a blob (the window lists every file, the tarball holds the leaf
+    // directories), then without it (the blob list names them).
+    for (const leaves of ['in the tarball', 'in the blob list'] as const) {
+      if (leaves === 'in the blob list') {
+        await inDataroot(stack, 'find trashdir -maxdepth 1 -type f -links +1 -delete');
+        await sleep(SINCE_MARGIN_MS + 100); // older than a listing's racy margin
+      }
+      const backupLog = capturingLogger();
+      const s = await runBackup({ docker: docker(), config, backend, log: backupLog.log });
+      const inside = backupLog.lines().find((l) => l.step === 'store' && l.phase === 'inside');
+      expect(inside, leaves).toHaveProperty(leaves === 'in the tarball' ? 'keptInTarball' : 'changedDirs');
+      const fp = await moodledata();
+      // Two leaf directories holding one plain file each (not the hard link's, which the tarball holds).
+      const plain = (
+        await inDataroot(
+          stack,
+          'for d in filedir/*/*; do if [ "$(ls -A $d | wc -l)" = 1 ]; then find $d -maxdepth 1 -type f -links 1; fi; done | sort',
+        )
       )
-    )
-      .trim()
-      .split('\n');
-    expect(plain.length).toBeGreaterThan(10);
-    const victim = plain[0] as string;
-    const neighbour = plain[plain.length - 1] as string;
-    const intruder = `${dirOf(neighbour)}/${sha1('added while the restore staged')}`;
-    // Right after the dataroot was staged beside the live one (stack still running), before the stop: one
-    // file deleted from a leaf directory the restore meant to keep, one added to another.
-    const chunks: string[] = [];
-    let changed = false;
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        const line = chunk.toString();
-        chunks.push(line);
-        if (!changed && line.includes('"step":"stage"') && line.includes('moodledata_data')) {
-          changed = true;
-          execFileSync('docker', [
-            'exec',
-            stack.containers.moodle,
-            'sh',
-            '-c',
-            `cd ${DATAROOT} && rm ${victim} && printf x > ${intruder}`,
-          ]);
-        }
-        cb();
-      },
-    });
-    await runRestore({
-      docker: docker(),
-      config,
-      backend,
-      log: pino({ level: 'info', base: undefined }, sink),
-      snapshot: s.id,
-      safetySnapshot: false,
-    });
-    expect(changed, 'the dataroot was staged while the stack ran').toBe(true);
-    expect(diffMinusExcludes(fp, await moodledata())).toEqual([]);
-    const lines = chunks
-      .join('')
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
-    const swapped = lines.find((l) => l.step === 'restore' && typeof l.out === 'number');
-    expect(swapped?.rebuilt).toBe(2);
+        .trim()
+        .split('\n');
+      expect(plain.length).toBeGreaterThan(10);
+      const victim = plain[0] as string;
+      const intruder = `${dirOf(plain[plain.length - 1] as string)}/${sha1('added while the restore staged')}`;
+      // Right after the dataroot was staged beside the live one (stack still running), before the stop: one
+      // file deleted from a leaf directory the restore meant to keep, one added to another.
+      const chunks: string[] = [];
+      let changed = false;
+      const sink = new Writable({
+        write(chunk: Buffer, _enc, cb) {
+          const line = chunk.toString();
+          chunks.push(line);
+          if (!changed && line.includes('"step":"stage"') && line.includes('moodledata_data')) {
+            changed = true;
+            execFileSync('docker', [
+              'exec',
+              stack.containers.moodle,
+              'sh',
+              '-c',
+              `cd ${DATAROOT} && rm ${victim} && printf x > ${intruder}`,
+            ]);
+          }
+          cb();
+        },
+      });
+      await runRestore({
+        docker: docker(),
+        config,
+        backend,
+        log: pino({ level: 'info', base: undefined }, sink),
+        snapshot: s.id,
+        safetySnapshot: false,
+      });
+      expect(changed, 'the dataroot was staged while the stack ran').toBe(true);
+      expect(diffMinusExcludes(fp, await moodledata()), leaves).toEqual([]);
+      const lines = chunks
+        .join('')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+      const placed = lines.find((l) => l.step === 'restore' && typeof l.reused === 'number');
+      expect(placed?.keptLeaves, leaves).toBeGreaterThan(10);
+      const swapped = lines.find((l) => l.step === 'restore' && typeof l.out === 'number');
+      expect(swapped?.rebuilt, leaves).toBe(2);
+    }
   });
 
   it('files added, deleted and written half-way while the stack stops are in the snapshot; a blob-shaped symlink is kept too', {
