@@ -154,7 +154,8 @@ export interface PlaceResult {
  * is hard-linked (Moodle never rewrites a blob, so same name and size is the same content); every other blob
  * is unpacked from its pack by tar and put in place only once the pack's sha256 matched its id (each blob's
  * SHA-1 was checked when it was stored). Owner, mode and mtime are the snapshot's. Only the snapshot's blobs
- * are written, not the rest of a pack.
+ * are written, not the rest of a pack. Beside the live dataroot, a leaf directory it holds exactly as the
+ * snapshot does is not built at all: it stays where it is (`plan`, restore/leaf-plan.ts).
  */
 export async function placeBlobs(i: PlaceInput): Promise<PlaceResult & { plan?: LeafPlan }> {
   const result: PlaceResult & { plan?: LeafPlan } = { reused: 0, fetched: 0, fetchedBytes: 0, packs: 0 };
