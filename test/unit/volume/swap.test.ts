@@ -83,13 +83,14 @@ async function moveSome(from: string, to: string, n: number, skip: string[] = []
   for (const x of names) await rename(join(from, x), join(to, x));
 }
 
-async function settleAndClean(dir: string, phase: SwapPhase) {
+async function settleAndClean(dir: string, phase: SwapPhase, leafAreas?: string[]) {
   const r = await settleSwap({
     dir,
     phase,
     datadir: false,
     root: ROOT,
     before: { atime: OLD_MTIME, mtime: OLD_MTIME },
+    ...(leafAreas ? { leafAreas } : {}),
   });
   await r.finish();
   // Whichever tree the volume holds, its mount point has that tree's mtime.
@@ -269,18 +270,7 @@ describe('leaf by leaf swap of a blob area (volume/leaf-swap.ts)', () => {
     await utimes(join(staging, 'filedir', 'aa'), 1_234_567_890, 1_234_567_890);
     return dir;
   }
-  const settleLeaves = async (dir: string, phase: SwapPhase) => {
-    const r = await settleSwap({
-      dir,
-      phase,
-      datadir: false,
-      root: ROOT,
-      before: { atime: OLD_MTIME, mtime: OLD_MTIME },
-      leafAreas: ['filedir'],
-    });
-    await r.finish();
-    return r.state;
-  };
+  const settleLeaves = (dir: string, phase: SwapPhase) => settleAndClean(dir, phase, ['filedir']);
 
   it('swaps only the leaves named, keeps the rest in place (same inode), gives each level the staged attributes', async () => {
     const dir = await leafStaged();
