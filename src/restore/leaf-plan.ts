@@ -75,8 +75,10 @@ export async function planLeaves(
       if (s >= 0) inTarball[s] = (inTarball[s] as number) + 1;
     }
   else
-    for (const [path] of (await scanLeaves(staging, { areas: base.areas })).stamps)
-      inTarball[leafSlot(path)] = 1;
+    for (const [path] of (await scanLeaves(staging, { areas: base.areas })).stamps) {
+      const s = leafSlot(path);
+      if (s >= 0) inTarball[s] = 1; // an odd name is never kept anyway
+    }
   const count = new Uint32Array(SLOTS);
   for (let n = 0; n < set.length; n++) {
     const s = set.leafSlot(n);
