@@ -5,7 +5,7 @@ import type { ManifestBlobs } from '../archive/manifest.js';
 import { LineFile } from '../common/line-file.js';
 import { formatBlobLine } from '../store/blob-list.js';
 import { BLOB_AREAS } from '../store/layout.js';
-import { type LeafSet, LeafTable, leafSlotIn } from '../store/leaf-table.js';
+import { type LeafSet, LeafTable, leafOf, leafSlotIn } from '../store/leaf-table.js';
 import { type Listed, type ListedBlob, listBlobs, listLeafDirs, scanLeaves } from '../store/listing.js';
 import type { AddResult } from '../store/pack-writer.js';
 import type { PreviousListing } from './listing-cache.js';
@@ -50,9 +50,6 @@ export async function sinceMarginFor(dir: string): Promise<number> {
   const fs = await statfs(dir).catch(() => null);
   return fs && LOCAL_FS.has(Number(fs.type)) ? LOCAL_SINCE_MARGIN_MS : SINCE_MARGIN_MS;
 }
-
-/** The leaf directory of a path at depth three (`filedir/ab/cd/x` → `filedir/ab/cd`). */
-export const leafOf = (path: string) => path.slice(0, path.lastIndexOf('/'));
 
 /** What the listing before the stop saw, kept in the spool, for the window to reuse what did not change. */
 export class PreListing {

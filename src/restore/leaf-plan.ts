@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { sinceMarginFor } from '../backup/blob-window.js';
 import type { BlobSet } from '../store/blob-set.js';
 import { BLOB_AREAS, type BlobArea } from '../store/layout.js';
-import { LeafSet, type LeafTable, leafSlot, SLOTS } from '../store/leaf-table.js';
+import { LeafSet, type LeafTable, leafOf, leafSlot, SLOTS } from '../store/leaf-table.js';
 import { listBlobs, scanLeaves } from '../store/listing.js';
 import type { LeafSwap } from '../volume/leaf-swap.js';
 import type { LiveLinks } from './link-live.js';
@@ -71,7 +71,7 @@ export async function planLeaves(
   const inTarball = new Uint32Array(SLOTS);
   if (fromTarball)
     for await (const l of listBlobs(staging, base.areas, { allNames: true })) {
-      const s = leafSlot(l.path.slice(0, l.path.lastIndexOf('/')));
+      const s = leafSlot(leafOf(l.path));
       if (s >= 0) inTarball[s] = (inTarball[s] as number) + 1;
     }
   else

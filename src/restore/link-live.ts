@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { LineFile } from '../common/line-file.js';
 import { exited, stderrLines } from '../common/processes.js';
 import type { BlobSet } from '../store/blob-set.js';
-import { leafSlot, SLOTS } from '../store/leaf-table.js';
+import { leafOf, leafSlot, SLOTS } from '../store/leaf-table.js';
 import type { Listed, ListedBlob } from '../store/listing.js';
 
 /** What the live dataroot holds of a snapshot's blobs (matchLive), then what linkLive linked of it. */
@@ -38,7 +38,7 @@ export async function matchLive(set: BlobSet, listing: AsyncIterable<Listed>): P
   };
   const want = Buffer.alloc(20);
   for await (const l of listing) {
-    const slot = leafSlot(l.path.slice(0, l.path.lastIndexOf('/')));
+    const slot = leafSlot(leafOf(l.path));
     if (slot >= 0) out.perLeaf.all[slot] = (out.perLeaf.all[slot] as number) + 1;
     const n = l.kind === 'blob' && set.length > 0 ? match(l) : -1;
     if (n < 0) continue;

@@ -1,7 +1,7 @@
 import type { BlobEntry } from './blob-list.js';
 import { compareHash, HASH_BYTES, hashOrder } from './entry-table.js';
 import { type BlobArea, blobPath } from './layout.js';
-import { leafSlot } from './leaf-table.js';
+import { leafOf, leafSlot } from './leaf-table.js';
 
 const AREAS: readonly BlobArea[] = ['filedir', 'trashdir'];
 /** Entries allocated up front at most (~700 MB of columns): a damaged count cannot ask for more. */
@@ -106,7 +106,7 @@ export class BlobSet {
   /** The slot of entry `i`'s leaf directory (store/leaf-table.ts), or -1 when it is not one of Moodle's shape. */
   leafSlot(i: number): number {
     const odd = this.odd.get(i);
-    if (odd !== undefined) return leafSlot(odd.slice(0, odd.lastIndexOf('/')));
+    if (odd !== undefined) return leafSlot(leafOf(odd));
     return (
       this.class(i).area * 65536 + (this.hashes[i * 20] as number) * 256 + (this.hashes[i * 20 + 1] as number)
     );

@@ -39,6 +39,9 @@ function slotOf(code: (i: number) => number, start: number, end: number, startsW
   return -1;
 }
 
+/** The leaf directory of a path at depth three (`filedir/ab/cd/x` → `filedir/ab/cd`). */
+export const leafOf = (path: string) => path.slice(0, path.lastIndexOf('/'));
+
 /** The slot of a leaf directory's path, or -1 when it is not `<area>/xx/yy` with lower-case hex. */
 export function leafSlot(path: string): number {
   return slotOf(

@@ -7,7 +7,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   LOCAL_SINCE_MARGIN_MS,
-  leafOf,
   PreListing,
   relist,
   SINCE_MARGIN_MS,
@@ -17,7 +16,7 @@ import {
 } from '../../../src/backup/blob-window.js';
 import { BLOB_TAR_ARGS } from '../../../src/backup/blobs.js';
 import { formatBlobLine } from '../../../src/store/blob-list.js';
-import { LeafSet, LeafTable } from '../../../src/store/leaf-table.js';
+import { LeafSet, LeafTable, leafOf } from '../../../src/store/leaf-table.js';
 import type { ListedBlob } from '../../../src/store/listing.js';
 
 const sha1 = (s: string) => createHash('sha1').update(s).digest('hex');
