@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { storeDecrypter } from '../archive/encryption.js';
 import type { ManifestBlobs } from '../archive/manifest.js';
 import { SidecarError } from '../common/errors.js';
+import { fileChunks } from '../common/file-chunks.js';
 import { LineFile } from '../common/line-file.js';
 import { spoolError } from '../storage/spool-error.js';
 import { formatBlobLine, formatDirLine } from '../store/blob-list.js';
@@ -263,6 +264,11 @@ export async function storeInside(run: BackupRun, s: BlobSession, bv: BlobVolume
   return storeAll(run, s, bv, t0);
 }
 
+/** A file of list lines, read for a pass that lets each chunk go (a reused buffer) or one that may keep it. */
+function linesOf(path: string, transient: boolean): AsyncIterable<Buffer> {
+  return transient ? fileChunks(path) : createReadStream(path, { highWaterMark: 1 << 20 });
+}
+
 function listFile(run: BackupRun, bv: BlobVolume): { file: string; path: string } {
   const file = `${bv.v.short}.blobs${LIST_EXTENSION[run.codec.name]}${run.encryption ? '.age' : ''}`;
   return { file, path: join(run.spoolDir, file) };
@@ -368,8 +374,8 @@ async function writeListFrom(
   const { linesPath } = w.draft;
   const { stamps } = w;
   // The blob lines, then a directory line after every one of them (a by-hand restore sets their times last).
-  async function* text(): AsyncGenerator<Buffer | string> {
-    yield* createReadStream(linesPath, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>;
+  async function* text(transient: boolean): AsyncGenerator<Buffer | string> {
+    yield* linesOf(linesPath, transient);
     let dirLines: string[] = [];
     for (const e of stamps.each()) {
       if (!e.hasAttrs) continue;
@@ -392,7 +398,7 @@ async function writeList(
   s: BlobSession,
   bv: BlobVolume,
   w: {
-    text: () => AsyncIterable<Buffer | string>;
+    text: (transient: boolean) => AsyncIterable<Buffer | string>;
     count: number;
     bytes: number;
     mismatches: ManifestBlobs['mismatches'];
@@ -495,7 +501,7 @@ async function storeAll(run: BackupRun, s: BlobSession, bv: BlobVolume, t0: numb
     const insideMs = Date.now() - t0;
     bv.listLater = () =>
       writeList(run, s, bv, {
-        text: () => createReadStream(linesPath, { highWaterMark: 1 << 20 }),
+        text: (transient) => linesOf(linesPath, transient),
         ...totals,
         mismatches,
         insideMs,

@@ -148,9 +148,16 @@ export class ListingDraft {
   ): Promise<void> {
     await this.seal();
     const stampsName = `${this.volume}.${this.tag}.stamps`;
-    const text: string[] = [];
-    for (const e of stamps.each()) text.push(`${e.ctimeMs}\t${e.path}\n`);
-    await writeFile(join(this.dir, stampsName), text.join(''), { mode: 0o600 });
+    // A line at a time through a batching file: 131,072 strings joined at once were ~13 MB of heap at the
+    // commit, the 1,000,000-blob backup's peak.
+    const out = new LineFile(join(this.dir, stampsName));
+    try {
+      for (const e of stamps.each()) await out.add(`${e.ctimeMs}\t${e.path}\n`);
+      await out.finish();
+    } catch (err) {
+      out.abort();
+      throw err;
+    }
     const pointer: Pointer = {
       version: 1,
       snapshot,

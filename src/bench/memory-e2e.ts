@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setImmediate } from 'node:timers/promises';
 import type Docker from 'dockerode';
 import { emptyDir } from './blob-data.js';
 import { genDatabase } from './data.js';
@@ -25,8 +26,12 @@ export interface E2eFigure {
   ms: number;
 }
 
-/** `count` files `filedir/ab/cd/<sha1>` of a few bytes each, written as fast as the file system allows. */
-export function genTinyBlobs(root: string, count: number, seed = 'blob'): string[] {
+/**
+ * `count` files `filedir/ab/cd/<sha1>` of a few bytes each, written as fast as the file system allows. The
+ * event loop gets a turn every 4,096 files: two minutes blocked in a loop of sync writes let Docker close
+ * the kept-alive API socket unseen, and the next request wrote into it (EPIPE, the memory bench's flake).
+ */
+export async function genTinyBlobs(root: string, count: number, seed = 'blob'): Promise<string[]> {
   const dirs = new Set<string>();
   const removable: string[] = [];
   for (let i = 0; i < count; i++) {
@@ -40,6 +45,7 @@ export function genTinyBlobs(root: string, count: number, seed = 'blob'): string
     writeFileSync(join(dir, h), data, { mode: 0o640 });
     // Every 100th: what the "1% deleted" step removes before the last backup (prune then has dead blobs).
     if (i % 100 === 0) removable.push(join(dir, h));
+    if (i % 4096 === 4095) await setImmediate();
   }
   return removable;
 }
@@ -70,7 +76,7 @@ export async function createMemoryDataset(
     ],
   );
   const db = genDatabase(stack.dirs.mariadb_data as string, 1 << 20);
-  const removable = genTinyBlobs(stack.dirs.moodledata_data as string, blobs);
+  const removable = await genTinyBlobs(stack.dirs.moodledata_data as string, blobs);
   await startBenchStack(g.docker, g.runId, project);
   return { ds: { name: 'mem-1m', stack, files: db.files + blobs, bytes: db.bytes + blobs * 16 }, removable };
 }

@@ -1,6 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
+import { fileChunks } from '../common/file-chunks.js';
 import { LineFile } from '../common/line-file.js';
 import type { Backend } from '../storage/backend.js';
 import { type BlobListSummary, BlobListWriter } from './blob-list.js';
@@ -55,7 +55,8 @@ export function deltaLimit(baseCount: number): number {
 export async function writeSnapshotList(o: {
   backend: Backend;
   encoding: StoreEncoding;
-  text: () => AsyncIterable<Buffer | string>;
+  /** `transient`: each chunk is let go before the next is asked for (it may be a reused buffer). */
+  text: (transient: boolean) => AsyncIterable<Buffer | string>;
   count: number;
   bytes: number;
   path: string;
@@ -71,13 +72,13 @@ export async function writeSnapshotList(o: {
     const kept = createHash('sha256');
     let reads = 0;
     const base = () => {
-      const file = createReadStream(prev.linesPath, { highWaterMark: 1 << 20 });
+      const file = fileChunks(prev.linesPath);
       return reads++ > 0 ? file : hashed(file, kept);
     };
     try {
       const r = await diffLists({
         base,
-        current: o.text,
+        current: () => o.text(true),
         limit: deltaLimit(prev.count),
         out: (line) => w.addLine(line),
         // Blob lines, and a directory line for each leaf directory (at most 65,536 an area in practice).
@@ -99,7 +100,8 @@ export async function writeSnapshotList(o: {
   const plain = o.baseLinesPath === undefined ? undefined : new LineFile(o.baseLinesPath);
   const text = createHash('sha256');
   try {
-    for await (const chunk of o.text()) {
+    // The writers may hold a chunk until it is written: fresh ones.
+    for await (const chunk of o.text(false)) {
       await bw.addLines(chunk, 0, 0);
       await plain?.add(chunk);
       text.update(chunk);
