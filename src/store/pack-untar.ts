@@ -24,7 +24,113 @@ export interface UntarredMember {
   size: number;
 }
 
-const LISTED = /^-([-rwxsStT]{9}) (\d+)\/(\d+) +(\d+) (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) (.*)$/;
+const NL = 10;
+const SPACE = 32;
+
+/** One permission column of `ls -l` form: the bit it sets when it shows `set` (not '-'). */
+const PERMS = [0o400, 0o200, 0o100, 0o40, 0o20, 0o10, 0o4, 0o2, 0o1];
+
+/** The mode bits of `rwxr-x---` (9 bytes at `at`), set-id and sticky bits from the execute columns. */
+function modeBitsAt(buf: Buffer, at: number): number | null {
+  let m = 0;
+  for (let i = 0; i < 9; i++) {
+    const c = String.fromCharCode(buf[at + i] as number);
+    if (c === '-') continue;
+    const col = i % 3;
+    if (col === 0 && c === 'r') m |= PERMS[i] as number;
+    else if (col === 1 && c === 'w') m |= PERMS[i] as number;
+    else if (col === 2 && c === 'x') m |= PERMS[i] as number;
+    else if (col === 2 && (c === 's' || c === 'S') && i < 8) {
+      m |= i === 2 ? 0o4000 : 0o2000;
+      if (c === 's') m |= PERMS[i] as number;
+    } else if (i === 8 && (c === 't' || c === 'T')) {
+      m |= 0o1000;
+      if (c === 't') m |= PERMS[i] as number;
+    } else return null;
+  }
+  return m;
+}
+
+/** The decimal number at `at` up to `stop` (exclusive), or -1 when a byte there is not a digit. */
+function decimal(buf: Buffer, at: number, stop: number): number {
+  if (at >= stop) return -1;
+  let n = 0;
+  for (let i = at; i < stop; i++) {
+    const c = (buf[i] as number) - 48;
+    if (c < 0 || c > 9) return -1;
+    n = n * 10 + c;
+  }
+  return n;
+}
+
+/**
+ * One line of `tar -xvv --full-time --numeric-owner` (a regular file:
+ * `-rw-r----- 33/33  1234 2026-12-06 08:13:05 filedir/ab/cd/<sha1>`) read as bytes into its member and
+ * the SHA-1 its name ends with; null for any other line. A string, a regex match and a date string a line
+ * were a million members' garbage in a full restore, which kept V8's heap ~15 MB above its live size.
+ */
+export function parseListed(
+  buf: Buffer,
+  start: number,
+  end: number,
+): { sha1: string; member: UntarredMember } | null {
+  if (buf[start] !== 45 /* - */ || end - start < 10 + 1 + 3 + 1 + 1 + 1 + 19 + 1 + 40) return null;
+  const mode = modeBitsAt(buf, start + 1);
+  if (mode === null || buf[start + 10] !== SPACE) return null;
+  let at = start + 11;
+  const slash = buf.indexOf(47 /* / */, at);
+  const afterGid = buf.indexOf(SPACE, at);
+  if (slash < 0 || afterGid < 0 || slash > afterGid || afterGid >= end) return null;
+  const uid = decimal(buf, at, slash);
+  const gid = decimal(buf, slash + 1, afterGid);
+  at = afterGid;
+  while (at < end && buf[at] === SPACE) at++;
+  const afterSize = buf.indexOf(SPACE, at);
+  if (afterSize < 0 || afterSize >= end) return null;
+  const size = decimal(buf, at, afterSize);
+  // `YYYY-MM-DD HH:MM:SS ` then the name.
+  const d = afterSize + 1;
+  if (d + 20 > end || buf[d + 4] !== 45 || buf[d + 7] !== 45 || buf[d + 10] !== SPACE) return null;
+  if (buf[d + 13] !== 58 || buf[d + 16] !== 58 || buf[d + 19] !== SPACE) return null;
+  const parts = [
+    decimal(buf, d, d + 4),
+    decimal(buf, d + 5, d + 7),
+    decimal(buf, d + 8, d + 10),
+    decimal(buf, d + 11, d + 13),
+    decimal(buf, d + 14, d + 16),
+    decimal(buf, d + 17, d + 19),
+  ];
+  if (uid < 0 || gid < 0 || size < 0 || parts.some((x) => x < 0) || end - (d + 20) < 40) return null;
+  const [y, mo, day, h, mi, sec] = parts as [number, number, number, number, number, number];
+  const mtimeS = Date.UTC(y, mo - 1, day, h, mi, sec) / 1000;
+  return { sha1: buf.toString('latin1', end - 40, end), member: { mode, uid, gid, size, mtimeS } };
+}
+
+/** tar's listing on stdout, chunk by chunk, into `members` (by SHA-1); only a line a chunk cuts is copied. */
+export function listedInto(members: Map<string, UntarredMember>): (chunk: Buffer) => void {
+  let carry: Buffer | undefined;
+  const line = (buf: Buffer, start: number, end: number) => {
+    const r = parseListed(buf, start, end);
+    if (r) members.set(r.sha1, r.member);
+  };
+  return (chunk) => {
+    let start = 0;
+    let nl = chunk.indexOf(NL);
+    if (carry && nl >= 0) {
+      const joined = Buffer.concat([carry, chunk.subarray(0, nl)]);
+      carry = undefined;
+      line(joined, 0, joined.length);
+      start = nl + 1;
+      nl = chunk.indexOf(NL, start);
+    }
+    for (; nl >= 0; nl = chunk.indexOf(NL, start)) {
+      line(chunk, start, nl);
+      start = nl + 1;
+    }
+    if (start < chunk.length)
+      carry = carry ? Buffer.concat([carry, chunk.subarray(start)]) : Buffer.from(chunk.subarray(start));
+  };
+}
 
 /** Decompressors as commands: the pack's bytes go from this process into them, tar reads their output. */
 const DECOMPRESS: Record<string, string[] | null> = {
@@ -32,20 +138,6 @@ const DECOMPRESS: Record<string, string[] | null> = {
   gzip: ['gzip', '-d', '-c'],
   none: null,
 };
-
-function modeBits(rwx: string): number {
-  let m = 0;
-  const bit = (i: number, set: string) => (set.includes(rwx[i] as string) ? 1 : 0);
-  for (let i = 0; i < 9; i++) m = (m << 1) | bit(i, i % 3 === 0 ? 'r' : i % 3 === 1 ? 'w' : 'xsSt');
-  // Set-id and sticky bits show in the execute columns.
-  if ('sS'.includes(rwx[2] as string)) m |= 0o4000;
-  if ('sS'.includes(rwx[5] as string)) m |= 0o2000;
-  if ('tT'.includes(rwx[8] as string)) m |= 0o1000;
-  if ('S'.includes(rwx[2] as string)) m &= ~0o100;
-  if ('S'.includes(rwx[5] as string)) m &= ~0o010;
-  if ('T'.includes(rwx[8] as string)) m &= ~0o001;
-  return m;
-}
 
 /**
  * Unpacks the named blobs of one pack into `dir` (each as `<sha1>`, no directories) with the decompressor and GNU
@@ -156,23 +248,7 @@ async function untarFrom(
   if (z) tar.stdin?.destroy(); // the decompressor is tar's only writer
   const input = (z ?? tar).stdin as NodeJS.WritableStream;
   const members = new Map<string, UntarredMember>();
-  let rest = '';
-  tar.stdout?.on('data', (d: Buffer) => {
-    const lines = (rest + d.toString('utf8')).split('\n');
-    rest = lines.pop() ?? '';
-    for (const line of lines) {
-      const m = LISTED.exec(line);
-      const sha1 = m?.[6]?.slice(-40);
-      if (!m || !sha1) continue;
-      members.set(sha1, {
-        mode: modeBits(m[1] as string),
-        uid: Number(m[2]),
-        gid: Number(m[3]),
-        size: Number(m[4]),
-        mtimeS: Date.parse(`${(m[5] as string).replace(' ', 'T')}Z`) / 1000,
-      });
-    }
-  });
+  tar.stdout?.on('data', listedInto(members));
   const tarErr = stderrLines(tar, () => false);
   const zErr = z ? stderrLines(z, () => false) : () => '';
   const { stop, killed } = stopper([tar, z]);
