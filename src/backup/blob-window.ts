@@ -4,6 +4,7 @@ import { createInterface } from 'node:readline';
 import type { ManifestBlobs } from '../archive/manifest.js';
 import { fileChunks } from '../common/file-chunks.js';
 import { LineFile } from '../common/line-file.js';
+import { lineSplitter } from '../common/line-splitter.js';
 import { formatBlobLine } from '../store/blob-list.js';
 import { BLOB_AREAS } from '../store/layout.js';
 import { type LeafSet, LeafTable, leafOf, leafSlotIn } from '../store/leaf-table.js';
@@ -176,7 +177,6 @@ interface LineChunk {
   mismatches: ManifestBlobs['mismatches'];
 }
 
-const NL = 10;
 const TAB = 9;
 const SLASH = 47;
 /** Bytes of kept lines a chunk holds at most (one line more). */
@@ -228,26 +228,12 @@ async function* keptLines(file: string, drop?: LeafSet): AsyncGenerator<LineChun
   // Read into one reused buffer, each kept line copied out; only a line a read cuts is joined. A fresh
   // 1 MB chunk a read, and a copy of each to join the cut line, were garbage V8 collects only once ~64 MB
   // of it piled up.
-  let carry: Buffer | undefined;
+  const lines = lineSplitter(keep);
   for await (const buf of fileChunks(file, CHUNK)) {
-    let start = 0;
-    let nl = buf.indexOf(NL);
-    if (carry && nl >= 0) {
-      const line = Buffer.concat([carry, buf.subarray(0, nl + 1)]);
-      keep(line, 0, line.length - 1);
-      carry = undefined;
-      start = nl + 1;
-      nl = buf.indexOf(NL, start);
-    }
-    for (; nl >= 0; nl = buf.indexOf(NL, start)) {
-      keep(buf, start, nl);
-      start = nl + 1;
-    }
-    if (start < buf.length)
-      carry = carry ? Buffer.concat([carry, buf.subarray(start)]) : Buffer.from(buf.subarray(start));
+    lines.push(buf);
     while (full.length > 0) yield full.shift() as LineChunk;
   }
-  if (carry) throw new Error(`${file}: its last line is cut short`);
+  if (lines.pending()) throw new Error(`${file}: its last line is cut short`);
   if (out.used > 0) yield { ...out, text: out.text.subarray(0, out.used) };
 }
 

@@ -6,6 +6,7 @@ import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { HashTap } from '../archive/tap.js';
 import { SidecarError } from '../common/errors.js';
+import { lineSplitter } from '../common/line-splitter.js';
 import { exited, firstCause, stderrLines, stopper } from '../common/processes.js';
 import type { Backend } from '../storage/backend.js';
 import type { StoreEncoding } from './encoding.js';
@@ -24,7 +25,6 @@ export interface UntarredMember {
   size: number;
 }
 
-const NL = 10;
 const SPACE = 32;
 
 /** One permission column of `ls -l` form: the bit it sets when it shows `set` (not '-'). */
@@ -106,30 +106,13 @@ export function parseListed(
   return { sha1: buf.toString('latin1', end - 40, end), member: { mode, uid, gid, size, mtimeS } };
 }
 
-/** tar's listing on stdout, chunk by chunk, into `members` (by SHA-1); only a line a chunk cuts is copied. */
+/** tar's listing on stdout, chunk by chunk, into `members` (by SHA-1). */
 export function listedInto(members: Map<string, UntarredMember>): (chunk: Buffer) => void {
-  let carry: Buffer | undefined;
-  const line = (buf: Buffer, start: number, end: number) => {
+  const lines = lineSplitter((buf, start, end) => {
     const r = parseListed(buf, start, end);
     if (r) members.set(r.sha1, r.member);
-  };
-  return (chunk) => {
-    let start = 0;
-    let nl = chunk.indexOf(NL);
-    if (carry && nl >= 0) {
-      const joined = Buffer.concat([carry, chunk.subarray(0, nl)]);
-      carry = undefined;
-      line(joined, 0, joined.length);
-      start = nl + 1;
-      nl = chunk.indexOf(NL, start);
-    }
-    for (; nl >= 0; nl = chunk.indexOf(NL, start)) {
-      line(chunk, start, nl);
-      start = nl + 1;
-    }
-    if (start < chunk.length)
-      carry = carry ? Buffer.concat([carry, chunk.subarray(start)]) : Buffer.from(chunk.subarray(start));
-  };
+  });
+  return (chunk) => lines.push(chunk);
 }
 
 /** Decompressors as commands: the pack's bytes go from this process into them, tar reads their output. */
