@@ -27,7 +27,7 @@ export interface UntarredMember {
 
 const SPACE = 32;
 
-/** One permission column of `ls -l` form: the bit it sets when it shows `set` (not '-'). */
+/** The mode bit each of the nine permission columns of `ls -l` stands for. */
 const PERMS = [0o400, 0o200, 0o100, 0o40, 0o20, 0o10, 0o4, 0o2, 0o1];
 
 /** The mode bits of `rwxr-x---` (9 bytes at `at`), set-id and sticky bits from the execute columns. */
