@@ -92,16 +92,15 @@ export function parseListed(
   const d = afterSize + 1;
   if (d + 20 > end || buf[d + 4] !== 45 || buf[d + 7] !== 45 || buf[d + 10] !== SPACE) return null;
   if (buf[d + 13] !== 58 || buf[d + 16] !== 58 || buf[d + 19] !== SPACE) return null;
-  const parts = [
-    decimal(buf, d, d + 4),
-    decimal(buf, d + 5, d + 7),
-    decimal(buf, d + 8, d + 10),
-    decimal(buf, d + 11, d + 13),
-    decimal(buf, d + 14, d + 16),
-    decimal(buf, d + 17, d + 19),
-  ];
-  if (uid < 0 || gid < 0 || size < 0 || parts.some((x) => x < 0) || end - (d + 20) < 40) return null;
-  const [y, mo, day, h, mi, sec] = parts as [number, number, number, number, number, number];
+  const y = decimal(buf, d, d + 4);
+  const mo = decimal(buf, d + 5, d + 7);
+  const day = decimal(buf, d + 8, d + 10);
+  const h = decimal(buf, d + 11, d + 13);
+  const mi = decimal(buf, d + 14, d + 16);
+  const sec = decimal(buf, d + 17, d + 19);
+  // Each is -1 when not digits; the date's fields fit in 32 bits, so one OR tells.
+  if (uid < 0 || gid < 0 || size < 0 || (y | mo | day | h | mi | sec) < 0) return null;
+  if (end - (d + 20) < 40) return null;
   const mtimeS = Date.UTC(y, mo - 1, day, h, mi, sec) / 1000;
   return { sha1: buf.toString('latin1', end - 40, end), member: { mode, uid, gid, size, mtimeS } };
 }
