@@ -84,6 +84,34 @@ describe('listBlobs', () => {
     expect(first?.kind === 'blob' && first.mode).toBe(0o604);
   });
 
+  it('walks the areas in parts at once and lists exactly what one find of the whole areas lists', async () => {
+    const many = await mkdtemp(join(tmpdir(), 'store-list-many-'));
+    try {
+      // 300 blobs over ~250 first-level directories of both areas, and a stray file among them.
+      for (let i = 0; i < 300; i++) {
+        const h = sha1(`blob ${i}`);
+        const path = at(i % 10 === 0 ? 'trashdir' : 'filedir', h);
+        await mkdir(join(many, path, '..'), { recursive: true });
+        await writeFile(join(many, path), `blob ${i}`);
+      }
+      await writeFile(join(many, 'filedir/stray.txt'), 'first level: not listed');
+      const one = execFileSync(
+        'find',
+        ['filedir', 'trashdir', '-mindepth', '3', '-maxdepth', '3', '-printf', '%p\\n'],
+        { cwd: many, encoding: 'utf8' },
+      )
+        .trim()
+        .split('\n')
+        .sort();
+      const seen: string[] = [];
+      for await (const e of listBlobs(many)) seen.push(e.path);
+      expect(one).toHaveLength(300);
+      expect(seen.sort()).toEqual(one);
+    } finally {
+      await rm(many, { recursive: true, force: true });
+    }
+  });
+
   it('a dataroot without trashdir/ (or filedir/) lists what there is', async () => {
     const empty = await mkdtemp(join(tmpdir(), 'store-list-empty-'));
     const seen: Listed[] = [];
