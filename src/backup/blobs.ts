@@ -20,7 +20,13 @@ import { loadIndex } from '../store/store-io.js';
 import { blobExcludeArgs } from '../volume/exclude-tar-args.js';
 import { PreListing, relist, scanWindow, sinceMarginFor, windowTarArgs } from './blob-window.js';
 import type { BackupRun, BlobSession, BlobVolume } from './context.js';
-import { keepBase, loadKeptBase, newBaseLinesPath, readableAs } from './list-base-cache.js';
+import {
+  keepBase,
+  loadKeptBase,
+  newBaseLinesPath,
+  newDeltaLinesPath,
+  readableAs,
+} from './list-base-cache.js';
 import { ListingDraft, listingDir, loadListing } from './listing-cache.js';
 import { makeSpoolDir } from './steps.js';
 
@@ -171,19 +177,24 @@ export async function saveListings(run: BackupRun, snapshot: string): Promise<vo
     const readable = listsReadableAs(run);
     // A text is written only when its run's lists may be diffed against (readable not null).
     const linesPath = kept?.linesPath;
-    if (base && kept && linesPath && readable !== null && run.store)
+    const last = bv.list?.last;
+    const newDelta = bv.list?.newDelta;
+    // A new base, or this list by its text with the same base (said again by the next run if unchanged).
+    if (base && readable !== null && run.store && ((kept && linesPath) || bv.list?.keepLast))
       await keepBase(
         run.store.listings,
         bv.v.name,
         base,
-        { linesPath, textSha256: kept.textSha256 },
+        kept && linesPath ? { linesPath, textSha256: kept.textSha256 } : undefined,
+        last,
         readable,
-      ).catch((err: unknown) => {
+      ).catch(async (err: unknown) => {
         run.ctx.log.warn(
           { step: 'store', volume: bv.v.short, err },
           `${bv.v.short}: could not keep this snapshot's blob list in the state directory (the next backup writes it whole): ${(err as Error).message}`,
         );
-        return rm(linesPath, { force: true });
+        if (linesPath) await rm(linesPath, { force: true });
+        if (newDelta) await rm(newDelta, { force: true });
       });
     const next = bv.next;
     if (!next) continue;
@@ -211,6 +222,7 @@ export async function discardListings(run: BackupRun): Promise<void> {
     await bv.next?.draft.discard().catch(() => undefined);
     const linesPath = bv.list?.newBase?.linesPath;
     if (linesPath) await rm(linesPath, { force: true });
+    if (bv.list?.newDelta) await rm(bv.list.newDelta, { force: true });
   }
 }
 
@@ -339,7 +351,10 @@ async function storeChanged(
     const excludeFile = join(run.spoolDir, `${bv.v.short}.blob-dirs`);
     const args = await windowTarArgs(scan, pre.mixed, excludeFile, BLOB_TAR_ARGS);
     bv.next = { draft, sinceMs: scan.sinceMs, stamps: scan.stamps, mixed: pre.mixed, totals };
-    bv.listLater = () => writeListFrom(run, s, bv, { draft, stamps: scan.stamps, totals, insideMs });
+    // Every line the last snapshot's, no directory changed before or inside the window: likely its very text.
+    const likelySame = !drop && pre.reused === pre.count && pre.changedDirs === 0 && scan.changed.size === 0;
+    bv.listLater = () =>
+      writeListFrom(run, s, bv, { draft, stamps: scan.stamps, totals, insideMs, likelySame });
     return { args };
   } catch (err) {
     await draft.discard();
@@ -369,6 +384,7 @@ async function writeListFrom(
     stamps: LeafTable;
     totals: { count: number; bytes: number; mismatches: ManifestBlobs['mismatches'] };
     insideMs: number;
+    likelySame?: boolean;
   },
 ): Promise<void> {
   const { linesPath } = w.draft;
@@ -386,7 +402,7 @@ async function writeListFrom(
     }
     if (dirLines.length > 0) yield dirLines.join('');
   }
-  await writeList(run, s, bv, { text, ...w.totals, insideMs: w.insideMs });
+  await writeList(run, s, bv, { text, ...w.totals, insideMs: w.insideMs, likelySame: w.likelySame });
 }
 
 /**
@@ -403,6 +419,7 @@ async function writeList(
     bytes: number;
     mismatches: ManifestBlobs['mismatches'];
     insideMs: number;
+    likelySame?: boolean;
   },
 ): Promise<void> {
   const { file, path } = listFile(run, bv);
@@ -410,6 +427,7 @@ async function writeList(
   const readable = listsReadableAs(run);
   // A passphrase run's lists are never diffed against (readableAs): no text of its base is kept.
   const baseLinesPath = readable === null ? undefined : await newBaseLinesPath(s.listings, volume);
+  const deltaLinesPath = readable === null ? undefined : await newDeltaLinesPath(s.listings, volume);
   try {
     const r = await writeSnapshotList({
       backend: run.ctx.backend,
@@ -420,12 +438,17 @@ async function writeList(
       path,
       basePath: join(run.spoolDir, `${bv.v.short}.base`),
       baseLinesPath,
+      deltaLinesPath,
       previous: await loadKeptBase(s.listings, volume, readable),
+      likelySame: w.likelySame,
     });
     if (!r.newBase && baseLinesPath) await rm(baseLinesPath, { force: true });
-    finishList(bv, { file, path }, r, w.mismatches, w.insideMs);
+    const newDelta = r.last?.deltaPath === deltaLinesPath ? deltaLinesPath : undefined;
+    if (deltaLinesPath && !newDelta) await rm(deltaLinesPath, { force: true });
+    finishList(bv, { file, path }, r, w.mismatches, w.insideMs, newDelta);
   } catch (err) {
     if (baseLinesPath) await rm(baseLinesPath, { force: true });
+    if (deltaLinesPath) await rm(deltaLinesPath, { force: true });
     throw spoolFull(err, run.spoolDir);
   }
 }
@@ -437,10 +460,13 @@ function finishList(
   r: SnapshotListResult,
   mismatches: ManifestBlobs['mismatches'],
   insideMs: number,
+  newDelta: string | undefined,
 ): void {
   bv.list = {
     ...at,
     ...(r.newBase ? { newBase: r.newBase } : {}),
+    ...(r.last ? { last: r.last, keepLast: !r.again } : {}),
+    ...(newDelta ? { newDelta } : {}),
     blobs: {
       file: at.file,
       sha256: r.summary.sha256,

@@ -17,6 +17,7 @@ import type { StoreEncoding } from '../store/encoding.js';
 import type { LeafTable } from '../store/leaf-table.js';
 import type { ListedBlob } from '../store/listing.js';
 import type { PackWriter } from '../store/pack-writer.js';
+import type { LastList } from '../store/snapshot-list.js';
 import type { PreListing } from './blob-window.js';
 import type { ListingDraft } from './listing-cache.js';
 import type { MoodlePlan } from './moodle-plan.js';
@@ -136,6 +137,12 @@ export interface BlobVolume {
     path: string;
     blobs: ManifestBlobs;
     newBase?: { path: string; linesPath?: string; textSha256: string };
+    /** This list by its text (store/snapshot-list.ts LastList), kept for the next run once committed. */
+    last?: LastList;
+    /** `last` is new (not the previous snapshot's said again): the kept pointer changes at the commit. */
+    keepLast?: boolean;
+    /** The delta-lines file this run wrote in the state directory: removed if the run fails. */
+    newDelta?: string;
   };
   /** Set by storeInside when the list is written after the window (writeBlobLists). */
   listLater?: () => Promise<void>;

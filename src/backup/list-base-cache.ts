@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { KeptBase, ListBase } from '../store/snapshot-list.js';
+import type { KeptBase, LastList, ListBase } from '../store/snapshot-list.js';
 
 /**
  * The text of the shared blob list the last snapshot's list is the difference from, per volume, in the state
@@ -18,6 +18,8 @@ interface Pointer {
   textSha256: string;
   /** What reads the base: its codec and the public keys it is encrypted to (see readableAs). */
   readableAs: string;
+  /** The last committed snapshot's list with this base (LastList), its delta lines a file in `bases/`. */
+  last?: { textSha256: string; count: number; delta?: string; deltaSha256?: string };
 }
 
 /**
@@ -51,16 +53,32 @@ export async function loadKeptBase(
     if (p.version !== 1 || !/^[0-9a-f]{64}$/.test(p.sha256) || p.lines.includes('/')) return undefined;
     if (p.readableAs !== readable) return undefined;
     if (typeof p.textSha256 !== 'string') return undefined;
+    const last = lastOf(p, dir);
     return {
       sha256: p.sha256,
       storedBytes: p.storedBytes,
       count: p.count,
       linesPath: join(dir, p.lines),
       textSha256: p.textSha256,
+      ...(last ? { last } : {}),
     };
   } catch {
     return undefined;
   }
+}
+
+/** The pointer's last list, when it is well formed (else none: the next run diffs). */
+function lastOf(p: Pointer, dir: string): LastList | undefined {
+  const l = p.last;
+  if (!l || !/^[0-9a-f]{64}$/.test(l.textSha256) || !Number.isInteger(l.count)) return undefined;
+  if (l.delta === undefined) return { textSha256: l.textSha256, count: l.count };
+  if (l.delta.includes('/') || !/^[0-9a-f]{64}$/.test(l.deltaSha256 ?? '')) return undefined;
+  return {
+    textSha256: l.textSha256,
+    count: l.count,
+    deltaPath: join(dir, l.delta),
+    deltaSha256: l.deltaSha256,
+  };
 }
 
 /** Where a run writes the text of a new base: in the state directory already, kept only once committed. */
@@ -70,33 +88,61 @@ export async function newBaseLinesPath(listings: string, volume: string): Promis
   return join(dir, `${volume}.${randomBytes(6).toString('hex')}.lines`);
 }
 
-/** After the commit: the new base becomes the volume's kept base; older texts go. */
+/** Where a run writes its delta's lines (LastList): beside the base's text, kept only once committed. */
+export async function newDeltaLinesPath(listings: string, volume: string): Promise<string> {
+  const dir = dirOf(listings);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  return join(dir, `${volume}.${randomBytes(6).toString('hex')}.delta`);
+}
+
+/**
+ * After the commit: the volume's kept base and last list. With `text` (a new base) the pointer is new;
+ * without, only its last list changes, and only when it still names `base` for the same readers. Texts and
+ * deltas the pointer no longer names go.
+ */
 export async function keepBase(
   listings: string,
   volume: string,
   base: ListBase,
-  text: { linesPath: string; textSha256: string },
+  text: { linesPath: string; textSha256: string } | undefined,
+  last: LastList | undefined,
   readable: string,
 ): Promise<void> {
   const dir = dirOf(listings);
-  const lines = text.linesPath.slice(text.linesPath.lastIndexOf('/') + 1);
-  const pointer: Pointer = {
-    version: 1,
-    sha256: base.sha256,
-    storedBytes: base.storedBytes,
-    count: base.count,
-    lines,
-    textSha256: text.textSha256,
-    readableAs: readable,
-  };
-  const tmp = join(dir, `.${lines}.tmp`);
+  const file = join(dir, `${volume}.json`);
+  const name = (path: string) => path.slice(path.lastIndexOf('/') + 1);
+  let pointer: Pointer;
+  if (text) {
+    pointer = {
+      version: 1,
+      sha256: base.sha256,
+      storedBytes: base.storedBytes,
+      count: base.count,
+      lines: name(text.linesPath),
+      textSha256: text.textSha256,
+      readableAs: readable,
+    };
+  } else {
+    const p = JSON.parse(await readFile(file, 'utf8')) as Pointer;
+    if (p.version !== 1 || p.sha256 !== base.sha256 || p.readableAs !== readable) return;
+    pointer = { ...p };
+    delete pointer.last;
+  }
+  if (last)
+    pointer.last = {
+      textSha256: last.textSha256,
+      count: last.count,
+      ...(last.deltaPath ? { delta: name(last.deltaPath), deltaSha256: last.deltaSha256 } : {}),
+    };
+  const tmp = join(dir, `.${volume}.json.tmp`);
   await writeFile(tmp, JSON.stringify(pointer), { mode: 0o600 });
-  await rename(tmp, join(dir, `${volume}.json`));
-  for (const name of await readdir(dir))
+  await rename(tmp, file);
+  const keep = new Set([pointer.lines, pointer.last?.delta]);
+  for (const n of await readdir(dir))
     if (
-      name.startsWith(`${volume}.`) &&
-      /^[0-9a-f]{12}\.lines$/.test(name.slice(volume.length + 1)) &&
-      name !== lines
+      n.startsWith(`${volume}.`) &&
+      /^[0-9a-f]{12}\.(lines|delta)$/.test(n.slice(volume.length + 1)) &&
+      !keep.has(n)
     )
-      await rm(join(dir, name), { force: true });
+      await rm(join(dir, n), { force: true });
 }

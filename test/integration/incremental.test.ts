@@ -49,6 +49,18 @@ describe('incremental backups (the blob store)', () => {
   let dirs: TempDirs;
   let config: Config;
   const moodledata = () => fingerprintVolume(stack.volumes.moodledata_data);
+  /** The state volume's kept-base pointers (backup/list-base-cache.ts), one a volume. */
+  const basePointers = async () => {
+    const files = await readdir(dirs.state, { recursive: true });
+    const pointers = files.filter((f) => /bases\/[^/]+\.json$/.test(f)).sort();
+    return Promise.all(pointers.map((f) => readFile(join(dirs.state, f), 'utf8')));
+  };
+  /** A snapshot's stored blob list (zstd, not encrypted), as text. */
+  const listText = async (m: Manifest) =>
+    execFileSync('zstd', ['-dc'], {
+      input: await readFile(join(dirs.archive, m.id, blobsOf(m).file)),
+      encoding: 'utf8',
+    });
   /** Restores snapshot `id` with no safety snapshot, as the tests below compare the result themselves. */
   const restoreSnapshot = (id: string) =>
     runRestore({
@@ -236,6 +248,25 @@ describe('incremental backups (the blob store)', () => {
       const swapped = lines.find((l) => l.step === 'restore' && typeof l.out === 'number');
       expect(swapped?.rebuilt, leaves).toBe(2);
     }
+
+    // Nothing changed between two backups (no hard link left, so each starts from the last listing): the
+    // second writes the first one's difference from the base again from the state volume's copy, without a
+    // diff. The kept pointer, which names that copy, stays as it was; the list reads back the same.
+    await sleep(SINCE_MARGIN_MS + 100);
+    const m1 = await runBackup({ docker: docker(), config, backend, log: silentLogger() });
+    const kept = await basePointers();
+    // m1's difference from the base is not empty (the restores above changed leaf directories): a diff of m2
+    // would keep a delta file of its own, under a new name, in a new pointer.
+    expect(kept.map((p) => JSON.parse(p).last)).toEqual([
+      expect.objectContaining({ count: blobsOf(m1).count, delta: expect.stringMatching(/\.delta$/) }),
+    ]);
+    const m2 = await runBackup({ docker: docker(), config, backend, log: silentLogger() });
+    expect(await basePointers()).toEqual(kept);
+    expect(blobsOf(m2)).toMatchObject({ count: blobsOf(m1).count, added: 0, base: blobsOf(m1).base });
+    expect(await listText(m2)).toBe(await listText(m1));
+    const fp2 = await moodledata();
+    await restoreSnapshot(m2.id);
+    expect(diffMinusExcludes(fp2, await moodledata())).toEqual([]);
   });
 
   it('files added, deleted and written half-way while the stack stops are in the snapshot; a blob-shaped symlink is kept too', {
