@@ -124,7 +124,11 @@ export async function keepBase(
     };
   } else {
     const p = JSON.parse(await readFile(file, 'utf8')) as Pointer;
-    if (p.version !== 1 || p.sha256 !== base.sha256 || p.readableAs !== readable) return;
+    if (p.version !== 1 || p.sha256 !== base.sha256 || p.readableAs !== readable) {
+      // Not this base's pointer any more: the run's difference is not kept.
+      if (last?.deltaPath) await rm(last.deltaPath, { force: true });
+      return;
+    }
     pointer = { ...p };
     delete pointer.last;
   }

@@ -67,13 +67,15 @@ export async function* listBlobs(
 const WALKS_AT_ONCE = Math.max(1, Math.min(4, availableParallelism()));
 
 /**
- * The areas' first-level entries (`filedir/ab`), dealt into `n` NUL-separated start lists for find, or one
- * list of the areas themselves when there are fewer entries than walks (a small or odd dataroot).
+ * The areas' first-level directories (`filedir/ab`), dealt into `n` NUL-separated start lists for find, or
+ * all in one when there are fewer of them than walks (a small dataroot). Anything else there is not walked, as
+ * find from the area did not (a symlink is not followed). An area that cannot be read fails the listing: its
+ * blobs left out of the store would be left out of the tarball too.
  */
 async function splitAreas(root: string, areas: readonly BlobArea[], n: number): Promise<string[]> {
   const firsts: string[] = [];
   for (const a of areas)
-    for (const e of await readdir(join(root, a), { withFileTypes: true }).catch(() => []))
+    for (const e of await readdir(join(root, a), { withFileTypes: true }).catch(vanished))
       if (e.isDirectory()) firsts.push(`${a}/${e.name}`);
   if (n <= 1 || firsts.length < n) return [firsts.map((f) => `${f}\0`).join('')].filter(Boolean);
   const groups: string[] = Array.from({ length: n }, () => '');
@@ -268,6 +270,12 @@ async function* recordChunks(root: string, args: string[], input?: string): Asyn
   } finally {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   }
+}
+
+/** An area deleted since it was seen (a live site) has nothing to list; any other error is thrown. */
+function vanished(err: NodeJS.ErrnoException): [] {
+  if (err.code === 'ENOENT') return [];
+  throw err;
 }
 
 function onlyVanished(text: string): boolean {
