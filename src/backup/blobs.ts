@@ -20,13 +20,7 @@ import { loadIndex } from '../store/store-io.js';
 import { blobExcludeArgs } from '../volume/exclude-tar-args.js';
 import { PreListing, relist, scanWindow, sinceMarginFor, windowTarArgs } from './blob-window.js';
 import type { BackupRun, BlobSession, BlobVolume } from './context.js';
-import {
-  keepBase,
-  loadKeptBase,
-  newBaseLinesPath,
-  newDeltaLinesPath,
-  readableAs,
-} from './list-base-cache.js';
+import { keepBase, loadKeptBase, newKeptPath, readableAs } from './list-base-cache.js';
 import { ListingDraft, listingDir, loadListing } from './listing-cache.js';
 import { makeSpoolDir } from './steps.js';
 
@@ -426,8 +420,8 @@ async function writeList(
   const volume = bv.v.name;
   const readable = listsReadableAs(run);
   // A passphrase run's lists are never diffed against (readableAs): no text of its base is kept.
-  const baseLinesPath = readable === null ? undefined : await newBaseLinesPath(s.listings, volume);
-  const deltaLinesPath = readable === null ? undefined : await newDeltaLinesPath(s.listings, volume);
+  const baseLinesPath = readable === null ? undefined : await newKeptPath(s.listings, volume, 'lines');
+  const deltaLinesPath = readable === null ? undefined : await newKeptPath(s.listings, volume, 'delta');
   try {
     const r = await writeSnapshotList({
       backend: run.ctx.backend,

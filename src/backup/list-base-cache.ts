@@ -81,18 +81,18 @@ function lastOf(p: Pointer, dir: string): LastList | undefined {
   };
 }
 
-/** Where a run writes the text of a new base: in the state directory already, kept only once committed. */
-export async function newBaseLinesPath(listings: string, volume: string): Promise<string> {
+/**
+ * Where a run writes the text of a new base (`lines`) or its difference's lines (`delta`, LastList): in the
+ * state directory already, kept only once committed (keepBase removes the ones its pointer does not name).
+ */
+export async function newKeptPath(
+  listings: string,
+  volume: string,
+  kind: 'lines' | 'delta',
+): Promise<string> {
   const dir = dirOf(listings);
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  return join(dir, `${volume}.${randomBytes(6).toString('hex')}.lines`);
-}
-
-/** Where a run writes its delta's lines (LastList): beside the base's text, kept only once committed. */
-export async function newDeltaLinesPath(listings: string, volume: string): Promise<string> {
-  const dir = dirOf(listings);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  return join(dir, `${volume}.${randomBytes(6).toString('hex')}.delta`);
+  return join(dir, `${volume}.${randomBytes(6).toString('hex')}.${kind}`);
 }
 
 /**
