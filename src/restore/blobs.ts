@@ -21,7 +21,7 @@ import { storeDecrypter } from '../archive/encryption.js';
 import type { Manifest, ManifestVolume } from '../archive/manifest.js';
 import type { TarStats } from '../archive/tar-guard.js';
 import { SidecarError, throwFirstCause } from '../common/errors.js';
-import { fileTime } from '../common/file-time.js';
+import { fileTime, secondsTime } from '../common/file-time.js';
 import { eachInParallel, inParallel } from '../common/parallel.js';
 import { collect, exited } from '../common/processes.js';
 import type { EncryptionConfig } from '../config/types.js';
@@ -438,7 +438,7 @@ class DirTimes {
     await inParallel(all.length, PARALLEL, async (k) => {
       const [rel, slot] = all[k] as (typeof all)[number];
       const [atime = 0, mtime = 0] = this.times.subarray(2 * slot, 2 * slot + 2);
-      await utimes(join(this.root, rel), atime / 1000, mtime / 1000);
+      await utimes(join(this.root, rel), secondsTime(atime / 1000), secondsTime(mtime / 1000));
     });
   }
 }

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { lstat, readdir } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
+import { findTimeMs } from '../common/find-time.js';
 import { mergeAsync } from '../common/merge-async.js';
 import { collect, exited } from '../common/processes.js';
 import { BLOB_AREAS, type BlobArea, isSha1Hex } from './layout.js';
@@ -204,8 +205,8 @@ class FieldCursor {
     for (; digits < 3; digits++) ms *= 10;
     const sp = b.indexOf(SPACE, at);
     this.at = sp + 1;
-    // Anything else (a time before 1970 is negative): as a number.
-    if (at !== sp || at === start) return Math.floor(Number(b.toString('latin1', start, sp)) * 1000);
+    // Anything else (a time before 1970 is negative): through the general parse.
+    if (at !== sp || at === start) return findTimeMs(b.toString('latin1', start, sp));
     return sec * 1000 + ms;
   }
 }
@@ -299,7 +300,7 @@ export function parseRecord(r: string): Listed {
     mode: Number.parseInt(mode ?? '0', 8),
     uid: Number(uid),
     gid: Number(gid),
-    mtimeMs: Math.floor(Number(mtime) * 1000),
+    mtimeMs: findTimeMs(mtime ?? ''),
     nlink: Number(nlink),
   };
 }

@@ -15,21 +15,25 @@ export interface TarFile {
   mtimeMs: number;
 }
 
-/** Octal digits, NUL-terminated, in a field of `width` bytes; base-256 (GNU) when the value does not fit. */
+/**
+ * Octal digits, NUL-terminated, in a field of `width` bytes; GNU base-256 when the value does not fit (files
+ * of 8 GiB and more) or is negative (an mtime before 1970): big-endian two's complement, the first byte's
+ * top bit set (0x80 positive, 0xff negative).
+ */
 function numeric(buf: Buffer, offset: number, width: number, value: number): void {
   const octal = Math.trunc(value).toString(8);
-  if (octal.length <= width - 1) {
+  if (value >= 0 && octal.length <= width - 1) {
     buf.write(octal.padStart(width - 1, '0'), offset, 'ascii');
     buf[offset + width - 1] = 0;
     return;
   }
-  // Base-256: first byte 0x80, the value big-endian in the rest (files of 8 GiB and more).
   let v = BigInt(Math.trunc(value));
-  for (let i = width - 1; i > 0; i--) {
+  if (v < 0n) v += 1n << BigInt(8 * width);
+  for (let i = width - 1; i >= 0; i--) {
     buf[offset + i] = Number(v & 0xffn);
     v >>= 8n;
   }
-  buf[offset] = 0x80;
+  buf[offset] = (buf[offset] as number) | 0x80;
 }
 
 export function fileHeader(f: TarFile): Buffer {

@@ -46,9 +46,13 @@ class Bytes {
 }
 
 function octal(h: Buffer, off: number, width: number): number {
-  if ((h[off] ?? 0) & 0x80) {
-    let v = 0n;
+  const first = h[off] ?? 0;
+  if (first & 0x80) {
+    // GNU base-256: big-endian two's complement over the field, 0x80 marking a positive value, 0xff a
+    // negative one (GNU tar writes an mtime before 1970 so).
+    let v = BigInt(first === 0xff ? 0xff : first & 0x7f);
     for (let i = 1; i < width; i++) v = (v << 8n) | BigInt(h[off + i] ?? 0);
+    if (first === 0xff) v -= 1n << BigInt(8 * width);
     return Number(v);
   }
   const text = h

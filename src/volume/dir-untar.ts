@@ -5,6 +5,7 @@ import { type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { TarStats } from '../archive/tar-guard.js';
 import { SidecarError } from '../common/errors.js';
+import { secondsTime } from '../common/file-time.js';
 import { collect, exited } from '../common/processes.js';
 
 /**
@@ -98,7 +99,7 @@ export async function finishDir(dir: string, root?: TarStats['root']): Promise<v
   // chown first: it clears setgid, which chmod then sets again.
   await chown(dir, root.uid, root.gid);
   await chmod(dir, root.mode);
-  await utimes(dir, root.mtime, root.mtime);
+  await utimes(dir, secondsTime(root.mtime), secondsTime(root.mtime));
 }
 
 function writeError(dir: string, detail: string): SidecarError {

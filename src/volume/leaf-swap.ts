@@ -12,6 +12,7 @@ import {
   writeFile,
 } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { secondsTime } from '../common/file-time.js';
 import { eachInParallel } from '../common/parallel.js';
 
 /**
@@ -153,7 +154,7 @@ async function setAttributes(to: string, a: LevelAttrs | undefined): Promise<voi
   if (!a) return;
   if (process.getuid?.() === 0) await chown(to, a.uid, a.gid);
   await chmod(to, a.mode);
-  await utimes(to, a.atimeMs / 1000, a.mtimeMs / 1000);
+  await utimes(to, secondsTime(a.atimeMs / 1000), secondsTime(a.mtimeMs / 1000));
 }
 
 async function exists(p: string): Promise<boolean> {

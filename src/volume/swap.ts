@@ -2,6 +2,7 @@ import { lstat, mkdir, readdir, rename, rmdir, stat, statfs, utimes } from 'node
 import { join } from 'node:path';
 import type { TarStats } from '../archive/tar-guard.js';
 import { SidecarError } from '../common/errors.js';
+import { secondsTime } from '../common/file-time.js';
 import { findDelete, finishDir } from './dir-untar.js';
 import { type LeafSwap, leavesBack, leavesIn, leavesOut } from './leaf-swap.js';
 
@@ -102,7 +103,7 @@ export async function dirTimes(dir: string): Promise<SwapRecord['before']> {
  */
 export async function removeOld(rec: Pick<SwapRecord, 'dir' | 'root'>): Promise<void> {
   await removeTree(join(rec.dir, OLD));
-  if (rec.root) await utimes(rec.dir, rec.root.mtime, rec.root.mtime);
+  if (rec.root) await utimes(rec.dir, secondsTime(rec.root.mtime), secondsTime(rec.root.mtime));
 }
 
 /**
@@ -128,7 +129,7 @@ export async function settleSwap(
     }
     const finish = async () => {
       await removeLeftovers(dir);
-      await utimes(dir, rec.before.atime, rec.before.mtime);
+      await utimes(dir, secondsTime(rec.before.atime), secondsTime(rec.before.mtime));
     };
     return { state: 'untouched', finish };
   }

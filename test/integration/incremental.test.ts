@@ -14,6 +14,7 @@ import type { Config } from '../../src/config/types.js';
 import { silentLogger } from '../../src/observe/logger.js';
 import { runRestore } from '../../src/restore/run.js';
 import { createBackend } from '../../src/storage/index.js';
+import { runVerify } from '../../src/verify/run.js';
 import { composeLabels } from '../harness/compose.js';
 import { type TempDirs, tempDirs, testConfig } from '../harness/config.js';
 import { docker, execOk, IMAGES, TEST_LABEL, uniqueName } from '../harness/docker.js';
@@ -434,6 +435,43 @@ describe('incremental backups (the blob store)', () => {
         file: 'filedir/no/such',
       }),
     ).rejects.toMatchObject({ code: 'SNAPSHOT_NOT_FOUND' });
+  });
+
+  it('a file and its directory dated before 1970 are listed, verified and restored with their times', {
+    timeout: 180_000,
+  }, async () => {
+    // Negative times: find and stat give them, and a list that held one once could not be read back.
+    const backend = createBackend(config.target);
+    const path = at('filedir', sha1('a scan dated 1960'));
+    await inDataroot(
+      stack,
+      `${addBlob('a scan dated 1960')} && touch -d '1960-01-01 00:00:00 UTC' ${path} ${dirOf(path)}`,
+    );
+    const fp = await moodledata();
+    const m = await runBackup({ docker: docker(), config, backend, log: silentLogger() });
+    // The line is in the snapshot's difference, or in the shared list it names (a first run's).
+    const base = blobsOf(m).base?.sha256 ?? '';
+    const shared = base
+      ? execFileSync('zstd', ['-dc'], {
+          input: await readFile(join(dirs.archive, 'store/lists', base.slice(0, 2), base)),
+          encoding: 'utf8',
+        })
+      : '';
+    expect(`${await listText(m)}${shared}`).toContain(`\t-315619200000\t${path}\n`);
+    const report = await runVerify({
+      docker: docker(),
+      config,
+      backend,
+      log: silentLogger(),
+      snapshot: m.id,
+    });
+    expect(report.results.filter((r) => !r.ok)).toEqual([]);
+    expect(report.results.some((r) => r.level === 'blobs')).toBe(true);
+    // Gone, then back: the file from its pack, the directory from the list's line.
+    await inDataroot(stack, `rm -r ${dirOf(path)}`);
+    await restoreSnapshot(m.id);
+    expect(diffMinusExcludes(fp, await moodledata())).toEqual([]);
+    expect(await inDataroot(stack, `stat -c '%Y' ${path} ${dirOf(path)}`)).toBe('-315619200\n-315619200\n');
   });
 
   it('a kept base whose text changed on the state volume is not diffed against: the next run writes a new base', async () => {

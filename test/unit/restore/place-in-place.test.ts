@@ -12,6 +12,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { fileTime } from '../../../src/common/file-time.js';
 import { silentLogger } from '../../../src/observe/logger.js';
 import { placeBlobs, verifyBlobs } from '../../../src/restore/blobs.js';
 import { LocalBackend } from '../../../src/storage/local.js';
@@ -32,7 +33,7 @@ function put(root: string, rel: string, content: string, mode: number, mtimeMs: 
   mkdirSync(join(root, rel, '..'), { recursive: true });
   writeFileSync(join(root, rel), content);
   chmodSync(join(root, rel), mode);
-  utimesSync(join(root, rel), mtimeMs / 1000, mtimeMs / 1000);
+  utimesSync(join(root, rel), fileTime(mtimeMs), fileTime(mtimeMs));
 }
 
 describe('placeBlobs into a staging directory (packs unpacked in place)', () => {
@@ -47,6 +48,11 @@ describe('placeBlobs into a staging directory (packs unpacked in place)', () => 
     put(root, at('filedir', sha1('twice')), 'twice', 0o640, t + 1_000);
     put(root, at('trashdir', sha1('twice')), 'twice', 0o604, t + 2_345);
     put(root, at('filedir', 'c0'.repeat(20)), 'corrupt', 0o644, t + 7);
+    // Dated before 1970 (a negative time, which Node's utimes takes for "now" given as a number).
+    put(root, at('filedir', sha1('from 1960')), 'from 1960', 0o644, -315_619_199_877);
+    expect(Math.floor(lstatSync(join(root, at('filedir', sha1('from 1960')))).mtimeMs)).toBe(
+      -315_619_199_877,
+    );
     const backend = new LocalBackend(join(dir, 'target'));
     const s = await snapshotDataroot(backend, d, new Date(t), {
       packSize: 16 * 1024,
@@ -63,7 +69,8 @@ describe('placeBlobs into a staging directory (packs unpacked in place)', () => 
       .filter((rel) => rel.split('/').length === 3 && lstatSync(join(root, rel)).isDirectory())
       .map((rel, k) => {
         chmodSync(join(root, rel), 0o750 + (k % 2) * 5);
-        utimesSync(join(root, rel), (t + 10 * k) / 1000, (t + 10 * k) / 1000);
+        const mtimeMs = k === 1 ? -315_619_200_000 : t + 10 * k;
+        utimesSync(join(root, rel), fileTime(mtimeMs), fileTime(mtimeMs));
         const st = lstatSync(join(root, rel));
         return {
           path: rel,

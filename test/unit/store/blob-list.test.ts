@@ -11,6 +11,8 @@ import {
   BlobListWriter,
   type DirEntry,
   formatBlobLine,
+  formatDirLine,
+  parseBlobLine,
   parseDirLine,
   readBlobList,
 } from '../../../src/store/blob-list.js';
@@ -84,6 +86,31 @@ describe('blob lists with directory lines (format 2)', () => {
     await expect(read(`mbs-blobs 1\n-\t-\t755\t0\t0\t0\tfiledir/ab/cd\n`)).rejects.toThrow(
       /malformed blob list line/,
     );
+  });
+
+  it('keeps a time before 1970 (a negative mtime) in blob and directory lines, and reads it back', () => {
+    const b = { ...blob('from 1960'), mtimeMs: -315_619_199_877 };
+    expect(parseBlobLine(formatBlobLine(b).trimEnd(), 'test')).toEqual(b);
+    const d: DirEntry = { path: 'trashdir/ab/cd', mode: 0o750, uid: 0, gid: 0, mtimeMs: -1 };
+    expect(parseDirLine(formatDirLine(d).trimEnd(), 'test')).toEqual(d);
+  });
+
+  it.each([
+    ['a dot-dot', (l: string[]) => l.with(6, 'filedir/../../etc')],
+    ['a dot', (l: string[]) => l.with(6, 'filedir/./ab/x')],
+    ['one level too deep', (l: string[]) => l.with(6, `${l[6]}/x`)],
+    ['another area', (l: string[]) => l.with(6, `cache/${l[6]?.slice('filedir/'.length)}`)],
+    ['an octal mode with an 8', (l: string[]) => l.with(2, '648')],
+    ['a negative size', (l: string[]) => l.with(1, '-1')],
+    ['a negative owner', (l: string[]) => l.with(3, '-1')],
+    ['a lone minus as mtime', (l: string[]) => l.with(5, '-')],
+    ['an upper-case hash', (l: string[]) => l.with(0, l[0]?.toUpperCase() ?? '')],
+    ['an empty field', (l: string[]) => l.with(4, '')],
+    ['an eighth field', (l: string[]) => [...l, 'x']],
+    ['a missing field', (l: string[]) => l.slice(1)],
+  ])('refuses a blob line with %s', (_, change) => {
+    const fields = formatBlobLine(blob('x')).trimEnd().split('\t');
+    expect(() => parseBlobLine(change(fields).join('\t'), 'test')).toThrow(/malformed blob list line/);
   });
 
   it.each([
