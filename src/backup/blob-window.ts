@@ -5,7 +5,7 @@ import type { ManifestBlobs } from '../archive/manifest.js';
 import { fileChunks } from '../common/file-chunks.js';
 import { LineFile } from '../common/line-file.js';
 import { lineSplitter } from '../common/line-splitter.js';
-import { formatBlobLine } from '../store/blob-list.js';
+import { formatBlobLine, isListable } from '../store/blob-list.js';
 import { BLOB_AREAS } from '../store/layout.js';
 import { type LeafSet, LeafTable, leafOf, leafSlotIn } from '../store/leaf-table.js';
 import { type Listed, type ListedBlob, listBlobs, listLeafDirs, scanLeaves } from '../store/listing.js';
@@ -263,7 +263,10 @@ export interface WindowScan {
    */
   stamps: LeafTable;
   sinceMs: number;
-  /** Something at depth two that is not a directory: the tarball keeps it, so leaf directories are named. */
+  /**
+   * Something at depth two that is not a directory, or a leaf directory no list line can name: the tarball
+   * keeps it, so the other leaf directories are named.
+   */
   strays: boolean;
 }
 
@@ -322,7 +325,8 @@ export async function windowTarArgs(
   if (![...mixed].some((m) => scan.stamps.has(m)) && !scan.strays)
     return ['--anchored', '--no-wildcards-match-slash', ...BLOB_AREAS.map((a) => `--exclude=./${a}/*/*`)];
   const clean: string[] = [];
-  for (const path of scan.stamps.keys()) if (!mixed.has(path)) clean.push(`./${path}\n`);
+  // A directory whose name holds a line break is not named here (nor could it be): tar walks it.
+  for (const path of scan.stamps.keys()) if (!mixed.has(path) && isListable(path)) clean.push(`./${path}\n`);
   await writeFile(excludeFile, clean.join(''), { mode: 0o600 });
   return ['--anchored', '--no-wildcards', `--exclude-from=${excludeFile}`, '--wildcards', ...blobShapeArgs];
 }

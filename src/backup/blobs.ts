@@ -265,7 +265,7 @@ export async function storeInside(run: BackupRun, s: BlobSession, bv: BlobVolume
   if (odd)
     run.ctx.log.info(
       { step: 'store', volume: bv.v.short, path: odd },
-      `${bv.v.short}: ${odd} is shaped like a blob but is not a plain file (it stays in the tarball): listing every file again inside the window`,
+      `${bv.v.short}: ${JSON.stringify(odd)} is shaped like a blob but cannot go to the store (not a plain file, or a tab or line break in its path; it stays in the tarball): listing every file again inside the window`,
     );
   return storeAll(run, s, bv, t0);
 }

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { ManifestBlobs } from '../archive/manifest.js';
 import { LineFile } from '../common/line-file.js';
 import type { Backend } from '../storage/backend.js';
+import { isListable } from '../store/blob-list.js';
 import { LeafTable, leafSlotIn } from '../store/leaf-table.js';
 
 /**
@@ -152,7 +153,8 @@ export class ListingDraft {
     // ~13 MB of heap at the commit, then the backup's peak.
     const out = new LineFile(join(this.dir, stampsName));
     try {
-      for (const e of stamps.each()) await out.add(`${e.ctimeMs}\t${e.path}\n`);
+      // A directory a line cannot name is left out: the next run sees it as new, and lists it again.
+      for (const e of stamps.each()) if (isListable(e.path)) await out.add(`${e.ctimeMs}\t${e.path}\n`);
       await out.finish();
     } catch (err) {
       out.abort();

@@ -35,6 +35,14 @@ export interface DirEntry {
   mtimeMs: number;
 }
 
+/**
+ * Whether a path fits a list line: a tab or a line break in it (a directory Moodle never makes, but a dataroot
+ * may hold) would split it, and the list would not read back. Such a file or directory stays in the tarball.
+ */
+export function isListable(path: string): boolean {
+  return !path.includes('\t') && !path.includes('\n');
+}
+
 /** First line of a blob list; the format is text so a by-hand restore needs only zstd/age and a shell. */
 export const BLOB_LIST_HEADER = 'mbs-blobs 2';
 /** Format 1 (no directory lines) still reads. */

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { findTimeMs } from '../common/find-time.js';
 import { mergeAsync } from '../common/merge-async.js';
 import { collect, exited } from '../common/processes.js';
+import { isListable } from './blob-list.js';
 import { BLOB_AREAS, type BlobArea, isSha1Hex } from './layout.js';
 import { LeafTable, leafSlotIn } from './leaf-table.js';
 
@@ -32,7 +33,7 @@ export interface ListedBlob {
 export interface ListedOther {
   kind: 'other';
   path: string;
-  reason: 'not a regular file' | 'not a blob name';
+  reason: 'not a regular file' | 'not a blob name' | 'a path a list line cannot hold';
 }
 
 export type Listed = ListedBlob | ListedOther;
@@ -112,7 +113,7 @@ async function presentAreas(root: string, areas: readonly BlobArea[]): Promise<B
 export interface LeafScan {
   /** Every leaf directory's ctime (adding, removing or renaming an entry moves it, and nothing sets it back). */
   stamps: LeafTable;
-  /** Something at a leaf's depth that is not a directory. */
+  /** Something at a leaf's depth that is not a directory, or a leaf directory no list line can name. */
   strays: boolean;
 }
 
@@ -155,12 +156,13 @@ export async function scanLeaves(
       }
       if (slot >= 0 && o.attrs) stamps.setSlotWith(slot, ctimeMs, mode, uid, gid, mtimeMs);
       else if (slot >= 0) stamps.setSlot(slot, ctimeMs);
-      else
-        stamps.set(
-          buf.toString('utf8', f.at, end),
-          ctimeMs,
-          o.attrs ? { mode, uid, gid, mtimeMs } : undefined,
-        );
+      else {
+        const name = buf.toString('utf8', f.at, end);
+        // No directory line can name it: its attributes come from the tarball, which must then walk it.
+        const listable = isListable(name);
+        if (!listable) scan.strays = true;
+        stamps.set(name, ctimeMs, o.attrs && listable ? { mode, uid, gid, mtimeMs } : undefined);
+      }
     }
   }
   return scan;
@@ -291,6 +293,7 @@ export function parseRecord(r: string): Listed {
   if (!isSha1Hex(path.slice(path.lastIndexOf('/') + 1)))
     return { kind: 'other', path, reason: 'not a blob name' };
   if (type !== 'f') return { kind: 'other', path, reason: 'not a regular file' };
+  if (!isListable(path)) return { kind: 'other', path, reason: 'a path a list line cannot hold' };
   return {
     kind: 'blob',
     area: path.startsWith('trashdir/') ? 'trashdir' : 'filedir',

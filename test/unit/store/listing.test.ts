@@ -22,6 +22,19 @@ describe('parseRecord', () => {
     expect(r.kind).toBe(kind);
     expect(r.path.endsWith(h)).toBe(true);
   });
+  it('a blob-shaped file whose path holds a tab or a line break is not a blob (no list line can hold it)', () => {
+    for (const dir of ['a\tb/cd', 'a\nb/cd', 'ab/c\nd'])
+      expect(parseRecord(`f 5 640 33 1001 1.5 1 filedir/${dir}/${h}`)).toEqual({
+        kind: 'other',
+        path: `filedir/${dir}/${h}`,
+        reason: 'a path a list line cannot hold',
+      });
+  });
+  it('reads a time before 1970 as find prints it (seconds, then the nanoseconds after them)', () => {
+    expect(parseRecord(`f 5 640 33 1001 -2.7500000000 1 filedir/aa/bb/${h}`)).toMatchObject({
+      mtimeMs: -1_250,
+    });
+  });
   it('reads size, octal mode, owner, mtime in ms and links', () => {
     expect(parseRecord(`f 5 640 33 1001 1700000000.1234567890 2 filedir/aa/bb/${h}`)).toEqual({
       kind: 'blob',
@@ -165,6 +178,21 @@ describe('scanLeaves', () => {
     const bare = await scanLeaves(root);
     expect(bare.stamps.get('filedir/ab/cd')).toBe(scan.stamps.get('filedir/ab/cd'));
     expect([...bare.stamps.entries()][0]?.[2]).toBeUndefined();
+  });
+
+  it('a leaf directory whose name holds a line break or a tab is kept without attributes, and counts as a stray', async () => {
+    const odd = await mkdtemp(join(tmpdir(), 'store-scan-odd-'));
+    await mkdir(join(odd, 'filedir/ab/cd'), { recursive: true });
+    await mkdir(join(odd, 'filedir/a\nb/cd'), { recursive: true });
+    await mkdir(join(odd, 'trashdir/ab/c\td'), { recursive: true });
+    const scan = await scanLeaves(odd, { attrs: true });
+    expect(scan.strays).toBe(true);
+    const attrs = new Map([...scan.stamps.entries()].map(([p, , a]) => [p, a]));
+    expect([...attrs.keys()].sort()).toEqual(['filedir/a\nb/cd', 'filedir/ab/cd', 'trashdir/ab/c\td']);
+    expect(attrs.get('filedir/ab/cd')).toBeDefined();
+    expect(attrs.get('filedir/a\nb/cd')).toBeUndefined();
+    expect(attrs.get('trashdir/ab/c\td')).toBeUndefined();
+    await rm(odd, { recursive: true });
   });
 
   it('a dataroot without blob areas has no leaf directories and no strays', async () => {
