@@ -268,14 +268,16 @@ export interface WindowScan {
    * keeps it, so the other leaf directories are named.
    */
   strays: boolean;
+  /** A leaf directory whose name is not UTF-8: what changed in it cannot be listed again by name. */
+  undecodable?: string;
 }
 
 export async function scanWindow(root: string, pre: PreListing): Promise<WindowScan> {
   const sinceMs = Date.now() - pre.marginMs;
-  const { stamps, strays } = await scanLeaves(root, { attrs: true });
+  const { stamps, strays, undecodable } = await scanLeaves(root, { attrs: true });
   const { changed, stale } = stamps.changedSince(pre.stamps, pre.sinceMs);
   pre.stamps = new LeafTable(); // not needed any more
-  return { changed, stale, strays, stamps, sinceMs };
+  return { changed, stale, strays, undecodable, stamps, sinceMs };
 }
 
 /** The changed directories' plain blobs, or the path of a blob-shaped file there that is not a plain one. */

@@ -265,7 +265,7 @@ export async function storeInside(run: BackupRun, s: BlobSession, bv: BlobVolume
   if (odd)
     run.ctx.log.info(
       { step: 'store', volume: bv.v.short, path: odd },
-      `${bv.v.short}: ${JSON.stringify(odd)} is shaped like a blob but cannot go to the store (not a plain file, or a tab or line break in its path; it stays in the tarball): listing every file again inside the window`,
+      `${bv.v.short}: ${JSON.stringify(odd)} cannot be named in the blob list (a blob-shaped file that is not a plain one, or a path with a tab, a line break or bytes that are not UTF-8; it stays in the tarball): listing every file again inside the window`,
     );
   return storeAll(run, s, bv, t0);
 }
@@ -296,6 +296,7 @@ async function storeChanged(
   t0: number,
 ): Promise<{ args: string[] } | { odd: string }> {
   const scan = await scanWindow(bv.dir, pre);
+  if (scan.undecodable) return { odd: scan.undecodable };
   const found = await relist(bv.dir, scan.changed, pre.mixed, join(run.spoolDir, `${bv.v.short}.relisted`));
   if ('odd' in found) return found;
   const relisted = found.count;

@@ -1,6 +1,7 @@
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sinceMarginFor } from '../backup/blob-window.js';
+import { isUndecodable } from '../common/undecodable.js';
 import type { BlobSet } from '../store/blob-set.js';
 import { BLOB_AREAS, type BlobArea } from '../store/layout.js';
 import { LeafSet, type LeafTable, leafOf, leafSlot, SLOTS } from '../store/leaf-table.js';
@@ -22,6 +23,8 @@ export interface LeafStamps {
   stamps: LeafTable;
   /** A directory whose ctime is at or after this changed after the look (or may have: the racy margin). */
   sinceMs: number;
+  /** A live name in the areas, one or two levels down, that is not UTF-8: swapped by name, it is not found. */
+  undecodable: boolean;
 }
 
 /** Which of the snapshot's leaf directories the live dataroot holds exactly as the snapshot does. */
@@ -45,8 +48,13 @@ export async function leafStamps(live: string, staging: string): Promise<LeafSta
     if ((await isDir(join(live, a))) && (await isDir(join(staging, a)))) areas.push(a);
   if (areas.length === 0) return null;
   const sinceMs = Date.now() - (await sinceMarginFor(live));
-  const { stamps } = await scanLeaves(live, { attrs: true, areas });
-  return { areas, stamps, sinceMs };
+  const { stamps, undecodable } = await scanLeaves(live, { attrs: true, areas });
+  return {
+    areas,
+    stamps,
+    sinceMs,
+    undecodable: undecodable !== undefined || (await firstLevelUndecodable(live, areas)),
+  };
 }
 
 /**
@@ -63,10 +71,12 @@ export async function planLeaves(
   live: LiveLinks,
   staging: string,
 ): Promise<LeafPlan | null> {
+  // The leaf swap moves entries by name: with a name that is not UTF-8 on either side, the areas move whole.
+  if (base.undecodable || (await firstLevelUndecodable(staging, base.areas))) return null;
   const fromTarball = listed.size === 0;
-  const leaves = fromTarball
-    ? (await scanLeaves(staging, { attrs: true, areas: base.areas })).stamps
-    : listed;
+  const staged = await scanLeaves(staging, { attrs: fromTarball, areas: base.areas });
+  if (staged.undecodable !== undefined) return null;
+  const leaves = fromTarball ? staged.stamps : listed;
   // What the tarball put in each leaf directory (with directory lines it made only those that hold some).
   const inTarball = new Uint32Array(SLOTS);
   if (fromTarball)
@@ -75,7 +85,7 @@ export async function planLeaves(
       if (s >= 0) inTarball[s] = (inTarball[s] as number) + 1;
     }
   else
-    for (const [path] of (await scanLeaves(staging, { areas: base.areas })).stamps) {
+    for (const [path] of staged.stamps) {
       const s = leafSlot(path);
       if (s >= 0) inTarball[s] = 1; // an odd name is never kept anyway
     }
@@ -153,6 +163,12 @@ async function leavingEntries(plan: LeafPlan, live: string, staging: string): Pr
     }
   }
   return out;
+}
+
+/** Whether an area holds, one level down, a name that is not UTF-8. */
+async function firstLevelUndecodable(root: string, areas: readonly BlobArea[]): Promise<boolean> {
+  for (const a of areas) if ((await readdir(join(root, a))).some(isUndecodable)) return true;
+  return false;
 }
 
 async function isDir(p: string): Promise<boolean> {

@@ -6,6 +6,7 @@ import { getCodec } from '../archive/codec.js';
 import { HashTap } from '../archive/tap.js';
 import { SidecarError } from '../common/errors.js';
 import { joinChunks } from '../common/line-file.js';
+import { isUndecodable } from '../common/undecodable.js';
 import type { StoreEncoding } from './encoding.js';
 
 /**
@@ -37,10 +38,11 @@ export interface DirEntry {
 
 /**
  * Whether a path fits a list line: a tab or a line break in it (a directory Moodle never makes, but a dataroot
- * may hold) would split it, and the list would not read back. Such a file or directory stays in the tarball.
+ * may hold) would split it, and the list would not read back; bytes that are not UTF-8 (read as U+FFFD)
+ * would name another path. Such a file or directory stays in the tarball, which keeps any name.
  */
 export function isListable(path: string): boolean {
-  return !path.includes('\t') && !path.includes('\n');
+  return !path.includes('\t') && !path.includes('\n') && !isUndecodable(path);
 }
 
 /** First line of a blob list; the format is text so a by-hand restore needs only zstd/age and a shell. */

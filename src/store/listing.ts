@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { findTimeMs } from '../common/find-time.js';
 import { mergeAsync } from '../common/merge-async.js';
 import { collect, exited } from '../common/processes.js';
+import { isUndecodable } from '../common/undecodable.js';
 import { isListable } from './blob-list.js';
 import { BLOB_AREAS, type BlobArea, isSha1Hex } from './layout.js';
 import { LeafTable, leafSlotIn } from './leaf-table.js';
@@ -115,6 +116,8 @@ export interface LeafScan {
   stamps: LeafTable;
   /** Something at a leaf's depth that is not a directory, or a leaf directory no list line can name. */
   strays: boolean;
+  /** A leaf directory whose name is not UTF-8 (as read here): find cannot be given it to list again. */
+  undecodable?: string;
 }
 
 const LEAF_FORMAT = '%y %m %U %G %T@ %C@ %p\\0';
@@ -132,7 +135,7 @@ export async function scanLeaves(
   o: { attrs?: boolean; areas?: readonly BlobArea[] } = {},
 ): Promise<LeafScan> {
   const stamps = new LeafTable();
-  const scan = { stamps, strays: false };
+  const scan: LeafScan = { stamps, strays: false };
   const present = await presentAreas(root, o.areas ?? BLOB_AREAS);
   if (present.length === 0) return scan;
   const args = [...present, '-mindepth', '2', '-maxdepth', '2', '-printf', LEAF_FORMAT];
@@ -161,6 +164,7 @@ export async function scanLeaves(
         // No directory line can name it: its attributes come from the tarball, which must then walk it.
         const listable = isListable(name);
         if (!listable) scan.strays = true;
+        if (isUndecodable(name)) scan.undecodable ??= name;
         stamps.set(name, ctimeMs, o.attrs && listable ? { mode, uid, gid, mtimeMs } : undefined);
       }
     }

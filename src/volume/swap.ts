@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { TarStats } from '../archive/tar-guard.js';
 import { SidecarError } from '../common/errors.js';
 import { secondsTime } from '../common/file-time.js';
+import { isUndecodable } from '../common/undecodable.js';
 import { findDelete, finishDir } from './dir-untar.js';
 import { type LeafSwap, leavesBack, leavesIn, leavesOut } from './leaf-swap.js';
 
@@ -153,14 +154,18 @@ export async function holdsDatadir(dir: string, depth = 1): Promise<boolean> {
     return true;
   if (depth === 0) return false;
   for (const n of names) {
+    if (isUndecodable(n)) continue; // not a datadir's name; as a string it could not be opened
     const p = join(dir, n);
     if ((await lstat(p)).isDirectory() && (await holdsDatadir(p, depth - 1))) return true;
   }
   return false;
 }
 
+/** Moves every entry `keep` names; by its raw bytes, so a name that is not UTF-8 moves too. */
 async function moveEntries(from: string, to: string, keep: (name: string) => boolean): Promise<void> {
-  for (const n of await readdir(from)) if (keep(n)) await rename(join(from, n), join(to, n));
+  const at = (dir: string, name: Buffer) => Buffer.concat([Buffer.from(`${dir}/`), name]);
+  for (const n of await readdir(from, { encoding: 'buffer' }))
+    if (keep(n.toString())) await rename(at(from, n), at(to, n));
 }
 
 async function exists(p: string): Promise<boolean> {
@@ -196,11 +201,12 @@ async function deleteInParallel(path: string): Promise<void> {
   const parts: string[] = [];
   for (const top of await readdir(path, { withFileTypes: true })) {
     // Dirent types come from the directory itself (lstat-like): a symlink is never descended.
-    if (!top.isDirectory()) continue;
+    // A name that is not UTF-8 cannot be given to find as a string: the last find, from the top, takes it.
+    if (!top.isDirectory() || isUndecodable(top.name)) continue;
     const dir = join(path, top.name);
     const below = await readdir(dir);
     if (below.length > MAX_SPLIT) parts.push(dir);
-    else parts.push(...below.map((n) => join(dir, n)));
+    else parts.push(...below.filter((n) => !isUndecodable(n)).map((n) => join(dir, n)));
   }
   const groups = Array.from({ length: DELETERS }, (_, g) => parts.filter((_p, i) => i % DELETERS === g));
   await Promise.all(groups.filter((g) => g.length > 0).map((g) => findDelete(g)));

@@ -526,6 +526,58 @@ describe('incremental backups (the blob store)', () => {
     await inDataroot(stack, `rm -r $'filedir/ab/c\\td' $'filedir/a\\nb' $'trashdir/x\\ny'`);
   });
 
+  it('a directory whose name is not UTF-8 stays in the tarball with what it holds, blob-shaped or not', {
+    timeout: 180_000,
+  }, async () => {
+    // Read as text its name would become another one (U+FFFD): the run lists every file again inside the
+    // window, as for a blob-shaped file that is not a plain one, and tar keeps the directory by its bytes.
+    const backend = createBackend(config.target);
+    const h = sha1('under a latin-1 name');
+    const dir = `$'filedir/caf\\xe9/cd'`;
+    await inDataroot(
+      stack,
+      `mkdir -p ${dir} && printf %s 'under a latin-1 name' > ${dir}/${h} && printf %s 'x' > ${dir}/x.txt && ` +
+        `printf %s 'at the top' > $'caf\\xe9.txt'`,
+    );
+    const odd = () =>
+      inDataroot(
+        stack,
+        `export LC_ALL=C; find . -regex $'.*\\xe9.*' -printf '%y %m %U:%G %s %p\\n' | sort | od -An -c | tr -s ' \\n' ' '; ` +
+          `find . -regex $'.*\\xe9.*' -type f | sort | xargs cat`,
+      );
+    const before = await odd();
+    expect(before).toContain('under a latin-1 name');
+    let logs = capturingLogger();
+    const m1 = await runBackup({ docker: docker(), config, backend, log: logs.log });
+    expect(logs.lines().some((l) => /listing every file again/.test(String(l.msg)))).toBe(true);
+    await inDataroot(stack, `rm ${dir}/${h}`);
+    const afterRm = await odd();
+    logs = capturingLogger();
+    const m2 = await runBackup({ docker: docker(), config, backend, log: logs.log });
+    expect(logs.lines().some((l) => /listing every file again/.test(String(l.msg)))).toBe(true);
+    // The first into a dataroot without them; the second over the first's (the live areas hold the name).
+    for (const [m, want, clear] of [
+      [m1, before, true],
+      [m2, afterRm, false],
+    ] as const) {
+      const report = await runVerify({
+        docker: docker(),
+        config,
+        backend,
+        log: silentLogger(),
+        snapshot: m.id,
+      });
+      expect(
+        report.results.filter((r) => !r.ok),
+        m.id,
+      ).toEqual([]);
+      if (clear) await inDataroot(stack, `rm -r $'filedir/caf\\xe9' $'caf\\xe9.txt'`);
+      await restoreSnapshot(m.id);
+      expect(await odd(), m.id).toBe(want);
+    }
+    await inDataroot(stack, `rm -r $'filedir/caf\\xe9' $'caf\\xe9.txt'`);
+  });
+
   it('a kept base whose text changed on the state volume is not diffed against: the next run writes a new base', async () => {
     const backend = createBackend(config.target);
     const m1 = await runBackup({ docker: docker(), config, backend, log: silentLogger() });

@@ -192,6 +192,16 @@ describe('scanLeaves', () => {
     expect(attrs.get('filedir/ab/cd')).toBeDefined();
     expect(attrs.get('filedir/a\nb/cd')).toBeUndefined();
     expect(attrs.get('trashdir/ab/c\td')).toBeUndefined();
+    expect(scan.undecodable).toBeUndefined();
+    // A name that is not UTF-8 reads as U+FFFD: it could not be given to find again, so the scan says so.
+    await mkdir(
+      Buffer.concat([Buffer.from(`${odd}/filedir/`), Buffer.from([0xff, 0x41]), Buffer.from('/cd')]),
+      {
+        recursive: true,
+      },
+    );
+    const again = await scanLeaves(odd, { attrs: true });
+    expect(again.undecodable).toBe('filedir/\uFFFDA/cd');
     await rm(odd, { recursive: true });
   });
 
