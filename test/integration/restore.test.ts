@@ -5,6 +5,7 @@ import { runBackup } from '../../src/backup/run.js';
 import { silentLogger } from '../../src/observe/logger.js';
 import { runRestore } from '../../src/restore/run.js';
 import { createBackend } from '../../src/storage/index.js';
+import { runVerify } from '../../src/verify/run.js';
 import { logLines, runCli } from '../harness/cli.js';
 import { cliEnv, type TempDirs, tempDirs, testConfig } from '../harness/config.js';
 import { docker, execOk } from '../harness/docker.js';
@@ -85,6 +86,48 @@ describe('restore', () => {
     // The safety snapshot holds the vandalised state and is itself restorable.
     const safety = (await listSnapshots(backend)).find((s) => s.id === r.safetySnapshot);
     expect(safety?.manifest?.kind).toBe('pre-restore');
+  });
+
+  it('a symlink leaving the code volume and a named pipe in the dataroot are backed up, verified and restored', async () => {
+    // Both were stored and then refused by the restore's guard: snapshots that looked complete never restored.
+    const config = testConfig(stack.project, dirs);
+    const backend = createBackend(config.target);
+    const odd =
+      'ln -s ../../shared/config-extra.php /bitnami/moodle/config-extra.php && mkfifo /bitnami/moodledata/pipe';
+    await execOk(stack.containers.moodle, ['bash', '-c', odd]);
+    const atBackup = await fingerprints(stack);
+    const m = await runBackup({ docker: docker(), config, backend, log: silentLogger() });
+    const report = await runVerify({
+      docker: docker(),
+      config,
+      backend,
+      log: silentLogger(),
+      snapshot: m.id,
+    });
+    expect(report.results.filter((r) => !r.ok)).toEqual([]);
+    const gone = 'rm /bitnami/moodle/config-extra.php /bitnami/moodledata/pipe';
+    await execOk(stack.containers.moodle, ['bash', '-c', gone]);
+    await runRestore({
+      docker: docker(),
+      config,
+      backend,
+      log: silentLogger(),
+      snapshot: m.id,
+      safetySnapshot: false,
+    });
+    await stack.waitForDb();
+    expectSame(atBackup, await fingerprints(stack));
+    const kinds = await execOk(stack.containers.moodle, [
+      'stat',
+      '-c',
+      '%F %N',
+      '/bitnami/moodle/config-extra.php',
+      '/bitnami/moodledata/pipe',
+    ]);
+    expect(kinds).toBe(
+      "symbolic link '/bitnami/moodle/config-extra.php' -> '../../shared/config-extra.php'\nfifo '/bitnami/moodledata/pipe'\n",
+    );
+    await execOk(stack.containers.moodle, ['bash', '-c', gone]);
   });
 
   it('restores one volume only and leaves the others untouched', async () => {
