@@ -123,9 +123,13 @@ const HOSTILE: { name: string; entries: TarEntry[]; entry: string; also?: string
     entry: 'link/etc/evil',
   },
   {
-    name: 'a relative symlink climbing out',
-    entries: [{ name: 'up', type: 'symlink', linkname: '../../..' }],
-    entry: 'up',
+    // The link alone is restored (a volume may hold one: config.php -> ../shared/…); writing through it is not.
+    name: 'a relative symlink climbing out and a file written through it',
+    entries: [
+      { name: 'up', type: 'symlink', linkname: '../../..' },
+      { name: 'up/evil', body: 'x' },
+    ],
+    entry: 'up/evil',
   },
   {
     name: 'a character device',
