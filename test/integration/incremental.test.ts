@@ -62,6 +62,21 @@ describe('incremental backups (the blob store)', () => {
       input: await readFile(join(dirs.archive, m.id, blobsOf(m).file)),
       encoding: 'utf8',
     });
+  /** `verify` of snapshot `id` (archives, blob list, packs present): every check passes. */
+  const expectVerified = async (id: string) => {
+    const report = await runVerify({
+      docker: docker(),
+      config,
+      backend: createBackend(config.target),
+      log: silentLogger(),
+      snapshot: id,
+    });
+    expect(
+      report.results.filter((r) => !r.ok),
+      id,
+    ).toEqual([]);
+    return report;
+  };
   /** Restores snapshot `id` with no safety snapshot, as the tests below compare the result themselves. */
   const restoreSnapshot = (id: string) =>
     runRestore({
@@ -458,14 +473,7 @@ describe('incremental backups (the blob store)', () => {
         })
       : '';
     expect(`${await listText(m)}${shared}`).toContain(`\t-315619200000\t${path}\n`);
-    const report = await runVerify({
-      docker: docker(),
-      config,
-      backend,
-      log: silentLogger(),
-      snapshot: m.id,
-    });
-    expect(report.results.filter((r) => !r.ok)).toEqual([]);
+    const report = await expectVerified(m.id);
     expect(report.results.some((r) => r.level === 'blobs')).toBe(true);
     // Gone, then back: the file from its pack, the directory from the list's line.
     await inDataroot(stack, `rm -r ${dirOf(path)}`);
@@ -508,17 +516,7 @@ describe('incremental backups (the blob store)', () => {
       [m1, before],
       [m3, afterRm],
     ] as const) {
-      const report = await runVerify({
-        docker: docker(),
-        config,
-        backend,
-        log: silentLogger(),
-        snapshot: m.id,
-      });
-      expect(
-        report.results.filter((r) => !r.ok),
-        m.id,
-      ).toEqual([]);
+      await expectVerified(m.id);
       await inDataroot(stack, `rm -r $'filedir/ab/c\\td' $'filedir/a\\nb' $'trashdir/x\\ny'`);
       await restoreSnapshot(m.id);
       expect(await odd(), m.id).toBe(want);
@@ -560,17 +558,7 @@ describe('incremental backups (the blob store)', () => {
       [m1, before, true],
       [m2, afterRm, false],
     ] as const) {
-      const report = await runVerify({
-        docker: docker(),
-        config,
-        backend,
-        log: silentLogger(),
-        snapshot: m.id,
-      });
-      expect(
-        report.results.filter((r) => !r.ok),
-        m.id,
-      ).toEqual([]);
+      await expectVerified(m.id);
       if (clear) await inDataroot(stack, `rm -r $'filedir/caf\\xe9' $'caf\\xe9.txt'`);
       await restoreSnapshot(m.id);
       expect(await odd(), m.id).toBe(want);
