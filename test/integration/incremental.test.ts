@@ -632,7 +632,7 @@ describe('incremental backups (the blob store)', () => {
       '  if [ "$sha" = - ]; then mkdir -p "$path"',
       // biome-ignore lint/suspicious/noTemplateCurlyInString: bash parameter expansion, not a template
       '  else mkdir -p "$(dirname "$path")" && cp "/tmp/pool/filedir/${sha:0:2}/${sha:2:2}/$sha" "$path"; fi',
-      '  chown "$uid:$gid" "$path"; chmod "$mode" "$path"; touch -d "@$((mtime / 1000))" "$path"',
+      '  chown "$uid:$gid" "$path"; chmod "$mode" "$path"; touch -d "@$(( (mtime - (mtime < 0 ? 999 : 0)) / 1000 ))" "$path"',
       'done',
       // The tarball last: it holds everything else, and gives the directories their owners, modes and times.
       `zstd -dc "$snap/${v?.file}" | tar -x --numeric-owner`,
