@@ -507,7 +507,7 @@ describe('incremental backups (the blob store)', () => {
     const before = await odd();
     expect(before.match(/\|/g)).toHaveLength(7); // 5 directories and 2 files, each ended by a |
     const m1 = await runBackup({ docker: docker(), config, backend, log: silentLogger() });
-    // Once the blob-shaped file is gone, the listing before the stop is used and kept; the next run reuses it.
+    // With the blob-shaped file gone, only the directories remain odd (no directory line; in the tarball).
     await inDataroot(stack, `rm $'filedir/a\\nb/cd/'${h}`);
     const afterRm = await odd();
     await runBackup({ docker: docker(), config, backend, log: silentLogger() });

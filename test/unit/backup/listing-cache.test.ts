@@ -57,6 +57,20 @@ describe('the last snapshot listing kept on the state volume', () => {
     expect(await loadListing(dir, 'moodledata_data', backend)).toBeUndefined();
   });
 
+  it('leaves out a directory whose name a line cannot hold, and still reads back (the next run lists it as new)', async () => {
+    const draft = await ListingDraft.open(dir, 'moodledata_data');
+    await commit('s4');
+    const stamps = LeafTable.from([
+      ['filedir/ab/cd', 5],
+      ['filedir/a\nb/cd', 6],
+      ['filedir/ab/c\td', 7],
+      ['trashdir/caf\uFFFD/cd', 8],
+    ]);
+    await draft.install('s4', 1, stamps, [], { count: 0, bytes: 0, mismatches: [] });
+    const got = await loadListing(dir, 'moodledata_data', backend);
+    expect(new Map(got?.stamps)).toEqual(new Map([['filedir/ab/cd', 5]]));
+  });
+
   it('a damaged stamps file is not used (the backup then lists every file)', async () => {
     const draft = await ListingDraft.open(dir, 'moodledata_data');
     await commit('s3');
