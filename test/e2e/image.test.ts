@@ -119,6 +119,19 @@ describe('sidecar image (docker exec commands, schedule, S3, health, signals)', 
     }
   }
 
+  /**
+   * `fn` while the sidecar is frozen between two runs. A scheduled run every 15 s stops the stack for a
+   * moment: a look at the stack's states just after a command of the test could land in one.
+   */
+  async function betweenRuns<T>(fn: () => Promise<T>): Promise<T> {
+    await freezeSidecar();
+    try {
+      return await fn();
+    } finally {
+      await docker().getContainer(sidecar).unpause();
+    }
+  }
+
   async function snapshots(): Promise<SnapshotJson[]> {
     const r = await sidecarExec(['snapshots', '--json']);
     if (r.exitCode !== 0) throw new Error(`snapshots --json exited ${r.exitCode}: ${r.stderr}`);
@@ -340,7 +353,7 @@ describe('sidecar image (docker exec commands, schedule, S3, health, signals)', 
     // Scheduled runs go on meanwhile: exactly one manual snapshot is new, and every new one is complete.
     expect(added.filter((s) => s.kind === 'manual').map((s) => s.status)).toEqual(['ok']);
     expect(added.every((s) => s.status === 'ok')).toBe(true);
-    expect(await stack.states()).toEqual({ mariadb: 'running', moodle: 'running' });
+    expect(await betweenRuns(() => stack.states())).toEqual({ mariadb: 'running', moodle: 'running' });
     for (const verb of ['prune', 'verify', 'serve', 'moodle-backup']) {
       expect((await sidecarExec(['sh', '-c', `command -v ${verb}`])).stdout.trim()).toBe(
         `/usr/local/bin/${verb}`,
@@ -354,21 +367,27 @@ describe('sidecar image (docker exec commands, schedule, S3, health, signals)', 
   it('`restore <id> --path` of a snapshot saved whole says so and how to restore instead, changing nothing', async () => {
     // This sidecar reads the volumes through Docker's archive API (no /backup/<name> mounts): the dataroot
     // is saved whole, not file by file. (The demo puts a file back with --path where it is mounted.)
-    const file = (
-      await execIn(stack.containers.moodle, [
-        'sh',
-        '-c',
-        'cd /bitnami/moodledata && find filedir -type f | sort | head -n 1',
-      ])
-    ).stdout.trim();
+    const [file, before] = await betweenRuns(
+      async () =>
+        [
+          (
+            await execIn(stack.containers.moodle, [
+              'sh',
+              '-c',
+              'cd /bitnami/moodledata && find filedir -type f | sort | head -n 1',
+            ])
+          ).stdout.trim(),
+          await stack.states(),
+        ] as const,
+    );
     expect(file).toMatch(/^filedir\/[0-9a-f]{2}\/[0-9a-f]{2}\/[0-9a-f]{40}$/);
+    expect(before).toEqual({ mariadb: 'running', moodle: 'running' });
     const newest = (await snapshots()).find((s) => s.status === 'ok');
-    const before = await stack.states();
     const r = await sidecarExecLocked(['restore', newest?.id as string, '--path', file]);
     expect(r.exitCode).toBe(6);
     expect(r.stderr).toContain('were saved whole');
     expect(r.stderr).toContain(`restore ${newest?.id} --volume <name>`);
-    expect(await stack.states()).toEqual(before);
+    expect(await betweenRuns(() => stack.states())).toEqual(before);
   }, 300_000);
 
   it('leaves no anonymous volumes behind (helpers are made from the image, which declares VOLUMEs)', async () => {
