@@ -253,13 +253,11 @@ describe('sidecar image (docker exec commands, schedule, S3, health, signals)', 
 
   it('restores `latest` with `docker exec <sidecar> restore latest --yes` after the volumes are lost', async () => {
     const d = docker();
-    let atBackup: Fingerprints;
-    await freezeSidecar();
-    try {
+    const atBackup = await betweenRuns(async () => {
       // The last run resumed the stack and nothing writes to it: its content is the newest snapshot's.
       await stack.waitForDb();
-      atBackup = await fingerprints(stack);
-      expect(Object.keys(atBackup.db.tables).length).toBeGreaterThanOrEqual(5);
+      const fp = await fingerprints(stack);
+      expect(Object.keys(fp.db.tables).length).toBeGreaterThanOrEqual(5);
       // Lose everything: the two services and their three volumes are gone, as on a fresh host.
       const specs = [
         await captureContainer(stack.containers.mariadb),
@@ -269,9 +267,8 @@ describe('sidecar image (docker exec commands, schedule, S3, health, signals)', 
         await d.getContainer(name).remove({ force: true, v: true });
       for (const v of Object.values(stack.volumes)) await d.getVolume(v).remove();
       lost = specs;
-    } finally {
-      await d.getContainer(sidecar).unpause();
-    }
+      return fp;
+    });
     // Scheduled runs now fail (no volumes to back up), so the newest snapshot is the one before the loss.
     const newest = (await snapshots()).find((s) => s.status === 'ok' && s.kind !== 'pre-restore');
     expect(newest?.kind).toBe('scheduled');
@@ -284,15 +281,12 @@ describe('sidecar image (docker exec commands, schedule, S3, health, signals)', 
     // `docker compose up` again: the services come back on the restored volumes. Frozen meanwhile, so that
     // no scheduled run stops them between their start and the look at their states.
     const [mariadbSpec, moodleSpec] = lost;
-    await freezeSidecar();
-    try {
+    await betweenRuns(async () => {
       await (await d.createContainer(mariadbSpec as (typeof lost)[number])).start();
       await stack.waitForDb(120_000);
       await (await d.createContainer(moodleSpec as (typeof lost)[number])).start();
       expect(await stack.states()).toEqual({ mariadb: 'running', moodle: 'running' });
-    } finally {
-      await d.getContainer(sidecar).unpause();
-    }
+    });
     // Scheduled runs go on and briefly stop the stack: compare at a moment the database answers.
     let after: Fingerprints | undefined;
     for (let i = 0; !after; i++) {
