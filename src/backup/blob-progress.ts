@@ -1,5 +1,6 @@
 import { blobsLabel, ProgressBoard, type VolumeTotal } from '../observe/progress.js';
 import { type ListedBlob, listBlobs } from '../store/listing.js';
+import { SharedInodes } from '../store/shared-inodes.js';
 import type { BlobSession, BlobVolume } from './context.js';
 
 /**
@@ -22,11 +23,12 @@ export async function newBlobTotal(
   const end = Date.now() + (opts.limitMs ?? COUNT_LIMIT_MS);
   let files = 0;
   let bytes = 0;
+  const links = new SharedInodes(dir);
   try {
     for await (const l of listBlobs(dir)) {
       if (opts.signal?.aborted || Date.now() > end) return { estimated: true };
-      // As backup/blobs.ts stores them: plain files only (a hard-linked one stays in the tarball).
-      if (l.kind !== 'blob' || l.nlink !== 1 || !isNew(l.sha1)) continue;
+      // As backup/blobs.ts stores them: not a blob hard-linked to a non-blob file (the tarball keeps it).
+      if (l.kind !== 'blob' || !isNew(l.sha1) || !(l.nlink === 1 || (await links.storable(l)))) continue;
       files++;
       bytes += l.size;
     }

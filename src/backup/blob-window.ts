@@ -10,6 +10,7 @@ import { BLOB_AREAS } from '../store/layout.js';
 import { type LeafSet, LeafTable, leafOf, leafSlotIn } from '../store/leaf-table.js';
 import { type Listed, type ListedBlob, listBlobs, listLeafDirs, scanLeaves } from '../store/listing.js';
 import type { AddResult } from '../store/pack-writer.js';
+import { SharedInodes } from '../store/shared-inodes.js';
 import type { PreviousListing } from './listing-cache.js';
 
 /**
@@ -62,6 +63,8 @@ export class PreListing {
   readonly mixed = new Set<string>();
   /** A file shaped like a blob that is not a plain one: the window lists everything again, the old way. */
   odd: string | undefined;
+  /** Set by the first listing: which blobs with several links may go to the store (the window asks it too). */
+  links: SharedInodes | undefined;
   readonly mismatches: ManifestBlobs['mismatches'] = [];
   count = 0;
   bytes = 0;
@@ -91,7 +94,7 @@ export class PreListing {
 
   /** The listing's plain blobs; anything else at their depth is noted. */
   blobs(root: string, signal?: AbortSignal): AsyncGenerator<ListedBlob> {
-    return this.plain(listBlobs(root, BLOB_AREAS, { allNames: true }), signal);
+    return this.plain(root, listBlobs(root, BLOB_AREAS, { allNames: true }), signal);
   }
 
   /**
@@ -128,7 +131,7 @@ export class PreListing {
       this.mismatches.push(...whole.mismatches);
     }
     this.changedDirs = changed.size;
-    yield* this.plain(listLeafDirs(root, changed), signal);
+    yield* this.plain(root, listLeafDirs(root, changed), signal);
   }
 
   /** One stored (or known) blob: its line as the blob list will have it. */
@@ -158,10 +161,15 @@ export class PreListing {
   }
 
   /** The plain blobs of `source`; a name that is not a blob's marks its directory mixed, anything else odd. */
-  private async *plain(source: AsyncIterable<Listed>, signal?: AbortSignal): AsyncGenerator<ListedBlob> {
+  private async *plain(
+    root: string,
+    source: AsyncIterable<Listed>,
+    signal?: AbortSignal,
+  ): AsyncGenerator<ListedBlob> {
+    this.links ??= new SharedInodes(root);
     for await (const l of source) {
       signal?.throwIfAborted();
-      const kind = sort(l);
+      const kind = await sort(l, this.links);
       if (kind === 'blob') yield l as ListedBlob;
       else if (kind === 'mixed') this.mixed.add(leafOf(l.path));
       else this.odd ??= l.path;
@@ -246,9 +254,13 @@ function digits(buf: Buffer, at: number): number {
 
 type Kind = 'blob' | 'mixed' | 'odd';
 
-/** A blob; a name that is not one (its directory goes to tar); a blob-shaped file that is not plain. */
-function sort(l: Listed): Kind {
-  if (l.kind === 'blob') return l.nlink === 1 ? 'blob' : 'odd';
+/**
+ * A blob; a name that is not one (its directory goes to tar); a blob-shaped file that is not plain (a
+ * symlink, or a hard link the tarball must keep). Awaits only for a file with several links.
+ */
+function sort(l: Listed, links: SharedInodes): Kind | Promise<Kind> {
+  if (l.kind === 'blob')
+    return l.nlink === 1 ? 'blob' : links.storable(l).then((ok) => (ok ? 'blob' : 'odd'));
   return l.reason === 'not a blob name' ? 'mixed' : 'odd';
 }
 
@@ -286,6 +298,7 @@ export async function relist(
   changed: LeafSet,
   mixed: Set<string>,
   spool: string,
+  links: SharedInodes = new SharedInodes(root),
 ): Promise<{ blobs: () => AsyncGenerator<ListedBlob>; count: number } | { odd: string }> {
   // Spooled, one JSON line a blob, until every one is known to be plain: a tenth of a million relisted blobs
   // held as objects (with the find output their strings were sliced from) were ~30 MB of heap.
@@ -294,7 +307,7 @@ export async function relist(
   try {
     for (const leaf of changed) mixed.delete(leaf); // seen again below
     for await (const l of listLeafDirs(root, changed)) {
-      const kind = sort(l);
+      const kind = await sort(l, links);
       if (kind === 'odd') return { odd: l.path };
       if (kind === 'mixed') mixed.add(leafOf(l.path));
       else {

@@ -15,6 +15,7 @@ import { BLOB_AREAS } from '../store/layout.js';
 import { type LeafTable, leafOf } from '../store/leaf-table.js';
 import { type ListedBlob, listBlobs } from '../store/listing.js';
 import { PackWriter } from '../store/pack-writer.js';
+import { SharedInodes } from '../store/shared-inodes.js';
 import { type SnapshotListResult, writeSnapshotList } from '../store/snapshot-list.js';
 import { loadIndex } from '../store/store-io.js';
 import { blobExcludeArgs } from '../volume/exclude-tar-args.js';
@@ -297,7 +298,13 @@ async function storeChanged(
 ): Promise<{ args: string[] } | { odd: string }> {
   const scan = await scanWindow(bv.dir, pre);
   if (scan.undecodable) return { odd: scan.undecodable };
-  const found = await relist(bv.dir, scan.changed, pre.mixed, join(run.spoolDir, `${bv.v.short}.relisted`));
+  const found = await relist(
+    bv.dir,
+    scan.changed,
+    pre.mixed,
+    join(run.spoolDir, `${bv.v.short}.relisted`),
+    pre.links,
+  );
   if ('odd' in found) return found;
   const relisted = found.count;
   const drop = scan.stale.size > 0 ? scan.stale : undefined;
@@ -550,13 +557,15 @@ async function storeAll(run: BackupRun, s: BlobSession, bv: BlobVolume, t0: numb
 }
 
 /**
- * The blobs of a dataroot that go to the store: regular files with one link. A file of the same shape that
- * is not one (a symlink, a hard link to a path elsewhere) is counted by `odd` and stays in the tarball.
+ * The blobs of a dataroot that go to the store: regular files (not sharing their inode with another file of
+ * the volume, see SharedInodes). A file of the same shape that is not one (a symlink, a hard link to a
+ * non-blob path) is counted by `odd` and stays in the tarball.
  */
 async function* plainBlobs(dir: string, signal?: AbortSignal, odd?: () => void): AsyncGenerator<ListedBlob> {
+  const links = new SharedInodes(dir);
   for await (const l of listBlobs(dir)) {
     signal?.throwIfAborted();
-    if (l.kind === 'blob' && l.nlink === 1) yield l;
+    if (l.kind === 'blob' && (l.nlink === 1 || (await links.storable(l)))) yield l;
     else odd?.();
   }
 }

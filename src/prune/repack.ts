@@ -89,6 +89,7 @@ export async function repack(
             gid: 0,
             mtimeMs: 0,
             nlink: 1,
+            ino: '',
           });
           if (r.status !== 'added' && r.status !== 'known') throw new Error(`blob ${sha1}: ${r.status}`);
         }

@@ -23,8 +23,10 @@ export interface ListedBlob {
   uid: number;
   gid: number;
   mtimeMs: number;
-  /** Hard links to the file: more than one means another path shares it, which the tarball must keep. */
+  /** Hard links to the file: more than one means another path shares it (see `SharedInodes`). */
   nlink: number;
+  /** Its inode number, as find prints it: which other path shares it. */
+  ino: string;
 }
 
 /**
@@ -41,8 +43,8 @@ export type Listed = ListedBlob | ListedOther;
 
 /** What find's -name matches: a name of 40 lower-case hex digits (Moodle writes them so). */
 const HEX40_GLOB = '[0-9a-f]'.repeat(40);
-/** Type, size, mode, owner, mtime, links, path; NUL-terminated, so no name can break a record. */
-const FORMAT = '%y %s %m %U %G %T@ %n %p\\0';
+/** Type, size, mode, owner, mtime, links, inode, path; NUL-terminated, so no name can break a record. */
+const FORMAT = '%y %s %m %U %G %T@ %n %i %p\\0';
 
 /**
  * Lists the files shaped like blobs (`filedir|trashdir/xx/yy/<40 hex>`) of a dataroot by names and sizes
@@ -231,7 +233,7 @@ function splitFields(r: string, n: number): string[] {
 }
 
 /** find's NUL-terminated records, parsed; find runs in `root`. */
-async function* records<T = Listed>(
+export async function* records<T = Listed>(
   root: string,
   args: string[],
   parse: (r: string) => T = parseRecord as unknown as (r: string) => T,
@@ -293,7 +295,7 @@ function onlyVanished(text: string): boolean {
 }
 
 export function parseRecord(r: string): Listed {
-  const [type, size, mode, uid, gid, mtime, nlink, path = ''] = splitFields(r, 7);
+  const [type, size, mode, uid, gid, mtime, nlink, ino, path = ''] = splitFields(r, 8);
   if (!isSha1Hex(path.slice(path.lastIndexOf('/') + 1)))
     return { kind: 'other', path, reason: 'not a blob name' };
   if (type !== 'f') return { kind: 'other', path, reason: 'not a regular file' };
@@ -309,5 +311,6 @@ export function parseRecord(r: string): Listed {
     gid: Number(gid),
     mtimeMs: findTimeMs(mtime ?? ''),
     nlink: Number(nlink),
+    ino: ino ?? '',
   };
 }

@@ -140,6 +140,7 @@ export class TarFeed {
         '-C',
         root,
         '--no-recursion',
+        '--hard-dereference', // a file with two blob paths: each stored whole, never as a link
         '--ignore-failed-read',
         '--null',
         '--verbatim-files-from',

@@ -48,6 +48,8 @@ export function tarPack(
       '--numeric-owner',
       '--format=gnu',
       '--no-recursion',
+      // Two blob paths of one file (a blob and its copy under a wrong name) are each stored whole.
+      '--hard-dereference',
       '--ignore-failed-read',
       '--transform=s,^trashdir/,filedir/,',
       '-vv',

@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { generateIdentity, identityToRecipient } from 'age-encryption';
@@ -31,6 +31,28 @@ const dirOf = (path: string) => path.slice(0, path.lastIndexOf('/'));
 /** Runs a shell script in the Moodle container, in the dataroot, as Moodle's user would leave files. */
 async function inDataroot(stack: MoodleStack, script: string): Promise<string> {
   return execOk(stack.containers.moodle, ['bash', '-c', `set -euo pipefail; cd ${DATAROOT}; ${script}`]);
+}
+
+/**
+ * A shell script in a throwaway container that sees every volume's directory (`/vols/<name>/_data`, found from
+ * `volume`'s) under one mount, as a root shell on the engine's host does: a hard link between volumes works there.
+ */
+async function onVolumesDir(volume: string, script: string): Promise<void> {
+  const { Mountpoint } = await docker().getVolume(volume).inspect();
+  const c = await docker().createContainer({
+    name: uniqueName('vols'),
+    Image: IMAGES.base,
+    Cmd: ['sh', '-c', `set -eu; ${script}`],
+    Labels: { [TEST_LABEL]: inject('runId') },
+    HostConfig: { Binds: [`${dirname(dirname(Mountpoint))}:/vols`], NetworkMode: 'none' },
+  });
+  try {
+    await c.start();
+    const r = (await c.wait()) as { StatusCode: number };
+    if (r.StatusCode !== 0) throw new Error(`${script}: exit ${r.StatusCode}`);
+  } finally {
+    await c.remove({ force: true, v: true }).catch(() => undefined);
+  }
 }
 
 /** Adds a Moodle file with content `text` under its SHA-1, as Moodle's file API does. */
@@ -283,6 +305,65 @@ describe('incremental backups (the blob store)', () => {
     const fp2 = await moodledata();
     await restoreSnapshot(m2.id);
     expect(diffMinusExcludes(fp2, await moodledata())).toEqual([]);
+  });
+
+  it('blobs hard-linked from another volume (a dataroot copied in with cp -al) go to the store; a restore gives their bytes', {
+    timeout: 300_000,
+  }, async () => {
+    const backend = createBackend(config.target);
+    // The seed's blob linked to a non-blob file of the same volume stays in the tarball (tar keeps that link)
+    // and makes the window list every file; here only links leaving the volume are looked at.
+    await inDataroot(stack, 'find trashdir -maxdepth 1 -type f -links +1 -delete');
+    await runBackup({ docker: docker(), config, backend, log: silentLogger() }); // what the store holds already
+    const other = uniqueName('cp-al');
+    await docker().createVolume({ Name: other, Labels: { [TEST_LABEL]: inject('runId') } });
+    try {
+      // New Moodle files written in another volume, then hard-linked into the dataroot, as `cp -al` on the
+      // host does: both volumes are on the engine's disk, seen here under one mount.
+      const texts = Array.from({ length: 12 }, (_, i) => `copied in with cp -al ${i}`);
+      const src = `/vols/${other}/_data/filedir`;
+      await onVolumesDir(
+        other,
+        [
+          ...texts.map((t) => {
+            const h = sha1(t);
+            return `mkdir -p ${src}/${h.slice(0, 2)}/${h.slice(2, 4)} && printf %s '${t}' > ${src}/${h.slice(0, 2)}/${h.slice(2, 4)}/${h}`;
+          }),
+          `chown -R 1001:1001 ${src}`,
+          `cp -al ${src}/. /vols/${stack.volumes.moodledata_data}/_data/filedir/`,
+        ].join(' && '),
+      );
+      const linked = texts.map((t) => at('filedir', sha1(t)));
+      expect(await inDataroot(stack, `stat -c %h ${linked.join(' ')} | sort -u`)).toBe('2\n');
+      const logs = capturingLogger();
+      const s = await runBackup({ docker: docker(), config, backend, log: logs.log });
+      // Each went to the store (before: all stayed in the tarball, read again at every run inside the window).
+      expect(blobsOf(s).added).toBe(texts.length);
+      const inside = logs.lines().find((l) => l.step === 'store' && l.phase === 'inside');
+      expect(inside).toHaveProperty('changedDirs');
+      expect(inside).not.toHaveProperty('keptInTarball');
+      const listed = await listText(s);
+      for (const path of linked) expect(listed).toContain(path);
+
+      const fp = await moodledata();
+      await inDataroot(stack, `rm ${linked.slice(0, 6).join(' ')}`);
+      await restoreSnapshot(s.id);
+      // The same bytes, owners, modes and times; the six fetched from the store are files of their own now
+      // (a link to another volume cannot be restored), the six still there kept theirs.
+      const withoutLinks = (f: VolumeFingerprint) => ({
+        ...f,
+        entries: f.entries.map((e) => ({ ...e, nlink: 0 })),
+      });
+      expect(diffMinusExcludes(withoutLinks(fp), withoutLinks(await moodledata()))).toEqual([]);
+      expect(await inDataroot(stack, `stat -c %h ${linked.join(' ')}`)).toBe(
+        `${['1', '1', '1', '1', '1', '1', '2', '2', '2', '2', '2', '2'].join('\n')}\n`,
+      );
+    } finally {
+      await docker()
+        .getVolume(other)
+        .remove()
+        .catch(() => undefined);
+    }
   });
 
   it('files added, deleted and written half-way while the stack stops are in the snapshot; a blob-shaped symlink is kept too', {

@@ -201,6 +201,7 @@ describe('replaying the first listing', () => {
           gid: 2,
           mtimeMs: 1000 + i,
           nlink: 1,
+          ino: String(i),
         };
         const actual = i % 1000 === 0 ? sha1(`other${i}`) : name;
         await pre.record(

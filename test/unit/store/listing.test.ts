@@ -13,10 +13,10 @@ const at = (area: string, h: string) => `${area}/${h.slice(0, 2)}/${h.slice(2, 4
 describe('parseRecord', () => {
   const h = sha1('x');
   it.each([
-    [`f 5 640 33 1001 1700000000.1234567890 1 filedir/${h.slice(0, 2)}/${h.slice(2, 4)}/${h}`, 'blob'],
-    [`l 13 777 0 0 1700000000.0000000000 1 trashdir/00/00/${h}`, 'other'],
-    // A directory name with spaces: the path is everything after the seventh field.
-    [`f 5 644 0 0 1.5 2 filedir/a b/c d/${h}`, 'blob'],
+    [`f 5 640 33 1001 1700000000.1234567890 1 4711 filedir/${h.slice(0, 2)}/${h.slice(2, 4)}/${h}`, 'blob'],
+    [`l 13 777 0 0 1700000000.0000000000 1 4712 trashdir/00/00/${h}`, 'other'],
+    // A directory name with spaces: the path is everything after the eighth field.
+    [`f 5 644 0 0 1.5 2 4713 filedir/a b/c d/${h}`, 'blob'],
   ])('%s → %s', (record, kind) => {
     const r = parseRecord(record);
     expect(r.kind).toBe(kind);
@@ -24,19 +24,21 @@ describe('parseRecord', () => {
   });
   it('a blob-shaped file whose path holds a tab or a line break is not a blob (no list line can hold it)', () => {
     for (const dir of ['a\tb/cd', 'a\nb/cd', 'ab/c\nd'])
-      expect(parseRecord(`f 5 640 33 1001 1.5 1 filedir/${dir}/${h}`)).toEqual({
+      expect(parseRecord(`f 5 640 33 1001 1.5 1 4714 filedir/${dir}/${h}`)).toEqual({
         kind: 'other',
         path: `filedir/${dir}/${h}`,
         reason: 'a path a list line cannot hold',
       });
   });
   it('reads a time before 1970 as find prints it (seconds, then the nanoseconds after them)', () => {
-    expect(parseRecord(`f 5 640 33 1001 -2.7500000000 1 filedir/aa/bb/${h}`)).toMatchObject({
+    expect(parseRecord(`f 5 640 33 1001 -2.7500000000 1 4715 filedir/aa/bb/${h}`)).toMatchObject({
       mtimeMs: -1_250,
     });
   });
-  it('reads size, octal mode, owner, mtime in ms and links', () => {
-    expect(parseRecord(`f 5 640 33 1001 1700000000.1234567890 2 filedir/aa/bb/${h}`)).toEqual({
+  it('reads size, octal mode, owner, mtime in ms, links and inode', () => {
+    expect(
+      parseRecord(`f 5 640 33 1001 1700000000.1234567890 2 18446744073709551557 filedir/aa/bb/${h}`),
+    ).toEqual({
       kind: 'blob',
       area: 'filedir',
       path: `filedir/aa/bb/${h}`,
@@ -47,6 +49,7 @@ describe('parseRecord', () => {
       gid: 1001,
       mtimeMs: 1_700_000_000_123,
       nlink: 2,
+      ino: '18446744073709551557',
     });
   });
 });

@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import {
+  linkSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -81,6 +82,25 @@ async function run(root: string, items: AsyncIterable<ListedBlob>, packSize = 64
 }
 
 describe('PackWriter.addAll through GNU tar', () => {
+  it('stores two blob paths of one file (hard links, one under a wrong name) each whole, not as a link', async () => {
+    const root = join(dir, 'data');
+    const content = randomBytes(3000);
+    const right = blob(root, content);
+    const wrong = createHash('sha1').update('another content').digest('hex');
+    mkdirSync(join(root, 'filedir', wrong.slice(0, 2), wrong.slice(2, 4)), { recursive: true });
+    linkSync(
+      join(root, 'filedir', right.slice(0, 2), right.slice(2, 4), right),
+      join(root, 'filedir', wrong.slice(0, 2), wrong.slice(2, 4), wrong),
+    );
+    const items = await listed(root);
+    expect(items.map((l) => l.nlink)).toEqual([2, 2]);
+    const { results, reloaded } = await run(root, from(items));
+    const byName = new Map([...results].map(([path, r]) => [path.slice(-40), r]));
+    expect(byName.get(right)).toMatchObject({ status: 'added', sha1: right });
+    // The second name's content is the first's: found in the store under its real SHA-1.
+    expect(byName.get(wrong)).toMatchObject({ status: 'mismatch', claimed: wrong, actual: right });
+    expect(reloaded.size).toBe(1);
+  });
   it('stores every new file once, byte for byte, across several packs and the background uploads', async () => {
     const root = join(dir, 'data');
     const contents = Array.from({ length: 300 }, (_, i) => randomBytes(100 + ((i * 997) % 5000)));

@@ -1,0 +1,46 @@
+import { BLOB_AREAS, isSha1Hex } from './layout.js';
+import { type ListedBlob, records } from './listing.js';
+
+/**
+ * Which blobs with more than one link the store may take. A blob leaves the tarball once it is in the
+ * store, and a restore writes it as a file of its own: a hard link it shared with another file of the volume
+ * would be lost, so such a blob stays in the tarball, where tar keeps the link. A link to a file outside the
+ * volume (a dataroot copied in with `cp -al` from another volume of the same disk) cannot be kept by any
+ * archive of this volume; before this check it kept every such blob in the tarball, read in full inside the
+ * stop window at every run. Links between two blob paths (`filedir/` and `trashdir/`, the same content) are
+ * not kept either: both names come back, each a file, with the same bytes.
+ */
+export class SharedInodes {
+  private linked: Promise<Set<string>> | undefined;
+
+  constructor(private readonly root: string) {}
+
+  /** Whether the store may take this blob: one link, or none of its others is a non-blob file of the volume. */
+  async storable(l: ListedBlob): Promise<boolean> {
+    if (l.nlink <= 1) return true;
+    // One walk of the volume, and only when some blob has several links (Moodle never makes one).
+    this.linked ??= linkedNonBlobs(this.root);
+    return !(await this.linked).has(l.ino);
+  }
+}
+
+/** The inodes of the volume's regular files that have several links and are not at a blob's path. */
+async function linkedNonBlobs(root: string): Promise<Set<string>> {
+  const inodes = new Set<string>();
+  const args = ['.', '-xdev', '-type', 'f', '-links', '+1', '-printf', '%i %P\\0'];
+  for await (const r of records(root, args, (line) => line)) {
+    const sp = r.indexOf(' ');
+    if (!isBlobPath(r.slice(sp + 1))) inodes.add(r.slice(0, sp));
+  }
+  return inodes;
+}
+
+/** `<area>/x/y/<40 hex>`: where listBlobs finds the files it takes for blobs. */
+function isBlobPath(path: string): boolean {
+  const parts = path.split('/');
+  return (
+    parts.length === 4 &&
+    (BLOB_AREAS as readonly string[]).includes(parts[0] as string) &&
+    isSha1Hex(parts[3] as string)
+  );
+}
