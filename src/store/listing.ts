@@ -74,20 +74,23 @@ const WALKS_AT_ONCE = Math.max(1, Math.min(4, availableParallelism()));
 /**
  * The areas' first-level directories (`filedir/ab`), dealt into `n` NUL-separated start lists for find, or
  * all in one when there are fewer of them than walks (a small dataroot). Anything else there is not walked, as
- * find from the area did not (a symlink is not followed). An area that cannot be read fails the listing: its
- * blobs left out of the store would be left out of the tarball too.
+ * find from the area did not (a symlink is not followed). Names are kept as bytes: one that is not UTF-8 is
+ * walked too. An area that cannot be read fails the listing: its blobs left out of the store would be left
+ * out of the tarball too.
  */
-async function splitAreas(root: string, areas: readonly BlobArea[], n: number): Promise<string[]> {
-  const firsts: string[] = [];
+async function splitAreas(root: string, areas: readonly BlobArea[], n: number): Promise<Buffer[]> {
+  const firsts: Buffer[] = [];
+  const NUL = Buffer.from([0]);
   for (const a of areas)
-    for (const e of await readdir(join(root, a), { withFileTypes: true }).catch(vanished))
-      if (e.isDirectory()) firsts.push(`${a}/${e.name}`);
-  if (n <= 1 || firsts.length < n) return [firsts.map((f) => `${f}\0`).join('')].filter(Boolean);
-  const groups: string[] = Array.from({ length: n }, () => '');
+    for (const e of await readdir(join(root, a), { withFileTypes: true, encoding: 'buffer' }).catch(vanished))
+      if (e.isDirectory()) firsts.push(Buffer.concat([Buffer.from(`${a}/`), e.name, NUL]));
+  if (firsts.length === 0) return [];
+  if (n <= 1 || firsts.length < n) return [Buffer.concat(firsts)];
+  const groups: Buffer[][] = Array.from({ length: n }, () => []);
   firsts.forEach((f, k) => {
-    groups[k % n] += `${f}\0`;
+    groups[k % n]?.push(f);
   });
-  return groups;
+  return groups.map((g) => Buffer.concat(g));
 }
 
 /**
@@ -140,8 +143,11 @@ export async function scanLeaves(
   const scan: LeafScan = { stamps, strays: false };
   const present = await presentAreas(root, o.areas ?? BLOB_AREAS);
   if (present.length === 0) return scan;
-  const args = [...present, '-mindepth', '2', '-maxdepth', '2', '-printf', LEAF_FORMAT];
-  for await (const buf of recordChunks(root, args)) {
+  // As listBlobs: one find a core over the areas' first-level directories (61,000 leaf directories on two
+  // cores: 0.12–0.13 s against 0.23–0.25 s for one find; this scan runs inside the stop window).
+  const args = ['-files0-from', '-', '-mindepth', '1', '-maxdepth', '1', '-printf', LEAF_FORMAT];
+  const groups = await splitAreas(root, present, WALKS_AT_ONCE);
+  for await (const buf of mergeAsync(groups.map((input) => recordChunks(root, args, input)))) {
     const f = new FieldCursor(buf);
     for (let at = 0; at < buf.length; ) {
       const end = buf.indexOf(0, at);
@@ -251,7 +257,7 @@ function parseChunk<T>(buf: Buffer, parse: (r: string) => T): T[] {
 }
 
 /** find's output in chunks of whole NUL-terminated records; find runs in `root`. */
-async function* recordChunks(root: string, args: string[], input?: string): AsyncGenerator<Buffer> {
+async function* recordChunks(root: string, args: string[], input?: string | Buffer): AsyncGenerator<Buffer> {
   const child = spawn('find', args, {
     cwd: root,
     stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
