@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import { copyFile, statfs, writeFile } from 'node:fs/promises';
+import { copyFile, statfs } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import type { ManifestBlobs } from '../archive/manifest.js';
 import { fileChunks } from '../common/file-chunks.js';
@@ -59,10 +59,11 @@ export class PreListing {
   readonly sinceMs: number;
   /** Each leaf directory's ctime when the first listing began. */
   stamps = new LeafTable();
-  /** Leaf directories that hold something else than blobs (`<sha1>.tmp` while Moodle writes): tar walks them. */
+  /**
+   * Leaf directories that hold something other than plain blobs (`<sha1>.tmp` while Moodle writes, a
+   * blob-shaped symlink, a hard link the tarball keeps): tar walks them, leaving out their plain blobs.
+   */
   readonly mixed = new Set<string>();
-  /** A file shaped like a blob that is not a plain one: the window lists everything again, the old way. */
-  odd: string | undefined;
   /** Set by the first listing: which blobs with several links may go to the store (the window asks it too). */
   links: SharedInodes | undefined;
   readonly mismatches: ManifestBlobs['mismatches'] = [];
@@ -160,7 +161,7 @@ export class PreListing {
     return keptLines(this.file, drop);
   }
 
-  /** The plain blobs of `source`; a name that is not a blob's marks its directory mixed, anything else odd. */
+  /** The plain blobs of `source`; anything else marks its directory mixed (tar walks it). */
   private async *plain(
     root: string,
     source: AsyncIterable<Listed>,
@@ -169,10 +170,8 @@ export class PreListing {
     this.links ??= new SharedInodes(root);
     for await (const l of source) {
       signal?.throwIfAborted();
-      const kind = await sort(l, this.links);
-      if (kind === 'blob') yield l as ListedBlob;
-      else if (kind === 'mixed') this.mixed.add(leafOf(l.path));
-      else this.odd ??= l.path;
+      if ((await sort(l, this.links)) === 'blob') yield l as ListedBlob;
+      else this.mixed.add(leafOf(l.path));
     }
   }
 }
@@ -252,16 +251,16 @@ function digits(buf: Buffer, at: number): number {
   return n;
 }
 
-type Kind = 'blob' | 'mixed' | 'odd';
+type Kind = 'blob' | 'other';
 
 /**
- * A blob; a name that is not one (its directory goes to tar); a blob-shaped file that is not plain (a
- * symlink, or a hard link the tarball must keep). Awaits only for a file with several links.
+ * A blob for the store, or anything else at a blob's depth, which the tarball keeps: a name that is not a
+ * blob's, a blob-shaped file that is not a plain one (a symlink, a hard link the tarball must keep, a path no
+ * list line can hold). Awaits only for a file with several links.
  */
 function sort(l: Listed, links: SharedInodes): Kind | Promise<Kind> {
-  if (l.kind === 'blob')
-    return l.nlink === 1 ? 'blob' : links.storable(l).then((ok) => (ok ? 'blob' : 'odd'));
-  return l.reason === 'not a blob name' ? 'mixed' : 'odd';
+  if (l.kind !== 'blob') return 'other';
+  return l.nlink === 1 ? 'blob' : links.storable(l).then((ok) => (ok ? 'blob' : 'other'));
 }
 
 /** What the window found: the directories to list again, the ones gone, and every leaf directory now. */
@@ -292,14 +291,14 @@ export async function scanWindow(root: string, pre: PreListing): Promise<WindowS
   return { changed, stale, strays, undecodable, stamps, sinceMs };
 }
 
-/** The changed directories' plain blobs, or the path of a blob-shaped file there that is not a plain one. */
+/** The changed directories' plain blobs; a directory there holding anything else is marked mixed. */
 export async function relist(
   root: string,
   changed: LeafSet,
   mixed: Set<string>,
   spool: string,
   links: SharedInodes = new SharedInodes(root),
-): Promise<{ blobs: () => AsyncGenerator<ListedBlob>; count: number } | { odd: string }> {
+): Promise<{ blobs: () => AsyncGenerator<ListedBlob>; count: number }> {
   // Spooled, one JSON line a blob, until every one is known to be plain: a tenth of a million relisted blobs
   // held as objects (with the find output their strings were sliced from) were ~30 MB of heap.
   const out = new LineFile(spool);
@@ -307,9 +306,7 @@ export async function relist(
   try {
     for (const leaf of changed) mixed.delete(leaf); // seen again below
     for await (const l of listLeafDirs(root, changed)) {
-      const kind = await sort(l, links);
-      if (kind === 'odd') return { odd: l.path };
-      if (kind === 'mixed') mixed.add(leafOf(l.path));
+      if ((await sort(l, links)) === 'other') mixed.add(leafOf(l.path));
       else {
         count++;
         await out.add(`${JSON.stringify(l)}\n`);
@@ -329,19 +326,31 @@ export async function relist(
 /**
  * GNU tar options for the tarball when the blob list names the leaf directories: none of them is walked
  * (a pattern), or, when some hold other files, exactly the ones that hold only blobs are left out and the
- * others are walked with the blobs left out by their shape.
+ * others are walked with their plain blobs left out by path. Those are listed once more here (the stack is
+ * stopped or paused: what is there is what the blob list says), so a blob-shaped file the list does not
+ * name (a symlink, a hard link the tarball keeps) stays in the tarball: the blobs' shape would leave it out.
  */
 export async function windowTarArgs(
+  root: string,
   scan: WindowScan,
   mixed: Set<string>,
   excludeFile: string,
-  blobShapeArgs: string[],
+  links: SharedInodes = new SharedInodes(root),
 ): Promise<string[]> {
-  if (![...mixed].some((m) => scan.stamps.has(m)) && !scan.strays)
+  const walked = [...mixed].filter((m) => scan.stamps.has(m));
+  if (walked.length === 0 && !scan.strays)
     return ['--anchored', '--no-wildcards-match-slash', ...BLOB_AREAS.map((a) => `--exclude=./${a}/*/*`)];
-  const clean: string[] = [];
-  // A directory whose name holds a line break is not named here (nor could it be): tar walks it.
-  for (const path of scan.stamps.keys()) if (!mixed.has(path) && isListable(path)) clean.push(`./${path}\n`);
-  await writeFile(excludeFile, clean.join(''), { mode: 0o600 });
-  return ['--anchored', '--no-wildcards', `--exclude-from=${excludeFile}`, '--wildcards', ...blobShapeArgs];
+  const out = new LineFile(excludeFile);
+  try {
+    // A directory whose name holds a line break is not named here (nor could it be): tar walks it.
+    for (const path of scan.stamps.keys())
+      if (!mixed.has(path) && isListable(path)) await out.add(`./${path}\n`);
+    // A path no line can hold is not a plain blob: nothing of such a directory is left out.
+    for await (const l of listLeafDirs(root, walked.filter(isListable)))
+      if ((await sort(l, links)) === 'blob') await out.add(`./${l.path}\n`);
+    await out.finish();
+  } finally {
+    out.abort();
+  }
+  return ['--anchored', '--no-wildcards', `--exclude-from=${excludeFile}`];
 }

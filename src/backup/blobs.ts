@@ -252,22 +252,19 @@ async function counted(
  * Inside the window (stack stopped or paused; online mode: live): stores the blobs that appeared since the
  * listing before the stop, and writes the snapshot's blob list. Returns the GNU tar options that leave
  * exactly the listed files (and, after a listing before the stop, the leaf directories) out of the volume's
- * tarball. Without that listing, or when a file shaped like a blob is not a plain one (a symlink, a file
- * hard-linked elsewhere: both stay in the tarball), every file is listed again (storeAll).
+ * tarball. Without that listing, or with a leaf directory whose name is not UTF-8 (find cannot be given it
+ * again), every file is listed again (storeAll).
  */
 export async function storeInside(run: BackupRun, s: BlobSession, bv: BlobVolume): Promise<string[]> {
   const t0 = Date.now();
-  let odd = bv.pre?.odd;
-  if (bv.pre && !odd) {
+  if (bv.pre) {
     const done = await storeChanged(run, s, bv, bv.pre, t0);
     if ('args' in done) return done.args;
-    odd = done.odd;
-  }
-  if (odd)
     run.ctx.log.info(
-      { step: 'store', volume: bv.v.short, path: odd },
-      `${bv.v.short}: ${JSON.stringify(odd)} cannot be named in the blob list (a blob-shaped file that is not a plain one, or a path with a tab, a line break or bytes that are not UTF-8; it stays in the tarball): listing every file again inside the window`,
+      { step: 'store', volume: bv.v.short, path: done.undecodable },
+      `${bv.v.short}: the leaf directory ${JSON.stringify(done.undecodable)} has a name that is not UTF-8 (it stays in the tarball): listing every file again inside the window`,
     );
+  }
   return storeAll(run, s, bv, t0);
 }
 
@@ -286,8 +283,8 @@ function listFile(run: BackupRun, bv: BlobVolume): { file: string; path: string 
  * (backup/blob-window.ts), and the new blobs there stored. The snapshot's lines (the first listing's for the
  * rest, and the new ones) go to the listing draft; the blob list itself is written from them once the stack
  * runs again (writeBlobLists): compressing 37,000 lines and 28,000 directory lines took CPU from the
- * database's read in the window. When a changed directory holds a blob-shaped file that is not a plain one,
- * its path: the caller lists everything the old way.
+ * database's read in the window. A leaf directory whose name is not UTF-8: its name, and the caller lists
+ * everything the old way.
  */
 async function storeChanged(
   run: BackupRun,
@@ -295,9 +292,9 @@ async function storeChanged(
   bv: BlobVolume,
   pre: PreListing,
   t0: number,
-): Promise<{ args: string[] } | { odd: string }> {
+): Promise<{ args: string[] } | { undecodable: string }> {
   const scan = await scanWindow(bv.dir, pre);
-  if (scan.undecodable) return { odd: scan.undecodable };
+  if (scan.undecodable) return { undecodable: scan.undecodable };
   const found = await relist(
     bv.dir,
     scan.changed,
@@ -305,7 +302,6 @@ async function storeChanged(
     join(run.spoolDir, `${bv.v.short}.relisted`),
     pre.links,
   );
-  if ('odd' in found) return found;
   const relisted = found.count;
   const drop = scan.stale.size > 0 ? scan.stale : undefined;
   // The final lines are also the next backup's starting point, kept once this snapshot is committed; the
@@ -351,7 +347,7 @@ async function storeChanged(
       `${bv.v.short}: ${totals.count} blob(s), ${scan.changed.size} changed director(ies) listed again, ${added.blobs} stored inside the window`,
     );
     const excludeFile = join(run.spoolDir, `${bv.v.short}.blob-dirs`);
-    const args = await windowTarArgs(scan, pre.mixed, excludeFile, BLOB_TAR_ARGS);
+    const args = await windowTarArgs(bv.dir, scan, pre.mixed, excludeFile, pre.links);
     bv.next = { draft, sinceMs: scan.sinceMs, stamps: scan.stamps, mixed: pre.mixed, totals };
     // Every line the last snapshot's, no directory changed before or inside the window: likely its very text.
     const likelySame = !drop && pre.reused === pre.count && pre.changedDirs === 0 && scan.changed.size === 0;

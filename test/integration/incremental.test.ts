@@ -221,19 +221,21 @@ describe('incremental backups (the blob store)', () => {
     timeout: 300_000,
   }, async () => {
     const backend = createBackend(config.target);
-    // First with the seed's hard link to a blob (the window lists every file, the tarball holds the leaf
-    // directories), then without it (the blob list names them).
+    // First taken online (no listing before a stop: the window lists every file, the tarball holds the leaf
+    // directories), then stopping the stack (the blob list names them).
     for (const leaves of ['in the tarball', 'in the blob list'] as const) {
-      if (leaves === 'in the blob list') {
-        await inDataroot(stack, 'find trashdir -maxdepth 1 -type f -links +1 -delete');
-        await sleep(SINCE_MARGIN_MS + 100); // older than a listing's racy margin
-      }
+      if (leaves === 'in the blob list') await sleep(SINCE_MARGIN_MS + 100); // older than a listing's racy margin
       const backupLog = capturingLogger();
-      const s = await runBackup({ docker: docker(), config, backend, log: backupLog.log });
+      const s = await runBackup({
+        docker: docker(),
+        config: leaves === 'in the tarball' ? { ...config, mode: 'online' } : config,
+        backend,
+        log: backupLog.log,
+      });
       const inside = backupLog.lines().find((l) => l.step === 'store' && l.phase === 'inside');
       expect(inside, leaves).toHaveProperty(leaves === 'in the tarball' ? 'keptInTarball' : 'changedDirs');
       const fp = await moodledata();
-      // Two leaf directories holding one plain file each (not the hard link's, which the tarball holds).
+      // Two leaf directories holding one plain file each (not the seed's hard link's, which the tarball holds).
       const plain = (
         await inDataroot(
           stack,
@@ -287,7 +289,7 @@ describe('incremental backups (the blob store)', () => {
       expect(swapped?.rebuilt, leaves).toBe(2);
     }
 
-    // Nothing changed between two backups (no hard link left, so each starts from the last listing): the
+    // Nothing changed between two backups (each starts from the last listing): the
     // second writes the first one's difference from the base again from the state volume's copy, without a
     // diff. The kept pointer, which names that copy, stays as it was; the list reads back the same.
     await sleep(SINCE_MARGIN_MS + 100);
@@ -426,13 +428,24 @@ describe('incremental backups (the blob store)', () => {
       expect(paths.has(pool[2] as string)).toBe(false);
       expect(blobsOf(m).added).toBe(2); // the one added between the backups, the one added while stopping
 
-      // A blob-shaped symlink (not Moodle's, but possible): every file is listed again, the old way.
-      const link = at('filedir', sha1('a symlink'));
-      await inDataroot(stack, `mkdir -p $(dirname ${link}) && ln -s ../../../${stays} ${link}`);
+      // A blob-shaped symlink (not Moodle's, but possible) beside a plain blob: tar walks that directory
+      // alone and keeps the link; the window lists no more than what changed.
+      const beside = pool[4] as string; // a leaf directory of plain blobs, which the cron service leaves alone
+      const link = `${dirOf(beside)}/${sha1('a symlink')}`;
+      await inDataroot(stack, `ln -s ${beside.slice(beside.lastIndexOf('/') + 1)} ${link}`);
       const logs2 = capturingLogger();
       const m2 = await runBackup({ docker: docker(), config, backend, log: logs2.log });
-      expect(logs2.lines().some((l) => /listing every file again/.test(String(l.msg)))).toBe(true);
+      const inside2 = logs2.lines().find((l) => l.step === 'store' && l.phase === 'inside');
+      expect(inside2?.changedDirs, JSON.stringify(inside2)).toBeLessThanOrEqual(5);
+      expect(logs2.lines().some((l) => /listing every file again/.test(String(l.msg)))).toBe(false);
+      expect(await listText(m2)).not.toContain(link);
       const fp2 = await moodledata();
+      // The next backup starts from m2's listing, which marks that directory as one tar walks: the link stays
+      // in the tarball though nothing there changed.
+      await sleep(SINCE_MARGIN_MS + 100);
+      const m3 = await runBackup({ docker: docker(), config, backend, log: silentLogger() });
+      expect(blobsOf(m3)).toMatchObject({ count: blobsOf(m2).count, added: 0 });
+      const fp3 = await moodledata(); // the cron service rewrote its files at each stop
 
       // Each comes back exactly: the blobs, the temp file, the symlink, every directory's owner, mode and time.
       await inDataroot(stack, `rm -rf filedir/${lateHash.slice(0, 2)} ${stays} ${link}`);
@@ -440,6 +453,9 @@ describe('incremental backups (the blob store)', () => {
       expect(diffMinusExcludes(fp, await moodledata()), `restore of ${m.id}`).toEqual([]);
       await restoreSnapshot(m2.id);
       expect(diffMinusExcludes(fp2, await moodledata()), `restore of ${m2.id}`).toEqual([]);
+      await inDataroot(stack, `rm ${link}`);
+      await restoreSnapshot(m3.id);
+      expect(diffMinusExcludes(fp3, await moodledata()), `restore of ${m3.id}`).toEqual([]);
     } finally {
       await cron.remove({ force: true });
     }
@@ -660,9 +676,11 @@ describe('incremental backups (the blob store)', () => {
       path,
       text.replace(/\t(\d{13})\t/, (_m, t: string) => `\t${Number(t) + 1000}\t`),
     );
+    // A file added, so the next list is not the last one said again (that reads no base text at all).
+    await inDataroot(stack, addBlob('added after the base changed'));
     const m2 = await runBackup({ docker: docker(), config, backend, log: silentLogger() });
     expect(blobsOf(m1).base?.sha256).toBeDefined();
-    expect(blobsOf(m2).base).toMatchObject({ added: true, count: blobsOf(m1).count });
+    expect(blobsOf(m2).base).toMatchObject({ added: true, count: blobsOf(m1).count + 1 });
     expect(blobsOf(m2).base?.sha256).not.toBe(blobsOf(m1).base?.sha256);
     const want = await moodledata();
     await runRestore({

@@ -14,7 +14,6 @@ import {
   sinceMarginFor,
   windowTarArgs,
 } from '../../../src/backup/blob-window.js';
-import { BLOB_TAR_ARGS } from '../../../src/backup/blobs.js';
 import { formatBlobLine } from '../../../src/store/blob-list.js';
 import { LeafSet, LeafTable, leafOf } from '../../../src/store/leaf-table.js';
 import type { ListedBlob } from '../../../src/store/listing.js';
@@ -70,7 +69,6 @@ describe('the stop window lists only the leaf directories that changed', () => {
       [leaf(sha1('one')), leaf(sha1('two')), leaf(sha1('five'))].sort(),
     );
     const found = await relist(root, scan.changed, pre.mixed, join(spool, 'relisted'));
-    if (!('blobs' in found)) throw new Error(`odd: ${found.odd}`);
     const relisted: ListedBlob[] = [];
     for await (const b of found.blobs()) relisted.push(b);
     expect(found.count).toBe(3);
@@ -93,8 +91,8 @@ describe('the stop window lists only the leaf directories that changed', () => {
         .map((l) => l.split('\t').at(-1)),
     ).toEqual([mixed]);
 
-    // tar: the clean leaf directories left out whole; the mixed one walked, its blob left out by shape.
-    const args = await windowTarArgs(scan, pre.mixed, join(spool, 'dirs'), BLOB_TAR_ARGS);
+    // tar: the clean leaf directories left out whole; the mixed one walked, its blob left out by path.
+    const args = await windowTarArgs(root, scan, pre.mixed, join(spool, 'dirs'));
     const members = execFileSync('sh', ['-c', 'tar -c "$@" . | tar -t', 'tar', ...args], { cwd: root })
       .toString()
       .trim()
@@ -167,15 +165,46 @@ describe('the stop window lists only the leaf directories that changed', () => {
     }
   });
 
-  it('a blob-shaped symlink in a changed directory sends the window back to listing everything', async () => {
-    const p = await put(root, 'six');
-    const pre = new PreListing(join(spool, 'listed2'), 0);
-    await pre.stamp(root);
-    await sleep(20);
-    execFileSync('ln', ['-s', p.split('/').at(-1) as string, join(root, leaf(sha1('six')), sha1('seven'))]);
-    const scan = await scanWindow(root, pre);
-    const found = await relist(root, scan.changed, pre.mixed, join(spool, 'relisted2'));
-    expect(found).toEqual({ odd: `${leaf(sha1('six'))}/${sha1('seven')}` });
+  it('a blob-shaped symlink or a hard link to a non-blob file: tar walks that directory alone, keeps them and leaves its plain blobs out', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'window-odd-'));
+    try {
+      const plain = await put(dir, 'six');
+      const clean = await put(dir, 'eight');
+      const linked = await put(dir, 'nine');
+      await writeFile(join(dir, 'outside-the-areas'), 'nine');
+      const pre = new PreListing(join(spool, 'listed2'), 0);
+      await pre.stamp(dir);
+      for await (const l of pre.blobs(dir)) await pre.record(l, { status: 'known', sha1: l.sha1 });
+      await pre.finish();
+      expect(pre.count).toBe(3);
+      await sleep(20);
+      // Inside the window: a symlink beside a plain blob, and a blob linked to a file outside the areas.
+      const symlink = `${leaf(sha1('six'))}/${sha1('seven')}`;
+      execFileSync('ln', ['-s', plain.split('/').at(-1) as string, join(dir, symlink)]);
+      await rm(join(dir, 'outside-the-areas'));
+      execFileSync('ln', [join(dir, linked), join(dir, 'outside-the-areas')]);
+      await writeFile(join(dir, leafOf(linked), 'touched'), ''); // its directory changed too
+      await rm(join(dir, leafOf(linked), 'touched'));
+      const scan = await scanWindow(dir, pre);
+      const found = await relist(dir, scan.changed, pre.mixed, join(spool, 'relisted2'));
+      const relisted: string[] = [];
+      for await (const b of found.blobs()) relisted.push(b.path);
+      expect(relisted).toEqual([plain]);
+      expect([...pre.mixed].sort()).toEqual([leafOf(plain), leafOf(linked)].sort());
+      const args = await windowTarArgs(dir, scan, pre.mixed, join(spool, 'dirs2'));
+      const members = execFileSync('sh', ['-c', 'tar -c "$@" . | tar -t', 'tar', ...args], { cwd: dir })
+        .toString()
+        .trim()
+        .split('\n');
+      expect(members).toContain(`./${symlink}`);
+      expect(members).toContain(`./${linked}`);
+      expect(members).toContain('./outside-the-areas');
+      expect(members).not.toContain(`./${plain}`);
+      expect(members).not.toContain(`./${leafOf(clean)}/`);
+      expect(members.filter((m) => m.startsWith(`./${leafOf(clean)}`))).toEqual([]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
