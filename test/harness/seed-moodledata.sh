@@ -23,7 +23,8 @@ first=$(find filedir -type f | sort | sed -n 1p)  # not head: SIGPIPE under pipe
 # One larger file (a course backup .mbz) in the file pool.
 head -c $((BIG_MB * 1024 * 1024)) /dev/urandom >big.tmp
 h=$(sha1sum big.tmp | cut -c1-40); mkdir -p "filedir/${h:0:2}/${h:2:2}"; mv big.tmp "filedir/${h:0:2}/${h:2:2}/$h"
-# trashdir keeps a hard link to a pool file, as Moodle's file deletion does via rename/link.
+# A pool file hard-linked from a path that is not a blob's (old Moodle kept trash flat in trashdir/; its
+# deletion renames, so the link is this seed's): the tarball keeps both names as one file.
 ln "$first" "trashdir/$(basename "$first")"
 echo '$CFG->cachestores = [];' >muc/config.php
 printf 'deny from all\nAllowOverride None\nNote: this file is broken intentionally, we do not want anybody to undo it in subdirectory!\n' >.htaccess
