@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { generateIdentity, identityToRecipient } from 'age-encryption';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { composeLabels } from '../harness/compose.js';
@@ -111,6 +112,21 @@ describe('new host: restore latest from an encrypted S3 target into a freshly cr
       'sha256sum',
       '/bitnami/moodledata/filedir/ab/cd/abcd0001',
     ]);
+    // A pool file hard-linked from outside the pool (the tarball keeps the link, not the store) and a
+    // blob-shaped symlink beside it: both must come back as they were, through the image's own mounts.
+    const text = 'a pool file linked from outside the pool';
+    const h = createHash('sha1').update(text).digest('hex');
+    const pool = `filedir/${h.slice(0, 2)}/${h.slice(2, 4)}`;
+    const link = createHash('sha1').update('a symlink').digest('hex');
+    const odd = `cd /bitnami/moodledata && stat -c '%i %h' ${pool}/${h} course-copy.txt && readlink ${pool}/${link}`;
+    await execOk(stack.containers.moodle, [
+      'sh',
+      '-c',
+      `cd /bitnami/moodledata && mkdir -p ${pool} && printf %s '${text}' > ${pool}/${h} && ln ${pool}/${h} course-copy.txt && ln -s ${h} ${pool}/${link}`,
+    ]);
+    const oddBefore = (await execOk(stack.containers.moodle, ['sh', '-c', odd])).split('\n');
+    expect(oddBefore[0]).toMatch(/^\d+ 2$/);
+    expect(oddBefore.slice(0, 3)).toEqual([oddBefore[0], oddBefore[0], h]);
     // Online mode: the database as a pg_dump, the riskier restore on a new host (fresh server, then the load).
     const online = JSON.parse((await run(old, ['sh', '-c', 'BACKUP_MODE=online backup --json'])).stdout) as {
       id: string;
@@ -148,6 +164,11 @@ describe('new host: restore latest from an encrypted S3 target into a freshly cr
     expect(
       await execOk(stack.containers.moodle, ['sha256sum', '/bitnami/moodledata/filedir/ab/cd/abcd0001']),
     ).toBe(blob);
+    // One file under two names again (the inode is the new volume's), and the symlink.
+    const oddAfter = (await execOk(stack.containers.moodle, ['sh', '-c', odd])).split('\n');
+    expect(oddAfter[0]).toMatch(/^\d+ 2$/);
+    expect(oddAfter.slice(0, 3)).toEqual([oddAfter[0], oddAfter[0], h]);
+    expect(await execOk(stack.containers.moodle, ['cat', `/bitnami/moodledata/${pool}/${h}`])).toBe(text);
     expect(await stack.page()).toMatch(/200 OK[\s\S]*300 courses/);
     // Moodle's cron runs against the restored database (it records its run in mdl_config).
     const cron = await execIn(stack.containers.moodle, ['php', '/bitnami/moodle/admin/cli/cron.php']);
