@@ -11,16 +11,18 @@ import { type ListedBlob, records } from './listing.js';
  * not kept either: both names come back, each a file, with the same bytes.
  */
 export class SharedInodes {
-  private linked: Promise<Set<string>> | undefined;
+  private linked: Promise<Set<string> | null> | undefined;
 
   constructor(private readonly root: string) {}
 
   /** Whether the store may take this blob: one link, or none of its others is a non-blob file of the volume. */
   async storable(l: ListedBlob): Promise<boolean> {
     if (l.nlink <= 1) return true;
-    // One walk of the volume, and only when some blob has several links (Moodle never makes one).
-    this.linked ??= linkedNonBlobs(this.root);
-    return !(await this.linked).has(l.ino);
+    // One walk of the volume, and only when some blob has several links (Moodle never makes one). A walk
+    // that fails (a directory it may not read) keeps every such blob in the tarball, as before this check.
+    this.linked ??= linkedNonBlobs(this.root).catch(() => null);
+    const linked = await this.linked;
+    return linked !== null && !linked.has(l.ino);
   }
 }
 

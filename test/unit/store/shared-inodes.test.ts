@@ -56,4 +56,17 @@ describe('SharedInodes: which hard-linked blobs the store may take', () => {
     expect(await storable(kept)).toBe(false);
     expect(await storable(flat)).toBe(false);
   });
+
+  it('keeps every linked blob in the tarball when the walk fails; a blob with one link needs no walk', async () => {
+    const plain = await blob('plain');
+    const linked = await blob('linked');
+    await linkTo(linked, join(base, 'elsewhere'));
+    const listed = new Map<string, ListedBlob>();
+    for await (const l of listBlobs(root)) if (l.kind === 'blob') listed.set(l.path, l);
+    // The volume gone before the walk: find fails.
+    await rm(root, { recursive: true });
+    const links = new SharedInodes(root);
+    expect(await links.storable(listed.get(plain) as ListedBlob)).toBe(true);
+    expect(await links.storable(listed.get(linked) as ListedBlob)).toBe(false);
+  });
 });
