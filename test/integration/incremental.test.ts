@@ -313,8 +313,8 @@ describe('incremental backups (the blob store)', () => {
     timeout: 300_000,
   }, async () => {
     const backend = createBackend(config.target);
-    // The seed's blob linked to a non-blob file of the same volume stays in the tarball (tar keeps that link)
-    // and makes the window list every file; here only links leaving the volume are looked at.
+    // The seed's blob linked to a non-blob file of the same volume stays in the tarball (tar keeps that
+    // link): gone here, so that only links leaving the volume are looked at.
     await inDataroot(stack, 'find trashdir -maxdepth 1 -type f -links +1 -delete');
     await runBackup({ docker: docker(), config, backend, log: silentLogger() }); // what the store holds already
     const other = uniqueName('cp-al');
