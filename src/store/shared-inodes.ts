@@ -3,12 +3,12 @@ import { type ListedBlob, records } from './listing.js';
 
 /**
  * Which blobs with more than one link the store may take. A blob leaves the tarball once it is in the
- * store, and a restore writes it as a file of its own: a hard link it shared with another file of the volume
- * would be lost, so such a blob stays in the tarball, where tar keeps the link. A link to a file outside the
- * volume (a dataroot copied in with `cp -al` from another volume of the same disk) cannot be kept by any
- * archive of this volume; before this check it kept every such blob in the tarball, read in full inside the
- * stop window at every run. Links between two blob paths (`filedir/` and `trashdir/`, the same content) are
- * not kept either: both names come back, each a file, with the same bytes.
+ * store, and a restore that fetches it writes a file of its own: a hard link it shared with another file of
+ * the volume would be lost, so such a blob stays in the tarball, where tar keeps the link. A link to a file
+ * outside the volume (a dataroot copied in with `cp -al` from another volume of the same disk) cannot be
+ * kept by any archive of this volume; before this check every such blob stayed in the tarball, read in full
+ * inside the stop window at every run. Links between two blob paths (`filedir/` and `trashdir/`, the same
+ * content) are not kept either: both names come back, each a file, with the same bytes.
  */
 export class SharedInodes {
   private linked: Promise<Set<string> | null> | undefined;
