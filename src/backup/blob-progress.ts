@@ -28,7 +28,7 @@ export async function newBlobTotal(
     for await (const l of listBlobs(dir)) {
       if (opts.signal?.aborted || Date.now() > end) return { estimated: true };
       // As backup/blobs.ts stores them: not a blob hard-linked to a non-blob file (the tarball keeps it).
-      if (l.kind !== 'blob' || !isNew(l.sha1) || !(l.nlink === 1 || (await links.storable(l)))) continue;
+      if (l.kind !== 'blob' || !isNew(l.sha1) || !(await links.storable(l))) continue;
       files++;
       bytes += l.size;
     }

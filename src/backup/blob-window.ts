@@ -170,7 +170,7 @@ export class PreListing {
     this.links ??= new SharedInodes(root);
     for await (const l of source) {
       signal?.throwIfAborted();
-      if ((await sort(l, this.links)) === 'blob') yield l as ListedBlob;
+      if (await this.links.storable(l)) yield l as ListedBlob;
       else this.mixed.add(leafOf(l.path));
     }
   }
@@ -251,18 +251,6 @@ function digits(buf: Buffer, at: number): number {
   return n;
 }
 
-type Kind = 'blob' | 'other';
-
-/**
- * A blob for the store, or anything else at a blob's depth, which the tarball keeps: a name that is not a
- * blob's, a blob-shaped file that is not a plain one (a symlink, a hard link the tarball must keep, a path no
- * list line can hold). Awaits only for a file with several links.
- */
-function sort(l: Listed, links: SharedInodes): Kind | Promise<Kind> {
-  if (l.kind !== 'blob') return 'other';
-  return l.nlink === 1 ? 'blob' : links.storable(l).then((ok) => (ok ? 'blob' : 'other'));
-}
-
 /** What the window found: the directories to list again, the ones gone, and every leaf directory now. */
 export interface WindowScan {
   changed: LeafSet;
@@ -306,7 +294,7 @@ export async function relist(
   try {
     for (const leaf of changed) mixed.delete(leaf); // seen again below
     for await (const l of listLeafDirs(root, changed)) {
-      if ((await sort(l, links)) === 'other') mixed.add(leafOf(l.path));
+      if (!(await links.storable(l))) mixed.add(leafOf(l.path));
       else {
         count++;
         await out.add(`${JSON.stringify(l)}\n`);
@@ -347,7 +335,7 @@ export async function windowTarArgs(
       if (!mixed.has(path) && isListable(path)) await out.add(`./${path}\n`);
     // A path no line can hold is not a plain blob: nothing of such a directory is left out.
     for await (const l of listLeafDirs(root, walked.filter(isListable)))
-      if ((await sort(l, links)) === 'blob') await out.add(`./${l.path}\n`);
+      if (await links.storable(l)) await out.add(`./${l.path}\n`);
     await out.finish();
   } finally {
     out.abort();

@@ -561,7 +561,7 @@ async function* plainBlobs(dir: string, signal?: AbortSignal, odd?: () => void):
   const links = new SharedInodes(dir);
   for await (const l of listBlobs(dir)) {
     signal?.throwIfAborted();
-    if (l.kind === 'blob' && (l.nlink === 1 || (await links.storable(l)))) yield l;
+    if (await links.storable(l)) yield l as ListedBlob;
     else odd?.();
   }
 }

@@ -1,5 +1,5 @@
 import { BLOB_AREAS, isSha1Hex } from './layout.js';
-import { type ListedBlob, records } from './listing.js';
+import { type Listed, type ListedBlob, records } from './listing.js';
 
 /**
  * Which blobs with more than one link the store may take. A blob leaves the tarball once it is in the
@@ -15,9 +15,17 @@ export class SharedInodes {
 
   constructor(private readonly root: string) {}
 
-  /** Whether the store may take this blob: one link, or none of its others is a non-blob file of the volume. */
-  async storable(l: ListedBlob): Promise<boolean> {
-    if (l.nlink <= 1) return true;
+  /**
+   * Whether the store may take this listed file: a blob with one link, or none of whose others is a non-blob
+   * file of the volume. Anything else at a blob's depth (a name that is not a blob's, a symlink, a path no list
+   * line can hold) the tarball keeps. A promise only for a file with several links.
+   */
+  storable(l: Listed): boolean | Promise<boolean> {
+    if (l.kind !== 'blob') return false;
+    return l.nlink <= 1 || this.onlyLinkedOutside(l);
+  }
+
+  private async onlyLinkedOutside(l: ListedBlob): Promise<boolean> {
     // One walk of the volume, and only when some blob has several links (Moodle never makes one). A walk
     // that fails (a directory it may not read) keeps every such blob in the tarball, as before this check.
     this.linked ??= linkedNonBlobs(this.root).catch(() => null);
