@@ -18,12 +18,13 @@ const COUNT_LIMIT_MS = 30_000;
 export async function newBlobTotal(
   dir: string,
   isNew: (sha1: string) => boolean,
-  opts: { limitMs?: number; signal?: AbortSignal } = {},
+  /** `links`: the run's for this volume, whose walk the listing beside this count shares. */
+  opts: { limitMs?: number; signal?: AbortSignal; links?: SharedInodes } = {},
 ): Promise<VolumeTotal> {
   const end = Date.now() + (opts.limitMs ?? COUNT_LIMIT_MS);
   let files = 0;
   let bytes = 0;
-  const links = new SharedInodes(dir);
+  const links = opts.links ?? new SharedInodes(dir);
   try {
     for await (const l of listBlobs(dir)) {
       if (opts.signal?.aborted || Date.now() > end) return { estimated: true };
@@ -72,7 +73,7 @@ export class StoreProgress {
     // The store's index, not the writer's own view: a blob the writer has taken up but not stored yet is new.
     const isNew = (sha1: string) =>
       !s.index.has(Buffer.from(sha1, 'hex')) || Boolean(storedWhileCounting?.has(sha1));
-    void newBlobTotal(bv.dir, isNew, { signal: this.stop.signal }).then((total) => {
+    void newBlobTotal(bv.dir, isNew, { signal: this.stop.signal, links: bv.links }).then((total) => {
       storedWhileCounting = undefined;
       if (total.bytes !== undefined) this.board.setTotal(label, total);
     });

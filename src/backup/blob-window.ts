@@ -64,8 +64,6 @@ export class PreListing {
    * blob-shaped symlink, a hard link the tarball keeps): tar walks them, leaving out their plain blobs.
    */
   readonly mixed = new Set<string>();
-  /** Set by the first listing: which blobs with several links may go to the store (the window asks it too). */
-  links: SharedInodes | undefined;
   readonly mismatches: ManifestBlobs['mismatches'] = [];
   count = 0;
   bytes = 0;
@@ -79,6 +77,8 @@ export class PreListing {
     readonly file: string,
     /** sinceMarginFor the dataroot: also the window's, for the next backup's baseline. */
     readonly marginMs = SINCE_MARGIN_MS,
+    /** Which blobs with several links may go to the store (the run's, for the dataroot listed). */
+    private readonly links?: SharedInodes,
   ) {
     this.sinceMs = Date.now() - marginMs;
   }
@@ -167,10 +167,10 @@ export class PreListing {
     source: AsyncIterable<Listed>,
     signal?: AbortSignal,
   ): AsyncGenerator<ListedBlob> {
-    this.links ??= new SharedInodes(root);
+    const links = this.links ?? new SharedInodes(root);
     for await (const l of source) {
       signal?.throwIfAborted();
-      if (await this.links.storable(l)) yield l as ListedBlob;
+      if (await links.storable(l)) yield l as ListedBlob;
       else this.mixed.add(leafOf(l.path));
     }
   }

@@ -53,7 +53,13 @@ export async function openStore(
   for (const v of run.mp.tarVolumes) {
     const dir = dirs.get(v.name);
     if (dir && (await isDir(join(dir, 'filedir'))))
-      volumes.set(v.name, { v, dir, beforeMs: 0, added: { blobs: 0, bytes: 0, packBytes: 0 } });
+      volumes.set(v.name, {
+        v,
+        dir,
+        links: new SharedInodes(dir),
+        beforeMs: 0,
+        added: { blobs: 0, bytes: 0, packBytes: 0 },
+      });
     else if (dataroot?.name === v.name) {
       // The dataroot a user expects to be incremental: say why it is read whole.
       const why = !dir
@@ -127,7 +133,11 @@ export async function storeBefore(run: BackupRun, s: BlobSession): Promise<void>
     // Keyed by the Docker volume's own name: another site's volume of the same compose name is not this one.
     const prev = await loadListing(s.listings, bv.v.name, run.ctx.backend);
     // What this listing saw is kept, so the window lists again only the directories that changed since.
-    const pre = new PreListing(join(run.spoolDir, `${bv.v.short}.listed`), await sinceMarginFor(bv.dir));
+    const pre = new PreListing(
+      join(run.spoolDir, `${bv.v.short}.listed`),
+      await sinceMarginFor(bv.dir),
+      bv.links,
+    );
     const added = await counted(s, bv, async () => {
       try {
         if (!prev) await pre.stamp(bv.dir);
@@ -300,7 +310,7 @@ async function storeChanged(
     scan.changed,
     pre.mixed,
     join(run.spoolDir, `${bv.v.short}.relisted`),
-    pre.links,
+    bv.links,
   );
   const relisted = found.count;
   const drop = scan.stale.size > 0 ? scan.stale : undefined;
@@ -347,7 +357,7 @@ async function storeChanged(
       `${bv.v.short}: ${totals.count} blob(s), ${scan.changed.size} changed director(ies) listed again, ${added.blobs} stored inside the window`,
     );
     const excludeFile = join(run.spoolDir, `${bv.v.short}.blob-dirs`);
-    const args = await windowTarArgs(bv.dir, scan, pre.mixed, excludeFile, pre.links);
+    const args = await windowTarArgs(bv.dir, scan, pre.mixed, excludeFile, bv.links);
     bv.next = { draft, sinceMs: scan.sinceMs, stamps: scan.stamps, mixed: pre.mixed, totals };
     // Every line the last snapshot's, no directory changed before or inside the window: likely its very text.
     const likelySame = !drop && pre.reused === pre.count && pre.changedDirs === 0 && scan.changed.size === 0;
@@ -504,7 +514,7 @@ async function storeAll(run: BackupRun, s: BlobSession, bv: BlobVolume, t0: numb
     const added = await counted(s, bv, () =>
       s.writer.addAll(
         bv.dir,
-        plainBlobs(bv.dir, signal, () => odd++),
+        plainBlobs(bv.dir, bv.links, signal, () => odd++),
         async (l, r) => {
           if (r.status === 'vanished') return; // deleted while listed (online mode): not in this snapshot
           if (r.status === 'added') bv.progress?.stored(l);
@@ -557,8 +567,12 @@ async function storeAll(run: BackupRun, s: BlobSession, bv: BlobVolume, t0: numb
  * the volume, see SharedInodes). A file of the same shape that is not one (a symlink, a hard link to a
  * non-blob path) is counted by `odd` and stays in the tarball.
  */
-async function* plainBlobs(dir: string, signal?: AbortSignal, odd?: () => void): AsyncGenerator<ListedBlob> {
-  const links = new SharedInodes(dir);
+async function* plainBlobs(
+  dir: string,
+  links: SharedInodes,
+  signal?: AbortSignal,
+  odd?: () => void,
+): AsyncGenerator<ListedBlob> {
   for await (const l of listBlobs(dir)) {
     signal?.throwIfAborted();
     if (await links.storable(l)) yield l as ListedBlob;

@@ -17,6 +17,7 @@ import type { StoreEncoding } from '../store/encoding.js';
 import type { LeafTable } from '../store/leaf-table.js';
 import type { ListedBlob } from '../store/listing.js';
 import type { PackWriter } from '../store/pack-writer.js';
+import type { SharedInodes } from '../store/shared-inodes.js';
 import type { LastList } from '../store/snapshot-list.js';
 import type { PreListing } from './blob-window.js';
 import type { ListingDraft } from './listing-cache.js';
@@ -114,6 +115,11 @@ export interface BlobVolume {
   v: VolumeTarget;
   dir: string;
   beforeMs: number;
+  /**
+   * Which blobs with several links the store may take: one walk of the volume a run at most, shared by the
+   * listing, the window and the progress line's count, which run at the same time.
+   */
+  links: SharedInodes;
   /** What this run added to the store for this volume: blobs, their bytes, the packs' stored bytes. */
   added: { blobs: number; bytes: number; packBytes: number };
   /** The terminal's progress line of a phase that stores blobs (backup/blob-progress.ts). */
