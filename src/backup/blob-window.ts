@@ -317,6 +317,8 @@ export async function relist(
  * others are walked with their plain blobs left out by path. Those are listed once more here (the stack is
  * stopped or paused: what is there is what the blob list says), so a blob-shaped file the list does not
  * name (a symlink, a hard link the tarball keeps) stays in the tarball: the blobs' shape would leave it out.
+ * Online mode (live): a file added to a left-out directory after the scan is not in the snapshot, as a blob
+ * added after its listing is not; the snapshot is the dataroot as the scan saw it, taken after the dump.
  */
 export async function windowTarArgs(
   root: string,

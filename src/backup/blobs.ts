@@ -127,6 +127,8 @@ export async function openStore(
  */
 export async function storeBefore(run: BackupRun, s: BlobSession): Promise<void> {
   const { log, signal } = run.ctx;
+  // Online mode stops nothing: this is its first look, and the read's second one lists what changed since.
+  const when = run.plan.actions.length > 0 ? ' before the stop' : '';
   for (const bv of [...s.volumes.values()]) {
     const t0 = Date.now();
     // The last snapshot's listing, when it is still stored: only the directories changed since are listed.
@@ -168,8 +170,8 @@ export async function storeBefore(run: BackupRun, s: BlobSession): Promise<void>
         ms: bv.beforeMs,
       },
       prev
-        ? `${bv.v.short}: ${pre.count} blob(s), ${pre.changedDirs} director(ies) changed since ${prev.snapshot} listed again, ${added.blobs} new stored before the stop`
-        : `${bv.v.short}: ${pre.count} blob(s) listed, ${added.blobs} new stored before the stop`,
+        ? `${bv.v.short}: ${pre.count} blob(s), ${pre.changedDirs} director(ies) changed since ${prev.snapshot} listed again, ${added.blobs} new stored${when}`
+        : `${bv.v.short}: ${pre.count} blob(s) listed, ${added.blobs} new stored${when}`,
     );
   }
 }
@@ -259,8 +261,8 @@ async function counted(
 }
 
 /**
- * Inside the window (stack stopped or paused; online mode: live): stores the blobs that appeared since the
- * listing before the stop, and writes the snapshot's blob list. Returns the GNU tar options that leave
+ * Inside the window (stack stopped or paused; online mode: live, a second look): stores the blobs that
+ * appeared since the listing before, and writes the snapshot's blob list. Returns the GNU tar options that leave
  * exactly the listed files (and, after a listing before the stop, the leaf directories) out of the volume's
  * tarball. Without that listing, or with a leaf directory whose name is not UTF-8 (find cannot be given it
  * again), every file is listed again (storeAll).
@@ -354,7 +356,7 @@ async function storeChanged(
         addedBytes: added.bytes,
         ms: insideMs,
       },
-      `${bv.v.short}: ${totals.count} blob(s), ${scan.changed.size} changed director(ies) listed again, ${added.blobs} stored inside the window`,
+      `${bv.v.short}: ${totals.count} blob(s), ${scan.changed.size} changed director(ies) listed again, ${added.blobs} stored ${run.plan.actions.length > 0 ? 'inside the window' : 'since the first look'}`,
     );
     const excludeFile = join(run.spoolDir, `${bv.v.short}.blob-dirs`);
     const args = await windowTarArgs(bv.dir, scan, pre.mixed, excludeFile, bv.links);
@@ -499,7 +501,7 @@ function warnMismatch(run: BackupRun, bv: BlobVolume, l: ListedBlob, r: { actual
   );
 }
 
-/** The window without a usable first listing (online mode, or an odd file): every file listed again. */
+/** The window when the leaf directories cannot all be named (one is not UTF-8): every file listed again. */
 async function storeAll(run: BackupRun, s: BlobSession, bv: BlobVolume, t0: number): Promise<string[]> {
   const { log, signal } = run.ctx;
   // The list's lines, plain: the list itself is written once the stack runs again (writeBlobLists).

@@ -7,7 +7,6 @@ import { progressTotals } from '../observe/size-scan.js';
 import { quiesce } from '../stack/quiesce.js';
 import { isBlobPath } from '../store/layout.js';
 import { volumeDir } from '../volume/mount-dir.js';
-import { StoreProgress } from './blob-progress.js';
 import { storeInside } from './blobs.js';
 import type { BackupRun } from './context.js';
 import { dumpStep } from './dump-step.js';
@@ -123,11 +122,8 @@ export async function readVolumes(
     const bv = run.store?.volumes.get(v.name);
     const store = run.store;
     if (!store || !bv) continue;
-    const p = chain.then(() => {
-      // Nothing stopped (online mode): every new blob is stored here, with its line.
-      const lines = run.plan.actions.length === 0 ? StoreProgress.start(store, [bv]) : undefined;
-      return storeInside(run, store, bv).finally(() => lines?.finish());
-    });
+    // The few blobs that appeared since the listing before: no progress line of their own.
+    const p = chain.then(() => storeInside(run, store, bv));
     p.catch(() => undefined); // awaited in the loop below
     inside.set(v.name, p);
     chain = p.catch(() => undefined);

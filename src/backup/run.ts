@@ -25,11 +25,12 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
     // Online mode: maintenance mode only while the dump runs; the file volumes are read live afterwards.
     if (await dumpDatabase(run)) await maintenanceOff(run);
     const { dirs, board } = await prepareReads(run);
-    // Moodle's blobs never change: those new to the store are stored while the site still runs.
+    // Moodle's blobs never change: those new to the store are stored while the site still runs. In online
+    // mode too: then the read's second look lists again only the leaf directories that changed since.
     run.store = await openStore(run, dirs);
     // Which earlier archives may stand in for an unchanged volume (checked again inside the window).
     run.reuse = await findReusable(run, dirs);
-    if (run.store && run.plan.actions.length > 0) {
+    if (run.store) {
       const lines = StoreProgress.start(run.store, [...run.store.volumes.values()]);
       await storeBefore(run, run.store).finally(() => lines?.finish());
       // Those packs used the age streams opened ahead; open the window's again (archives, lists, a pack each).

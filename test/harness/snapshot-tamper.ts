@@ -15,7 +15,7 @@ import {
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Header, pack } from 'tar-stream';
+import { extract, type Header, pack } from 'tar-stream';
 import {
   MANIFEST_NAME,
   type Manifest,
@@ -179,4 +179,68 @@ export async function corruptFileInArchive(
   } finally {
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/**
+ * Rewrites a volume's zstd archive with `extra` entries (directories) added, each right after its parent's
+ * entry as GNU tar's walk would have written it (at the end when the archive has no such parent), the archive's
+ * own entries copied with their headers; records the new archive's true size and sha256. A name the archive
+ * already holds is not added again.
+ */
+export async function addToArchive(
+  copy: SnapshotCopy,
+  volume: string,
+  extra: (Partial<Header> & { name: string })[],
+): Promise<void> {
+  const r = spawnSync('zstd', ['-q', '-dc', copy.archive(volume)], { maxBuffer: 1 << 30 });
+  if (r.status !== 0) throw new Error(`zstd -d failed: ${r.stderr?.toString()}`);
+  const bare = (name: string) => name.replace(/\/$/, '');
+  const parentOf = (name: string) => bare(name).slice(0, bare(name).lastIndexOf('/'));
+  const children = new Map<string, typeof extra>();
+  for (const h of extra) children.set(parentOf(h.name), [...(children.get(parentOf(h.name)) ?? []), h]);
+  const names = new Set<string>();
+  const out = pack();
+  const chunks: Buffer[] = [];
+  out.on('data', (c) => chunks.push(c as Buffer));
+  const ended = new Promise<void>((resolve, reject) => {
+    out.on('end', resolve);
+    out.on('error', reject);
+  });
+  const add = (h: Partial<Header> & { name: string }, body?: Buffer) =>
+    new Promise<void>((resolve, reject) => {
+      const cb = (err?: Error | null) => (err ? reject(err) : resolve());
+      if (body) out.entry(h, body, cb);
+      else out.entry(h, cb);
+    });
+  const entries: { header: Header; body: Buffer }[] = [];
+  const ex = extract();
+  ex.on('entry', (header, stream, next) => {
+    const body: Buffer[] = [];
+    stream.on('data', (c) => body.push(c as Buffer));
+    stream.on('end', () => {
+      entries.push({ header, body: Buffer.concat(body) });
+      next();
+    });
+  });
+  const read = new Promise<void>((resolve, reject) => {
+    ex.on('finish', resolve);
+    ex.on('error', reject);
+  });
+  ex.end(r.stdout);
+  await read;
+  for (const e of entries) names.add(bare(e.header.name));
+  const added = new Set<string>();
+  for (const e of entries) {
+    await add(e.header, e.body);
+    for (const h of children.get(bare(e.header.name)) ?? [])
+      if (!names.has(bare(h.name)) && !added.has(h.name)) {
+        added.add(h.name);
+        await add(h);
+      }
+  }
+  for (const h of extra) if (!names.has(bare(h.name)) && !added.has(h.name)) await add(h);
+  out.finalize();
+  await ended;
+  const tar = Buffer.concat(chunks);
+  await replaceArchive(copy, volume, zstd(tar), tar.length);
 }

@@ -7,13 +7,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { generateIdentity, identityToRecipient } from 'age-encryption';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { Manifest, ManifestBlobs } from '../../src/archive/manifest.js';
+import { FORMAT_STORE, type Manifest, type ManifestBlobs } from '../../src/archive/manifest.js';
 import { SINCE_MARGIN_MS } from '../../src/backup/blob-window.js';
 import { runBackup } from '../../src/backup/run.js';
 import type { Config } from '../../src/config/types.js';
 import { silentLogger } from '../../src/observe/logger.js';
 import { runRestore } from '../../src/restore/run.js';
 import { createBackend } from '../../src/storage/index.js';
+import { type DirEntry, formatBlobLine } from '../../src/store/blob-list.js';
+import { snapshotBlobs } from '../../src/store/snapshot-blobs.js';
 import { runVerify } from '../../src/verify/run.js';
 import { composeLabels } from '../harness/compose.js';
 import { type TempDirs, tempDirs, testConfig } from '../harness/config.js';
@@ -21,6 +23,7 @@ import { docker, execOk, IMAGES, TEST_LABEL, uniqueName } from '../harness/docke
 import { fingerprintVolume, type VolumeFingerprint } from '../harness/fingerprint.js';
 import { capturingLogger, diffMinusExcludes } from '../harness/moodle.js';
 import { createTestBucket, testS3Target } from '../harness/s3.js';
+import { addToArchive, copySnapshot, sha256, zstd } from '../harness/snapshot-tamper.js';
 import { createMoodleStack, type MoodleStack } from '../harness/stack.js';
 
 const DATAROOT = '/bitnami/moodledata';
@@ -109,6 +112,45 @@ describe('incremental backups (the blob store)', () => {
       snapshot: id,
       safetySnapshot: false,
     });
+
+  /**
+   * Snapshot `m` as versions before 2026-12-07 wrote an online one (their window listed every file): the leaf
+   * directories in the tarball, with the attributes `m`'s list gives them, and a whole blob list without
+   * directory lines (format /2, `mbs-blobs 1`). A copy under a new id.
+   */
+  const asOlderSnapshot = async (m: Manifest): Promise<string> => {
+    const copy = await copySnapshot(dirs.archive, m.id);
+    const v = copy.volume('moodledata_data');
+    const blobs = v.blobs as ManifestBlobs;
+    const leaves: DirEntry[] = [];
+    const lines = ['mbs-blobs 1\n'];
+    const source = m.volumes.find((x) => x.name === 'moodledata_data') as Manifest['volumes'][number];
+    for await (const b of snapshotBlobs(createBackend(config.target), m, source, undefined, (d) =>
+      leaves.push(d),
+    ))
+      lines.push(formatBlobLine(b));
+    expect(leaves.length).toBeGreaterThan(10);
+    const list = zstd(Buffer.from(lines.join('')));
+    await writeFile(join(copy.dir, blobs.file), list);
+    const { base: _shared, ...whole } = blobs;
+    v.blobs = { ...whole, sha256: sha256(list), storedBytes: list.length };
+    v.fingerprint = undefined; // never reused by a later backup
+    copy.manifest.format = FORMAT_STORE;
+    await copy.save();
+    await addToArchive(
+      copy,
+      'moodledata_data',
+      leaves.map((d) => ({
+        name: `./${d.path}/`,
+        type: 'directory' as const,
+        mode: d.mode,
+        uid: d.uid,
+        gid: d.gid,
+        mtime: new Date(d.mtimeMs),
+      })),
+    );
+    return copy.id;
+  };
 
   beforeAll(async () => {
     stack = await createMoodleStack({ seed: { files: 60, blobKb: 16, bigMb: 1 } });
@@ -221,19 +263,15 @@ describe('incremental backups (the blob store)', () => {
     timeout: 300_000,
   }, async () => {
     const backend = createBackend(config.target);
-    // First taken online (no listing before a stop: the window lists every file, the tarball holds the leaf
-    // directories), then stopping the stack (the blob list names them).
+    // Each snapshot as this version writes it (the blob list names the leaf directories), and as versions
+    // before 2026-12-07 wrote an online one (the tarball holds them; a whole list without directory lines).
     for (const leaves of ['in the tarball', 'in the blob list'] as const) {
-      if (leaves === 'in the blob list') await sleep(SINCE_MARGIN_MS + 100); // older than a listing's racy margin
+      await sleep(SINCE_MARGIN_MS + 100); // older than a listing's racy margin
       const backupLog = capturingLogger();
-      const s = await runBackup({
-        docker: docker(),
-        config: leaves === 'in the tarball' ? { ...config, mode: 'online' } : config,
-        backend,
-        log: backupLog.log,
-      });
+      const taken = await runBackup({ docker: docker(), config, backend, log: backupLog.log });
       const inside = backupLog.lines().find((l) => l.step === 'store' && l.phase === 'inside');
-      expect(inside, leaves).toHaveProperty(leaves === 'in the tarball' ? 'keptInTarball' : 'changedDirs');
+      expect(inside, leaves).toHaveProperty('changedDirs');
+      const s = leaves === 'in the tarball' ? { id: await asOlderSnapshot(taken) } : taken;
       const fp = await moodledata();
       // Two leaf directories holding one plain file each (not the seed's hard link's, which the tarball holds).
       const plain = (
@@ -459,6 +497,56 @@ describe('incremental backups (the blob store)', () => {
     } finally {
       await cron.remove({ force: true });
     }
+  });
+
+  it('online: the next backup lists again only the leaf directories that changed since the last, as a stop does', {
+    timeout: 300_000,
+  }, async () => {
+    const backend = createBackend(config.target);
+    const online: Config = { ...config, mode: 'online' };
+    const m0 = await runBackup({ docker: docker(), config: online, backend, log: silentLogger() });
+    const pool = (
+      await inDataroot(stack, "find filedir -type f -name '????????????????????????????????????????' | sort")
+    )
+      .trim()
+      .split('\n');
+    const added = at('filedir', sha1('added between two online backups'));
+    const tmp = `${pool[0]}.tmp`; // Moodle's temp file while it writes: its directory is one tar walks
+    await inDataroot(
+      stack,
+      `${addBlob('added between two online backups')} && rm ${pool[1]} && printf partial > ${tmp} && chown 1001:1001 ${tmp}`,
+    );
+    // Older than a listing's racy margin: the second look finds nothing new.
+    await sleep(SINCE_MARGIN_MS + 100);
+    const logs = capturingLogger();
+    const m1 = await runBackup({ docker: docker(), config: online, backend, log: logs.log });
+    const first = logs.lines().find((l) => l.step === 'store' && l.phase === 'before-stop');
+    expect(first?.previous, JSON.stringify(first)).toBe(m0.id);
+    expect(first?.changedDirs, JSON.stringify(first)).toBeGreaterThanOrEqual(1);
+    expect(first?.changedDirs, JSON.stringify(first)).toBeLessThanOrEqual(3);
+    // Most lines come from m0's listing, not from reading directories again.
+    expect(Number(first?.reused), JSON.stringify(first)).toBeGreaterThan(blobsOf(m0).count / 2);
+    const second = logs.lines().find((l) => l.step === 'store' && l.phase === 'inside');
+    expect(second?.changedDirs, JSON.stringify(second)).toBe(0);
+    expect(logs.lines().some((l) => /listing every file again/.test(String(l.msg)))).toBe(false);
+    expect(blobsOf(m1)).toMatchObject({ count: blobsOf(m0).count, added: 1 });
+    const paths: string[] = [];
+    for await (const b of snapshotBlobs(
+      backend,
+      m1,
+      m1.volumes.find((x) => x.blobs) as Manifest['volumes'][number],
+      undefined,
+    ))
+      paths.push(b.path);
+    expect(paths).toContain(added);
+    expect(paths).not.toContain(pool[1]);
+    const fp = await moodledata();
+    expect(fp.entries.some((e) => e.path === tmp)).toBe(true);
+
+    await inDataroot(stack, `rm ${added} ${tmp}`);
+    await restoreSnapshot(m1.id);
+    expect(diffMinusExcludes(fp, await moodledata()), `restore of ${m1.id}`).toEqual([]);
+    await inDataroot(stack, `rm ${tmp}`);
   });
 
   it('a staged restore that meets a damaged pack fails and leaves the live dataroot and the stack as they were', {

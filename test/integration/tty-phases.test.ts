@@ -63,7 +63,7 @@ describe('progress of every phase on a terminal (online mode, incremental store)
     expect(said).toBeGreaterThan(16 * 1024);
     for (const l of lines.filter((x) => x.startsWith(`${DUMP} `) && !x.includes(' 100% ')))
       expect(l, r.stdout).toMatch(new RegExp(`^${DUMP} ~\\d+% \\S+/~\\S+`));
-    // Nothing stops in online mode: the blobs are stored while the volume is read, all of them new.
+    // Nothing stops in online mode: the blobs are stored after the dump, all of them new.
     const m = await newestManifest(dirs.archive);
     online = m.id;
     const blobs = m.volumes.find((v) => v.name === 'moodledata_data')?.blobs;
