@@ -65,7 +65,10 @@ const volumeSchema = z.object({
       mismatches: z
         .array(z.object({ path: z.string(), claimed: z.string(), actual: z.string() }))
         .default([]),
-      /** Phase times: blobs stored before the stack stopped, and listed/stored inside the window. */
+      /**
+       * Phase times: blobs stored before the stack stopped, and listed/stored inside the window (online mode:
+       * at the first look and at the second).
+       */
       beforeMs: z.number().nonnegative(),
       insideMs: z.number().nonnegative(),
       /**
