@@ -267,16 +267,19 @@ export interface WindowScan {
    * keeps it, so the other leaf directories are named.
    */
   strays: boolean;
-  /** A leaf directory whose name is not UTF-8: what changed in it cannot be listed again by name. */
-  undecodable?: string;
 }
 
+/**
+ * The leaf directories now, and which changed since the listing before. One whose name is not UTF-8 is in
+ * `changed` by its text, which names nothing find can list (it says the directory vanished): it is a stray,
+ * and tar walks it whole.
+ */
 export async function scanWindow(root: string, pre: PreListing): Promise<WindowScan> {
   const sinceMs = Date.now() - pre.marginMs;
-  const { stamps, strays, undecodable } = await scanLeaves(root, { attrs: true });
+  const { stamps, strays } = await scanLeaves(root, { attrs: true });
   const { changed, stale } = stamps.changedSince(pre.stamps, pre.sinceMs);
   pre.stamps = new LeafTable(); // not needed any more
-  return { changed, stale, strays, undecodable, stamps, sinceMs };
+  return { changed, stale, strays, stamps, sinceMs };
 }
 
 /** The changed directories' plain blobs; a directory there holding anything else is marked mixed. */

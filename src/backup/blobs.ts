@@ -6,19 +6,16 @@ import { storeDecrypter } from '../archive/encryption.js';
 import type { ManifestBlobs } from '../archive/manifest.js';
 import { SidecarError } from '../common/errors.js';
 import { fileChunks } from '../common/file-chunks.js';
-import { LineFile } from '../common/line-file.js';
 import { spoolError } from '../storage/spool-error.js';
 import { formatBlobLine, formatDirLine } from '../store/blob-list.js';
 import type { StoreEncoding } from '../store/encoding.js';
 import { IndexCache } from '../store/index-cache.js';
-import { BLOB_AREAS } from '../store/layout.js';
 import { type LeafTable, leafOf } from '../store/leaf-table.js';
-import { type ListedBlob, listBlobs } from '../store/listing.js';
+import type { ListedBlob } from '../store/listing.js';
 import { PackWriter } from '../store/pack-writer.js';
 import { SharedInodes } from '../store/shared-inodes.js';
 import { type SnapshotListResult, writeSnapshotList } from '../store/snapshot-list.js';
 import { loadIndex } from '../store/store-io.js';
-import { blobExcludeArgs } from '../volume/exclude-tar-args.js';
 import { PreListing, relist, scanWindow, sinceMarginFor, windowTarArgs } from './blob-window.js';
 import type { BackupRun, BlobSession, BlobVolume } from './context.js';
 import { keepBase, loadKeptBase, newKeptPath, readableAs } from './list-base-cache.js';
@@ -33,9 +30,6 @@ function storeCache(stateDir: string, location: string): IndexCache {
   const key = createHash('sha256').update(location).digest('hex').slice(0, 16);
   return new IndexCache(join(stateDir, 'store-cache', key));
 }
-
-/** GNU tar options for the tarball of a volume whose blobs are in the store. */
-export const BLOB_TAR_ARGS = blobExcludeArgs(BLOB_AREAS);
 
 /**
  * Which volumes keep their blobs in the store (BACKUP_INCREMENTAL=auto: those the sidecar can read as a
@@ -262,22 +256,13 @@ async function counted(
 
 /**
  * Inside the window (stack stopped or paused; online mode: live, a second look): stores the blobs that
- * appeared since the listing before, and writes the snapshot's blob list. Returns the GNU tar options that leave
- * exactly the listed files (and, after a listing before the stop, the leaf directories) out of the volume's
- * tarball. Without that listing, or with a leaf directory whose name is not UTF-8 (find cannot be given it
- * again), every file is listed again (storeAll).
+ * appeared since the listing before, and writes the snapshot's blob list. Returns the GNU tar options that
+ * leave exactly the listed files and the leaf directories that hold only them out of the volume's tarball.
  */
 export async function storeInside(run: BackupRun, s: BlobSession, bv: BlobVolume): Promise<string[]> {
-  const t0 = Date.now();
-  if (bv.pre) {
-    const done = await storeChanged(run, s, bv, bv.pre, t0);
-    if ('args' in done) return done.args;
-    run.ctx.log.info(
-      { step: 'store', volume: bv.v.short, path: done.undecodable },
-      `${bv.v.short}: the leaf directory ${JSON.stringify(done.undecodable)} has a name that is not UTF-8 (it stays in the tarball): listing every file again inside the window`,
-    );
-  }
-  return storeAll(run, s, bv, t0);
+  // storeBefore lists every volume of the store before the window; without it nothing here is known.
+  if (!bv.pre) throw new Error(`${bv.v.short}: the window's look came before any listing`);
+  return storeChanged(run, s, bv, bv.pre, Date.now());
 }
 
 /** A file of list lines, read for a pass that lets each chunk go (a reused buffer) or one that may keep it. */
@@ -295,8 +280,8 @@ function listFile(run: BackupRun, bv: BlobVolume): { file: string; path: string 
  * (backup/blob-window.ts), and the new blobs there stored. The snapshot's lines (the first listing's for the
  * rest, and the new ones) go to the listing draft; the blob list itself is written from them once the stack
  * runs again (writeBlobLists): compressing 37,000 lines and 28,000 directory lines took CPU from the
- * database's read in the window. A leaf directory whose name is not UTF-8: its name, and the caller lists
- * everything the old way.
+ * database's read in the window. A leaf directory whose name is not UTF-8 is never listed again by name (find
+ * is given the text, which names nothing): no line can name what it holds, so tar walks it whole.
  */
 async function storeChanged(
   run: BackupRun,
@@ -304,9 +289,8 @@ async function storeChanged(
   bv: BlobVolume,
   pre: PreListing,
   t0: number,
-): Promise<{ args: string[] } | { undecodable: string }> {
+): Promise<string[]> {
   const scan = await scanWindow(bv.dir, pre);
-  if (scan.undecodable) return { undecodable: scan.undecodable };
   const found = await relist(
     bv.dir,
     scan.changed,
@@ -365,7 +349,7 @@ async function storeChanged(
     const likelySame = !drop && pre.reused === pre.count && pre.changedDirs === 0 && scan.changed.size === 0;
     bv.listLater = () =>
       writeListFrom(run, s, bv, { draft, stamps: scan.stamps, totals, insideMs, likelySame });
-    return { args };
+    return args;
   } catch (err) {
     await draft.discard();
     throw spoolFull(err, run.spoolDir);
@@ -499,87 +483,6 @@ function warnMismatch(run: BackupRun, bv: BlobVolume, l: ListedBlob, r: { actual
     { step: 'store', volume: bv.v.short, path: l.path, actual: r.actual },
     `${bv.v.short}: ${l.path} does not hold the content its name claims (SHA-1 ${r.actual}): Moodle's copy is corrupt; saved as it is`,
   );
-}
-
-/** The window when the leaf directories cannot all be named (one is not UTF-8): every file listed again. */
-async function storeAll(run: BackupRun, s: BlobSession, bv: BlobVolume, t0: number): Promise<string[]> {
-  const { log, signal } = run.ctx;
-  // The list's lines, plain: the list itself is written once the stack runs again (writeBlobLists).
-  const linesPath = join(run.spoolDir, `${bv.v.short}.all-lines`);
-  const lines = new LineFile(linesPath);
-  const excludeFile = join(run.spoolDir, `${bv.v.short}.blob-paths`);
-  const paths = new LineFile(excludeFile);
-  const mismatches: ManifestBlobs['mismatches'] = [];
-  const totals = { count: 0, bytes: 0 };
-  let odd = 0;
-  try {
-    const added = await counted(s, bv, () =>
-      s.writer.addAll(
-        bv.dir,
-        plainBlobs(bv.dir, bv.links, signal, () => odd++),
-        async (l, r) => {
-          if (r.status === 'vanished') return; // deleted while listed (online mode): not in this snapshot
-          if (r.status === 'added') bv.progress?.stored(l);
-          if (r.status === 'mismatch') {
-            mismatches.push({ path: l.path, claimed: r.claimed, actual: r.actual });
-            warnMismatch(run, bv, l, r);
-          }
-          await lines.add(formatBlobLine({ ...l, sha1: r.sha1 }));
-          totals.count++;
-          totals.bytes += l.size;
-          await paths.add(`./${l.path}\n`);
-        },
-      ),
-    );
-    await paths.finish();
-    await lines.finish();
-    bv.progress?.done();
-    const insideMs = Date.now() - t0;
-    bv.listLater = () =>
-      writeList(run, s, bv, {
-        text: (transient) => linesOf(linesPath, transient),
-        ...totals,
-        mismatches,
-        insideMs,
-      });
-    log.info(
-      {
-        step: 'store',
-        phase: 'inside',
-        volume: bv.v.short,
-        listed: totals.count,
-        added: added.blobs,
-        addedBytes: added.bytes,
-        keptInTarball: odd,
-        ms: insideMs,
-      },
-      `${bv.v.short}: ${totals.count} blob(s), ${added.blobs} stored inside the window`,
-    );
-    // Exact paths cost tar a hash table of every path: only when the shape alone would leave out too much.
-    return odd === 0 ? BLOB_TAR_ARGS : ['--anchored', '--no-wildcards', `--exclude-from=${excludeFile}`];
-  } catch (err) {
-    lines.abort();
-    paths.abort();
-    throw spoolFull(err, run.spoolDir);
-  }
-}
-
-/**
- * The blobs of a dataroot that go to the store: regular files (not sharing their inode with another file of
- * the volume, see SharedInodes). A file of the same shape that is not one (a symlink, a hard link to a
- * non-blob path) is counted by `odd` and stays in the tarball.
- */
-async function* plainBlobs(
-  dir: string,
-  links: SharedInodes,
-  signal?: AbortSignal,
-  odd?: () => void,
-): AsyncGenerator<ListedBlob> {
-  for await (const l of listBlobs(dir)) {
-    signal?.throwIfAborted();
-    if (await links.storable(l)) yield l as ListedBlob;
-    else odd?.();
-  }
 }
 
 /** Packs and blob lists are built in the spool: a full or read-only disk there is the spool's, named as such. */

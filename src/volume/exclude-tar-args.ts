@@ -32,14 +32,3 @@ export function tarExcludeArgs(rules: ExcludeRule[]): string[] {
   }
   return args;
 }
-
-/**
- * GNU tar options that leave out every file shaped like a Moodle blob (`<area>/xx/yy/<40 hex>`), whatever its
- * type: those files are in the store (backup/blobs.ts lists exactly the same set, and refuses the store for
- * a volume where one of them is not a regular file). The directories stay in the tarball, with their owners
- * and modes, so a restore puts the blobs back into directories Moodle can still write to.
- */
-export function blobExcludeArgs(areas: readonly string[]): string[] {
-  const hex = '[0-9a-f]'.repeat(40);
-  return ['--anchored', '--no-wildcards-match-slash', ...areas.map((a) => `--exclude=./${a}/*/*/${hex}`)];
-}
