@@ -61,8 +61,8 @@ export async function leafStamps(live: string, staging: string): Promise<LeafSta
  * Keeps a snapshot leaf directory where it is when the live one holds exactly its files (each at its path
  * with its size, owner, mode and time, nothing else) and has its owner, mode and time, and the tarball
  * brought nothing into it (other files than blobs). The leaf directories are the blob list's, or, when it
- * names none (a snapshot whose window listed every file: a leaf directory not in UTF-8; online mode and a
- * blob-shaped link before 2026-12-07), the ones the tarball made. Null when more than LEAF_SWAPS_MAX leaf
+ * names none (a snapshot whose window listed every file, before 2026-12-07: online mode, a blob-shaped link,
+ * a leaf directory not in UTF-8), the ones the tarball made. Null when more than LEAF_SWAPS_MAX leaf
  * directories would be swapped.
  */
 export async function planLeaves(

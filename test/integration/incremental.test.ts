@@ -114,9 +114,9 @@ describe('incremental backups (the blob store)', () => {
     });
 
   /**
-   * Snapshot `m` as versions before 2026-12-07 wrote an online one (their window listed every file): the leaf
-   * directories in the tarball, with the attributes `m`'s list gives them, and a whole blob list without
-   * directory lines (format /2, `mbs-blobs 1`). A copy under a new id.
+   * Snapshot `m` with its dataroot as versions before 2026-12-07 wrote it in online mode (their window listed
+   * every file): the leaf directories in the tarball, with the attributes `m`'s list gives them, and a whole
+   * blob list without directory lines (format /2, `mbs-blobs 1`). A copy under a new id.
    */
   const asOlderSnapshot = async (m: Manifest): Promise<string> => {
     const copy = await copySnapshot(dirs.archive, m.id);
@@ -267,10 +267,7 @@ describe('incremental backups (the blob store)', () => {
     // before 2026-12-07 wrote an online one (the tarball holds them; a whole list without directory lines).
     for (const leaves of ['in the tarball', 'in the blob list'] as const) {
       await sleep(SINCE_MARGIN_MS + 100); // older than a listing's racy margin
-      const backupLog = capturingLogger();
-      const taken = await runBackup({ docker: docker(), config, backend, log: backupLog.log });
-      const inside = backupLog.lines().find((l) => l.step === 'store' && l.phase === 'inside');
-      expect(inside, leaves).toHaveProperty('changedDirs');
+      const taken = await runBackup({ docker: docker(), config, backend, log: silentLogger() });
       const s = leaves === 'in the tarball' ? { id: await asOlderSnapshot(taken) } : taken;
       const fp = await moodledata();
       // Two leaf directories holding one plain file each (not the seed's hard link's, which the tarball holds).
