@@ -128,9 +128,22 @@ describe('new host: restore latest from an encrypted S3 target into a freshly cr
     expect(oddBefore[0]).toMatch(/^\d+ 2$/);
     expect(oddBefore.slice(0, 3)).toEqual([oddBefore[0], oddBefore[0], h]);
     // Online mode: the database as a pg_dump, the riskier restore on a new host (fresh server, then the load).
-    const online = JSON.parse((await run(old, ['sh', '-c', 'BACKUP_MODE=online backup --json'])).stdout) as {
+    const first = JSON.parse((await run(old, ['sh', '-c', 'BACKUP_MODE=online backup --json'])).stdout) as {
       id: string;
     };
+    // The next night's run, as the schedule takes it: it starts from the first one's listing (on the state
+    // volume) and lists again only the directory of the file added since.
+    const late = 'a pool file added between the two backups';
+    const lh = createHash('sha1').update(late).digest('hex');
+    const latePath = `filedir/${lh.slice(0, 2)}/${lh.slice(2, 4)}/${lh}`;
+    await execOk(stack.containers.moodle, [
+      'sh',
+      '-c',
+      `cd /bitnami/moodledata && mkdir -p $(dirname ${latePath}) && printf %s '${late}' > ${latePath}`,
+    ]);
+    const again = await run(old, ['sh', '-c', 'BACKUP_MODE=online backup --json']);
+    expect(again.stderr).toContain(`changed since ${first.id} listed again, 1 new stored`);
+    const online = JSON.parse(again.stdout) as { id: string };
     const tBackup = Date.now();
 
     // The old host is lost: containers, volumes, network, and the sidecar's state with them.
@@ -169,6 +182,7 @@ describe('new host: restore latest from an encrypted S3 target into a freshly cr
     expect(oddAfter[0]).toMatch(/^\d+ 2$/);
     expect(oddAfter.slice(0, 3)).toEqual([oddAfter[0], oddAfter[0], h]);
     expect(await execOk(stack.containers.moodle, ['cat', `/bitnami/moodledata/${pool}/${h}`])).toBe(text);
+    expect(await execOk(stack.containers.moodle, ['cat', `/bitnami/moodledata/${latePath}`])).toBe(late);
     expect(await stack.page()).toMatch(/200 OK[\s\S]*300 courses/);
     // Moodle's cron runs against the restored database (it records its run in mdl_config).
     const cron = await execIn(stack.containers.moodle, ['php', '/bitnami/moodle/admin/cli/cron.php']);
