@@ -54,6 +54,13 @@ export async function sinceMarginFor(dir: string): Promise<number> {
   return fs && LOCAL_FS.has(Number(fs.type)) ? LOCAL_SINCE_MARGIN_MS : SINCE_MARGIN_MS;
 }
 
+/**
+ * A leaf directory no list line can name (a tab, a line break, bytes that are not UTF-8): nothing in it is
+ * ever listed, tar walks it whole, and the kept listing has no stamp for it. Looking at it again at every
+ * run only cost the run its shortcuts (the whole kept listing copied, the same list said again).
+ */
+const unlistable = (path: string) => !isListable(path);
+
 /** What the listing before the stop saw, kept in the spool, for the window to reuse what did not change. */
 export class PreListing {
   readonly sinceMs: number;
@@ -105,7 +112,7 @@ export class PreListing {
    */
   async *since(root: string, prev: PreviousListing, signal?: AbortSignal): AsyncGenerator<ListedBlob> {
     await this.stamp(root);
-    const { changed, stale } = this.stamps.changedSince(prev.stamps, prev.sinceMs);
+    const { changed, stale } = this.stamps.changedSince(prev.stamps, prev.sinceMs, unlistable);
     for (const m of prev.mixed) if (!stale.has(m)) this.mixed.add(m);
     prev.stamps = new LeafTable(); // not needed any more
     // Nothing changed since: its lines are this listing's, copied whole by the kernel (its counts kept beside
@@ -270,14 +277,14 @@ export interface WindowScan {
 }
 
 /**
- * The leaf directories now, and which changed since the listing before. One whose name is not UTF-8 is in
- * `changed` by its text, which names nothing find can list (it says the directory vanished): it is a stray,
- * and tar walks it whole.
+ * The leaf directories now, and which changed since the listing before. One whose name no list line can hold
+ * (not UTF-8: find could not even be given its name) is never listed again: it is a stray, and tar walks it
+ * whole.
  */
 export async function scanWindow(root: string, pre: PreListing): Promise<WindowScan> {
   const sinceMs = Date.now() - pre.marginMs;
   const { stamps, strays } = await scanLeaves(root, { attrs: true });
-  const { changed, stale } = stamps.changedSince(pre.stamps, pre.sinceMs);
+  const { changed, stale } = stamps.changedSince(pre.stamps, pre.sinceMs, unlistable);
   pre.stamps = new LeafTable(); // not needed any more
   return { changed, stale, strays, stamps, sinceMs };
 }

@@ -280,8 +280,8 @@ function listFile(run: BackupRun, bv: BlobVolume): { file: string; path: string 
  * (backup/blob-window.ts), and the new blobs there stored. The snapshot's lines (the first listing's for the
  * rest, and the new ones) go to the listing draft; the blob list itself is written from them once the stack
  * runs again (writeBlobLists): compressing 37,000 lines and 28,000 directory lines took CPU from the
- * database's read in the window. A leaf directory whose name is not UTF-8 is never listed again by name (find
- * is given the text, which names nothing): no line can name what it holds, so tar walks it whole.
+ * database's read in the window. A leaf directory whose name is not UTF-8 is never listed again (find could not
+ * be given its name): no line can name what it holds, so tar walks it whole.
  */
 async function storeChanged(
   run: BackupRun,

@@ -218,9 +218,14 @@ export class LeafTable implements Iterable<[string, number]> {
 
   /**
    * The leaf directories to list again, comparing these ctimes (now) with those taken `before`: changed (or
-   * new), or within the margin of that first look (at or after `sinceMs`); `stale` adds those gone.
+   * new), or within the margin of that first look (at or after `sinceMs`); `stale` adds those gone. An odd
+   * name `ignore` says is left out of both (a directory nothing is ever listed from).
    */
-  changedSince(before: LeafTable, sinceMs: number): { changed: LeafSet; stale: LeafSet } {
+  changedSince(
+    before: LeafTable,
+    sinceMs: number,
+    ignore?: (path: string) => boolean,
+  ): { changed: LeafSet; stale: LeafSet } {
     const changed = new LeafSet();
     const stale = new LeafSet();
     const now = this.ctimes;
@@ -234,12 +239,13 @@ export class LeafTable implements Iterable<[string, number]> {
       } else if (Number.isNaN(c) && !Number.isNaN(b)) stale.addSlot(s);
     }
     for (const [path, { ctimeMs }] of this.odd) {
+      if (ignore?.(path)) continue;
       if (before.odd.get(path)?.ctimeMs !== ctimeMs || ctimeMs >= sinceMs) {
         changed.add(path);
         stale.add(path);
       }
     }
-    for (const path of before.odd.keys()) if (!this.odd.has(path)) stale.add(path);
+    for (const path of before.odd.keys()) if (!this.odd.has(path) && !ignore?.(path)) stale.add(path);
     return { changed, stale };
   }
 

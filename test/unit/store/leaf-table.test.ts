@@ -60,6 +60,37 @@ describe('LeafTable and LeafSet', () => {
     expect([...s]).toEqual(['filedir/ab/cd', 'odd/name']);
   });
 
+  it('leaves out of both sets the odd names it is told to ignore, new, changed or gone', () => {
+    const before = LeafTable.from(
+      new Map([
+        ['filedir/ab/c\td', 1],
+        ['filedir/ab/gone\n', 1],
+        ['filedir/XY/zz', 1],
+      ]),
+    );
+    const now = LeafTable.from(
+      new Map([
+        ['filedir/ab/c\td', 2],
+        ['filedir/ab/new\t', 2],
+        ['filedir/XY/zz', 2],
+        ['filedir/ab/cd', 2],
+      ]),
+    );
+    const ignore = (p: string) => /[\t\n]/.test(p);
+    const { changed, stale } = now.changedSince(before, 10, ignore);
+    expect([...changed].sort()).toEqual(['filedir/XY/zz', 'filedir/ab/cd']);
+    expect([...stale].sort()).toEqual(['filedir/XY/zz', 'filedir/ab/cd']);
+    // Without it they are looked at again.
+    const all = now.changedSince(before, 10);
+    expect([...all.changed].sort()).toEqual([
+      'filedir/XY/zz',
+      'filedir/ab/c\td',
+      'filedir/ab/cd',
+      'filedir/ab/new\t',
+    ]);
+    expect(all.stale.has('filedir/ab/gone\n')).toBe(true);
+  });
+
   it('keeps each leaf directory attributes beside its ctime', () => {
     const t = new LeafTable();
     t.set('filedir/ab/cd', 7, { mode: 0o750, uid: 1001, gid: 4294967294, mtimeMs: 1_700_000_000_123 });
