@@ -377,8 +377,8 @@ describe('incremental backups (the blob store)', () => {
       // Each went to the store (before: all stayed in the tarball, read again at every run inside the window).
       expect(blobsOf(s).added).toBe(texts.length);
       const inside = logs.lines().find((l) => l.step === 'store' && l.phase === 'inside');
-      expect(inside).toHaveProperty('changedDirs');
-      expect(inside).not.toHaveProperty('keptInTarball');
+      // The window looked at no more than the directories the copy touched, not at every file.
+      expect(inside?.changedDirs, JSON.stringify(inside)).toBeLessThanOrEqual(texts.length);
       const listed = await listText(s);
       for (const path of linked) expect(listed).toContain(path);
 
