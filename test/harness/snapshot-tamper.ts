@@ -120,8 +120,8 @@ export interface TarEntry extends Partial<Header> {
   body?: string;
 }
 
-/** A tar archive built entry by entry with tar-stream, exactly as given (no name clean-up). */
-export async function makeTar(entries: TarEntry[]): Promise<Buffer> {
+/** A tar-stream pack and what it writes: `add` an entry (its body, if any, whole), then `end` for the bytes. */
+function tarWriter() {
   const p = pack();
   const chunks: Buffer[] = [];
   p.on('data', (c) => chunks.push(c as Buffer));
@@ -129,17 +129,30 @@ export async function makeTar(entries: TarEntry[]): Promise<Buffer> {
     p.on('end', resolve);
     p.on('error', reject);
   });
+  return {
+    add: (header: Partial<Header> & { name: string }, body?: Buffer | string) =>
+      new Promise<void>((resolve, reject) => {
+        const cb = (err?: Error | null) => (err ? reject(err) : resolve());
+        if (body !== undefined) p.entry(header, body, cb);
+        else p.entry(header, cb);
+      }),
+    end: async () => {
+      p.finalize();
+      await ended;
+      return Buffer.concat(chunks);
+    },
+  };
+}
+
+/** A tar archive built entry by entry with tar-stream, exactly as given (no name clean-up). */
+export async function makeTar(entries: TarEntry[]): Promise<Buffer> {
+  const w = tarWriter();
   for (const { body, ...header } of entries) {
-    await new Promise<void>((resolve, reject) => {
-      const cb = (err?: Error | null) => (err ? reject(err) : resolve());
-      if (body !== undefined)
-        p.entry({ mtime: new Date(0), ...header, size: Buffer.byteLength(body) }, body, cb);
-      else p.entry({ mtime: new Date(0), ...header }, cb);
-    });
+    if (body !== undefined)
+      await w.add({ mtime: new Date(0), ...header, size: Buffer.byteLength(body) }, body);
+    else await w.add({ mtime: new Date(0), ...header });
   }
-  p.finalize();
-  await ended;
-  return Buffer.concat(chunks);
+  return w.end();
 }
 
 function sh(script: string): void {
@@ -199,19 +212,7 @@ export async function addToArchive(
   const children = new Map<string, typeof extra>();
   for (const h of extra) children.set(parentOf(h.name), [...(children.get(parentOf(h.name)) ?? []), h]);
   const names = new Set<string>();
-  const out = pack();
-  const chunks: Buffer[] = [];
-  out.on('data', (c) => chunks.push(c as Buffer));
-  const ended = new Promise<void>((resolve, reject) => {
-    out.on('end', resolve);
-    out.on('error', reject);
-  });
-  const add = (h: Partial<Header> & { name: string }, body?: Buffer) =>
-    new Promise<void>((resolve, reject) => {
-      const cb = (err?: Error | null) => (err ? reject(err) : resolve());
-      if (body) out.entry(h, body, cb);
-      else out.entry(h, cb);
-    });
+  const out = tarWriter();
   const entries: { header: Header; body: Buffer }[] = [];
   const ex = extract();
   ex.on('entry', (header, stream, next) => {
@@ -231,16 +232,14 @@ export async function addToArchive(
   for (const e of entries) names.add(bare(e.header.name));
   const added = new Set<string>();
   for (const e of entries) {
-    await add(e.header, e.body);
+    await out.add(e.header, e.body);
     for (const h of children.get(bare(e.header.name)) ?? [])
       if (!names.has(bare(h.name)) && !added.has(h.name)) {
         added.add(h.name);
-        await add(h);
+        await out.add(h);
       }
   }
-  for (const h of extra) if (!names.has(bare(h.name)) && !added.has(h.name)) await add(h);
-  out.finalize();
-  await ended;
-  const tar = Buffer.concat(chunks);
+  for (const h of extra) if (!names.has(bare(h.name)) && !added.has(h.name)) await out.add(h);
+  const tar = await out.end();
   await replaceArchive(copy, volume, zstd(tar), tar.length);
 }
