@@ -1,3 +1,4 @@
+import { isListable } from './blob-list.js';
 import { BLOB_AREAS, isSha1Hex } from './layout.js';
 import { type Listed, type ListedBlob, records } from './listing.js';
 
@@ -40,17 +41,22 @@ async function linkedNonBlobs(root: string): Promise<Set<string>> {
   const args = ['.', '-xdev', '-type', 'f', '-links', '+1', '-printf', '%i %P\\0'];
   for await (const r of records(root, args, (line) => line)) {
     const sp = r.indexOf(' ');
-    if (!isBlobPath(r.slice(sp + 1))) inodes.add(r.slice(0, sp));
+    if (!takenAsBlob(r.slice(sp + 1))) inodes.add(r.slice(0, sp));
   }
   return inodes;
 }
 
-/** `<area>/x/y/<40 hex>`: where listBlobs finds the files it takes for blobs. */
-function isBlobPath(path: string): boolean {
+/**
+ * A path listBlobs takes for a blob's (`<area>/x/y/<40 hex>`, any directory names, one a list line can
+ * hold): unlike layout's isBlobPath, which wants two hex levels. A file at any other path stays in the
+ * tarball, so a blob linked to it must too.
+ */
+function takenAsBlob(path: string): boolean {
   const parts = path.split('/');
   return (
     parts.length === 4 &&
     (BLOB_AREAS as readonly string[]).includes(parts[0] as string) &&
-    isSha1Hex(parts[3] as string)
+    isSha1Hex(parts[3] as string) &&
+    isListable(path)
   );
 }

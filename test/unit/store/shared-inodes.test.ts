@@ -39,6 +39,9 @@ describe('SharedInodes: which hard-linked blobs the store may take', () => {
     await linkTo(kept, join(root, 'repository', 'course', 'file.pdf'));
     const flat = await blob('linked flat in trashdir');
     await linkTo(flat, join(root, 'trashdir', sha1('linked flat in trashdir')));
+    // A blob-shaped path no list line can hold stays in the tarball: a blob linked to it stays there too.
+    const tabbed = await blob('linked from a path with a tab');
+    await linkTo(tabbed, join(root, 'filedir', 'ab', 'c\td', sha1('linked from a path with a tab')));
 
     const listed = new Map<string, ListedBlob>();
     for await (const l of listBlobs(root)) if (l.kind === 'blob') listed.set(l.path, l);
@@ -55,6 +58,7 @@ describe('SharedInodes: which hard-linked blobs the store may take', () => {
     expect(await storable(at('trashdir', sha1('the same content in trashdir')))).toBe(true);
     expect(await storable(kept)).toBe(false);
     expect(await storable(flat)).toBe(false);
+    expect(await storable(tabbed)).toBe(false);
   });
 
   it('keeps every linked blob in the tarball when the walk fails; a blob with one link needs no walk', async () => {
