@@ -254,17 +254,6 @@ async function counted(
   return d;
 }
 
-/**
- * Inside the window (stack stopped or paused; online mode: live, a second look): stores the blobs that
- * appeared since the listing before, and writes the snapshot's blob list. Returns the GNU tar options that
- * leave exactly the listed files and the leaf directories that hold only them out of the volume's tarball.
- */
-export async function storeInside(run: BackupRun, s: BlobSession, bv: BlobVolume): Promise<string[]> {
-  // storeBefore lists every volume of the store before the window; without it nothing here is known.
-  if (!bv.pre) throw new Error(`${bv.v.short}: the window's look came before any listing`);
-  return storeChanged(run, s, bv, bv.pre, Date.now());
-}
-
 /** A file of list lines, read for a pass that lets each chunk go (a reused buffer) or one that may keep it. */
 function linesOf(path: string, transient: boolean): AsyncIterable<Buffer> {
   return transient ? fileChunks(path) : createReadStream(path, { highWaterMark: 1 << 20 });
@@ -276,20 +265,20 @@ function listFile(run: BackupRun, bv: BlobVolume): { file: string; path: string 
 }
 
 /**
- * The window after a listing before the stop: only the leaf directories that changed since are listed
- * (backup/blob-window.ts), and the new blobs there stored. The snapshot's lines (the first listing's for the
- * rest, and the new ones) go to the listing draft; the blob list itself is written from them once the stack
- * runs again (writeBlobLists): compressing 37,000 lines and 28,000 directory lines took CPU from the
- * database's read in the window. A leaf directory whose name is not UTF-8 is never listed again (find could not
- * be given its name): no line can name what it holds, so tar walks it whole.
+ * Inside the window (stack stopped or paused; online mode: live, a second look): only the leaf directories
+ * that changed since the listing before are listed (backup/blob-window.ts), and the new blobs there stored.
+ * Returns the GNU tar options that leave exactly the listed files and the leaf directories that hold only
+ * them out of the volume's tarball. The snapshot's lines (the first listing's for the rest, and the new
+ * ones) go to the listing draft; the blob list itself is written from them once the stack runs again
+ * (writeBlobLists): compressing 37,000 lines and 28,000 directory lines took CPU from the database's read in
+ * the window. A leaf directory whose name is not UTF-8 is never listed again (find could not be given its
+ * name): no line can name what it holds, so tar walks it whole.
  */
-async function storeChanged(
-  run: BackupRun,
-  s: BlobSession,
-  bv: BlobVolume,
-  pre: PreListing,
-  t0: number,
-): Promise<string[]> {
+export async function storeInside(run: BackupRun, s: BlobSession, bv: BlobVolume): Promise<string[]> {
+  const t0 = Date.now();
+  const pre = bv.pre;
+  // storeBefore lists every volume of the store before the window; without it nothing here is known.
+  if (!pre) throw new Error(`${bv.v.short}: the window's look came before any listing`);
   const scan = await scanWindow(bv.dir, pre);
   const found = await relist(
     bv.dir,
