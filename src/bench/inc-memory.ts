@@ -3,7 +3,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { SIDECAR_NODE_FLAGS } from './measure.js';
+import { SIDECAR_NODE, SIDECAR_NODE_FLAGS } from './measure.js';
 
 const SCRIPT = fileURLToPath(new URL('./index-memory.js', import.meta.url));
 
@@ -23,7 +23,7 @@ export interface MemoryFigure {
 export async function measureIndexMemory(work: string, blobs: number): Promise<MemoryFigure[]> {
   const dir = join(work, 'index-memory');
   const node = (mode: string) =>
-    promisify(execFile)(process.execPath, [...SIDECAR_NODE_FLAGS, SCRIPT, mode, dir, String(blobs)], {
+    promisify(execFile)(SIDECAR_NODE, [...SIDECAR_NODE_FLAGS, SCRIPT, mode, dir, String(blobs)], {
       maxBuffer: 1 << 20,
     });
   try {

@@ -143,6 +143,12 @@ export interface CliRun {
 /** Node flags of the image's command wrappers (Dockerfile): the bench measures the sidecar as it ships. */
 export const SIDECAR_NODE_FLAGS = ['--max-semi-space-size=2', '--max-old-space-size=512'];
 
+/**
+ * The node that runs the sidecar's CLI: `BENCH_NODE`, else the bench's own. The image runs Node 22, whose zstd
+ * in zlib writes packs as frames (store/frames.ts); provision.sh records such a node in .tmp/cli-node.
+ */
+export const SIDECAR_NODE = process.env.BENCH_NODE || process.execPath;
+
 /** Environment the image sets for every process (Dockerfile `ENV`) that bears on memory; a caller's value wins. */
 export const SIDECAR_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2' };
 
@@ -155,7 +161,7 @@ export async function runSidecar(
 ): Promise<CliRun> {
   const startedAtMs = Date.now();
   const t0 = performance.now();
-  const r = await run(process.execPath, [...SIDECAR_NODE_FLAGS, cli, ...args], timeoutMs, false, {
+  const r = await run(SIDECAR_NODE, [...SIDECAR_NODE_FLAGS, cli, ...args], timeoutMs, false, {
     ...SIDECAR_ENV,
     ...env,
   });

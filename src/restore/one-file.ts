@@ -1,5 +1,6 @@
-import { chown, utimes } from 'node:fs/promises';
-import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { chmod, chown, rename, rm, utimes } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { resolveSnapshot } from '../archive/catalog.js';
 import { getCodec } from '../archive/codec.js';
 import { storeDecrypter } from '../archive/encryption.js';
@@ -8,8 +9,10 @@ import { fileTime } from '../common/file-time.js';
 import { findSelf } from '../docker/self.js';
 import { discoverStack } from '../stack/discover.js';
 import type { BlobEntry } from '../store/blob-list.js';
+import type { FrameRun } from '../store/frames.js';
 import type { PackRecord } from '../store/index-file.js';
 import { isSha1Hex } from '../store/layout.js';
+import { fetchFrames, framedRuns } from '../store/pack-frames.js';
 import { extractPack } from '../store/pack-reader.js';
 import { snapshotBlobs } from '../store/snapshot-blobs.js';
 import { loadIndex } from '../store/store-io.js';
@@ -73,15 +76,20 @@ export async function restoreOneFile(o: OneFileOptions): Promise<OneFileResult> 
     }
     const into = o.to ?? (await liveDir(o, v.name, v.dockerName));
     const entry = found;
-    await extractPack({
-      backend: o.backend,
-      encoding,
-      pack: index.pack(at.packId) as PackRecord,
-      dir: into,
-      placeAt: (sha1) => (sha1 === entry.sha1 ? [entry.path] : []),
-      signal: o.signal,
-    });
+    const pack = index.pack(at.packId) as PackRecord;
     const path = join(into, entry.path);
+    // A framed pack: only the frames the file lies in are read (store/pack-frames.ts), not the whole pack.
+    const runs = framedRuns(o.backend, pack, [at]);
+    if (runs) await fetchOne(o, pack, runs, at.offset, entry, path);
+    else
+      await extractPack({
+        backend: o.backend,
+        encoding,
+        pack,
+        dir: into,
+        placeAt: (sha1) => (sha1 === entry.sha1 ? [entry.path] : []),
+        signal: o.signal,
+      });
     if (process.getuid?.() === 0) await chown(path, entry.uid, entry.gid);
     await utimes(path, fileTime(entry.mtimeMs), fileTime(entry.mtimeMs));
     o.log.info({ step: 'restore', snapshot: manifest.id, path: entry.path, into }, `restored ${entry.path}`);
@@ -108,4 +116,25 @@ async function liveDir(o: OneFileOptions, short: string, dockerName: string): Pr
   const target = stack.volumes.find((v) => v.short === short)?.name ?? dockerName;
   // `mount`: a volume this process cannot write is CONFIG_INVALID, naming the fix (or use --to).
   return (await volumeDir(o.docker, target, self, 'mount', 'write')) as string;
+}
+
+/** The file out of its pack's frames under a temp name, checked, given the snapshot's mode and renamed in. */
+async function fetchOne(
+  o: OneFileOptions,
+  pack: PackRecord,
+  runs: FrameRun[],
+  offset: number,
+  entry: BlobEntry,
+  path: string,
+): Promise<void> {
+  const tmp = join(dirname(path), `.blob-${randomBytes(6).toString('hex')}.tmp`);
+  try {
+    const blobs = [{ sha1: entry.sha1, offset, size: entry.size, dest: tmp }];
+    await fetchFrames({ backend: o.backend, pack, runs, blobs, signal: o.signal });
+    await chmod(tmp, entry.mode & 0o7777);
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
 }

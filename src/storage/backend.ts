@@ -92,6 +92,11 @@ export interface Backend {
   localPath?(key: string): string;
   /** Streams the object. Rejects with SidecarError STORAGE_NOT_FOUND when it does not exist. */
   get(key: string): Promise<Readable>;
+  /**
+   * Streams bytes [start, end) of the object (a pack's frames, store/frames.ts); STORAGE_NOT_FOUND like get.
+   * The stream ends early, never late, when the object is shorter: the caller checks the length it needs.
+   */
+  getRange?(key: string, start: number, end: number): Promise<Readable>;
   /** Size and time of the object, or null when it does not exist. */
   stat(key: string): Promise<ObjectInfo | null>;
   /** Every object whose key starts with `prefix` (recursively), sorted by key. */
@@ -114,4 +119,10 @@ export async function copyObject(
 ): Promise<{ size: number }> {
   if (backend.copy) return backend.copy(from, to, opts);
   return backend.put(to, await backend.get(from), opts);
+}
+
+/** A byte range [start, end) a reader may ask for: whole numbers, not empty. */
+export function checkRange(start: number, end: number): void {
+  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end <= start)
+    throw new RangeError(`not a byte range: [${start}, ${end})`);
 }

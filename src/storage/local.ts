@@ -20,7 +20,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { SidecarError } from '../common/errors.js';
 import type { LocalTarget } from '../config/types.js';
-import type { Backend, ObjectInfo, PutOptions, WritableFile } from './backend.js';
+import { type Backend, checkRange, type ObjectInfo, type PutOptions, type WritableFile } from './backend.js';
 import { ByteCounter } from './length-check.js';
 import { WritebackTap } from './writeback.js';
 
@@ -212,6 +212,15 @@ export class LocalBackend implements Backend {
   }
 
   async get(key: string): Promise<Readable> {
+    return this.read(key);
+  }
+
+  async getRange(key: string, start: number, end: number): Promise<Readable> {
+    checkRange(start, end);
+    return this.read(key, { start, end: end - 1 });
+  }
+
+  private async read(key: string, range?: { start: number; end: number }): Promise<Readable> {
     const path = join(this.root, ...this.segments(key));
     // Open first so a missing object rejects here instead of erroring later on the stream.
     const fh = await open(path, 'r').catch((err: unknown) => {
@@ -225,7 +234,7 @@ export class LocalBackend implements Backend {
       await fh.close();
       throw new SidecarError('STORAGE_NOT_FOUND', `no object ${key} in ${this.location}`);
     }
-    return fh.createReadStream();
+    return fh.createReadStream(range);
   }
 
   async stat(key: string): Promise<ObjectInfo | null> {

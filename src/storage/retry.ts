@@ -174,6 +174,12 @@ export function withRetry(backend: Backend, options: RetryOptions): RetryingBack
     // A copy is one request (or a put from a fresh get each try): safe to repeat.
     copy: (from, to, opts) => retry('copy', to, () => copyObject(backend, from, to, opts)),
     get: (key) => retry('get', key, () => backend.get(key)),
+    ...(backend.getRange
+      ? {
+          getRange: (key: string, start: number, end: number) =>
+            retry('get', key, () => (backend.getRange as NonNullable<Backend['getRange']>)(key, start, end)),
+        }
+      : {}),
     stat: (key): Promise<ObjectInfo | null> => retry('stat', key, () => backend.stat(key)),
     list: (prefix) => retry('list', prefix, () => backend.list(prefix)),
     delete: (key) => retry('delete', key, () => backend.delete(key)),

@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import type { S3Target } from '../config/types.js';
 import type { Backend, ObjectInfo, PutOptions } from './backend.js';
 
-type Loaded = Required<Pick<Backend, 'putFile' | 'copy'>> & Backend & { close(): Promise<void> };
+type Loaded = Required<Pick<Backend, 'putFile' | 'copy' | 'getRange'>> & Backend & { close(): Promise<void> };
 
 /**
  * The S3 backend, loaded on first use: the AWS SDK costs ~20 MB of resident memory at import, which a run
@@ -41,6 +41,11 @@ export class LazyS3Backend implements Backend {
   }
   async get(key: string): Promise<Readable> {
     return (await this.load()).get(key);
+  }
+
+  async getRange(key: string, start: number, end: number): Promise<Readable> {
+    const inner = await this.load();
+    return inner.getRange(key, start, end);
   }
   async stat(key: string): Promise<ObjectInfo | null> {
     return (await this.load()).stat(key);

@@ -11,7 +11,13 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { SidecarError } from '../common/errors.js';
 import type { S3Target } from '../config/types.js';
-import type { Backend, MultipartRecord, ObjectInfo, PutOptions } from './backend.js';
+import {
+  type Backend,
+  checkRange,
+  type MultipartRecord,
+  type ObjectInfo,
+  type PutOptions,
+} from './backend.js';
 import { ByteCounter } from './length-check.js';
 import { virtualHostHint } from './s3-addressing.js';
 import { s3ClientConfig } from './s3-config.js';
@@ -177,6 +183,23 @@ export class S3Backend implements Backend {
     try {
       const res = await this.client.send(
         new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }),
+      );
+      if (!(res.Body instanceof Readable)) throw new Error('response body is not a Node.js stream');
+      return res.Body;
+    } catch (err) {
+      throw this.wrap('get', key, err);
+    }
+  }
+
+  async getRange(key: string, start: number, end: number): Promise<Readable> {
+    checkRange(start, end);
+    try {
+      const res = await this.client.send(
+        new GetObjectCommand({
+          Bucket: this.bucket,
+          Key: this.objectKey(key),
+          Range: `bytes=${start}-${end - 1}`,
+        }),
       );
       if (!(res.Body instanceof Readable)) throw new Error('response body is not a Node.js stream');
       return res.Body;

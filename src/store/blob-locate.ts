@@ -1,7 +1,8 @@
 import type { Backend } from '../storage/backend.js';
 import type { BlobSet } from './blob-set.js';
 import type { StoreEncoding } from './encoding.js';
-import { BLOB_RECORD_BYTES, type PackRecord } from './index-file.js';
+import { HASH_BYTES } from './entry-table.js';
+import { BLOB_RECORD_BYTES, type PackRecord, readU64 } from './index-file.js';
 import { forEachIndexFile } from './store-io.js';
 
 /**
@@ -11,7 +12,8 @@ import { forEachIndexFile } from './store-io.js';
 export interface Locatable {
   find(src: Uint8Array, at: number, each: (i: number) => void): void;
   packOf(i: number): number;
-  setPack(i: number, pack: number): void;
+  /** `offset`: the blob's data offset in that pack's tar. */
+  setPack(i: number, pack: number, offset: number): void;
 }
 
 /**
@@ -45,13 +47,14 @@ export async function locateBlobs(
         good.push(stored.get(pack.id)?.size === pack.storedSize);
       }
       const here = p;
+      let at = 0;
       for (const t of targets) {
         const place = (i: number) => {
           const was = t.packOf(i);
-          if (was < 0 || (!good[was] && good[here])) t.setPack(i, here);
+          if (was < 0 || (!good[was] && good[here])) t.setPack(i, here, readU64(records, at + HASH_BYTES));
         };
-        for (let o = 0; o + BLOB_RECORD_BYTES <= records.length; o += BLOB_RECORD_BYTES)
-          t.find(records, o, place);
+        for (at = 0; at + BLOB_RECORD_BYTES <= records.length; at += BLOB_RECORD_BYTES)
+          t.find(records, at, place);
       }
     }
   });
@@ -64,7 +67,7 @@ export function locatableSet(set: BlobSet): Locatable {
   return {
     find: (src, at, each) => set.find(order, src, at, each),
     packOf: (i) => set.packOf(i),
-    setPack: (i, p) => set.setPack(i, p),
+    setPack: (i, p, offset) => set.setPack(i, p, offset),
   };
 }
 

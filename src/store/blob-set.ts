@@ -43,6 +43,8 @@ export class BlobSet {
   private readonly bigSizes = new Map<number, number>();
   /** Pack number + 1 of each blob once located (store/blob-locate.ts), 0 before. */
   private packs: Uint16Array | Uint32Array = new Uint16Array(0);
+  /** The blob's data offset in its pack's tar in 512-byte blocks (tar aligns it), 0 when not known. */
+  private offsets = new Uint32Array(0);
   private readonly odd = new Map<number, string>();
 
   /**
@@ -150,9 +152,18 @@ export class BlobSet {
     return (this.packs[i] ?? 0) - 1;
   }
 
-  setPack(i: number, pack: number): void {
+  /** `offset`: where the blob's data starts in the pack's tar (a multiple of 512 there). */
+  setPack(i: number, pack: number, offset = 0): void {
     if (pack + 1 > PACKS_16 && this.packs instanceof Uint16Array) this.packs = Uint32Array.from(this.packs);
     this.packs[i] = pack + 1;
+    const block = offset / 512;
+    this.offsets[i] = Number.isInteger(block) && block < 2 ** 32 ? block : 0;
+  }
+
+  /** The blob's data offset in its located pack's tar, or undefined when not known. */
+  offsetOf(i: number): number | undefined {
+    const block = this.offsets[i] ?? 0;
+    return block > 0 ? block * 512 : undefined;
   }
 
   /**
@@ -200,5 +211,6 @@ export class BlobSet {
     this.packs = copy(this.packs, (c) =>
       this.packs instanceof Uint16Array ? new Uint16Array(c) : new Uint32Array(c),
     );
+    this.offsets = copy(this.offsets, (c) => new Uint32Array(c));
   }
 }

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { SidecarError } from '../common/errors.js';
 import { HASH_BYTES } from './entry-table.js';
+import type { FrameTable } from './frames.js';
 
 /**
  * The index file format (docs/format.md, "Index files"): which blobs each pack holds and where in the pack's
@@ -9,6 +10,9 @@ import { HASH_BYTES } from './entry-table.js';
  *   magic "MBSIDX01" | u32 pack count | packs… | sha256 of everything before it (32 bytes)
  *   pack: id (32 bytes) | u64 stored size | u8 codec | u8 flags (bit 0: age) | u32 blob count | blobs…
  *   blob: sha1 (20 bytes) | u64 data offset in the uncompressed tar | u64 size
+ *
+ * "MBSIDX02" (written when a pack is framed, frames.ts) adds flag bit 1: the pack's blob count is followed by
+ * its frame table, u32 tar bytes a frame | u32 frame count | u32 compressed length of each frame.
  */
 /** A pack as the index knows it: its id and the codec and encryption its stored bytes went through. */
 export interface PackRecord {
@@ -16,9 +20,14 @@ export interface PackRecord {
   storedSize: number;
   codec: 'zstd' | 'gzip' | 'none';
   encrypted: boolean;
+  /** Independent zstd frames (frames.ts): where each is, so a reader can fetch only some. */
+  frames?: FrameTable;
 }
 
 export const INDEX_MAGIC = Buffer.from('MBSIDX01', 'ascii');
+const FRAMED_MAGIC = Buffer.from('MBSIDX02', 'ascii');
+const FLAG_AGE = 1;
+const FLAG_FRAMES = 2;
 const CODECS = ['none', 'gzip', 'zstd'] as const;
 const PACK_HEAD = 32 + 8 + 1 + 1 + 4;
 /** Bytes of one blob's record. */
@@ -39,18 +48,26 @@ export interface IndexedPack {
 export function encodeIndex(packs: readonly (IndexedPack | DecodedPack)[]): Buffer {
   const count = (p: IndexedPack | DecodedPack) =>
     'records' in p ? p.records.length / BLOB_RECORD_BYTES : p.blobs.length;
+  const tableBytes = (p: IndexedPack | DecodedPack) =>
+    p.pack.frames ? 8 + 4 * p.pack.frames.lengths.length : 0;
   let total = INDEX_MAGIC.length + 4 + 32;
-  for (const p of packs) total += PACK_HEAD + count(p) * BLOB_RECORD_BYTES;
+  for (const p of packs) total += PACK_HEAD + tableBytes(p) + count(p) * BLOB_RECORD_BYTES;
   const buf = Buffer.alloc(total);
-  let o = INDEX_MAGIC.copy(buf, 0);
+  // Without a framed pack the file is what versions before frames wrote, and they can still read it.
+  let o = (packs.some((p) => p.pack.frames) ? FRAMED_MAGIC : INDEX_MAGIC).copy(buf, 0);
   o = buf.writeUInt32BE(packs.length, o);
   for (const p of packs) {
     const { pack } = p;
     o += Buffer.from(pack.id, 'hex').copy(buf, o);
     o = buf.writeBigUInt64BE(BigInt(pack.storedSize), o);
     o = buf.writeUInt8(CODECS.indexOf(pack.codec), o);
-    o = buf.writeUInt8(pack.encrypted ? 1 : 0, o);
+    o = buf.writeUInt8((pack.encrypted ? FLAG_AGE : 0) | (pack.frames ? FLAG_FRAMES : 0), o);
     o = buf.writeUInt32BE(count(p), o);
+    if (pack.frames) {
+      o = buf.writeUInt32BE(pack.frames.frameBytes, o);
+      o = buf.writeUInt32BE(pack.frames.lengths.length, o);
+      for (const len of pack.frames.lengths) o = buf.writeUInt32BE(len, o);
+    }
     if ('records' in p) {
       o += p.records.copy(buf, o);
       continue;
@@ -129,7 +146,9 @@ export function decodeIndex(buf: Buffer, name: string): DecodedPack[] {
       `store index ${name} is damaged (${why})`,
       'run `verify` on the store; the packs themselves are intact and an index can be rebuilt from them',
     );
-  if (buf.length < INDEX_MAGIC.length + 36 || !buf.subarray(0, INDEX_MAGIC.length).equals(INDEX_MAGIC)) {
+  const magic = buf.subarray(0, INDEX_MAGIC.length);
+  const framed = magic.equals(FRAMED_MAGIC);
+  if (buf.length < INDEX_MAGIC.length + 36 || !(framed || magic.equals(INDEX_MAGIC))) {
     throw damaged('not an index file');
   }
   const body = buf.subarray(0, buf.length - 32);
@@ -151,13 +170,30 @@ export function decodeIndex(buf: Buffer, name: string): DecodedPack[] {
     const storedSize = Number(body.readBigUInt64BE(o + 32));
     const codec = CODECS[body.readUInt8(o + 40)];
     if (!codec) throw damaged(`unknown codec ${body.readUInt8(o + 40)}`);
-    const encrypted = (body.readUInt8(o + 41) & 1) === 1;
+    const flags = body.readUInt8(o + 41);
+    if (flags & ~(framed ? FLAG_AGE | FLAG_FRAMES : FLAG_AGE)) throw damaged(`unknown flags ${flags}`);
     const n = body.readUInt32BE(o + 42);
     o += PACK_HEAD;
+    const pack: PackRecord = { id, storedSize, codec, encrypted: (flags & FLAG_AGE) !== 0 };
+    if (flags & FLAG_FRAMES) {
+      if (o + 8 > body.length) throw damaged('truncated');
+      const frameBytes = body.readUInt32BE(o);
+      const frames = body.readUInt32BE(o + 4);
+      o += 8;
+      if (o + 4 * frames > body.length) throw damaged('truncated');
+      // A copy: `buf` may be a reader's scratch buffer, reused for the next file.
+      const lengths = new Uint32Array(frames);
+      let sum = 0;
+      for (let k = 0; k < frames; k++, o += 4) sum += lengths[k] = body.readUInt32BE(o);
+      // Frames are written only into plain packs: their lengths add up to the stored size.
+      if (codec !== 'zstd' || pack.encrypted || frameBytes === 0 || frames === 0 || sum !== storedSize)
+        throw damaged(`pack ${id}'s frame table does not fit the pack`);
+      pack.frames = { frameBytes, lengths };
+    }
     if (o + n * BLOB_RECORD_BYTES > body.length) throw damaged('truncated');
     const records = body.subarray(o, o + n * BLOB_RECORD_BYTES);
     o += n * BLOB_RECORD_BYTES;
-    packs.push({ pack: { id, storedSize, codec, encrypted }, records });
+    packs.push({ pack, records });
   }
   if (o !== body.length) throw damaged('trailing bytes');
   return packs;

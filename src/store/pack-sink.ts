@@ -6,6 +6,7 @@ import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { HashTap } from '../archive/tap.js';
 import type { StoreEncoding } from './encoding.js';
+import { type FrameCompressor, type FrameTable, frameCompressor } from './frames.js';
 import { BLOCK, END_OF_ARCHIVE, fileHeader, padding, type TarFile } from './tar-header.js';
 
 /**
@@ -26,10 +27,12 @@ export class PackSink {
   /** Small entries not yet written (writeEntry), and their bytes. */
   private gather: Buffer[] = [];
   private gathered = 0;
+  private readonly framer: FrameCompressor | null;
 
   constructor(spoolDir: string, enc: StoreEncoding, signal?: AbortSignal) {
     this.path = join(spoolDir, `pack-${randomBytes(8).toString('hex')}.tmp`);
-    const stages = [enc.codec.compress(enc.level), ...(enc.encrypt ? [enc.encrypt()] : [])];
+    this.framer = frameCompressor(enc);
+    const stages = [this.framer ?? enc.codec.compress(enc.level), ...(enc.encrypt ? [enc.encrypt()] : [])];
     this.done = pipeline(
       [this.input, ...stages, this.tap, createWriteStream(this.path, { mode: 0o600 })],
       signal ? { signal } : {},
@@ -73,12 +76,13 @@ export class PackSink {
   }
 
   /** Ends the tar and waits for the spool file: its sha256 (the pack id) and size. */
-  async finish(): Promise<{ id: string; storedSize: number }> {
+  async finish(): Promise<{ id: string; storedSize: number; frames?: FrameTable }> {
     await this.flush();
     await this.write(END_OF_ARCHIVE);
     this.input.end();
     await this.done;
-    return { id: this.tap.digest(), storedSize: this.tap.bytes };
+    const frames = this.framer?.table();
+    return { id: this.tap.digest(), storedSize: this.tap.bytes, ...(frames ? { frames } : {}) };
   }
 
   /** Gives up on this pack: stops the pipeline and removes the spool file. */

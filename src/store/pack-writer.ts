@@ -9,6 +9,7 @@ import { onPath } from '../common/on-path.js';
 import type { Backend } from '../storage/backend.js';
 import type { BlobIndex } from './blob-index.js';
 import type { StoreEncoding } from './encoding.js';
+import { type FrameTable, frameCompressor } from './frames.js';
 import type { IndexCache } from './index-cache.js';
 import { BLOB_RECORD_BYTES, type DecodedPack, type PackRecord, RecordsBuilder } from './index-file.js';
 import { blobPath, packKey } from './layout.js';
@@ -91,7 +92,7 @@ type Emit = (blob: ListedBlob, r: AddResult) => Promise<void>;
 /** A pack written to a spool file: its id and size once finished, or dropped. */
 interface SpooledPack {
   readonly path: string;
-  finish(): Promise<{ id: string; storedSize: number }>;
+  finish(): Promise<{ id: string; storedSize: number; frames?: FrameTable }>;
   discard(): Promise<void>;
 }
 
@@ -275,9 +276,18 @@ export class PackWriter {
     const tap = new HashTap();
     try {
       const encrypt = this.o.encoding.encrypt;
+      const framer = frameCompressor(this.o.encoding);
       let tp: TarPack;
       let hashes: Map<string, string>;
-      if (encrypt) {
+      if (framer) {
+        // Frames (frames.ts): tar's output is cut and compressed in this process, hashed on its way out.
+        tp = tarPack(root, list, null);
+        const written = pipeline(
+          [tp.stream as Readable, framer, tap, createWriteStream(path, { mode: 0o600 })],
+          this.o.signal ? { signal: this.o.signal } : {},
+        );
+        [hashes] = await Promise.all([hashFiles(root, list), written]);
+      } else if (encrypt) {
         // age runs here: the compressed bytes pass through this process on their way to the spool.
         tp = tarPack(root, list, compressor);
         const written = pipeline(
@@ -338,7 +348,11 @@ export class PackWriter {
         const sink: SpooledPack = {
           path,
           finish: async () =>
-            encrypt ? { id: tap.digest(), storedSize: tap.bytes } : sha256OfFile(path, this.o.signal),
+            framer
+              ? { id: tap.digest(), storedSize: tap.bytes, frames: framer.table() }
+              : encrypt
+                ? { id: tap.digest(), storedSize: tap.bytes }
+                : sha256OfFile(path, this.o.signal),
           discard: () => rm(path, { force: true }),
         };
         await this.handOff(sink, entries.records(), new Set(group.map((b) => b.sha1)));
@@ -626,13 +640,14 @@ export class PackWriter {
   /** Stores one finished pack; its blobs become known to the in-memory index, its index file comes later. */
   private async storePack(sink: SpooledPack, entries: Buffer): Promise<void> {
     try {
-      const { id, storedSize } = await sink.finish();
+      const { id, storedSize, frames } = await sink.finish();
       await putSpooled(this.o.backend, packKey(id), sink.path, storedSize);
       const pack: PackRecord = {
         id,
         storedSize,
         codec: this.o.encoding.codec.name,
         encrypted: !!this.o.encoding.encrypt,
+        ...(frames ? { frames } : {}),
       };
       this.o.index.addRecords(pack, entries);
       this.unindexed.push({ pack, records: entries });

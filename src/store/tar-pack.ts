@@ -34,11 +34,14 @@ export interface TarPack {
 export function tarPack(
   root: string,
   listFile: string,
-  compressor: { cmd: string; args: string[] },
+  /** Null: the stream is tar's own output, for a compressor in this process (frames.ts). */
+  compressor: { cmd: string; args: string[] } | null,
   /** A file descriptor the compressor writes to itself (no age stage): its bytes never pass through Node. */
   outFd?: number,
 ): TarPack {
-  const z = spawn(compressor.cmd, compressor.args, { stdio: ['pipe', outFd ?? 'pipe', 'pipe'] });
+  const z = compressor
+    ? spawn(compressor.cmd, compressor.args, { stdio: ['pipe', outFd ?? 'pipe', 'pipe'] })
+    : null;
   const tar = spawn(
     'tar',
     [
@@ -61,9 +64,9 @@ export function tarPack(
       '-f',
       '-',
     ],
-    { stdio: ['ignore', z.stdin ?? 'ignore', 'pipe'], env: { ...process.env, LC_ALL: 'C' } },
+    { stdio: ['ignore', z ? (z.stdin ?? 'ignore') : 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } },
   );
-  z.stdin?.destroy(); // tar is the only writer: the compressor sees the end of input when tar exits
+  z?.stdin?.destroy(); // tar is the only writer: the compressor sees the end of input when tar exits
   const members: TarMember[] = [];
   const tarErr = stderrLines(tar, (line) => {
     const m = MEMBER.exec(line);
@@ -71,11 +74,11 @@ export function tarPack(
     members.push({ block: Number(m[1]), type: m[2] as string, size: Number(m[3]), name: m[4] as string });
     return true;
   });
-  const zErr = stderrLines(z, () => false);
+  const zErr = z ? stderrLines(z, () => false) : () => '';
   const { stop, killed } = stopper([tar, z]);
   // 1: a file changed while read; the caller checks every member against the listing and the hashes.
   const tarDone = exited(tar, 'tar', tarErr, (code) => code === 0 || code === 1);
-  const zDone = exited(z, compressor.cmd, zErr);
+  const zDone = z && compressor ? exited(z, compressor.cmd, zErr) : Promise.resolve(0);
   tarDone.catch(stop);
   zDone.catch(stop);
   const both = Promise.allSettled([tarDone, zDone]).then(([t, c]) => {
@@ -87,7 +90,7 @@ export function tarPack(
     return { stream: null, done: both, members, warnings: tarErr };
   }
   const stream = endsAfter(both, stop);
-  z.stdout?.pipe(stream);
+  (z ?? tar).stdout?.pipe(stream);
   return { stream, done: both, members, warnings: tarErr };
 }
 

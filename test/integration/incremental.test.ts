@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { generateIdentity, identityToRecipient } from 'age-encryption';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { getCodec } from '../../src/archive/codec.js';
 import { FORMAT_STORE, type Manifest, type ManifestBlobs } from '../../src/archive/manifest.js';
 import { SINCE_MARGIN_MS } from '../../src/backup/blob-window.js';
 import { runBackup } from '../../src/backup/run.js';
@@ -15,10 +16,14 @@ import { silentLogger } from '../../src/observe/logger.js';
 import { runRestore } from '../../src/restore/run.js';
 import { createBackend } from '../../src/storage/index.js';
 import { type DirEntry, formatBlobLine } from '../../src/store/blob-list.js';
+import type { PackRecord } from '../../src/store/index-file.js';
+import { packKey } from '../../src/store/layout.js';
 import { snapshotBlobs } from '../../src/store/snapshot-blobs.js';
+import { loadIndex } from '../../src/store/store-io.js';
 import { runVerify } from '../../src/verify/run.js';
+import { logLines, runCli } from '../harness/cli.js';
 import { composeLabels } from '../harness/compose.js';
-import { type TempDirs, tempDirs, testConfig } from '../harness/config.js';
+import { cliEnv, type TempDirs, tempDirs, testConfig } from '../harness/config.js';
 import { docker, execOk, IMAGES, TEST_LABEL, uniqueName } from '../harness/docker.js';
 import { fingerprintVolume, type VolumeFingerprint } from '../harness/fingerprint.js';
 import { capturingLogger, diffMinusExcludes } from '../harness/moodle.js';
@@ -784,6 +789,98 @@ describe('incremental backups (the blob store)', () => {
       safetySnapshot: false,
     });
     expect(diffMinusExcludes(want, await moodledata())).toEqual([]);
+  });
+
+  it("through the CLI (the image's Node): new packs are framed; a restore lacking two files reads only their frames, and a damaged frame stops it with nothing changed", {
+    timeout: 300_000,
+  }, async () => {
+    const env = cliEnv(stack.project, dirs);
+    const backend = createBackend(config.target);
+    // 40 new files of 24 KiB each, random (zstd cannot shrink them): the pack they go into spans several frames.
+    const added = (
+      await inDataroot(
+        stack,
+        'for i in $(seq 1 40); do f=$(mktemp); head -c 24576 /dev/urandom >"$f"; h=$(sha1sum "$f" | cut -c1-40); ' +
+          'd=filedir/$(echo $h | cut -c1-2)/$(echo $h | cut -c3-4); mkdir -p "$d"; mv "$f" "$d/$h"; chown 1001:1001 "$d/$h"; chmod 0644 "$d/$h"; echo "$d/$h"; done',
+      )
+    )
+      .trim()
+      .split('\n');
+    expect(added).toHaveLength(40);
+    const backup = await runCli(['backup', '--json'], env);
+    expect(backup.code, backup.stderr).toBe(0);
+    const m = JSON.parse(backup.stdout) as Manifest;
+    const index = await loadIndex(backend, { codec: getCodec('zstd') });
+    const packOf = (path: string) => {
+      const where = index.lookup(Buffer.from(path.slice(-40), 'hex'));
+      return index.pack(where?.packId ?? '') as PackRecord;
+    };
+    const gone = [added[3] as string, added[30] as string];
+    const packs = [...new Map(gone.map((g) => [packOf(g).id, packOf(g)])).values()];
+    const packFile = (id: string) => join((config.target as { path: string }).path, packKey(id));
+    for (const p of packs) {
+      expect(p.frames?.lengths.length, 'frames in the pack').toBeGreaterThan(3);
+      // Still one zstd stream to whole-pack readers (`zstd -d`, a restore by hand).
+      execFileSync('zstd', ['-tq', packFile(p.id)]);
+    }
+    const fp = await moodledata();
+    // verify --read-data reads the framed packs whole and checks every blob against its name.
+    const verified = await runCli(['verify', m.id, '--read-data'], env, { timeoutMs: 240_000 });
+    expect(verified.code, verified.stderr).toBe(0);
+
+    await inDataroot(stack, `rm ${gone.join(' ')}`);
+    const r = await runCli(['restore', m.id, '--yes', '--no-safety-snapshot'], env, { timeoutMs: 240_000 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(diffMinusExcludes(fp, await moodledata())).toEqual([]);
+    const placed = logLines(r.stderr).find(
+      (l) => l.step === 'restore' && l.volume === 'moodledata_data' && typeof l.fetched === 'number',
+    );
+    expect(placed).toMatchObject({ fetched: 2, framedPacks: packs.length });
+    const whole = packs.reduce((n, p) => n + p.storedSize, 0);
+    expect(placed?.packBytes as number).toBeGreaterThan(0);
+    expect(placed?.packBytes as number, `of ${whole} bytes of packs`).toBeLessThanOrEqual(whole / 2);
+
+    // One file back alone, by its frames.
+    await inDataroot(stack, `rm ${gone[0]}`);
+    const one = await runCli(['restore', m.id, '--file', gone[0] as string], env);
+    expect(one.code, one.stderr).toBe(0);
+    // The file as it was (its directory's mtime moves: a one-file restore leaves the live site's directories be).
+    expect(await inDataroot(stack, `sha1sum < ${gone[0]} | cut -c1-40; stat -c '%u:%g %a' ${gone[0]}`)).toBe(
+      `${(gone[0] as string).slice(-40)}\n1001:1001 644\n`,
+    );
+
+    // A byte flipped in the middle of every frame: the blobs read back wrong or not at all.
+    await inDataroot(stack, `rm ${gone.join(' ')}`);
+    const before = await moodledata();
+    const saved = new Map<string, Buffer>();
+    for (const p of packs) {
+      const bytes = await readFile(packFile(p.id));
+      saved.set(p.id, Buffer.from(bytes));
+      let start = 0;
+      for (const len of p.frames?.lengths ?? []) {
+        const mid = start + Math.floor(len / 2);
+        bytes.writeUInt8(bytes.readUInt8(mid) ^ 0xff, mid);
+        start += len;
+      }
+      await writeFile(packFile(p.id), bytes);
+    }
+    try {
+      const bad = await runCli(['restore', m.id, '--yes', '--no-safety-snapshot'], env, {
+        timeoutMs: 240_000,
+      });
+      // RESTORE_FAILED (9), its cause the damaged frame, every volume untouched.
+      expect(bad.code, bad.stderr).toBe(9);
+      expect(bad.stderr).toMatch(/frame \d+ does not decode.*"code":"INTEGRITY_FAILED"/);
+      expect(bad.stderr).toContain('moodledata_data: untouched');
+      const unverified = await runCli(['verify', m.id, '--read-data'], env, { timeoutMs: 240_000 });
+      expect(unverified.code, unverified.stderr).not.toBe(0);
+      expect(diffMinusExcludes(before, await moodledata())).toEqual([]);
+      expect(await stack.states()).toEqual({ mariadb: 'running', moodle: 'running' });
+    } finally {
+      for (const [id, bytes] of saved) await writeFile(packFile(id), bytes);
+    }
+    await restoreSnapshot(m.id);
+    expect(diffMinusExcludes(fp, await moodledata())).toEqual([]);
   });
 
   it('a snapshot restores by hand with tar, zstd and awk, as docs/format.md says', async () => {

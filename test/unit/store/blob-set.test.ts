@@ -42,3 +42,22 @@ describe('BlobSet pack numbers', () => {
     expect([0, 1, 2, 3, 4].map((i) => set.packOf(i))).toEqual([0, 65_533, 70_000, 4_000_000, -1]);
   });
 });
+
+describe('BlobSet pack offsets', () => {
+  it('keeps where each blob lies in its pack across growth; an offset off a tar block is not known', () => {
+    const set = new BlobSet(1);
+    const sha1 = (i: number) => createHash('sha1').update(`o${i}`).digest('hex');
+    for (let i = 0; i < 3000; i++)
+      set.add({ sha1: sha1(i), size: 1, mode: 0o640, uid: 0, gid: 0, mtimeMs: 0, path: blobPath(sha1(i)) });
+    set.setPack(0, 0, 512);
+    set.setPack(1, 0, 512 * 2 ** 31); // 1 TiB into a pack
+    set.setPack(2, 0, 700);
+    set.setPack(2999, 7, 1024);
+    expect(set.offsetOf(0)).toBe(512);
+    expect(set.offsetOf(1)).toBe(512 * 2 ** 31);
+    expect(set.offsetOf(2)).toBeUndefined();
+    expect(set.offsetOf(3)).toBeUndefined();
+    expect(set.offsetOf(2999)).toBe(1024);
+    expect(set.packOf(2999)).toBe(7);
+  });
+});

@@ -228,6 +228,70 @@ describe('index file', () => {
   });
 });
 
+describe('index file with framed packs', () => {
+  const sha1 = (s: string) => createHash('sha1').update(s).digest();
+  const framed = {
+    pack: {
+      id: 'ef'.repeat(32),
+      storedSize: 300 + 200 + 7,
+      codec: 'zstd' as const,
+      encrypted: false,
+      frames: { frameBytes: 262144, lengths: Uint32Array.from([300, 200, 7]) },
+    },
+    blobs: [{ sha1: sha1('x'), offset: 512, size: 600_000 }],
+  };
+  const plain = { pack: pack('ab'), blobs: [{ sha1: sha1('y'), offset: 1024, size: 3 }] };
+  const withTable = (lengths: number[], storedSize = framed.pack.storedSize) => [
+    {
+      ...framed,
+      pack: {
+        ...framed.pack,
+        storedSize,
+        frames: { frameBytes: 262144, lengths: Uint32Array.from(lengths) },
+      },
+    },
+  ];
+
+  it('round-trips the frame table beside unframed packs; a file without one is the old format, byte for byte', () => {
+    const buf = encodeIndex([framed, plain]);
+    expect(buf.subarray(0, 8).toString()).toBe('MBSIDX02');
+    const round = decodeIndex(buf, 't');
+    expect(round.map((p) => p.pack)).toEqual([framed.pack, plain.pack]);
+    expect([...recordsOf(round[0]?.records as Buffer)].map((b) => [b.offset, b.size])).toEqual([
+      [512, 600_000],
+    ]);
+    expect([...recordsOf(round[1]?.records as Buffer)].map((b) => [b.offset, b.size])).toEqual([[1024, 3]]);
+    const old = encodeIndex([plain]);
+    expect(old.subarray(0, 8).toString()).toBe('MBSIDX01');
+    expect(decodeIndex(old, 't').map((p) => p.pack)).toEqual([plain.pack]);
+  });
+
+  it('the table is copied out of the buffer it was read from (a reader reuses its buffer)', () => {
+    const buf = encodeIndex([framed]);
+    const round = decodeIndex(buf, 't');
+    buf.fill(0);
+    expect([...(round[0]?.pack.frames?.lengths ?? [])]).toEqual([300, 200, 7]);
+  });
+
+  it.each([
+    ['lengths that do not add up to the stored size', withTable([300, 200, 7], 508)],
+    ['no frame', withTable([], 0)],
+    ['an encrypted pack', [{ ...framed, pack: { ...framed.pack, encrypted: true } }]],
+    ['a gzip pack', [{ ...framed, pack: { ...framed.pack, codec: 'gzip' as const } }]],
+  ])('a table with %s is INTEGRITY_FAILED', (_name, packs) => {
+    expect(() => decodeIndex(encodeIndex(packs), 'x')).toThrow(/frame table does not fit/);
+  });
+
+  it('an old-format file with the frames flag set is refused, not misread', () => {
+    const buf = encodeIndex([plain]);
+    // The flags byte of the first pack: magic 8, count 4, id 32, size 8, codec 1.
+    buf.writeUInt8(3, 8 + 4 + 32 + 8 + 1);
+    const body = buf.subarray(0, buf.length - 32);
+    createHash('sha256').update(body).digest().copy(buf, body.length);
+    expect(() => decodeIndex(buf, 'x')).toThrow(/unknown flags 3/);
+  });
+});
+
 describe('memory: 1,000,000 blobs', () => {
   it('loadIndex of a million blobs from 500 index files grows RSS by less than twice its 36 MB of tables', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'store-mem-'));

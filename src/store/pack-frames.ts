@@ -1,0 +1,189 @@
+import { createHash } from 'node:crypto';
+import { type FileHandle, mkdir, open } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { SidecarError } from '../common/errors.js';
+import type { Backend } from '../storage/backend.js';
+import { canFrame, decompressFrame, type FrameRun, planRuns } from './frames.js';
+import type { PackRecord } from './index-file.js';
+import { packKey } from './layout.js';
+import type { UntarredMember } from './pack-untar.js';
+
+/** One blob to read out of a framed pack: where its data lies in the pack's tar, and the file to write. */
+export interface FramedBlob {
+  sha1: string;
+  offset: number;
+  size: number;
+  dest: string;
+}
+
+/**
+ * Two runs of needed frames closer than this many compressed bytes are read as one request: at S3's ~50 ms a
+ * request and ~100 MB/s, a request costs about as much as 4 MiB of transfer; locally a read call is cheap.
+ */
+const RUN_GAP = 1024 * 1024;
+/** Above this share of the pack's bytes the whole pack is read instead (one request, tar, its sha256 checked). */
+const WHOLE_SHARE = 0.5;
+
+/**
+ * The runs of frames to read for `blobs` of `pack`, or null when the pack is better read whole: not framed,
+ * encrypted (age hides where a frame is), a backend without ranged reads, a blob whose place in the pack is
+ * not known, or most of the pack needed anyway.
+ */
+export function framedRuns(
+  backend: Pick<Backend, 'getRange'>,
+  pack: PackRecord,
+  blobs: readonly { offset: number | undefined; size: number }[],
+): FrameRun[] | null {
+  if (!pack.frames || pack.encrypted || !backend.getRange || !canFrame()) return null;
+  if (blobs.some((b) => b.offset === undefined)) return null;
+  const runs = planRuns(pack.frames, blobs as readonly { offset: number; size: number }[], RUN_GAP);
+  const bytes = runs.reduce((n, r) => n + r.end - r.start, 0);
+  return bytes <= pack.storedSize * WHOLE_SHARE ? runs : null;
+}
+
+/**
+ * Reads `runs` of a framed pack (framedRuns) and writes each blob's bytes to its `dest`, checking its SHA-1
+ * against its name: the pack's sha256 cannot be checked from part of it, each blob's hash is. Frames inside a
+ * run that hold none of the blobs are skipped undecoded. Returns what untarPack returns, with attributes unknown
+ * (mode -1: the caller sets the snapshot's). On any error the files already written are the caller's to discard
+ * (a staging or scratch directory), as with untarPack. Resolves with the compressed bytes read.
+ */
+export async function fetchFrames(o: {
+  backend: Backend;
+  pack: PackRecord;
+  runs: readonly FrameRun[];
+  blobs: readonly FramedBlob[];
+  signal?: AbortSignal;
+}): Promise<{ members: Map<string, UntarredMember>; bytesRead: number }> {
+  const table = o.pack.frames;
+  const getRange = o.backend.getRange;
+  if (!table || !getRange) throw new Error(`pack ${o.pack.id} is not framed`);
+  const damaged = (why: string) =>
+    new SidecarError(
+      'INTEGRITY_FAILED',
+      `pack ${o.pack.id} in ${o.backend.location}: ${why}`,
+      'the stored pack was changed or damaged; run `verify --read-data`',
+    );
+  const sorted = [...o.blobs].sort((a, b) => a.offset - b.offset);
+  const writer = new BlobWriter(sorted, damaged);
+  const F = table.frameBytes;
+  let bytesRead = 0;
+  try {
+    await writer.empties();
+    for (const run of o.runs) {
+      o.signal?.throwIfAborted();
+      const body = await getRange.call(o.backend, packKey(o.pack.id), run.start, run.end);
+      let held: Buffer[] = [];
+      let have = 0;
+      let k = run.first;
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        held.push(chunk);
+        have += chunk.length;
+        bytesRead += chunk.length;
+        while (k <= run.last && have >= (table.lengths[k] as number)) {
+          const all = held.length === 1 ? (held[0] as Buffer) : Buffer.concat(held, have);
+          const len = table.lengths[k] as number;
+          const frame = all.subarray(0, len);
+          held = len < all.length ? [all.subarray(len)] : [];
+          have -= len;
+          if (writer.wants(k * F, F)) {
+            const data = await decompressFrame(frame, F).catch((err: unknown) => {
+              throw damaged(`frame ${k} does not decode (${(err as Error).message})`);
+            });
+            if (k < table.lengths.length - 1 && data.length !== F)
+              throw damaged(`frame ${k} holds ${data.length} bytes, not ${F}`);
+            await writer.push(k * F, data);
+          }
+          k++;
+        }
+      }
+      if (k <= run.last || have > 0)
+        throw damaged(`bytes ${run.start}–${run.end} do not hold frames ${run.first}–${run.last}`);
+    }
+    writer.finished();
+  } finally {
+    await writer.close();
+  }
+  return { members: writer.members, bytesRead };
+}
+
+/** Blob bytes in tar order into files, each hashed; a blob may span frames. */
+class BlobWriter {
+  readonly members = new Map<string, UntarredMember>();
+  private next = 0;
+  private cur: { b: FramedBlob; fh: FileHandle; hash: ReturnType<typeof createHash>; done: number } | null =
+    null;
+
+  constructor(
+    private readonly blobs: readonly FramedBlob[],
+    private readonly damaged: (why: string) => Error,
+  ) {}
+
+  /** Whether any blob's bytes lie in [base, base + len). */
+  wants(base: number, len: number): boolean {
+    if (this.cur) return true;
+    while (this.next < this.blobs.length && (this.blobs[this.next] as FramedBlob).size === 0) this.next++;
+    const b = this.blobs[this.next];
+    return !!b && b.offset < base + len;
+  }
+
+  /** The empty blobs need no frame: written first. */
+  async empties(): Promise<void> {
+    for (const b of this.blobs)
+      if (b.size === 0) await this.done(b, await create(b.dest), createHash('sha1'));
+  }
+
+  async push(base: number, data: Buffer): Promise<void> {
+    const end = base + data.length;
+    for (;;) {
+      if (!this.cur) {
+        while (this.next < this.blobs.length && (this.blobs[this.next] as FramedBlob).size === 0) this.next++;
+        const b = this.blobs[this.next];
+        if (!b || b.offset >= end) return;
+        if (b.offset < base) throw this.damaged(`blob ${b.sha1} starts in a frame that was not read`);
+        this.next++;
+        this.cur = { b, fh: await create(b.dest), hash: createHash('sha1'), done: 0 };
+      }
+      const c = this.cur;
+      const from = c.b.offset + c.done;
+      if (from < base) throw this.damaged(`blob ${c.b.sha1} continues in a frame that was not read`);
+      const to = Math.min(c.b.offset + c.b.size, end);
+      const piece = data.subarray(from - base, to - base);
+      c.hash.update(piece);
+      await c.fh.write(piece);
+      c.done += piece.length;
+      if (c.done < c.b.size) return;
+      this.cur = null;
+      await this.done(c.b, c.fh, c.hash);
+    }
+  }
+
+  /** Every blob was written whole. */
+  finished(): void {
+    const left = this.cur?.b ?? this.blobs.slice(this.next).find((b) => b.size > 0);
+    if (left) throw this.damaged(`blob ${left.sha1} ends past the frames read`);
+  }
+
+  async close(): Promise<void> {
+    await this.cur?.fh.close().catch(() => undefined);
+    this.cur = null;
+  }
+
+  private async done(b: FramedBlob, fh: FileHandle, hash: ReturnType<typeof createHash>): Promise<void> {
+    await fh.close();
+    const actual = hash.digest('hex');
+    if (actual !== b.sha1) throw this.damaged(`blob ${b.sha1} reads back with SHA-1 ${actual}`);
+    this.members.set(b.sha1, { mode: -1, uid: -1, gid: -1, mtimeS: Number.NaN, size: b.size });
+  }
+}
+
+/** The blob's file, its directory made when missing (a staging copy has most already). */
+async function create(dest: string): Promise<FileHandle> {
+  try {
+    return await open(dest, 'w', 0o600);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    await mkdir(dirname(dest), { recursive: true });
+    return open(dest, 'w', 0o600);
+  }
+}

@@ -1,0 +1,56 @@
+import { describe, expect, it } from 'vitest';
+import { type FrameTable, frameStarts, planRuns } from '../../../src/store/frames.js';
+
+const table = (lengths: number[], frameBytes = 1000): FrameTable => ({
+  frameBytes,
+  lengths: Uint32Array.from(lengths),
+});
+
+describe('planRuns: which frames of a pack hold some blobs', () => {
+  const t = table([100, 200, 300, 400, 500, 600]); // starts 0 100 300 600 1000 1500, total 2100
+
+  it('starts add up the compressed lengths', () => {
+    expect([...frameStarts(t)]).toEqual([0, 100, 300, 600, 1000, 1500, 2100]);
+  });
+
+  it('a blob inside one frame, one spanning three, and an empty one that needs none', () => {
+    const runs = planRuns(
+      t,
+      [
+        { offset: 4200, size: 10 }, // frame 4
+        { offset: 1512, size: 1700 }, // frames 1..3 (1512..3211)
+        { offset: 5000, size: 0 },
+      ],
+      0,
+    );
+    expect(runs).toEqual([{ first: 1, last: 4, start: 100, end: 1500 }]);
+  });
+
+  it('runs apart stay apart unless closer than the gap', () => {
+    const blobs = [
+      { offset: 10, size: 5 }, // frame 0
+      { offset: 2500, size: 5 }, // frame 2
+      { offset: 5999, size: 1 }, // frame 5
+    ];
+    expect(planRuns(t, blobs, 0)).toEqual([
+      { first: 0, last: 0, start: 0, end: 100 },
+      { first: 2, last: 2, start: 300, end: 600 },
+      { first: 5, last: 5, start: 1500, end: 2100 },
+    ]);
+    // Gap 200: frame 1 (200 bytes) is read through; frames 3 and 4 (900 bytes) are not.
+    expect(planRuns(t, blobs, 200)).toEqual([
+      { first: 0, last: 2, start: 0, end: 600 },
+      { first: 5, last: 5, start: 1500, end: 2100 },
+    ]);
+  });
+
+  it('a blob that ends exactly on a frame boundary does not need the next frame', () => {
+    expect(planRuns(t, [{ offset: 1000, size: 1000 }], 0)).toEqual([
+      { first: 1, last: 1, start: 100, end: 300 },
+    ]);
+  });
+
+  it('bytes past the last frame are refused (an index that does not fit its pack)', () => {
+    expect(() => planRuns(t, [{ offset: 5990, size: 20 }], 0)).toThrow(RangeError);
+  });
+});
