@@ -6,9 +6,10 @@ import { storeDecrypter } from '../archive/encryption.js';
 import type { ManifestBlobs } from '../archive/manifest.js';
 import { SidecarError } from '../common/errors.js';
 import { fileChunks } from '../common/file-chunks.js';
+import { isLocalBackend } from '../storage/backend.js';
 import { spoolError } from '../storage/spool-error.js';
 import { formatBlobLine, formatDirLine } from '../store/blob-list.js';
-import type { StoreEncoding } from '../store/encoding.js';
+import { framesWanted, type StoreEncoding } from '../store/encoding.js';
 import { IndexCache } from '../store/index-cache.js';
 import { type LeafTable, leafOf } from '../store/leaf-table.js';
 import type { ListedBlob } from '../store/listing.js';
@@ -74,6 +75,7 @@ export async function openStore(
     level: config.compressionLevel,
     encrypt,
     decrypt,
+    frames: framesWanted(config.storeFrames, isLocalBackend(backend)),
   };
   const t0 = Date.now();
   const cache = storeCache(config.stateDir, backend.location);

@@ -83,6 +83,7 @@ const VARS: Record<string, VarSpec> = {
   BACKUP_READ_PATH: { paths: ['readPath'], parse: same('auto', 'docker', 'mount') },
   BACKUP_INCREMENTAL: { paths: ['incremental'], parse: same('auto', 'off') },
   BACKUP_REUSE_ARCHIVES: { paths: ['reuseArchives'], parse: same('auto', 'off') },
+  BACKUP_STORE_FRAMES: { paths: ['storeFrames'], parse: same('auto', 'on', 'off') },
   BACKUP_STATE_DIR: { paths: ['stateDir'], parse: text },
   BACKUP_HELPER_IMAGE: { paths: ['helperImage'], parse: text },
   BACKUP_CRON_EXPRESSION: { paths: ['schedule'], parse: text },

@@ -22,6 +22,7 @@ export const QUIESCE_MODES = ['stop', 'pause', 'online'] as const;
 export const SPOOL_POLICIES = ['auto', 'always', 'never'] as const;
 export const READ_PATHS = ['auto', 'docker', 'mount'] as const;
 export const INCREMENTAL_POLICIES = ['auto', 'off'] as const;
+export const FRAME_POLICIES = ['auto', 'on', 'off'] as const;
 export const REUSE_POLICIES = ['auto', 'off'] as const;
 export const CHECKSUM_MODES = ['when_supported', 'when_required'] as const;
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
@@ -147,6 +148,7 @@ export const configSchema = z
     readPath: z.enum(READ_PATHS).default('auto'),
     incremental: z.enum(INCREMENTAL_POLICIES).default('auto'),
     reuseArchives: z.enum(REUSE_POLICIES).default('auto'),
+    storeFrames: z.enum(FRAME_POLICIES).default('auto'),
     stateDir: absolutePath().default('/var/lib/moodle-backup'),
     helperImage: nonEmpty().optional(),
     schedule: nonEmpty().optional(),

@@ -98,6 +98,13 @@ export interface Config {
    */
   incremental: 'auto' | 'off';
   /**
+   * Packs as independent zstd frames (store/frames.ts), so a partial restore reads only the frames it needs.
+   * auto: when the target is not a local directory (S3: the download is what frames save; locally a whole pack
+   * decompresses faster than frames cost the backup); on / off: always / never. Plain zstd packs only, on a
+   * Node with zstd in zlib. Undefined = auto.
+   */
+  storeFrames?: 'auto' | 'on' | 'off';
+  /**
    * auto: a file volume whose metadata listing is unchanged since the newest snapshot reuses that snapshot's
    * archive (a hard link, an S3 server-side copy) instead of compressing it again; off: always read.
    * Undefined = auto.

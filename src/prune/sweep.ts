@@ -4,8 +4,8 @@ import { getCodec } from '../archive/codec.js';
 import { encryptionPlan, storeDecrypter } from '../archive/encryption.js';
 import type { Config } from '../config/types.js';
 import type { Logger } from '../observe/logger.js';
-import type { Backend } from '../storage/backend.js';
-import type { StoreEncoding } from '../store/encoding.js';
+import { type Backend, isLocalBackend } from '../storage/backend.js';
+import { framesWanted, type StoreEncoding } from '../store/encoding.js';
 import { INDEX_PREFIX, idOfKey, LISTS_PREFIX, listKey, PACKS_PREFIX, packKey } from '../store/layout.js';
 import { markKept } from './mark.js';
 import { repack } from './repack.js';
@@ -15,7 +15,7 @@ import { planStoreSweep } from './sweep-plan.js';
 /** What prune needs to read and rewrite the store: keys, codec, scratch space. */
 export type StoreSweepConfig = Pick<
   Config,
-  'compression' | 'compressionLevel' | 'encryption' | 'spoolDir'
+  'compression' | 'compressionLevel' | 'encryption' | 'spoolDir' | 'storeFrames'
 > & {
   /** Repack a pack whose live bytes are below this fraction (store/sweep.ts; default 0.5). */
   repackBelow?: number;
@@ -91,6 +91,7 @@ export async function sweepStore(
     level: cfg.compressionLevel,
     encrypt: plan ? () => plan.stage() : undefined,
     decrypt,
+    frames: framesWanted(cfg.storeFrames, isLocalBackend(backend)),
   };
   let outcome: Awaited<ReturnType<typeof planStoreSweep>>;
   try {

@@ -13,7 +13,14 @@ export interface StoreEncoding {
   encrypt?: () => Duplex;
   /** A fresh decrypting stage per object, needed to read encrypted packs and index files. */
   decrypt?: () => Duplex;
+  /** Write new packs as frames (frames.ts) where they can be: plain zstd, a Node with zstd in zlib. */
+  frames?: boolean;
 }
 
 /** age's header line: an encrypted object starts with it. */
 export const AGE_MAGIC = Buffer.from('age-encryption.org/v1\n', 'ascii');
+
+/** Whether new packs are framed: the config's `storeFrames` (auto: for a target that is not a local directory). */
+export function framesWanted(policy: 'auto' | 'on' | 'off' | undefined, localTarget: boolean): boolean {
+  return policy === 'on' || ((policy ?? 'auto') === 'auto' && !localTarget);
+}

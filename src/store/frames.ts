@@ -1,4 +1,5 @@
-import { Transform, type TransformCallback } from 'node:stream';
+import { once } from 'node:events';
+import { type Duplex, Transform, type TransformCallback } from 'node:stream';
 import zlib from 'node:zlib';
 
 /**
@@ -7,10 +8,11 @@ import zlib from 'node:zlib';
  * lie in (by range from S3), not the whole pack. The stored bytes are still one valid zstd stream: `zstd -d`
  * reads the frames one after another, so whole-pack readers and a by-hand restore see no difference.
  *
- * 256 KiB: on a 64 MiB tar of binaries and text, level 3, frames of 128 / 256 / 512 KiB / 1 MiB / 4 MiB stored
- * 2.1 / 1.5 / 1.1 / 0.8 / 0.2% more than one frame, at the same CPU from 256 KiB up (docs/design.md).
+ * 1 MiB: on the bench's 1 GB dataroot, frames of 256 KiB stored 8% more than one frame a pack and took 1.3x the
+ * CPU of 1 MiB ones, which stored 2% more (docs/design.md). A Moodle file is typically 100s of KB, so a frame
+ * holds a few of them and a restore of 1% of a site still skips most frames.
  */
-export const FRAME_BYTES = 256 * 1024;
+export const FRAME_BYTES = 1024 * 1024;
 
 /** Where a framed pack's frames are: each frame holds `frameBytes` of tar (the last one the rest). */
 export interface FrameTable {
@@ -22,14 +24,17 @@ export interface FrameTable {
 /** Node >= 22.15 has zstd in zlib; typed loosely because @types/node 20 does not know it. */
 type ZstdCall = (buf: Buffer, opts: object, cb: (err: Error | null, out: Buffer) => void) => void;
 const z = zlib as unknown as {
-  zstdCompress?: ZstdCall;
+  createZstdCompress?: (o: object) => ZstdStream;
   zstdDecompress?: ZstdCall;
   constants: Record<string, number | undefined>;
 };
 
+/** zlib's stream: flush(kind) ends what was written as the kind says (ZSTD_e_end: a whole frame). */
+type ZstdStream = Duplex & { flush(kind: number, cb: () => void): void };
+
 /** Whether this Node can write and read frames (zstd in zlib). Without it packs are one frame, as before. */
 export function canFrame(): boolean {
-  return typeof z.zstdCompress === 'function' && typeof z.zstdDecompress === 'function';
+  return typeof z.createZstdCompress === 'function' && typeof z.zstdDecompress === 'function';
 }
 
 function call(fn: ZstdCall | undefined, buf: Buffer, opts: object): Promise<Buffer> {
@@ -37,42 +42,41 @@ function call(fn: ZstdCall | undefined, buf: Buffer, opts: object): Promise<Buff
   return new Promise((resolve, reject) => fn(buf, opts, (err, out) => (err ? reject(err) : resolve(out))));
 }
 
-/** One frame: the content size in its header and a content checksum, as the zstd CLI writes them. */
-export function compressFrame(buf: Buffer, level: number): Promise<Buffer> {
-  return call(z.zstdCompress, buf, {
-    // One output chunk for the whole frame (the default 16 KiB chunks cost ~40% more CPU, measured).
-    chunkSize: buf.length + (buf.length >> 7) + 4096,
-    pledgedSrcSize: buf.length,
-    params: {
-      [z.constants.ZSTD_c_compressionLevel ?? 100]: level,
-      [z.constants.ZSTD_c_checksumFlag ?? 201]: 1,
-    },
-  });
-}
-
 /** One frame back; more than `max` bytes out is an error (a damaged or hostile frame cannot balloon). */
 export function decompressFrame(buf: Buffer, max: number): Promise<Buffer> {
   return call(z.zstdDecompress, buf, { maxOutputLength: Math.max(1, max), chunkSize: Math.max(1024, max) });
 }
 
-/** Frames compressed at once: the two cores, with one more queued so neither waits for the relay. */
-const IN_FLIGHT = 3;
-
 /**
- * Tar bytes in, frames out: every FRAME_BYTES of input compressed as a frame of its own on libuv's threads,
- * in order. `table()` after the end gives each frame's length.
+ * Tar bytes in, frames out: one zstd stream for the whole pack (on libuv's threads), ended as a frame every
+ * `frameBytes` of input (flush with ZSTD_e_end: the next input starts a new, independent frame). One stream,
+ * not a compression call a frame: each call set up a new context, 2.7x the CPU at 256 KiB frames; and a
+ * frame's input as one write, not tar's 64 KiB reads one by one, 1.3x (docs/design.md). `table()` after the end
+ * gives each frame's length.
  */
 export class FrameCompressor extends Transform {
+  private readonly zs: ZstdStream;
   private parts: Buffer[] = [];
   private held = 0;
   private readonly lengths: number[] = [];
-  private readonly inflight: Promise<Buffer>[] = [];
+  /** Bytes out since the current frame began. */
+  private since = 0;
 
   constructor(
-    private readonly level: number,
+    level: number,
     private readonly frameBytes = FRAME_BYTES,
   ) {
     super();
+    if (!z.createZstdCompress) throw new Error('this Node has no zstd in zlib');
+    this.zs = z.createZstdCompress({
+      chunkSize: 256 * 1024,
+      params: {
+        [z.constants.ZSTD_c_compressionLevel ?? 100]: level,
+        [z.constants.ZSTD_c_checksumFlag ?? 201]: 1,
+      },
+    });
+    this.zs.on('readable', () => this.drain());
+    this.zs.on('error', (err: Error) => this.destroy(err));
   }
 
   table(): FrameTable {
@@ -88,28 +92,36 @@ export class FrameCompressor extends Transform {
   override _flush(cb: TransformCallback): void {
     (async () => {
       await this.cutFull();
-      if (this.held > 0) this.start(this.cutPiece(this.held));
-      while (this.inflight.length > 0) await this.emitOldest();
+      // The last frame ends with the stream (ending it after a flushed frame would add an empty frame).
+      const ended = once(this.zs, 'end');
+      this.zs.end(this.cutPiece(this.held));
+      await ended;
+      this.endFrame();
     })().then(() => cb(), cb);
   }
 
+  /** Every full frame but the last bytes held: those end the stream, so a pack never ends on a flush. */
   private async cutFull(): Promise<void> {
-    while (this.held >= this.frameBytes) {
-      this.start(this.cutPiece(this.frameBytes));
-      while (this.inflight.length >= IN_FLIGHT) await this.emitOldest();
+    while (this.held > this.frameBytes) {
+      this.zs.write(this.cutPiece(this.frameBytes));
+      // Its callback comes once zstd has put out the whole frame (zlib pushes the output first).
+      await new Promise<void>((resolve) => this.zs.flush(z.constants.ZSTD_e_end ?? 2, () => resolve()));
+      this.endFrame();
     }
   }
 
-  private start(piece: Buffer): void {
-    const p = compressFrame(piece, this.level);
-    p.catch(() => undefined); // awaited in order by emitOldest
-    this.inflight.push(p);
+  private endFrame(): void {
+    this.drain();
+    if (this.since === 0) throw new Error('zstd put out no frame');
+    this.lengths.push(this.since);
+    this.since = 0;
   }
 
-  private async emitOldest(): Promise<void> {
-    const frame = await (this.inflight.shift() as Promise<Buffer>);
-    this.lengths.push(frame.length);
-    this.push(frame);
+  private drain(): void {
+    for (let d: Buffer | null = this.zs.read(); d !== null; d = this.zs.read()) {
+      this.since += d.length;
+      this.push(d);
+    }
   }
 
   /** The first `n` bytes held, as one buffer (a copy only when they span chunks). */
@@ -172,6 +184,13 @@ export function planRuns(
 }
 
 /** The compressor for a pack written with `enc`, when its packs are framed: plain zstd on a Node that can. */
-export function frameCompressor(enc: { codec: { name: string }; level?: number; encrypt?: unknown }) {
-  return !enc.encrypt && enc.codec.name === 'zstd' && canFrame() ? new FrameCompressor(enc.level ?? 3) : null;
+export function frameCompressor(enc: {
+  codec: { name: string };
+  level?: number;
+  encrypt?: unknown;
+  frames?: boolean;
+}) {
+  return enc.frames && !enc.encrypt && enc.codec.name === 'zstd' && canFrame()
+    ? new FrameCompressor(enc.level ?? 3)
+    : null;
 }

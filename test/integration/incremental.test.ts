@@ -11,6 +11,7 @@ import { getCodec } from '../../src/archive/codec.js';
 import { FORMAT_STORE, type Manifest, type ManifestBlobs } from '../../src/archive/manifest.js';
 import { SINCE_MARGIN_MS } from '../../src/backup/blob-window.js';
 import { runBackup } from '../../src/backup/run.js';
+import { loadConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
 import { silentLogger } from '../../src/observe/logger.js';
 import { runRestore } from '../../src/restore/run.js';
@@ -27,7 +28,7 @@ import { cliEnv, type TempDirs, tempDirs, testConfig } from '../harness/config.j
 import { docker, execOk, IMAGES, TEST_LABEL, uniqueName } from '../harness/docker.js';
 import { fingerprintVolume, type VolumeFingerprint } from '../harness/fingerprint.js';
 import { capturingLogger, diffMinusExcludes } from '../harness/moodle.js';
-import { createTestBucket, testS3Target } from '../harness/s3.js';
+import { createTestBucket, s3Env, s3Host, testS3Target } from '../harness/s3.js';
 import { addToArchive, copySnapshot, sha256, zstd } from '../harness/snapshot-tamper.js';
 import { createMoodleStack, type MoodleStack } from '../harness/stack.js';
 
@@ -791,40 +792,29 @@ describe('incremental backups (the blob store)', () => {
     expect(diffMinusExcludes(want, await moodledata())).toEqual([]);
   });
 
-  it("through the CLI (the image's Node): new packs are framed; a restore lacking two files reads only their frames, and a damaged frame stops it with nothing changed", {
-    timeout: 300_000,
-  }, async () => {
-    const env = cliEnv(stack.project, dirs);
-    const backend = createBackend(config.target);
-    // 40 new files of 24 KiB each, random (zstd cannot shrink them): the pack they go into spans several frames.
+  /**
+   * 400 new files of 24 KiB each, random (zstd cannot shrink them), backed up through the CLI (the image's
+   * Node) into packs that span several frames; two of them deleted, then restored: only their frames are read.
+   */
+  async function framedRestore(env: NodeJS.ProcessEnv) {
     const added = (
       await inDataroot(
         stack,
-        'for i in $(seq 1 40); do f=$(mktemp); head -c 24576 /dev/urandom >"$f"; h=$(sha1sum "$f" | cut -c1-40); ' +
+        'for i in $(seq 1 400); do f=$(mktemp); head -c 24576 /dev/urandom >"$f"; h=$(sha1sum "$f" | cut -c1-40); ' +
           'd=filedir/$(echo $h | cut -c1-2)/$(echo $h | cut -c3-4); mkdir -p "$d"; mv "$f" "$d/$h"; chown 1001:1001 "$d/$h"; chmod 0644 "$d/$h"; echo "$d/$h"; done',
       )
     )
       .trim()
       .split('\n');
-    expect(added).toHaveLength(40);
+    expect(added).toHaveLength(400);
     const backup = await runCli(['backup', '--json'], env);
     expect(backup.code, backup.stderr).toBe(0);
     const m = JSON.parse(backup.stdout) as Manifest;
-    const index = await loadIndex(backend, { codec: getCodec('zstd') });
-    const packOf = (path: string) => {
-      const where = index.lookup(Buffer.from(path.slice(-40), 'hex'));
-      return index.pack(where?.packId ?? '') as PackRecord;
-    };
-    const gone = [added[3] as string, added[30] as string];
-    const packs = [...new Map(gone.map((g) => [packOf(g).id, packOf(g)])).values()];
-    const packFile = (id: string) => join((config.target as { path: string }).path, packKey(id));
-    for (const p of packs) {
-      expect(p.frames?.lengths.length, 'frames in the pack').toBeGreaterThan(3);
-      // Still one zstd stream to whole-pack readers (`zstd -d`, a restore by hand).
-      execFileSync('zstd', ['-tq', packFile(p.id)]);
-    }
+    const gone = [added[3] as string, added[396] as string];
+    const packs = await packsOf(env, gone);
+    for (const p of packs) expect(p.frames?.lengths.length, 'frames in the pack').toBeGreaterThan(3);
     const fp = await moodledata();
-    // verify --read-data reads the framed packs whole and checks every blob against its name.
+    // verify --read-data reads the framed packs whole (one zstd stream) and checks every blob against its name.
     const verified = await runCli(['verify', m.id, '--read-data'], env, { timeoutMs: 240_000 });
     expect(verified.code, verified.stderr).toBe(0);
 
@@ -848,6 +838,28 @@ describe('incremental backups (the blob store)', () => {
     expect(await inDataroot(stack, `sha1sum < ${gone[0]} | cut -c1-40; stat -c '%u:%g %a' ${gone[0]}`)).toBe(
       `${(gone[0] as string).slice(-40)}\n1001:1001 644\n`,
     );
+    return { m, gone, packs, fp };
+  }
+
+  /** The packs that hold these files, from the target's index (read with the sidecar's own code). */
+  async function packsOf(env: NodeJS.ProcessEnv, paths: string[]): Promise<PackRecord[]> {
+    const index = await loadIndex(createBackend((await loadConfig(env)).target), { codec: getCodec('zstd') });
+    const packs = new Map<string, PackRecord>();
+    for (const path of paths) {
+      const p = index.pack(index.lookup(Buffer.from(path.slice(-40), 'hex'))?.packId ?? '');
+      expect(p, path).toBeDefined();
+      packs.set((p as PackRecord).id, p as PackRecord);
+    }
+    return [...packs.values()];
+  }
+
+  it('BACKUP_STORE_FRAMES=on, local target, through the CLI: a restore lacking two files reads only their frames; a damaged frame stops it with nothing changed', {
+    timeout: 300_000,
+  }, async () => {
+    const env = cliEnv(stack.project, dirs, { BACKUP_STORE_FRAMES: 'on' });
+    const { m, gone, packs, fp } = await framedRestore(env);
+    const packFile = (id: string) => join((config.target as { path: string }).path, packKey(id));
+    for (const p of packs) execFileSync('zstd', ['-tq', packFile(p.id)]); // still one zstd stream to `zstd -d`
 
     // A byte flipped in the middle of every frame: the blobs read back wrong or not at all.
     await inDataroot(stack, `rm ${gone.join(' ')}`);
@@ -872,15 +884,22 @@ describe('incremental backups (the blob store)', () => {
       expect(bad.code, bad.stderr).toBe(9);
       expect(bad.stderr).toMatch(/frame \d+ does not decode.*"code":"INTEGRITY_FAILED"/);
       expect(bad.stderr).toContain('moodledata_data: untouched');
-      const unverified = await runCli(['verify', m.id, '--read-data'], env, { timeoutMs: 240_000 });
-      expect(unverified.code, unverified.stderr).not.toBe(0);
       expect(diffMinusExcludes(before, await moodledata())).toEqual([]);
       expect(await stack.states()).toEqual({ mariadb: 'running', moodle: 'running' });
+      const unverified = await runCli(['verify', m.id, '--read-data'], env, { timeoutMs: 240_000 });
+      expect(unverified.code, unverified.stderr).not.toBe(0);
     } finally {
       for (const [id, bytes] of saved) await writeFile(packFile(id), bytes);
     }
     await restoreSnapshot(m.id);
     expect(diffMinusExcludes(fp, await moodledata())).toEqual([]);
+  });
+
+  it('to S3 (frames by default there), through the CLI: a restore lacking two files downloads only their frames, by range', {
+    timeout: 300_000,
+  }, async () => {
+    const bucket = await createTestBucket('frames');
+    await framedRestore(s3Env(stack, dirs, bucket, s3Host()));
   });
 
   it('a snapshot restores by hand with tar, zstd and awk, as docs/format.md says', async () => {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { framesWanted } from '../../../src/store/encoding.js';
 import { type FrameTable, frameStarts, planRuns } from '../../../src/store/frames.js';
 
 const table = (lengths: number[], frameBytes = 1000): FrameTable => ({
@@ -52,5 +53,15 @@ describe('planRuns: which frames of a pack hold some blobs', () => {
 
   it('bytes past the last frame are refused (an index that does not fit its pack)', () => {
     expect(() => planRuns(t, [{ offset: 5990, size: 20 }], 0)).toThrow(RangeError);
+  });
+});
+
+describe('framesWanted: BACKUP_STORE_FRAMES', () => {
+  it('auto frames packs for a remote target only; on and off say so everywhere', () => {
+    expect(framesWanted(undefined, false)).toBe(true);
+    expect(framesWanted('auto', false)).toBe(true);
+    expect(framesWanted('auto', true)).toBe(false);
+    expect(framesWanted('on', true)).toBe(true);
+    expect(framesWanted('off', false)).toBe(false);
   });
 });
