@@ -73,6 +73,8 @@ export class FrameCompressor extends Transform {
       params: {
         [z.constants.ZSTD_c_compressionLevel ?? 100]: level,
         [z.constants.ZSTD_c_checksumFlag ?? 201]: 1,
+        // No match reaches past its frame: a window of the frame's size, not level 3's 2 MiB (less memory).
+        [z.constants.ZSTD_c_windowLog ?? 101]: Math.max(10, Math.ceil(Math.log2(frameBytes))),
       },
     });
     this.zs.on('readable', () => this.drain());
