@@ -275,23 +275,10 @@ export async function placeBlobs(i: PlaceInput): Promise<PlaceResult & { plan?: 
     // (~50 µs each on this disk). A damaged pack then fails the restore and the staging directory goes whole.
     const plan = i.staged ? inPlacePlan(i.set, wanted, twins) : null;
     if (plan) {
-      const members = await unpack(
-        i,
-        pack,
-        wanted,
-        (sha1) => join(i.into, plan.placeAs.get(sha1) ?? blobPath(sha1)),
-        result,
-        () =>
-          untarPack({
-            backend: i.backend,
-            encoding: i.store.encoding,
-            pack,
-            sha1s: wanted.keys(),
-            dir: i.into,
-            signal: i.signal,
-            inPlace: { listDir: i.into, placeAs: plan.placeAs },
-          }),
-      );
+      const members = await unpack(i, pack, wanted, result, i.into, {
+        listDir: i.into,
+        placeAs: plan.placeAs,
+      });
       const blobs = [...wanted];
       await inParallel(blobs.length, PARALLEL, async (j) => {
         const [sha1, first] = blobs[j] as (typeof blobs)[number];
@@ -315,23 +302,8 @@ export async function placeBlobs(i: PlaceInput): Promise<PlaceResult & { plan?: 
     }
     const tmp = await mkdtemp(join(i.into, '.mbs-pack-'));
     try {
-      const members = await unpack(
-        i,
-        pack,
-        wanted,
-        (sha1) => join(tmp, sha1),
-        result,
-        () =>
-          untarPack({
-            backend: i.backend,
-            encoding: i.store.encoding,
-            pack,
-            sha1s: wanted.keys(),
-            dir: tmp,
-            signal: i.signal,
-          }),
-      );
-      // The pack's sha256 matched its id: every blob in it is the one stored (its SHA-1 checked then).
+      const members = await unpack(i, pack, wanted, result, tmp);
+      // The pack's sha256 matched its id, or each blob's SHA-1 its name (by frames): every blob is the one stored.
       const blobs = [...wanted];
       await inParallel(blobs.length, PARALLEL, async (j) => {
         const [sha1, first] = blobs[j] as (typeof blobs)[number];
@@ -362,24 +334,34 @@ export async function placeBlobs(i: PlaceInput): Promise<PlaceResult & { plan?: 
 }
 
 /**
- * One pack's wanted blobs (sha1 → an entry of the set) written to `dest`: by its frames when few of them are
- * needed (store/pack-frames.ts: each blob's SHA-1 checked), else the whole pack through tar (`untar`, the
- * pack's sha256 checked). What was read is added to `result`.
+ * One pack's wanted blobs (sha1 → an entry of the set) into `dir`, flat as `<sha1>` or, `inPlace`, at their
+ * places (untarPack): by its frames when few of them are needed (store/pack-frames.ts: each blob's SHA-1
+ * checked), else the whole pack through tar (the pack's sha256 checked). What was read is added to `result`.
  */
 async function unpack(
   i: PlaceInput,
   pack: PackRecord,
   wanted: ReadonlyMap<string, number>,
-  dest: (sha1: string) => string,
   result: PlaceResult,
-  untar: () => Promise<Map<string, UntarredMember>>,
+  dir: string,
+  inPlace?: { listDir: string; placeAs: ReadonlyMap<string, string> },
 ): Promise<Map<string, UntarredMember>> {
   const blobs = [...wanted].map(([sha1, n]) => ({ sha1, offset: i.set.offsetOf(n), size: i.set.sizeOf(n) }));
   const runs = framedRuns(i.backend, pack, blobs);
   if (!runs) {
     result.packBytes += pack.storedSize;
-    return untar();
+    const { backend, signal } = i;
+    return untarPack({
+      backend,
+      encoding: i.store.encoding,
+      pack,
+      sha1s: wanted.keys(),
+      dir,
+      signal,
+      inPlace,
+    });
   }
+  const dest = (sha1: string) => join(dir, inPlace ? (inPlace.placeAs.get(sha1) ?? blobPath(sha1)) : sha1);
   const framed = blobs.map((b) => ({ ...b, offset: b.offset as number, dest: dest(b.sha1) }));
   const got = await fetchFrames({ backend: i.backend, pack, runs, blobs: framed, signal: i.signal });
   result.packBytes += got.bytesRead;

@@ -56,8 +56,9 @@ export function decompressFrame(buf: Buffer, max: number): Promise<Buffer> {
  */
 export class FrameCompressor extends Transform {
   private readonly zs: ZstdStream;
-  private parts: Buffer[] = [];
-  private held = 0;
+  /** The frame being gathered: one buffer, reused (a new one a frame was ~1 GB of garbage a GB of tar). */
+  private readonly frame: Buffer;
+  private filled = 0;
   private readonly lengths: number[] = [];
   /** Bytes out since the current frame began. */
   private since = 0;
@@ -68,6 +69,7 @@ export class FrameCompressor extends Transform {
   ) {
     super();
     if (!z.createZstdCompress) throw new Error('this Node has no zstd in zlib');
+    this.frame = Buffer.allocUnsafe(frameBytes);
     this.zs = z.createZstdCompress({
       chunkSize: 256 * 1024,
       params: {
@@ -86,29 +88,36 @@ export class FrameCompressor extends Transform {
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.parts.push(chunk);
-    this.held += chunk.length;
-    this.cutFull().then(() => cb(), cb);
+    this.gather(chunk).then(() => cb(), cb);
   }
 
   override _flush(cb: TransformCallback): void {
     (async () => {
-      await this.cutFull();
       // The last frame ends with the stream (ending it after a flushed frame would add an empty frame).
       const ended = once(this.zs, 'end');
-      this.zs.end(this.cutPiece(this.held));
+      this.zs.end(this.frame.subarray(0, this.filled));
       await ended;
       this.endFrame();
     })().then(() => cb(), cb);
   }
 
-  /** Every full frame but the last bytes held: those end the stream, so a pack never ends on a flush. */
-  private async cutFull(): Promise<void> {
-    while (this.held > this.frameBytes) {
-      this.zs.write(this.cutPiece(this.frameBytes));
-      // Its callback comes once zstd has put out the whole frame (zlib pushes the output first).
-      await new Promise<void>((resolve) => this.zs.flush(z.constants.ZSTD_e_end ?? 2, () => resolve()));
-      this.endFrame();
+  /**
+   * The chunk into the frame buffer; a full frame goes to zstd only once more bytes come, so that the last
+   * one always ends with the stream.
+   */
+  private async gather(chunk: Buffer): Promise<void> {
+    for (let at = 0; at < chunk.length; ) {
+      if (this.filled === this.frameBytes) {
+        this.zs.write(this.frame);
+        // Its callback comes once zstd has read the frame and put it all out (zlib pushes the output first):
+        // the buffer is free again.
+        await new Promise<void>((resolve) => this.zs.flush(z.constants.ZSTD_e_end ?? 2, () => resolve()));
+        this.endFrame();
+        this.filled = 0;
+      }
+      const n = chunk.copy(this.frame, this.filled, at);
+      this.filled += n;
+      at += n;
     }
   }
 
@@ -124,16 +133,6 @@ export class FrameCompressor extends Transform {
       this.since += d.length;
       this.push(d);
     }
-  }
-
-  /** The first `n` bytes held, as one buffer (a copy only when they span chunks). */
-  private cutPiece(n: number): Buffer {
-    const all = this.parts.length === 1 ? (this.parts[0] as Buffer) : Buffer.concat(this.parts, this.held);
-    const piece = all.subarray(0, n);
-    const rest = all.subarray(n);
-    this.parts = rest.length > 0 ? [rest] : [];
-    this.held = rest.length;
-    return piece;
   }
 }
 

@@ -1,6 +1,9 @@
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { framesWanted } from '../../../src/store/encoding.js';
 import { type FrameTable, frameStarts, planRuns } from '../../../src/store/frames.js';
+import { CLI_NODE } from '../../harness/cli-node.js';
 
 const table = (lengths: number[], frameBytes = 1000): FrameTable => ({
   frameBytes,
@@ -63,5 +66,23 @@ describe('framesWanted: BACKUP_STORE_FRAMES', () => {
     expect(framesWanted('auto', true)).toBe(false);
     expect(framesWanted('on', true)).toBe(true);
     expect(framesWanted('off', false)).toBe(false);
+  });
+});
+
+describe("FrameCompressor, under the product's Node", () => {
+  it('cuts every 1 MiB of input into a frame that decodes alone, whatever the size; the lengths add up', () => {
+    const MiB = 1024 * 1024;
+    const sizes = [0, 1, MiB - 1, MiB, MiB + 1, 3 * MiB, 5 * MiB + 12345];
+    const script = fileURLToPath(new URL('../../harness/frames-check.mjs', import.meta.url));
+    const out = JSON.parse(execFileSync(CLI_NODE, [script, ...sizes.map(String)], { encoding: 'utf8' }));
+    expect(out).toEqual(
+      sizes.map((size) => ({
+        size,
+        frames: Math.max(1, Math.ceil(size / MiB)),
+        frameBytes: MiB,
+        lengthsAddUp: true,
+        whole: true,
+      })),
+    );
   });
 });
