@@ -1,5 +1,7 @@
+import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { removeBlobs } from './blob-data.js';
 import type { IncDataset } from './inc-datasets.js';
 import { type IncManifest, interleave, type Sample, sidecarSample } from './inc-runs.js';
 import { startCountingProxy } from './s3-count.js';
@@ -36,8 +38,12 @@ export async function measureDowntime(
 }
 
 export interface S3Figures {
-  run: '1st' | '2nd';
+  run: '1st' | '2nd' | 'restore, 1% missing';
+  /** BACKUP_STORE_FRAMES of the run (auto: frames, on an S3 target). */
+  frames: 'auto' | 'off';
   requests: Record<string, number>;
+  /** Bytes the run downloaded (response bodies). */
+  downloaded: number;
   total: number;
   storedBytes: number;
   perGb: number;
@@ -53,7 +59,11 @@ function storedBytes(m: IncManifest | undefined): number {
   );
 }
 
-/** A 1st and a 2nd incremental backup to the S3 server through a counting proxy: requests per GB stored. */
+/**
+ * To the S3 server through a counting proxy, with packs as frames (BACKUP_STORE_FRAMES=auto) and without:
+ * a 1st and a 2nd incremental backup (requests per GB stored), then a restore into the dataroot lacking 1% of
+ * its files (what it downloads: whole packs, or only the frames the missing files lie in).
+ */
 export async function measureS3(
   env: BenchEnv,
   inc: IncDataset,
@@ -63,26 +73,47 @@ export async function measureS3(
   const proxy = await startCountingProxy(port);
   const out: S3Figures[] = [];
   try {
-    for (const run of ['1st', '2nd'] as const) {
-      proxy.reset();
-      const s = await sidecarSample(env, inc.ds, ['backup'], {
+    for (const frames of ['auto', 'off'] as const) {
+      const runs = frames === 'auto' ? (['1st', '2nd'] as const) : (['1st'] as const);
+      const extra = {
         ...env.s3Env,
         AWS_ENDPOINT: `127.0.0.1:${proxy.port}`,
-        AWS_S3_PATH: `inc-${inc.ds.name}`,
-      });
-      const requests = proxy.counts();
-      const total = Object.values(requests).reduce((a, b) => a + b, 0);
-      const stored = storedBytes(s.manifest);
-      out.push({
-        run,
-        requests,
-        total,
-        storedBytes: stored,
-        perGb: total / (stored / 1e9),
-        peakRssMb: s.peakRssMb ?? Number.NaN,
-        ms: s.ms,
-      });
-      log(`  s3 ${run}: ${total} requests for ${(stored / 1e6).toFixed(1)} MB stored`);
+        AWS_S3_PATH: `inc-${inc.ds.name}-frames-${frames}`,
+        BACKUP_STORE_FRAMES: frames,
+        // Each setting's own state: the 1st run of each starts from nothing.
+        BACKUP_STATE_DIR: join(env.work, `state-s3-${frames}`),
+      };
+      await rm(extra.BACKUP_STATE_DIR, { recursive: true, force: true });
+      const one = async (run: S3Figures['run'], args: string[]) => {
+        proxy.reset();
+        const s = await sidecarSample(env, inc.ds, args, extra);
+        const requests = proxy.counts();
+        const total = Object.values(requests).reduce((a, b) => a + b, 0);
+        const stored = storedBytes(s.manifest);
+        out.push({
+          run,
+          frames,
+          requests,
+          downloaded: proxy.received(),
+          total,
+          storedBytes: stored,
+          perGb: total / (stored / 1e9),
+          peakRssMb: s.peakRssMb ?? Number.NaN,
+          ms: s.ms,
+        });
+        log(
+          `  s3 (frames ${frames}) ${run}: ${total} requests, ${(stored / 1e6).toFixed(1)} MB stored, ${(proxy.received() / 1e6).toFixed(1)} MB downloaded`,
+        );
+      };
+      for (const run of runs) await one(run, ['backup']);
+      const root = inc.ds.stack.dirs.moodledata_data as string;
+      const removed = removeBlobs(root, inc.dataroot.paths, 100);
+      await one('restore, 1% missing', ['restore', 'latest', '--yes', '--no-safety-snapshot']);
+      const back = inc.dataroot.paths.filter(
+        (_, i) => i % 100 === 0 && existsSync(join(root, inc.dataroot.paths[i] as string)),
+      );
+      if (back.length !== removed)
+        throw new Error(`S3 restore (frames ${frames}) brought back ${back.length} of ${removed} files`);
     }
   } finally {
     await proxy.stop();

@@ -63,7 +63,7 @@ async function blobSet(g: GroupCtx, r: IncGroupResult, which: 'main' | 'many'): 
     for (const s of r.s3)
       r.targets.push(
         target(
-          `${name}: peak RSS, S3 ${s.run} run (MB)`,
+          `${name}: peak RSS, S3 ${s.run}${s.run.startsWith('restore') ? '' : ' run'}, frames ${s.frames} (MB)`,
           s.peakRssMb,
           '<=',
           150,
@@ -139,11 +139,13 @@ function e2eNote(f: E2eFigure): string {
 export function incFigures(r: IncGroupResult): string[] {
   const lines = r.s3.map(
     (s) =>
-      `S3 ${s.run} run: ${s.total} requests (${Object.entries(s.requests)
+      `S3 ${s.run}${s.run.startsWith('restore') ? '' : ' run'} (BACKUP_STORE_FRAMES=${s.frames}): ${s.total} requests (${Object.entries(
+        s.requests,
+      )
         .map(([k, v]) => `${k} ${v}`)
         .join(
           ', ',
-        )}) for ${(s.storedBytes / 1e6).toFixed(1)} MB stored = ${s.perGb.toFixed(0)} per GB; peak RSS ${s.peakRssMb} MB; ${(s.ms / 1000).toFixed(2)} s`,
+        )}) for ${(s.storedBytes / 1e6).toFixed(1)} MB stored${s.storedBytes > 0 ? ` = ${s.perGb.toFixed(0)} per GB` : ''}, ${(s.downloaded / 1e6).toFixed(1)} MB downloaded; peak RSS ${s.peakRssMb} MB; ${(s.ms / 1000).toFixed(2)} s`,
   );
   const rest = r.memory.find((m) => m.mode === 'rest')?.peakRssMb ?? Number.NaN;
   for (const m of r.memory)

@@ -8,12 +8,15 @@ import { freePort } from './s3rver.js';
 export interface CountingProxy {
   port: number;
   counts(): Record<string, number>;
+  /** Bytes of the responses' bodies: what a run downloaded. */
+  received(): number;
   reset(): void;
   stop(): Promise<void>;
 }
 
 export async function startCountingProxy(targetPort: number): Promise<CountingProxy> {
   let counts: Record<string, number> = {};
+  let received = 0;
   const server = createServer((req, res) => {
     const m = req.method ?? 'GET';
     counts[m] = (counts[m] ?? 0) + 1;
@@ -21,6 +24,9 @@ export async function startCountingProxy(targetPort: number): Promise<CountingPr
       { host: '127.0.0.1', port: targetPort, method: m, path: req.url, headers: req.headers },
       (r) => {
         res.writeHead(r.statusCode ?? 502, r.headers);
+        r.on('data', (d: Buffer) => {
+          received += d.length;
+        });
         r.pipe(res);
       },
     );
@@ -32,8 +38,10 @@ export async function startCountingProxy(targetPort: number): Promise<CountingPr
   return {
     port,
     counts: () => ({ ...counts }),
+    received: () => received,
     reset: () => {
       counts = {};
+      received = 0;
     },
     stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { crc32 } from 'node:zlib';
 import {
@@ -117,11 +117,21 @@ async function hashRange(
   const sha = createHash('sha256');
   let crc = 0;
   let seen = 0;
-  for await (const chunk of createReadStream(path, { start, end: start + len - 1, highWaterMark: CHUNK })) {
-    const b = chunk as Buffer;
-    sha.update(b);
-    crc = crc32(b, crc);
-    seen += b.length;
+  // One buffer, read into again and again: a stream's fresh 256 KiB chunk a read was garbage that the runtime
+  // collects late (Node 22 peaked ~15 MB higher than Node 20 on the same S3 backup).
+  const buf = Buffer.allocUnsafe(Math.min(CHUNK, Math.max(1, len)));
+  const fh = await open(path, 'r');
+  try {
+    while (seen < len) {
+      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, len - seen), start + seen);
+      if (bytesRead === 0) break;
+      const b = buf.subarray(0, bytesRead);
+      sha.update(b);
+      crc = crc32(b, crc);
+      seen += bytesRead;
+    }
+  } finally {
+    await fh.close();
   }
   if (seen !== len) {
     throw new SidecarError('STORAGE_FAILED', `${path} ended after ${start + seen} bytes while uploading it`);

@@ -1,5 +1,6 @@
 import { once } from 'node:events';
-import { type Duplex, Transform, type TransformCallback } from 'node:stream';
+import type { FileHandle } from 'node:fs/promises';
+import { type Duplex, Readable, Transform, type TransformCallback } from 'node:stream';
 import zlib from 'node:zlib';
 
 /**
@@ -48,28 +49,24 @@ export function decompressFrame(buf: Buffer, max: number): Promise<Buffer> {
 }
 
 /**
- * Tar bytes in, frames out: one zstd stream for the whole pack (on libuv's threads), ended as a frame every
- * `frameBytes` of input (flush with ZSTD_e_end: the next input starts a new, independent frame). One stream,
- * not a compression call a frame: each call set up a new context, 2.7x the CPU at 256 KiB frames; and a
- * frame's input as one write, not tar's 64 KiB reads one by one, 1.3x (docs/design.md). `table()` after the end
- * gives each frame's length.
+ * One zstd stream for a whole pack (on libuv's threads), ended as a frame after each piece (flush with
+ * ZSTD_e_end: the next input starts a new, independent frame). One stream, not a compression call a frame:
+ * each call set up a new context, 2.7x the CPU at 256 KiB frames; and a frame's input as one write, not tar's
+ * 64 KiB reads one by one, 1.3x (docs/design.md). The output goes to `out` as zstd puts it out.
  */
-export class FrameCompressor extends Transform {
+class FrameEncoder {
   private readonly zs: ZstdStream;
-  /** The frame being gathered: one buffer, reused (a new one a frame was ~1 GB of garbage a GB of tar). */
-  private readonly frame: Buffer;
-  private filled = 0;
   private readonly lengths: number[] = [];
   /** Bytes out since the current frame began. */
   private since = 0;
 
   constructor(
     level: number,
-    private readonly frameBytes = FRAME_BYTES,
+    readonly frameBytes: number,
+    private readonly out: (d: Buffer) => void,
+    onError: (err: Error) => void,
   ) {
-    super();
     if (!z.createZstdCompress) throw new Error('this Node has no zstd in zlib');
-    this.frame = Buffer.allocUnsafe(frameBytes);
     this.zs = z.createZstdCompress({
       chunkSize: 256 * 1024,
       params: {
@@ -80,45 +77,31 @@ export class FrameCompressor extends Transform {
       },
     });
     this.zs.on('readable', () => this.drain());
-    this.zs.on('error', (err: Error) => this.destroy(err));
+    this.zs.on('error', onError);
   }
 
   table(): FrameTable {
     return { frameBytes: this.frameBytes, lengths: Uint32Array.from(this.lengths) };
   }
 
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.gather(chunk).then(() => cb(), cb);
+  /** One whole frame; `piece` is free again once this resolves (zstd has read it and put the frame out). */
+  async frame(piece: Buffer): Promise<void> {
+    this.zs.write(piece);
+    // The flush's callback comes after zlib pushed the whole frame's output.
+    await new Promise<void>((resolve) => this.zs.flush(z.constants.ZSTD_e_end ?? 2, () => resolve()));
+    this.endFrame();
   }
 
-  override _flush(cb: TransformCallback): void {
-    (async () => {
-      // The last frame ends with the stream (ending it after a flushed frame would add an empty frame).
-      const ended = once(this.zs, 'end');
-      this.zs.end(this.frame.subarray(0, this.filled));
-      await ended;
-      this.endFrame();
-    })().then(() => cb(), cb);
+  /** The last frame, ending the stream (ending it after a flushed frame would add an empty frame). */
+  async last(piece: Buffer): Promise<void> {
+    const ended = once(this.zs, 'end');
+    this.zs.end(piece);
+    await ended;
+    this.endFrame();
   }
 
-  /**
-   * The chunk into the frame buffer; a full frame goes to zstd only once more bytes come, so that the last
-   * one always ends with the stream.
-   */
-  private async gather(chunk: Buffer): Promise<void> {
-    for (let at = 0; at < chunk.length; ) {
-      if (this.filled === this.frameBytes) {
-        this.zs.write(this.frame);
-        // Its callback comes once zstd has read the frame and put it all out (zlib pushes the output first):
-        // the buffer is free again.
-        await new Promise<void>((resolve) => this.zs.flush(z.constants.ZSTD_e_end ?? 2, () => resolve()));
-        this.endFrame();
-        this.filled = 0;
-      }
-      const n = chunk.copy(this.frame, this.filled, at);
-      this.filled += n;
-      at += n;
-    }
+  destroy(): void {
+    this.zs.destroy();
   }
 
   private endFrame(): void {
@@ -131,8 +114,158 @@ export class FrameCompressor extends Transform {
   private drain(): void {
     for (let d: Buffer | null = this.zs.read(); d !== null; d = this.zs.read()) {
       this.since += d.length;
-      this.push(d);
+      this.out(d);
     }
+  }
+}
+
+/** Tar bytes in, frames out (FrameEncoder); `table()` after the end gives each frame's length. */
+export class FrameCompressor extends Transform {
+  private readonly enc: FrameEncoder;
+  /** The frame being gathered: one buffer, reused (a new one a frame was ~1 GB of garbage a GB of tar). */
+  private readonly frame: Buffer;
+  private filled = 0;
+
+  constructor(level: number, frameBytes = FRAME_BYTES) {
+    super();
+    this.enc = new FrameEncoder(
+      level,
+      frameBytes,
+      (d) => this.push(d),
+      (err) => this.destroy(err),
+    );
+    this.frame = Buffer.allocUnsafe(frameBytes);
+  }
+
+  table(): FrameTable {
+    return this.enc.table();
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.gather(chunk).then(() => cb(), cb);
+  }
+
+  override _flush(cb: TransformCallback): void {
+    this.enc.last(this.frame.subarray(0, this.filled)).then(() => cb(), cb);
+  }
+
+  override _destroy(err: Error | null, cb: (err: Error | null) => void): void {
+    this.enc.destroy();
+    cb(err);
+  }
+
+  /** The chunk into the frame buffer; a full frame goes out only once more bytes come (the last ends the stream). */
+  private async gather(chunk: Buffer): Promise<void> {
+    for (let at = 0; at < chunk.length; ) {
+      if (this.filled === this.frame.length) {
+        await this.enc.frame(this.frame);
+        this.filled = 0;
+      }
+      const n = chunk.copy(this.frame, this.filled, at);
+      this.filled += n;
+      at += n;
+    }
+  }
+}
+
+/**
+ * A file of tar (GNU tar wrote it) as frames, read a frame at a time into two reused buffers: no buffer a
+ * 64 KiB read and no copy, which is what relaying tar's pipe cost in garbage (docs/design.md). The next frame
+ * is read while zstd compresses this one; the file's size says which frame is the last.
+ */
+export class FileFrames extends Readable {
+  private readonly enc: FrameEncoder;
+  private readonly bufs: [Buffer, Buffer];
+  private busy = false;
+  private wanted = false;
+  private ended = false;
+  /** Frames in the file (known after the first read) and the next one to compress. */
+  private count = -1;
+  private size = 0;
+  private k = 0;
+  /** The read of frame k into bufs[k % 2]. */
+  private pending: Promise<number> = Promise.resolve(0);
+
+  constructor(
+    private readonly file: FileHandle,
+    level: number,
+    private readonly frameBytes = FRAME_BYTES,
+  ) {
+    super({ highWaterMark: 1024 * 1024 });
+    this.enc = new FrameEncoder(
+      level,
+      frameBytes,
+      (d) => this.push(d),
+      (err) => this.destroy(err),
+    );
+    this.bufs = [Buffer.allocUnsafe(frameBytes), Buffer.allocUnsafe(frameBytes)];
+  }
+
+  table(): FrameTable {
+    return this.enc.table();
+  }
+
+  /**
+   * A frame at a time while the reader wants more: a call that comes while a frame is being made (push() asks
+   * again from inside it) is remembered, not dropped, or the stream would stall.
+   */
+  override _read(): void {
+    this.wanted = true;
+    if (this.busy) return;
+    this.busy = true;
+    (async () => {
+      while (this.wanted && !this.ended) {
+        this.wanted = false;
+        await this.step();
+      }
+    })().then(
+      () => {
+        this.busy = false;
+        if (this.wanted && !this.ended) this._read();
+      },
+      (err: Error) => this.destroy(err),
+    );
+  }
+
+  override _destroy(err: Error | null, cb: (err: Error | null) => void): void {
+    this.enc.destroy();
+    cb(err);
+  }
+
+  private async step(): Promise<void> {
+    if (this.count < 0) {
+      this.size = (await this.file.stat()).size;
+      this.count = Math.max(1, Math.ceil(this.size / this.frameBytes));
+      this.pending = this.readFrame(0);
+    }
+    const k = this.k;
+    const held = await this.pending;
+    const want = Math.min(this.frameBytes, this.size - k * this.frameBytes);
+    if (held !== want)
+      throw new Error(`the tar file changed while read: frame ${k} has ${held} bytes, not ${want}`);
+    const cur = this.bufs[k % 2] as Buffer;
+    if (k === this.count - 1) {
+      await this.enc.last(cur.subarray(0, held));
+      this.ended = true;
+      this.push(null);
+      return;
+    }
+    this.pending = this.readFrame(k + 1);
+    this.pending.catch(() => undefined); // awaited at the next step
+    await this.enc.frame(cur.subarray(0, held));
+    this.k = k + 1;
+  }
+
+  /** Frame k's bytes into bufs[k % 2]. */
+  private async readFrame(k: number): Promise<number> {
+    const buf = this.bufs[k % 2] as Buffer;
+    let n = 0;
+    while (n < buf.length) {
+      const { bytesRead } = await this.file.read(buf, n, buf.length - n, k * this.frameBytes + n);
+      if (bytesRead === 0) break;
+      n += bytesRead;
+    }
+    return n;
   }
 }
 
@@ -184,14 +317,7 @@ export function planRuns(
   return runs;
 }
 
-/** The compressor for a pack written with `enc`, when its packs are framed: plain zstd on a Node that can. */
-export function frameCompressor(enc: {
-  codec: { name: string };
-  level?: number;
-  encrypt?: unknown;
-  frames?: boolean;
-}) {
-  return enc.frames && !enc.encrypt && enc.codec.name === 'zstd' && canFrame()
-    ? new FrameCompressor(enc.level ?? 3)
-    : null;
+/** Whether packs written with `enc` are framed: asked for, plain zstd, on a Node that can. */
+export function framesFor(enc: { codec: { name: string }; encrypt?: unknown; frames?: boolean }): boolean {
+  return !!enc.frames && !enc.encrypt && enc.codec.name === 'zstd' && canFrame();
 }

@@ -6,7 +6,7 @@ import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { HashTap } from '../archive/tap.js';
 import type { StoreEncoding } from './encoding.js';
-import { type FrameCompressor, type FrameTable, frameCompressor } from './frames.js';
+import { FrameCompressor, type FrameTable, framesFor } from './frames.js';
 import { BLOCK, END_OF_ARCHIVE, fileHeader, padding, type TarFile } from './tar-header.js';
 
 /**
@@ -31,7 +31,7 @@ export class PackSink {
 
   constructor(spoolDir: string, enc: StoreEncoding, signal?: AbortSignal) {
     this.path = join(spoolDir, `pack-${randomBytes(8).toString('hex')}.tmp`);
-    this.framer = frameCompressor(enc);
+    this.framer = framesFor(enc) ? new FrameCompressor(enc.level ?? 3) : null;
     const stages = [this.framer ?? enc.codec.compress(enc.level), ...(enc.encrypt ? [enc.encrypt()] : [])];
     this.done = pipeline(
       [this.input, ...stages, this.tap, createWriteStream(this.path, { mode: 0o600 })],

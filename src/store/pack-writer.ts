@@ -9,7 +9,7 @@ import { onPath } from '../common/on-path.js';
 import type { Backend } from '../storage/backend.js';
 import type { BlobIndex } from './blob-index.js';
 import type { StoreEncoding } from './encoding.js';
-import { type FrameTable, frameCompressor } from './frames.js';
+import { FileFrames, type FrameTable, framesFor } from './frames.js';
 import type { IndexCache } from './index-cache.js';
 import { BLOB_RECORD_BYTES, type DecodedPack, type PackRecord, RecordsBuilder } from './index-file.js';
 import { blobPath, packKey } from './layout.js';
@@ -273,20 +273,24 @@ export class PackWriter {
     const list = join(this.o.spoolDir, `list-${randomBytes(8).toString('hex')}`);
     await writeFile(list, group.map((b) => `${b.path}\0`).join(''), { mode: 0o600 });
     const path = join(this.o.spoolDir, `pack-${randomBytes(8).toString('hex')}.tmp`);
+    // Framed packs: GNU tar writes the group's tar here, and the frames are cut from it when the pack is stored.
+    const raw = `${path}.tar`;
     const tap = new HashTap();
     try {
       const encrypt = this.o.encoding.encrypt;
-      const framer = frameCompressor(this.o.encoding);
+      const framed = framesFor(this.o.encoding);
       let tp: TarPack;
       let hashes: Map<string, string>;
-      if (framer) {
-        // Frames (frames.ts): tar's output is cut and compressed in this process, hashed on its way out.
-        tp = tarPack(root, list, null);
-        const written = pipeline(
-          [tp.stream as Readable, framer, tap, createWriteStream(path, { mode: 0o600 })],
-          this.o.signal ? { signal: this.o.signal } : {},
-        );
-        [hashes] = await Promise.all([hashFiles(root, list), written]);
+      if (framed) {
+        // Not tar's pipe relayed through this process: that was a buffer a 64 KiB read, and the garbage held
+        // ~40 MB more RSS (docs/design.md, "Frames inside packs").
+        const fh = await open(raw, 'wx', 0o600);
+        try {
+          tp = tarPack(root, list, null, fh.fd);
+          [hashes] = await Promise.all([hashFiles(root, list), tp.done]);
+        } finally {
+          await fh.close();
+        }
       } else if (encrypt) {
         // age runs here: the compressed bytes pass through this process on their way to the spool.
         tp = tarPack(root, list, compressor);
@@ -325,7 +329,7 @@ export class PackWriter {
         }
       }
       if (surprise || members.size > 0) {
-        await rm(path, { force: true });
+        await Promise.all([rm(path, { force: true }), rm(raw, { force: true })]);
         // The relay stores them (its has() must not see them as grouped); their twins still wait.
         for (const b of group) {
           this.grouped.delete(b.sha1);
@@ -348,15 +352,17 @@ export class PackWriter {
         const sink: SpooledPack = {
           path,
           finish: async () =>
-            framer
-              ? { id: tap.digest(), storedSize: tap.bytes, frames: framer.table() }
+            framed
+              ? this.framePack(raw, path)
               : encrypt
                 ? { id: tap.digest(), storedSize: tap.bytes }
                 : sha256OfFile(path, this.o.signal),
-          discard: () => rm(path, { force: true }),
+          discard: async () => {
+            await Promise.all([rm(path, { force: true }), rm(raw, { force: true })]);
+          },
         };
         await this.handOff(sink, entries.records(), new Set(group.map((b) => b.sha1)));
-      } else await rm(path, { force: true });
+      } else await Promise.all([rm(path, { force: true }), rm(raw, { force: true })]);
       this.stats.blobs += entries.length;
       this.stats.readBytes += readBytes;
       const gone = new Set(vanished);
@@ -365,10 +371,30 @@ export class PackWriter {
         await emit(b, { status: gone.has(b) ? 'vanished' : 'added', sha1: b.sha1 });
       }
     } catch (err) {
-      await rm(path, { force: true });
+      await Promise.all([rm(path, { force: true }), rm(raw, { force: true })]);
       throw err;
     } finally {
       await rm(list, { force: true });
+    }
+  }
+
+  /** A group's tar file (`raw`, removed after) as a framed pack at `path`: its id, size and frame table. */
+  private async framePack(
+    raw: string,
+    path: string,
+  ): Promise<{ id: string; storedSize: number; frames: FrameTable }> {
+    const fh = await open(raw, 'r');
+    try {
+      const frames = new FileFrames(fh, this.o.encoding.level ?? 3);
+      const tap = new HashTap();
+      await pipeline(
+        [frames, tap, createWriteStream(path, { mode: 0o600 })],
+        this.o.signal ? { signal: this.o.signal } : {},
+      );
+      return { id: tap.digest(), storedSize: tap.bytes, frames: frames.table() };
+    } finally {
+      await fh.close();
+      await rm(raw, { force: true });
     }
   }
 

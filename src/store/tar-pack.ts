@@ -34,9 +34,9 @@ export interface TarPack {
 export function tarPack(
   root: string,
   listFile: string,
-  /** Null: the stream is tar's own output, for a compressor in this process (frames.ts). */
+  /** Null: no compressor; tar's own output goes to `outFd` (a file of tar, framed later: frames.ts). */
   compressor: { cmd: string; args: string[] } | null,
-  /** A file descriptor the compressor writes to itself (no age stage): its bytes never pass through Node. */
+  /** A file descriptor the compressor (or tar) writes to itself: its bytes never pass through Node. */
   outFd?: number,
 ): TarPack {
   const z = compressor
@@ -64,7 +64,10 @@ export function tarPack(
       '-f',
       '-',
     ],
-    { stdio: ['ignore', z ? (z.stdin ?? 'ignore') : 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } },
+    {
+      stdio: ['ignore', z ? (z.stdin ?? 'ignore') : (outFd ?? 'pipe'), 'pipe'],
+      env: { ...process.env, LC_ALL: 'C' },
+    },
   );
   z?.stdin?.destroy(); // tar is the only writer: the compressor sees the end of input when tar exits
   const members: TarMember[] = [];

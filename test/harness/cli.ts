@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { CLI_NODE } from './cli-node.js';
+import { CLI_NODE, CLI_NODE_FLAGS, imageEnv } from './cli-node.js';
 
 export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
@@ -18,7 +18,10 @@ export function runCli(
   env: NodeJS.ProcessEnv,
   opts: { timeoutMs?: number; input?: string } = {},
 ): Promise<CliResult> {
-  const child = spawn(CLI_NODE, [CLI, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(CLI_NODE, [...CLI_NODE_FLAGS, CLI, ...args], {
+    env: imageEnv(env),
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   child.stdin.end(opts.input ?? '');
   return collectRun(child, opts.timeoutMs);
 }

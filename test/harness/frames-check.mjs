@@ -1,11 +1,17 @@
 // Run by test/unit/store/frames.test.ts under the product's Node (zstd in zlib): FrameCompressor over inputs
 // of sizes given as arguments, fed in 64 KiB chunks as tar's pipe gives them; prints what each frame holds.
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 
-const { FrameCompressor } = await import(new URL('../../dist/store/frames.js', import.meta.url).href);
+const { FileFrames, FrameCompressor } = await import(
+  new URL('../../dist/store/frames.js', import.meta.url).href
+);
+const work = await mkdtemp(join(tmpdir(), 'frames-check-'));
 const results = [];
 for (const size of process.argv.slice(2).map(Number)) {
   // Half random, half text: frames of both kinds.
@@ -38,12 +44,31 @@ for (const size of process.argv.slice(2).map(Number)) {
     const want = input.subarray(k * t.frameBytes, Math.min(input.length, (k + 1) * t.frameBytes));
     if (!zlib.zstdDecompressSync(frame).equals(want)) whole = false;
   }
+  // The same tar from a file (FileFrames, as a backup's groups are framed): the same bytes, the same table.
+  const file = join(work, `in-${size}`);
+  await writeFile(file, input);
+  const fh = await open(file, 'r');
+  const ff = new FileFrames(fh, 3);
+  const fromFile = [];
+  await pipeline(
+    ff,
+    new Writable({
+      write(c, _e, cb) {
+        fromFile.push(c);
+        cb();
+      },
+    }),
+  );
+  await fh.close();
+  const sameFromFile = Buffer.concat(fromFile).equals(all) && ff.table().lengths.join() === t.lengths.join();
   results.push({
     size,
     frames: t.lengths.length,
     frameBytes: t.frameBytes,
     lengthsAddUp: at === all.length,
     whole,
+    sameFromFile,
   });
 }
+await rm(work, { recursive: true, force: true });
 console.log(JSON.stringify(results));

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { RunState } from '../../src/stack/state.js';
 import { CLI, type CliResult, logLines } from './cli.js';
-import { CLI_NODE } from './cli-node.js';
+import { CLI_NODE, CLI_NODE_FLAGS, imageEnv } from './cli-node.js';
 import type { TempDirs } from './config.js';
 import type { MoodleStack } from './stack.js';
 
@@ -31,7 +31,10 @@ export function killLive(): void {
 }
 
 export function startCli(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 300_000): LiveCli {
-  const child = spawn(CLI_NODE, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(CLI_NODE, [...CLI_NODE_FLAGS, CLI, ...args], {
+    env: imageEnv(env),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   live.add(child);
   let stdout = '';
   let stderr = '';

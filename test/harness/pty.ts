@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { CLI, type CliResult, collectRun } from './cli.js';
-import { CLI_NODE } from './cli-node.js';
+import { CLI_NODE, CLI_NODE_FLAGS, imageEnv } from './cli-node.js';
 
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
@@ -18,12 +18,13 @@ export function runInTerminal(
     `stty cols ${opts.columns ?? 80} rows 24;`,
     'exec',
     quote(CLI_NODE),
+    ...CLI_NODE_FLAGS,
     quote(CLI),
     ...args.map(quote),
   ].join(' ');
   // -e: script exits with the command's status.
   const child = spawn('script', ['-q', '-e', '-c', command, '/dev/null'], {
-    env,
+    env: imageEnv(env),
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   return collectRun(child, opts.timeoutMs);

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CLI } from './cli.js';
-import { CLI_NODE } from './cli-node.js';
+import { CLI_NODE, CLI_NODE_FLAGS, imageEnv } from './cli-node.js';
 import { freePort } from './s3-server.js';
 
 /** Polls `fn` until it returns a value, at most `timeoutMs`; the error names what was awaited. */
@@ -36,7 +36,10 @@ export interface ServeProcess {
 
 /** `moodle-backup serve` from dist/, as the image runs it. */
 export function startServe(env: NodeJS.ProcessEnv): ServeProcess {
-  const child = spawn(CLI_NODE, [CLI, 'serve'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(CLI_NODE, [...CLI_NODE_FLAGS, CLI, 'serve'], {
+    env: imageEnv(env),
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => {
     stderr += d.toString();

@@ -10,7 +10,7 @@ import { createBackend } from '../../src/storage/index.js';
 import type { VerifyReport } from '../../src/verify/types.js';
 import { Figures } from '../faults/figures.js';
 import { CLI, type CliResult, runCli } from '../harness/cli.js';
-import { CLI_NODE } from '../harness/cli-node.js';
+import { CLI_NODE, CLI_NODE_FLAGS, imageEnv } from '../harness/cli-node.js';
 import { cliEnv, type TempDirs, tempDirs, testConfig } from '../harness/config.js';
 import { docker, execOk } from '../harness/docker.js';
 import { lifecycle, projectEvents } from '../harness/events.js';
@@ -153,8 +153,11 @@ async function runPty(
   answers: [RegExp, string][],
   timeoutMs = 240_000,
 ): Promise<{ code: number | null; out: string }> {
-  const cmd = [CLI_NODE, CLI, ...args].map((a) => `'${a}'`).join(' ');
-  const child = spawn('script', ['-qec', cmd, '/dev/null'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+  const cmd = [CLI_NODE, ...CLI_NODE_FLAGS, CLI, ...args].map((a) => `'${a}'`).join(' ');
+  const child = spawn('script', ['-qec', cmd, '/dev/null'], {
+    env: imageEnv(env),
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   let out = '';
   child.stdout.on('data', (d: Buffer) => {
     out += d.toString();

@@ -70,7 +70,7 @@ describe('framesWanted: BACKUP_STORE_FRAMES', () => {
 });
 
 describe("FrameCompressor, under the product's Node", () => {
-  it('cuts every 1 MiB of input into a frame that decodes alone, whatever the size; the lengths add up', () => {
+  it('cuts every 1 MiB of input into a frame that decodes alone, whatever the size; the lengths add up; from a file the same', () => {
     const MiB = 1024 * 1024;
     const sizes = [0, 1, MiB - 1, MiB, MiB + 1, 3 * MiB, 5 * MiB + 12345];
     const script = fileURLToPath(new URL('../../harness/frames-check.mjs', import.meta.url));
@@ -82,6 +82,7 @@ describe("FrameCompressor, under the product's Node", () => {
         frameBytes: MiB,
         lengthsAddUp: true,
         whole: true,
+        sameFromFile: true,
       })),
     );
   });
