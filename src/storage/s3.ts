@@ -202,8 +202,18 @@ export class S3Backend implements Backend {
         }),
       );
       if (!(res.Body instanceof Readable)) throw new Error('response body is not a Node.js stream');
+      // A server that ignores Range answers with the whole object: refused before a byte of it is taken.
+      if (res.ContentLength !== undefined && res.ContentLength !== end - start) {
+        res.Body.destroy();
+        throw new SidecarError(
+          'STORAGE_FAILED',
+          `${this.location} answered a read of bytes ${start}–${end} of ${key} with ${res.ContentLength} bytes`,
+          'the S3 server ignores HTTP Range requests, which reading part of a pack needs; the object is not damaged',
+        );
+      }
       return res.Body;
     } catch (err) {
+      if (err instanceof SidecarError) throw err;
       throw this.wrap('get', key, err);
     }
   }

@@ -17,7 +17,7 @@ export interface FramedBlob {
 }
 
 /**
- * Two runs of needed frames closer than this many compressed bytes are read as one request: at S3's ~50 ms a
+ * Two runs of needed frames at most this many compressed bytes apart are read as one request: at S3's ~50 ms a
  * request and ~100 MB/s, a request costs about as much as 4 MiB of transfer; locally a read call is cheap.
  */
 const RUN_GAP = 1024 * 1024;
@@ -36,7 +36,14 @@ export function framedRuns(
 ): FrameRun[] | null {
   if (!pack.frames || pack.encrypted || !backend.getRange || !canFrame()) return null;
   if (blobs.some((b) => b.offset === undefined)) return null;
-  const runs = planRuns(pack.frames, blobs as readonly { offset: number; size: number }[], RUN_GAP);
+  let runs: FrameRun[];
+  try {
+    runs = planRuns(pack.frames, blobs as readonly { offset: number; size: number }[], RUN_GAP);
+  } catch (err) {
+    // An index whose blob lies past its pack's frames: the whole pack is read, and tar says what it holds.
+    if (err instanceof RangeError) return null;
+    throw err;
+  }
   const bytes = runs.reduce((n, r) => n + r.end - r.start, 0);
   return bytes <= pack.storedSize * WHOLE_SHARE ? runs : null;
 }
@@ -76,7 +83,17 @@ export async function fetchFrames(o: {
       let held: Buffer[] = [];
       let have = 0;
       let k = run.first;
+      let received = 0;
       for await (const chunk of body as AsyncIterable<Buffer>) {
+        received += chunk.length;
+        if (received > run.end - run.start) {
+          body.destroy();
+          throw new SidecarError(
+            'STORAGE_FAILED',
+            `${o.backend.location} answered a read of bytes ${run.start}–${run.end} of pack ${o.pack.id} with more than those`,
+            'the storage server ignores HTTP Range requests, which reading part of a pack needs; the pack is not damaged. Use an S3 server that honours Range',
+          );
+        }
         held.push(chunk);
         have += chunk.length;
         bytesRead += chunk.length;
