@@ -287,7 +287,10 @@ export class PackWriter {
         const fh = await open(raw, 'wx', 0o600);
         try {
           tp = tarPack(root, list, null, fh.fd);
-          [hashes] = await Promise.all([hashFiles(root, list), tp.done]);
+          [hashes] = await Promise.all([
+            hashFiles(root, list),
+            tp.done.catch((err) => Promise.reject(shortWrite(err))),
+          ]);
         } finally {
           await fh.close();
         }
@@ -700,4 +703,17 @@ export class PackWriter {
     this.unindexedBlobs = 0;
     await writeIndexFile(this.o.backend, this.o.encoding, packs, this.o.cache);
   }
+}
+
+/**
+ * tar writing a group's tar into the spool: a short write there is the spool's disk full, which tar says as
+ * "Wrote only N of M bytes", naming no errno. Given ENOSPC, the backup names the spool and what to do.
+ */
+function shortWrite(err: unknown): unknown {
+  const message = (err as Error)?.message ?? '';
+  if (!/Wrote only \d+ of \d+ bytes/.test(message)) return err;
+  const said = message.replace(/\s*\n\s*/g, '; ');
+  return Object.assign(new Error(`no space left on the spool's disk (${said})`, { cause: err }), {
+    code: 'ENOSPC',
+  });
 }
