@@ -67,7 +67,9 @@ async function blobSet(g: GroupCtx, r: IncGroupResult, which: 'main' | 'many'): 
           s.peakRssMb,
           '<=',
           150,
-          `${s.total} requests, ${s.perGb.toFixed(0)} per GB stored`,
+          s.run.startsWith('restore')
+            ? `${s.total} requests, ${(s.downloaded / 1e6).toFixed(1)} MB downloaded`
+            : `${s.total} requests, ${s.perGb.toFixed(0)} per GB stored`,
         ),
       );
   }
