@@ -9,7 +9,7 @@ import zlib from 'node:zlib';
  * lie in (by range from S3), not the whole pack. The stored bytes are still one valid zstd stream: `zstd -d`
  * reads the frames one after another, so whole-pack readers and a by-hand restore see no difference.
  *
- * 1 MiB: on the bench's 1 GB dataroot, frames of 256 KiB stored 8% more than one frame a pack and took 1.3x the
+ * 1 MiB: on the bench's 1 GB dataroot, frames of 256 KiB stored 9% more than one frame a pack and took 1.4x the
  * CPU of 1 MiB ones, which stored 2% more (docs/design.md). A Moodle file is typically 100s of KB, so a frame
  * holds a few of them and a restore of 1% of a site still skips most frames.
  */
