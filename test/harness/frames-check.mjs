@@ -12,6 +12,19 @@ const { FileFrames, FrameCompressor } = await import(
   new URL('../../dist/store/frames.js', import.meta.url).href
 );
 const work = await mkdtemp(join(tmpdir(), 'frames-check-'));
+
+/** What a pipeline of `streams` puts out, as one buffer. */
+async function collect(...streams) {
+  const out = [];
+  const sink = new Writable({
+    write(c, _e, cb) {
+      out.push(c);
+      cb();
+    },
+  });
+  await pipeline(...streams, sink);
+  return Buffer.concat(out);
+}
 const results = [];
 for (const size of process.argv.slice(2).map(Number)) {
   // Half random, half text: frames of both kinds.
@@ -20,21 +33,10 @@ for (const size of process.argv.slice(2).map(Number)) {
     Buffer.from('moodle '.repeat(size).slice(0, size - (size >> 1))),
   ]);
   const f = new FrameCompressor(3);
-  const out = [];
   const chunks = function* () {
     for (let i = 0; i < input.length; i += 65536) yield input.subarray(i, i + 65536);
   };
-  await pipeline(
-    Readable.from(chunks()),
-    f,
-    new Writable({
-      write(c, _e, cb) {
-        out.push(c);
-        cb();
-      },
-    }),
-  );
-  const all = Buffer.concat(out);
+  const all = await collect(Readable.from(chunks()), f);
   const t = f.table();
   let at = 0;
   let whole = true;
@@ -49,18 +51,9 @@ for (const size of process.argv.slice(2).map(Number)) {
   await writeFile(file, input);
   const fh = await open(file, 'r');
   const ff = new FileFrames(fh, 3);
-  const fromFile = [];
-  await pipeline(
-    ff,
-    new Writable({
-      write(c, _e, cb) {
-        fromFile.push(c);
-        cb();
-      },
-    }),
-  );
+  const fromFile = await collect(ff);
   await fh.close();
-  const sameFromFile = Buffer.concat(fromFile).equals(all) && ff.table().lengths.join() === t.lengths.join();
+  const sameFromFile = fromFile.equals(all) && ff.table().lengths.join() === t.lengths.join();
   results.push({
     size,
     frames: t.lengths.length,
@@ -74,18 +67,7 @@ for (const size of process.argv.slice(2).map(Number)) {
 const { fetchFrames } = await import(new URL('../../dist/store/pack-frames.js', import.meta.url).href);
 const input = Buffer.concat([randomBytes(2 << 20), Buffer.from('moodle '.repeat(200000))]);
 const f = new FrameCompressor(3);
-const out = [];
-await pipeline(
-  Readable.from([input]),
-  f,
-  new Writable({
-    write(c, _e, cb) {
-      out.push(c);
-      cb();
-    },
-  }),
-);
-const packed = Buffer.concat(out);
+const packed = await collect(Readable.from([input]), f);
 const table = f.table();
 const pack = {
   id: 'f'.repeat(64),
