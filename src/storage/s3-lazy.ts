@@ -44,8 +44,7 @@ export class LazyS3Backend implements Backend {
   }
 
   async getRange(key: string, start: number, end: number): Promise<Readable> {
-    const inner = await this.load();
-    return inner.getRange(key, start, end);
+    return (await this.load()).getRange(key, start, end);
   }
   async stat(key: string): Promise<ObjectInfo | null> {
     return (await this.load()).stat(key);

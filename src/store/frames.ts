@@ -38,14 +38,14 @@ export function canFrame(): boolean {
   return typeof z.createZstdCompress === 'function' && typeof z.zstdDecompress === 'function';
 }
 
-function call(fn: ZstdCall | undefined, buf: Buffer, opts: object): Promise<Buffer> {
-  if (!fn) return Promise.reject(new Error('this Node has no zstd in zlib'));
-  return new Promise((resolve, reject) => fn(buf, opts, (err, out) => (err ? reject(err) : resolve(out))));
-}
-
 /** One frame back; more than `max` bytes out is an error (a damaged or hostile frame cannot balloon). */
 export function decompressFrame(buf: Buffer, max: number): Promise<Buffer> {
-  return call(z.zstdDecompress, buf, { maxOutputLength: Math.max(1, max), chunkSize: Math.max(1024, max) });
+  const decompress = z.zstdDecompress;
+  if (!decompress) return Promise.reject(new Error('this Node has no zstd in zlib'));
+  const opts = { maxOutputLength: Math.max(1, max), chunkSize: Math.max(1024, max) };
+  return new Promise((resolve, reject) =>
+    decompress(buf, opts, (err, out) => (err ? reject(err) : resolve(out))),
+  );
 }
 
 /**

@@ -83,10 +83,10 @@ export async function fetchFrames(o: {
       let held: Buffer[] = [];
       let have = 0;
       let k = run.first;
-      let received = 0;
+      const before = bytesRead;
       for await (const chunk of body as AsyncIterable<Buffer>) {
-        received += chunk.length;
-        if (received > run.end - run.start) {
+        bytesRead += chunk.length;
+        if (bytesRead - before > run.end - run.start) {
           body.destroy();
           throw new SidecarError(
             'STORAGE_FAILED',
@@ -96,7 +96,6 @@ export async function fetchFrames(o: {
         }
         held.push(chunk);
         have += chunk.length;
-        bytesRead += chunk.length;
         while (k <= run.last && have >= (table.lengths[k] as number)) {
           const all = held.length === 1 ? (held[0] as Buffer) : Buffer.concat(held, have);
           const len = table.lengths[k] as number;
@@ -114,7 +113,8 @@ export async function fetchFrames(o: {
           k++;
         }
       }
-      if (k <= run.last || have > 0)
+      // Fewer bytes than asked for (the range is exactly the run's frames: never more, see above).
+      if (k <= run.last)
         throw damaged(`bytes ${run.start}–${run.end} do not hold frames ${run.first}–${run.last}`);
     }
     writer.finished();
