@@ -150,7 +150,10 @@ export const SIDECAR_NODE_FLAGS = ['--max-semi-space-size=2', '--max-old-space-s
 export const SIDECAR_NODE = process.env.BENCH_NODE || process.execPath;
 
 /** Environment the image sets for every process (Dockerfile `ENV`) that bears on memory; a caller's value wins. */
-export const SIDECAR_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2' };
+export const SIDECAR_ENV: Readonly<Record<string, string>> = {
+  MALLOC_ARENA_MAX: '2',
+  MALLOC_MMAP_THRESHOLD_: '32768',
+};
 
 /** Runs the built sidecar CLI as its own process (as `docker exec sidecar backup` would). */
 export async function runSidecar(

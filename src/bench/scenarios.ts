@@ -134,8 +134,16 @@ async function duBytes(dir: string): Promise<number> {
 
 export function sidecarEnv(env: BenchEnv, ds: Dataset, extra: Record<string, string>): NodeJS.ProcessEnv {
   const keep: NodeJS.ProcessEnv = {};
-  // NODE_OPTIONS and MALLOC_ARENA_MAX pass through, to measure the sidecar as the image runs it.
-  for (const k of ['PATH', 'HOME', 'DOCKER_HOST', 'NODE_EXTRA_CA_CERTS', 'NODE_OPTIONS', 'MALLOC_ARENA_MAX'])
+  // NODE_OPTIONS and glibc's malloc settings pass through, to measure the sidecar as the image runs it.
+  for (const k of [
+    'PATH',
+    'HOME',
+    'DOCKER_HOST',
+    'NODE_EXTRA_CA_CERTS',
+    'NODE_OPTIONS',
+    'MALLOC_ARENA_MAX',
+    'MALLOC_MMAP_THRESHOLD_',
+  ])
     if (process.env[k]) keep[k] = process.env[k];
   return {
     ...keep,

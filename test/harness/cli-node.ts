@@ -20,5 +20,5 @@ export const CLI_NODE_FLAGS = ['--max-semi-space-size=2', '--max-old-space-size=
 
 /** The image's environment that bears on memory (Dockerfile `ENV`); the test's own value wins. */
 export function imageEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  return { MALLOC_ARENA_MAX: '2', ...env };
+  return { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '32768', ...env };
 }
