@@ -257,6 +257,37 @@ function webStage(o: Opening, mapError: (err: unknown) => unknown = (e) => e): D
 }
 
 /**
+ * The file key of a store object from its age header (bytes up to and including the MAC line), with the
+ * configured passphrase or identities: what reading part of a pack needs (age-range.ts). undefined when none
+ * is configured. A key that opens nothing is DECRYPTION_FAILED; a header whose MAC fails throws.
+ */
+export function storeFileKey(
+  cfg: EncryptionConfig | undefined,
+  what: string,
+): ((header: Uint8Array) => Promise<Uint8Array>) | undefined {
+  if (!cfg || (cfg.passphrase === undefined && cfg.identities.length === 0)) return undefined;
+  return async (header) => {
+    const d = new (await loadAge()).Decrypter();
+    if (cfg.passphrase !== undefined) d.addPassphrase(cfg.passphrase);
+    for (const id of cfg.identities) d.addIdentity(id);
+    return d.decryptHeader(header).catch((err: unknown) => {
+      throw noKey(cfg, what, err);
+    });
+  };
+}
+
+/** age's "no identity matched" as DECRYPTION_FAILED naming `what`; any other error as it is. */
+function noKey(cfg: EncryptionConfig, what: string, err: unknown): unknown {
+  return /no identity matched/.test((err as Error)?.message ?? '')
+    ? new SidecarError(
+        'DECRYPTION_FAILED',
+        `the configured ${cfg.passphrase !== undefined ? 'passphrase does' : 'identities do'} not open the ${what}`,
+        'set BACKUP_AGE_IDENTITY (or BACKUP_AGE_PASSPHRASE) to the key the backups were made with',
+      )
+    : err;
+}
+
+/**
  * A decrypting stage factory for the blob store's objects (packs, index files, blob lists), or undefined when
  * no passphrase or identity is configured. A key that opens nothing is DECRYPTION_FAILED naming `what`.
  */
@@ -270,13 +301,6 @@ export function storeDecrypter(cfg: EncryptionConfig | undefined, what: string):
         for (const id of cfg.identities) d.addIdentity(id);
         return d.decrypt(s);
       }),
-      (err) =>
-        /no identity matched/.test((err as Error)?.message ?? '')
-          ? new SidecarError(
-              'DECRYPTION_FAILED',
-              `the configured ${cfg.passphrase !== undefined ? 'passphrase does' : 'identities do'} not open the ${what}`,
-              'set BACKUP_AGE_IDENTITY (or BACKUP_AGE_PASSPHRASE) to the key the backups were made with',
-            )
-          : err,
+      (err) => noKey(cfg, what, err),
     );
 }

@@ -17,7 +17,7 @@ import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { getCodec } from '../archive/codec.js';
-import { storeDecrypter } from '../archive/encryption.js';
+import { storeDecrypter, storeFileKey } from '../archive/encryption.js';
 import type { Manifest, ManifestVolume } from '../archive/manifest.js';
 import type { TarStats } from '../archive/tar-guard.js';
 import { SidecarError, throwFirstCause } from '../common/errors.js';
@@ -90,6 +90,7 @@ export async function verifyBlobs(
   const encoding: StoreEncoding = {
     codec: getCodec(manifest.codec),
     decrypt: storeDecrypter(encryption, 'store'),
+    fileKey: storeFileKey(encryption, 'store'),
   };
   const stored = await storedPacks(backend);
   const sets = new Map<string, BlobSet>();
@@ -347,7 +348,7 @@ async function unpack(
   inPlace?: { listDir: string; placeAs: ReadonlyMap<string, string> },
 ): Promise<Map<string, UntarredMember>> {
   const blobs = [...wanted].map(([sha1, n]) => ({ sha1, offset: i.set.offsetOf(n), size: i.set.sizeOf(n) }));
-  const runs = framedRuns(i.backend, pack, blobs);
+  const runs = framedRuns(i.backend, pack, blobs, i.store.encoding);
   if (!runs) {
     result.packBytes += pack.storedSize;
     const { backend, signal } = i;
@@ -363,7 +364,14 @@ async function unpack(
   }
   const dest = (sha1: string) => join(dir, inPlace ? (inPlace.placeAs.get(sha1) ?? blobPath(sha1)) : sha1);
   const framed = blobs.map((b) => ({ ...b, offset: b.offset as number, dest: dest(b.sha1) }));
-  const got = await fetchFrames({ backend: i.backend, pack, runs, blobs: framed, signal: i.signal });
+  const got = await fetchFrames({
+    backend: i.backend,
+    pack,
+    runs,
+    blobs: framed,
+    encoding: i.store.encoding,
+    signal: i.signal,
+  });
   result.packBytes += got.bytesRead;
   result.framedPacks++;
   return got.members;

@@ -3,12 +3,13 @@ import { chmod, chown, rename, rm, utimes } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { resolveSnapshot } from '../archive/catalog.js';
 import { getCodec } from '../archive/codec.js';
-import { storeDecrypter } from '../archive/encryption.js';
+import { storeDecrypter, storeFileKey } from '../archive/encryption.js';
 import { SidecarError } from '../common/errors.js';
 import { fileTime } from '../common/file-time.js';
 import { findSelf } from '../docker/self.js';
 import { discoverStack } from '../stack/discover.js';
 import type { BlobEntry } from '../store/blob-list.js';
+import type { StoreEncoding } from '../store/encoding.js';
 import type { FrameRun } from '../store/frames.js';
 import type { PackRecord } from '../store/index-file.js';
 import { isSha1Hex } from '../store/layout.js';
@@ -64,6 +65,7 @@ export async function restoreOneFile(o: OneFileOptions): Promise<OneFileResult> 
     const encoding = {
       codec: getCodec(manifest.codec),
       decrypt: storeDecrypter(o.config.encryption, 'store'),
+      fileKey: storeFileKey(o.config.encryption, 'store'),
     };
     const index = await loadIndex(o.backend, encoding);
     const at = index.lookup(Buffer.from(found.sha1, 'hex'));
@@ -79,8 +81,8 @@ export async function restoreOneFile(o: OneFileOptions): Promise<OneFileResult> 
     const pack = index.pack(at.packId) as PackRecord;
     const path = join(into, entry.path);
     // A framed pack: only the frames the file lies in are read (store/pack-frames.ts), not the whole pack.
-    const runs = framedRuns(o.backend, pack, [at]);
-    if (runs) await fetchOne(o, pack, runs, at.offset, entry, path);
+    const runs = framedRuns(o.backend, pack, [at], encoding);
+    if (runs) await fetchOne(o, { pack, runs, encoding }, at.offset, entry, path);
     else
       await extractPack({
         backend: o.backend,
@@ -121,8 +123,7 @@ async function liveDir(o: OneFileOptions, short: string, dockerName: string): Pr
 /** The file out of its pack's frames under a temp name, checked, given the snapshot's mode and renamed in. */
 async function fetchOne(
   o: OneFileOptions,
-  pack: PackRecord,
-  runs: FrameRun[],
+  from: { pack: PackRecord; runs: FrameRun[]; encoding: StoreEncoding },
   offset: number,
   entry: BlobEntry,
   path: string,
@@ -130,7 +131,7 @@ async function fetchOne(
   const tmp = join(dirname(path), `.blob-${randomBytes(6).toString('hex')}.tmp`);
   try {
     const blobs = [{ sha1: entry.sha1, offset, size: entry.size, dest: tmp }];
-    await fetchFrames({ backend: o.backend, pack, runs, blobs, signal: o.signal });
+    await fetchFrames({ backend: o.backend, ...from, blobs, signal: o.signal });
     await chmod(tmp, entry.mode & 0o7777);
     await rename(tmp, path);
   } catch (err) {

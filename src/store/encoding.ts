@@ -13,7 +13,9 @@ export interface StoreEncoding {
   encrypt?: () => Duplex;
   /** A fresh decrypting stage per object, needed to read encrypted packs and index files. */
   decrypt?: () => Duplex;
-  /** Write new packs as frames (frames.ts) where they can be: plain zstd, a Node with zstd in zlib. */
+  /** The file key of an encrypted object from its age header: reading part of a framed pack needs it. */
+  fileKey?: (header: Uint8Array) => Promise<Uint8Array>;
+  /** Write new packs as frames (frames.ts) where they can be: zstd, a Node with zstd in zlib. */
   frames?: boolean;
 }
 

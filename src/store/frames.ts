@@ -317,7 +317,10 @@ export function planRuns(
   return runs;
 }
 
-/** Whether packs written with `enc` are framed: asked for, plain zstd, on a Node that can. */
-export function framesFor(enc: { codec: { name: string }; encrypt?: unknown; frames?: boolean }): boolean {
-  return !!enc.frames && !enc.encrypt && enc.codec.name === 'zstd' && canFrame();
+/**
+ * Whether packs written with `enc` are framed: asked for, zstd, on a Node that can. age encrypts the frames
+ * as they are (the lengths are of the compressed bytes), and a reader opens only the age chunks it needs.
+ */
+export function framesFor(enc: { codec: { name: string }; frames?: boolean }): boolean {
+  return !!enc.frames && enc.codec.name === 'zstd' && canFrame();
 }

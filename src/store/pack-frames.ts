@@ -1,8 +1,10 @@
 import { createHash } from 'node:crypto';
 import { type FileHandle, mkdir, open } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { AgeDamage, AgePayload, ageHeaderEnd } from '../archive/age-range.js';
 import { SidecarError } from '../common/errors.js';
 import type { Backend } from '../storage/backend.js';
+import type { StoreEncoding } from './encoding.js';
 import { canFrame, decompressFrame, type FrameRun, planRuns } from './frames.js';
 import type { PackRecord } from './index-file.js';
 import { packKey } from './layout.js';
@@ -26,15 +28,16 @@ const WHOLE_SHARE = 0.5;
 
 /**
  * The runs of frames to read for `blobs` of `pack`, or null when the pack is better read whole: not framed,
- * encrypted (age hides where a frame is), a backend without ranged reads, a blob whose place in the pack is
- * not known, or most of the pack needed anyway.
+ * encrypted with no key here to open its header, a backend without ranged reads, a blob whose place in the
+ * pack is not known, or most of the pack needed anyway.
  */
 export function framedRuns(
   backend: Pick<Backend, 'getRange'>,
   pack: PackRecord,
   blobs: readonly { offset: number | undefined; size: number }[],
+  encoding: Pick<StoreEncoding, 'fileKey'>,
 ): FrameRun[] | null {
-  if (!pack.frames || pack.encrypted || !backend.getRange || !canFrame()) return null;
+  if (!pack.frames || (pack.encrypted && !encoding.fileKey) || !backend.getRange || !canFrame()) return null;
   if (blobs.some((b) => b.offset === undefined)) return null;
   let runs: FrameRun[];
   try {
@@ -60,11 +63,11 @@ export async function fetchFrames(o: {
   pack: PackRecord;
   runs: readonly FrameRun[];
   blobs: readonly FramedBlob[];
+  encoding: Pick<StoreEncoding, 'fileKey'>;
   signal?: AbortSignal;
 }): Promise<{ members: Map<string, UntarredMember>; bytesRead: number }> {
   const table = o.pack.frames;
-  const getRange = o.backend.getRange;
-  if (!table || !getRange) throw new Error(`pack ${o.pack.id} is not framed`);
+  if (!table) throw new Error(`pack ${o.pack.id} is not framed`);
   const damaged = (why: string) =>
     new SidecarError(
       'INTEGRITY_FAILED',
@@ -74,26 +77,23 @@ export async function fetchFrames(o: {
   const sorted = [...o.blobs].sort((a, b) => a.offset - b.offset);
   const writer = new BlobWriter(sorted, damaged);
   const F = table.frameBytes;
-  let bytesRead = 0;
+  const ranges = new PackRanges(o.backend, o.pack);
   try {
     await writer.empties();
+    const plain = o.pack.encrypted ? await ranges.openAge(o.encoding, damaged) : null;
+    if (plain && plain.plainSize !== table.lengths.reduce((n, l) => n + l, 0))
+      throw damaged(`its frame table does not add up to its ${plain.plainSize} bytes inside age`);
     for (const run of o.runs) {
       o.signal?.throwIfAborted();
-      const body = await getRange.call(o.backend, packKey(o.pack.id), run.start, run.end);
+      let body: AsyncIterable<Buffer>;
+      if (plain) {
+        const span = plain.span(run.start, run.end);
+        body = plain.plain(await ranges.read(span.from, span.to), run.start, run.end);
+      } else body = await ranges.read(run.start, run.end);
       let held: Buffer[] = [];
       let have = 0;
       let k = run.first;
-      const before = bytesRead;
-      for await (const chunk of body as AsyncIterable<Buffer>) {
-        bytesRead += chunk.length;
-        if (bytesRead - before > run.end - run.start) {
-          body.destroy();
-          throw new SidecarError(
-            'STORAGE_FAILED',
-            `${o.backend.location} answered a read of bytes ${run.start}–${run.end} of pack ${o.pack.id} with more than those`,
-            'the storage server ignores HTTP Range requests, which reading part of a pack needs; the pack is not damaged. Use an S3 server that honours Range',
-          );
-        }
+      for await (const chunk of asDamage(body, damaged)) {
         held.push(chunk);
         have += chunk.length;
         while (k <= run.last && have >= (table.lengths[k] as number)) {
@@ -121,7 +121,88 @@ export async function fetchFrames(o: {
   } finally {
     await writer.close();
   }
-  return { members: writer.members, bytesRead };
+  return { members: writer.members, bytesRead: ranges.bytesRead };
+}
+
+/** age's findings inside a pack (a chunk that does not open, cut short) as the pack's damage. */
+async function* asDamage(
+  body: AsyncIterable<Buffer>,
+  damaged: (why: string) => Error,
+): AsyncGenerator<Buffer> {
+  try {
+    yield* body;
+  } catch (err) {
+    throw err instanceof AgeDamage ? damaged(err.message) : err;
+  }
+}
+
+/** An age header and its payload's nonce fit in this much, but for an unusual number of recipients. */
+const AGE_HEAD = 16 * 1024;
+const AGE_HEAD_MAX = 1024 * 1024;
+
+/** Byte ranges of one stored pack, counted, refused when the server sends more than asked for. */
+class PackRanges {
+  bytesRead = 0;
+  private readonly key: string;
+
+  constructor(
+    private readonly backend: Backend,
+    private readonly pack: PackRecord,
+  ) {
+    this.key = packKey(pack.id);
+  }
+
+  async read(start: number, end: number): Promise<AsyncIterable<Buffer>> {
+    const getRange = this.backend.getRange;
+    if (!getRange) throw new Error(`${this.backend.location} cannot read part of an object`);
+    const body = await getRange.call(this.backend, this.key, start, end);
+    return this.counted(body, start, end);
+  }
+
+  /** The pack's age header read and opened with the configured key: where its payload's chunks are. */
+  async openAge(enc: Pick<StoreEncoding, 'fileKey'>, damaged: (why: string) => Error): Promise<AgePayload> {
+    if (!enc.fileKey) throw new Error(`pack ${this.pack.id} is encrypted and no key is configured`);
+    let head = Buffer.alloc(0);
+    let end = -1;
+    for (let want = AGE_HEAD; end < 0 || head.length < end + 16; want *= 4) {
+      const to = Math.min(want, AGE_HEAD_MAX, this.pack.storedSize);
+      if (to <= head.length) throw damaged('no whole age header at its start');
+      head = Buffer.concat([head, await collect(await this.read(head.length, to))]);
+      end = ageHeaderEnd(head);
+    }
+    const fileKey = await enc.fileKey(head.subarray(0, end)).catch((err: unknown) => {
+      if (err instanceof SidecarError) throw err;
+      throw damaged(`its age header does not open (${(err as Error).message})`);
+    });
+    try {
+      return new AgePayload(fileKey, head.subarray(end, end + 16), end, this.pack.storedSize);
+    } catch (err) {
+      throw err instanceof AgeDamage ? damaged(err.message) : err;
+    }
+  }
+
+  private async *counted(body: NodeJS.ReadableStream, start: number, end: number): AsyncGenerator<Buffer> {
+    let got = 0;
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      got += chunk.length;
+      this.bytesRead += chunk.length;
+      if (got > end - start) {
+        (body as { destroy?: () => void }).destroy?.();
+        throw new SidecarError(
+          'STORAGE_FAILED',
+          `${this.backend.location} answered a read of bytes ${start}–${end} of pack ${this.pack.id} with more than those`,
+          'the storage server ignores HTTP Range requests, which reading part of a pack needs; the pack is not damaged. Use an S3 server that honours Range',
+        );
+      }
+      yield chunk;
+    }
+  }
+}
+
+async function collect(body: AsyncIterable<Buffer>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const b of body) parts.push(b);
+  return Buffer.concat(parts);
 }
 
 /** Blob bytes in tar order into files, each hashed; a blob may span frames. */

@@ -390,8 +390,9 @@ export class PackWriter {
     try {
       const frames = new FileFrames(fh, this.o.encoding.level ?? 3);
       const tap = new HashTap();
+      const encrypt = this.o.encoding.encrypt;
       await pipeline(
-        [frames, tap, createWriteStream(path, { mode: 0o600 })],
+        [frames, ...(encrypt ? [encrypt()] : []), tap, createWriteStream(path, { mode: 0o600 })],
         this.o.signal ? { signal: this.o.signal } : {},
       );
       return { id: tap.digest(), storedSize: tap.bytes, frames: frames.table() };

@@ -83,24 +83,56 @@ const blob = input.subarray(offset, offset + size);
 const sha1 = createHash('sha1').update(blob).digest('hex');
 const start = table.lengths[0];
 const end = start + table.lengths[1] + table.lengths[2];
-const fetchWith = async (honours) => {
-  const dest = join(work, `blob-${honours}`);
+/** The blob out of `stored` by fetchFrames: what it read, or the error's code. */
+const fetchWith = async (stored, p, encoding, honours = true) => {
+  const dest = join(work, `blob-${randomBytes(4).toString('hex')}`);
   const backend = {
     location: 'test',
-    getRange: async (_key, a, b) => Readable.from([honours ? packed.subarray(a, b) : packed]),
+    getRange: async (_key, a, b) => Readable.from([honours ? stored.subarray(a, b) : stored]),
   };
   try {
     const r = await fetchFrames({
       backend,
-      pack,
+      pack: p,
       runs: [{ first: 1, last: 2, start, end }],
       blobs: [{ sha1, offset, size, dest }],
+      encoding,
     });
-    return { ok: (await readFile(dest)).equals(blob), bytesRead: r.bytesRead === end - start };
+    return { ok: (await readFile(dest)).equals(blob), bytesRead: r.bytesRead };
   } catch (err) {
-    return { code: err.code };
+    return { code: err.code, message: err.message };
   }
 };
-const ranged = { honoured: await fetchWith(true), ignored: await fetchWith(false) };
+const plainRead = await fetchWith(packed, pack, {});
+// The same pack age-encrypted as the store writes it: the frames' age chunks are read and opened alone.
+const { Encrypter, generateIdentity, identityToRecipient } = await import('age-encryption');
+const { storeFileKey } = await import(new URL('../../dist/archive/encryption.js', import.meta.url).href);
+const identity = await generateIdentity();
+const e = new Encrypter();
+e.addRecipient(await identityToRecipient(identity));
+const sealed = Buffer.from(await e.encrypt(packed));
+const agePack = { ...pack, storedSize: sealed.length, encrypted: true };
+const key = { fileKey: storeFileKey({ recipients: [], identities: [identity] }, 'store') };
+const ageRead = await fetchWith(sealed, agePack, key);
+// One bit flipped inside frame 1 (the blob's first frame): where its plaintext byte lies in age's chunks.
+const { ageHeaderEnd } = await import(new URL('../../dist/archive/age-range.js', import.meta.url).href);
+const flipped = Buffer.from(sealed);
+const at = start + 1000;
+flipped[ageHeaderEnd(sealed) + 16 + Math.floor(at / 65536) * (65536 + 16) + (at % 65536)] ^= 1;
+const stranger = {
+  fileKey: storeFileKey({ recipients: [], identities: [await generateIdentity()] }, 'store'),
+};
+const ranged = {
+  honoured: { ok: plainRead.ok, bytesRead: plainRead.bytesRead === end - start },
+  ignored: await fetchWith(packed, pack, {}, false),
+  age: {
+    ok: ageRead.ok,
+    // The header's read, then the age chunks of the frames: a little more than the frames, far less than all.
+    bytesRead: ageRead.bytesRead > end - start && ageRead.bytesRead < end - start + 200_000,
+    whole: sealed.length,
+  },
+  ageDamaged: (await fetchWith(flipped, agePack, key)).code,
+  ageStranger: (await fetchWith(sealed, agePack, stranger)).code,
+};
 await rm(work, { recursive: true, force: true });
 console.log(JSON.stringify({ results, ranged }));

@@ -77,9 +77,17 @@ export interface SidecarStack {
  * /backup/<name>, the Docker socket, a state volume, the local target on a volume, restart: unless-stopped,
  * the health port published on 127.0.0.1 only. Nothing is scheduled: only the test's commands run.
  */
-export async function createSidecarStack(opts: { seed?: SeedOptions; env?: string[] } = {}) {
+export async function createSidecarStack(
+  opts: {
+    seed?: SeedOptions;
+    env?: string[];
+    /** Services the sidecar reaches (an S3 server), started on the stack's network before it: more env. */
+    before?: (stack: MoodleStack) => Promise<string[]>;
+  } = {},
+) {
   const stack = await createMoodleStack({ seed: opts.seed ?? {} });
   try {
+    const env = [...(opts.env ?? []), ...((await opts.before?.(stack)) ?? [])];
     const d = docker();
     const { project, network, volumes } = stack;
     const own: string[] = [];
@@ -94,7 +102,7 @@ export async function createSidecarStack(opts: { seed?: SeedOptions; env?: strin
     await d.createContainer({
       name: sidecar,
       Image: SIDECAR_IMAGE,
-      Env: ['TZ=UTC', 'LOG_LEVEL=info', ...(opts.env ?? [])],
+      Env: ['TZ=UTC', 'LOG_LEVEL=info', ...env],
       Labels: { ...composeLabels(project, 'backup'), 'moodle-backup.stop': 'false' },
       ExposedPorts: { '8080/tcp': {} },
       HostConfig: {

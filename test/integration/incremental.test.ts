@@ -6,8 +6,10 @@ import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { generateIdentity, identityToRecipient } from 'age-encryption';
 import pino from 'pino';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from 'vitest';
+import { ageHeaderEnd } from '../../src/archive/age-range.js';
 import { getCodec } from '../../src/archive/codec.js';
+import { storeDecrypter } from '../../src/archive/encryption.js';
 import { FORMAT_STORE, type Manifest, type ManifestBlobs } from '../../src/archive/manifest.js';
 import { SINCE_MARGIN_MS } from '../../src/backup/blob-window.js';
 import { runBackup } from '../../src/backup/run.js';
@@ -843,7 +845,11 @@ describe('incremental backups (the blob store)', () => {
 
   /** The packs that hold these files, from the target's index (read with the sidecar's own code). */
   async function packsOf(env: NodeJS.ProcessEnv, paths: string[]): Promise<PackRecord[]> {
-    const index = await loadIndex(createBackend((await loadConfig(env)).target), { codec: getCodec('zstd') });
+    const cfg = await loadConfig(env);
+    const index = await loadIndex(createBackend(cfg.target), {
+      codec: getCodec('zstd'),
+      decrypt: storeDecrypter(cfg.encryption, 'store'),
+    });
     const packs = new Map<string, PackRecord>();
     for (const path of paths) {
       const p = index.pack(index.lookup(Buffer.from(path.slice(-40), 'hex'))?.packId ?? '');
@@ -900,6 +906,51 @@ describe('incremental backups (the blob store)', () => {
   }, async () => {
     const bucket = await createTestBucket('frames');
     await framedRestore(s3Env(stack, dirs, bucket, s3Host()));
+  });
+
+  it("age-encrypted packs as frames (local target, BACKUP_STORE_FRAMES=on): a restore lacking two files opens only their frames' age chunks; a damaged chunk stops it with nothing changed", {
+    timeout: 300_000,
+  }, async () => {
+    const identity = await generateIdentity();
+    // A store of its own: an encrypted store's lists and packs are not the plain one the other tests read.
+    const own = await tempDirs('incremental-age');
+    const env = cliEnv(stack.project, own, {
+      BACKUP_STORE_FRAMES: 'on',
+      BACKUP_AGE_RECIPIENTS: await identityToRecipient(identity),
+      BACKUP_AGE_IDENTITY: identity,
+    });
+    onTestFinished(() => own.remove());
+    const { m, gone, packs, fp } = await framedRestore(env);
+    const packFile = (id: string) => join(own.archive, packKey(id));
+    // One bit flipped in every age chunk of the packs: whichever the restore opens is damaged.
+    await inDataroot(stack, `rm ${gone.join(' ')}`);
+    const before = await moodledata();
+    const saved = new Map<string, Buffer>();
+    for (const p of packs) {
+      const bytes = await readFile(packFile(p.id));
+      expect(bytes.subarray(0, 21).toString()).toBe('age-encryption.org/v1');
+      saved.set(p.id, Buffer.from(bytes));
+      for (let at = ageHeaderEnd(bytes) + 16 + 100; at < bytes.length; at += 65536 + 16)
+        bytes.writeUInt8(bytes.readUInt8(at) ^ 1, at);
+      await writeFile(packFile(p.id), bytes);
+    }
+    try {
+      const bad = await runCli(['restore', m.id, '--yes', '--no-safety-snapshot'], env, {
+        timeoutMs: 240_000,
+      });
+      expect(bad.code, bad.stderr).toBe(9);
+      expect(bad.stderr).toMatch(/age chunk \d+ does not open.*"code":"INTEGRITY_FAILED"/);
+      expect(bad.stderr).toContain('moodledata_data: untouched');
+      expect(diffMinusExcludes(before, await moodledata())).toEqual([]);
+      expect(await stack.states()).toEqual({ mariadb: 'running', moodle: 'running' });
+    } finally {
+      for (const [id, bytes] of saved) await writeFile(packFile(id), bytes);
+    }
+    const good = await runCli(['restore', m.id, '--yes', '--no-safety-snapshot'], env, {
+      timeoutMs: 240_000,
+    });
+    expect(good.code, good.stderr).toBe(0);
+    expect(diffMinusExcludes(fp, await moodledata())).toEqual([]);
   });
 
   it('a snapshot restores by hand with tar, zstd and awk, as docs/format.md says', async () => {

@@ -78,7 +78,15 @@ describe("FrameCompressor, under the product's Node", () => {
       execFileSync(CLI_NODE, [script, ...sizes.map(String)], { encoding: 'utf8' }),
     );
     // A blob across two frames read by range gives its bytes; a server that sends more than the range is refused.
-    expect(ranged).toEqual({ honoured: { ok: true, bytesRead: true }, ignored: { code: 'STORAGE_FAILED' } });
+    // The same pack age-encrypted: the blob out of the frames' age chunks alone; a damaged chunk is the pack's
+    // damage, a key that is not the store's is refused as such.
+    expect(ranged).toMatchObject({
+      honoured: { ok: true, bytesRead: true },
+      ignored: { code: 'STORAGE_FAILED' },
+      age: { ok: true, bytesRead: true },
+      ageDamaged: 'INTEGRITY_FAILED',
+      ageStranger: 'DECRYPTION_FAILED',
+    });
     expect(results).toEqual(
       sizes.map((size) => ({
         size,

@@ -266,6 +266,11 @@ describe('index file with framed packs', () => {
     expect(decodeIndex(old, 't').map((p) => p.pack)).toEqual([plain.pack]);
   });
 
+  it('an age-encrypted framed pack keeps its table: the lengths add up to less than what is stored', () => {
+    const sealed = { ...framed, pack: { ...framed.pack, encrypted: true, storedSize: 507 + 200 } };
+    expect(decodeIndex(encodeIndex([sealed]), 't').map((p) => p.pack)).toEqual([sealed.pack]);
+  });
+
   it('the table is copied out of the buffer it was read from (a reader reuses its buffer)', () => {
     const buf = encodeIndex([framed]);
     const round = decodeIndex(buf, 't');
@@ -276,7 +281,11 @@ describe('index file with framed packs', () => {
   it.each([
     ['lengths that do not add up to the stored size', withTable([300, 200, 7], 508)],
     ['no frame', withTable([], 0)],
-    ['an encrypted pack', [{ ...framed, pack: { ...framed.pack, encrypted: true } }]],
+    // age adds its header and 16 bytes a chunk: the plaintext the lengths add up to is smaller.
+    [
+      'an encrypted pack whose lengths reach its stored size',
+      [{ ...framed, pack: { ...framed.pack, encrypted: true } }],
+    ],
     ['a gzip pack', [{ ...framed, pack: { ...framed.pack, codec: 'gzip' as const } }]],
   ])('a table with %s is INTEGRITY_FAILED', (_name, packs) => {
     expect(() => decodeIndex(encodeIndex(packs), 'x')).toThrow(/frame table does not fit/);
