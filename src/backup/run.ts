@@ -2,7 +2,14 @@ import { rm } from 'node:fs/promises';
 import type { Manifest } from '../archive/manifest.js';
 import { runHooks } from '../stack/hooks.js';
 import { StoreProgress } from './blob-progress.js';
-import { discardListings, openStore, saveListings, storeBefore, writeBlobLists } from './blobs.js';
+import {
+  discardListings,
+  openStore,
+  releaseStore,
+  saveListings,
+  storeBefore,
+  writeBlobLists,
+} from './blobs.js';
 import { commitManifest, uploadBlobLists, uploadSpooled } from './commit.js';
 import type { BackupContext, BackupRun } from './context.js';
 import { prepareRun } from './prepare.js';
@@ -42,6 +49,7 @@ export async function runBackup(ctx: BackupContext): Promise<Manifest> {
       () => maintenanceOff(run),
     );
     await finishArchives(run);
+    releaseStore(run);
     await writeBlobLists(run);
     await uploadSpooled(run);
     await uploadBlobLists(run);
