@@ -1,7 +1,16 @@
+import { randomBytes } from 'node:crypto';
 import { Duplex } from 'node:stream';
 import { z } from 'zod';
 import { SidecarError } from '../common/errors.js';
 import type { EncryptionConfig } from '../config/types.js';
+import {
+  AGE_NONCE,
+  AgeDecrypt,
+  AgeEncrypt,
+  type AgeSealing,
+  ageHeaderEnd,
+  payloadKey,
+} from './age-stream.js';
 
 /**
  * Encryption at rest with age (the age-encryption package, age-encryption.org/v1): one age file per archive,
@@ -95,18 +104,53 @@ export async function encryptionPlan(cfg: EncryptionConfig | undefined): Promise
       recipients: recipients.length,
     },
     recipients,
-    ...encrypting(async (s) => {
-      const e = new (await loadAge()).Encrypter();
-      for (const r of recipients) e.addRecipient(r);
-      return e.encrypt(s);
-    }),
+    ...sealing(() => sealingTo(recipients)),
   };
 }
 
 /**
- * `prepare` and `stage` over one way of opening an archive. age's `encrypt` wraps the file key and builds the
- * header before it reads any plaintext, so an opening whose input is attached later is complete ahead of time.
- * Each opening is used once: every archive keeps its own file key, salt and nonce.
+ * One file's header to `recipients`, from the library, and the key its chunks are then sealed with here
+ * (age-stream.ts: the library's JavaScript cipher took 25 s a GB). The library wraps the file key for each
+ * recipient; one more recipient that adds no stanza sees that key. The library's own payload (of nothing) is
+ * dropped with its nonce: the file gets a fresh one, which the header's MAC does not cover.
+ */
+async function sealingTo(recipients: readonly string[]): Promise<AgeSealing> {
+  const e = new (await loadAge()).Encrypter();
+  for (const r of recipients) e.addRecipient(r);
+  let fileKey: Uint8Array | undefined;
+  e.addRecipient({
+    wrapFileKey: (k) => {
+      fileKey = Uint8Array.from(k);
+      return [];
+    },
+  });
+  const empty = Buffer.from(await e.encrypt(new Uint8Array(0)));
+  const end = ageHeaderEnd(empty);
+  if (!fileKey || end < 0) throw new Error('age gave no header or no file key');
+  const nonce = randomBytes(AGE_NONCE);
+  return { head: Buffer.concat([empty.subarray(0, end), nonce]), key: payloadKey(fileKey, nonce) };
+}
+
+/** `prepare` and `stage` over sealings made ahead (a header each; every file its own key and nonce). */
+function sealing(open: () => Promise<AgeSealing>): Pick<EncryptionPlan, 'prepare' | 'stage'> {
+  const ready: Promise<AgeSealing>[] = [];
+  return {
+    async prepare(count) {
+      for (let i = 0; i < count; i++) {
+        const s = open();
+        await s;
+        ready.push(s);
+      }
+    },
+    stage: () => new AgeEncrypt(ready.shift() ?? open()),
+  };
+}
+
+/**
+ * `prepare` and `stage` over the library's own encryption (a passphrase: its scrypt stanza is made inside the
+ * library, so the file key cannot be seen and the library seals the chunks). age's `encrypt` wraps the file
+ * key and builds the header before it reads any plaintext, so an opening whose input is attached later is
+ * complete ahead of time. Each opening is used once: every archive keeps its own file key, salt and nonce.
  */
 function encrypting(open: Open): Pick<EncryptionPlan, 'prepare' | 'stage'> {
   const ready: Opening[] = [];
@@ -167,29 +211,21 @@ export function decryptStage(
 ): Duplex | undefined {
   if (!enc) return undefined;
   assertDecryptable(where.snapshot, enc, cfg);
-  return webStage(
-    opening(async (s) => {
-      const d = new (await loadAge()).Decrypter();
-      if (cfg?.passphrase !== undefined) d.addPassphrase(cfg.passphrase);
-      for (const id of cfg?.identities ?? []) d.addIdentity(id);
-      return d.decrypt(s);
-    }),
-    (err) => {
-      const msg = (err as Error)?.message ?? String(err);
-      if (/no identity matched/.test(msg)) {
-        return new SidecarError(
-          'DECRYPTION_FAILED',
-          `snapshot ${where.snapshot}, volume ${where.volume}: the configured ${enc.keyType === 'passphrase' ? 'passphrase does' : 'identities do'} not open ${where.file} (encrypted ${describe(enc)}); nothing was changed`,
-          keyHint(enc),
-        );
-      }
+  return new AgeDecrypt(headerKey(cfg), (err) => {
+    const msg = (err as Error)?.message ?? String(err);
+    if (/no identity matched/.test(msg)) {
       return new SidecarError(
-        'INTEGRITY_FAILED',
-        `snapshot ${where.snapshot}, volume ${where.volume}: archive ${where.file} does not decrypt (age: ${msg})`,
-        'this snapshot cannot be restored as it is; pick another one (`snapshots`)',
+        'DECRYPTION_FAILED',
+        `snapshot ${where.snapshot}, volume ${where.volume}: the configured ${enc.keyType === 'passphrase' ? 'passphrase does' : 'identities do'} not open ${where.file} (encrypted ${describe(enc)}); nothing was changed`,
+        keyHint(enc),
       );
-    },
-  );
+    }
+    return new SidecarError(
+      'INTEGRITY_FAILED',
+      `snapshot ${where.snapshot}, volume ${where.volume}: archive ${where.file} does not decrypt (age: ${msg})`,
+      'this snapshot cannot be restored as it is; pick another one (`snapshots`)',
+    );
+  });
 }
 
 type Open = (input: ReadableStream<Uint8Array>) => Promise<ReadableStream<Uint8Array>>;
@@ -232,21 +268,13 @@ function opening(open: Open): Opening {
  * A Node Duplex around an age opening. The generator pulls from the Node side on demand, so back-pressure
  * holds end to end and at most a few 64 KiB chunks are in flight.
  */
-function webStage(o: Opening, mapError: (err: unknown) => unknown = (e) => e): Duplex {
+function webStage(o: Opening): Duplex {
   return Duplex.from(async function* (source: AsyncIterable<Buffer>) {
     o.attach(source[Symbol.asyncIterator]());
-    let output: ReadableStream<Uint8Array>;
-    try {
-      output = await o.output;
-    } catch (err) {
-      throw mapError(err);
-    }
-    const reader = output.getReader();
+    const reader = (await o.output).getReader();
     try {
       for (;;) {
-        const r = await reader.read().catch((err: unknown) => {
-          throw mapError(err);
-        });
+        const r = await reader.read();
         if (r.done) return;
         yield Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength);
       }
@@ -266,13 +294,23 @@ export function storeFileKey(
   what: string,
 ): ((header: Uint8Array) => Promise<Uint8Array>) | undefined {
   if (!cfg || (cfg.passphrase === undefined && cfg.identities.length === 0)) return undefined;
-  return async (header) => {
-    const d = new (await loadAge()).Decrypter();
-    if (cfg.passphrase !== undefined) d.addPassphrase(cfg.passphrase);
-    for (const id of cfg.identities) d.addIdentity(id);
-    return d.decryptHeader(header).catch((err: unknown) => {
+  const open = headerKey(cfg);
+  return (header) =>
+    open(header).catch((err: unknown) => {
       throw noKey(cfg, what, err);
     });
+}
+
+/**
+ * The file key from an age header (up to and including its MAC line) with the configured passphrase or
+ * identities: the library opens the stanza and checks the header's MAC.
+ */
+function headerKey(cfg: EncryptionConfig | undefined): (header: Uint8Array) => Promise<Uint8Array> {
+  return async (header) => {
+    const d = new (await loadAge()).Decrypter();
+    if (cfg?.passphrase !== undefined) d.addPassphrase(cfg.passphrase);
+    for (const id of cfg?.identities ?? []) d.addIdentity(id);
+    return d.decryptHeader(header);
   };
 }
 
@@ -293,14 +331,6 @@ function noKey(cfg: EncryptionConfig, what: string, err: unknown): unknown {
  */
 export function storeDecrypter(cfg: EncryptionConfig | undefined, what: string): (() => Duplex) | undefined {
   if (!cfg || (cfg.passphrase === undefined && cfg.identities.length === 0)) return undefined;
-  return () =>
-    webStage(
-      opening(async (s) => {
-        const d = new (await loadAge()).Decrypter();
-        if (cfg.passphrase !== undefined) d.addPassphrase(cfg.passphrase);
-        for (const id of cfg.identities) d.addIdentity(id);
-        return d.decrypt(s);
-      }),
-      (err) => noKey(cfg, what, err),
-    );
+  const open = headerKey(cfg);
+  return () => new AgeDecrypt(open, (err) => noKey(cfg, what, err));
 }

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { generateIdentity, identityToRecipient } from 'age-encryption';
 import { removeBlobs } from './blob-data.js';
 import type { IncDataset } from './inc-datasets.js';
 import { type IncManifest, interleave, type Sample, sidecarSample } from './inc-runs.js';
@@ -41,6 +42,8 @@ export interface S3Figures {
   run: '1st' | '2nd' | 'restore, 1% missing';
   /** BACKUP_STORE_FRAMES of the run (auto: frames, on an S3 target). */
   frames: 'auto' | 'off';
+  /** Packs, lists and archives age-encrypted (to a recipient; the identity to restore). */
+  age: boolean;
   requests: Record<string, number>;
   /** Bytes the run downloaded (response bodies). */
   downloaded: number;
@@ -62,7 +65,8 @@ function storedBytes(m: IncManifest | undefined): number {
 /**
  * To the S3 server through a counting proxy, with packs as frames (BACKUP_STORE_FRAMES=auto) and without:
  * a 1st and a 2nd incremental backup (requests per GB stored), then a restore into the dataroot lacking 1% of
- * its files (what it downloads: whole packs, or only the frames the missing files lie in).
+ * its files (what it downloads: whole packs, or only the frames the missing files lie in). Then the same
+ * 1st backup and restore with age encryption (frames then: the age chunks they lie in).
  */
 export async function measureS3(
   env: BenchEnv,
@@ -73,15 +77,28 @@ export async function measureS3(
   const proxy = await startCountingProxy(port);
   const out: S3Figures[] = [];
   try {
-    for (const frames of ['auto', 'off'] as const) {
-      const runs = frames === 'auto' ? (['1st', '2nd'] as const) : (['1st'] as const);
+    const identity = await generateIdentity();
+    const ageEnv = {
+      BACKUP_AGE_RECIPIENTS: await identityToRecipient(identity),
+      BACKUP_AGE_IDENTITY: identity,
+    };
+    const variants = [
+      { frames: 'auto', age: false },
+      { frames: 'off', age: false },
+      { frames: 'auto', age: true },
+      { frames: 'off', age: true },
+    ] as const;
+    for (const { frames, age } of variants) {
+      const runs = frames === 'auto' && !age ? (['1st', '2nd'] as const) : (['1st'] as const);
+      const tag = `${frames}${age ? '-age' : ''}`;
       const extra = {
         ...env.s3Env,
         AWS_ENDPOINT: `127.0.0.1:${proxy.port}`,
-        AWS_S3_PATH: `inc-${inc.ds.name}-frames-${frames}`,
+        AWS_S3_PATH: `inc-${inc.ds.name}-frames-${tag}`,
         BACKUP_STORE_FRAMES: frames,
         // Each setting's own state: the 1st run of each starts from nothing.
-        BACKUP_STATE_DIR: join(env.work, `state-s3-${frames}`),
+        BACKUP_STATE_DIR: join(env.work, `state-s3-${tag}`),
+        ...(age ? ageEnv : {}),
       };
       await rm(extra.BACKUP_STATE_DIR, { recursive: true, force: true });
       const one = async (run: S3Figures['run'], args: string[]) => {
@@ -93,6 +110,7 @@ export async function measureS3(
         out.push({
           run,
           frames,
+          age,
           requests,
           downloaded: proxy.received(),
           total,
@@ -102,7 +120,7 @@ export async function measureS3(
           ms: s.ms,
         });
         log(
-          `  s3 (frames ${frames}) ${run}: ${total} requests, ${(stored / 1e6).toFixed(1)} MB stored, ${(proxy.received() / 1e6).toFixed(1)} MB downloaded`,
+          `  s3 (frames ${tag}) ${run}: ${total} requests, ${(stored / 1e6).toFixed(1)} MB stored, ${(proxy.received() / 1e6).toFixed(1)} MB downloaded`,
         );
       };
       for (const run of runs) await one(run, ['backup']);
@@ -113,7 +131,7 @@ export async function measureS3(
         (_, i) => i % 100 === 0 && existsSync(join(root, inc.dataroot.paths[i] as string)),
       );
       if (back.length !== removed)
-        throw new Error(`S3 restore (frames ${frames}) brought back ${back.length} of ${removed} files`);
+        throw new Error(`S3 restore (frames ${tag}) brought back ${back.length} of ${removed} files`);
     }
   } finally {
     await proxy.stop();

@@ -63,7 +63,7 @@ async function blobSet(g: GroupCtx, r: IncGroupResult, which: 'main' | 'many'): 
     for (const s of r.s3)
       r.targets.push(
         target(
-          `${name}: peak RSS, S3 ${s.run}${s.run.startsWith('restore') ? '' : ' run'}, frames ${s.frames} (MB)`,
+          `${name}: peak RSS, S3 ${s.run}${s.run.startsWith('restore') ? '' : ' run'}, frames ${s.frames}${s.age ? ', age' : ''} (MB)`,
           s.peakRssMb,
           '<=',
           150,
@@ -141,7 +141,7 @@ function e2eNote(f: E2eFigure): string {
 export function incFigures(r: IncGroupResult): string[] {
   const lines = r.s3.map(
     (s) =>
-      `S3 ${s.run}${s.run.startsWith('restore') ? '' : ' run'} (BACKUP_STORE_FRAMES=${s.frames}): ${s.total} requests (${Object.entries(
+      `S3 ${s.run}${s.run.startsWith('restore') ? '' : ' run'} (BACKUP_STORE_FRAMES=${s.frames}${s.age ? ', age' : ''}): ${s.total} requests (${Object.entries(
         s.requests,
       )
         .map(([k, v]) => `${k} ${v}`)

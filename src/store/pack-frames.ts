@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { type FileHandle, mkdir, open } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { AgeDamage, AgePayload, ageHeaderEnd } from '../archive/age-range.js';
+import { AgePayload } from '../archive/age-range.js';
+import { AgeDamage, ageHeaderEnd } from '../archive/age-stream.js';
 import { SidecarError } from '../common/errors.js';
 import type { Backend } from '../storage/backend.js';
 import type { StoreEncoding } from './encoding.js';

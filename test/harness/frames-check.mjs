@@ -115,7 +115,7 @@ const agePack = { ...pack, storedSize: sealed.length, encrypted: true };
 const key = { fileKey: storeFileKey({ recipients: [], identities: [identity] }, 'store') };
 const ageRead = await fetchWith(sealed, agePack, key);
 // One bit flipped inside frame 1 (the blob's first frame): where its plaintext byte lies in age's chunks.
-const { ageHeaderEnd } = await import(new URL('../../dist/archive/age-range.js', import.meta.url).href);
+const { ageHeaderEnd } = await import(new URL('../../dist/archive/age-stream.js', import.meta.url).href);
 const flipped = Buffer.from(sealed);
 const at = start + 1000;
 flipped[ageHeaderEnd(sealed) + 16 + Math.floor(at / 65536) * (65536 + 16) + (at % 65536)] ^= 1;

@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { generateIdentity, identityToRecipient } from 'age-encryption';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from 'vitest';
-import { ageHeaderEnd } from '../../src/archive/age-range.js';
+import { ageHeaderEnd } from '../../src/archive/age-stream.js';
 import { getCodec } from '../../src/archive/codec.js';
 import { storeDecrypter } from '../../src/archive/encryption.js';
 import { FORMAT_STORE, type Manifest, type ManifestBlobs } from '../../src/archive/manifest.js';

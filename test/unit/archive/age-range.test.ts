@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { Decrypter, Encrypter, generateIdentity, identityToRecipient } from 'age-encryption';
 import { describe, expect, it } from 'vitest';
-import { AGE_CHUNK, AgeDamage, AgePayload, ageHeaderEnd } from '../../../src/archive/age-range.js';
+import { AgePayload } from '../../../src/archive/age-range.js';
+import { AGE_CHUNK, AgeDamage, ageHeaderEnd } from '../../../src/archive/age-stream.js';
 import { storeFileKey } from '../../../src/archive/encryption.js';
 
 /** An age file of `plain` (encrypted by the age library, as the sidecar does) and what opens its header. */
