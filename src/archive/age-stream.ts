@@ -115,9 +115,9 @@ export class AgeEncrypt extends Transform {
     const c = createCipheriv('chacha20-poly1305', this.key as Buffer, chunkNonce(this.i, last), {
       authTagLength: AGE_TAG,
     });
-    const sealed = c.update(this.buf.subarray(0, this.used));
+    this.push(c.update(this.buf.subarray(0, this.used)));
     c.final();
-    this.push(Buffer.concat([sealed, c.getAuthTag()]));
+    this.push(c.getAuthTag());
     this.i++;
     this.used = 0;
   }
