@@ -55,17 +55,19 @@ export class AgePayload {
   async *plain(body: AsyncIterable<Buffer>, start: number, end: number): AsyncGenerator<Buffer> {
     const { first, last } = this.span(start, end);
     let i = first;
-    let held: Buffer[] = [];
+    // One sealed chunk gathered across the pieces the body comes in (reused: opening copies it out).
+    const sealed = Buffer.allocUnsafe(AGE_SEALED);
     let have = 0;
     for await (const data of body) {
-      held.push(data);
-      have += data.length;
-      while (i <= last && have >= this.sealedLength(i)) {
-        const all = held.length === 1 ? (held[0] as Buffer) : Buffer.concat(held, have);
+      for (let off = 0; off < data.length && i <= last; ) {
         const len = this.sealedLength(i);
-        const plain = openChunk(this.key, i, i === this.chunks - 1, all.subarray(0, len));
-        held = len < all.length ? [all.subarray(len)] : [];
-        have -= len;
+        const n = Math.min(len - have, data.length - off);
+        data.copy(sealed, have, off, off + n);
+        have += n;
+        off += n;
+        if (have < len) break;
+        const plain = openChunk(this.key, i, i === this.chunks - 1, sealed.subarray(0, len));
+        have = 0;
         const base = i * AGE_CHUNK;
         yield plain.subarray(Math.max(0, start - base), Math.min(plain.length, end - base));
         i++;
