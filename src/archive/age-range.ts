@@ -1,11 +1,10 @@
 import { AGE_CHUNK, AGE_NONCE, AGE_SEALED, AGE_TAG, AgeDamage, openChunk, payloadKey } from './age-stream.js';
 
 /**
- * Part of an age file's plaintext without reading the rest (age-stream.ts has the format): given the file
- * key (from the header, with the configured identity), any chunk opens alone, is authenticated as chunk i of
- * this file, and a cut-short file cannot pass for whole.
+ * The payload of one age file of `storedSize` bytes whose header ends at `headerEnd`, read in part without
+ * the rest (age-stream.ts has the format): given the file key (from the header, with the configured identity),
+ * any chunk opens alone, is authenticated as chunk i of this file, and a cut-short file cannot pass for whole.
  */
-/** The payload of one age file of `storedSize` bytes whose header ends at `headerEnd`. */
 export class AgePayload {
   /** Bytes of plaintext the file holds. */
   readonly plainSize: number;

@@ -146,15 +146,15 @@ export class AgeDecrypt extends Transform {
     super();
   }
 
-  override _transform(chunk: Buffer, enc: BufferEncoding, cb: TransformCallback): void {
-    this.step(chunk, enc, (err) => cb(err ? (this.mapError(err) as Error) : undefined));
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.step(chunk, (err) => cb(err ? (this.mapError(err) as Error) : undefined));
   }
 
   override _flush(cb: TransformCallback): void {
     this.finishPayload((err) => cb(err ? (this.mapError(err) as Error) : undefined));
   }
 
-  private step(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+  private step(chunk: Buffer, cb: TransformCallback): void {
     if (this.key) {
       try {
         this.gather(chunk);
