@@ -32,6 +32,7 @@ ensure_packages() {
   command -v docker-compose >/dev/null || missing+=(docker-compose)
   command -v zstd >/dev/null || missing+=(zstd)
   command -v pigz >/dev/null || missing+=(pigz) # the bench's parallel gzip baseline
+  command -v age >/dev/null || missing+=(age)   # the reference age: what the sidecar seals must open with it
   if [ "${#missing[@]}" -gt 0 ]; then
     log "installing ${missing[*]}"
     [ "$(id -u)" = 0 ] || die "root is needed to install ${missing[*]}"

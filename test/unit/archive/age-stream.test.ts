@@ -1,4 +1,8 @@
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Decrypter, Encrypter, generateIdentity, identityToRecipient } from 'age-encryption';
@@ -85,6 +89,37 @@ describe('age-stream: the payload sealed and opened with Node’s ChaCha20-Poly1
           true,
         );
       }
+    }
+  });
+
+  it('the age CLI (the reference, Go) opens what it seals, and what it sealed opens here', async () => {
+    // scripts/provision.sh installs it: the by-hand restore of docs/format.md is `age -d`.
+    const dir = await mkdtemp(join(tmpdir(), 'mbst-age-cli-'));
+    try {
+      const idFile = join(dir, 'key.txt');
+      await writeFile(idFile, `${id}\n`, { mode: 0o600 });
+      const plan = await encryptionPlan({ recipients: [recipient], identities: [] });
+      for (const size of [0, AGE_CHUNK, 200_000]) {
+        const plain = randomBytes(size);
+        const sealed = join(dir, `ours-${size}.age`);
+        await writeFile(sealed, await through((plan as NonNullable<typeof plan>).stage(), plain));
+        expect(execFileSync('age', ['-d', '-i', idFile, sealed]).equals(plain), `age -d, ${size} B`).toBe(
+          true,
+        );
+        const theirs = join(dir, `theirs-${size}.age`);
+        await writeFile(join(dir, 'plain'), plain);
+        execFileSync('age', ['-r', recipient, '-o', theirs, join(dir, 'plain')]);
+        const open = storeDecrypter(
+          { recipients: [], identities: [id] },
+          'store',
+        ) as () => NodeJS.ReadWriteStream;
+        expect(
+          (await through(open(), await readFile(theirs), [4096])).equals(plain),
+          `age -r, ${size} B`,
+        ).toBe(true);
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 
