@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { type FileHandle, mkdir, open } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { AgePayload } from '../archive/age-range.js';
-import { AgeDamage, ageHeaderEnd } from '../archive/age-stream.js';
+import { AGE_NONCE, AgeDamage, ageHeaderEnd } from '../archive/age-stream.js';
 import { SidecarError } from '../common/errors.js';
 import type { Backend } from '../storage/backend.js';
 import type { StoreEncoding } from './encoding.js';
@@ -165,7 +165,7 @@ class PackRanges {
     if (!enc.fileKey) throw new Error(`pack ${this.pack.id} is encrypted and no key is configured`);
     let head = Buffer.alloc(0);
     let end = -1;
-    for (let want = AGE_HEAD; end < 0 || head.length < end + 16; want *= 4) {
+    for (let want = AGE_HEAD; end < 0 || head.length < end + AGE_NONCE; want *= 4) {
       const to = Math.min(want, AGE_HEAD_MAX, this.pack.storedSize);
       if (to <= head.length) throw damaged('no whole age header at its start');
       head = Buffer.concat([head, await collect(await this.read(head.length, to))]);
@@ -176,7 +176,7 @@ class PackRanges {
       throw damaged(`its age header does not open (${(err as Error).message})`);
     });
     try {
-      return new AgePayload(fileKey, head.subarray(end, end + 16), end, this.pack.storedSize);
+      return new AgePayload(fileKey, head.subarray(end, end + AGE_NONCE), end, this.pack.storedSize);
     } catch (err) {
       throw err instanceof AgeDamage ? damaged(err.message) : err;
     }
