@@ -15,7 +15,7 @@ export const AGE_TAG = 16;
 export const AGE_SEALED = AGE_CHUNK + AGE_TAG;
 export const AGE_NONCE = 16;
 /** No real header comes near this: a longer one is not an age file this tool wrote or can read. */
-const HEADER_MAX = 1024 * 1024;
+export const AGE_HEADER_MAX = 1024 * 1024;
 
 /** A payload that is not what age wrote: a chunk that does not open, bytes missing, a size no chunks make. */
 export class AgeDamage extends Error {}
@@ -170,7 +170,7 @@ export class AgeDecrypt extends Transform {
     const end = ageHeaderEnd(all);
     if (end < 0 || all.length < end + AGE_NONCE) {
       this.head = [all];
-      cb(this.headBytes > HEADER_MAX ? new AgeDamage('no age header in the first MiB') : undefined);
+      cb(this.headBytes > AGE_HEADER_MAX ? new AgeDamage('no age header in the first MiB') : undefined);
       return;
     }
     this.head = [];

@@ -330,7 +330,6 @@ function noKey(cfg: EncryptionConfig, what: string, err: unknown): unknown {
  * no passphrase or identity is configured. A key that opens nothing is DECRYPTION_FAILED naming `what`.
  */
 export function storeDecrypter(cfg: EncryptionConfig | undefined, what: string): (() => Duplex) | undefined {
-  if (!cfg || (cfg.passphrase === undefined && cfg.identities.length === 0)) return undefined;
-  const open = headerKey(cfg);
-  return () => new AgeDecrypt(open, (err) => noKey(cfg, what, err));
+  const key = storeFileKey(cfg, what);
+  return key && (() => new AgeDecrypt(key));
 }

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { type FileHandle, mkdir, open } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { AgePayload } from '../archive/age-range.js';
-import { AGE_NONCE, AgeDamage, ageHeaderEnd } from '../archive/age-stream.js';
+import { AGE_HEADER_MAX, AGE_NONCE, AgeDamage, ageHeaderEnd } from '../archive/age-stream.js';
 import { SidecarError } from '../common/errors.js';
 import type { Backend } from '../storage/backend.js';
 import type { StoreEncoding } from './encoding.js';
@@ -139,7 +139,6 @@ async function* asDamage(
 
 /** An age header and its payload's nonce fit in this much, but for an unusual number of recipients. */
 const AGE_HEAD = 16 * 1024;
-const AGE_HEAD_MAX = 1024 * 1024;
 
 /** Byte ranges of one stored pack, counted, refused when the server sends more than asked for. */
 class PackRanges {
@@ -166,7 +165,7 @@ class PackRanges {
     let head = Buffer.alloc(0);
     let end = -1;
     for (let want = AGE_HEAD; end < 0 || head.length < end + AGE_NONCE; want *= 4) {
-      const to = Math.min(want, AGE_HEAD_MAX, this.pack.storedSize);
+      const to = Math.min(want, AGE_HEADER_MAX, this.pack.storedSize);
       if (to <= head.length) throw damaged('no whole age header at its start');
       head = Buffer.concat([head, await collect(await this.read(head.length, to))]);
       end = ageHeaderEnd(head);
