@@ -100,8 +100,8 @@ export interface Config {
   /**
    * Packs as independent zstd frames (store/frames.ts), so a partial restore reads only the frames it needs.
    * auto: when the target is not a local directory (S3: the download is what frames save; locally a whole pack
-   * decompresses faster than frames cost the backup); on / off: always / never. Plain zstd packs only, on a
-   * Node with zstd in zlib. Undefined = auto.
+   * decompresses faster than frames cost the backup); on / off: always / never. zstd packs (age-encrypted
+   * ones too), on a Node with zstd in zlib. Undefined = auto.
    */
   storeFrames?: 'auto' | 'on' | 'off';
   /**
