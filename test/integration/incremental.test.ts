@@ -556,14 +556,12 @@ describe('incremental backups (the blob store)', () => {
     timeout: 300_000,
   }, async () => {
     const backend = createBackend(config.target);
+    // A file of its own, so no copy of its blob (a seeded trashdir twin, a hard link) stays in the dataroot
+    // whatever ran before: the restore must fetch it from its pack.
+    const text = 'a file only the damaged pack holds';
+    const victim = at('filedir', sha1(text));
+    await inDataroot(stack, addBlob(text));
     const m = await runBackup({ docker: docker(), config, backend, log: silentLogger() });
-    // One file gone from the live dataroot: the restore must fetch it from its pack.
-    const victim = (
-      await inDataroot(
-        stack,
-        "find filedir -type f -name '????????????????????????????????????????' | sort | sed -n 1p",
-      )
-    ).trim();
     await inDataroot(stack, `rm ${victim}`);
     const before = await moodledata();
     const packsDir = join((config.target as { path: string }).path, 'store', 'packs');
