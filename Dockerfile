@@ -52,6 +52,8 @@ ARG DEBIAN_FRONTEND=noninteractive
 # --max-old-space-size=512: below 2 GB V8 grows the old generation by at most ~1.4x between full collections
 # instead of 4x, so the garbage of a million blobs' listing is collected sooner: a 2nd backup of 1M blobs
 # 161 → 120 MB peak RSS. The live heap stays far below it (the store's tables are typed arrays, off the heap).
+# --expose-gc: a run collects the young generation every 10 ms, so dead stream buffers do not pile up to V8's
+# 64 MB soft limit: an age-encrypted S3 restore 152–157 → 136–141 MB (common/young-gc.ts).
 RUN set -eu; \
     if ! command -v zstd >/dev/null 2>&1 || [ ! -x /usr/bin/tini ]; then \
       apt-get update; \
@@ -59,10 +61,10 @@ RUN set -eu; \
       rm -rf /var/lib/apt/lists/*; \
     fi; \
     for verb in backup restore snapshots verify prune serve; do \
-      printf '#!/bin/sh\nexec node --max-semi-space-size=2 --max-old-space-size=512 /app/dist/cli/main.js %s "$@"\n' "$verb" >"/usr/local/bin/$verb"; \
+      printf '#!/bin/sh\nexec node --max-semi-space-size=2 --max-old-space-size=512 --expose-gc /app/dist/cli/main.js %s "$@"\n' "$verb" >"/usr/local/bin/$verb"; \
       chmod 0755 "/usr/local/bin/$verb"; \
     done; \
-    printf '#!/bin/sh\nexec node --max-semi-space-size=2 --max-old-space-size=512 /app/dist/cli/main.js "$@"\n' >/usr/local/bin/moodle-backup; \
+    printf '#!/bin/sh\nexec node --max-semi-space-size=2 --max-old-space-size=512 --expose-gc /app/dist/cli/main.js "$@"\n' >/usr/local/bin/moodle-backup; \
     chmod 0755 /usr/local/bin/moodle-backup; \
     mkdir -p /archive /var/lib/moodle-backup
 

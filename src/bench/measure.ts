@@ -141,7 +141,7 @@ export interface CliRun {
 }
 
 /** Node flags of the image's command wrappers (Dockerfile): the bench measures the sidecar as it ships. */
-export const SIDECAR_NODE_FLAGS = ['--max-semi-space-size=2', '--max-old-space-size=512'];
+export const SIDECAR_NODE_FLAGS = ['--max-semi-space-size=2', '--max-old-space-size=512', '--expose-gc'];
 
 /**
  * The node that runs the sidecar's CLI: `BENCH_NODE`, else the bench's own. The image runs Node 22, whose zstd

@@ -42,17 +42,21 @@ export function registerVerify(program: Command): void {
       const ctx = await openContext({ needsDocker: Boolean(flags.deep), job: flags.job, json: flags.json });
       try {
         const { runVerify } = await import('../verify/run.js');
-        const report = await runVerify({
-          docker: ctx.docker,
-          config: ctx.config,
-          backend: ctx.backend,
-          log: ctx.log,
-          snapshot: snapshotArg,
-          all: flags.all,
-          deep: flags.deep,
-          readData: flags.readData,
-          signal: ctx.signal,
-        });
+        const { collectingYoung } = await import('../common/young-gc.js');
+        // Verify reads what a restore reads without its lock (it changes nothing): the same collection.
+        const report = await collectingYoung(() =>
+          runVerify({
+            docker: ctx.docker,
+            config: ctx.config,
+            backend: ctx.backend,
+            log: ctx.log,
+            snapshot: snapshotArg,
+            all: flags.all,
+            deep: flags.deep,
+            readData: flags.readData,
+            signal: ctx.signal,
+          }),
+        );
         if (flags.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
         else process.stdout.write(verifyText(report));
         const failed = report.results.filter((r) => !r.ok);

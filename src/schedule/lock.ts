@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { SidecarError } from '../common/errors.js';
 import { currentOwner, legacyOwner, type Owner, ownerLiveness } from '../common/owner.js';
+import { collectingYoung } from '../common/young-gc.js';
 
 interface LockInfo {
   pid: number;
@@ -91,7 +92,10 @@ async function readLock(file: string): Promise<LockInfo | null> {
   }
 }
 
-/** Runs `fn` holding the one run lock shared by scheduled, label-triggered and `docker exec` runs. */
+/**
+ * Runs `fn` holding the one run lock shared by scheduled, label-triggered and `docker exec` runs, its dead
+ * buffers collected young (common/young-gc.ts): every run that moves a volume's bytes holds this lock.
+ */
 export async function withRunLock<T>(
   ctx: { config: { stateDir: string } },
   operation: string,
@@ -108,7 +112,7 @@ export async function withRunLock<T>(
     );
   }
   try {
-    return await fn();
+    return await collectingYoung(fn);
   } finally {
     await lock.release();
   }

@@ -16,7 +16,7 @@ function recorded(): string | undefined {
 export const CLI_NODE = process.env.MBS_TEST_CLI_NODE ?? recorded() ?? process.execPath;
 
 /** The image's node flags (Dockerfile's command wrappers, as the bench runs them): the CLI runs as it ships. */
-export const CLI_NODE_FLAGS = ['--max-semi-space-size=2', '--max-old-space-size=512'];
+export const CLI_NODE_FLAGS = ['--max-semi-space-size=2', '--max-old-space-size=512', '--expose-gc'];
 
 /** The image's environment that bears on memory (Dockerfile `ENV`); the test's own value wins. */
 export function imageEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
