@@ -12,7 +12,7 @@ import { forEachIndexFile } from './store-io.js';
 export interface Locatable {
   find(src: Uint8Array, at: number, each: (i: number) => void): void;
   packOf(i: number): number;
-  /** `offset`: the blob's data offset in that pack's tar. */
+  /** `offset`: the blob's data offset in that pack's tar (0 for an unframed pack, where it is not used). */
   setPack(i: number, pack: number, offset: number): void;
 }
 
@@ -47,11 +47,14 @@ export async function locateBlobs(
         good.push(stored.get(pack.id)?.size === pack.storedSize);
       }
       const here = p;
+      // Where a blob lies in its pack is read only from frames: an unframed pack's offsets are not kept.
+      const framed = pack.frames !== undefined;
       let at = 0;
       for (const t of targets) {
         const place = (i: number) => {
           const was = t.packOf(i);
-          if (was < 0 || (!good[was] && good[here])) t.setPack(i, here, readU64(records, at + HASH_BYTES));
+          if (was < 0 || (!good[was] && good[here]))
+            t.setPack(i, here, framed ? readU64(records, at + HASH_BYTES) : 0);
         };
         for (at = 0; at + BLOB_RECORD_BYTES <= records.length; at += BLOB_RECORD_BYTES)
           t.find(records, at, place);

@@ -44,8 +44,11 @@ export class BlobSet {
   private readonly bigSizes = new Map<number, number>();
   /** Pack number + 1 of each blob once located (store/blob-locate.ts), 0 before. */
   private packs: Uint16Array | Uint32Array = new Uint16Array(0);
-  /** The blob's data offset in its pack's tar in 512-byte blocks (tar aligns it), 0 when not known. */
-  private offsets = new Uint32Array(0);
+  /**
+   * The blob's data offset in its pack's tar in 512-byte blocks (tar aligns it), 0 when not known. Made at the
+   * first offset given: only framed packs' blobs need one (4 MB a million blobs that unframed stores spare).
+   */
+  private offsets: Uint32Array | undefined;
   private readonly odd = new Map<number, string>();
 
   /**
@@ -158,12 +161,17 @@ export class BlobSet {
     if (pack + 1 > PACKS_16 && this.packs instanceof Uint16Array) this.packs = Uint32Array.from(this.packs);
     this.packs[i] = pack + 1;
     const block = offset / 512;
+    if (block === 0) {
+      if (this.offsets) this.offsets[i] = 0;
+      return;
+    }
+    this.offsets ??= new Uint32Array(this.sizes.length);
     this.offsets[i] = Number.isInteger(block) && block < 2 ** 32 ? block : 0;
   }
 
   /** The blob's data offset in its located pack's tar, or undefined when not known. */
   offsetOf(i: number): number | undefined {
-    const block = this.offsets[i] ?? 0;
+    const block = this.offsets?.[i] ?? 0;
     return block > 0 ? block * 512 : undefined;
   }
 
@@ -212,6 +220,6 @@ export class BlobSet {
     this.packs = copy(this.packs, (c) =>
       this.packs instanceof Uint16Array ? new Uint16Array(c) : new Uint32Array(c),
     );
-    this.offsets = copy(this.offsets, (c) => new Uint32Array(c));
+    if (this.offsets) this.offsets = copy(this.offsets, (c) => new Uint32Array(c));
   }
 }

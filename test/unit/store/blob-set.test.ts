@@ -59,5 +59,27 @@ describe('BlobSet pack offsets', () => {
     expect(set.offsetOf(3)).toBeUndefined();
     expect(set.offsetOf(2999)).toBe(1024);
     expect(set.packOf(2999)).toBe(7);
+    // More blobs after the offsets were given: the column grows with the set and keeps them.
+    for (let i = 3000; i < 9000; i++)
+      set.add({ sha1: sha1(i), size: 1, mode: 0o640, uid: 0, gid: 0, mtimeMs: 0, path: blobPath(sha1(i)) });
+    set.setPack(8999, 1, 512 * 3);
+    expect([set.offsetOf(0), set.offsetOf(2999), set.offsetOf(8999), set.offsetOf(5000)]).toEqual([
+      512,
+      1024,
+      1536,
+      undefined,
+    ]);
+    set.setPack(0, 2, 0); // located again, in an unframed pack
+    expect(set.offsetOf(0)).toBeUndefined();
+  });
+
+  it('a set located only in unframed packs (offset 0) knows no offsets', () => {
+    const set = new BlobSet(2);
+    const sha1 = (i: number) => createHash('sha1').update(`u${i}`).digest('hex');
+    for (let i = 0; i < 2; i++)
+      set.add({ sha1: sha1(i), size: 1, mode: 0o640, uid: 0, gid: 0, mtimeMs: 0, path: blobPath(sha1(i)) });
+    set.setPack(0, 0, 0);
+    set.setPack(1, 3, 0);
+    expect([set.offsetOf(0), set.offsetOf(1), set.packOf(1)]).toEqual([undefined, undefined, 3]);
   });
 });
