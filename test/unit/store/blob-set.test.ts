@@ -4,6 +4,14 @@ import type { BlobEntry } from '../../../src/store/blob-list.js';
 import { BlobSet } from '../../../src/store/blob-set.js';
 import { blobPath } from '../../../src/store/layout.js';
 
+/** Adds blobs `from`..`to`-1 named by `tag` and their number, 1 byte each, at their own place. */
+function addBlobs(set: BlobSet, tag: string, from: number, to: number): (i: number) => string {
+  const sha1 = (i: number) => createHash('sha1').update(`${tag}${i}`).digest('hex');
+  for (let i = from; i < to; i++)
+    set.add({ sha1: sha1(i), size: 1, mode: 0o640, uid: 0, gid: 0, mtimeMs: 0, path: blobPath(sha1(i)) });
+  return sha1;
+}
+
 describe('BlobSet', () => {
   it('gives back every entry as added: sizes past 32 bits, more owners than its palette holds, odd paths', () => {
     const entries: BlobEntry[] = [];
@@ -46,9 +54,7 @@ describe('BlobSet pack numbers', () => {
 describe('BlobSet pack offsets', () => {
   it('keeps where each blob lies in its pack across growth; an offset off a tar block is not known', () => {
     const set = new BlobSet(1);
-    const sha1 = (i: number) => createHash('sha1').update(`o${i}`).digest('hex');
-    for (let i = 0; i < 3000; i++)
-      set.add({ sha1: sha1(i), size: 1, mode: 0o640, uid: 0, gid: 0, mtimeMs: 0, path: blobPath(sha1(i)) });
+    addBlobs(set, 'o', 0, 3000);
     set.setPack(0, 0, 512);
     set.setPack(1, 0, 512 * 2 ** 31); // 1 TiB into a pack
     set.setPack(2, 0, 700);
@@ -60,8 +66,7 @@ describe('BlobSet pack offsets', () => {
     expect(set.offsetOf(2999)).toBe(1024);
     expect(set.packOf(2999)).toBe(7);
     // More blobs after the offsets were given: the column grows with the set and keeps them.
-    for (let i = 3000; i < 9000; i++)
-      set.add({ sha1: sha1(i), size: 1, mode: 0o640, uid: 0, gid: 0, mtimeMs: 0, path: blobPath(sha1(i)) });
+    addBlobs(set, 'o', 3000, 9000);
     set.setPack(8999, 1, 512 * 3);
     expect([set.offsetOf(0), set.offsetOf(2999), set.offsetOf(8999), set.offsetOf(5000)]).toEqual([
       512,
@@ -75,9 +80,7 @@ describe('BlobSet pack offsets', () => {
 
   it('a set located only in unframed packs (offset 0) knows no offsets', () => {
     const set = new BlobSet(2);
-    const sha1 = (i: number) => createHash('sha1').update(`u${i}`).digest('hex');
-    for (let i = 0; i < 2; i++)
-      set.add({ sha1: sha1(i), size: 1, mode: 0o640, uid: 0, gid: 0, mtimeMs: 0, path: blobPath(sha1(i)) });
+    addBlobs(set, 'u', 0, 2);
     set.setPack(0, 0, 0);
     set.setPack(1, 3, 0);
     expect([set.offsetOf(0), set.offsetOf(1), set.packOf(1)]).toEqual([undefined, undefined, 3]);
