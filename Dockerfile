@@ -52,8 +52,9 @@ ARG DEBIAN_FRONTEND=noninteractive
 # --max-old-space-size=512: below 2 GB V8 grows the old generation by at most ~1.4x between full collections
 # instead of 4x, so the garbage of a million blobs' listing is collected sooner: a 2nd backup of 1M blobs
 # 161 → 120 MB peak RSS. The live heap stays far below it (the store's tables are typed arrays, off the heap).
-# --expose-gc: a run collects the young generation every 10 ms, so dead stream buffers do not pile up to V8's
-# 64 MB soft limit: an age-encrypted S3 restore 152–157 → 136–141 MB (common/young-gc.ts).
+# --expose-gc: a run collects the young generation whenever 2 MB more memory lies outside V8's heap, so dead
+# stream buffers do not pile up to V8's 64 MB soft limit: an age-encrypted S3 restore 152–157 → 136–140 MB
+# (common/young-gc.ts).
 RUN set -eu; \
     if ! command -v zstd >/dev/null 2>&1 || [ ! -x /usr/bin/tini ]; then \
       apt-get update; \
