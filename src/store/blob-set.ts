@@ -22,8 +22,9 @@ interface BlobClass {
 }
 
 /**
- * A snapshot's blob set in memory, in columns: 20 bytes of hash, 16 of attributes and 4 of the offset in its
- * pack a blob (40 bytes: a million blobs take ~40 MB rather than the ~250 MB of as many objects). Sizes are
+ * A snapshot's blob set in memory, in columns: 20 bytes of hash, 16 of attributes and, in a framed store, 4 of
+ * the offset in its pack a blob (36–40 bytes: a million blobs take ~40 MB rather than the ~250 MB of as many
+ * objects). Sizes are
  * 32-bit (a larger one aside), area, mode and owner an index into the few combinations a dataroot has, pack
  * numbers 16-bit while they fit.
  * A path is kept as a string only when it is not the blob's own place (`<area>/ab/cd/<sha1>`): a corrupted
