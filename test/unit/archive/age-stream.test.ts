@@ -3,8 +3,6 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable, Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { Decrypter, Encrypter, generateIdentity, identityToRecipient } from 'age-encryption';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { AGE_CHUNK, AGE_SEALED, ageHeaderEnd } from '../../../src/archive/age-stream.js';
@@ -14,6 +12,7 @@ import {
   type ManifestEncryption,
   storeDecrypter,
 } from '../../../src/archive/encryption.js';
+import { piped } from '../../harness/streams.js';
 
 let id: string;
 let recipient: string;
@@ -31,18 +30,7 @@ async function through(stage: NodeJS.ReadWriteStream, data: Buffer, pieces = [65
       off += n;
     }
   };
-  const out: Buffer[] = [];
-  await pipeline(
-    Readable.from(parts()),
-    stage,
-    new Writable({
-      write(c: Buffer, _e, cb) {
-        out.push(c);
-        cb();
-      },
-    }),
-  );
-  return Buffer.concat(out);
+  return piped(parts(), stage);
 }
 
 const SIZES = [0, 1, AGE_CHUNK - 1, AGE_CHUNK, AGE_CHUNK + 1, 3 * AGE_CHUNK, 200_000];

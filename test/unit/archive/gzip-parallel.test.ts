@@ -1,11 +1,10 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { Readable, Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { getCodec } from '../../../src/archive/codec.js';
 import { ParallelGzip } from '../../../src/archive/gzip-parallel.js';
+import { piped } from '../../harness/streams.js';
 
 /** Text-like and random data in odd-sized pieces, as a tar stream arrives from Docker. */
 function input(bytes: number): Buffer[] {
@@ -22,19 +21,8 @@ function input(bytes: number): Buffer[] {
   return parts;
 }
 
-async function compress(parts: Buffer[], gz = new ParallelGzip(6, 3)): Promise<Buffer> {
-  const out: Buffer[] = [];
-  await pipeline(
-    Readable.from(parts),
-    gz,
-    new Writable({
-      write(c: Buffer, _e, cb) {
-        out.push(c);
-        cb();
-      },
-    }),
-  );
-  return Buffer.concat(out);
+function compress(parts: Buffer[], gz = new ParallelGzip(6, 3)): Promise<Buffer> {
+  return piped(parts, gz);
 }
 
 describe('parallel gzip (independent members on the thread pool)', () => {
@@ -56,18 +44,8 @@ describe('parallel gzip (independent members on the thread pool)', () => {
   it("the codec's own decompressor reads it (verify and restore use it)", async () => {
     const parts = input(3 * 1024 * 1024);
     const gz = await compress(parts, getCodec('gzip').compress(6) as ParallelGzip);
-    const out: Buffer[] = [];
-    await pipeline(
-      Readable.from([gz]),
-      getCodec('gzip').decompress(),
-      new Writable({
-        write(c: Buffer, _e, cb) {
-          out.push(c);
-          cb();
-        },
-      }),
-    );
-    expect(Buffer.concat(out).equals(Buffer.concat(parts))).toBe(true);
+    const out = await piped([gz], getCodec('gzip').decompress());
+    expect(out.equals(Buffer.concat(parts))).toBe(true);
   });
 
   it('empty input gives a valid, empty gzip file; keeps input order with many small writes', async () => {

@@ -1,7 +1,6 @@
-import { Readable, Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
 import { PgRowCounter } from '../../../src/database/pg-rows.js';
+import { piped } from '../../harness/streams.js';
 
 /** A pg_dump --create plain dump of two databases, shaped as pg_dump 15 writes it. */
 const DUMP = `--
@@ -32,18 +31,7 @@ async function count(text: string, chunk: number): Promise<Record<string, number
   const parts: Buffer[] = [];
   for (let i = 0; i < buf.length; i += chunk) parts.push(buf.subarray(i, i + chunk));
   const counter = new PgRowCounter();
-  const out: Buffer[] = [];
-  await pipeline(
-    Readable.from(parts),
-    counter,
-    new Writable({
-      write(c: Buffer, _e, cb) {
-        out.push(c);
-        cb();
-      },
-    }),
-  );
-  expect(Buffer.concat(out).equals(buf)).toBe(true);
+  expect((await piped(parts, counter)).equals(buf)).toBe(true);
   return counter.tables;
 }
 
