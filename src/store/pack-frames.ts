@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { type FileHandle, mkdir, open } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { buffer } from 'node:stream/consumers';
 import { AgePayload } from '../archive/age-range.js';
 import { AGE_HEADER_MAX, AGE_NONCE, AgeDamage, ageHeaderEnd } from '../archive/age-stream.js';
 import { SidecarError } from '../common/errors.js';
@@ -167,7 +168,7 @@ class PackRanges {
     for (let want = AGE_HEAD; end < 0 || head.length < end + AGE_NONCE; want *= 4) {
       const to = Math.min(want, AGE_HEADER_MAX, this.pack.storedSize);
       if (to <= head.length) throw damaged('no whole age header at its start');
-      head = Buffer.concat([head, await collect(await this.read(head.length, to))]);
+      head = Buffer.concat([head, await buffer(await this.read(head.length, to))]);
       end = ageHeaderEnd(head);
     }
     const fileKey = await enc.fileKey(head.subarray(0, end)).catch((err: unknown) => {
@@ -197,12 +198,6 @@ class PackRanges {
       yield chunk;
     }
   }
-}
-
-async function collect(body: AsyncIterable<Buffer>): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const b of body) parts.push(b);
-  return Buffer.concat(parts);
 }
 
 /** Blob bytes in tar order into files, each hashed; a blob may span frames. */
