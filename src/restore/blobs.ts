@@ -17,7 +17,6 @@ import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { getCodec } from '../archive/codec.js';
-import { storeDecrypter, storeFileKey } from '../archive/encryption.js';
 import type { Manifest, ManifestVolume } from '../archive/manifest.js';
 import type { TarStats } from '../archive/tar-guard.js';
 import { SidecarError, throwFirstCause } from '../common/errors.js';
@@ -30,7 +29,7 @@ import type { Backend } from '../storage/backend.js';
 import type { BlobEntry, DirEntry } from '../store/blob-list.js';
 import { locatableSet, locateBlobs, locateProblems } from '../store/blob-locate.js';
 import { BlobSet } from '../store/blob-set.js';
-import type { StoreEncoding } from '../store/encoding.js';
+import { readingEncoding, type StoreEncoding } from '../store/encoding.js';
 import type { PackRecord } from '../store/index-file.js';
 import { BLOB_AREAS, blobPath, isBlobPath } from '../store/layout.js';
 import { type LeafSet, LeafTable, leafOf, leafSlot } from '../store/leaf-table.js';
@@ -87,11 +86,7 @@ export async function verifyBlobs(
   const withBlobs = volumes.filter((v) => v.blobs);
   if (withBlobs.length === 0) return undefined;
   const t0 = Date.now();
-  const encoding: StoreEncoding = {
-    codec: getCodec(manifest.codec),
-    decrypt: storeDecrypter(encryption, 'store'),
-    fileKey: storeFileKey(encryption, 'store'),
-  };
+  const encoding = readingEncoding(getCodec(manifest.codec), encryption);
   const stored = await storedPacks(backend);
   const sets = new Map<string, BlobSet>();
   const dirs = new Map<string, LeafTable>();

@@ -3,13 +3,12 @@ import { chmod, chown, rename, rm, utimes } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { resolveSnapshot } from '../archive/catalog.js';
 import { getCodec } from '../archive/codec.js';
-import { storeDecrypter, storeFileKey } from '../archive/encryption.js';
 import { SidecarError } from '../common/errors.js';
 import { fileTime } from '../common/file-time.js';
 import { findSelf } from '../docker/self.js';
 import { discoverStack } from '../stack/discover.js';
 import type { BlobEntry } from '../store/blob-list.js';
-import type { StoreEncoding } from '../store/encoding.js';
+import { readingEncoding, type StoreEncoding } from '../store/encoding.js';
 import type { FrameRun } from '../store/frames.js';
 import type { PackRecord } from '../store/index-file.js';
 import { isSha1Hex } from '../store/layout.js';
@@ -62,11 +61,7 @@ export async function restoreOneFile(o: OneFileOptions): Promise<OneFileResult> 
       if (!found && (byHash ? b.sha1 === wanted : b.path === wanted)) found = b;
     }
     if (!found) continue;
-    const encoding = {
-      codec: getCodec(manifest.codec),
-      decrypt: storeDecrypter(o.config.encryption, 'store'),
-      fileKey: storeFileKey(o.config.encryption, 'store'),
-    };
+    const encoding = readingEncoding(getCodec(manifest.codec), o.config.encryption);
     const index = await loadIndex(o.backend, encoding);
     const at = index.lookup(Buffer.from(found.sha1, 'hex'));
     if (!at) {

@@ -1,5 +1,7 @@
 import type { Duplex } from 'node:stream';
 import type { CodecImpl } from '../archive/codec.js';
+import { storeDecrypter, storeFileKey } from '../archive/encryption.js';
+import type { EncryptionConfig } from '../config/types.js';
 
 /**
  * How the store's objects are encoded: packs go through the codec then (optionally) age, like archives;
@@ -17,6 +19,14 @@ export interface StoreEncoding {
   fileKey?: (header: Uint8Array) => Promise<Uint8Array>;
   /** Write new packs as frames (frames.ts) where they can be: zstd, a Node with zstd in zlib. */
   frames?: boolean;
+}
+
+/**
+ * How a restore or a verify reads the store with the configured keys: whole packs and index files through
+ * `decrypt`, part of a framed pack through `fileKey` (a reader without it reads whole packs).
+ */
+export function readingEncoding(codec: CodecImpl, encryption: EncryptionConfig | undefined): StoreEncoding {
+  return { codec, decrypt: storeDecrypter(encryption, 'store'), fileKey: storeFileKey(encryption, 'store') };
 }
 
 /** age's header line: an encrypted object starts with it. */

@@ -1,11 +1,10 @@
 import { getCodec } from '../archive/codec.js';
-import { storeDecrypter } from '../archive/encryption.js';
 import type { Manifest, ManifestVolume } from '../archive/manifest.js';
 import { SidecarError } from '../common/errors.js';
 import type { Config } from '../config/types.js';
 import type { Backend } from '../storage/backend.js';
 import type { BlobIndex } from '../store/blob-index.js';
-import type { StoreEncoding } from '../store/encoding.js';
+import { readingEncoding, type StoreEncoding } from '../store/encoding.js';
 import { checkPack } from '../store/pack-check.js';
 import { blobProblem, snapshotBlobs, storedPacks } from '../store/snapshot-blobs.js';
 import { loadIndex } from '../store/store-io.js';
@@ -32,10 +31,7 @@ export class StoreVerifier {
     private readonly config: Pick<Config, 'compression' | 'encryption'>,
     private readonly signal?: AbortSignal,
   ) {
-    this.encoding = {
-      codec: getCodec(config.compression),
-      decrypt: storeDecrypter(config.encryption, 'store'),
-    };
+    this.encoding = readingEncoding(getCodec(config.compression), config.encryption);
   }
 
   /**
