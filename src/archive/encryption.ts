@@ -133,17 +133,11 @@ async function sealingTo(recipients: readonly string[]): Promise<AgeSealing> {
 
 /** `prepare` and `stage` over sealings made ahead (a header each; every file its own key and nonce). */
 function sealing(open: () => Promise<AgeSealing>): Pick<EncryptionPlan, 'prepare' | 'stage'> {
-  const ready: Promise<AgeSealing>[] = [];
-  return {
-    async prepare(count) {
-      for (let i = 0; i < count; i++) {
-        const s = open();
-        await s;
-        ready.push(s);
-      }
-    },
-    stage: () => new AgeEncrypt(ready.shift() ?? open()),
-  };
+  return madeAhead(
+    open,
+    (s) => s,
+    (s) => new AgeEncrypt(s),
+  );
 }
 
 /**
@@ -153,17 +147,32 @@ function sealing(open: () => Promise<AgeSealing>): Pick<EncryptionPlan, 'prepare
  * complete ahead of time. Each opening is used once: every archive keeps its own file key, salt and nonce.
  */
 function encrypting(open: Open): Pick<EncryptionPlan, 'prepare' | 'stage'> {
-  const ready: Opening[] = [];
+  return madeAhead(
+    () => opening(open),
+    (o) => o.output,
+    (o) => webStage(o),
+  );
+}
+
+/**
+ * `prepare(count)` makes `count` openings ahead, each complete (`done`) before the next is started: a
+ * passphrase's scrypt holds 256 MiB while it runs. `stage` uses the next one made, or makes one.
+ */
+function madeAhead<T>(
+  make: () => T,
+  done: (t: T) => Promise<unknown>,
+  stage: (t: T) => Duplex,
+): Pick<EncryptionPlan, 'prepare' | 'stage'> {
+  const ready: T[] = [];
   return {
     async prepare(count) {
-      // One after the other: a passphrase's scrypt holds 256 MiB while it runs.
       for (let i = 0; i < count; i++) {
-        const o = opening(open);
-        await o.output;
-        ready.push(o);
+        const t = make();
+        await done(t);
+        ready.push(t);
       }
     },
-    stage: () => webStage(ready.shift() ?? opening(open)),
+    stage: () => stage(ready.shift() ?? make()),
   };
 }
 
